@@ -1,0 +1,123 @@
+"""python-tuf's ngclient, fed from an OCI repository.
+
+ngclient asks for URLs such as ``<base>3.root.json``, ``<base>timestamp.json`` or
+``<base>7.targets.json``; this fetcher turns each into store reads following
+docs/layout.md §5. Nothing it reads is trusted: it only decides *where* to get
+bytes, and ngclient verifies every byte against the trusted chain. That is why
+it may use hints (latest root version and the timestamp bytes carried on the
+``timestamp`` manifest; lengths and hashes from the timestamp and snapshot it
+just served) to skip round trips: a wrong hint can make a refresh fail, never
+succeed.
+
+Round trips for a refresh of an unchanged repository: one (the ``timestamp``
+manifest, which carries the root hint and the timestamp bytes; snapshot and
+targets are then already in ngclient's cache).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from urllib import parse
+
+from tuf.api import exceptions
+from tuf.ngclient import FetcherInterface
+
+from tufoci.errors import NotFoundError
+from tufoci.layout_spec import (
+    MAX_METADATA_BYTES,
+    TIMESTAMP_TAG,
+    MetadataManifest,
+    metadata_tag,
+    parse_metadata_manifest,
+)
+from tufoci.store.base import RepositoryStore
+
+_VERSIONED_RE = re.compile(r"^([1-9][0-9]{0,11})\.(.+)\.json$")
+
+
+class OCIMetadataFetcher(FetcherInterface):
+    """A ``FetcherInterface`` over one metadata repository, for one refresh."""
+
+    def __init__(self, store: RepositoryStore):
+        self._store = store
+        self._timestamp_manifest: MetadataManifest | None = None
+        self._timestamp_missing = False
+        self.timestamp_manifest_digest: str | None = None
+        # filename -> (digest, length) learned from the timestamp/snapshot served
+        self._locations: dict[str, tuple[str, int | None]] = {}
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        filename = parse.unquote(url.rsplit("/", 1)[-1])
+        try:
+            yield self._read(filename)
+        except NotFoundError as e:
+            # ngclient treats 403/404 on root N+1 as "no newer root"
+            raise exceptions.DownloadHTTPError(str(e), 404) from e
+
+    # -- layout §5: what a refresh reads --------------------------------------
+    def _read(self, filename: str) -> bytes:
+        if filename == "timestamp.json":
+            manifest = self._timestamp()
+            if manifest is None:
+                raise NotFoundError(f"no '{TIMESTAMP_TAG}' tag in {self._store!r}: is the scope initialised?")
+            data = manifest.inline_data or self._blob(manifest.layer.digest, manifest.layer.size)
+            self._learn(data)
+            return data
+        match = _VERSIONED_RE.match(filename)
+        if not match:
+            raise NotFoundError(f"{filename} is not a file of the tufoci layout")
+        version, role = int(match.group(1)), match.group(2)
+        if role == "root":
+            hint = self._timestamp()
+            if hint is not None and hint.root_hint is not None and version > hint.root_hint:
+                raise NotFoundError(f"root {version} is newer than the latest root {hint.root_hint}")
+            return self._by_tag(metadata_tag("root", version))
+        location = self._locations.get(filename)
+        if location is not None:
+            data = self._blob(*location)
+        else:
+            data = self._by_tag(metadata_tag(role, version))
+        if role == "snapshot":
+            self._learn(data)
+        return data
+
+    def _timestamp(self) -> MetadataManifest | None:
+        if self._timestamp_manifest is None and not self._timestamp_missing:
+            try:
+                manifest = self._store.get_manifest(TIMESTAMP_TAG)
+            except NotFoundError:
+                self._timestamp_missing = True
+                return None
+            self.timestamp_manifest_digest = manifest.digest
+            self._timestamp_manifest = parse_metadata_manifest(manifest.data)
+        return self._timestamp_manifest
+
+    def _by_tag(self, tag: str) -> bytes:
+        manifest = parse_metadata_manifest(self._store.get_manifest(tag).data)
+        return self._blob(manifest.layer.digest, manifest.layer.size)
+
+    def _blob(self, digest: str, length: int | None) -> bytes:
+        cap = MAX_METADATA_BYTES if length is None else min(length, MAX_METADATA_BYTES)
+        return self._store.get_blob(digest, max_bytes=cap)
+
+    def _learn(self, data: bytes) -> None:
+        """Remember where the files listed by a timestamp or snapshot live.
+
+        Untrusted parse: if these bytes are rejected, ngclient never asks for
+        the files they list; if accepted, ngclient re-checks each file's hash.
+        """
+        try:
+            meta = json.loads(data)["signed"]["meta"]
+            for name, info in meta.items():
+                sha256 = info.get("hashes", {}).get("sha256")
+                if isinstance(sha256, str) and re.fullmatch(r"[0-9a-f]{64}", sha256):
+                    role = name[: -len(".json")] if name.endswith(".json") else name
+                    length = info.get("length")
+                    self._locations[f"{int(info['version'])}.{role}.json"] = (
+                        f"sha256:{sha256}",
+                        length if isinstance(length, int) and length >= 0 else None,
+                    )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return

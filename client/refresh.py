@@ -1,0 +1,130 @@
+"""The TUF client workflow for one trust pin, with a transactional cache.
+
+python-tuf's ``Updater`` does every check of the client workflow (root chain,
+timestamp, snapshot, targets, delegations; rollback, freeze, mix-and-match,
+thresholds). This module only wires it to an OCI store and makes its cache
+transactional: the refresh runs on a scratch copy of the pin's cache, and the
+copy replaces the cache only when every requested lookup succeeded. After a
+rejection the trusted cache is byte for byte what it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import filecmp
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from tuf.api import exceptions
+from tuf.api.metadata import TargetFile
+from tuf.ngclient import Updater, UpdaterConfig
+
+from tufoci.atomic_file import atomic_write
+from tufoci.errors import MetadataRejectedError, RegistryError, TufociError
+from tufoci.reference import parse_repository
+from tufoci.state import Pin
+from tufoci.store import open_repository
+from tufoci.store.base import RepositoryStore
+from tufoci.client.fetcher import OCIMetadataFetcher
+
+
+@dataclass
+class TrustedSession:
+    """An updater that has refreshed, and the directory holding its metadata."""
+
+    updater: Updater
+    metadata_dir: str
+    fetcher: OCIMetadataFetcher
+
+    def lookup(self, target: str) -> TargetFile | None:
+        """Signed target info for ``target`` (delegations walked as TUF says)."""
+        with translate_tuf_errors():
+            return self.updater.get_targetinfo(target)
+
+
+@contextlib.contextmanager
+def translate_tuf_errors() -> Iterator[None]:
+    """Map python-tuf's exceptions onto tufoci's families (exit codes)."""
+    try:
+        yield
+    except exceptions.RepositoryError as e:
+        raise MetadataRejectedError(f"metadata rejected: {type(e).__name__}: {e}") from e
+    except exceptions.DownloadLengthMismatchError as e:
+        raise MetadataRejectedError(f"metadata rejected: {e}") from e
+    except exceptions.DownloadError as e:
+        cause = e.__cause__
+        while cause is not None and not isinstance(cause, TufociError):
+            cause = cause.__cause__
+        if isinstance(cause, TufociError):
+            raise cause from e
+        raise RegistryError(f"cannot download metadata: {e}") from e
+
+
+def cache_dir(home: str, pin: Pin) -> str:
+    """The pin's ngclient cache, keyed by the pinned root (DESIGN §4)."""
+    return os.path.join(home, "cache", pin.root_sha256)
+
+
+def metadata_store(pin: Pin, **registry_options: object) -> RepositoryStore:
+    return open_repository(parse_repository(pin.metadata), **registry_options)
+
+
+@contextlib.contextmanager
+def trusted_session(home: str, pin: Pin, **registry_options: object) -> Iterator[TrustedSession]:
+    """Refresh the pin's metadata; keep the result only if the block succeeds."""
+    cache = cache_dir(home, pin)
+    os.makedirs(os.path.dirname(cache), mode=0o700, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=".refresh-", dir=os.path.dirname(cache))
+    try:
+        work = os.path.join(scratch, "metadata")
+        bootstrap = None
+        if os.path.exists(os.path.join(cache, "root.json")):
+            shutil.copytree(cache, work, symlinks=True)
+        else:
+            os.makedirs(work)
+            with open(pin.root_file, "rb") as f:
+                bootstrap = f.read()
+        fetcher = OCIMetadataFetcher(metadata_store(pin, **registry_options))
+        with translate_tuf_errors():
+            try:
+                updater = Updater(
+                    work,
+                    f"oci://{pin.metadata}/",
+                    fetcher=fetcher,
+                    config=UpdaterConfig(),
+                    bootstrap=bootstrap,
+                )
+            except (ValueError, TypeError) as e:
+                raise MetadataRejectedError(f"cached or pinned root is not valid metadata: {e}") from e
+            updater.refresh()
+        yield TrustedSession(updater, work, fetcher)
+        _commit(work, cache)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _commit(work: str, cache: str) -> None:
+    """Move what changed from the scratch copy into the cache, file by file, atomically."""
+    for directory, _, files in os.walk(work, topdown=False):  # root_history before the root.json link
+        relative = os.path.relpath(directory, work)
+        target_dir = os.path.normpath(os.path.join(cache, relative))
+        os.makedirs(target_dir, mode=0o700, exist_ok=True)
+        for name in files:
+            source = os.path.join(directory, name)
+            target = os.path.join(target_dir, name)
+            if os.path.islink(source):
+                link = os.readlink(source)
+                if not os.path.islink(target) or os.readlink(target) != link:
+                    temp = target + ".tmp-link"
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(temp)
+                    os.symlink(link, temp)
+                    os.replace(temp, target)
+                continue
+            if os.path.exists(target) and not os.path.islink(target) and filecmp.cmp(source, target, shallow=False):
+                continue
+            with open(source, "rb") as f:
+                atomic_write(target, f.read(), mode=0o600)

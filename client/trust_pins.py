@@ -1,0 +1,125 @@
+"""Trust pins: which root a consumer trusts for which scope.
+
+A pin maps a scope (``registry/namespace`` or ``oci:DIR``) to its metadata
+repository and to the root the user obtained out of band, identified by its
+sha256. There is no trust on first use: adding a pin needs the root file, or a
+sha256 that the root fetched from the registry must match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from tufoci.atomic_file import atomic_write
+from tufoci.errors import MetadataRejectedError, NotTrustedError, UsageError
+from tufoci.reference import Reference, Repository, parse_repository
+from tufoci.state import Pin, State, now_iso
+
+METADATA_REPOSITORY_NAME = "tuf"
+
+
+def default_metadata_repository(scope: Repository) -> Repository:
+    """DESIGN §2: ``<scope>/tuf`` unless configured."""
+    return scope.child(METADATA_REPOSITORY_NAME)
+
+
+def _check_root(data: bytes) -> None:
+    """A pinned root must at least be TUF root metadata (its signatures are
+    checked by ngclient on first use, against itself)."""
+    try:
+        signed = json.loads(data)["signed"]
+        if signed["_type"] != "root":
+            raise ValueError(f"_type is {signed['_type']!r}")
+    except (ValueError, KeyError, TypeError) as e:
+        raise UsageError(f"not a TUF root metadata file: {e}") from e
+
+
+def add_pin(
+    state: State,
+    scope_text: str,
+    *,
+    root_data: bytes,
+    metadata: str | None = None,
+    expected_sha256: str | None = None,
+) -> Pin:
+    """Pin ``root_data`` for a scope (replacing an earlier pin of the same scope)."""
+    scope = parse_repository(scope_text)
+    _check_root(root_data)
+    digest = hashlib.sha256(root_data).hexdigest()
+    if expected_sha256 and expected_sha256.lower().removeprefix("sha256:") != digest:
+        raise MetadataRejectedError(
+            f"root sha256 is {digest}, not the pinned {expected_sha256}: refusing to trust it"
+        )
+    metadata_repo = str(parse_repository(metadata)) if metadata else str(default_metadata_repository(scope))
+    roots = state.path("roots")
+    os.makedirs(roots, mode=0o700, exist_ok=True)
+    root_file = os.path.join(roots, f"{digest}.root.json")
+    atomic_write(root_file, root_data)
+    pin = Pin(str(scope), metadata_repo, digest, root_file)
+    with state.transaction() as conn:
+        conn.execute(
+            "INSERT OR REPLACE INTO pins (scope, metadata, root_sha256, root_file, added_at) VALUES (?,?,?,?,?)",
+            (pin.scope, pin.metadata, pin.root_sha256, pin.root_file, now_iso()),
+        )
+        state.audit(conn, "trust-add", scope=pin.scope, root_sha256=digest, metadata=metadata_repo)
+    return pin
+
+
+def remove_pin(state: State, scope_text: str) -> None:
+    scope = str(parse_repository(scope_text))
+    with state.transaction() as conn:
+        if conn.execute("DELETE FROM pins WHERE scope = ?", (scope,)).rowcount == 0:
+            raise NotTrustedError(f"no trust pin for {scope}")
+        state.audit(conn, "trust-remove", scope=scope)
+
+
+def pin_for_scope(state: State, scope_text: str) -> Pin:
+    scope = str(parse_repository(scope_text))
+    for pin in state.pins():
+        if pin.scope == scope:
+            return pin
+    raise NotTrustedError(
+        f"no trust pin for {scope}: run 'tufoci trust add {scope} --root ROOT.json' with the root its maintainers published"
+    )
+
+
+def pin_for_reference(pins: list[Pin], reference: Reference) -> tuple[Pin, Repository]:
+    """The pin whose scope is the longest prefix of the reference's repository."""
+    best: tuple[Pin, Repository] | None = None
+    for pin in pins:
+        scope = parse_repository(pin.scope)
+        if reference.repository.relative_to(scope) is None:
+            continue
+        if best is None or len(scope.path) > len(best[1].path):
+            best = (pin, scope)
+    if best is None:
+        raise NotTrustedError(
+            f"no trust pin covers {reference.repository}: run 'tufoci trust add SCOPE --root ROOT.json' first"
+        )
+    return best
+
+
+def fetch_root_by_sha256(
+    scope_text: str, sha256: str, metadata: str | None = None, **registry_options: object
+) -> bytes:
+    """Find, in the metadata repository, the root version whose bytes hash to ``sha256``.
+
+    The hash is the trust anchor; the registry is only asked where the bytes are.
+    """
+    from tufoci.layout_spec import parse_metadata_manifest
+    from tufoci.store import open_repository
+
+    scope = parse_repository(scope_text)
+    repo = parse_repository(metadata) if metadata else default_metadata_repository(scope)
+    store = open_repository(repo, **registry_options)
+    wanted = sha256.lower().removeprefix("sha256:")
+    versions = sorted(
+        int(tag.split(".", 1)[1]) for tag in store.list_tags() if tag.startswith("root.") and tag[5:].isdigit()
+    )
+    for version in versions:
+        layer = parse_metadata_manifest(store.get_manifest(f"root.{version}").data).layer
+        if layer.digest == f"sha256:{wanted}":
+            return store.get_blob(layer.digest, max_bytes=layer.size)
+    raise MetadataRejectedError(f"no root in {repo} has sha256 {wanted}")

@@ -1,0 +1,96 @@
+"""Read-only views for maintainers: status, signed targets, the audit log.
+
+Every view of published metadata goes through a verified refresh, so what a
+maintainer reads is what consumers will trust.
+"""
+
+from __future__ import annotations
+
+import json
+
+from tufoci.client.refresh import trusted_session
+from tufoci.client.trust_pins import pin_for_scope
+from tufoci.errors import TufociError
+from tufoci.repo_tool.publish import load_current
+from tufoci.repo_tool.staging import staged_changes
+from tufoci.reference import parse_repository
+from tufoci.state import State, now_utc
+
+
+def _expires_in(expires) -> str:
+    seconds = int((expires - now_utc()).total_seconds())
+    if seconds < 0:
+        return "EXPIRED"
+    days, rest = divmod(seconds, 86400)
+    return f"in {days}d" if days else f"in {rest // 3600}h{(rest % 3600) // 60:02d}m"
+
+
+def scope_status(state: State, scope_text: str, **registry_options: object) -> dict:
+    """Staged changes, and per role: version, expiry, threshold (best effort if offline)."""
+    pin = pin_for_scope(state, scope_text)
+    report: dict = {
+        "scope": pin.scope,
+        "metadata": pin.metadata,
+        "staged": [
+            {"action": c.action, "role": c.role, "target": c.name, "digest": c.digest, "length": c.length}
+            for c in staged_changes(state, pin.scope)
+        ],
+        "roles": [],
+    }
+    try:
+        with trusted_session(state.home, pin, **registry_options) as session:
+            current = load_current(session)
+    except TufociError as e:
+        report["error"] = str(e)
+        return report
+    root = current.root.signed
+    for md in (current.root, current.targets, current.snapshot, current.timestamp):
+        signed = md.signed
+        role = root.roles[signed.type]
+        report["roles"].append(
+            {
+                "role": signed.type,
+                "version": signed.version,
+                "expires": signed.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "expiresIn": _expires_in(signed.expires),
+                "threshold": role.threshold,
+                "keys": len(role.keyids),
+            }
+        )
+    return report
+
+
+def signed_targets(state: State, scope_text: str, **registry_options: object) -> list[dict]:
+    """The targets signed in the top-level targets role, verified."""
+    pin = pin_for_scope(state, scope_text)
+    with trusted_session(state.home, pin, **registry_options) as session:
+        current = load_current(session)
+    scope = parse_repository(pin.scope)
+    rows = []
+    for name, info in sorted(current.targets.signed.targets.items()):
+        rows.append(
+            {
+                "target": name,
+                "digest": "sha256:" + info.hashes.get("sha256", ""),
+                "length": info.length,
+                "mediaType": (info.custom or {}).get("mediaType") if isinstance(info.custom, dict) else None,
+                "role": "targets",
+                "scope": str(scope),
+            }
+        )
+    return rows
+
+
+def audit_log(state: State, scope_text: str | None = None) -> list[dict]:
+    if scope_text:
+        scope = str(parse_repository(scope_text))
+        rows = state.query("SELECT * FROM audit WHERE scope = ? ORDER BY id", (scope,))
+    else:
+        rows = state.query("SELECT * FROM audit ORDER BY id")
+    return [
+        {
+            "id": r["id"], "at": r["at"], "actor": r["actor"], "scope": r["scope"], "action": r["action"],
+            "role": r["role"], "version": r["version"], "details": json.loads(r["details"] or "{}"),
+        }
+        for r in rows
+    ]

@@ -1,0 +1,83 @@
+"""Pushing metadata versions in the order that keeps every publish atomic for readers.
+
+Layout §4: (1) upload every blob, (2) write the immutable versioned manifests,
+(3) re-read ``timestamp`` and refuse to go on if someone else moved it since we
+read it, (4) move ``timestamp``. Until (4) readers keep seeing the previous
+timestamp, hence the previous consistent state; a publish that dies anywhere
+before (4) changes nothing a client trusts, and running it again completes it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+
+from tufoci.errors import ConcurrentPublishError, NotFoundError
+from tufoci.layout_spec import (
+    EMPTY_CONFIG,
+    MANIFEST_MEDIA_TYPE,
+    TIMESTAMP_TAG,
+    build_metadata_manifest,
+    metadata_tag,
+)
+from tufoci.store.base import RepositoryStore
+
+CRASH_ENV = "TUFOCI_TEST_CRASH_AT"
+STEPS = ("blobs", "manifests", "timestamp-check", "timestamp")
+
+
+@dataclass(frozen=True)
+class MetadataFile:
+    role: str
+    version: int
+    data: bytes
+
+
+def _crash_point(step: str) -> None:
+    """Test hook: SIGKILL ourselves before ``step`` when TUFOCI_TEST_CRASH_AT names it."""
+    if os.environ.get(CRASH_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def current_timestamp_digest(store: RepositoryStore) -> str | None:
+    try:
+        return store.get_manifest(TIMESTAMP_TAG).digest
+    except NotFoundError:
+        return None
+
+
+def push_metadata(
+    store: RepositoryStore,
+    files: list[MetadataFile],
+    timestamp: MetadataFile,
+    *,
+    root_version: int,
+    expected_timestamp: str | None,
+) -> str:
+    """Publish ``files`` then ``timestamp``; returns the new timestamp manifest digest.
+
+    ``expected_timestamp`` is the digest of the ``timestamp`` manifest this
+    publish started from (None for a new repository).
+    """
+    _crash_point("blobs")
+    store.put_blob(EMPTY_CONFIG)
+    for item in [*files, timestamp]:
+        store.put_blob(item.data)
+    _crash_point("manifests")
+    # roots first: a reader that sees a new snapshot may need the new root
+    for item in sorted(files, key=lambda f: (f.role != "root", f.version)):
+        manifest = build_metadata_manifest(item.role, item.version, item.data)
+        store.put_manifest(metadata_tag(item.role, item.version), manifest, MANIFEST_MEDIA_TYPE)
+    _crash_point("timestamp-check")
+    # layout §4: refuse to overwrite a timestamp this publish did not start from
+    found = current_timestamp_digest(store)
+    if found != expected_timestamp:
+        raise ConcurrentPublishError(
+            "concurrent publish: the timestamp changed since this publish started "
+            f"(expected {expected_timestamp or 'none'}, found {found or 'none'}); "
+            "nothing was made live — run the command again to publish on top of the new state"
+        )
+    _crash_point("timestamp")
+    manifest = build_metadata_manifest(TIMESTAMP_TAG, timestamp.version, timestamp.data, root_version=root_version)
+    return store.put_manifest(TIMESTAMP_TAG, manifest, MANIFEST_MEDIA_TYPE)

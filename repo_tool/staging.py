@@ -1,0 +1,126 @@
+"""Staging target changes in local state until the next publish.
+
+``target add`` resolves each tag to its manifest digest and size by hashing the
+bytes it downloaded (the ``Docker-Content-Digest`` header is never used), in
+parallel, and records the change in ``state.db`` in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from tufoci.client.trust_pins import pin_for_reference, pin_for_scope
+from tufoci.errors import UsageError
+from tufoci.layout_spec import INDEX_MEDIA_TYPE, DOCKER_LIST_MEDIA_TYPE, image_media_type, index_platforms
+from tufoci.reference import Reference, parse_reference, target_name
+from tufoci.state import State, actor, now_iso
+from tufoci.store import open_repository
+
+RESOLVE_WORKERS = 8
+
+
+@dataclass(frozen=True)
+class StagedChange:
+    scope: str
+    role: str
+    name: str
+    action: str  # "add" or "remove"
+    length: int | None = None
+    digest: str | None = None
+    custom: dict | None = None
+
+
+def resolve_image(reference: Reference, **registry_options: object) -> tuple[str, int, dict]:
+    """(digest, length, custom) of the manifest a reference points at, from its bytes."""
+    store = open_repository(reference.repository, **registry_options)
+    manifest = store.get_manifest(reference.digest or reference.tag or "latest")
+    media_type = image_media_type(manifest.data, manifest.content_type)
+    custom: dict = {"mediaType": media_type}
+    if media_type in (INDEX_MEDIA_TYPE, DOCKER_LIST_MEDIA_TYPE):
+        platforms = index_platforms(manifest.data)
+        if platforms:
+            custom["x-tufoci-platforms"] = platforms
+    return manifest.digest, len(manifest.data), custom
+
+
+def stage_targets(
+    state: State,
+    references: list[str],
+    *,
+    role: str = "targets",
+    **registry_options: object,
+) -> list[StagedChange]:
+    """Resolve and stage every reference; nothing is staged unless all resolve."""
+    if not references:
+        raise UsageError("no reference given")
+    pins = state.pins()
+    planned = []
+    for text in references:
+        reference = parse_reference(text)
+        if not reference.tag:
+            raise UsageError(f"{text}: a target is named by its tag; give REPO:TAG or REPO:TAG@DIGEST")
+        pin, scope = pin_for_reference(pins, reference)
+        planned.append((reference, pin.scope, target_name(reference, scope)))
+
+    def resolve(item):
+        reference, scope, name = item
+        digest, length, custom = resolve_image(reference, **registry_options)
+        return StagedChange(scope, role, name, "add", length, digest, custom)
+
+    with ThreadPoolExecutor(max_workers=RESOLVE_WORKERS) as pool:
+        changes = list(pool.map(resolve, planned))
+    _record(state, changes)
+    return changes
+
+
+def stage_removals(state: State, scope_text: str, names: list[str], *, role: str = "targets") -> list[StagedChange]:
+    pin = pin_for_scope(state, scope_text)
+    changes = [StagedChange(pin.scope, role, name, "remove") for name in names]
+    _record(state, changes)
+    return changes
+
+
+def _record(state: State, changes: list[StagedChange]) -> None:
+    when, who = now_iso(), actor()
+    with state.transaction() as conn:
+        for change in changes:
+            conn.execute(
+                "INSERT OR REPLACE INTO staged (scope, role, name, action, length, digest, custom, staged_at, staged_by)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    change.scope,
+                    change.role,
+                    change.name,
+                    change.action,
+                    change.length,
+                    change.digest,
+                    json.dumps(change.custom, sort_keys=True) if change.custom is not None else None,
+                    when,
+                    who,
+                ),
+            )
+            state.audit(
+                conn, f"stage-{change.action}", scope=change.scope, role=change.role, target=change.name, digest=change.digest
+            )
+
+
+def staged_changes(state: State, scope: str) -> list[StagedChange]:
+    rows = state.query("SELECT * FROM staged WHERE scope = ? ORDER BY role, name", (scope,))
+    return [
+        StagedChange(
+            r["scope"], r["role"], r["name"], r["action"], r["length"], r["digest"],
+            json.loads(r["custom"]) if r["custom"] else None,
+        )
+        for r in rows
+    ]
+
+
+def clear_staged(conn, scope: str, changes: list[StagedChange]) -> None:
+    """Drop the staged rows a publish applied (inside the caller's transaction)."""
+    for change in changes:
+        conn.execute(
+            "DELETE FROM staged WHERE scope = ? AND role = ? AND name = ? AND action = ? AND coalesce(digest,'') = ?",
+            (scope, change.role, change.name, change.action, change.digest or ""),
+        )

@@ -1,0 +1,443 @@
+"""The ``tufoci`` command line: a thin click layer over the library.
+
+Every command parses its options, calls one library function and renders the
+result: text for people, ``-o json`` (a stable, documented shape) for
+pipelines. Data goes to stdout, messages to stderr. One place (``main``) turns
+a ``TufociError`` into a one-line message and its exit code; ``-v`` adds the
+traceback.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from tufoci.errors import SigningKeyError, TufociError, UsageError
+
+_VERBOSE = False
+
+
+# -- shared options -------------------------------------------------------------
+def output_option(f: Callable) -> Callable:
+    return click.option(
+        "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
+        help="Output format (json is stable, see docs/cli.md).",
+    )(f)
+
+
+def registry_options(f: Callable) -> Callable:
+    f = click.option("--plain-http", is_flag=True, default=None,
+                     help="Use HTTP, not HTTPS (default only for localhost/127.0.0.1).")(f)
+    f = click.option("--insecure", is_flag=True, help="Do not verify the registry's TLS certificate.")(f)
+    f = click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
+                     help="CA bundle for a registry with a private CA.")(f)
+    return f
+
+
+def _registry_kwargs(plain_http: bool | None, insecure: bool, ca_file: str | None) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if plain_http:
+        options["plain_http"] = True
+    if insecure:
+        options["insecure"] = True
+    if ca_file:
+        options["ca_file"] = ca_file
+    return options
+
+
+def password_stdin_option(f: Callable) -> Callable:
+    return click.option("--password-stdin", is_flag=True,
+                        help="Read the key passphrase from standard input.")(f)
+
+
+def _secrets_handler(password_stdin: bool) -> Callable[[str], str]:
+    """Passphrases: TUFOCI_PASSPHRASE[_<KEY>], then stdin if asked, then a prompt on a terminal."""
+    from tufoci.keys import env_secrets_handler
+
+    cached: dict[str, str] = {}
+
+    def fallback(prompt: str) -> str:
+        if password_stdin:
+            if "stdin" not in cached:
+                cached["stdin"] = sys.stdin.readline().rstrip("\r\n")
+            return cached["stdin"]
+        if not sys.stdin.isatty():
+            raise SigningKeyError(f"no passphrase: set TUFOCI_PASSPHRASE or use --password-stdin ({prompt})")
+        return click.prompt(prompt.capitalize(), hide_input=True, err=True)
+
+    return env_secrets_handler(fallback)
+
+
+def _state():
+    from tufoci.state import State
+
+    return State.open()
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+# -- the group ------------------------------------------------------------------
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging and tracebacks.")
+@click.option("--home", envvar="TUFOCI_HOME", type=click.Path(file_okay=False),
+              help="State directory (default ~/.tufoci, or $TUFOCI_HOME).")
+@click.version_option(package_name="tufoci")
+def cli(verbose: bool, home: str | None) -> None:
+    """Sign and verify container images with TUF metadata stored in the registry."""
+    global _VERBOSE
+    _VERBOSE = verbose
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if home:
+        os.environ["TUFOCI_HOME"] = os.path.abspath(home)
+
+
+# -- keys -------------------------------------------------------------------------
+@cli.group()
+def key() -> None:
+    """Generate, import, list and export signing keys."""
+
+
+@key.command("generate")
+@click.argument("name")
+@click.option("--type", "keytype", type=click.Choice(["ed25519", "ecdsa-p256"]), default="ed25519", show_default=True)
+@click.option("--unencrypted", is_flag=True, help="Store the private key unencrypted (online keys for unattended use).")
+@password_stdin_option
+@output_option
+def key_generate(name: str, keytype: str, unencrypted: bool, password_stdin: bool, output: str) -> None:
+    """Generate a key pair; the private key is stored encrypted, mode 0600."""
+    from tufoci.keys import PASSPHRASE_ENV, generate_key
+
+    passphrase = None
+    if not unencrypted:
+        if PASSPHRASE_ENV in os.environ:
+            passphrase = os.environ[PASSPHRASE_ENV]
+        elif password_stdin:
+            passphrase = sys.stdin.readline().rstrip("\r\n")
+        elif sys.stdin.isatty():
+            passphrase = click.prompt(f"Passphrase for {name}", hide_input=True, confirmation_prompt=True, err=True)
+        else:
+            raise UsageError(f"no passphrase: set {PASSPHRASE_ENV}, use --password-stdin, or --unencrypted")
+        if not passphrase:
+            raise UsageError("empty passphrase: use --unencrypted for a key without one")
+    created = generate_key(_state(), name, keytype=keytype, passphrase=passphrase)
+    if output == "json":
+        _emit_json(_key_json(created))
+    else:
+        click.echo(f"{created.name} {created.keyid} {created.uri}")
+
+
+def _key_json(k) -> dict:
+    return {"name": k.name, "keyid": k.keyid, "keytype": k.public.keytype, "scheme": k.public.scheme,
+            "uri": k.uri, "private": k.uri is not None}
+
+
+@key.command("import")
+@click.argument("name")
+@click.argument("public_key")
+@click.option("--uri", help="Private key URI for this public key (hsm:, awskms:, gcpkms:, azurekms:, hv:, file2:, encfile:).")
+def key_import(name: str, public_key: str, uri: str | None) -> None:
+    """Add a public key (a file or the JSON 'key export' prints), optionally with its signer URI."""
+    from tufoci.keys import import_key
+
+    imported = import_key(_state(), name, public_key, uri=uri)
+    click.echo(f"{imported.name} {imported.keyid}")
+
+
+@key.command("list")
+@output_option
+def key_list(output: str) -> None:
+    """List the key catalogue (no secrets are stored there)."""
+    from tufoci.keys import list_keys
+
+    keys = list_keys(_state())
+    if output == "json":
+        _emit_json([_key_json(k) for k in keys])
+        return
+    for k in keys:
+        click.echo(f"{k.name:<20} {k.keyid[:16]}  {k.public.keytype:<8} {k.uri or '(public only)'}")
+
+
+@key.command("export")
+@click.argument("name")
+def key_export(name: str) -> None:
+    """Print a public key as JSON, for other maintainers to import or name in roles."""
+    from tufoci.keys import export_public, resolve_key
+
+    click.echo(export_public(resolve_key(_state(), name)))
+
+
+# -- init -------------------------------------------------------------------------
+@cli.command()
+@click.argument("scope")
+@click.option("--root-key", "root_keys", multiple=True, required=True, help="Root key (name, URI or public key); repeatable.")
+@click.option("--root-threshold", type=int, default=1, show_default=True)
+@click.option("--targets-key", "targets_keys", multiple=True, help="Targets key; repeatable (default: the root keys).")
+@click.option("--targets-threshold", type=int, default=1, show_default=True)
+@click.option("--online-key", required=True, help="Key that signs snapshot and timestamp (kept online).")
+@click.option("--expires", multiple=True, metavar="ROLE=DUR", help="Expiry period, e.g. targets=90d; repeatable.")
+@click.option("--metadata", help="Metadata repository (default SCOPE/tuf).")
+@click.option("--root-out", type=click.Path(dir_okay=False), help="Also write the root that consumers pin here.")
+@password_stdin_option
+@registry_options
+@output_option
+def init(scope, root_keys, root_threshold, targets_keys, targets_threshold, online_key, expires, metadata,
+         root_out, password_stdin, plain_http, insecure, ca_file, output) -> None:
+    """Create a trust repository for SCOPE and publish it to SCOPE/tuf."""
+    from tufoci.repo_tool.init import init_scope
+
+    result = init_scope(
+        _state(), scope, root_keys=list(root_keys), root_threshold=root_threshold,
+        targets_keys=list(targets_keys or root_keys), targets_threshold=targets_threshold,
+        online_key=online_key, expires=list(expires), root_out=root_out, metadata=metadata,
+        secrets=_secrets_handler(password_stdin), **_registry_kwargs(plain_http, insecure, ca_file),
+    )
+    if output == "json":
+        _emit_json(result.__dict__)
+        return
+    click.echo(f"initialised {result.scope} in {result.metadata_repository}", err=True)
+    click.echo(f"root for consumers to pin: {result.root_out or result.root_file} (sha256 {result.root_sha256})", err=True)
+    click.echo(result.root_out or result.root_file)
+
+
+# -- targets ------------------------------------------------------------------------
+@cli.group()
+def target() -> None:
+    """Stage targets (tags) to sign, and list what is signed."""
+
+
+@target.command("add")
+@click.argument("references", nargs=-1, required=True)
+@registry_options
+@output_option
+def target_add(references, plain_http, insecure, ca_file, output) -> None:
+    """Stage REGISTRY/SCOPE/REPO:TAG references; their digests come from the bytes downloaded."""
+    from tufoci.repo_tool.staging import stage_targets
+
+    changes = stage_targets(_state(), list(references), **_registry_kwargs(plain_http, insecure, ca_file))
+    if output == "json":
+        _emit_json([_change_json(c) for c in changes])
+        return
+    for c in changes:
+        click.echo(f"staged {c.name} {c.digest} ({c.length} bytes) in {c.scope}")
+
+
+def _change_json(c) -> dict:
+    return {"scope": c.scope, "role": c.role, "target": c.name, "action": c.action, "digest": c.digest,
+            "length": c.length, "custom": c.custom}
+
+
+@target.command("remove")
+@click.argument("scope")
+@click.argument("names", nargs=-1, required=True)
+def target_remove(scope, names) -> None:
+    """Stage the removal of target NAMES (e.g. web:1.0) from SCOPE."""
+    from tufoci.repo_tool.staging import stage_removals
+
+    for c in stage_removals(_state(), scope, list(names)):
+        click.echo(f"staged removal of {c.name} from {c.scope}")
+
+
+@target.command("list")
+@click.argument("scope")
+@registry_options
+@output_option
+def target_list(scope, plain_http, insecure, ca_file, output) -> None:
+    """List the signed targets of SCOPE (verified from the registry)."""
+    from tufoci.repo_tool.inspect import signed_targets
+
+    rows = signed_targets(_state(), scope, **_registry_kwargs(plain_http, insecure, ca_file))
+    if output == "json":
+        _emit_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['target']:<40} {row['digest']}")
+
+
+# -- status / publish / log -------------------------------------------------------------
+@cli.command()
+@click.argument("scope")
+@registry_options
+@output_option
+def status(scope, plain_http, insecure, ca_file, output) -> None:
+    """Show staged changes, role versions, thresholds and expiries."""
+    from tufoci.repo_tool.inspect import scope_status
+
+    report = scope_status(_state(), scope, **_registry_kwargs(plain_http, insecure, ca_file))
+    if output == "json":
+        _emit_json(report)
+        return
+    click.echo(f"scope {report['scope']} (metadata {report['metadata']})")
+    if report.get("error"):
+        click.echo(f"  could not refresh: {report['error']}")
+    for role in report.get("roles", []):
+        click.echo(f"  {role['role']:<10} v{role['version']:<4} expires {role['expires']} "
+                   f"({role['expiresIn']})  threshold {role['threshold']} of {role['keys']}")
+    staged = report["staged"]
+    if not staged:
+        click.echo("nothing staged")
+    else:
+        click.echo(f"staged ({len(staged)}):")
+        for c in staged:
+            mark = "+" if c["action"] == "add" else "-"
+            click.echo(f"  {mark} {c['target']}  {c['digest'] or ''}  [{c['role']}]")
+
+
+@cli.command()
+@click.argument("scope")
+@click.option("--dry-run", is_flag=True, help="Sign nothing, push nothing: show what would be published.")
+@password_stdin_option
+@registry_options
+@output_option
+def publish(scope, dry_run, password_stdin, plain_http, insecure, ca_file, output) -> None:
+    """Sign staged changes and publish them: targets, snapshot, then timestamp."""
+    from tufoci.repo_tool.publish import publish as do_publish
+
+    result = do_publish(_state(), scope, secrets=_secrets_handler(password_stdin), dry_run=dry_run,
+                        **_registry_kwargs(plain_http, insecure, ca_file))
+    if output == "json":
+        _emit_json(result.to_dict())
+        return
+    verb = "would publish" if dry_run else "published"
+    versions = ", ".join(f"{role} {v}" for role, v in result.versions.items())
+    click.echo(f"{verb} {len(result.applied)} change(s) to {result.scope}: {versions}")
+
+
+@cli.command("log")
+@click.argument("scope", required=False)
+@output_option
+def log_(scope, output) -> None:
+    """Show the local audit log (everything this machine signed, staged or published)."""
+    from tufoci.repo_tool.inspect import audit_log
+
+    rows = audit_log(_state(), scope)
+    if output == "json":
+        _emit_json(rows)
+        return
+    for r in rows:
+        extra = f" {r['role']} v{r['version']}" if r["role"] else ""
+        click.echo(f"{r['at']}  {r['actor']:<24} {r['action']:<14} {r['scope'] or ''}{extra}")
+
+
+# -- trust / verify ---------------------------------------------------------------------
+@cli.group()
+def trust() -> None:
+    """Pin the roots this machine trusts, per scope."""
+
+
+@trust.command("add")
+@click.argument("scope")
+@click.option("--root", "root_file", type=click.Path(exists=True, dir_okay=False), help="Root metadata file to pin.")
+@click.option("--root-sha256", help="Pin the root in the registry whose sha256 is this.")
+@click.option("--metadata", help="Metadata repository (default SCOPE/tuf).")
+@registry_options
+def trust_add(scope, root_file, root_sha256, metadata, plain_http, insecure, ca_file) -> None:
+    """Trust SCOPE's metadata, anchored at a root obtained out of band (no TOFU)."""
+    from tufoci.client.trust_pins import add_pin, fetch_root_by_sha256
+
+    if bool(root_file) == bool(root_sha256):
+        raise UsageError("give exactly one of --root FILE or --root-sha256 HEX")
+    if root_file:
+        with open(root_file, "rb") as f:
+            data = f.read()
+    else:
+        data = fetch_root_by_sha256(scope, root_sha256, metadata, **_registry_kwargs(plain_http, insecure, ca_file))
+    pin = add_pin(_state(), scope, root_data=data, metadata=metadata, expected_sha256=root_sha256)
+    click.echo(f"trusting {pin.scope} (metadata {pin.metadata}, root sha256 {pin.root_sha256})")
+
+
+@trust.command("list")
+@output_option
+def trust_list(output) -> None:
+    """List trust pins."""
+    pins = _state().pins()
+    if output == "json":
+        _emit_json([p.__dict__ for p in pins])
+        return
+    for p in pins:
+        click.echo(f"{p.scope:<40} {p.metadata:<44} {p.root_sha256[:16]}")
+
+
+@trust.command("remove")
+@click.argument("scope")
+def trust_remove(scope) -> None:
+    """Forget the trust pin of SCOPE."""
+    from tufoci.client.trust_pins import remove_pin
+
+    remove_pin(_state(), scope)
+
+
+@cli.command()
+@click.argument("references", nargs=-1, required=True)
+@click.option("--skip-registry-check", is_flag=True,
+              help="Do not compare the registry's current tag with the signed digest (offline resolution).")
+@registry_options
+@output_option
+def verify(references, skip_registry_check, plain_http, insecure, ca_file, output) -> None:
+    """Verify REFERENCES and print the digest each must be deployed by.
+
+    Exit codes: 0 ok, 10 not signed, 11 digest mismatch, 12 metadata rejected,
+    13 registry failure (the first failing reference decides).
+    """
+    from tufoci.client.verify import verify as do_verify
+
+    outcomes = do_verify(list(references), state=_state(), check_registry=not skip_registry_check,
+                         **_registry_kwargs(plain_http, insecure, ca_file))
+    failures = [o for o in outcomes if o.error is not None]
+    if output == "json":
+        _emit_json({"results": [_outcome_json(o) for o in outcomes]})
+    else:
+        for o in outcomes:
+            if o.image is not None:
+                click.echo(o.image.pinned)
+    for o in failures:
+        click.echo(f"tufoci: {o.error}", err=True)
+    if failures:
+        sys.exit(failures[0].error.exit_code)
+
+
+def _outcome_json(o) -> dict:
+    if o.image is not None:
+        return {"reference": o.reference, "verified": True, **o.image.to_dict()}
+    return {"reference": o.reference, "verified": False,
+            "error": {"code": o.error.exit_code, "type": type(o.error).__name__, "message": str(o.error)}}
+
+
+# -- entry point ----------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; every failure is one line on stderr and a documented exit code."""
+    try:
+        cli.main(args=argv, prog_name="tufoci", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("tufoci: aborted", err=True)
+        sys.exit(130)
+    except click.exceptions.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code if e.exit_code else 2)
+    except TufociError as e:
+        if _VERBOSE:
+            traceback.print_exc()
+        click.echo(f"tufoci: error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        click.echo("tufoci: interrupted", err=True)
+        sys.exit(130)
+    except Exception as e:  # a bug: still one line unless -v
+        if _VERBOSE:
+            traceback.print_exc()
+        click.echo(f"tufoci: internal error: {type(e).__name__}: {e} (run with -v for details)", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Registry credentials from where users already keep them.
+
+Reads docker's ``config.json`` (``$DOCKER_CONFIG`` or ``~/.docker``): inline
+``auths`` entries, and ``credHelpers`` / ``credsStore`` helpers run as
+``docker-credential-<name> get``. Secrets are returned to the caller only; they
+are never logged or put in an error message.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+
+_DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", "registry-1.docker.io")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"Credentials(username={self.username!r}, password=***)"
+
+
+def docker_config_path() -> str:
+    directory = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    return os.path.join(directory, "config.json")
+
+
+def _load_config() -> dict:
+    try:
+        with open(docker_config_path(), "rb") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _candidate_keys(registry: str) -> list[str]:
+    if registry == "docker.io":
+        return list(_DOCKER_HUB_KEYS)
+    return [registry, f"https://{registry}", f"http://{registry}", f"https://{registry}/v1/", f"https://{registry}/v2/"]
+
+
+def _from_helper(helper: str, registry: str) -> Credentials | None:
+    server = "https://index.docker.io/v1/" if registry == "docker.io" else registry
+    try:
+        result = subprocess.run(
+            [f"docker-credential-{helper}", "get"],
+            input=server.encode(),
+            capture_output=True,
+            timeout=20,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if result.returncode != 0:
+        return None
+    try:
+        answer = json.loads(result.stdout)
+        return Credentials(str(answer["Username"]), str(answer["Secret"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def lookup_credentials(registry: str) -> Credentials | None:
+    """Credentials for ``registry`` (``host[:port]``), or None for anonymous access."""
+    config = _load_config()
+    helpers = config.get("credHelpers") or {}
+    for key in _candidate_keys(registry):
+        if isinstance(helpers, dict) and key in helpers:
+            return _from_helper(str(helpers[key]), registry)
+    auths = config.get("auths") or {}
+    for key in _candidate_keys(registry):
+        entry = auths.get(key) if isinstance(auths, dict) else None
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("auth"):
+            try:
+                user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                continue
+            return Credentials(user, password)
+        if entry.get("username") and entry.get("password"):
+            return Credentials(str(entry["username"]), str(entry["password"]))
+    store = config.get("credsStore")
+    if isinstance(store, str) and store:
+        return _from_helper(store, registry)
+    return None

@@ -1,0 +1,266 @@
+"""Keys as securesystemslib signers, referred to by URI.
+
+securesystemslib's ``file2:`` signer reads only unencrypted PKCS#8, and tufoci
+keeps private keys encrypted at rest. This module fills that one gap with the
+``encfile:`` scheme (an encrypted PKCS#8 PEM file; the passphrase comes from the
+caller's secrets handler), registered in securesystemslib's scheme table so
+every other scheme (``file2:``, ``hsm:``, ``awskms:``, ``gcpkms:``,
+``azurekms:``, ``hv:``) keeps working through ``Signer.from_priv_key_uri``.
+
+The key catalogue in ``state.db`` stores names, URIs and public keys, never a
+secret. The library never prompts: callers pass a secrets handler.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib import parse
+
+from securesystemslib.signer import (
+    SIGNER_FOR_URI_SCHEME,
+    CryptoSigner,
+    Key,
+    SecretsHandler,
+    Signer,
+    SSlibKey,
+)
+
+from tufoci.atomic_file import atomic_write
+from tufoci.errors import SigningKeyError
+from tufoci.state import State, now_iso
+
+KEY_TYPES = ("ed25519", "ecdsa-p256")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+PASSPHRASE_ENV = "TUFOCI_PASSPHRASE"
+
+
+class EncryptedFileSigner(CryptoSigner):
+    """``encfile:<PATH>``: an encrypted PKCS#8 PEM private key on disk."""
+
+    SCHEME = "encfile"
+
+    @classmethod
+    def from_priv_key_uri(
+        cls,
+        priv_key_uri: str,
+        public_key: Key,
+        secrets_handler: SecretsHandler | None = None,
+    ) -> EncryptedFileSigner:
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        if not isinstance(public_key, SSlibKey):
+            raise ValueError(f"expected an SSlibKey for {priv_key_uri}")
+        path = parse.urlparse(priv_key_uri).path
+        with open(path, "rb") as f:
+            pem = f.read()
+        if secrets_handler is None:
+            raise ValueError(f"{path} is encrypted and no passphrase source was given")
+        passphrase = secrets_handler("passphrase")
+        private_key = load_pem_private_key(pem, passphrase.encode("utf-8"))
+        return cls(private_key, public_key)
+
+
+SIGNER_FOR_URI_SCHEME[EncryptedFileSigner.SCHEME] = EncryptedFileSigner
+
+
+@dataclass(frozen=True)
+class KeyRef:
+    """A public key, and the URI of its private half when this machine has it."""
+
+    public: Key
+    uri: str | None
+    name: str | None = None
+
+    @property
+    def keyid(self) -> str:
+        return self.public.keyid
+
+    @property
+    def label(self) -> str:
+        return self.name or self.keyid[:12]
+
+
+def _check_name(name: str) -> None:
+    if not _NAME_RE.match(name):
+        raise SigningKeyError(f"invalid key name {name!r}: use letters, digits, '.', '_' or '-' (max 64)")
+
+
+def generate_key(
+    state: State,
+    name: str,
+    *,
+    keytype: str = "ed25519",
+    passphrase: str | None,
+) -> KeyRef:
+    """Create a key pair, store the private key (encrypted unless no passphrase) mode 0600.
+
+    With ``passphrase=None`` the key is written unencrypted (``file2:``), which
+    is meant for online keys used by unattended timestamping.
+    """
+    from cryptography.hazmat.primitives.serialization import (
+        BestAvailableEncryption,
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    _check_name(name)
+    if keytype not in KEY_TYPES:
+        raise SigningKeyError(f"unsupported key type {keytype!r}: choose one of {', '.join(KEY_TYPES)}")
+    if state.query("SELECT 1 FROM keys WHERE name = ?", (name,)):
+        raise SigningKeyError(f"a key named {name!r} already exists")
+    signer = CryptoSigner.generate_ed25519() if keytype == "ed25519" else CryptoSigner.generate_ecdsa()
+    encryption = BestAvailableEncryption(passphrase.encode("utf-8")) if passphrase else NoEncryption()
+    pem = signer._private_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, encryption)
+    key_dir = state.path("keys")
+    os.makedirs(key_dir, mode=0o700, exist_ok=True)
+    path = os.path.join(key_dir, f"{name}.pem")
+    if os.path.exists(path):
+        raise SigningKeyError(f"key file {path} already exists")
+    atomic_write(path, pem, mode=0o600)
+    uri = f"{EncryptedFileSigner.SCHEME if passphrase else CryptoSigner.SCHEME}:{path}"
+    key = KeyRef(signer.public_key, uri, name)
+    _store(state, key, action="key-generate")
+    return key
+
+
+def import_key(state: State, name: str, spec: str, *, uri: str | None = None) -> KeyRef:
+    """Add a key to the catalogue: another maintainer's public key, or a key
+    this machine can sign with (``uri``: an ``hsm:``/KMS URI for that public key)."""
+    _check_name(name)
+    if state.query("SELECT 1 FROM keys WHERE name = ?", (name,)):
+        raise SigningKeyError(f"a key named {name!r} already exists")
+    key = _parse_key_spec(spec)
+    key = KeyRef(key.public, uri or key.uri, name)
+    _store(state, key, action="key-import")
+    return key
+
+
+def _store(state: State, key: KeyRef, *, action: str) -> None:
+    public = key.public
+    with state.transaction() as conn:
+        conn.execute(
+            "INSERT INTO keys (name, keyid, keytype, scheme, uri, public_key, created_at) VALUES (?,?,?,?,?,?,?)",
+            (key.name, public.keyid, public.keytype, public.scheme, key.uri, json.dumps(public.to_dict()), now_iso()),
+        )
+        state.audit(conn, action, key=key.name, keyid=public.keyid, uri=key.uri)
+
+
+def list_keys(state: State) -> list[KeyRef]:
+    return [_row_to_key(row) for row in state.query("SELECT * FROM keys ORDER BY name")]
+
+
+def _row_to_key(row) -> KeyRef:
+    public = SSlibKey.from_dict(row["keyid"], json.loads(row["public_key"]))
+    return KeyRef(public, row["uri"], row["name"])
+
+
+def export_public(key: KeyRef) -> str:
+    """The JSON another maintainer passes to ``key import`` or ``--*-key``."""
+    return json.dumps({"keyid": key.keyid, **key.public.to_dict()}, sort_keys=True)
+
+
+def _public_from_pem(data: bytes) -> Key:
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    return SSlibKey.from_crypto(load_pem_public_key(data))
+
+
+def _parse_key_spec(spec: str) -> KeyRef:
+    """A KEY argument that is not a catalogue name: URI, public-key JSON or file."""
+    text = spec.strip()
+    if text.startswith("{"):
+        return KeyRef(_public_from_json(text), None)
+    scheme = text.partition(":")[0]
+    if scheme == CryptoSigner.SCHEME:
+        # an unencrypted file: its public half can be derived without a secret
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        path = parse.urlparse(text).path
+        try:
+            with open(path, "rb") as f:
+                private = load_pem_private_key(f.read(), None)
+        except (OSError, ValueError, TypeError) as e:
+            raise SigningKeyError(f"cannot load key file {path}: {_key_error_text(e)}") from e
+        return KeyRef(SSlibKey.from_crypto(private.public_key()), text)
+    if scheme in SIGNER_FOR_URI_SCHEME:
+        raise SigningKeyError(
+            f"{spec}: tufoci needs its public key too: run 'tufoci key import NAME PUBLIC_KEY --uri {spec}' "
+            "and use NAME"
+        )
+    try:
+        with open(text, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise SigningKeyError(f"{spec!r} is neither a known key name, a key URI nor a readable file") from e
+    if data.lstrip().startswith(b"{"):
+        return KeyRef(_public_from_json(data.decode("utf-8", "replace")), None)
+    if b"PUBLIC KEY" in data:
+        return KeyRef(_public_from_pem(data), None)
+    raise SigningKeyError(f"{spec}: not a public key (JSON from 'tufoci key export', or a PEM public key)")
+
+
+def _public_from_json(text: str) -> Key:
+    """A public key as ``key export`` prints it (TUF key dict plus ``keyid``)."""
+    from securesystemslib.signer._utils import compute_default_keyid
+
+    try:
+        data = json.loads(text)
+        keyid = data.pop("keyid", None) or compute_default_keyid(data["keytype"], data["scheme"], data["keyval"])
+        return SSlibKey.from_dict(keyid, data)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise SigningKeyError(f"malformed public key JSON: {e}") from e
+
+
+def resolve_key(state: State, spec: str) -> KeyRef:
+    """Turn a KEY argument into a key: catalogue name, private key URI, or public key."""
+    rows = state.query("SELECT * FROM keys WHERE name = ? OR keyid = ?", (spec, spec))
+    if rows:
+        return _row_to_key(rows[0])
+    return _parse_key_spec(spec)
+
+
+def signer_for(state: State, keyid: str, secrets: SecretsHandler | None) -> Signer | None:
+    """A signer for ``keyid`` if this machine's catalogue has its private URI."""
+    for row in state.query("SELECT * FROM keys WHERE keyid = ? AND uri IS NOT NULL", (keyid,)):
+        key = _row_to_key(row)
+        try:
+            return Signer.from_priv_key_uri(key.uri, key.public, _named(secrets, key.label))
+        except (OSError, ValueError, TypeError) as e:
+            raise SigningKeyError(f"cannot load key {key.label} ({key.uri}): {_key_error_text(e)}") from e
+        except Exception as e:  # securesystemslib raises library-specific errors (HSM, KMS)
+            raise SigningKeyError(f"cannot load key {key.label} ({key.uri}): {e}") from e
+    return None
+
+
+def _key_error_text(error: BaseException) -> str:
+    text = str(error)
+    if "Bad decrypt" in text or "incorrect password" in text.lower():
+        return "wrong passphrase"
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _named(secrets: SecretsHandler | None, label: str) -> SecretsHandler | None:
+    if secrets is None:
+        return None
+    return lambda secret: secrets(f"{secret} for key {label}")
+
+
+def env_secrets_handler(fallback: Callable[[str], str] | None = None) -> SecretsHandler:
+    """Passphrases from ``TUFOCI_PASSPHRASE_<KEYNAME>`` or ``TUFOCI_PASSPHRASE``, then ``fallback``."""
+
+    def handler(prompt: str) -> str:
+        label = prompt.rsplit("for key ", 1)[-1] if "for key " in prompt else ""
+        specific = re.sub(r"[^A-Za-z0-9]", "_", label).upper()
+        for var in (f"{PASSPHRASE_ENV}_{specific}" if specific else None, PASSPHRASE_ENV):
+            if var and var in os.environ:
+                return os.environ[var]
+        if fallback is None:
+            raise SigningKeyError(f"no passphrase: set {PASSPHRASE_ENV} or use --password-stdin ({prompt})")
+        return fallback(prompt)
+
+    return handler

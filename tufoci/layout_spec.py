@@ -1,0 +1,214 @@
+"""The tufoci OCI layout, version 1 (docs/layout.md is the prose of this module).
+
+Every TUF metadata file is one blob wrapped in a plain OCI image manifest; the
+tag of that manifest says which role and version it holds. Only ``timestamp``
+moves; every other tag is written once. This module only builds and parses
+bytes: it does no I/O, so the same code serves every storage backend.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+
+from tufoci.errors import MetadataRejectedError
+
+LAYOUT_VERSION = "1"
+
+MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
+INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.list.v2+json"
+IMAGE_MEDIA_TYPES = (MANIFEST_MEDIA_TYPE, INDEX_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE, DOCKER_LIST_MEDIA_TYPE)
+
+# layout §2: the artifact kind is declared by config.mediaType (works on OCI 1.0
+# registries); the payload media type is the one docker/attest uses.
+CONFIG_MEDIA_TYPE = "application/vnd.tufoci.metadata.config.v1+json"
+METADATA_MEDIA_TYPE = "application/vnd.tuf.metadata+json"
+EMPTY_CONFIG = b"{}"
+
+FILENAME_ANNOTATION = "tuf.io/filename"
+ANNOTATION_LAYOUT = "dev.tufoci.layout.version"
+ANNOTATION_ROLE = "dev.tufoci.role"
+ANNOTATION_VERSION = "dev.tufoci.version"
+# layout §5: hints on the timestamp manifest; never trusted, only used to
+# save round trips. A wrong hint can only make a refresh fail.
+ANNOTATION_ROOT_HINT = "dev.tufoci.hint.root-version"
+ANNOTATION_TIMESTAMP_HINT = "dev.tufoci.hint.timestamp"
+
+TIMESTAMP_TAG = "timestamp"
+TOP_LEVEL_VERSIONED = ("root", "targets", "snapshot")
+
+# Caps on what is read from a store (DESIGN §3: cap every read).
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_METADATA_BYTES = 32 * 1024 * 1024
+
+_PLAIN_ROLE_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+_HASHED_ROLE_PREFIX = "_"
+
+
+def sha256_digest(data: bytes) -> str:
+    """The OCI digest of ``data``: always computed, never taken from a server."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def encode_role(role: str) -> str:
+    """A tag-safe, injective encoding of a delegated role name.
+
+    Names made only of ``[A-Za-z0-9-]`` (at most 64) stay readable; any other
+    name becomes ``_`` + its sha256 in hex. The plain alphabet has no ``_``, so
+    the two forms can never collide, and the hashed form is injective as far as
+    sha256 is collision resistant.
+    """
+    if _PLAIN_ROLE_RE.match(role):
+        return role
+    return _HASHED_ROLE_PREFIX + hashlib.sha256(role.encode("utf-8")).hexdigest()
+
+
+def metadata_tag(role: str, version: int) -> str:
+    """The immutable tag of one metadata version (layout §3)."""
+    if version < 1:
+        raise ValueError(f"metadata version must be >= 1, got {version}")
+    if role in TOP_LEVEL_VERSIONED:
+        return f"{role}.{version}"
+    if role == TIMESTAMP_TAG:
+        return TIMESTAMP_TAG
+    return f"d.{encode_role(role)}.{version}"
+
+
+def metadata_filename(role: str, version: int | None) -> str:
+    """The TUF file name the blob is annotated with (``3.targets.json``)."""
+    return f"{role}.json" if version is None else f"{version}.{role}.json"
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    media_type: str
+    digest: str
+    size: int
+
+    def to_dict(self) -> dict:
+        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+
+
+EMPTY_CONFIG_DESCRIPTOR = Descriptor(CONFIG_MEDIA_TYPE, sha256_digest(EMPTY_CONFIG), len(EMPTY_CONFIG))
+
+
+def build_metadata_manifest(
+    role: str,
+    version: int,
+    data: bytes,
+    *,
+    root_version: int | None = None,
+) -> bytes:
+    """The manifest bytes wrapping one metadata blob.
+
+    For the timestamp, ``root_version`` and the timestamp bytes themselves are
+    carried as hints so that a refresh of an unchanged repository costs one
+    request (layout §5).
+    """
+    filename = metadata_filename(role, None if role == TIMESTAMP_TAG else version)
+    layer = {
+        "mediaType": METADATA_MEDIA_TYPE,
+        "digest": sha256_digest(data),
+        "size": len(data),
+        "annotations": {FILENAME_ANNOTATION: filename},
+    }
+    annotations = {
+        ANNOTATION_LAYOUT: LAYOUT_VERSION,
+        ANNOTATION_ROLE: role,
+        ANNOTATION_VERSION: str(version),
+    }
+    if role == TIMESTAMP_TAG:
+        if root_version is not None:
+            annotations[ANNOTATION_ROOT_HINT] = str(root_version)
+        annotations[ANNOTATION_TIMESTAMP_HINT] = base64.b64encode(data).decode("ascii")
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "config": EMPTY_CONFIG_DESCRIPTOR.to_dict(),
+        "layers": [layer],
+        "annotations": annotations,
+    }
+    return json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class MetadataManifest:
+    """What a reader takes from a metadata manifest: all of it untrusted."""
+
+    layer: Descriptor
+    filename: str
+    root_hint: int | None
+    inline_data: bytes | None
+
+
+def parse_metadata_manifest(raw: bytes) -> MetadataManifest:
+    """Parse a metadata manifest, rejecting anything not shaped like layout v1.
+
+    The inline timestamp hint is kept only if its bytes hash to the layer
+    digest, so it is exactly as good as fetching the blob.
+    """
+    try:
+        manifest = json.loads(raw)
+        config = manifest["config"]
+        (layer,) = manifest["layers"]
+        if config["mediaType"] != CONFIG_MEDIA_TYPE or layer["mediaType"] != METADATA_MEDIA_TYPE:
+            raise ValueError("not a tufoci metadata manifest")
+        descriptor = Descriptor(layer["mediaType"], str(layer["digest"]), int(layer["size"]))
+        if not re.match(r"^sha256:[0-9a-f]{64}$", descriptor.digest) or descriptor.size < 0:
+            raise ValueError("bad layer descriptor")
+        filename = str((layer.get("annotations") or {}).get(FILENAME_ANNOTATION, ""))
+        annotations = manifest.get("annotations") or {}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise MetadataRejectedError(f"malformed metadata manifest: {e}") from e
+    root_hint = _parse_int(annotations.get(ANNOTATION_ROOT_HINT))
+    inline = None
+    encoded = annotations.get(ANNOTATION_TIMESTAMP_HINT)
+    if isinstance(encoded, str):
+        try:
+            candidate = base64.b64decode(encoded, validate=True)
+        except ValueError:
+            candidate = None
+        if candidate is not None and len(candidate) == descriptor.size and sha256_digest(candidate) == descriptor.digest:
+            inline = candidate
+    return MetadataManifest(descriptor, filename, root_hint, inline)
+
+
+def _parse_int(value: object) -> int | None:
+    if isinstance(value, str) and value.isdigit() and len(value) < 12:
+        return int(value)
+    return None
+
+
+def image_media_type(raw: bytes, content_type: str | None) -> str:
+    """The media type of an image manifest: its own field first, then the header."""
+    try:
+        declared = json.loads(raw).get("mediaType")
+    except (ValueError, AttributeError):
+        declared = None
+    if isinstance(declared, str) and declared:
+        return declared
+    if content_type:
+        return content_type.split(";")[0].strip()
+    return MANIFEST_MEDIA_TYPE
+
+
+def index_platforms(raw: bytes) -> list[str]:
+    """``os/arch[/variant]`` of each child of an index (informational only)."""
+    try:
+        manifests = json.loads(raw).get("manifests") or []
+    except (ValueError, AttributeError):
+        return []
+    platforms = []
+    for child in manifests:
+        platform = child.get("platform") if isinstance(child, dict) else None
+        if isinstance(platform, dict) and platform.get("os") and platform.get("architecture"):
+            parts = [platform["os"], platform["architecture"]]
+            if platform.get("variant"):
+                parts.append(platform["variant"])
+            platforms.append("/".join(str(p) for p in parts))
+    return platforms

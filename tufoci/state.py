@@ -1,0 +1,147 @@
+"""Local state in ``$TUFOCI_HOME`` (default ``~/.tufoci``).
+
+``state.db`` (SQLite through sqlite-utils) holds the key catalogue (URIs and
+public keys, never secrets), the scopes this machine maintains, staged changes,
+trust pins and an append-only audit log. Every write is one SQLite transaction,
+so an interrupted command leaves the previous state. Files beside it (keys,
+root files, the client cache) are written atomically.
+"""
+
+from __future__ import annotations
+
+import datetime
+import getpass
+import json
+import os
+import socket
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from tufoci.errors import StateError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS keys (
+    name TEXT PRIMARY KEY, keyid TEXT NOT NULL, keytype TEXT NOT NULL, scheme TEXT NOT NULL,
+    uri TEXT, public_key TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS scopes (
+    scope TEXT PRIMARY KEY, metadata_repo TEXT NOT NULL, root_file TEXT NOT NULL, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS staged (
+    scope TEXT NOT NULL, role TEXT NOT NULL, name TEXT NOT NULL, action TEXT NOT NULL,
+    length INTEGER, digest TEXT, custom TEXT, staged_at TEXT NOT NULL, staged_by TEXT NOT NULL,
+    PRIMARY KEY (scope, role, name));
+CREATE TABLE IF NOT EXISTS pins (
+    scope TEXT PRIMARY KEY, metadata TEXT NOT NULL, root_sha256 TEXT NOT NULL, root_file TEXT NOT NULL,
+    added_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL, scope TEXT,
+    action TEXT NOT NULL, role TEXT, version INTEGER, details TEXT);
+"""
+
+
+def home_dir() -> str:
+    """``$TUFOCI_HOME`` or ``~/.tufoci``, created with mode 0700."""
+    path = os.environ.get("TUFOCI_HOME") or os.path.join(os.path.expanduser("~"), ".tufoci")
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError as e:
+        raise StateError(f"cannot create TUFOCI_HOME {path}: {e.strerror}") from e
+    return path
+
+
+def now_utc() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+
+
+def now_iso() -> str:
+    return now_utc().strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def actor() -> str:
+    """Who is acting, for the audit log: ``$TUFOCI_ACTOR`` or user@host."""
+    explicit = os.environ.get("TUFOCI_ACTOR")
+    if explicit:
+        return explicit
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class Pin:
+    scope: str
+    metadata: str
+    root_sha256: str
+    root_file: str
+
+
+class State:
+    """The state database. Open it with ``State.open()``; use ``transaction()`` for writes."""
+
+    def __init__(self, home: str, connection: sqlite3.Connection):
+        self.home = home
+        self._conn = connection
+
+    @classmethod
+    def open(cls, home: str | None = None) -> State:
+        home = home or home_dir()
+        path = os.path.join(home, "state.db")
+        try:
+            conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise StateError(f"cannot open local state {path}: {e}") from e
+        return cls(home, conn)
+
+    @property
+    def db(self) -> Any:
+        """The same database as a ``sqlite_utils.Database`` (imported lazily)."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self._conn)
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.home, *parts)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        return list(self._conn.execute(sql, params))
+
+    # -- audit -----------------------------------------------------------------
+    def audit(
+        self,
+        conn: sqlite3.Connection,
+        action: str,
+        *,
+        scope: str | None = None,
+        role: str | None = None,
+        version: int | None = None,
+        **details: Any,
+    ) -> None:
+        """Append one audit record inside the caller's transaction."""
+        conn.execute(
+            "INSERT INTO audit (at, actor, scope, action, role, version, details) VALUES (?,?,?,?,?,?,?)",
+            (now_iso(), actor(), scope, action, role, version, json.dumps(details, sort_keys=True)),
+        )
+
+    # -- trust pins ------------------------------------------------------------
+    def pins(self) -> list[Pin]:
+        return [Pin(r["scope"], r["metadata"], r["root_sha256"], r["root_file"]) for r in self.query("SELECT * FROM pins")]
+
+    def close(self) -> None:
+        self._conn.close()

@@ -1,0 +1,158 @@
+"""OCI image-layout directories: the embedded, serverless backend.
+
+One directory is one repository, the way ``skopeo`` treats ``oci:DIR:TAG``:
+``oci-layout``, ``index.json`` (tags are the ``org.opencontainers.image.ref.name``
+annotation of its descriptors) and ``blobs/sha256/<hex>``. Writes are atomic
+(temp file + ``os.replace``) and ``index.json`` updates are serialised with an
+advisory lock, so a crash never leaves a half-written file and two writers never
+lose each other's tags.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+
+from tufoci.atomic_file import atomic_write
+from tufoci.errors import NotFoundError, RegistryError, TooLargeError
+from tufoci.layout_spec import MAX_MANIFEST_BYTES, sha256_digest
+from tufoci.reference import DIGEST_RE, TAG_RE
+from tufoci.store.base import Manifest, RepositoryStore
+
+REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
+_LAYOUT_FILE = b'{"imageLayoutVersion":"1.0.0"}'
+
+
+class LayoutRepository(RepositoryStore):
+    """An OCI image-layout directory holding one repository."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __repr__(self) -> str:
+        return f"LayoutRepository({self.path!r})"
+
+    # -- helpers -----------------------------------------------------------
+    def _blob_path(self, digest: str) -> str:
+        # layout §6: only well-formed digests become paths (no traversal)
+        if not DIGEST_RE.match(digest):
+            raise RegistryError(f"refusing malformed digest {digest!r}")
+        return os.path.join(self.path, "blobs", "sha256", digest.split(":", 1)[1])
+
+    def _read_index(self) -> dict:
+        try:
+            with open(os.path.join(self.path, "index.json"), "rb") as f:
+                raw = f.read(MAX_MANIFEST_BYTES + 1)
+        except FileNotFoundError:
+            return {"schemaVersion": 2, "manifests": []}
+        except OSError as e:
+            raise RegistryError(f"cannot read {self.path}/index.json: {e.strerror}") from e
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise TooLargeError(f"{self.path}/index.json is larger than {MAX_MANIFEST_BYTES} bytes")
+        try:
+            index = json.loads(raw)
+            if not isinstance(index.get("manifests", []), list):
+                raise ValueError("manifests is not a list")
+        except (ValueError, AttributeError) as e:
+            raise RegistryError(f"corrupt OCI layout index {self.path}/index.json: {e}") from e
+        index.setdefault("manifests", [])
+        return index
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self._ensure_layout()
+        with open(os.path.join(self.path, ".tufoci.lock"), "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _ensure_layout(self) -> None:
+        try:
+            os.makedirs(os.path.join(self.path, "blobs", "sha256"), exist_ok=True)
+            marker = os.path.join(self.path, "oci-layout")
+            if not os.path.exists(marker):
+                atomic_write(marker, _LAYOUT_FILE)
+        except OSError as e:
+            raise RegistryError(f"cannot write OCI layout at {self.path}: {e.strerror}") from e
+
+    def _read_blob_file(self, digest: str, max_bytes: int) -> bytes:
+        try:
+            with open(self._blob_path(digest), "rb") as f:
+                data = f.read(max_bytes + 1)
+        except FileNotFoundError:
+            raise NotFoundError(f"blob {digest} not found in {self.path}") from None
+        except OSError as e:
+            raise RegistryError(f"cannot read blob {digest} in {self.path}: {e.strerror}") from e
+        if len(data) > max_bytes:
+            raise TooLargeError(f"blob {digest} in {self.path} is larger than {max_bytes} bytes")
+        if sha256_digest(data) != digest:
+            raise RegistryError(f"blob {digest} in {self.path} is corrupt: its bytes hash differently")
+        return data
+
+    # -- RepositoryStore ---------------------------------------------------
+    def get_manifest(self, reference: str, *, max_bytes: int = MAX_MANIFEST_BYTES) -> Manifest:
+        if DIGEST_RE.match(reference):
+            digest, media_type = reference, None
+            for descriptor in self._read_index()["manifests"]:
+                if descriptor.get("digest") == digest:
+                    media_type = descriptor.get("mediaType")
+                    break
+        else:
+            digest, media_type = None, None
+            for descriptor in self._read_index()["manifests"]:
+                annotations = descriptor.get("annotations") or {}
+                if annotations.get(REF_NAME_ANNOTATION) == reference:
+                    digest, media_type = descriptor.get("digest"), descriptor.get("mediaType")
+            if digest is None:
+                raise NotFoundError(f"tag {reference!r} not found in {self.path}")
+        return Manifest(self._read_blob_file(str(digest), max_bytes), media_type)
+
+    def put_manifest(self, tag: str, data: bytes, media_type: str) -> str:
+        if not TAG_RE.match(tag):
+            raise RegistryError(f"invalid tag {tag!r}")
+        digest = self.put_blob(data)
+        descriptor = {
+            "mediaType": media_type,
+            "digest": digest,
+            "size": len(data),
+            "annotations": {REF_NAME_ANNOTATION: tag},
+        }
+        with self._locked():
+            index = self._read_index()
+            index["manifests"] = [
+                d for d in index["manifests"] if (d.get("annotations") or {}).get(REF_NAME_ANNOTATION) != tag
+            ]
+            index["manifests"].append(descriptor)
+            index.setdefault("schemaVersion", 2)
+            atomic_write(os.path.join(self.path, "index.json"), json.dumps(index, indent=1).encode())
+        return digest
+
+    def get_blob(self, digest: str, *, max_bytes: int) -> bytes:
+        return self._read_blob_file(digest, max_bytes)
+
+    def has_blob(self, digest: str) -> bool:
+        return os.path.exists(self._blob_path(digest))
+
+    def put_blob(self, data: bytes) -> str:
+        digest = sha256_digest(data)
+        path = self._blob_path(digest)
+        if not os.path.exists(path):
+            self._ensure_layout()
+            try:
+                atomic_write(path, data)
+            except OSError as e:
+                raise RegistryError(f"cannot write blob into {self.path}: {e.strerror}") from e
+        return digest
+
+    def list_tags(self) -> list[str]:
+        tags = []
+        for descriptor in self._read_index()["manifests"]:
+            name = (descriptor.get("annotations") or {}).get(REF_NAME_ANNOTATION)
+            if isinstance(name, str):
+                tags.append(name)
+        return tags

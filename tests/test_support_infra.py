@@ -15,46 +15,25 @@ from typing import Any, TypeVar, cast
 
 import pytest
 
-try:  # tests/ is a package (tests/__init__.py, or the repo root is on sys.path)
-    from tests.support.images import (
-        OCI_INDEX,
-        OCI_MANIFEST,
-        ToolError,
-        build_image,
-        build_index,
-        images_available,
-        layout_digest,
-        push_image,
-        skopeo_copy,
-        skopeo_sync,
-    )
-    from tests.support.registry import (
-        RegistryServer,
-        RegistryStartError,
-        parse_access_line,
-        registry_available,
-        write_htpasswd,
-    )
-except ImportError:  # no tests/__init__.py: pytest (prepend mode) puts tests/ itself on sys.path
-    from support.images import (  # type: ignore[no-redef]
-        OCI_INDEX,
-        OCI_MANIFEST,
-        ToolError,
-        build_image,
-        build_index,
-        images_available,
-        layout_digest,
-        push_image,
-        skopeo_copy,
-        skopeo_sync,
-    )
-    from support.registry import (  # type: ignore[no-redef]
-        RegistryServer,
-        RegistryStartError,
-        parse_access_line,
-        registry_available,
-        write_htpasswd,
-    )
+from tests.support.images import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    ToolError,
+    build_image,
+    build_index,
+    images_available,
+    layout_digest,
+    push_image,
+    skopeo_copy,
+    skopeo_sync,
+)
+from tests.support.registry import (
+    RegistryServer,
+    RegistryStartError,
+    parse_access_line,
+    registry_available,
+    write_htpasswd,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,18 +50,6 @@ def needs_registry(fn: F) -> F:
 needs_image_tools = pytest.mark.skipif(
     not images_available(), reason="umoci/skopeo not installed (run scripts/install-system-deps)"
 )
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[RegistryServer]:
-    with RegistryServer.start(tmp_path) as server:
-        yield server
-
-
-@pytest.fixture
-def registry2(tmp_path: Path) -> Iterator[RegistryServer]:
-    with RegistryServer.start(tmp_path) as server:
-        yield server
 
 
 def _sha256(data: bytes) -> str:

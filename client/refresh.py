@@ -23,7 +23,7 @@ from tuf.api.metadata import TargetFile
 from tuf.ngclient import Updater, UpdaterConfig
 
 from tufoci.atomic_file import atomic_write
-from tufoci.errors import MetadataRejectedError, RegistryError, TufociError
+from tufoci.errors import ContentMismatchError, MetadataRejectedError, RegistryError, TooLargeError, TufociError
 from tufoci.reference import parse_repository
 from tufoci.state import Pin
 from tufoci.store import open_repository
@@ -58,6 +58,8 @@ def translate_tuf_errors() -> Iterator[None]:
         cause = e.__cause__
         while cause is not None and not isinstance(cause, TufociError):
             cause = cause.__cause__
+        if isinstance(cause, (ContentMismatchError, TooLargeError)):
+            raise MetadataRejectedError(f"metadata rejected: {cause}") from e
         if isinstance(cause, TufociError):
             raise cause from e
         raise RegistryError(f"cannot download metadata: {e}") from e

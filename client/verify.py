@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from tufoci.errors import DigestMismatchError, NotSignedError, RegistryError, TufociError
 from tufoci.reference import Reference, parse_reference, target_name
@@ -39,7 +39,17 @@ class VerifiedImage:
         return f"{self.repository}@{self.digest}"
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "pinned": self.pinned}
+        """The documented ``-o json`` shape (docs/cli.md)."""
+        return {
+            "reference": self.reference,
+            "target": self.target,
+            "scope": self.scope,
+            "repository": self.repository,
+            "digest": self.digest,
+            "length": self.length,
+            "mediaType": self.media_type,
+            "pinned": self.pinned,
+        }
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,7 @@ def push_test_image(tmp_path: Path, payload: bytes, dest: str) -> None:
     """Build a real image with umoci and push it with skopeo (registry or oci: layout)."""
     layout = build_image(tmp_path / "images", payload)
     if dest.startswith("oci:"):
+        Path(dest[4:].rsplit(":", 1)[0]).mkdir(parents=True, exist_ok=True)
         skopeo_copy(f"oci:{layout}:latest", dest)
     else:
         push_image(layout, "latest", dest)

@@ -82,5 +82,9 @@ class NotFoundError(RegistryError):
     """The store answered, but has no such manifest, tag or blob."""
 
 
+class ContentMismatchError(RegistryError):
+    """The store served bytes that do not hash to the digest they were asked for by."""
+
+
 class TooLargeError(RegistryError):
     """A response exceeded the size tufoci is willing to read."""

@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterator
 
 from tufoci.atomic_file import atomic_write
-from tufoci.errors import NotFoundError, RegistryError, TooLargeError
+from tufoci.errors import ContentMismatchError, NotFoundError, RegistryError, TooLargeError
 from tufoci.layout_spec import MAX_MANIFEST_BYTES, sha256_digest
 from tufoci.reference import DIGEST_RE, TAG_RE
 from tufoci.store.base import Manifest, RepositoryStore
@@ -91,7 +91,7 @@ class LayoutRepository(RepositoryStore):
         if len(data) > max_bytes:
             raise TooLargeError(f"blob {digest} in {self.path} is larger than {max_bytes} bytes")
         if sha256_digest(data) != digest:
-            raise RegistryError(f"blob {digest} in {self.path} is corrupt: its bytes hash differently")
+            raise ContentMismatchError(f"blob {digest} in {self.path} is corrupt: its bytes hash differently")
         return data
 
     # -- RepositoryStore ---------------------------------------------------

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 import urllib3
 
 from tufoci.credentials import Credentials, lookup_credentials
-from tufoci.errors import NotFoundError, RegistryError, TooLargeError
+from tufoci.errors import ContentMismatchError, NotFoundError, RegistryError, TooLargeError
 from tufoci.layout_spec import IMAGE_MEDIA_TYPES, MAX_MANIFEST_BYTES, sha256_digest
 from tufoci.reference import DIGEST_RE
 from tufoci.store.base import Manifest, RepositoryStore
@@ -288,7 +288,7 @@ class RegistryRepository(RepositoryStore):
         manifest = Manifest(data, headers.get("Content-Type"))
         # distribution spec: a manifest fetched by digest must hash to it
         if DIGEST_RE.match(reference) and manifest.digest != reference:
-            raise RegistryError(f"{what}: the registry served bytes that hash to {manifest.digest}")
+            raise ContentMismatchError(f"{what}: the registry served bytes that hash to {manifest.digest}")
         return manifest
 
     def put_manifest(self, tag: str, data: bytes, media_type: str) -> str:
@@ -310,7 +310,7 @@ class RegistryRepository(RepositoryStore):
         if status != 200:
             raise self.client.error(status, f"blob {self.path}@{digest}", data)
         if sha256_digest(data) != digest:
-            raise RegistryError(f"blob {self.path}@{digest}: the registry served bytes that hash differently")
+            raise ContentMismatchError(f"blob {self.path}@{digest}: the registry served bytes that hash differently")
         return data
 
     def has_blob(self, digest: str) -> bool:

@@ -1,0 +1,82 @@
+"""The OCI layout: tags, the role-name encoding, manifests and hints."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from tufoci.errors import MetadataRejectedError
+from tufoci.layout_spec import (
+    ANNOTATION_TIMESTAMP_HINT,
+    build_metadata_manifest,
+    encode_role,
+    metadata_tag,
+    parse_metadata_manifest,
+    sha256_digest,
+)
+from tufoci.reference import TAG_RE
+
+ROLE_NAMES = [
+    "web", "web-team", "Web", "bins-0a", "web/frontend", "web_frontend", "web.frontend", "../etc/passwd",
+    "a?b", "a#b", "a%2Fb", "a/b", "a%b", "ünïcödé", "_" + "0" * 64, "x" * 64, "x" * 65, "", " ", "\n",
+    "d.web.1", "-", "--",
+]
+
+
+def test_role_encoding_is_tag_safe_and_injective():
+    encoded = [encode_role(r) for r in ROLE_NAMES]
+    assert len(set(encoded)) == len(ROLE_NAMES)
+    for role in ROLE_NAMES:
+        tag = metadata_tag(role, 10**11)
+        assert TAG_RE.match(tag), (role, tag)
+        assert "/" not in tag and ".." not in tag.removeprefix("d.")
+
+
+def test_readable_role_names_stay_readable():
+    assert metadata_tag("web-team", 3) == "d.web-team.3"
+    assert metadata_tag("web/frontend", 3).startswith("d._")
+
+
+@pytest.mark.parametrize("role,version,tag", [
+    ("root", 1, "root.1"), ("targets", 7, "targets.7"), ("snapshot", 2, "snapshot.2"), ("timestamp", 9, "timestamp"),
+])
+def test_top_level_tags(role, version, tag):
+    assert metadata_tag(role, version) == tag
+
+
+def test_manifest_round_trip_and_inline_timestamp_hint():
+    data = b'{"signed":{"_type":"timestamp"}}'
+    raw = build_metadata_manifest("timestamp", 5, data, root_version=3)
+    parsed = parse_metadata_manifest(raw)
+    assert parsed.layer.digest == sha256_digest(data) and parsed.layer.size == len(data)
+    assert parsed.filename == "timestamp.json"
+    assert parsed.root_hint == 3
+    assert parsed.inline_data == data
+
+
+def test_inline_hint_that_does_not_hash_to_the_layer_is_ignored():
+    data = b'{"signed":{"_type":"timestamp"}}'
+    manifest = json.loads(build_metadata_manifest("timestamp", 5, data))
+    manifest["annotations"][ANNOTATION_TIMESTAMP_HINT] = base64.b64encode(b'{"forged":1}').decode()
+    parsed = parse_metadata_manifest(json.dumps(manifest).encode())
+    assert parsed.inline_data is None
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda m: m["layers"].append(m["layers"][0]),
+    lambda m: m["config"].update(mediaType="application/vnd.oci.image.config.v1+json"),
+    lambda m: m["layers"][0].update(digest="sha256:../../etc"),
+    lambda m: m.pop("layers"),
+])
+def test_malformed_manifests_are_rejected(mutate):
+    manifest = json.loads(build_metadata_manifest("targets", 2, b"{}"))
+    mutate(manifest)
+    with pytest.raises(MetadataRejectedError):
+        parse_metadata_manifest(json.dumps(manifest).encode())
+
+
+def test_garbage_manifest_is_rejected():
+    with pytest.raises(MetadataRejectedError):
+        parse_metadata_manifest(b"\x00not json")

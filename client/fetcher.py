@@ -50,8 +50,10 @@ class OCIMetadataFetcher(FetcherInterface):
 
     def _fetch(self, url: str) -> Iterator[bytes]:
         filename = parse.unquote(url.rsplit("/", 1)[-1])
+        # read eagerly (not a generator): FetcherInterface.fetch() only wraps
+        # errors raised by this call, and metadata files are small and capped
         try:
-            yield self._read(filename)
+            return iter([self._read(filename)])
         except NotFoundError as e:
             # ngclient treats 403/404 on root N+1 as "no newer root"
             raise exceptions.DownloadHTTPError(str(e), 404) from e

@@ -148,16 +148,18 @@ def percentile(samples: Sequence[float], q: float) -> float:
     return data[lo] + (data[hi] - data[lo]) * (pos - lo)
 
 
-def time_stats(seconds: Sequence[float]) -> dict[str, Any]:
+def time_stats(seconds: Sequence[float], *, keep_samples: bool = True) -> dict[str, Any]:
     ms = [s * 1000.0 for s in seconds]
-    return {
+    stats = {
         "median": figure(statistics.median(ms), "ms"),
         "p90": figure(percentile(ms, 90), "ms"),
         "min": figure(min(ms), "ms"),
         "max": figure(max(ms), "ms"),
         "mean": figure(statistics.fmean(ms), "ms"),
-        "samples": {"value": [round(x, 3) for x in ms], "unit": "ms"},
     }
+    if keep_samples:
+        stats["samples"] = {"value": [round(x, 3) for x in ms], "unit": "ms"}
+    return stats
 
 
 def count_stats(counts: Sequence[int], unit: str) -> dict[str, Any]:
@@ -441,7 +443,7 @@ class Bench:
                 + ("registry tag checked" if case["check_registry"] else "check_registry=False"),
                 "calls": len(samples),
                 "references_per_call": n_refs,
-                "per_call": time_stats(samples),
+                "per_call": time_stats(samples, keep_samples=False),
                 "calls_per_second": figure(len(samples) / sum(samples), "calls/s"),
                 "verifications_per_second": figure(len(samples) * n_refs / sum(samples), "verifications/s"),
                 "requests": {
@@ -457,26 +459,31 @@ class Bench:
         proc = run_checked(
             [PYTHON, "-X", "importtime", "-c", "import tufoci.client.verify"], self.consumer_env, what="importtime"
         )
-        rows = []
+        rows: list[tuple[int, int, int, str]] = []  # (self us, cumulative us, depth, module)
         for line in proc.stderr.splitlines():
             if not line.startswith("import time:") or "self [us]" in line:
                 continue
             self_us, cumulative_us, name = line.split(":", 1)[1].split("|", 2)
-            rows.append((int(self_us), int(cumulative_us), name.rstrip()[1:]))  # keeps the nesting indent
-        top_level = sorted((r for r in rows if not r[2].startswith("  ")), key=lambda r: -r[1])
-        by_self = sorted(rows, key=lambda r: -r[0])
+            name = name.rstrip()[1:]
+            depth = (len(name) - len(name.lstrip())) // 2
+            rows.append((int(self_us), int(cumulative_us), depth, name.strip()))
+        by_package: dict[str, int] = {}
+        for self_us, _, _, name in rows:
+            by_package[name.split(".")[0]] = by_package.get(name.split(".")[0], 0) + self_us
         run_checked([self.tufoci, "verify", self.refs[0]], self.consumer_env, what="warm-up")
         prof = run_checked(
             [PYTHON, "-c", PROFILE_SNIPPET, "verify", self.refs[0]], self.consumer_env, what="cProfile verify"
         )
         return {
             "import_tufoci_client_verify": {
-                "top_level_by_cumulative": [
-                    {"module": n.strip(), "cumulative": figure(c / 1000, "ms"), "self": figure(s / 1000, "ms")}
-                    for s, c, n in top_level[:12]
+                "total_self": figure(sum(r[0] for r in rows) / 1000, "ms"),
+                "self_by_top_level_package": [
+                    {"package": name, "self": figure(us / 1000, "ms")}
+                    for name, us in sorted(by_package.items(), key=lambda kv: -kv[1])[:15]
                 ],
-                "by_self": [
-                    {"module": n.strip(), "self": figure(s / 1000, "ms")} for s, c, n in by_self[:12]
+                # The import tree, pruned to nodes costing 2.5 ms or more (indent = nesting).
+                "tree_cumulative_over_2_5ms": [
+                    f"{c / 1000:7.1f} ms  {'  ' * d}{n}" for s, c, d, n in rows if c >= 2500
                 ],
             },
             "cprofile_warm_verify_1_tag_cumulative": prof.stderr.splitlines()[:60],

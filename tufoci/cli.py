@@ -401,7 +401,7 @@ def verify(references, skip_registry_check, plain_http, insecure, ca_file, outpu
             if o.image is not None:
                 click.echo(o.image.pinned)
     for o in failures:
-        click.echo(f"tufoci: {o.error}", err=True)
+        click.echo(f"tufoci: error: {o.error}", err=True)
     if failures:
         sys.exit(failures[0].error.exit_code)
 
@@ -421,9 +421,13 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("tufoci: aborted", err=True)
         sys.exit(130)
+    except click.exceptions.UsageError as e:
+        hint = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
+        click.echo(f"tufoci: error: {e.format_message()}{hint}", err=True)
+        sys.exit(2)
     except click.exceptions.ClickException as e:
-        e.show()
-        sys.exit(e.exit_code if e.exit_code else 2)
+        click.echo(f"tufoci: error: {e.format_message()}", err=True)
+        sys.exit(e.exit_code or 1)
     except TufociError as e:
         if _VERBOSE:
             traceback.print_exc()

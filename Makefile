@@ -1,0 +1,36 @@
+# tufoci — the two set-up commands of the README:
+#   make demo   install everything and run examples/quickstart end to end
+#   make test   install everything and run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+
+.PHONY: setup system-deps venv demo test bench clean
+
+setup: system-deps venv
+
+# Debian packages the real-registry paths need (docker-registry, skopeo, umoci, faketime),
+# installed with apt-get when missing and running as root.
+system-deps:
+	@bash scripts/install-system-deps
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip >/dev/null
+	@$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+demo: setup
+	@bash examples/quickstart/run.sh
+
+test: setup
+	@$(BIN)/python -m pytest -q
+
+bench: setup
+	@$(BIN)/python bench/verify.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info demo-work

@@ -1,0 +1,30 @@
+"""The examples are runnable scripts; the suite runs them like a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import needs_registry
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_example(script: Path, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "TUFOCI_BIN": str(Path(sys.executable).parent), "TMPDIR": str(tmp_path), **env}
+    environment.pop("TUFOCI_HOME", None)
+    return subprocess.run(["bash", str(script)], capture_output=True, text=True, env=environment, timeout=300)
+
+
+@pytest.mark.parametrize("backend", [pytest.param("registry", marks=needs_registry), "layout"])
+def test_quickstart(backend: str, tmp_path: Path):
+    result = run_example(EXAMPLES / "quickstart" / "run.sh", tmp_path, TUFOCI_DEMO_BACKEND=backend)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"quickstart finished ({backend} backend)" in result.stderr
+    assert "exit code 11" in result.stderr and "exit code 10" in result.stderr
+    verified = [line for line in result.stdout.splitlines() if "/acme/web@sha256:" in line]
+    assert verified, result.stdout

@@ -1,0 +1,80 @@
+"""A publish is atomic for readers: crashes and races leave the previous consistent state."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tufoci.repo_tool.push as push
+from tests.conftest import init_scope, needs_registry, ok, push_test_image, run_tufoci, use_home
+
+pytestmark = needs_registry
+
+
+@pytest.fixture
+def published(registry, tmp_path: Path, home: Path, monkeypatch):
+    """A scope with web:1.0 signed, a consumer that verified it, and web:1.1 pushed but unsigned."""
+    scope = f"{registry.host}/acme"
+    push_test_image(tmp_path, b"1.0", f"{scope}/web:1.0")
+    push_test_image(tmp_path, b"1.1", f"{scope}/web:1.1")
+    root = init_scope(scope, tmp_path).root_file
+    ok(run_tufoci("target", "add", f"{scope}/web:1.0"))
+    ok(run_tufoci("publish", scope))
+    use_home(monkeypatch, tmp_path / "consumer")
+    ok(run_tufoci("trust", "add", scope, "--root", str(root)))
+    ok(run_tufoci("verify", f"{scope}/web:1.0"))
+    use_home(monkeypatch, home)
+    return scope
+
+
+@pytest.mark.parametrize("step", push.STEPS)
+def test_sigkill_at_every_publish_step_keeps_the_previous_state(published, step, tmp_path, home, monkeypatch):
+    scope = published
+    ok(run_tufoci("target", "add", f"{scope}/web:1.1"))
+    tufoci = str(Path(sys.executable).with_name("tufoci"))
+    env = {**os.environ, push.CRASH_ENV: step}
+    killed = subprocess.run([tufoci, "publish", scope], env=env, capture_output=True, timeout=60)
+    assert killed.returncode == -9
+
+    use_home(monkeypatch, tmp_path / "consumer")
+    ok(run_tufoci("verify", f"{scope}/web:1.0"))  # the previous state is still served and valid
+    assert run_tufoci("verify", f"{scope}/web:1.1").exit_code == 10  # the new one is not live
+
+    use_home(monkeypatch, home)
+    assert ok(run_tufoci("status", scope, "-o", "json")).stdout.count('"web:1.1"') == 1  # still staged
+    ok(run_tufoci("publish", scope))  # a re-run completes
+    use_home(monkeypatch, tmp_path / "consumer")
+    ok(run_tufoci("verify", f"{scope}/web:1.0", f"{scope}/web:1.1"))
+
+
+def test_concurrent_publish_is_refused_and_loses_nothing(published, tmp_path, home, monkeypatch):
+    scope = published
+    other = tmp_path / "other-maintainer"
+    shutil.copytree(home, other)  # a second maintainer holding the same keys
+    ok(run_tufoci("target", "add", f"{scope}/web:1.1"))
+
+    real_crash_point = push._crash_point
+
+    def race(step: str) -> None:
+        if step == "timestamp-check":  # the other maintainer publishes in between
+            monkeypatch.setattr(push, "_crash_point", real_crash_point)
+            use_home(monkeypatch, other)
+            ok(run_tufoci("target", "remove", scope, "web:1.0"))
+            ok(run_tufoci("publish", scope))
+            use_home(monkeypatch, home)
+
+    monkeypatch.setattr(push, "_crash_point", race)
+    lost = run_tufoci("publish", scope)
+    assert lost.exit_code == 1
+    assert "concurrent publish" in lost.stderr
+    assert '"web:1.1"' in ok(run_tufoci("status", scope, "-o", "json")).stdout  # still staged for a retry
+
+    ok(run_tufoci("publish", scope))  # the retry builds on the other maintainer's version
+    use_home(monkeypatch, tmp_path / "consumer")
+    ok(run_tufoci("verify", f"{scope}/web:1.1"))
+    assert run_tufoci("verify", f"{scope}/web:1.0").exit_code == 10  # the other maintainer's removal survived

@@ -35,6 +35,7 @@ its unit). Needs ``docker-registry``, ``umoci`` and ``skopeo`` (``make setup``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib.metadata
 import json
@@ -418,10 +419,14 @@ class Bench:
                 requests[info["case"]] = split_requests(lines)
                 calls[info["case"]] = info["calls"]
                 mark = self.registry.mark()
-                proc.stdin.write("\n")
-                proc.stdin.flush()
+                try:
+                    proc.stdin.write("\n")
+                    proc.stdin.flush()
+                except BrokenPipeError:
+                    break  # the child died; its stderr says why
             final = proc.stdout.readline()
-            proc.stdin.close()
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
             stderr = proc.stderr.read() if proc.stderr else ""
             code = proc.wait(timeout=RUN_TIMEOUT)
         finally:

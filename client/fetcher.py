@@ -27,6 +27,7 @@ from tuf.ngclient import FetcherInterface
 from tufoci.errors import NotFoundError
 from tufoci.layout_spec import (
     MAX_METADATA_BYTES,
+    MAX_METADATA_MANIFEST_BYTES,
     TIMESTAMP_TAG,
     MetadataManifest,
     metadata_tag,
@@ -47,6 +48,12 @@ class OCIMetadataFetcher(FetcherInterface):
         self.timestamp_manifest_digest: str | None = None
         # filename -> (digest, length) learned from the timestamp/snapshot served
         self._locations: dict[str, tuple[str, int | None]] = {}
+        self._max_length = MAX_METADATA_BYTES
+
+    def download_bytes(self, url: str, max_length: int) -> bytes:
+        # pass ngclient's per-role limit down, so no read is ever larger than it
+        self._max_length = max_length
+        return super().download_bytes(url, max_length)
 
     def _fetch(self, url: str) -> Iterator[bytes]:
         filename = parse.unquote(url.rsplit("/", 1)[-1])
@@ -67,7 +74,7 @@ class OCIMetadataFetcher(FetcherInterface):
             data = manifest.inline_data or self._blob(manifest.layer.digest, manifest.layer.size)
             self._learn(data)
             return data
-        match = _VERSIONED_RE.match(filename)
+        match = _VERSIONED_RE.fullmatch(filename)
         if not match:
             raise NotFoundError(f"{filename} is not a file of the tufoci layout")
         version, role = int(match.group(1)), match.group(2)
@@ -88,7 +95,7 @@ class OCIMetadataFetcher(FetcherInterface):
     def _timestamp(self) -> MetadataManifest | None:
         if self._timestamp_manifest is None and not self._timestamp_missing:
             try:
-                manifest = self._store.get_manifest(TIMESTAMP_TAG)
+                manifest = self._store.get_manifest(TIMESTAMP_TAG, max_bytes=MAX_METADATA_MANIFEST_BYTES)
             except NotFoundError:
                 self._timestamp_missing = True
                 return None
@@ -97,11 +104,11 @@ class OCIMetadataFetcher(FetcherInterface):
         return self._timestamp_manifest
 
     def _by_tag(self, tag: str) -> bytes:
-        manifest = parse_metadata_manifest(self._store.get_manifest(tag).data)
+        manifest = parse_metadata_manifest(self._store.get_manifest(tag, max_bytes=MAX_METADATA_MANIFEST_BYTES).data)
         return self._blob(manifest.layer.digest, manifest.layer.size)
 
     def _blob(self, digest: str, length: int | None) -> bytes:
-        cap = MAX_METADATA_BYTES if length is None else min(length, MAX_METADATA_BYTES)
+        cap = self._max_length if length is None else min(length, self._max_length)
         return self._store.get_blob(digest, max_bytes=cap)
 
     def _learn(self, data: bytes) -> None:

@@ -60,24 +60,36 @@ def push_metadata(
     ``expected_timestamp`` is the digest of the ``timestamp`` manifest this
     publish started from (None for a new repository).
     """
+    _check_unchanged(store, expected_timestamp)
     _crash_point("blobs")
     store.put_blob(EMPTY_CONFIG)
     for item in [*files, timestamp]:
         store.put_blob(item.data)
     _crash_point("manifests")
-    # roots first: a reader that sees a new snapshot may need the new root
+    # roots first: a reader that sees a new snapshot may need the new root.
+    # A tag already at one of these versions is an orphan of a publish that
+    # never moved the timestamp (we start from the live versions): overwrite it.
     for item in sorted(files, key=lambda f: (f.role != "root", f.version)):
         manifest = build_metadata_manifest(item.role, item.version, item.data)
         store.put_manifest(metadata_tag(item.role, item.version), manifest, MANIFEST_MEDIA_TYPE)
     _crash_point("timestamp-check")
-    # layout §4: refuse to overwrite a timestamp this publish did not start from
-    found = current_timestamp_digest(store)
-    if found != expected_timestamp:
-        raise ConcurrentPublishError(
-            "concurrent publish: the timestamp changed since this publish started "
-            f"(expected {expected_timestamp or 'none'}, found {found or 'none'}); "
-            "nothing was made live — run the command again to publish on top of the new state"
-        )
+    _check_unchanged(store, expected_timestamp)
     _crash_point("timestamp")
     manifest = build_metadata_manifest(TIMESTAMP_TAG, timestamp.version, timestamp.data, root_version=root_version)
-    return store.put_manifest(TIMESTAMP_TAG, manifest, MANIFEST_MEDIA_TYPE)
+    digest = store.replace_manifest(TIMESTAMP_TAG, manifest, MANIFEST_MEDIA_TYPE, expected_timestamp)
+    # layout §4: refuse to overwrite a timestamp this publish did not start
+    # from, and make sure ours is what stays live
+    if digest is None or current_timestamp_digest(store) != digest:
+        raise ConcurrentPublishError(_CONCURRENT)
+    return digest
+
+
+_CONCURRENT = (
+    "concurrent publish: someone else moved the timestamp while this publish ran; nothing of this publish "
+    "is live and the staged changes are kept — run the command again to publish on top of the new state"
+)
+
+
+def _check_unchanged(store: RepositoryStore, expected: str | None) -> None:
+    if current_timestamp_digest(store) != expected:
+        raise ConcurrentPublishError(_CONCURRENT)

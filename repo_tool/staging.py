@@ -62,6 +62,8 @@ def stage_targets(
         if not reference.tag:
             raise UsageError(f"{text}: a target is named by its tag; give REPO:TAG or REPO:TAG@DIGEST")
         pin, scope = pin_for_reference(pins, reference)
+        if str(reference.repository) == pin.metadata:
+            raise UsageError(f"{text} is in the metadata repository of {pin.scope}: it cannot be a target")
         planned.append((reference, pin.scope, target_name(reference, scope)))
 
     def resolve(item):

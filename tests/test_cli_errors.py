@@ -90,3 +90,10 @@ def test_the_installed_entry_point_reports_errors_the_same_way(home: Path):
     verbose = subprocess.run([tufoci, "-v", "publish", "localhost:5000/acme"], capture_output=True, text=True,
                              env=dict(os.environ), timeout=60)
     assert "Traceback" in verbose.stderr
+
+
+def test_the_metadata_repository_cannot_be_a_target(tmp_path: Path, home: Path):
+    scope = f"oci:{tmp_path}/store/acme"
+    init_scope(scope, tmp_path)
+    result = run_tufoci("target", "add", f"{scope}/tuf:timestamp")
+    assert result.exit_code == 2 and "metadata repository" in one_line(result)

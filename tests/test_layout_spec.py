@@ -30,7 +30,7 @@ def test_role_encoding_is_tag_safe_and_injective():
     assert len(set(encoded)) == len(ROLE_NAMES)
     for role in ROLE_NAMES:
         tag = metadata_tag(role, 10**11)
-        assert TAG_RE.match(tag), (role, tag)
+        assert TAG_RE.fullmatch(tag), (role, tag)
         assert "/" not in tag and ".." not in tag.removeprefix("d.")
 
 
@@ -80,3 +80,9 @@ def test_malformed_manifests_are_rejected(mutate):
 def test_garbage_manifest_is_rejected():
     with pytest.raises(MetadataRejectedError):
         parse_metadata_manifest(b"\x00not json")
+
+
+@pytest.mark.parametrize("name", ["abc\n", "web\n", "latest\n"])
+def test_a_trailing_newline_never_passes_as_a_plain_name(name):
+    assert encode_role(name).startswith("_")
+    assert not TAG_RE.fullmatch(name)

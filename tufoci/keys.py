@@ -85,7 +85,7 @@ class KeyRef:
 
 
 def _check_name(name: str) -> None:
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise SigningKeyError(f"invalid key name {name!r}: use letters, digits, '.', '_' or '-' (max 64)")
 
 

@@ -42,10 +42,26 @@ ANNOTATION_TIMESTAMP_HINT = "dev.tufoci.hint.timestamp"
 TIMESTAMP_TAG = "timestamp"
 TOP_LEVEL_VERSIONED = ("root", "targets", "snapshot")
 
+# layout §7: threshold signing. A proposed version and each signature over it
+# are separate artifacts, so concurrent signers never write the same tag.
+# Clients never read these tags.
+PROPOSAL_CONFIG_MEDIA_TYPE = "application/vnd.tufoci.proposal.config.v1+json"
+SIGNATURE_CONFIG_MEDIA_TYPE = "application/vnd.tufoci.signature.config.v1+json"
+SIGNATURE_MEDIA_TYPE = "application/vnd.tufoci.signature.v1+json"
+PROPOSAL_TAG_PREFIX = "staged."
+SIGNATURE_TAG_PREFIX = "sig."
+ANNOTATION_DISCARDED = "dev.tufoci.proposal.discarded"
+ANNOTATION_PROPOSER = "dev.tufoci.proposal.by"
+ANNOTATION_KEYID = "dev.tufoci.signature.keyid"
+
 # Caps on what is read from a store (DESIGN §3: cap every read).
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_METADATA_BYTES = 32 * 1024 * 1024
+# a metadata manifest holds two descriptors and (timestamp only) the inline
+# timestamp, whose own limit in python-tuf is 16 KiB
+MAX_METADATA_MANIFEST_BYTES = 128 * 1024
 
+_PLATFORM_PART_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _PLAIN_ROLE_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 _HASHED_ROLE_PREFIX = "_"
 
@@ -63,7 +79,7 @@ def encode_role(role: str) -> str:
     the two forms can never collide, and the hashed form is injective as far as
     sha256 is collision resistant.
     """
-    if _PLAIN_ROLE_RE.match(role):
+    if _PLAIN_ROLE_RE.fullmatch(role):
         return role
     return _HASHED_ROLE_PREFIX + hashlib.sha256(role.encode("utf-8")).hexdigest()
 
@@ -77,6 +93,23 @@ def metadata_tag(role: str, version: int) -> str:
     if role == TIMESTAMP_TAG:
         return TIMESTAMP_TAG
     return f"d.{encode_role(role)}.{version}"
+
+
+def proposal_tag(role: str, version: int) -> str:
+    """``staged.<enc(role)>.<N>``: the proposed version N of a role (layout §7)."""
+    return f"{PROPOSAL_TAG_PREFIX}{encode_role(role)}.{version}"
+
+
+def encode_keyid(keyid: str) -> str:
+    """32 tag-safe characters identifying a key: the keyid itself when it is hex."""
+    if re.fullmatch(r"[0-9a-f]{32,}", keyid):
+        return keyid[:32]
+    return hashlib.sha256(keyid.encode("utf-8")).hexdigest()[:32]
+
+
+def signature_tag(role: str, version: int, keyid: str) -> str:
+    """``sig.<enc(role)>.<N>.<key>``: one signer's signature over proposal N (layout §7)."""
+    return f"{SIGNATURE_TAG_PREFIX}{encode_role(role)}.{version}.{encode_keyid(keyid)}"
 
 
 def metadata_filename(role: str, version: int | None) -> str:
@@ -136,6 +169,46 @@ def build_metadata_manifest(
     return json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
 
+def build_artifact_manifest(
+    config_media_type: str,
+    layer_media_type: str,
+    data: bytes,
+    annotations: dict[str, str],
+) -> bytes:
+    """A plain OCI manifest with the empty config and one layer (proposals, signatures)."""
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "config": {"mediaType": config_media_type, "digest": EMPTY_CONFIG_DESCRIPTOR.digest, "size": len(EMPTY_CONFIG)},
+        "layers": [{"mediaType": layer_media_type, "digest": sha256_digest(data), "size": len(data)}],
+        "annotations": {ANNOTATION_LAYOUT: LAYOUT_VERSION, **annotations},
+    }
+    return json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class ArtifactManifest:
+    config_media_type: str
+    layer: Descriptor
+    annotations: dict[str, str]
+
+
+def parse_artifact_manifest(raw: bytes, config_media_type: str) -> ArtifactManifest:
+    """Parse a proposal or signature manifest; anything else is rejected."""
+    try:
+        manifest = json.loads(raw)
+        if manifest["config"]["mediaType"] != config_media_type:
+            raise ValueError(f"config media type is not {config_media_type}")
+        (layer,) = manifest["layers"]
+        descriptor = Descriptor(str(layer["mediaType"]), str(layer["digest"]), int(layer["size"]))
+        if not re.fullmatch(r"sha256:[0-9a-f]{64}", descriptor.digest) or descriptor.size < 0:
+            raise ValueError("bad layer descriptor")
+        annotations = {str(k): str(v) for k, v in (manifest.get("annotations") or {}).items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise MetadataRejectedError(f"malformed artifact manifest: {e}") from e
+    return ArtifactManifest(config_media_type, descriptor, annotations)
+
+
 @dataclass(frozen=True)
 class MetadataManifest:
     """What a reader takes from a metadata manifest: all of it untrusted."""
@@ -159,7 +232,7 @@ def parse_metadata_manifest(raw: bytes) -> MetadataManifest:
         if config["mediaType"] != CONFIG_MEDIA_TYPE or layer["mediaType"] != METADATA_MEDIA_TYPE:
             raise ValueError("not a tufoci metadata manifest")
         descriptor = Descriptor(layer["mediaType"], str(layer["digest"]), int(layer["size"]))
-        if not re.match(r"^sha256:[0-9a-f]{64}$", descriptor.digest) or descriptor.size < 0:
+        if not re.fullmatch(r"sha256:[0-9a-f]{64}", descriptor.digest) or descriptor.size < 0:
             raise ValueError("bad layer descriptor")
         filename = str((layer.get("annotations") or {}).get(FILENAME_ANNOTATION, ""))
         annotations = manifest.get("annotations") or {}
@@ -206,9 +279,11 @@ def index_platforms(raw: bytes) -> list[str]:
     platforms = []
     for child in manifests:
         platform = child.get("platform") if isinstance(child, dict) else None
-        if isinstance(platform, dict) and platform.get("os") and platform.get("architecture"):
-            parts = [platform["os"], platform["architecture"]]
-            if platform.get("variant"):
-                parts.append(platform["variant"])
-            platforms.append("/".join(str(p) for p in parts))
+        if not isinstance(platform, dict):
+            continue
+        parts = [platform.get("os"), platform.get("architecture")]
+        if platform.get("variant"):
+            parts.append(platform["variant"])
+        if all(isinstance(p, str) and _PLATFORM_PART_RE.fullmatch(p) for p in parts):
+            platforms.append("/".join(parts))
     return platforms

@@ -93,7 +93,7 @@ def _split_digest(text: str) -> tuple[str, str | None]:
     if "@" not in text:
         return text, None
     name, digest = text.rsplit("@", 1)
-    if not DIGEST_RE.match(digest):
+    if not DIGEST_RE.fullmatch(digest):
         raise InvalidReferenceError(f"invalid digest {digest!r}: expected sha256:<64 hex>")
     return name, digest
 
@@ -103,7 +103,7 @@ def _split_tag(name: str) -> tuple[str, str | None]:
     if colon == -1 or "/" in name[colon + 1:]:
         return name, None
     tag = name[colon + 1:]
-    if not TAG_RE.match(tag):
+    if not TAG_RE.fullmatch(tag):
         raise InvalidReferenceError(f"invalid tag {tag!r}")
     return name[:colon], tag
 
@@ -125,7 +125,7 @@ def parse_repository(text: str) -> Repository:
     is_domain = sep and ("." in first or ":" in first or first == "localhost" or first != first.lower())
     if is_domain:
         registry, path = first, rest
-        if not _DOMAIN_RE.match(registry):
+        if not _DOMAIN_RE.fullmatch(registry):
             raise InvalidReferenceError(f"invalid registry name {registry!r} in {text!r}")
     else:
         registry, path = DOCKER_HUB, text
@@ -133,7 +133,7 @@ def parse_repository(text: str) -> Repository:
         registry = DOCKER_HUB
     if registry == DOCKER_HUB and "/" not in path:
         path = f"library/{path}"
-    if not _PATH_RE.match(path):
+    if not _PATH_RE.fullmatch(path):
         raise InvalidReferenceError(
             f"invalid repository path {path!r} in {text!r}: lowercase letters, digits and "
             "separators (. _ __ -) between '/'-separated components"
@@ -173,8 +173,8 @@ def target_name(reference: Reference, scope: Repository) -> str:
 def reference_for_target(name: str, scope: Repository) -> Reference:
     """Inverse of ``target_name``: where a target lives in a given scope."""
     relative, sep, tag = name.rpartition(":")
-    if not sep or not relative or not TAG_RE.match(tag):
+    if not sep or not relative or not TAG_RE.fullmatch(tag):
         raise InvalidReferenceError(f"invalid target name {name!r}: expected <path>:<tag>")
-    if not scope.is_layout and not _PATH_RE.match(f"{scope.path}/{relative}"):
+    if not scope.is_layout and not _PATH_RE.fullmatch(f"{scope.path}/{relative}"):
         raise InvalidReferenceError(f"invalid target name {name!r}")
     return Reference(scope.child(relative), tag)

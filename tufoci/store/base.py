@@ -42,6 +42,25 @@ class RepositoryStore(abc.ABC):
     def put_manifest(self, tag: str, data: bytes, media_type: str) -> str:
         """Store a manifest under ``tag``; returns its digest."""
 
+    def replace_manifest(self, tag: str, data: bytes, media_type: str, expected: str | None) -> str | None:
+        """Move ``tag`` to ``data`` only if it currently points at ``expected``
+        (None: the tag must not exist). Returns the new digest, or None when the
+        tag had moved and nothing was written.
+
+        The distribution API has no compare-and-swap, so this default is a
+        re-read then a write: a small race window remains (docs/layout.md §4).
+        Backends that can do better (the layout backend, under its lock) do.
+        """
+        from tufoci.errors import NotFoundError
+
+        try:
+            current: str | None = self.get_manifest(tag).digest
+        except NotFoundError:
+            current = None
+        if current != expected:
+            return None
+        return self.put_manifest(tag, data, media_type)
+
     @abc.abstractmethod
     def get_blob(self, digest: str, *, max_bytes: int) -> bytes:
         """Fetch a blob, verifying it hashes to ``digest``."""

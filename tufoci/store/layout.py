@@ -23,6 +23,7 @@ from tufoci.reference import DIGEST_RE, TAG_RE
 from tufoci.store.base import Manifest, RepositoryStore
 
 REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
+_ANY = object()  # replace_manifest: write whatever the tag points at now
 _LAYOUT_FILE = b'{"imageLayoutVersion":"1.0.0"}'
 
 
@@ -38,7 +39,7 @@ class LayoutRepository(RepositoryStore):
     # -- helpers -----------------------------------------------------------
     def _blob_path(self, digest: str) -> str:
         # layout §6: only well-formed digests become paths (no traversal)
-        if not DIGEST_RE.match(digest):
+        if not DIGEST_RE.fullmatch(digest):
             raise RegistryError(f"refusing malformed digest {digest!r}")
         return os.path.join(self.path, "blobs", "sha256", digest.split(":", 1)[1])
 
@@ -96,7 +97,7 @@ class LayoutRepository(RepositoryStore):
 
     # -- RepositoryStore ---------------------------------------------------
     def get_manifest(self, reference: str, *, max_bytes: int = MAX_MANIFEST_BYTES) -> Manifest:
-        if DIGEST_RE.match(reference):
+        if DIGEST_RE.fullmatch(reference):
             digest, media_type = reference, None
             for descriptor in self._read_index()["manifests"]:
                 if descriptor.get("digest") == digest:
@@ -108,12 +109,18 @@ class LayoutRepository(RepositoryStore):
                 annotations = descriptor.get("annotations") or {}
                 if annotations.get(REF_NAME_ANNOTATION) == reference:
                     digest, media_type = descriptor.get("digest"), descriptor.get("mediaType")
-            if digest is None:
+            if not isinstance(digest, str):
                 raise NotFoundError(f"tag {reference!r} not found in {self.path}")
         return Manifest(self._read_blob_file(str(digest), max_bytes), media_type)
 
     def put_manifest(self, tag: str, data: bytes, media_type: str) -> str:
-        if not TAG_RE.match(tag):
+        digest = self.replace_manifest(tag, data, media_type, expected=_ANY)
+        assert digest is not None
+        return digest
+
+    def replace_manifest(self, tag: str, data: bytes, media_type: str, expected: str | None | object) -> str | None:
+        """Compare-and-swap of a tag, atomic under the layout's lock."""
+        if not TAG_RE.fullmatch(tag):
             raise RegistryError(f"invalid tag {tag!r}")
         digest = self.put_blob(data)
         descriptor = {
@@ -124,12 +131,22 @@ class LayoutRepository(RepositoryStore):
         }
         with self._locked():
             index = self._read_index()
+            if expected is not _ANY and self._tag_digest(index, tag) != expected:
+                return None
             index["manifests"] = [
                 d for d in index["manifests"] if (d.get("annotations") or {}).get(REF_NAME_ANNOTATION) != tag
             ]
             index["manifests"].append(descriptor)
             index.setdefault("schemaVersion", 2)
             atomic_write(os.path.join(self.path, "index.json"), json.dumps(index, indent=1).encode())
+        return digest
+
+    @staticmethod
+    def _tag_digest(index: dict, tag: str) -> str | None:
+        digest = None
+        for descriptor in index["manifests"]:
+            if (descriptor.get("annotations") or {}).get(REF_NAME_ANNOTATION) == tag:
+                digest = descriptor.get("digest")
         return digest
 
     def get_blob(self, digest: str, *, max_bytes: int) -> bytes:

@@ -287,7 +287,7 @@ class RegistryRepository(RepositoryStore):
             raise self.client.error(status, what, data)
         manifest = Manifest(data, headers.get("Content-Type"))
         # distribution spec: a manifest fetched by digest must hash to it
-        if DIGEST_RE.match(reference) and manifest.digest != reference:
+        if DIGEST_RE.fullmatch(reference) and manifest.digest != reference:
             raise ContentMismatchError(f"{what}: the registry served bytes that hash to {manifest.digest}")
         return manifest
 

@@ -19,7 +19,7 @@ _DURATION_RE = re.compile(r"^([1-9][0-9]{0,6})([smhdwy])$")
 
 def parse_duration(text: str) -> datetime.timedelta:
     """``90d``, ``12h``, ``1y`` … as a timedelta."""
-    match = _DURATION_RE.match(text.strip())
+    match = _DURATION_RE.fullmatch(text.strip())
     if not match:
         raise UsageError(f"invalid duration {text!r}: use a number and one of s m h d w y (e.g. 90d)")
     return datetime.timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])

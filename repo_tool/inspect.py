@@ -12,6 +12,7 @@ from tufoci.client.refresh import trusted_session
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import TufociError
 from tufoci.repo_tool.publish import load_current
+from tufoci.repo_tool.sessions import key_names, review
 from tufoci.repo_tool.staging import staged_changes
 from tufoci.reference import parse_repository
 from tufoci.state import State, now_utc
@@ -40,6 +41,7 @@ def scope_status(state: State, scope_text: str, **registry_options: object) -> d
     try:
         with trusted_session(state.home, pin, **registry_options) as session:
             current = load_current(session)
+        report["proposals"] = [r.to_dict(key_names(state)) for r in review(state, scope_text, **registry_options)]
     except TufociError as e:
         report["error"] = str(e)
         return report

@@ -73,18 +73,19 @@ def stage_targets(
 
     with ThreadPoolExecutor(max_workers=RESOLVE_WORKERS) as pool:
         changes = list(pool.map(resolve, planned))
-    _record(state, changes)
+    record_changes(state, changes)
     return changes
 
 
 def stage_removals(state: State, scope_text: str, names: list[str], *, role: str = "targets") -> list[StagedChange]:
     pin = pin_for_scope(state, scope_text)
     changes = [StagedChange(pin.scope, role, name, "remove") for name in names]
-    _record(state, changes)
+    record_changes(state, changes)
     return changes
 
 
-def _record(state: State, changes: list[StagedChange]) -> None:
+def record_changes(state: State, changes: list[StagedChange]) -> None:
+    """Stage changes in one transaction (a later change to the same name replaces an earlier one)."""
     when, who = now_iso(), actor()
     with state.transaction() as conn:
         for change in changes:

@@ -58,7 +58,8 @@ def test_publish_and_verify(prefix: str, tmp_path: Path, home: Path, monkeypatch
     assert {r["role"]: r["version"] for r in status["roles"]} == {"root": 1, "targets": 1, "snapshot": 1, "timestamp": 1}
 
     published = json.loads(ok(run_tufoci("publish", scope, "-o", "json")).stdout)
-    assert published["versions"] == {"root": 1, "targets": 2, "snapshot": 2, "timestamp": 2}
+    assert published["published"] == {"targets": 2, "snapshot": 2, "timestamp": 2}
+    assert published["proposed"] == {}
     assert json.loads(ok(run_tufoci("status", scope, "-o", "json")).stdout)["staged"] == []
 
     # a consumer on another machine: pin the root file, verify

@@ -218,13 +218,14 @@ def target() -> None:
 
 @target.command("add")
 @click.argument("references", nargs=-1, required=True)
+@click.option("--role", default="targets", show_default=True, help="The role that signs them (a delegated role).")
 @registry_options
 @output_option
-def target_add(references, plain_http, insecure, ca_file, output) -> None:
+def target_add(references, role, plain_http, insecure, ca_file, output) -> None:
     """Stage REGISTRY/SCOPE/REPO:TAG references; their digests come from the bytes downloaded."""
     from tufoci.repo_tool.staging import stage_targets
 
-    changes = stage_targets(_state(), list(references), **_registry_kwargs(plain_http, insecure, ca_file))
+    changes = stage_targets(_state(), list(references), role=role, **_registry_kwargs(plain_http, insecure, ca_file))
     if output == "json":
         _emit_json([_change_json(c) for c in changes])
         return
@@ -240,11 +241,12 @@ def _change_json(c) -> dict:
 @target.command("remove")
 @click.argument("scope")
 @click.argument("names", nargs=-1, required=True)
-def target_remove(scope, names) -> None:
+@click.option("--role", default="targets", show_default=True, help="The role that signed them.")
+def target_remove(scope, names, role) -> None:
     """Stage the removal of target NAMES (e.g. web:1.0) from SCOPE."""
     from tufoci.repo_tool.staging import stage_removals
 
-    for c in stage_removals(_state(), scope, list(names)):
+    for c in stage_removals(_state(), scope, list(names), role=role):
         click.echo(f"staged removal of {c.name} from {c.scope}")
 
 
@@ -289,8 +291,40 @@ def status(scope, plain_http, insecure, ca_file, output) -> None:
     else:
         click.echo(f"staged ({len(staged)}):")
         for c in staged:
-            mark = "+" if c["action"] == "add" else "-"
-            click.echo(f"  {mark} {c['target']}  {c['digest'] or ''}  [{c['role']}]")
+            click.echo(f"  {_change_line(c)}  [{c['role']}]")
+    for p in report.get("proposals", []):
+        state = "complete: 'tufoci publish' makes it live" if p["complete"] else "needs signatures"
+        click.echo(f"proposal {p['role']} v{p['version']} by {p['proposer']} ({state})")
+        for c in p["changes"]:
+            click.echo(f"    {_proposal_change_line(c)}")
+        for sig in p["signatures"]:
+            mark = "✓" if sig["counted"] else "✗"
+            click.echo(f"    {mark} {sig['key'] or sig['keyid'][:16]}: {sig['reason']}")
+        for t in p["thresholds"]:
+            missing = ", ".join(m["key"] or m["keyid"][:16] for m in t["missing"])
+            more = max(0, t["need"] - t["have"])
+            line = f"    {t['label']}: {t['have']} of {t['need']} signatures"
+            if more:
+                line += f", {more} more needed from: {missing}"
+            click.echo(line)
+
+
+def _change_line(c: dict) -> str:
+    if c["action"] in ("delegate", "undelegate"):
+        return f"{'+' if c['action'] == 'delegate' else '-'} delegation {c['target']}"
+    return f"{'+' if c['action'] == 'add' else '-'} {c['target']}  {c['digest'] or ''}"
+
+
+def _proposal_change_line(c: dict) -> str:
+    if c["kind"] == "target":
+        mark = {"added": "+", "removed": "-", "changed": "~"}[c["change"]]
+        was = f" (was {c['from']})" if c.get("from") else ""
+        return f"{mark} {c['target']} {c['digest']}{was}"
+    if c["kind"] == "delegation":
+        detail = f" {', '.join(c.get('paths') or [])} threshold {c.get('threshold')}" if c["change"] != "removed" else ""
+        return f"{c['change']} delegation {c['role']}{detail}"
+    return (f"root role {c['role']}: threshold {c['threshold']}, +{len(c['addedKeys'])} key(s), "
+            f"-{len(c['removedKeys'])} key(s)")
 
 
 @cli.command()
@@ -309,8 +343,85 @@ def publish(scope, dry_run, password_stdin, plain_http, insecure, ca_file, outpu
         _emit_json(result.to_dict())
         return
     verb = "would publish" if dry_run else "published"
-    versions = ", ".join(f"{role} {v}" for role, v in result.versions.items())
-    click.echo(f"{verb} {len(result.applied)} change(s) to {result.scope}: {versions}")
+    if result.published:
+        versions = ", ".join(f"{role} v{v}" for role, v in result.published.items())
+        click.echo(f"{verb} to {result.scope}: {versions}")
+    for role, info in result.proposed.items():
+        counts = "; ".join(f"{t['have']} of {t['need']} signatures ({t['label']})" for t in info["thresholds"])
+        click.echo(f"{'would propose' if dry_run else 'proposed'} {role} v{info['version']}: {counts}")
+        if not dry_run:
+            click.echo(f"  other maintainers: tufoci sign {result.scope} {role}", err=True)
+    if result.waiting_for_online_key:
+        click.echo(f"signed, but this machine cannot sign snapshot/timestamp: whoever holds the online key runs "
+                   f"'tufoci publish {result.scope}' to make it live", err=True)
+
+
+@cli.command()
+@click.argument("scope")
+@click.argument("role")
+@click.option("--key", "keys", multiple=True, required=True, help="A key of the team (name, URI or public key); repeatable.")
+@click.option("--path", "paths", multiple=True, required=True, help="Target-name pattern, e.g. 'web/*'; repeatable.")
+@click.option("--threshold", type=int, default=1, show_default=True, help="Signatures needed from the team's keys.")
+@click.option("--terminating", is_flag=True, help="A match here ends the search (no backtracking to other roles).")
+@click.option("--parent", default="targets", show_default=True, help="The delegating role.")
+def delegate(scope, role, keys, paths, threshold, terminating, parent) -> None:
+    """Stage a delegation of PATH patterns to ROLE (a team) with its keys and threshold."""
+    from tufoci.repo_tool.delegations import stage_delegation
+
+    change = stage_delegation(_state(), scope, role, keys=list(keys), paths=list(paths), threshold=threshold,
+                              terminating=terminating, parent=parent)
+    spec = change.custom or {}
+    click.echo(f"staged: {parent} delegates {', '.join(spec['paths'])} to {role} "
+               f"({spec['threshold']} of {len(spec['keys'])} keys{', terminating' if terminating else ''})")
+
+
+@cli.command()
+@click.argument("scope")
+@click.argument("role")
+@click.option("--parent", default="targets", show_default=True, help="The delegating role.")
+def undelegate(scope, role, parent) -> None:
+    """Stage the removal of ROLE's delegation from its parent."""
+    from tufoci.repo_tool.delegations import stage_undelegation
+
+    stage_undelegation(_state(), scope, role, parent=parent)
+    click.echo(f"staged: {parent} no longer delegates to {role}")
+
+
+@cli.command()
+@click.argument("scope")
+@click.argument("role", required=False)
+@password_stdin_option
+@registry_options
+@output_option
+def sign(scope, role, password_stdin, plain_http, insecure, ca_file, output) -> None:
+    """Add this machine's signatures to the open proposal of ROLE (or every one it can sign)."""
+    from tufoci.repo_tool.sessions import key_names, sign as do_sign
+
+    state = _state()
+    done = do_sign(state, scope, role, secrets=_secrets_handler(password_stdin),
+                   **_registry_kwargs(plain_http, insecure, ca_file))
+    names = key_names(state)
+    if output == "json":
+        _emit_json([{"role": r.proposal.role, "version": r.proposal.version, "keyids": k} for r, k in done])
+        return
+    if not done:
+        click.echo("none of this machine's keys can sign an open proposal", err=True)
+    for item, keyids in done:
+        who = ", ".join(names.get(k, k[:12]) for k in keyids)
+        click.echo(f"signed {item.proposal.role} v{item.proposal.version} with {who}")
+    click.echo(f"see 'tufoci status {scope}'; 'tufoci publish {scope}' makes complete proposals live", err=True)
+
+
+@cli.command()
+@click.argument("scope")
+@click.argument("role")
+@registry_options
+def discard(scope, role, plain_http, insecure, ca_file) -> None:
+    """Abandon the open proposal for ROLE and this machine's staged changes to it."""
+    from tufoci.repo_tool.sessions import discard as do_discard
+
+    tags = do_discard(_state(), scope, role, **_registry_kwargs(plain_http, insecure, ca_file))
+    click.echo(f"discarded {role}" + (f" ({', '.join(tags)})" if tags else " (local staged changes)"))
 
 
 @cli.command("log")

@@ -1,0 +1,95 @@
+"""Delegating signing to teams: staged delegation changes and how they apply.
+
+A delegation is a change to the *delegating* role (``targets`` or a delegated
+role): it names keys, a threshold, path patterns and whether the delegation is
+terminating. It is staged like a target change and published with the parent's
+next version.
+"""
+
+from __future__ import annotations
+
+from securesystemslib.signer import SSlibKey
+from tuf.api.metadata import DelegatedRole, Delegations, Targets
+
+from tufoci.client.trust_pins import pin_for_scope
+from tufoci.errors import UsageError
+from tufoci.keys import resolve_key
+from tufoci.repo_tool.staging import StagedChange, record_changes
+from tufoci.state import State
+
+TOP_LEVEL = ("root", "targets", "snapshot", "timestamp")
+
+
+def stage_delegation(
+    state: State,
+    scope_text: str,
+    role: str,
+    *,
+    keys: list[str],
+    paths: list[str],
+    threshold: int = 1,
+    terminating: bool = False,
+    parent: str = "targets",
+) -> StagedChange:
+    """Stage ``parent`` delegating ``paths`` to ``role`` (keys, threshold)."""
+    pin = pin_for_scope(state, scope_text)
+    if not role or role in TOP_LEVEL:
+        raise UsageError(f"invalid role name {role!r}: it must not be empty or a top-level role name")
+    if role == parent:
+        raise UsageError("a role cannot delegate to itself")
+    if not keys:
+        raise UsageError("a delegation needs at least one --key")
+    if not paths:
+        raise UsageError("a delegation needs at least one --path pattern (e.g. 'web/*')")
+    resolved = {k.keyid: k for k in (resolve_key(state, spec) for spec in keys)}
+    if threshold < 1 or threshold > len(resolved):
+        raise UsageError(f"threshold {threshold} is impossible with {len(resolved)} distinct key(s)")
+    change = StagedChange(
+        pin.scope,
+        parent,
+        role,
+        "delegate",
+        custom={
+            "keys": {keyid: k.public.to_dict() for keyid, k in resolved.items()},
+            "threshold": threshold,
+            "paths": list(paths),
+            "terminating": terminating,
+        },
+    )
+    record_changes(state, [change])
+    return change
+
+
+def stage_undelegation(state: State, scope_text: str, role: str, *, parent: str = "targets") -> StagedChange:
+    pin = pin_for_scope(state, scope_text)
+    change = StagedChange(pin.scope, parent, role, "undelegate")
+    record_changes(state, [change])
+    return change
+
+
+def apply_delegation(targets: Targets, change: StagedChange) -> None:
+    """Add, replace or remove one delegation in ``targets`` (order of roles is kept)."""
+    if targets.delegations is None:
+        targets.delegations = Delegations(keys={}, roles={})
+    delegations = targets.delegations
+    if delegations.roles is None:
+        raise UsageError("this role delegates to hashed bins; named delegations cannot be added to it")
+    if change.action == "undelegate":
+        delegations.roles.pop(change.name, None)
+    else:
+        spec = change.custom or {}
+        for keyid, key in spec["keys"].items():
+            delegations.keys[keyid] = SSlibKey.from_dict(keyid, dict(key))
+        delegations.roles[change.name] = DelegatedRole(
+            name=change.name,
+            keyids=list(spec["keys"]),
+            threshold=int(spec["threshold"]),
+            terminating=bool(spec["terminating"]),
+            paths=list(spec["paths"]),
+        )
+    used = {keyid for r in delegations.roles.values() for keyid in r.keyids}
+    for keyid in list(delegations.keys):
+        if keyid not in used:
+            del delegations.keys[keyid]
+    if not delegations.roles:
+        targets.delegations = None

@@ -1,0 +1,274 @@
+"""Threshold signing through the registry: proposals and detached signatures.
+
+When one maintainer cannot meet a role's threshold alone, the new version is
+pushed as a *proposal* (``staged.<enc(role)>.<N>``, the metadata without
+signatures), and every maintainer adds their signature as a separate artifact
+(``sig.<enc(role)>.<N>.<key>``). No two signers ever write the same tag, so
+concurrent signers never lose each other's work, and nothing but the registry
+is shared. ``publish`` merges the valid signatures once the threshold holds.
+Clients never read these tags (layout §7).
+
+A signature counts only if its key is one of the role's keys, it is the first
+for that key, it is over exactly the proposal's canonical bytes, and it
+verifies; ``status`` says which signatures did not count and why. A new root
+counts against both the current root's threshold and its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from securesystemslib.exceptions import UnverifiedSignatureError
+from securesystemslib.signer import Signature, Signer
+from tuf.api.metadata import Metadata, Root, Targets
+
+from tufoci.errors import MetadataRejectedError, NotFoundError, SigningKeyError
+from tufoci.layout_spec import (
+    ANNOTATION_DISCARDED,
+    ANNOTATION_KEYID,
+    ANNOTATION_PROPOSER,
+    ANNOTATION_ROLE,
+    ANNOTATION_VERSION,
+    MANIFEST_MEDIA_TYPE,
+    MAX_METADATA_BYTES,
+    METADATA_MEDIA_TYPE,
+    PROPOSAL_CONFIG_MEDIA_TYPE,
+    PROPOSAL_TAG_PREFIX,
+    SIGNATURE_CONFIG_MEDIA_TYPE,
+    SIGNATURE_MEDIA_TYPE,
+    EMPTY_CONFIG,
+    build_artifact_manifest,
+    encode_role,
+    parse_artifact_manifest,
+    proposal_tag,
+    signature_tag,
+)
+from tufoci.repo_tool.versions import to_bytes
+from tufoci.store.base import RepositoryStore
+
+MAX_SIGNATURE_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class SignatureCheck:
+    """One detached signature and whether it counts."""
+
+    keyid: str
+    counted: bool
+    reason: str  # "valid" or why it does not count
+
+
+@dataclass(frozen=True)
+class ThresholdState:
+    label: str  # "targets", or "root v3" / "root v4" for the two root checks
+    have: int
+    need: int
+    missing_keyids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DetachedSignature:
+    """A signature artifact as read from the registry (untrusted until evaluated)."""
+
+    keyid: str
+    signature: Signature | None
+    signed_digest: str
+    problem: str | None
+
+
+@dataclass
+class Proposal:
+    """A proposed version of a role and the signatures collected for it so far."""
+
+    role: str
+    version: int
+    metadata: Metadata
+    proposer: str
+    collected: list[DetachedSignature] = field(default_factory=list)
+    checks: list[SignatureCheck] = field(default_factory=list)
+    thresholds: list[ThresholdState] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.thresholds) and all(t.have >= t.need for t in self.thresholds)
+
+    @property
+    def signed_digest(self) -> str:
+        return "sha256:" + hashlib.sha256(self.metadata.signed_bytes).hexdigest()
+
+
+def _signature_payload(keyid: str, signature: Signature, signed_digest: str) -> bytes:
+    return json.dumps({"keyid": keyid, "sig": signature.signature, "signed": signed_digest}, sort_keys=True).encode()
+
+
+def push_proposal(store: RepositoryStore, role: str, metadata: Metadata, proposer: str) -> Proposal:
+    """Push ``metadata`` without its signatures as the proposal of its version,
+    then each of its signatures as a detached signature artifact."""
+    unsigned = Metadata.from_bytes(to_bytes(metadata))
+    unsigned.signatures.clear()
+    data = to_bytes(unsigned)
+    version = unsigned.signed.version
+    store.put_blob(EMPTY_CONFIG)
+    store.put_blob(data)
+    manifest = build_artifact_manifest(
+        PROPOSAL_CONFIG_MEDIA_TYPE,
+        METADATA_MEDIA_TYPE,
+        data,
+        {ANNOTATION_ROLE: role, ANNOTATION_VERSION: str(version), ANNOTATION_PROPOSER: proposer},
+    )
+    store.put_manifest(proposal_tag(role, version), manifest, MANIFEST_MEDIA_TYPE)
+    proposal = Proposal(role, version, unsigned, proposer)
+    push_signatures(store, proposal, dict(metadata.signatures))
+    return proposal
+
+
+def sign_proposal(proposal: Proposal, signers: dict[str, Signer]) -> dict[str, Signature]:
+    """Signatures over the proposal's canonical bytes, one per signer."""
+    signatures = {}
+    for keyid, signer in signers.items():
+        try:
+            signatures[keyid] = signer.sign(proposal.metadata.signed_bytes)
+        except Exception as e:  # signer backends raise their own errors (HSM, KMS, files)
+            raise SigningKeyError(f"signing {proposal.role} v{proposal.version} failed: {e}") from e
+    return signatures
+
+
+def push_signatures(store: RepositoryStore, proposal: Proposal, signatures: dict[str, Signature]) -> list[str]:
+    """Push each signature as its own artifact (its own tag: concurrent signers never collide)."""
+    tags = []
+    store.put_blob(EMPTY_CONFIG)
+    for keyid, signature in signatures.items():
+        data = _signature_payload(keyid, signature, proposal.signed_digest)
+        store.put_blob(data)
+        manifest = build_artifact_manifest(
+            SIGNATURE_CONFIG_MEDIA_TYPE,
+            SIGNATURE_MEDIA_TYPE,
+            data,
+            {ANNOTATION_ROLE: proposal.role, ANNOTATION_VERSION: str(proposal.version), ANNOTATION_KEYID: keyid},
+        )
+        tag = signature_tag(proposal.role, proposal.version, keyid)
+        store.put_manifest(tag, manifest, MANIFEST_MEDIA_TYPE)
+        tags.append(tag)
+    return tags
+
+
+def discard_proposal(store: RepositoryStore, role: str, version: int, by: str) -> str:
+    """Replace a proposal with a tombstone: nothing live changes, signing it becomes impossible."""
+    data = b"{}"
+    store.put_blob(EMPTY_CONFIG)
+    store.put_blob(data)
+    manifest = build_artifact_manifest(
+        PROPOSAL_CONFIG_MEDIA_TYPE,
+        METADATA_MEDIA_TYPE,
+        data,
+        {ANNOTATION_ROLE: role, ANNOTATION_VERSION: str(version), ANNOTATION_DISCARDED: by},
+    )
+    tag = proposal_tag(role, version)
+    store.put_manifest(tag, manifest, MANIFEST_MEDIA_TYPE)
+    return tag
+
+
+def read_proposals(store: RepositoryStore, tags: list[str] | None = None) -> list[Proposal]:
+    """Every open (not discarded) proposal in the metadata repository, with its signatures."""
+    tags = store.list_tags() if tags is None else tags
+    proposals = []
+    for tag in sorted(t for t in tags if t.startswith(PROPOSAL_TAG_PREFIX)):
+        proposal = _read_proposal(store, tag)
+        if proposal is None:
+            continue
+        proposal.collected = [_read_signature(store, t) for t in tags if t.startswith(_signature_prefix(proposal))]
+        proposals.append(proposal)
+    return proposals
+
+
+def _signature_prefix(proposal: Proposal) -> str:
+    return f"sig.{encode_role(proposal.role)}.{proposal.version}."
+
+
+def _read_proposal(store: RepositoryStore, tag: str) -> Proposal | None:
+    try:
+        artifact = parse_artifact_manifest(store.get_manifest(tag).data, PROPOSAL_CONFIG_MEDIA_TYPE)
+    except (MetadataRejectedError, NotFoundError):
+        return None
+    notes = artifact.annotations
+    if ANNOTATION_DISCARDED in notes:
+        return None
+    try:
+        data = store.get_blob(artifact.layer.digest, max_bytes=min(artifact.layer.size, MAX_METADATA_BYTES))
+        metadata = Metadata.from_bytes(data)
+        role, version = notes[ANNOTATION_ROLE], int(notes[ANNOTATION_VERSION])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if tag != proposal_tag(role, version) or metadata.signed.version != version:
+        return None  # a proposal must sit under its own tag
+    return Proposal(role, version, metadata, notes.get(ANNOTATION_PROPOSER, "unknown"))
+
+
+def _read_signature(store: RepositoryStore, tag: str) -> DetachedSignature:
+    try:
+        artifact = parse_artifact_manifest(store.get_manifest(tag).data, SIGNATURE_CONFIG_MEDIA_TYPE)
+        data = store.get_blob(artifact.layer.digest, max_bytes=min(artifact.layer.size, MAX_SIGNATURE_BYTES))
+        payload = json.loads(data)
+        keyid, sig, signed = str(payload["keyid"]), str(payload["sig"]), str(payload["signed"])
+        return DetachedSignature(keyid, Signature(keyid, sig), signed, None)
+    except (MetadataRejectedError, NotFoundError, ValueError, KeyError, TypeError) as e:
+        return DetachedSignature(tag, None, "", f"malformed signature artifact {tag}: {e}")
+
+
+def evaluate(proposal: Proposal, delegators: list[tuple[str, Root | Targets]]) -> Metadata:
+    """Decide which signatures count; returns the proposal with those signatures merged.
+
+    ``delegators`` are the (label, metadata) pairs whose keys and threshold the
+    role must satisfy: the delegating role, or for root the current root and
+    the proposed root itself.
+    """
+    checks: list[SignatureCheck] = []
+    merged: dict[str, Signature] = {}
+    payload = proposal.metadata.signed_bytes
+    role_keys = [(label, delegator.get_delegated_role(proposal.role).keyids, delegator) for label, delegator in delegators]
+    seen: set[str] = set()
+    for item in proposal.collected:
+        if item.signature is None:
+            checks.append(SignatureCheck(item.keyid, False, item.problem or "malformed"))
+            continue
+        if item.keyid in seen:
+            checks.append(SignatureCheck(item.keyid, False, "duplicate signature by the same key"))
+            continue
+        seen.add(item.keyid)
+        if item.signed_digest != proposal.signed_digest:
+            checks.append(SignatureCheck(item.keyid, False, "signed different bytes (an older or another proposal)"))
+            continue
+        holders = [delegator for _, keyids, delegator in role_keys if item.keyid in keyids]
+        if not holders:
+            checks.append(SignatureCheck(item.keyid, False, f"key is not a {proposal.role} key"))
+            continue
+        key = holders[0].get_key(item.keyid)
+        try:
+            key.verify_signature(item.signature, payload)
+        except UnverifiedSignatureError:
+            checks.append(SignatureCheck(item.keyid, False, "bad signature"))
+            continue
+        checks.append(SignatureCheck(item.keyid, True, "valid"))
+        merged[item.keyid] = item.signature
+    proposal.checks = checks
+    proposal.thresholds = threshold_states(set(merged), delegators, proposal.role)
+    signed = Metadata.from_bytes(to_bytes(proposal.metadata))
+    signed.signatures.clear()
+    signed.signatures.update(merged)
+    return signed
+
+
+def threshold_states(valid_keyids: set[str], delegators: list[tuple[str, Root | Targets]], role: str) -> list[ThresholdState]:
+    """Per delegator: how many of the role's keys have signed, of how many needed, and who is missing."""
+    states = []
+    for label, delegator in delegators:
+        delegated = delegator.get_delegated_role(role)
+        states.append(ThresholdState(
+            label,
+            sum(1 for k in delegated.keyids if k in valid_keyids),
+            delegated.threshold,
+            tuple(k for k in delegated.keyids if k not in valid_keyids),
+        ))
+    return states

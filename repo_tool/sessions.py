@@ -1,0 +1,190 @@
+"""Signing sessions: review, sign and discard open proposals.
+
+A session is an open proposal for the next version of a role. ``review``
+describes each one the way a maintainer needs to decide (what changes, who has
+signed, whose signatures did not count and why, how many are still needed);
+``sign`` adds this machine's signatures; ``discard`` abandons one. None of them
+changes anything live.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from securesystemslib.signer import SecretsHandler
+from tuf.api.metadata import Root, Targets
+
+from tufoci.client.refresh import metadata_store, trusted_session
+from tufoci.client.trust_pins import pin_for_scope
+from tufoci.errors import SigningKeyError, UsageError
+from tufoci.keys import list_keys
+from tufoci.repo_tool.proposals import (
+    Proposal,
+    discard_proposal,
+    evaluate,
+    push_signatures,
+    read_proposals,
+    sign_proposal,
+)
+from tufoci.repo_tool.publish import delegators_for, load_current
+from tufoci.repo_tool.roles import RoleTree
+from tufoci.repo_tool.signing import available_signers
+from tufoci.state import Pin, State, actor
+from tufoci.store.base import RepositoryStore
+
+
+@dataclass
+class Review:
+    """One open proposal, evaluated against the live state."""
+
+    proposal: Proposal
+    changes: list[dict]
+
+    def to_dict(self, names: dict[str, str]) -> dict:
+        p = self.proposal
+        return {
+            "role": p.role,
+            "version": p.version,
+            "proposer": p.proposer,
+            "complete": p.complete,
+            "changes": self.changes,
+            "signatures": [
+                {"keyid": c.keyid, "key": names.get(c.keyid), "counted": c.counted, "reason": c.reason}
+                for c in p.checks
+            ],
+            "thresholds": [
+                {"label": t.label, "have": t.have, "need": t.need,
+                 "missing": [{"keyid": k, "key": names.get(k)} for k in t.missing_keyids]}
+                for t in p.thresholds
+            ],
+        }
+
+
+def describe_changes(role: str, old: Targets | Root | None, new: Targets | Root) -> list[dict]:
+    """What a proposal changes, as a maintainer reads it: tags and their digests, delegations, keys."""
+    if isinstance(new, Root):
+        return _root_changes(old if isinstance(old, Root) else None, new)
+    changes = []
+    before = old.targets if isinstance(old, Targets) else {}
+    for name in sorted(set(before) | set(new.targets)):
+        a, b = before.get(name), new.targets.get(name)
+        digest = lambda t: "sha256:" + t.hashes.get("sha256", "") if t else None  # noqa: E731
+        if a is None:
+            changes.append({"kind": "target", "change": "added", "target": name, "digest": digest(b)})
+        elif b is None:
+            changes.append({"kind": "target", "change": "removed", "target": name, "digest": digest(a)})
+        elif a != b:
+            changes.append({"kind": "target", "change": "changed", "target": name, "from": digest(a), "digest": digest(b)})
+    roles_before = _delegated_roles(old)
+    roles_after = _delegated_roles(new)
+    for name in sorted(set(roles_before) | set(roles_after)):
+        a, b = roles_before.get(name), roles_after.get(name)
+        if a == b:
+            continue
+        change = "added" if a is None else "removed" if b is None else "changed"
+        entry = {"kind": "delegation", "change": change, "role": name}
+        if b is not None:
+            entry.update(paths=b.paths, threshold=b.threshold, keyids=b.keyids, terminating=b.terminating)
+        changes.append(entry)
+    return changes
+
+
+def _delegated_roles(signed: Targets | Root | None) -> dict:
+    if not isinstance(signed, Targets) or signed.delegations is None or signed.delegations.roles is None:
+        return {}
+    return dict(signed.delegations.roles)
+
+
+def _root_changes(old: Root | None, new: Root) -> list[dict]:
+    changes = []
+    for role, after in new.roles.items():
+        before = old.roles.get(role) if old else None
+        if before is None or before.keyids != after.keyids or before.threshold != after.threshold:
+            changes.append({
+                "kind": "root-role", "role": role, "threshold": after.threshold,
+                "addedKeys": [k for k in after.keyids if not before or k not in before.keyids],
+                "removedKeys": [k for k in (before.keyids if before else []) if k not in after.keyids],
+            })
+    return changes
+
+
+@contextmanager
+def _session(state: State, scope_text: str, registry_options: dict) -> Iterator[tuple[Pin, RepositoryStore, RoleTree, list[Review]]]:
+    """One verified refresh, and every open proposal for the next version of a role, evaluated."""
+    pin = pin_for_scope(state, scope_text)
+    store = metadata_store(pin, **registry_options)
+    with trusted_session(state.home, pin, **registry_options) as session:
+        current = load_current(session)
+        tree = RoleTree(session, current.root.signed)
+        reviews = []
+        for proposal in read_proposals(store):
+            if proposal.version != tree.version(proposal.role) + 1:
+                continue  # stale: something else was published since
+            evaluate(proposal, delegators_for(tree, proposal.role, proposal.metadata))
+            if proposal.role == "root":
+                old = current.root.signed
+            else:
+                old = tree.metadata(proposal.role).signed if tree.version(proposal.role) else None
+            reviews.append(Review(proposal, describe_changes(proposal.role, old, proposal.metadata.signed)))
+        yield pin, store, tree, reviews
+
+
+def review(state: State, scope_text: str, **registry_options: object) -> list[Review]:
+    """Every open proposal of a scope, evaluated against the live state."""
+    with _session(state, scope_text, registry_options) as (_, _, _, reviews):
+        return reviews
+
+
+def key_names(state: State) -> dict[str, str]:
+    return {k.keyid: k.name for k in list_keys(state) if k.name}
+
+
+def sign(
+    state: State,
+    scope_text: str,
+    role: str | None = None,
+    *,
+    secrets: SecretsHandler | None = None,
+    **registry_options: object,
+) -> list[tuple[Review, list[str]]]:
+    """Add this machine's signatures to the open proposals (of ``role``, or all it can sign)."""
+    signed: list[tuple[Review, list[str]]] = []
+    with _session(state, scope_text, registry_options) as (pin, store, tree, reviews):
+        reviews = [r for r in reviews if role in (None, r.proposal.role)]
+        if not reviews:
+            raise UsageError(f"no open proposal{' for ' + role if role else ''} in {pin.scope}")
+        for item in reviews:
+            proposal = item.proposal
+            keyids = {k for _, d in delegators_for(tree, proposal.role, proposal.metadata)
+                      for k in d.get_delegated_role(proposal.role).keyids}
+            signers = available_signers(state, sorted(keyids), secrets)
+            if not signers:
+                if role is not None:
+                    raise SigningKeyError(f"none of this machine's keys can sign {proposal.role}")
+                continue
+            signatures = sign_proposal(proposal, signers)
+            push_signatures(store, proposal, signatures)
+            signed.append((item, sorted(signatures)))
+    with state.transaction() as conn:
+        for item, keyids in signed:
+            state.audit(conn, "sign", scope=pin.scope, role=item.proposal.role, version=item.proposal.version,
+                        keyids=keyids, signed=item.proposal.signed_digest)
+    return signed
+
+
+def discard(state: State, scope_text: str, role: str, **registry_options: object) -> list[str]:
+    """Abandon the open proposal for ``role`` and this machine's staged changes to it."""
+    discarded = []
+    with _session(state, scope_text, registry_options) as (pin, store, _, reviews):
+        for item in reviews:
+            if item.proposal.role == role:
+                discarded.append(discard_proposal(store, role, item.proposal.version, actor()))
+    with state.transaction() as conn:
+        local = conn.execute("DELETE FROM staged WHERE scope = ? AND role = ?", (pin.scope, role)).rowcount
+        if not discarded and not local:
+            raise UsageError(f"nothing to discard for {role} in {pin.scope}")
+        state.audit(conn, "discard", scope=pin.scope, role=role, proposals=discarded, staged=local)
+    return discarded
+

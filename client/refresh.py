@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import filecmp
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -23,12 +24,23 @@ from tuf.api.metadata import TargetFile
 from tuf.ngclient import Updater, UpdaterConfig
 
 from tufoci.atomic_file import atomic_write
-from tufoci.errors import ContentMismatchError, MetadataRejectedError, RegistryError, TooLargeError, TufociError
+from tufoci.errors import (
+    ContentMismatchError,
+    MetadataRejectedError,
+    NotSignedError,
+    RegistryError,
+    TooLargeError,
+    TufociError,
+)
 from tufoci.reference import parse_repository
 from tufoci.state import Pin
 from tufoci.store import open_repository
 from tufoci.store.base import RepositoryStore
 from tufoci.client.fetcher import OCIMetadataFetcher
+
+
+# python-tuf's message when a delegated role is missing from the snapshot (ngclient updater)
+_UNPUBLISHED_ROLE = re.compile(r"^Role (.+) was delegated but is not part of snapshot$")
 
 
 @dataclass
@@ -51,6 +63,12 @@ def translate_tuf_errors() -> Iterator[None]:
     try:
         yield
     except exceptions.RepositoryError as e:
+        unpublished = _UNPUBLISHED_ROLE.search(str(e))
+        if unpublished:
+            # a validly signed snapshot that lists no such role: nothing under it is signed yet
+            raise NotSignedError(
+                f"role {unpublished.group(1)} is delegated but has published no metadata yet: it has signed nothing"
+            ) from e
         raise MetadataRejectedError(f"metadata rejected: {type(e).__name__}: {e}") from e
     except exceptions.DownloadLengthMismatchError as e:
         raise MetadataRejectedError(f"metadata rejected: {e}") from e

@@ -73,9 +73,7 @@ def delegators_for(tree: RoleTree, role: str, proposed: Metadata) -> list[tuple[
     """
     if role == "root":
         return [(f"root v{tree.root.version}", tree.root), (f"root v{proposed.signed.version}", proposed.signed)]
-    if role == "targets":
-        return [("targets", tree.root)]
-    return [(f"{role} (delegated by {tree.parent_of(role)})", tree.delegator(role))]
+    return [(role, tree.delegator(role))]
 
 
 @dataclass
@@ -86,6 +84,7 @@ class PublishResult:
     applied: list[StagedChange] = field(default_factory=list)
     dry_run: bool = False
     waiting_for_online_key: bool = False
+    awaiting_first_version: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -94,6 +93,7 @@ class PublishResult:
             "proposed": self.proposed,
             "dryRun": self.dry_run,
             "waitingForOnlineKey": self.waiting_for_online_key,
+            "awaitingFirstVersion": self.awaiting_first_version,
             "changes": [{"action": c.action, "role": c.role, "target": c.name, "digest": c.digest} for c in self.applied],
         }
 
@@ -121,6 +121,7 @@ class _Plan:
         self.short: dict[str, Metadata] = {}  # below threshold: becomes a proposal
         self.promoted: list[Proposal] = []
         self.open_proposals: list[Proposal] = []
+        self.awaiting_first_version: list[str] = []
 
     def version(self, role: str) -> int:
         return self.tree.version(role)
@@ -128,8 +129,10 @@ class _Plan:
     def base(self, role: str) -> Metadata[Targets]:
         if role in self.ready:
             return self.ready[role]
-        if self.version(role) == 0:
-            return Metadata(Targets(version=0, expires=self.now))
+        if self.version(role) == 0:  # delegated, never published: its first version
+            first = Metadata(Targets(expires=self.now))
+            first.signed.version = 0  # bump() makes it 1
+            return first
         return Metadata.from_bytes(to_bytes(self.tree.metadata(role)))
 
     def delegator(self, role: str) -> tuple[str, Root | Targets]:
@@ -145,7 +148,7 @@ class _Plan:
     def delegators(self, role: str, md: Metadata) -> list[tuple[str, Root | Targets]]:
         if role == "root":
             return delegators_for(self.tree, role, md)
-        return [self.delegator(role)]
+        return [(role, self.delegator(role)[1])]
 
     def settle(self, role: str, md: Metadata) -> None:
         """File a signed version as ready or short of its threshold."""
@@ -176,7 +179,7 @@ class _Plan:
             self.settle(role, md)
 
     def add_first_versions(self, state: State, secrets: SecretsHandler | None) -> None:
-        """A role delegated in this publish that has no metadata yet gets an empty version 1."""
+        """A role delegated in this publish gets an empty version 1 when this machine can sign it."""
         periods = self.current.expiry_periods
         for parent, md in list(self.ready.items()):
             delegations = md.signed.delegations if parent != "root" else None
@@ -185,7 +188,10 @@ class _Plan:
                     continue
                 first = Metadata(Targets(version=1, expires=expiry_for(periods, child, self.now)))
                 sign_with(first, available_signers(state, delegated.keyids, secrets))
-                self.settle(child, first)
+                if threshold_states(set(first.signatures), [(parent, md.signed)], child)[0].have >= delegated.threshold:
+                    self.ready[child] = first
+                else:  # the team's own first publish creates it; until then it has signed nothing
+                    self.awaiting_first_version.append(child)
 
     def add_complete_proposals(self, store: RepositoryStore) -> None:
         """Proposals in the registry for the next version of a role; complete ones go live."""
@@ -241,7 +247,8 @@ def publish(
                 f"('tufoci discard {pin.scope} {proposal.role}') first"
             )
 
-    result = PublishResult(pin.scope, applied=changes, dry_run=dry_run)
+    result = PublishResult(pin.scope, applied=changes, dry_run=dry_run,
+                           awaiting_first_version=plan.awaiting_first_version)
     root = plan.ready["root"].signed if "root" in plan.ready else current.root.signed
     online = _online_signers(state, root, secrets) if plan.ready else None
     if plan.ready and online is None:

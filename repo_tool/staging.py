@@ -110,7 +110,8 @@ def record_changes(state: State, changes: list[StagedChange]) -> None:
 
 
 def staged_changes(state: State, scope: str) -> list[StagedChange]:
-    rows = state.query("SELECT * FROM staged WHERE scope = ? ORDER BY role, name", (scope,))
+    # staging order matters: delegations are searched in the order they were added
+    rows = state.query("SELECT * FROM staged WHERE scope = ? ORDER BY rowid", (scope,))
     return [
         StagedChange(
             r["scope"], r["role"], r["name"], r["action"], r["length"], r["digest"],

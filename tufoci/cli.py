@@ -351,6 +351,9 @@ def publish(scope, dry_run, password_stdin, plain_http, insecure, ca_file, outpu
         click.echo(f"{'would propose' if dry_run else 'proposed'} {role} v{info['version']}: {counts}")
         if not dry_run:
             click.echo(f"  other maintainers: tufoci sign {result.scope} {role}", err=True)
+    if result.awaiting_first_version:
+        click.echo(f"delegated to {', '.join(result.awaiting_first_version)}: each team's first "
+                   f"'tufoci publish' creates its metadata", err=True)
     if result.waiting_for_online_key:
         click.echo(f"signed, but this machine cannot sign snapshot/timestamp: whoever holds the online key runs "
                    f"'tufoci publish {result.scope}' to make it live", err=True)

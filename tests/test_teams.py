@@ -1,0 +1,215 @@
+"""Story 1: the security team delegates to teams, teams sign their own tags and nothing else.
+
+Each machine is its own TUFOCI_HOME; they share nothing but the registry (and
+the public keys and root file handed over out of band).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import needs_registry, ok, push_test_image, run_tufoci, use_home
+from tufoci.reference import Repository
+from tufoci.store import open_repository
+
+pytestmark = needs_registry
+
+
+class Machine:
+    """One maintainer's or consumer's machine: its own TUFOCI_HOME."""
+
+    def __init__(self, name: str, tmp_path: Path, monkeypatch):
+        self.name, self.home, self.tmp_path, self.monkeypatch = name, tmp_path / name, tmp_path, monkeypatch
+
+    def __call__(self, *args: str):
+        use_home(self.monkeypatch, self.home)
+        return run_tufoci(*args)
+
+    def ok(self, *args: str):
+        return ok(self(*args))
+
+    def new_key(self, name: str, *options: str) -> Path:
+        """Generate a key here; returns its exported public key file (what a team hands over)."""
+        self.ok("key", "generate", name, *options)
+        public = self.tmp_path / f"{name}.pub.json"
+        public.write_text(self.ok("key", "export", name).stdout)
+        return public
+
+    def share_key(self, other: Machine, name: str) -> None:
+        """Give ``other`` this machine's private key (the online key a team may also run)."""
+        key = json.loads(self.ok("key", "list", "-o", "json").stdout)
+        (entry,) = [k for k in key if k["name"] == name]
+        public = self.tmp_path / f"{name}.shared.json"
+        public.write_text(self.ok("key", "export", name).stdout)
+        other.ok("key", "import", name, str(public), "--uri", entry["uri"])
+
+
+@pytest.fixture
+def acme(registry, tmp_path: Path, home: Path, monkeypatch):
+    """The security team's scope, with web and db delegated to their teams."""
+    scope = f"{registry.host}/acme"
+    security = Machine("security", tmp_path, monkeypatch)
+    web = Machine("web-team", tmp_path, monkeypatch)
+    db1, db2 = Machine("db-alice", tmp_path, monkeypatch), Machine("db-bob", tmp_path, monkeypatch)
+    consumer = Machine("cluster", tmp_path, monkeypatch)
+
+    security.new_key("root")
+    security.new_key("targets")
+    security.new_key("online", "--unencrypted")
+    root_file = tmp_path / "root.json"
+    security.ok("init", scope, "--root-key", "root", "--targets-key", "targets", "--online-key", "online",
+                "--root-out", str(root_file))
+    web_keys = [web.new_key(f"web{i}") for i in (1, 2, 3)]
+    db_keys = [db1.new_key("db1"), db2.new_key("db2")]
+    security.ok("delegate", scope, "web", *sum((["--key", str(k)] for k in web_keys), []), "--path", "web/*")
+    security.ok("delegate", scope, "db", *sum((["--key", str(k)] for k in db_keys), []), "--path", "db/*",
+                "--threshold", "2")
+    published = json.loads(security.ok("publish", scope, "-o", "json").stdout)
+    assert published["published"]["targets"] == 2
+    assert published["proposed"] == {}
+    assert published["awaitingFirstVersion"] == ["web", "db"]  # their teams' first publish creates them
+
+    for machine in (web, db1, db2, consumer):
+        machine.ok("trust", "add", scope, "--root", str(root_file))
+    for machine in (web, db1, db2):
+        security.share_key(machine, "online")  # the online key runs wherever publishing happens
+    for name in ("web/frontend:1.4", "web/api:2.0", "db/postgres:15", "db/postgres:16"):
+        push_test_image(tmp_path, name.encode(), f"{scope}/{name}")
+    return {"scope": scope, "security": security, "web": web, "db1": db1, "db2": db2, "consumer": consumer}
+
+
+def test_a_team_signs_its_own_tags_without_root_or_targets_keys(acme):
+    scope, web, consumer = acme["scope"], acme["web"], acme["consumer"]
+    web.ok("target", "add", "--role", "web", f"{scope}/web/frontend:1.4")
+    published = json.loads(web.ok("publish", scope, "-o", "json").stdout)
+    assert published["published"]["web"] == 1 and "targets" not in published["published"]
+    consumer.ok("verify", f"{scope}/web/frontend:1.4")
+    assert consumer("verify", f"{scope}/web/api:2.0").exit_code == 10  # pushed, never signed
+
+
+def test_a_team_cannot_sign_outside_its_paths(acme, tmp_path):
+    scope, web, consumer = acme["scope"], acme["web"], acme["consumer"]
+    web.ok("target", "add", "--role", "web", f"{scope}/db/postgres:16")
+    refused = web("publish", scope)
+    assert refused.exit_code == 1 and "may only sign web/*" in refused.stderr
+
+    # a web-team insider bypasses tufoci and publishes web metadata listing a db tag anyway
+    web.ok("discard", scope, "web")
+    web.ok("target", "add", "--role", "web", f"{scope}/web/frontend:1.4")
+    web.ok("publish", scope)
+    _publish_raw_web_version_with(acme, "db/postgres:16")
+    result = consumer("verify", f"{scope}/db/postgres:16")
+    assert result.exit_code == 10, result.stderr  # the search for db/* never consults web
+    consumer.ok("verify", f"{scope}/web/frontend:1.4")
+
+
+def _publish_raw_web_version_with(acme, name: str) -> None:
+    """What a malicious web-team member could push with their key and the online key, bypassing tufoci."""
+    from tufoci.client.refresh import trusted_session
+    from tufoci.client.trust_pins import pin_for_scope
+    from tufoci.keys import env_secrets_handler
+    from tufoci.reference import parse_reference
+    from tufoci.repo_tool.publish import apply_target_change, load_current
+    from tufoci.repo_tool.push import MetadataFile, push_metadata
+    from tufoci.repo_tool.roles import RoleTree
+    from tufoci.repo_tool.signing import available_signers, sign_with
+    from tufoci.repo_tool.staging import StagedChange, resolve_image
+    from tufoci.repo_tool.versions import bump, next_snapshot, next_timestamp, to_bytes
+    from tufoci.state import State, now_utc
+
+    web = acme["web"]
+    use_home(web.monkeypatch, web.home)
+    state, secrets, now = State.open(), env_secrets_handler(), now_utc()
+    pin = pin_for_scope(state, acme["scope"])
+    digest, length, custom = resolve_image(parse_reference(f"{acme['scope']}/{name}"))
+    with trusted_session(state.home, pin) as session:
+        current = load_current(session)
+        tree = RoleTree(session, current.root.signed)
+        md = tree.metadata("web")
+        web_keys = tree.delegation("web").keyids
+    apply_target_change(md.signed, StagedChange(pin.scope, "web", name, "add", length, digest, custom))
+    bump(md, current.expiry_periods, now)
+    sign_with(md, available_signers(state, web_keys, secrets))
+    data = to_bytes(md)
+    online = available_signers(state, current.root.signed.roles["snapshot"].keyids, secrets)
+    snapshot = next_snapshot(current.snapshot, {"web": (md.signed.version, data)}, current.expiry_periods, now)
+    sign_with(snapshot, online)
+    timestamp = next_timestamp(current.timestamp, snapshot.signed.version, to_bytes(snapshot), current.expiry_periods, now)
+    sign_with(timestamp, online)
+    store = open_repository(Repository(acme["scope"].split("/")[0], "acme/tuf"))
+    push_metadata(store, [MetadataFile("web", md.signed.version, data),
+                          MetadataFile("snapshot", snapshot.signed.version, to_bytes(snapshot))],
+                  MetadataFile("timestamp", timestamp.signed.version, to_bytes(timestamp)),
+                  root_version=current.root.signed.version, expected_timestamp=current.timestamp_manifest_digest)
+
+
+def test_db_release_needs_both_db_maintainers(acme):
+    scope, db1, db2, consumer = acme["scope"], acme["db1"], acme["db2"], acme["consumer"]
+    db1.ok("target", "add", "--role", "db", f"{scope}/db/postgres:15")
+    proposed = json.loads(db1.ok("publish", scope, "-o", "json").stdout)
+    assert proposed["published"] == {}
+    assert proposed["proposed"]["db"]["thresholds"][0] == {"label": "db", "have": 1, "need": 2}
+    assert consumer("verify", f"{scope}/db/postgres:15").exit_code in (10, 12)  # not live yet
+
+    status = json.loads(db2.ok("status", scope, "-o", "json").stdout)
+    (proposal,) = [p for p in status["proposals"] if p["role"] == "db"]
+    assert proposal["changes"] == [{"kind": "target", "change": "added", "target": "db/postgres:15",
+                                    "digest": proposal["changes"][0]["digest"]}]
+    assert proposal["thresholds"][0]["have"] == 1 and proposal["thresholds"][0]["need"] == 2
+    assert [m["key"] for m in proposal["thresholds"][0]["missing"]] == ["db2"]
+
+    db2.ok("sign", scope, "db")
+    db2.ok("publish", scope)
+    consumer.ok("verify", f"{scope}/db/postgres:15")
+
+
+def test_nested_delegation_to_a_sub_team(acme, tmp_path):
+    scope, web, consumer = acme["scope"], acme["web"], acme["consumer"]
+    frontend = web.new_key("frontend1")
+    web.ok("delegate", scope, "web-frontend", "--key", str(frontend), "--path", "web/frontend*", "--parent", "web")
+    web.ok("target", "add", "--role", "web-frontend", f"{scope}/web/frontend:1.4")
+    published = json.loads(web.ok("publish", scope, "-o", "json").stdout)
+    assert published["published"]["web"] == 1 and published["published"]["web-frontend"] == 1
+    consumer.ok("verify", f"{scope}/web/frontend:1.4")
+    assert consumer("verify", f"{scope}/web/api:2.0").exit_code == 10
+
+
+def test_several_roles_matching_one_name_and_terminating_delegations(acme, tmp_path):
+    scope, security, web, consumer = acme["scope"], acme["security"], acme["web"], acme["consumer"]
+    second = web.new_key("backup1")
+    # a second role also matching web/*, after web in delegation order
+    security.ok("delegate", scope, "web-backup", "--key", str(second), "--path", "web/*")
+    security.ok("publish", scope)
+    web.ok("target", "add", "--role", "web-backup", f"{scope}/web/api:2.0")
+    web.ok("publish", scope)
+    # web has no metadata of its own yet: the walk fails there before reaching web-backup
+    web.ok("target", "add", "--role", "web", f"{scope}/web/frontend:1.4")
+    web.ok("publish", scope)
+    consumer.ok("verify", f"{scope}/web/api:2.0")  # not in web: backtracks to web-backup (pre-order)
+
+    # web's delegation becomes terminating: a miss in web ends the search
+    keys = [str(tmp_path / f"web{i}.pub.json") for i in (1, 2, 3)]
+    security.ok("delegate", scope, "web", *sum((["--key", k] for k in keys), []), "--path", "web/*", "--terminating")
+    security.ok("publish", scope)
+    result = consumer("verify", f"{scope}/web/api:2.0")
+    assert result.exit_code == 10
+    consumer.ok("verify", f"{scope}/web/frontend:1.4")
+
+
+def test_undelegate_removes_a_team(acme):
+    scope, security, web, consumer = acme["scope"], acme["security"], acme["web"], acme["consumer"]
+    web.ok("target", "add", "--role", "web", f"{scope}/web/frontend:1.4")
+    web.ok("publish", scope)
+    consumer.ok("verify", f"{scope}/web/frontend:1.4")
+    security.ok("undelegate", scope, "web")
+    security.ok("publish", scope)
+    assert consumer("verify", f"{scope}/web/frontend:1.4").exit_code == 10
+
+
+def test_a_delegated_role_that_never_published_has_signed_nothing(acme):
+    result = acme["consumer"]("verify", f"{acme['scope']}/web/frontend:1.4")
+    assert result.exit_code == 10
+    assert "role web is delegated but has published no metadata yet" in result.stderr

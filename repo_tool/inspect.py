@@ -11,7 +11,7 @@ import json
 from tufoci.client.refresh import trusted_session
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import TufociError
-from tufoci.repo_tool.publish import load_current
+from tufoci.repo_tool.plan import load_current
 from tufoci.repo_tool.sessions import key_names, review
 from tufoci.repo_tool.staging import staged_changes
 from tufoci.reference import parse_repository

@@ -20,18 +20,11 @@ from tufoci.client.refresh import metadata_store, trusted_session
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import SigningKeyError, UsageError
 from tufoci.keys import list_keys
-from tufoci.repo_tool.proposals import (
-    Proposal,
-    discard_proposal,
-    evaluate,
-    push_signatures,
-    read_proposals,
-    sign_proposal,
-)
-from tufoci.repo_tool.publish import delegators_for, load_current
+from tufoci.repo_tool.plan import Plan, load_current
+from tufoci.repo_tool.proposals import Proposal, discard_proposal, push_signatures, sign_proposal
 from tufoci.repo_tool.roles import RoleTree
 from tufoci.repo_tool.signing import available_signers
-from tufoci.state import Pin, State, actor
+from tufoci.state import Pin, State, actor, now_utc
 from tufoci.store.base import RepositoryStore
 
 
@@ -111,24 +104,20 @@ def _root_changes(old: Root | None, new: Root) -> list[dict]:
 
 
 @contextmanager
-def _session(state: State, scope_text: str, registry_options: dict) -> Iterator[tuple[Pin, RepositoryStore, RoleTree, list[Review]]]:
-    """One verified refresh, and every open proposal for the next version of a role, evaluated."""
+def _session(state: State, scope_text: str, registry_options: dict) -> Iterator[tuple[Pin, RepositoryStore, Plan, list[Review]]]:
+    """One verified refresh, and every open proposal for the next version of a role, evaluated
+    against its delegator as it will be (a pending root decides the targets keys)."""
     pin = pin_for_scope(state, scope_text)
     store = metadata_store(pin, **registry_options)
     with trusted_session(state.home, pin, **registry_options) as session:
         current = load_current(session)
-        tree = RoleTree(session, current.root.signed)
+        plan = Plan(RoleTree(session, current.root.signed), current, now_utc())
+        plan.add_registry_proposals(store)
         reviews = []
-        for proposal in read_proposals(store):
-            if proposal.version != tree.version(proposal.role) + 1:
-                continue  # stale: something else was published since
-            evaluate(proposal, delegators_for(tree, proposal.role, proposal.metadata))
-            if proposal.role == "root":
-                old = current.root.signed
-            else:
-                old = tree.metadata(proposal.role).signed if tree.version(proposal.role) else None
-            reviews.append(Review(proposal, describe_changes(proposal.role, old, proposal.metadata.signed)))
-        yield pin, store, tree, reviews
+        for role, proposal in plan.from_registry.items():
+            old = plan.live(role) if plan.live_version(role) else None
+            reviews.append(Review(proposal, describe_changes(role, old, proposal.metadata.signed)))
+        yield pin, store, plan, reviews
 
 
 def review(state: State, scope_text: str, **registry_options: object) -> list[Review]:
@@ -151,15 +140,13 @@ def sign(
 ) -> list[tuple[Review, list[str]]]:
     """Add this machine's signatures to the open proposals (of ``role``, or all it can sign)."""
     signed: list[tuple[Review, list[str]]] = []
-    with _session(state, scope_text, registry_options) as (pin, store, tree, reviews):
+    with _session(state, scope_text, registry_options) as (pin, store, plan, reviews):
         reviews = [r for r in reviews if role in (None, r.proposal.role)]
         if not reviews:
             raise UsageError(f"no open proposal{' for ' + role if role else ''} in {pin.scope}")
         for item in reviews:
             proposal = item.proposal
-            keyids = {k for _, d in delegators_for(tree, proposal.role, proposal.metadata)
-                      for k in d.get_delegated_role(proposal.role).keyids}
-            signers = available_signers(state, sorted(keyids), secrets)
+            signers = available_signers(state, plan.role_keys(proposal.role, proposal.metadata), secrets)
             if not signers:
                 if role is not None:
                     raise SigningKeyError(f"none of this machine's keys can sign {proposal.role}")

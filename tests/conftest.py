@@ -8,6 +8,7 @@ umoci and pushed by skopeo.
 from __future__ import annotations
 
 import io
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -117,6 +118,35 @@ def push_test_image(tmp_path: Path, payload: bytes, dest: str) -> None:
         skopeo_copy(f"oci:{layout}:latest", dest)
     else:
         push_image(layout, "latest", dest)
+
+
+class Machine:
+    """One maintainer's or consumer's machine: its own TUFOCI_HOME."""
+
+    def __init__(self, name: str, tmp_path: Path, monkeypatch):
+        self.name, self.home, self.tmp_path, self.monkeypatch = name, tmp_path / name, tmp_path, monkeypatch
+
+    def __call__(self, *args: str):
+        use_home(self.monkeypatch, self.home)
+        return run_tufoci(*args)
+
+    def ok(self, *args: str):
+        return ok(self(*args))
+
+    def new_key(self, name: str, *options: str) -> Path:
+        """Generate a key here; returns its exported public key file (what a team hands over)."""
+        self.ok("key", "generate", name, *options)
+        public = self.tmp_path / f"{name}.pub.json"
+        public.write_text(self.ok("key", "export", name).stdout)
+        return public
+
+    def share_key(self, other: Machine, name: str) -> None:
+        """Give ``other`` this machine's private key (the online key a team may also run)."""
+        key = json.loads(self.ok("key", "list", "-o", "json").stdout)
+        (entry,) = [k for k in key if k["name"] == name]
+        public = self.tmp_path / f"{name}.shared.json"
+        public.write_text(self.ok("key", "export", name).stdout)
+        other.ok("key", "import", name, str(public), "--uri", entry["uri"])
 
 
 @pytest.fixture(autouse=True)

@@ -11,40 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import needs_registry, ok, push_test_image, run_tufoci, use_home
+from tests.conftest import Machine, needs_registry, push_test_image, use_home
 from tufoci.reference import Repository
 from tufoci.store import open_repository
 
 pytestmark = needs_registry
-
-
-class Machine:
-    """One maintainer's or consumer's machine: its own TUFOCI_HOME."""
-
-    def __init__(self, name: str, tmp_path: Path, monkeypatch):
-        self.name, self.home, self.tmp_path, self.monkeypatch = name, tmp_path / name, tmp_path, monkeypatch
-
-    def __call__(self, *args: str):
-        use_home(self.monkeypatch, self.home)
-        return run_tufoci(*args)
-
-    def ok(self, *args: str):
-        return ok(self(*args))
-
-    def new_key(self, name: str, *options: str) -> Path:
-        """Generate a key here; returns its exported public key file (what a team hands over)."""
-        self.ok("key", "generate", name, *options)
-        public = self.tmp_path / f"{name}.pub.json"
-        public.write_text(self.ok("key", "export", name).stdout)
-        return public
-
-    def share_key(self, other: Machine, name: str) -> None:
-        """Give ``other`` this machine's private key (the online key a team may also run)."""
-        key = json.loads(self.ok("key", "list", "-o", "json").stdout)
-        (entry,) = [k for k in key if k["name"] == name]
-        public = self.tmp_path / f"{name}.shared.json"
-        public.write_text(self.ok("key", "export", name).stdout)
-        other.ok("key", "import", name, str(public), "--uri", entry["uri"])
 
 
 @pytest.fixture
@@ -112,7 +83,7 @@ def _publish_raw_web_version_with(acme, name: str) -> None:
     from tufoci.client.trust_pins import pin_for_scope
     from tufoci.keys import env_secrets_handler
     from tufoci.reference import parse_reference
-    from tufoci.repo_tool.publish import apply_target_change, load_current
+    from tufoci.repo_tool.plan import apply_target_change, load_current
     from tufoci.repo_tool.push import MetadataFile, push_metadata
     from tufoci.repo_tool.roles import RoleTree
     from tufoci.repo_tool.signing import available_signers, sign_with

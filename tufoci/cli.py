@@ -312,6 +312,8 @@ def status(scope, plain_http, insecure, ca_file, output) -> None:
 def _change_line(c: dict) -> str:
     if c["action"] in ("delegate", "undelegate"):
         return f"{'+' if c['action'] == 'delegate' else '-'} delegation {c['target']}"
+    if c["action"] == "rotate":
+        return f"~ keys of {c['target']}"
     return f"{'+' if c['action'] == 'add' else '-'} {c['target']}  {c['digest'] or ''}"
 
 
@@ -348,7 +350,8 @@ def publish(scope, dry_run, password_stdin, plain_http, insecure, ca_file, outpu
         click.echo(f"{verb} to {result.scope}: {versions}")
     for role, info in result.proposed.items():
         counts = "; ".join(f"{t['have']} of {t['need']} signatures ({t['label']})" for t in info["thresholds"])
-        click.echo(f"{'would propose' if dry_run else 'proposed'} {role} v{info['version']}: {counts}")
+        held = f" — complete, {info['held']}" if info.get("held") else ""
+        click.echo(f"{'would propose' if dry_run else 'proposed'} {role} v{info['version']}: {counts}{held}")
         if not dry_run:
             click.echo(f"  other maintainers: tufoci sign {result.scope} {role}", err=True)
     if result.awaiting_first_version:
@@ -425,6 +428,24 @@ def discard(scope, role, plain_http, insecure, ca_file) -> None:
 
     tags = do_discard(_state(), scope, role, **_registry_kwargs(plain_http, insecure, ca_file))
     click.echo(f"discarded {role}" + (f" ({', '.join(tags)})" if tags else " (local staged changes)"))
+
+
+@cli.command()
+@click.argument("scope")
+@click.argument("role")
+@click.option("--add-key", "add_keys", multiple=True, help="Key to add (name, URI or public key); repeatable.")
+@click.option("--remove-key", "remove_keys", multiple=True, help="Key to remove (name or keyid); repeatable.")
+@click.option("--threshold", type=int, help="New threshold.")
+@registry_options
+def rotate(scope, role, add_keys, remove_keys, threshold, plain_http, insecure, ca_file) -> None:
+    """Stage a change of ROLE's keys or threshold (root, targets, snapshot, timestamp or delegated)."""
+    from tufoci.repo_tool.rotation import stage_rotation
+
+    change = stage_rotation(_state(), scope, role, add_keys=list(add_keys), remove_keys=list(remove_keys),
+                            threshold=threshold, **_registry_kwargs(plain_http, insecure, ca_file))
+    spec = change.custom or {}
+    click.echo(f"staged in {change.role}: {role} +{len(spec['add'])} key(s), -{len(spec['remove'])} key(s)"
+               + (f", threshold {threshold}" if threshold else "") + f"; run 'tufoci publish {scope}'")
 
 
 @cli.command("log")

@@ -1,0 +1,290 @@
+"""Deciding what a publish makes live, and what must wait for more signatures.
+
+Inputs: the verified live state (``CurrentState``, ``RoleTree``), this
+machine's staged changes and keys, and the open proposals in the registry.
+Output: versions that are *ready* (every threshold met: they go live together)
+and versions that are *short* (they become or stay proposals).
+
+Three rules keep every published state verifiable:
+
+* A version is checked against its delegator as it will be after this publish
+  (a root changed now decides the targets keys; a role changed now decides its
+  delegations' keys). A new root must also meet the current root's threshold.
+* When a delegator changes a child's keys or threshold, the child's current
+  metadata would stop verifying, so the child is re-signed in the same publish
+  (the *cascade*).
+* A ready version goes live only with everything it depends on: if a cascaded
+  child or a changed delegator is short, the ready version is held as a
+  proposal too, and nothing of the set goes live.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+from securesystemslib.signer import SecretsHandler, SSlibKey
+from tuf.api.metadata import Metadata, Root, Snapshot, TargetFile, Targets, Timestamp
+
+from tufoci.client.refresh import TrustedSession
+from tufoci.errors import PublishError, UsageError
+from tufoci.repo_tool.delegations import apply_delegation
+from tufoci.repo_tool.expiry import DEFAULT_EXPIRY, EXPIRY_FIELD, expiry_for
+from tufoci.repo_tool.proposals import Proposal, evaluate, read_proposals, threshold_states
+from tufoci.repo_tool.roles import RoleTree
+from tufoci.repo_tool.signing import available_signers, sign_with
+from tufoci.repo_tool.staging import StagedChange
+from tufoci.repo_tool.versions import bump, to_bytes
+from tufoci.state import State
+from tufoci.store.base import RepositoryStore
+
+ONLINE_ROLES = ("snapshot", "timestamp")
+TOP_LEVEL_CHILDREN = ("targets", "snapshot", "timestamp")
+
+
+@dataclass
+class CurrentState:
+    """The verified, current top-level metadata of a trust repository."""
+
+    root: Metadata[Root]
+    timestamp: Metadata[Timestamp]
+    snapshot: Metadata[Snapshot]
+    targets: Metadata[Targets]
+    timestamp_manifest_digest: str | None
+
+    @property
+    def expiry_periods(self) -> dict[str, str]:
+        periods = self.root.signed.unrecognized_fields.get(EXPIRY_FIELD)
+        return {**DEFAULT_EXPIRY, **periods} if isinstance(periods, dict) else dict(DEFAULT_EXPIRY)
+
+
+def load_current(session: TrustedSession) -> CurrentState:
+    """Read what the session's refresh verified (ngclient keeps it in its metadata dir)."""
+
+    def read(role: str) -> Metadata:
+        with open(os.path.join(session.metadata_dir, f"{role}.json"), "rb") as f:
+            return Metadata.from_bytes(f.read())
+
+    return CurrentState(
+        read("root"), read("timestamp"), read("snapshot"), read("targets"), session.fetcher.timestamp_manifest_digest
+    )
+
+
+def apply_target_change(targets: Targets, change: StagedChange) -> None:
+    if change.action == "add":
+        targets.targets[change.name] = TargetFile(
+            length=change.length or 0,
+            hashes={"sha256": (change.digest or "").removeprefix("sha256:")},
+            path=change.name,
+            unrecognized_fields={"custom": change.custom or {}},
+        )
+    elif change.action == "remove":
+        targets.targets.pop(change.name, None)
+    else:
+        apply_delegation(targets, change)
+
+
+def apply_rotation(delegator: Root | Targets, change: StagedChange) -> None:
+    """Change the keys and threshold a delegator gives to ``change.name``."""
+    spec = change.custom or {}
+    role = delegator.get_delegated_role(change.name)
+    for keyid, key in spec.get("add", {}).items():
+        if keyid not in role.keyids:
+            delegator.add_key(SSlibKey.from_dict(keyid, dict(key)), change.name)
+    for prefix in spec.get("remove", []):
+        matches = [k for k in role.keyids if k.startswith(prefix)]
+        if len(matches) != 1:
+            raise UsageError(f"{prefix[:16]}… matches {len(matches)} of the {change.name} keys (need exactly one)")
+        delegator.revoke_key(matches[0], change.name)
+    if spec.get("threshold"):
+        role.threshold = int(spec["threshold"])
+    if not role.keyids or role.threshold > len(role.keyids):
+        raise UsageError(f"{change.name} would have {len(role.keyids)} key(s) for a threshold of {role.threshold}")
+
+
+class Plan:
+    """What one publish will do, decided inside one verified session."""
+
+    def __init__(self, tree: RoleTree, current: CurrentState, now: datetime.datetime):
+        self.tree, self.current, self.now = tree, current, now
+        self.ready: dict[str, Metadata] = {}  # every threshold met
+        self.short: dict[str, Metadata] = {}  # below a threshold, or held back
+        self.held: dict[str, str] = {}  # role -> why a ready version waits
+        self.from_registry: dict[str, Proposal] = {}  # roles whose new version is an open proposal
+        self.awaiting_first_version: list[str] = []
+
+    # -- the role graph as it will be after this publish -----------------------
+    def pending(self, role: str) -> Metadata | None:
+        return self.ready.get(role) or self.short.get(role)
+
+    def live_version(self, role: str) -> int:
+        if role == "root":
+            return self.tree.root.version
+        return self.tree.version(role)
+
+    def live(self, role: str) -> Root | Targets:
+        return self.tree.root if role == "root" else self.tree.metadata(role).signed
+
+    def parent_of(self, role: str) -> str:
+        if role in TOP_LEVEL_CHILDREN:
+            return "root"
+        for name, md in {**self.short, **self.ready}.items():
+            signed = md.signed
+            if isinstance(signed, Targets) and signed.delegations and signed.delegations.roles \
+                    and role in signed.delegations.roles:
+                return name
+        return self.tree.parent_of(role)
+
+    def delegator(self, role: str) -> Root | Targets:
+        parent = self.parent_of(role)
+        pending = self.pending(parent)
+        return pending.signed if pending is not None else self.live(parent)
+
+    def delegators(self, role: str, md: Metadata) -> list[tuple[str, Root | Targets]]:
+        """Whose keys and threshold this version must satisfy (client workflow 5.3.4 for root)."""
+        if role == "root":
+            return [(f"root v{self.tree.root.version}", self.tree.root), (f"root v{md.signed.version}", md.signed)]
+        return [(role, self.delegator(role))]
+
+    def role_keys(self, role: str, md: Metadata) -> list[str]:
+        return sorted({k for _, d in self.delegators(role, md) for k in d.get_delegated_role(role).keyids})
+
+    def settle(self, role: str, md: Metadata) -> None:
+        """File a signed version as ready or short of its threshold."""
+        self.ready.pop(role, None)
+        self.short.pop(role, None)
+        states = threshold_states(set(md.signatures), self.delegators(role, md), role)
+        (self.ready if all(s.have >= s.need for s in states) else self.short)[role] = md
+
+    def base(self, role: str) -> Metadata:
+        pending = self.pending(role)
+        if pending is not None:
+            return pending
+        if role != "root" and self.live_version(role) == 0:  # delegated, never published
+            first = Metadata(Targets(expires=self.now))
+            first.signed.version = 0  # bump() makes it 1
+            return first
+        live = self.current.root if role == "root" else self.tree.metadata(role)
+        return Metadata.from_bytes(to_bytes(live))
+
+    def sign(self, state: State, role: str, md: Metadata, secrets: SecretsHandler | None) -> None:
+        sign_with(md, available_signers(state, self.role_keys(role, md), secrets))
+        self.settle(role, md)
+
+    # -- sources of new versions -------------------------------------------------
+    def add_registry_proposals(self, store: RepositoryStore) -> None:
+        """Open proposals for the next version of a role join the plan (complete ones as ready)."""
+        proposals = [p for p in read_proposals(store) if p.version == self.live_version(p.role) + 1]
+        for proposal in proposals:
+            self.from_registry[proposal.role] = proposal
+            self.short[proposal.role] = proposal.metadata
+        # evaluate parents before children: a child is checked against its pending parent
+        for proposal in sorted(proposals, key=lambda p: _depth(p.role)):
+            merged = evaluate(proposal, self.delegators(proposal.role, proposal.metadata))
+            self.settle(proposal.role, merged)
+
+    def build_from_changes(self, state: State, changes: list[StagedChange], secrets: SecretsHandler | None) -> None:
+        periods = self.current.expiry_periods
+        for role in sorted(dict.fromkeys(c.role for c in changes), key=_depth):  # parents first
+            if role in self.from_registry:
+                proposal = self.from_registry[role]
+                raise PublishError(
+                    f"a proposal for {role} v{proposal.version} by {proposal.proposer} is already open: sign it "
+                    f"('tufoci sign SCOPE {role}') or discard it ('tufoci discard SCOPE {role}') first"
+                )
+            md = self.base(role)
+            delegated = None if role in ("root", "targets") else self.delegator(role).get_delegated_role(role)
+            for change in (c for c in changes if c.role == role):
+                if change.action == "rotate":
+                    apply_rotation(md.signed, change)
+                    continue
+                if change.action in ("add", "remove") and delegated is not None \
+                        and not delegated.is_delegated_path(change.name):
+                    raise PublishError(
+                        f"role {role!r} may only sign {', '.join(delegated.paths or ['its hashed bins'])}: "
+                        f"{change.name} is outside its delegation from {self.parent_of(role)}"
+                    )
+                apply_target_change(md.signed, change)
+            bump(md, periods, self.now)
+            self.sign(state, role, md, secrets)
+
+    def add_first_versions(self, state: State, secrets: SecretsHandler | None) -> None:
+        """A role delegated now gets an empty version 1 when this machine can sign it;
+        otherwise the team's own first publish creates it."""
+        periods = self.current.expiry_periods
+        for parent, md in list(self.ready.items()):
+            delegations = md.signed.delegations if isinstance(md.signed, Targets) else None
+            for child, delegated in (delegations.roles or {}).items() if delegations else ():
+                if self.pending(child) is not None or self.live_version(child) > 0:
+                    continue
+                first = Metadata(Targets(version=1, expires=expiry_for(periods, child, self.now)))
+                sign_with(first, available_signers(state, delegated.keyids, secrets))
+                if threshold_states(set(first.signatures), [(child, md.signed)], child)[0].have >= delegated.threshold:
+                    self.ready[child] = first
+                else:
+                    self.awaiting_first_version.append(child)
+
+    def cascade(self, state: State, secrets: SecretsHandler | None) -> None:
+        """Re-sign every live child whose keys or threshold a pending delegator changes."""
+        periods = self.current.expiry_periods
+        changed = True
+        while changed:
+            changed = False
+            for parent, md in list({**self.short, **self.ready}.items()):
+                for child in self._children_with_new_keys(parent, md.signed):
+                    if self.pending(child) is not None or child in ONLINE_ROLES:
+                        continue  # snapshot and timestamp are re-signed by every publish
+                    if self.live_version(child) == 0:
+                        continue
+                    resigned = self.base(child)
+                    bump(resigned, periods, self.now)
+                    self.sign(state, child, resigned, secrets)
+                    changed = True
+
+    def _children_with_new_keys(self, parent: str, new: Root | Targets) -> list[str]:
+        if parent != "root" and self.live_version(parent) == 0:
+            return []
+        old = self.live(parent)
+        if isinstance(new, Root):
+            names = TOP_LEVEL_CHILDREN
+        else:
+            names = tuple((new.delegations.roles or {}) if new.delegations else ())
+        children = []
+        for name in names:
+            try:
+                before = old.get_delegated_role(name)
+            except ValueError:
+                continue  # a new delegation: no live metadata to re-sign
+            after = new.get_delegated_role(name)
+            if set(before.keyids) != set(after.keyids) or before.threshold != after.threshold:
+                children.append(name)
+        return children
+
+    def hold_incomplete_sets(self) -> None:
+        """Ready versions that depend on a short one wait with it (fixpoint)."""
+        changed = True
+        while changed:
+            changed = False
+            for role in list(self.ready):
+                reason = self._blocked_by(role)
+                if reason:
+                    self.short[role] = self.ready.pop(role)
+                    self.held[role] = reason
+                    changed = True
+
+    def _blocked_by(self, role: str) -> str | None:
+        if role != "root":
+            parent = self.parent_of(role)
+            if parent in self.short:
+                return f"waits for {parent} v{self.short[parent].signed.version}"
+        signed = self.ready[role].signed
+        for child in self._children_with_new_keys(role, signed):
+            if child in self.short:
+                return f"waits for {child} v{self.short[child].signed.version}, re-signed by its new keys"
+        return None
+
+
+def _depth(role: str) -> int:
+    """Sort key that puts root, then targets, before delegated roles."""
+    return {"root": 0, "targets": 1}.get(role, 2)

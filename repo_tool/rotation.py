@@ -1,0 +1,59 @@
+"""Key rotation and revocation: staged changes to the keys and threshold of a role.
+
+Top-level roles are changed in root (the next root must meet the threshold of
+the current root and of itself); a delegated role is changed in its delegating
+role. Either way the role's own metadata is re-signed with its new keys in the
+same publish, so it keeps verifying (see ``plan.Plan.cascade``).
+"""
+
+from __future__ import annotations
+
+from tufoci.client.refresh import trusted_session
+from tufoci.client.trust_pins import pin_for_scope
+from tufoci.errors import UsageError
+from tufoci.keys import resolve_key
+from tufoci.repo_tool.plan import load_current
+from tufoci.repo_tool.roles import RoleTree
+from tufoci.repo_tool.staging import StagedChange, record_changes
+from tufoci.state import State
+
+TOP_LEVEL = ("root", "targets", "snapshot", "timestamp")
+
+
+def stage_rotation(
+    state: State,
+    scope_text: str,
+    role: str,
+    *,
+    add_keys: list[str] = (),
+    remove_keys: list[str] = (),
+    threshold: int | None = None,
+    **registry_options: object,
+) -> StagedChange:
+    """Stage adding/removing keys of ``role`` and/or changing its threshold."""
+    pin = pin_for_scope(state, scope_text)
+    if not add_keys and not remove_keys and threshold is None:
+        raise UsageError("rotate needs --add-key, --remove-key or --threshold")
+    if threshold is not None and threshold < 1:
+        raise UsageError("threshold must be at least 1")
+    added = {k.keyid: k.public.to_dict() for k in (resolve_key(state, spec) for spec in add_keys)}
+    removed = [_keyid(state, spec) for spec in remove_keys]
+    if role in TOP_LEVEL:
+        delegator = "root"
+    else:
+        with trusted_session(state.home, pin, **registry_options) as session:
+            delegator = RoleTree(session, load_current(session).root.signed).parent_of(role)
+    change = StagedChange(pin.scope, delegator, role, "rotate",
+                          custom={"add": added, "remove": removed, "threshold": threshold})
+    record_changes(state, [change])
+    return change
+
+
+def _keyid(state: State, spec: str) -> str:
+    """A key to remove: a catalogue name, or a keyid (it need not be in the catalogue)."""
+    rows = state.query("SELECT keyid FROM keys WHERE name = ? OR keyid = ?", (spec, spec))
+    if rows:
+        return rows[0]["keyid"]
+    if len(spec) < 8:
+        raise UsageError(f"{spec!r} is neither a key name nor a keyid")
+    return spec

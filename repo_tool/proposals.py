@@ -6,7 +6,7 @@ signatures), and every maintainer adds their signature as a separate artifact
 (``sig.<enc(role)>.<N>.<key>``). No two signers ever write the same tag, so
 concurrent signers never lose each other's work, and nothing but the registry
 is shared. ``publish`` merges the valid signatures once the threshold holds.
-Clients never read these tags (layout §7).
+Clients never read these tags (layout §9).
 
 A signature counts only if its key is one of the role's keys, it is the first
 for that key, it is over exactly the proposal's canonical bytes, and it

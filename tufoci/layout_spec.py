@@ -42,7 +42,7 @@ ANNOTATION_TIMESTAMP_HINT = "dev.tufoci.hint.timestamp"
 TIMESTAMP_TAG = "timestamp"
 TOP_LEVEL_VERSIONED = ("root", "targets", "snapshot")
 
-# layout §7: threshold signing. A proposed version and each signature over it
+# layout §9: threshold signing. A proposed version and each signature over it
 # are separate artifacts, so concurrent signers never write the same tag.
 # Clients never read these tags.
 PROPOSAL_CONFIG_MEDIA_TYPE = "application/vnd.tufoci.proposal.config.v1+json"
@@ -96,7 +96,7 @@ def metadata_tag(role: str, version: int) -> str:
 
 
 def proposal_tag(role: str, version: int) -> str:
-    """``staged.<enc(role)>.<N>``: the proposed version N of a role (layout §7)."""
+    """``staged.<enc(role)>.<N>``: the proposed version N of a role (layout §9)."""
     return f"{PROPOSAL_TAG_PREFIX}{encode_role(role)}.{version}"
 
 
@@ -108,7 +108,7 @@ def encode_keyid(keyid: str) -> str:
 
 
 def signature_tag(role: str, version: int, keyid: str) -> str:
-    """``sig.<enc(role)>.<N>.<key>``: one signer's signature over proposal N (layout §7)."""
+    """``sig.<enc(role)>.<N>.<key>``: one signer's signature over proposal N (layout §9)."""
     return f"{SIGNATURE_TAG_PREFIX}{encode_role(role)}.{version}.{encode_keyid(keyid)}"
 
 

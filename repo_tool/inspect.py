@@ -12,6 +12,7 @@ from tufoci.client.refresh import trusted_session
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import TufociError
 from tufoci.repo_tool.plan import load_current
+from tufoci.repo_tool.roles import RoleTree
 from tufoci.repo_tool.sessions import key_names, review
 from tufoci.repo_tool.staging import staged_changes
 from tufoci.reference import parse_repository
@@ -41,17 +42,18 @@ def scope_status(state: State, scope_text: str, **registry_options: object) -> d
     try:
         with trusted_session(state.home, pin, **registry_options) as session:
             current = load_current(session)
+            tree = RoleTree(session, current.root.signed)
+            rows = [(md.signed.type, md.signed, current.root.signed.roles[md.signed.type])
+                    for md in (current.root, current.targets, current.snapshot, current.timestamp)]
+            rows += [(r, tree.metadata(r).signed, tree.delegation(r)) for r in tree.walk() if r != "targets"]
         report["proposals"] = [r.to_dict(key_names(state)) for r in review(state, scope_text, **registry_options)]
     except TufociError as e:
         report["error"] = str(e)
         return report
-    root = current.root.signed
-    for md in (current.root, current.targets, current.snapshot, current.timestamp):
-        signed = md.signed
-        role = root.roles[signed.type]
+    for name, signed, role in rows:
         report["roles"].append(
             {
-                "role": signed.type,
+                "role": name,
                 "version": signed.version,
                 "expires": signed.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "expiresIn": _expires_in(signed.expires),
@@ -63,23 +65,17 @@ def scope_status(state: State, scope_text: str, **registry_options: object) -> d
 
 
 def signed_targets(state: State, scope_text: str, **registry_options: object) -> list[dict]:
-    """The targets signed in the top-level targets role, verified."""
+    """Every signed target of every role, verified, in the order clients search roles."""
     pin = pin_for_scope(state, scope_text)
-    with trusted_session(state.home, pin, **registry_options) as session:
-        current = load_current(session)
-    scope = parse_repository(pin.scope)
     rows = []
-    for name, info in sorted(current.targets.signed.targets.items()):
-        rows.append(
-            {
-                "target": name,
-                "digest": "sha256:" + info.hashes.get("sha256", ""),
-                "length": info.length,
-                "mediaType": (info.custom or {}).get("mediaType") if isinstance(info.custom, dict) else None,
-                "role": "targets",
-                "scope": str(scope),
-            }
-        )
+    with trusted_session(state.home, pin, **registry_options) as session:
+        tree = RoleTree(session, load_current(session).root.signed)
+        for role in tree.walk():
+            for name, info in sorted(tree.metadata(role).signed.targets.items()):
+                custom = info.custom if isinstance(info.custom, dict) else {}
+                rows.append({"target": name, "digest": "sha256:" + info.hashes.get("sha256", ""),
+                             "length": info.length, "mediaType": custom.get("mediaType"), "role": role,
+                             "scope": pin.scope})
     return rows
 
 

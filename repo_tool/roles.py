@@ -94,3 +94,19 @@ class RoleTree:
         if role != "targets" and not self._exists(role):
             return 0
         return self.metadata(role).signed.version
+
+    def walk(self) -> list[str]:
+        """Every published targets role, in pre-order (the order clients search them)."""
+        order, stack, seen = [], ["targets"], set()
+        while stack:
+            name = stack.pop()
+            if name in seen or (name != "targets" and not self._exists(name)):
+                continue
+            seen.add(name)
+            order.append(name)
+            delegations = self.metadata(name).signed.delegations
+            children = list(delegations.roles or {}) if delegations else []
+            for child in children:
+                self._parents.setdefault(child, name)
+            stack.extend(reversed(children))
+        return order

@@ -184,3 +184,14 @@ def test_a_delegated_role_that_never_published_has_signed_nothing(acme):
     result = acme["consumer"]("verify", f"{acme['scope']}/web/frontend:1.4")
     assert result.exit_code == 10
     assert "role web is delegated but has published no metadata yet" in result.stderr
+
+
+def test_status_and_target_list_cover_delegated_roles(acme):
+    scope, web, security = acme["scope"], acme["web"], acme["security"]
+    web.ok("target", "add", "--role", "web", f"{scope}/web/frontend:1.4")
+    web.ok("publish", scope)
+    roles = {r["role"]: r for r in json.loads(security.ok("status", scope, "-o", "json").stdout)["roles"]}
+    assert roles["web"]["version"] == 1 and roles["web"]["threshold"] == 1 and roles["web"]["keys"] == 3
+    assert "db" not in roles  # delegated, never published
+    listed = json.loads(security.ok("target", "list", scope, "-o", "json").stdout)
+    assert [(t["role"], t["target"]) for t in listed] == [("web", "web/frontend:1.4")]

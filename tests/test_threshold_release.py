@@ -204,3 +204,15 @@ def test_a_new_root_needs_the_old_and_the_new_root_threshold(release):
     fresh = Machine("fresh-cluster", release["tmp_path"], cluster.monkeypatch)
     fresh.ok("trust", "add", scope, "--root", str(release["tmp_path"] / "root.json"))
     fresh.ok("verify", f"{scope}/web:1.0")  # pinned to root 1, walks 1 → 2 → 3
+
+
+def test_clients_never_read_proposals_or_signatures(release):
+    scope, alice, cluster, registry = release["scope"], release["alice"], release["cluster"], release["registry"]
+    push_test_image(release["tmp_path"], b"web 4.0", f"{scope}/web:4.0")
+    alice.ok("target", "add", f"{scope}/web:4.0")
+    alice.ok("publish", scope)  # a proposal and a signature now sit in acme/tuf
+    mark = registry.mark()
+    (cluster.home / "cache").rename(cluster.home / "cache-old")  # cold: everything is read again
+    cluster.ok("verify", f"{scope}/web:1.0")
+    paths = [line.path for line in registry.access_log_lines(since=mark)]
+    assert paths and not [p for p in paths if "staged." in p or "sig." in p], paths

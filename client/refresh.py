@@ -53,15 +53,17 @@ class TrustedSession:
 
     def lookup(self, target: str) -> TargetFile | None:
         """Signed target info for ``target`` (delegations walked as TUF says)."""
-        with translate_tuf_errors():
+        with translate_tuf_errors(self.updater):
             return self.updater.get_targetinfo(target)
 
 
 @contextlib.contextmanager
-def translate_tuf_errors() -> Iterator[None]:
+def translate_tuf_errors(updater: Updater | None = None) -> Iterator[None]:
     """Map python-tuf's exceptions onto tufoci's families (exit codes)."""
     try:
         yield
+    except exceptions.ExpiredMetadataError as e:
+        raise MetadataRejectedError(_expired_message(str(e), updater)) from e
     except exceptions.RepositoryError as e:
         unpublished = _UNPUBLISHED_ROLE.search(str(e))
         if unpublished:
@@ -81,6 +83,24 @@ def translate_tuf_errors() -> Iterator[None]:
         if isinstance(cause, TufociError):
             raise cause from e
         raise RegistryError(f"cannot download metadata: {e}") from e
+
+
+_EXPIRED = re.compile(r"^(?:New |Final )?(.+?)(?:\.json)? is expired$")
+
+
+def _expired_message(text: str, updater: Updater | None) -> str:
+    """Which role expired and when, so an operator knows what to re-sign."""
+    match = _EXPIRED.match(text)
+    role = match.group(1) if match else "metadata"
+    when = ""
+    trusted = getattr(updater, "_trusted_set", None)  # python-tuf keeps the expired intermediate loaded
+    if trusted is not None and role in trusted:
+        expires = trusted[role].expires
+        when = f" at {expires:%Y-%m-%dT%H:%M:%SZ}"
+    fix = {"timestamp": "the online key holder must run 'tufoci timestamp SCOPE'",
+           "snapshot": "the online key holder must run 'tufoci timestamp SCOPE --snapshot'"}.get(
+        role, "its signers must publish a new version")
+    return f"metadata rejected: {role} expired{when}; {fix}"
 
 
 def cache_dir(home: str, pin: Pin) -> str:
@@ -119,6 +139,7 @@ def trusted_session(home: str, pin: Pin, **registry_options: object) -> Iterator
                 )
             except (ValueError, TypeError) as e:
                 raise MetadataRejectedError(f"cached or pinned root is not valid metadata: {e}") from e
+        with translate_tuf_errors(updater):
             updater.refresh()
         yield TrustedSession(updater, work, fetcher)
         _commit(work, cache)

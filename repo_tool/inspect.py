@@ -6,11 +6,13 @@ maintainer reads is what consumers will trust.
 
 from __future__ import annotations
 
+import datetime
 import json
 
 from tufoci.client.refresh import trusted_session
 from tufoci.client.trust_pins import pin_for_scope
-from tufoci.errors import TufociError
+from tufoci.errors import TufociError, UsageError
+from tufoci.repo_tool.expiry import parse_duration
 from tufoci.repo_tool.plan import load_current
 from tufoci.repo_tool.roles import RoleTree
 from tufoci.repo_tool.sessions import key_names, review
@@ -27,8 +29,21 @@ def _expires_in(expires) -> str:
     return f"in {days}d" if days else f"in {rest // 3600}h{(rest % 3600) // 60:02d}m"
 
 
-def scope_status(state: State, scope_text: str, **registry_options: object) -> dict:
-    """Staged changes, and per role: version, expiry, threshold (best effort if offline)."""
+def warning_windows(periods: dict[str, str], overrides: list[str] | tuple[str, ...] = ()) -> dict[str, datetime.timedelta]:
+    """How long before expiry ``status`` warns: a quarter of each role's period unless overridden (ROLE=DUR)."""
+    windows = {role: parse_duration(period) / 4 for role, period in periods.items()}
+    for option in overrides:
+        role, sep, duration = option.partition("=")
+        if not sep:
+            raise UsageError(f"invalid --warn {option!r}: use ROLE=DUR (delegated roles use targets)")
+        windows[role] = parse_duration(duration)
+    return windows
+
+
+def scope_status(
+    state: State, scope_text: str, *, warn: list[str] | tuple[str, ...] = (), **registry_options: object
+) -> dict:
+    """Staged changes, open proposals, and per role: version, expiry (with warnings), threshold."""
     pin = pin_for_scope(state, scope_text)
     report: dict = {
         "scope": pin.scope,
@@ -50,13 +65,17 @@ def scope_status(state: State, scope_text: str, **registry_options: object) -> d
     except TufociError as e:
         report["error"] = str(e)
         return report
+    windows = warning_windows(current.expiry_periods, warn)
+    now = now_utc()
     for name, signed, role in rows:
+        window = windows.get(name, windows["targets"])
         report["roles"].append(
             {
                 "role": name,
                 "version": signed.version,
                 "expires": signed.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "expiresIn": _expires_in(signed.expires),
+                "warning": "expired" if signed.expires <= now else "expires soon" if signed.expires - now <= window else None,
                 "threshold": role.threshold,
                 "keys": len(role.keyids),
             }

@@ -269,15 +269,25 @@ def target_list(scope, plain_http, insecure, ca_file, output) -> None:
 # -- status / publish / log -------------------------------------------------------------
 @cli.command()
 @click.argument("scope")
+@click.option("--warn", multiple=True, metavar="ROLE=DUR",
+              help="Warn when ROLE expires within DUR (default: a quarter of its period); repeatable.")
+@click.option("--check", is_flag=True, help="Exit 1 when a role has expired or expires soon (for monitoring).")
 @registry_options
 @output_option
-def status(scope, plain_http, insecure, ca_file, output) -> None:
-    """Show staged changes, role versions, thresholds and expiries."""
+def status(scope, warn, check, plain_http, insecure, ca_file, output) -> None:
+    """Show staged changes, open proposals, role versions, thresholds and expiries."""
     from tufoci.repo_tool.inspect import scope_status
 
-    report = scope_status(_state(), scope, **_registry_kwargs(plain_http, insecure, ca_file))
+    report = scope_status(_state(), scope, warn=list(warn), **_registry_kwargs(plain_http, insecure, ca_file))
+    warnings = [r for r in report.get("roles", []) if r["warning"]]
+    for r in warnings:
+        click.echo(f"tufoci: warning: {r['role']} v{r['version']} {r['warning']} ({r['expires']}): "
+                   + ("re-sign it with 'tufoci timestamp'" if r["role"] in ("timestamp", "snapshot")
+                      else "publish a new version"), err=True)
     if output == "json":
         _emit_json(report)
+        if check and (warnings or report.get("error")):
+            sys.exit(1)
         return
     click.echo(f"scope {report['scope']} (metadata {report['metadata']})")
     if report.get("error"):
@@ -307,6 +317,8 @@ def status(scope, plain_http, insecure, ca_file, output) -> None:
             if more:
                 line += f", {more} more needed from: {missing}"
             click.echo(line)
+    if check and (warnings or report.get("error")):
+        sys.exit(1)
 
 
 def _change_line(c: dict) -> str:
@@ -446,6 +458,37 @@ def rotate(scope, role, add_keys, remove_keys, threshold, plain_http, insecure, 
     spec = change.custom or {}
     click.echo(f"staged in {change.role}: {role} +{len(spec['add'])} key(s), -{len(spec['remove'])} key(s)"
                + (f", threshold {threshold}" if threshold else "") + f"; run 'tufoci publish {scope}'")
+
+
+@cli.command()
+@click.argument("scope")
+@click.option("--every", metavar="DUR", help="Keep running: refresh every DUR (e.g. 6h) until SIGTERM.")
+@click.option("--snapshot", "force_snapshot", is_flag=True, help="Re-sign snapshot even when it is not due.")
+@password_stdin_option
+@registry_options
+def timestamp(scope, every, force_snapshot, password_stdin, plain_http, insecure, ca_file) -> None:
+    """Re-sign the timestamp (and snapshot when due) with the online key; --every runs it as a service."""
+    from tufoci.repo_tool.expiry import parse_duration
+    from tufoci.repo_tool.freshness import refresh_timestamp, run_every
+
+    state = _state()
+    secrets = _secrets_handler(password_stdin)
+    options = _registry_kwargs(plain_http, insecure, ca_file)
+
+    def refresh():
+        return refresh_timestamp(state, scope, secrets=secrets, force_snapshot=force_snapshot, **options)
+
+    if every is None:
+        result = refresh()
+        click.echo(f"timestamp v{result.timestamp_version} expires {result.timestamp_expires:%Y-%m-%dT%H:%M:%SZ}"
+                   + (f"; snapshot v{result.snapshot_version}" if result.snapshot_resigned else ""))
+        return
+
+    def report(line: str) -> None:
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        click.echo(f"{stamp} {line}", err=True)
+
+    run_every(parse_duration(every), refresh, report)
 
 
 @cli.command("log")

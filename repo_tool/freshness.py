@@ -1,0 +1,128 @@
+"""Freshness: re-signing timestamp (and snapshot when needed) with the online key.
+
+Clients reject an expired timestamp, so a trust repository needs its timestamp
+re-signed well before it expires (default period 1 day). ``refresh_timestamp``
+does one refresh; ``run_every`` keeps doing it as a long-running service that
+survives registry outages and stops cleanly on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from securesystemslib.signer import SecretsHandler
+
+from tufoci.client.refresh import metadata_store, trusted_session
+from tufoci.client.trust_pins import pin_for_scope
+from tufoci.errors import ThresholdError, TufociError
+from tufoci.repo_tool.expiry import parse_duration
+from tufoci.repo_tool.plan import load_current
+from tufoci.repo_tool.push import MetadataFile, push_metadata
+from tufoci.repo_tool.signing import available_signers, sign_with
+from tufoci.repo_tool.versions import next_snapshot, next_timestamp, to_bytes
+from tufoci.state import State, now_utc
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Refreshed:
+    scope: str
+    timestamp_version: int
+    timestamp_expires: datetime.datetime
+    snapshot_version: int
+    snapshot_resigned: bool
+
+
+def refresh_timestamp(
+    state: State,
+    scope_text: str,
+    *,
+    secrets: SecretsHandler | None = None,
+    force_snapshot: bool = False,
+    **registry_options: object,
+) -> Refreshed:
+    """Publish the next timestamp; re-sign snapshot too when it would expire before the new timestamp."""
+    pin = pin_for_scope(state, scope_text)
+    with trusted_session(state.home, pin, **registry_options) as session:
+        current = load_current(session)
+    root, periods, now = current.root.signed, current.expiry_periods, now_utc()
+    signers = {role: available_signers(state, root.roles[role].keyids, secrets) for role in ("snapshot", "timestamp")}
+
+    timestamp_expires = now + parse_duration(periods["timestamp"])
+    files = []
+    snapshot = current.snapshot
+    resign_snapshot = force_snapshot or snapshot.signed.expires <= timestamp_expires + parse_duration(periods["timestamp"])
+    if resign_snapshot:
+        snapshot = next_snapshot(current.snapshot, {}, periods, now)
+        _sign_online(snapshot, signers["snapshot"], root.roles["snapshot"].threshold)
+        files.append(MetadataFile("snapshot", snapshot.signed.version, to_bytes(snapshot)))
+    snapshot_bytes = to_bytes(snapshot)
+    timestamp = next_timestamp(current.timestamp, snapshot.signed.version, snapshot_bytes, periods, now)
+    _sign_online(timestamp, signers["timestamp"], root.roles["timestamp"].threshold)
+    push_metadata(
+        metadata_store(pin, **registry_options),
+        files,
+        MetadataFile("timestamp", timestamp.signed.version, to_bytes(timestamp)),
+        root_version=root.version,
+        expected_timestamp=current.timestamp_manifest_digest,
+    )
+    with state.transaction() as conn:
+        state.audit(conn, "timestamp", scope=pin.scope, role="timestamp", version=timestamp.signed.version,
+                    snapshot=snapshot.signed.version, snapshot_resigned=resign_snapshot)
+    return Refreshed(pin.scope, timestamp.signed.version, timestamp.signed.expires, snapshot.signed.version,
+                     resign_snapshot)
+
+
+def _sign_online(metadata, signers, threshold: int) -> None:
+    if len(signers) < threshold:
+        raise ThresholdError(
+            f"this machine holds {len(signers)} of the {threshold} {metadata.signed.type} key(s) needed: "
+            "run the timestamp service where the online key is"
+        )
+    sign_with(metadata, signers)
+
+
+def run_every(
+    every: datetime.timedelta,
+    refresh: Callable[[], Refreshed],
+    report: Callable[[str], None],
+    *,
+    stop: threading.Event | None = None,
+    retry_after: datetime.timedelta = datetime.timedelta(seconds=30),
+) -> int:
+    """Refresh every ``every`` until SIGTERM/SIGINT; a failed refresh is retried sooner.
+
+    Returns the number of successful refreshes. Never raises for a registry
+    outage: it reports it and keeps going, because stopping would let the
+    timestamp expire.
+    """
+    stop = stop or threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    done = 0
+    try:
+        while not stop.is_set():
+            try:
+                result = refresh()
+            except TufociError as e:
+                wait = min(every, retry_after)
+                report(f"refresh failed: {e}; retrying in {int(wait.total_seconds())} s")
+            else:
+                done += 1
+                wait = every
+                report(
+                    f"{result.scope}: timestamp v{result.timestamp_version} expires "
+                    f"{result.timestamp_expires:%Y-%m-%dT%H:%M:%SZ}"
+                    + (f", snapshot re-signed as v{result.snapshot_version}" if result.snapshot_resigned else "")
+                )
+            stop.wait(wait.total_seconds())
+        report("stopping: signal received")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return done

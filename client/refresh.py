@@ -11,6 +11,7 @@ rejection the trusted cache is byte for byte what it was.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import filecmp
 import os
 import re
@@ -113,8 +114,16 @@ def metadata_store(pin: Pin, **registry_options: object) -> RepositoryStore:
 
 
 @contextlib.contextmanager
-def trusted_session(home: str, pin: Pin, **registry_options: object) -> Iterator[TrustedSession]:
-    """Refresh the pin's metadata; keep the result only if the block succeeds."""
+def trusted_session(
+    home: str, pin: Pin, *, allow_expired: bool = False, **registry_options: object
+) -> Iterator[TrustedSession]:
+    """Refresh the pin's metadata; keep the result only if the block succeeds.
+
+    ``allow_expired`` is for maintainers only: every signature, threshold,
+    version and hash is still checked, but expiry is not, so that expired
+    metadata can be replaced (a timestamp service that was down must be able to
+    re-sign). Consumers never set it.
+    """
     cache = cache_dir(home, pin)
     os.makedirs(os.path.dirname(cache), mode=0o700, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix=".refresh-", dir=os.path.dirname(cache))
@@ -139,6 +148,9 @@ def trusted_session(home: str, pin: Pin, **registry_options: object) -> Iterator
                 )
             except (ValueError, TypeError) as e:
                 raise MetadataRejectedError(f"cached or pinned root is not valid metadata: {e}") from e
+        if allow_expired:
+            # python-tuf checks expiry against this reference time; the epoch waives it
+            updater._trusted_set.reference_time = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)  # noqa: SLF001
         with translate_tuf_errors(updater):
             updater.refresh()
         yield TrustedSession(updater, work, fetcher)

@@ -49,7 +49,7 @@ def refresh_timestamp(
 ) -> Refreshed:
     """Publish the next timestamp; re-sign snapshot too when it would expire before the new timestamp."""
     pin = pin_for_scope(state, scope_text)
-    with trusted_session(state.home, pin, **registry_options) as session:
+    with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
         current = load_current(session)
     root, periods, now = current.root.signed, current.expiry_periods, now_utc()
     signers = {role: available_signers(state, root.roles[role].keyids, secrets) for role in ("snapshot", "timestamp")}

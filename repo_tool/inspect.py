@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 
-from tufoci.client.refresh import trusted_session
+from tufoci.client.refresh import cache_dir, trusted_session
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import TufociError, UsageError
 from tufoci.repo_tool.expiry import parse_duration
@@ -55,7 +56,7 @@ def scope_status(
         "roles": [],
     }
     try:
-        with trusted_session(state.home, pin, **registry_options) as session:
+        with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
             current = load_current(session)
             tree = RoleTree(session, current.root.signed)
             rows = [(md.signed.type, md.signed, current.root.signed.roles[md.signed.type])
@@ -87,7 +88,7 @@ def signed_targets(state: State, scope_text: str, **registry_options: object) ->
     """Every signed target of every role, verified, in the order clients search roles."""
     pin = pin_for_scope(state, scope_text)
     rows = []
-    with trusted_session(state.home, pin, **registry_options) as session:
+    with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
         tree = RoleTree(session, load_current(session).root.signed)
         for role in tree.walk():
             for name, info in sorted(tree.metadata(role).signed.targets.items()):
@@ -111,3 +112,37 @@ def audit_log(state: State, scope_text: str | None = None) -> list[dict]:
         }
         for r in rows
     ]
+
+
+def key_usage(state: State) -> dict[str, list[dict]]:
+    """keyid -> the (scope, role) pairs that use it, from the locally cached trusted metadata.
+
+    No network: it reflects each scope as of this machine's last refresh.
+    """
+    from tuf.api.metadata import Metadata, Root, Targets
+
+    usage: dict[str, list[dict]] = {}
+    for pin in state.pins():
+        directory = cache_dir(state.home, pin)
+        if not os.path.exists(os.path.join(directory, "root.json")):
+            directory_root = pin.root_file
+        else:
+            directory_root = os.path.join(directory, "root.json")
+        with open(directory_root, "rb") as f:
+            root = Metadata[Root].from_bytes(f.read()).signed
+        for role, entry in root.roles.items():
+            for keyid in entry.keyids:
+                usage.setdefault(keyid, []).append({"scope": pin.scope, "role": role})
+        for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+            if not name.endswith(".json") or name in ("root.json", "timestamp.json", "snapshot.json"):
+                continue
+            try:
+                with open(os.path.join(directory, name), "rb") as f:
+                    signed = Metadata[Targets].from_bytes(f.read()).signed
+            except (OSError, ValueError):
+                continue
+            delegations = signed.delegations
+            for child, entry in (delegations.roles or {}).items() if delegations else ():
+                for keyid in entry.keyids:
+                    usage.setdefault(keyid, []).append({"scope": pin.scope, "role": child})
+    return usage

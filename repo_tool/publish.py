@@ -77,7 +77,7 @@ def publish(
     pin = pin_for_scope(state, scope_text)
     changes = staged_changes(state, pin.scope)
     store = metadata_store(pin, **registry_options)
-    with trusted_session(state.home, pin, **registry_options) as session:
+    with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
         current = load_current(session)
         plan = Plan(RoleTree(session, current.root.signed), current, now_utc())
         plan.add_registry_proposals(store)
@@ -152,4 +152,9 @@ def publish(
             if role not in plan.from_registry:
                 state.audit(conn, "propose", scope=pin.scope, role=role, version=info["version"],
                             thresholds=info["thresholds"])
+    if timestamp is not None:
+        # read back what went live through the client workflow: proves it verifies,
+        # and leaves this machine's cache at the new state
+        with trusted_session(state.home, pin, **registry_options):
+            pass
     return result

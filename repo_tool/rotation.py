@@ -41,7 +41,7 @@ def stage_rotation(
     if role in TOP_LEVEL:
         delegator = "root"
     else:
-        with trusted_session(state.home, pin, **registry_options) as session:
+        with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
             delegator = RoleTree(session, load_current(session).root.signed).parent_of(role)
     change = StagedChange(pin.scope, delegator, role, "rotate",
                           custom={"add": added, "remove": removed, "threshold": threshold})

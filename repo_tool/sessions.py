@@ -109,7 +109,7 @@ def _session(state: State, scope_text: str, registry_options: dict) -> Iterator[
     against its delegator as it will be (a pending root decides the targets keys)."""
     pin = pin_for_scope(state, scope_text)
     store = metadata_store(pin, **registry_options)
-    with trusted_session(state.home, pin, **registry_options) as session:
+    with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
         current = load_current(session)
         plan = Plan(RoleTree(session, current.root.signed), current, now_utc())
         plan.add_registry_proposals(store)

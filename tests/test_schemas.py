@@ -1,10 +1,13 @@
-"""The JSON Schemas in schemas/ against what tufoci really writes (docs/layout.md §2, §3).
+"""The JSON Schemas in schemas/ against what tufoci really writes (docs/layout.md §2, §3, §9).
 
 The integration tests init a trust repository in an OCI image-layout scope, publish
 an image and a multi-platform index, then read the metadata repository directly
 from disk (``index.json`` and ``blobs/``) and validate every manifest, the config
-blob and each target's ``custom``. The unit tests check the schemas reject what
-the layout forbids, with manifests from ``build_metadata_manifest``.
+blob and each target's ``custom``. Another one drives threshold signing (two
+maintainers, proposals, detached signatures, promotion, a discard) in a layout
+scope and validates every ``staged.*`` and ``sig.*`` artifact. The unit tests
+check the schemas reject what the layout forbids, with manifests from
+``build_metadata_manifest`` and ``build_artifact_manifest``.
 """
 
 from __future__ import annotations
@@ -19,16 +22,29 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from tests.conftest import init_scope, ok, push_test_image, run_tufoci
+from securesystemslib.signer import Signature
+from tuf.api.metadata import Metadata
+
+from tests.conftest import Machine, init_scope, ok, push_test_image, run_tufoci
 from tests.support.images import build_index, images_available, skopeo_copy
 from tufoci.errors import MetadataRejectedError
 from tufoci.layout_spec import (
     EMPTY_CONFIG,
     MANIFEST_MEDIA_TYPE,
+    METADATA_MEDIA_TYPE,
+    PROPOSAL_CONFIG_MEDIA_TYPE,
+    SIGNATURE_CONFIG_MEDIA_TYPE,
+    SIGNATURE_MEDIA_TYPE,
+    build_artifact_manifest,
     build_metadata_manifest,
+    encode_keyid,
+    encode_role,
     metadata_filename,
     metadata_tag,
+    parse_artifact_manifest,
     parse_metadata_manifest,
+    proposal_tag,
+    signature_tag,
 )
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
@@ -50,6 +66,9 @@ def validator(name: str) -> jsonschema.Draft202012Validator:
 MANIFEST = validator("metadata-manifest")
 CONFIG = validator("metadata-config")
 CUSTOM = validator("targets-custom")
+PROPOSAL = validator("proposal-manifest")
+SIGNATURE_MANIFEST = validator("signature-manifest")
+SIGNATURE = validator("signature")
 
 
 def errors(v: jsonschema.Draft202012Validator, instance: object) -> list[str]:
@@ -269,3 +288,316 @@ def test_config_schema_accepts_only_the_empty_object() -> None:
 )
 def test_targets_custom_schema(custom: dict, valid: bool) -> None:
     assert (errors(CUSTOM, custom) == []) is valid
+
+
+# -- threshold signing: proposals and detached signatures (layout §9) ------------
+
+TEAM = "team/a"  # a role name outside [A-Za-z0-9-]: its tags carry the hashed encoding
+
+
+def signed_digest(md: Metadata) -> str:
+    return "sha256:" + hashlib.sha256(md.signed_bytes).hexdigest()
+
+
+@pytest.fixture
+def threshold_scope(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """A layout scope where this home holds one of two keys of targets and of team/a (threshold 2).
+
+    One publish proposes root v2 (complete, held), targets v3 and team/a v2 (1 of 2
+    each); carol signs both; the next publish promotes all three. A further targets
+    proposal (v4) is then discarded. No server and no image tools are needed.
+    """
+    scope_dir = tmp_path / "acme"
+    scope = f"oci:{scope_dir}"
+    root_file = init_scope(scope, tmp_path).root_file
+    me = Machine("home", tmp_path, monkeypatch)  # the `home` fixture's TUFOCI_HOME
+    assert me.home == home
+    carol = Machine("carol", tmp_path, monkeypatch)
+    carol_public = carol.new_key("carol")
+    me.ok("key", "generate", "team-key")
+
+    me.ok("delegate", scope, TEAM, "--key", "team-key", "--path", "web/*")
+    assert json.loads(me.ok("publish", scope, "-o", "json").stdout)["published"][TEAM] == 1
+
+    # targets and team/a each get carol's key as a second key, threshold 2
+    me.ok("rotate", scope, "targets", "--add-key", str(carol_public), "--threshold", "2")
+    me.ok("rotate", scope, TEAM, "--add-key", str(carol_public), "--threshold", "2")
+    proposed = json.loads(me.ok("publish", scope, "-o", "json").stdout)
+    assert proposed["published"] == {}
+    assert {role: p["version"] for role, p in proposed["proposed"].items()} == {"root": 2, "targets": 3, TEAM: 2}
+    assert proposed["proposed"]["root"]["held"]  # complete, waits for targets signed by its new keys
+
+    carol.ok("trust", "add", scope, "--root", str(root_file))
+    carol.ok("sign", scope)
+    live = json.loads(me.ok("publish", scope, "-o", "json").stdout)
+    assert {r: live["published"][r] for r in ("root", "targets", TEAM)} == {"root": 2, "targets": 3, TEAM: 2}
+
+    # a proposal that is then discarded: its tag becomes a tombstone
+    me.ok("delegate", scope, "web", "--key", "team-key", "--path", "x/*")
+    assert json.loads(me.ok("publish", scope, "-o", "json").stdout)["proposed"]["targets"]["version"] == 4
+    tuf = scope_dir / "tuf"
+    before = json.loads(blob(tuf, tagged(tuf)["staged.targets.4"]["digest"]))
+    discarded = Metadata.from_bytes(blob(tuf, before["layers"][0]["digest"]))
+    me.ok("discard", scope, "targets")
+    return {"tuf": tuf, "discarded": {("targets", 4): discarded}}
+
+
+def test_every_proposal_and_signature_matches_the_schemas(threshold_scope: dict) -> None:
+    tuf = threshold_scope["tuf"]
+    tags = tagged(tuf)
+    team = encode_role(TEAM)
+    assert team.startswith("_")
+    assert {t for t in tags if t.startswith("staged.")} == {
+        "staged.root.2", "staged.targets.3", f"staged.{team}.2", "staged.targets.4"}
+
+    proposals: dict[tuple[str, int], Metadata] = dict(threshold_scope["discarded"])
+    for tag, descriptor in tags.items():
+        raw = blob(tuf, descriptor["digest"])
+        assert descriptor["mediaType"] == MANIFEST_MEDIA_TYPE and len(raw) == descriptor["size"]
+        manifest = json.loads(raw)
+        if not tag.startswith(("staged.", "sig.")):
+            assert errors(MANIFEST, manifest) == [], tag  # threshold signing leaves §2 untouched
+            assert errors(PROPOSAL, manifest) and errors(SIGNATURE_MANIFEST, manifest)
+            continue
+        if not tag.startswith("staged."):
+            continue
+        assert errors(PROPOSAL, manifest) == [], tag
+        assert errors(MANIFEST, manifest) and errors(SIGNATURE_MANIFEST, manifest), tag
+        with pytest.raises(MetadataRejectedError):  # a client can never take a proposal for metadata
+            parse_metadata_manifest(raw)
+        annotations = manifest["annotations"]
+        role, version = annotations["dev.tufoci.role"], int(annotations["dev.tufoci.version"])
+        assert proposal_tag(role, version) == tag
+        assert blob(tuf, manifest["config"]["digest"]) == EMPTY_CONFIG
+        layer = manifest["layers"][0]
+        data = blob(tuf, layer["digest"])
+        assert len(data) == layer["size"]
+        assert parse_artifact_manifest(raw, PROPOSAL_CONFIG_MEDIA_TYPE).layer.digest == layer["digest"]
+        if "dev.tufoci.proposal.discarded" in annotations:
+            assert (role, version) == ("targets", 4) and data == b"{}"
+            continue
+        # the proposed metadata, serialised like a metadata file, without signatures
+        assert data == json.dumps(json.loads(data), separators=(",", ":"), sort_keys=True).encode()
+        assert json.loads(data)["signatures"] == []
+        md = Metadata.from_bytes(data)
+        assert md.signed.version == version
+        assert md.signed.type == ("root" if role == "root" else "targets")
+        proposals[(role, version)] = md
+
+    counted: dict[tuple[str, int], dict[str, str]] = {}
+    signature_tags = {t for t in tags if t.startswith("sig.")}
+    assert len(signature_tags) == 6
+    for tag in signature_tags:
+        raw = blob(tuf, tags[tag]["digest"])
+        manifest = json.loads(raw)
+        assert errors(SIGNATURE_MANIFEST, manifest) == [], tag
+        assert errors(MANIFEST, manifest) and errors(PROPOSAL, manifest), tag
+        with pytest.raises(MetadataRejectedError):
+            parse_metadata_manifest(raw)
+        assert blob(tuf, manifest["config"]["digest"]) == EMPTY_CONFIG
+        layer = manifest["layers"][0]
+        data = blob(tuf, layer["digest"])
+        assert len(data) == layer["size"]
+        payload = json.loads(data)
+        assert errors(SIGNATURE, payload) == [], tag
+
+        annotations = manifest["annotations"]
+        role, version = annotations["dev.tufoci.role"], int(annotations["dev.tufoci.version"])
+        keyid = payload["keyid"]
+        assert annotations["dev.tufoci.signature.keyid"] == keyid
+        assert signature_tag(role, version, keyid) == tag
+        assert tag.endswith("." + keyid[:32]) and encode_keyid(keyid) == keyid[:32]
+        # over exactly the canonical signed bytes of the proposal of the same role and version
+        proposal = proposals[(role, version)]
+        assert payload["signed"] == signed_digest(proposal)
+        counted.setdefault((role, version), {})[keyid] = payload["sig"]
+
+    assert set(counted) == {("root", 2), ("targets", 3), (TEAM, 2), ("targets", 4)}
+    assert [len(counted[k]) for k in (("root", 2), ("targets", 3), (TEAM, 2), ("targets", 4))] == [1, 2, 2, 1]
+
+    # promotion: the live file is the proposal with exactly the counted signatures merged in,
+    # and they meet the thresholds of the (new) delegators
+    live_md = {}
+    for key in (("root", 1), ("root", 2), ("targets", 3), (TEAM, 2)):
+        manifest = json.loads(blob(tuf, tags[metadata_tag(*key)]["digest"]))
+        live_md[key] = Metadata.from_bytes(blob(tuf, manifest["layers"][0]["digest"]))
+    for key in (("root", 2), ("targets", 3), (TEAM, 2)):
+        md = live_md[key]
+        assert md.signed_bytes == proposals[key].signed_bytes
+        assert {k: s.signature for k, s in md.signatures.items()} == counted[key]
+    root2, targets3 = live_md[("root", 2)].signed, live_md[("targets", 3)].signed
+
+    def verify(delegator: object, key: tuple[str, int]) -> None:  # raises UnsignedMetadataError below threshold
+        delegator.verify_delegate(key[0], live_md[key].signed_bytes, live_md[key].signatures)
+
+    verify(live_md[("root", 1)].signed, ("root", 2))  # the old root's threshold
+    verify(root2, ("root", 2))  # and its own
+    verify(root2, ("targets", 3))
+    verify(targets3, (TEAM, 2))
+    # the discarded proposal's signature verifies over the bytes it named, which no open proposal has now
+    ((keyid, sig),) = counted[("targets", 4)].items()
+    root2.get_key(keyid).verify_signature(Signature(keyid, sig), proposals[("targets", 4)].signed_bytes)
+
+
+def proposal_manifest_of(role: str = "targets", version: int = 3, *, discarded: bool = False) -> dict:
+    if discarded:
+        data, extra = b"{}", {"dev.tufoci.proposal.discarded": "alice@build-1"}
+    else:
+        data = json.dumps({"signatures": [], "signed": {"_type": "targets", "version": version}},
+                          separators=(",", ":"), sort_keys=True).encode()
+        extra = {"dev.tufoci.proposal.by": "alice@build-1"}
+    annotations = {"dev.tufoci.role": role, "dev.tufoci.version": str(version), **extra}
+    return json.loads(build_artifact_manifest(PROPOSAL_CONFIG_MEDIA_TYPE, METADATA_MEDIA_TYPE, data, annotations))
+
+
+KEYID = "590f0f1d36ff12ce7d07c736dc3cfebdf8900ca468accad0a70b7715e9094d32"
+
+
+def signature_payload_of() -> dict:
+    return {"keyid": KEYID, "sig": "ab" * 64, "signed": "sha256:" + "9f" * 32}
+
+
+def signature_manifest_of(role: str = "targets", version: int = 3) -> dict:
+    data = json.dumps(signature_payload_of(), sort_keys=True).encode()
+    annotations = {"dev.tufoci.role": role, "dev.tufoci.version": str(version), "dev.tufoci.signature.keyid": KEYID}
+    return json.loads(build_artifact_manifest(SIGNATURE_CONFIG_MEDIA_TYPE, SIGNATURE_MEDIA_TYPE, data, annotations))
+
+
+@pytest.mark.parametrize("role", ["root", "targets", "bins-0a", TEAM])
+@pytest.mark.parametrize("discarded", [False, True])
+def test_every_kind_of_proposal_and_signature_builds_valid(role: str, discarded: bool) -> None:
+    assert errors(PROPOSAL, proposal_manifest_of(role, discarded=discarded)) == []
+    assert errors(SIGNATURE_MANIFEST, signature_manifest_of(role)) == []
+    assert errors(SIGNATURE, signature_payload_of()) == []
+
+
+def test_tag_shapes() -> None:
+    assert proposal_tag("targets", 4) == "staged.targets.4"
+    assert signature_tag("targets", 4, KEYID) == "sig.targets.4.590f0f1d36ff12ce7d07c736dc3cfebd"
+    assert signature_tag(TEAM, 2, KEYID) == f"sig._{hashlib.sha256(TEAM.encode()).hexdigest()}.2.{KEYID[:32]}"
+    # a keyid that is not lowercase hex of at least 32 characters is hashed
+    assert encode_keyid("ABCDEF" * 8) == hashlib.sha256(("ABCDEF" * 8).encode()).hexdigest()[:32]
+    assert encode_keyid("abc") == hashlib.sha256(b"abc").hexdigest()[:32]
+    longest = signature_tag("a" * 65, 10**12 - 1, "x")
+    assert len(longest) == 115 and len(longest) <= 128
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(_wrong_config_type, id="config-media-type"),
+        pytest.param(_set("config", "mediaType", value="application/vnd.tufoci.metadata.config.v1+json"),
+                     id="metadata-config-media-type"),
+        pytest.param(_two_layers, id="two-layers"),
+        pytest.param(lambda m: m["layers"].clear(), id="no-layer"),
+        pytest.param(_set("layers", 0, "mediaType", value="application/vnd.tufoci.signature.v1+json"),
+                     id="layer-media-type"),
+        pytest.param(_set("layers", 0, "annotations", value={"tuf.io/filename": "3.targets.json"}),
+                     id="layer-filename"),
+        pytest.param(_set("layers", 0, "size", value=33554433), id="layer-too-large"),
+        pytest.param(_set("annotations", "dev.tufoci.proposal.discarded", value="bob@host"), id="open-and-discarded"),
+        pytest.param(lambda m: m["annotations"].pop("dev.tufoci.proposal.by"), id="no-proposer"),
+        pytest.param(_set("annotations", "dev.tufoci.proposal.by", value=""), id="empty-proposer"),
+        pytest.param(_set("annotations", "dev.tufoci.role", value="snapshot"), id="role-snapshot"),
+        pytest.param(_set("annotations", "dev.tufoci.role", value="timestamp"), id="role-timestamp"),
+        pytest.param(_set("annotations", "dev.tufoci.version", value="0"), id="version-zero"),
+        pytest.param(_set("annotations", "dev.tufoci.version", value="03"), id="version-leading-zero"),
+        pytest.param(lambda m: m["annotations"].pop("dev.tufoci.version"), id="no-version"),
+        pytest.param(_set("annotations", "dev.tufoci.layout.version", value="2"), id="layout-version"),
+        pytest.param(_set("annotations", "dev.tufoci.signature.keyid", value=KEYID), id="signature-annotation"),
+        pytest.param(_set("artifactType", value=PROPOSAL_CONFIG_MEDIA_TYPE), id="artifact-type"),
+        pytest.param(_set("subject", value={"mediaType": MANIFEST_MEDIA_TYPE, "digest": "sha256:" + "0" * 64,
+                                            "size": 2}), id="subject"),
+    ],
+)
+def test_schema_rejects_off_layout_proposals(mutate) -> None:
+    manifest = proposal_manifest_of()
+    assert errors(PROPOSAL, manifest) == []
+    mutate(manifest)
+    assert errors(PROPOSAL, manifest)
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(_set("layers", 0, "digest", value="sha256:" + "1" * 64), id="layer-not-empty-object"),
+        pytest.param(_set("layers", 0, "size", value=3), id="layer-size"),
+        pytest.param(_set("annotations", "dev.tufoci.proposal.by", value="alice@build-1"), id="discarded-and-open"),
+        pytest.param(lambda m: m["annotations"].pop("dev.tufoci.proposal.discarded"), id="no-marker"),
+        pytest.param(lambda m: m["annotations"].pop("dev.tufoci.role"), id="no-role"),
+    ],
+)
+def test_schema_rejects_off_layout_tombstones(mutate) -> None:
+    manifest = proposal_manifest_of(discarded=True)
+    assert errors(PROPOSAL, manifest) == []
+    mutate(manifest)
+    assert errors(PROPOSAL, manifest)
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(_set("config", "mediaType", value=PROPOSAL_CONFIG_MEDIA_TYPE), id="config-media-type"),
+        pytest.param(_set("layers", 0, "mediaType", value=METADATA_MEDIA_TYPE), id="layer-media-type"),
+        pytest.param(_two_layers, id="two-layers"),
+        pytest.param(_set("layers", 0, "size", value=65537), id="payload-over-the-readers-cap"),
+        pytest.param(_set("layers", 0, "annotations", value={"org.example": "x"}), id="layer-annotation"),
+        pytest.param(lambda m: m["annotations"].pop("dev.tufoci.signature.keyid"), id="no-keyid"),
+        pytest.param(_set("annotations", "dev.tufoci.signature.keyid", value=""), id="empty-keyid"),
+        pytest.param(_set("annotations", "dev.tufoci.proposal.by", value="alice@build-1"), id="proposal-annotation"),
+        pytest.param(_set("annotations", "dev.tufoci.role", value="timestamp"), id="role-timestamp"),
+        pytest.param(_set("annotations", "dev.tufoci.version", value="v3"), id="version-not-decimal"),
+        pytest.param(_set("artifactType", value=SIGNATURE_CONFIG_MEDIA_TYPE), id="artifact-type"),
+    ],
+)
+def test_schema_rejects_off_layout_signature_manifests(mutate) -> None:
+    manifest = signature_manifest_of()
+    assert errors(SIGNATURE_MANIFEST, manifest) == []
+    mutate(manifest)
+    assert errors(SIGNATURE_MANIFEST, manifest)
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(lambda p: p.pop("keyid"), id="no-keyid"),
+        pytest.param(lambda p: p.pop("sig"), id="no-sig"),
+        pytest.param(lambda p: p.pop("signed"), id="no-signed"),
+        pytest.param(lambda p: p.update(keyid=""), id="empty-keyid"),
+        pytest.param(lambda p: p.update(keyid=1), id="keyid-number"),
+        pytest.param(lambda p: p.update(sig=""), id="empty-sig"),
+        pytest.param(lambda p: p.update(signed="9f" * 32), id="signed-without-prefix"),
+        pytest.param(lambda p: p.update(signed="sha256:" + "9F" * 32), id="signed-uppercase"),
+        pytest.param(lambda p: p.update(signed="sha512:" + "9f" * 64), id="signed-sha512"),
+        pytest.param(lambda p: p.update(signed="sha256:" + "9f" * 31), id="signed-short"),
+        pytest.param(lambda p: p.update(bundle={}), id="extra-member"),
+    ],
+)
+def test_signature_schema_rejects_off_layout_payloads(mutate) -> None:
+    payload = signature_payload_of()
+    assert errors(SIGNATURE, payload) == []
+    mutate(payload)
+    assert errors(SIGNATURE, payload)
+
+
+def test_signature_schema_rejects_what_is_not_an_object() -> None:
+    assert errors(SIGNATURE, [KEYID, "ab", "sha256:" + "9f" * 32])
+    assert errors(SIGNATURE, json.loads(EMPTY_CONFIG))
+
+
+def test_artifact_kinds_are_not_interchangeable() -> None:
+    """A proposal is never a metadata file or a signature, for the schemas and for the readers."""
+    proposal, signature = proposal_manifest_of(), signature_manifest_of()
+    metadata = manifest_of("targets")
+    assert errors(MANIFEST, proposal) and errors(MANIFEST, signature)
+    assert errors(PROPOSAL, metadata) and errors(PROPOSAL, signature)
+    assert errors(SIGNATURE_MANIFEST, metadata) and errors(SIGNATURE_MANIFEST, proposal)
+    for raw in (proposal, signature):
+        with pytest.raises(MetadataRejectedError):
+            parse_metadata_manifest(json.dumps(raw).encode())
+    with pytest.raises(MetadataRejectedError):
+        parse_artifact_manifest(json.dumps(signature).encode(), PROPOSAL_CONFIG_MEDIA_TYPE)
+    with pytest.raises(MetadataRejectedError):
+        parse_artifact_manifest(json.dumps(proposal).encode(), SIGNATURE_CONFIG_MEDIA_TYPE)
+    with pytest.raises(MetadataRejectedError):
+        parse_artifact_manifest(json.dumps(metadata).encode(), PROPOSAL_CONFIG_MEDIA_TYPE)

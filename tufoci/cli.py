@@ -154,18 +154,41 @@ def key_import(name: str, public_key: str, uri: str | None) -> None:
     click.echo(f"{imported.name} {imported.keyid}")
 
 
+@key.command("import-hsm")
+@click.argument("name")
+@click.option("--hsm-keyid", type=int, help="Key id on the token (default 2, PIV slot 9c).")
+@click.option("--token-label", help="Label of the PKCS#11 token, when several are present.")
+def key_import_hsm(name: str, hsm_keyid: int | None, token_label: str | None) -> None:
+    """Use an ECDSA key held in a PKCS#11 token (PYKCS11LIB names the module; PIN from TUFOCI_HSM_PIN or a prompt)."""
+    from tufoci.keys import import_hsm_key
+
+    imported = import_hsm_key(_state(), name, hsm_keyid=hsm_keyid, token_label=token_label,
+                              secrets=_secrets_handler(False))
+    click.echo(f"{imported.name} {imported.keyid} {imported.uri}")
+
+
 @key.command("list")
 @output_option
 def key_list(output: str) -> None:
-    """List the key catalogue (no secrets are stored there)."""
+    """List the key catalogue: id, type, URI, and which roles of which scopes use each key."""
     from tufoci.keys import list_keys
+    from tufoci.repo_tool.inspect import key_usage
 
-    keys = list_keys(_state())
-    if output == "json":
-        _emit_json([_key_json(k) for k in keys])
-        return
+    state = _state()
+    keys, usage = list_keys(state), key_usage(state)
+    rows = []
     for k in keys:
-        click.echo(f"{k.name:<20} {k.keyid[:16]}  {k.public.keytype:<8} {k.uri or '(public only)'}")
+        uses = usage.get(k.keyid, [])
+        rows.append({**_key_json(k), "uses": uses,
+                     "online": any(u["role"] in ("snapshot", "timestamp") for u in uses)})
+    if output == "json":
+        _emit_json(rows)
+        return
+    for row in rows:
+        roles = ", ".join(f"{u['scope']} {u['role']}" for u in row["uses"]) or "unused"
+        kind = "online" if row["online"] else "offline"
+        click.echo(f"{row['name']:<20} {row['keyid'][:16]}  {row['keytype']:<8} {kind:<7} "
+                   f"{row['uri'] or '(public only)'}  [{roles}]")
 
 
 @key.command("export")

@@ -36,6 +36,7 @@ from tufoci.state import State, now_iso
 KEY_TYPES = ("ed25519", "ecdsa-p256")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 PASSPHRASE_ENV = "TUFOCI_PASSPHRASE"
+HSM_PIN_ENV = "TUFOCI_HSM_PIN"
 
 
 class EncryptedFileSigner(CryptoSigner):
@@ -150,6 +151,34 @@ def _store(state: State, key: KeyRef, *, action: str) -> None:
         state.audit(conn, action, key=key.name, keyid=public.keyid, uri=key.uri)
 
 
+def import_hsm_key(
+    state: State,
+    name: str,
+    *,
+    hsm_keyid: int | None = None,
+    token_label: str | None = None,
+    secrets: SecretsHandler | None = None,
+) -> KeyRef:
+    """Add a key that lives in a PKCS#11 token (``PYKCS11LIB`` names the module).
+
+    Only the public key and the ``hsm:`` URI are stored; the private key never
+    leaves the token, and the PIN is asked for at signing time.
+    """
+    _check_name(name)
+    if state.query("SELECT 1 FROM keys WHERE name = ?", (name,)):
+        raise SigningKeyError(f"a key named {name!r} already exists")
+    try:
+        from securesystemslib.signer import HSMSigner
+
+        uri, public = HSMSigner.import_(hsm_keyid, token_label, _named(secrets, name))
+    except Exception as e:  # python-pkcs11 and the token raise their own errors
+        hint = " (install tufoci[hsm] and set PYKCS11LIB)" if "pkcs11" in str(e).lower() else ""
+        raise SigningKeyError(f"cannot import HSM key: {e}{hint}") from e
+    key = KeyRef(public, uri, name)
+    _store(state, key, action="key-import-hsm")
+    return key
+
+
 def list_keys(state: State) -> list[KeyRef]:
     return [_row_to_key(row) for row in state.query("SELECT * FROM keys ORDER BY name")]
 
@@ -251,9 +280,12 @@ def _named(secrets: SecretsHandler | None, label: str) -> SecretsHandler | None:
 
 
 def env_secrets_handler(fallback: Callable[[str], str] | None = None) -> SecretsHandler:
-    """Passphrases from ``TUFOCI_PASSPHRASE_<KEYNAME>`` or ``TUFOCI_PASSPHRASE``, then ``fallback``."""
+    """Secrets from the environment, then ``fallback``: HSM PINs from ``TUFOCI_HSM_PIN``,
+    passphrases from ``TUFOCI_PASSPHRASE_<KEYNAME>`` or ``TUFOCI_PASSPHRASE``."""
 
     def handler(prompt: str) -> str:
+        if prompt.startswith("pin") and HSM_PIN_ENV in os.environ:
+            return os.environ[HSM_PIN_ENV]
         label = prompt.rsplit("for key ", 1)[-1] if "for key " in prompt else ""
         specific = re.sub(r"[^A-Za-z0-9]", "_", label).upper()
         for var in (f"{PASSPHRASE_ENV}_{specific}" if specific else None, PASSPHRASE_ENV):

@@ -260,8 +260,22 @@ class RegistryServer:
         config_path = base_dir / "config.yml"
         # JSON is valid YAML, and keeps this module free of a YAML dependency.
         config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        return cls._spawn(config_path, port, base_dir, credentials, timeout, log_mode="wb")
+
+    @classmethod
+    def _spawn(
+        cls,
+        config_path: Path,
+        port: int,
+        base_dir: Path,
+        credentials: tuple[str, str] | None,
+        timeout: float,
+        *,
+        log_mode: str,
+    ) -> RegistryServer:
+        """Start the registry process for an existing config and wait until it answers."""
         log_path = base_dir / "registry.log"
-        with open(log_path, "wb") as log:
+        with open(log_path, log_mode) as log:
             proc = subprocess.Popen(
                 [REGISTRY_BINARY, "serve", str(config_path)],
                 stdin=subprocess.DEVNULL,
@@ -287,6 +301,14 @@ class RegistryServer:
                     f"registry did not answer {server.url}/v2/ within {timeout:.0f}s:\n{server.log_tail()}"
                 )
             time.sleep(0.05)
+
+    def restart(self, timeout: float = _START_TIMEOUT) -> RegistryServer:
+        """Stop, then serve the same storage on the same port again (an outage, for tests).
+
+        Returns the new server object; this one stays stopped.
+        """
+        self.stop()
+        return self._spawn(self.config_path, self.port, self.base_dir, self.credentials, timeout, log_mode="ab")
 
     def stop(self) -> None:
         """Stop the process (terminate, then kill) and reap it; idempotent."""

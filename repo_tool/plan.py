@@ -28,7 +28,7 @@ from securesystemslib.signer import SecretsHandler, SSlibKey
 from tuf.api.metadata import Metadata, Root, Snapshot, TargetFile, Targets, Timestamp
 
 from tufoci.client.refresh import TrustedSession
-from tufoci.errors import PublishError, UsageError
+from tufoci.errors import PublishError, TufociError, UsageError
 from tufoci.repo_tool.delegations import apply_delegation
 from tufoci.repo_tool.expiry import DEFAULT_EXPIRY, EXPIRY_FIELD, expiry_for
 from tufoci.repo_tool.proposals import Proposal, evaluate, read_proposals, threshold_states
@@ -123,6 +123,13 @@ class Plan:
             return self.tree.root.version
         return self.tree.version(role)
 
+    def is_next_version(self, role: str, version: int) -> bool:
+        """Whether a proposal is open: it proposes the version after the live one."""
+        try:
+            return version == self.live_version(role) + 1
+        except TufociError:  # a role nobody delegates
+            return False
+
     def live(self, role: str) -> Root | Targets:
         return self.tree.root if role == "root" else self.tree.metadata(role).signed
 
@@ -175,7 +182,7 @@ class Plan:
     # -- sources of new versions -------------------------------------------------
     def add_registry_proposals(self, store: RepositoryStore) -> None:
         """Open proposals for the next version of a role join the plan (complete ones as ready)."""
-        proposals = [p for p in read_proposals(store) if p.version == self.live_version(p.role) + 1]
+        proposals = read_proposals(store, self.is_next_version)
         for proposal in proposals:
             self.from_registry[proposal.role] = proposal
             self.short[proposal.role] = proposal.metadata

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from securesystemslib.exceptions import UnverifiedSignatureError
 from securesystemslib.signer import Signature, Signer
 from tuf.api.metadata import Metadata, Root, Targets
 
-from tufoci.errors import MetadataRejectedError, NotFoundError, SigningKeyError
+from tufoci.errors import ConcurrentPublishError, MetadataRejectedError, NotFoundError, PublishError, SigningKeyError
 from tufoci.layout_spec import (
     ANNOTATION_DISCARDED,
     ANNOTATION_KEYID,
@@ -37,6 +38,7 @@ from tufoci.layout_spec import (
     PROPOSAL_CONFIG_MEDIA_TYPE,
     PROPOSAL_TAG_PREFIX,
     SIGNATURE_CONFIG_MEDIA_TYPE,
+    SIGNATURE_TAG_PREFIX,
     SIGNATURE_MEDIA_TYPE,
     EMPTY_CONFIG,
     build_artifact_manifest,
@@ -99,8 +101,9 @@ class Proposal:
         return "sha256:" + hashlib.sha256(self.metadata.signed_bytes).hexdigest()
 
 
-def _signature_payload(keyid: str, signature: Signature, signed_digest: str) -> bytes:
-    return json.dumps({"keyid": keyid, "sig": signature.signature, "signed": signed_digest}, sort_keys=True).encode()
+def _signature_payload(signature: Signature, signed_digest: str) -> bytes:
+    """The TUF signature object (every field: sigstore bundles ride along) plus what it signed."""
+    return json.dumps({**signature.to_dict(), "signed": signed_digest}, sort_keys=True).encode()
 
 
 def push_proposal(store: RepositoryStore, role: str, metadata: Metadata, proposer: str) -> Proposal:
@@ -118,7 +121,18 @@ def push_proposal(store: RepositoryStore, role: str, metadata: Metadata, propose
         data,
         {ANNOTATION_ROLE: role, ANNOTATION_VERSION: str(version), ANNOTATION_PROPOSER: proposer},
     )
-    store.put_manifest(proposal_tag(role, version), manifest, MANIFEST_MEDIA_TYPE)
+    tag = proposal_tag(role, version)
+    try:
+        existing = store.get_manifest(tag)
+    except NotFoundError:
+        existing = None
+    if existing is not None and _read_proposal(store, tag, lambda *_: True) is not None:
+        raise PublishError(f"a proposal for {role} v{version} is already open: sign it or discard it first")
+    # compare-and-swap: two maintainers proposing at once must not overwrite each other
+    if store.replace_manifest(tag, manifest, MANIFEST_MEDIA_TYPE, existing.digest if existing else None) is None:
+        raise ConcurrentPublishError(
+            f"another maintainer proposed {role} v{version} at the same time; your staged changes are kept"
+        )
     proposal = Proposal(role, version, unsigned, proposer)
     push_signatures(store, proposal, dict(metadata.signatures))
     return proposal
@@ -140,7 +154,7 @@ def push_signatures(store: RepositoryStore, proposal: Proposal, signatures: dict
     tags = []
     store.put_blob(EMPTY_CONFIG)
     for keyid, signature in signatures.items():
-        data = _signature_payload(keyid, signature, proposal.signed_digest)
+        data = _signature_payload(signature, proposal.signed_digest)
         store.put_blob(data)
         manifest = build_artifact_manifest(
             SIGNATURE_CONFIG_MEDIA_TYPE,
@@ -170,51 +184,61 @@ def discard_proposal(store: RepositoryStore, role: str, version: int, by: str) -
     return tag
 
 
-def read_proposals(store: RepositoryStore, tags: list[str] | None = None) -> list[Proposal]:
-    """Every open (not discarded) proposal in the metadata repository, with its signatures."""
-    tags = store.list_tags() if tags is None else tags
+def read_proposals(
+    store: RepositoryStore,
+    is_open: Callable[[str, int], bool] = lambda role, version: True,
+) -> list[Proposal]:
+    """The proposals ``is_open(role, version)`` asks for, not discarded, with their signatures.
+
+    Only small manifests are read to decide; blobs are fetched for open
+    proposals only, and an unreadable artifact is skipped (a proposal) or
+    reported (a signature), never fatal: one bad artifact must not stop
+    anyone from signing.
+    """
+    tags = store.list_tags()
     proposals = []
     for tag in sorted(t for t in tags if t.startswith(PROPOSAL_TAG_PREFIX)):
-        proposal = _read_proposal(store, tag)
+        proposal = _read_proposal(store, tag, is_open)
         if proposal is None:
             continue
-        proposal.collected = [_read_signature(store, t) for t in tags if t.startswith(_signature_prefix(proposal))]
+        prefix = f"{SIGNATURE_TAG_PREFIX}{encode_role(proposal.role)}.{proposal.version}."
+        proposal.collected = [_read_signature(store, t, proposal) for t in sorted(tags) if t.startswith(prefix)]
         proposals.append(proposal)
     return proposals
 
 
-def _signature_prefix(proposal: Proposal) -> str:
-    return f"sig.{encode_role(proposal.role)}.{proposal.version}."
-
-
-def _read_proposal(store: RepositoryStore, tag: str) -> Proposal | None:
+def _read_proposal(store: RepositoryStore, tag: str, is_open: Callable[[str, int], bool]) -> Proposal | None:
     try:
         artifact = parse_artifact_manifest(store.get_manifest(tag).data, PROPOSAL_CONFIG_MEDIA_TYPE)
-    except (MetadataRejectedError, NotFoundError):
-        return None
-    notes = artifact.annotations
-    if ANNOTATION_DISCARDED in notes:
-        return None
-    try:
+        notes = artifact.annotations
+        role, version = notes[ANNOTATION_ROLE], int(notes[ANNOTATION_VERSION])
+        if ANNOTATION_DISCARDED in notes or tag != proposal_tag(role, version) or not is_open(role, version):
+            return None  # discarded, misplaced (a proposal must sit under its own tag), or stale
+        if role in ("snapshot", "timestamp") or artifact.layer.media_type != METADATA_MEDIA_TYPE:
+            return None  # online roles are never proposed
         data = store.get_blob(artifact.layer.digest, max_bytes=min(artifact.layer.size, MAX_METADATA_BYTES))
         metadata = Metadata.from_bytes(data)
-        role, version = notes[ANNOTATION_ROLE], int(notes[ANNOTATION_VERSION])
-    except (ValueError, KeyError, TypeError):
+    except Exception:  # noqa: BLE001 - any unreadable proposal is ignored, see read_proposals
         return None
-    if tag != proposal_tag(role, version) or metadata.signed.version != version:
-        return None  # a proposal must sit under its own tag
+    expected_type = "root" if role == "root" else "targets"
+    if metadata.signed.type != expected_type or metadata.signed.version != version:
+        return None
     return Proposal(role, version, metadata, notes.get(ANNOTATION_PROPOSER, "unknown"))
 
 
-def _read_signature(store: RepositoryStore, tag: str) -> DetachedSignature:
+def _read_signature(store: RepositoryStore, tag: str, proposal: Proposal) -> DetachedSignature:
     try:
         artifact = parse_artifact_manifest(store.get_manifest(tag).data, SIGNATURE_CONFIG_MEDIA_TYPE)
         data = store.get_blob(artifact.layer.digest, max_bytes=min(artifact.layer.size, MAX_SIGNATURE_BYTES))
         payload = json.loads(data)
-        keyid, sig, signed = str(payload["keyid"]), str(payload["sig"]), str(payload["signed"])
-        return DetachedSignature(keyid, Signature(keyid, sig), signed, None)
-    except (MetadataRejectedError, NotFoundError, ValueError, KeyError, TypeError) as e:
-        return DetachedSignature(tag, None, "", f"malformed signature artifact {tag}: {e}")
+        signed = str(payload.pop("signed"))
+        signature = Signature.from_dict(payload)
+    except Exception as e:  # noqa: BLE001 - reported as a signature that does not count
+        return DetachedSignature(tag, None, "", f"unreadable signature artifact {tag}: {type(e).__name__}")
+    if tag != signature_tag(proposal.role, proposal.version, signature.keyid):
+        # a signature must sit under its key's own tag, so nobody can shadow another signer
+        return DetachedSignature(signature.keyid, None, signed, f"misplaced signature artifact {tag}")
+    return DetachedSignature(signature.keyid, signature, signed, None)
 
 
 def evaluate(proposal: Proposal, delegators: list[tuple[str, Root | Targets]]) -> Metadata:
@@ -236,7 +260,6 @@ def evaluate(proposal: Proposal, delegators: list[tuple[str, Root | Targets]]) -
         if item.keyid in seen:
             checks.append(SignatureCheck(item.keyid, False, "duplicate signature by the same key"))
             continue
-        seen.add(item.keyid)
         if item.signed_digest != proposal.signed_digest:
             checks.append(SignatureCheck(item.keyid, False, "signed different bytes (an older or another proposal)"))
             continue
@@ -250,6 +273,7 @@ def evaluate(proposal: Proposal, delegators: list[tuple[str, Root | Targets]]) -
         except UnverifiedSignatureError:
             checks.append(SignatureCheck(item.keyid, False, "bad signature"))
             continue
+        seen.add(item.keyid)  # only a valid signature can make a later one a duplicate
         checks.append(SignatureCheck(item.keyid, True, "valid"))
         merged[item.keyid] = item.signature
     proposal.checks = checks

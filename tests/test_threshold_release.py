@@ -148,7 +148,7 @@ def test_signatures_that_do_not_count_and_why(release):
     signers = available_signers(state, [bootstrap], env_secrets_handler())
     push_signatures(store, proposal, sign_proposal(proposal, signers))
 
-    # a duplicate of alice's signature under another tag
+    # a copy of alice's signature under another tag (it could otherwise shadow her real one)
     duplicate = store.get_manifest(alice_sig_tag).data
     store.put_manifest("sig.targets.4.ffffffffffffffffffffffffffffffff", duplicate, MANIFEST_MEDIA_TYPE)
 
@@ -166,7 +166,8 @@ def test_signatures_that_do_not_count_and_why(release):
 
     proposal = proposal_of(alice, scope, "targets")
     reasons = sorted(s["reason"] for s in proposal["signatures"] if not s["counted"])
-    assert reasons == ["duplicate signature by the same key", "key is not a targets key",
+    assert reasons == ["key is not a targets key",
+                       "misplaced signature artifact sig.targets.4.ffffffffffffffffffffffffffffffff",
                        "signed different bytes (an older or another proposal)"]
     assert proposal["thresholds"][0]["have"] == 1 and proposal["complete"] is False
     assert security("publish", scope).exit_code == 1  # nothing complete to publish
@@ -216,3 +217,38 @@ def test_clients_never_read_proposals_or_signatures(release):
     cluster.ok("verify", f"{scope}/web:1.0")
     paths = [line.path for line in registry.access_log_lines(since=mark)]
     assert paths and not [p for p in paths if "staged." in p or "sig." in p], paths
+
+
+def test_garbage_artifacts_never_stop_signing(release):
+    """Anyone who can push to the registry can add artifacts; none of them may block maintainers."""
+    from tufoci.layout_spec import METADATA_MEDIA_TYPE, PROPOSAL_CONFIG_MEDIA_TYPE
+
+    scope, alice, bob = release["scope"], release["alice"], release["bob"]
+    store = open_repository(Repository(release["registry"].host, "acme/tuf"))
+    junk = b"not TUF metadata"
+    store.put_blob(junk)
+    for tag, role in (("staged.targets.4", "targets"), ("staged.web-team.1", "web-team")):
+        store.put_manifest(tag, build_artifact_manifest(PROPOSAL_CONFIG_MEDIA_TYPE, METADATA_MEDIA_TYPE, junk,
+                                                        {"dev.tufoci.role": role, "dev.tufoci.version": tag[-1]}),
+                           MANIFEST_MEDIA_TYPE)
+    assert json.loads(bob.ok("status", scope, "-o", "json").stdout)["proposals"] == []
+
+    push_test_image(release["tmp_path"], b"web 5.0", f"{scope}/web:5.0")
+    alice.ok("target", "add", f"{scope}/web:5.0")
+    alice.ok("publish", scope)  # replaces the junk under staged.targets.4
+    bob.ok("sign", scope, "targets")
+    assert proposal_of(alice, scope, "targets")["complete"] is True
+
+
+def test_a_second_open_proposal_for_the_same_version_is_refused(release):
+    from tufoci.errors import PublishError
+    from tufoci.repo_tool.proposals import push_proposal, read_proposals
+
+    scope, alice = release["scope"], release["alice"]
+    push_test_image(release["tmp_path"], b"web 6.0", f"{scope}/web:6.0")
+    alice.ok("target", "add", f"{scope}/web:6.0")
+    alice.ok("publish", scope)
+    store = open_repository(Repository(release["registry"].host, "acme/tuf"))
+    (open_one,) = read_proposals(store, lambda role, version: role == "targets" and version == 4)
+    with pytest.raises(PublishError, match="already open"):
+        push_proposal(store, "targets", open_one.metadata, "mallory")

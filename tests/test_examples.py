@@ -28,3 +28,24 @@ def test_quickstart(backend: str, tmp_path: Path):
     assert "exit code 11" in result.stderr and "exit code 10" in result.stderr
     verified = [line for line in result.stdout.splitlines() if "/acme/web@sha256:" in line]
     assert verified, result.stdout
+
+
+@pytest.mark.parametrize("backend", [pytest.param("registry", marks=needs_registry), "layout"])
+def test_teams(backend: str, tmp_path: Path):
+    result = run_example(EXAMPLES / "teams" / "run.sh", tmp_path, TUFOCI_DEMO_BACKEND=backend)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.rstrip().endswith(f"teams finished ({backend} backend)")
+    assert "may only sign web/*" in result.stderr  # the web team's db tag is refused
+    assert "proposed db v1: 1 of 2 signatures" in result.stdout
+    for name in ("web/frontend", "db/postgres"):
+        assert f"/acme/{name}@sha256:" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("backend", [pytest.param("registry", marks=needs_registry), "layout"])
+def test_threshold_release(backend: str, tmp_path: Path):
+    result = run_example(EXAMPLES / "threshold-release" / "run.sh", tmp_path, TUFOCI_DEMO_BACKEND=backend)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.rstrip().endswith(f"threshold-release finished ({backend} backend)")
+    assert "proposed targets v4: 1 of 2 signatures" in result.stdout
+    assert "exit code 10" in result.stderr  # web:1.1 is not live while it is a proposal
+    assert "published to" in result.stdout and "targets v4" in result.stdout

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Story 1, teams: the security team delegates parts of the namespace to teams; each team signs its own
+# tags — and nothing else — without the root or targets keys.
+#
+#   security      the acme security team: root key, targets key, online key (snapshot/timestamp)
+#   web-team      the web team: three keys, any one may sign web/*
+#   db-alice      one db maintainer   } db/* needs both of them (threshold 2)
+#   db-bob        the other           }
+#   web-frontend  a sub-team the web team delegates web/frontend* to
+#   cluster       a deployment pipeline that only verifies
+#
+# Every machine is its own TUFOCI_HOME ($work/NAME). They share nothing but the registry (or the OCI
+# layout directory) and what is handed over out of band in $work/shared: public keys and root.json.
+# Same backends as the quickstart (TUFOCI_DEMO_BACKEND=registry|layout); helpers in examples/lib.sh.
+set -euo pipefail
+. "$(cd "$(dirname "$0")/.." && pwd)/lib.sh"
+
+start_backend
+scope="$store/acme"
+mkdir shared
+export TUFOCI_PASSPHRASE="demo passphrase"   # every key's passphrase here; a person would be prompted
+
+say "0. the build pushes images (nobody has signed them)"
+push_image "$scope/web/frontend:1.4" "frontend 1.4"
+push_image "$scope/web/frontend:1.5" "frontend 1.5"
+push_image "$scope/web/api:2.0" "api 2.0"
+push_image "$scope/db/postgres:15" "postgres 15"
+
+say "1. the security team creates the trust repository for $scope"
+machine security
+run tufoci key generate root
+run tufoci key generate targets --type ecdsa-p256
+run tufoci key generate online --unencrypted   # signs snapshot/timestamp wherever publishing happens
+run tufoci init "$scope" --root-key root --targets-key targets --online-key online --root-out shared/root.json
+
+say "2. the teams create their keys and hand the public halves to the security team"
+machine web-team
+for key in web1 web2 web3; do
+    run tufoci key generate "$key"
+    run_to "shared/$key.pub.json" tufoci key export "$key"
+done
+for person in db-alice db-bob; do
+    machine "$person"
+    run tufoci key generate "$person"
+    run_to "shared/$person.pub.json" tufoci key export "$person"
+done
+
+say "3. the security team delegates web/* to the web team (any 1 of 3 keys) and db/* to the db team (2 of 2)"
+machine security
+run tufoci delegate "$scope" web --key shared/web1.pub.json --key shared/web2.pub.json --key shared/web3.pub.json \
+    --path 'web/*'
+run tufoci delegate "$scope" db --key shared/db-alice.pub.json --key shared/db-bob.pub.json --path 'db/*' \
+    --threshold 2
+run tufoci status "$scope"
+run tufoci publish "$scope"   # targets v2: the delegations; each team's first publish creates its role
+
+say "4. every team machine pins the root; those that publish also get the online key"
+# The online key signs snapshot and timestamp, so it runs where publishing happens. Here it is the security
+# team's unencrypted key file; in production it would be a KMS or HSM key (key import … --uri awskms:…).
+run_to shared/online.pub.json tufoci key export online
+online_uri=$(key_uri online)
+for m in web-team db-alice db-bob web-frontend cluster; do
+    machine "$m"
+    run tufoci trust add "$scope" --root shared/root.json
+    if [ "$m" != cluster ]; then
+        run tufoci key import online shared/online.pub.json --uri "$online_uri"
+    fi
+done
+
+say "5. the web team signs web/frontend:1.4 and publishes it — no root or targets key on this machine"
+machine web-team
+run tufoci target add --role web "$scope/web/frontend:1.4"
+run tufoci publish "$scope"
+expect_output "web v1"          # the web role's first version; targets is untouched
+
+say "6. the cluster verifies it; web/api:2.0 was pushed but nobody signed it (10 = not signed)"
+machine cluster
+run tufoci verify "$scope/web/frontend:1.4"
+expect_exit 10 tufoci verify "$scope/web/api:2.0"
+
+say "7. the web team tries to sign a db tag: publish refuses, nothing is pushed"
+machine web-team
+run tufoci target add --role web "$scope/db/postgres:15"
+expect_exit 1 tufoci publish "$scope"
+expect_output "may only sign web/*"
+run tufoci discard "$scope" web   # drop the staged change
+machine cluster
+expect_exit 10 tufoci verify "$scope/db/postgres:15"
+
+say "8. a db release needs both db maintainers: db-alice signs and proposes (1 of 2)"
+machine db-alice
+run tufoci target add --role db "$scope/db/postgres:15"
+run tufoci publish "$scope"
+expect_output "proposed db v1: 1 of 2 signatures"
+machine cluster
+expect_exit 10 tufoci verify "$scope/db/postgres:15"   # a proposal is not live
+
+say "9. db-bob, on his own machine, reviews the proposal, signs and publishes it"
+machine db-bob
+run tufoci key import db-alice shared/db-alice.pub.json   # her public key, so status can name her signature
+run tufoci status "$scope"      # what changes, who signed, who is still missing
+expect_output "✓ db-alice: valid"
+expect_output "1 more needed from: db-bob"
+run tufoci sign "$scope" db
+run tufoci publish "$scope"
+expect_output "db v1"
+machine cluster
+run tufoci verify "$scope/db/postgres:15"
+
+say "10. the web team delegates web/frontend* on to the web-frontend sub-team (a nested delegation)"
+machine web-frontend
+run tufoci key generate frontend1
+run_to shared/frontend1.pub.json tufoci key export frontend1
+machine web-team
+run tufoci delegate "$scope" web-frontend --parent web --key shared/frontend1.pub.json --path 'web/frontend*'
+run tufoci publish "$scope"     # web v2, signed by the web team's key: no security team involved
+expect_output "web v2"
+
+say "11. the sub-team signs web/frontend:1.5; web/api is outside its paths"
+machine web-frontend
+run tufoci target add --role web-frontend "$scope/web/frontend:1.5"
+run tufoci publish "$scope"
+expect_output "web-frontend v1"
+run tufoci target add --role web-frontend "$scope/web/api:2.0"
+expect_exit 1 tufoci publish "$scope"
+expect_output "may only sign web/frontend*"
+run tufoci discard "$scope" web-frontend
+
+say "12. the cluster verifies everything; the search walks targets → web → web-frontend, and targets → db"
+machine cluster
+run tufoci verify "$scope/web/frontend:1.5" "$scope/web/frontend:1.4" "$scope/db/postgres:15"
+run tufoci target list "$scope"
+expect_exit 10 tufoci verify "$scope/web/api:2.0"
+
+say "teams finished ($backend backend)"

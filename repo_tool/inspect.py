@@ -23,11 +23,12 @@ from tufoci.state import State, now_utc
 
 
 def _expires_in(expires) -> str:
-    seconds = int((expires - now_utc()).total_seconds())
-    if seconds < 0:
+    minutes = round((expires - now_utc()).total_seconds() / 60)
+    if minutes < 0:
         return "EXPIRED"
-    days, rest = divmod(seconds, 86400)
-    return f"in {days}d" if days else f"in {rest // 3600}h{(rest % 3600) // 60:02d}m"
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    return f"in {days}d{hours:02d}h" if days else f"in {hours}h{minutes:02d}m"
 
 
 def warning_windows(periods: dict[str, str], overrides: list[str] | tuple[str, ...] = ()) -> dict[str, datetime.timedelta]:

@@ -146,7 +146,7 @@ def publish(
         clear_staged(conn, pin.scope, changes)
         if result.published:
             state.audit(conn, "publish", scope=pin.scope, role=",".join(sorted(result.published)),
-                        version=result.published["timestamp"], versions=result.published,
+                        versions=result.published,
                         changes=result.to_dict()["changes"], promoted=promoted)
         for role, info in result.proposed.items():
             if role not in plan.from_registry:

@@ -34,6 +34,7 @@ class Review:
 
     proposal: Proposal
     changes: list[dict]
+    held: str | None = None  # complete, but waits for another version (plan.Plan.hold_incomplete_sets)
 
     def to_dict(self, names: dict[str, str]) -> dict:
         p = self.proposal
@@ -42,6 +43,7 @@ class Review:
             "version": p.version,
             "proposer": p.proposer,
             "complete": p.complete,
+            "held": self.held,
             "changes": self.changes,
             "signatures": [
                 {"keyid": c.keyid, "key": names.get(c.keyid), "counted": c.counted, "reason": c.reason}
@@ -49,7 +51,8 @@ class Review:
             ],
             "thresholds": [
                 {"label": t.label, "have": t.have, "need": t.need,
-                 "missing": [{"keyid": k, "key": names.get(k)} for k in t.missing_keyids]}
+                 "missing": sorted(({"keyid": k, "key": names.get(k)} for k in t.missing_keyids),
+                                   key=lambda m: (m["key"] is None, m["key"] or m["keyid"]))}
                 for t in p.thresholds
             ],
         }
@@ -113,10 +116,11 @@ def _session(state: State, scope_text: str, registry_options: dict) -> Iterator[
         current = load_current(session)
         plan = Plan(RoleTree(session, current.root.signed), current, now_utc())
         plan.add_registry_proposals(store)
+        plan.hold_incomplete_sets()
         reviews = []
         for role, proposal in plan.from_registry.items():
             old = plan.live(role) if plan.live_version(role) else None
-            reviews.append(Review(proposal, describe_changes(role, old, proposal.metadata.signed)))
+            reviews.append(Review(proposal, describe_changes(role, old, proposal.metadata.signed), plan.held.get(role)))
         yield pin, store, plan, reviews
 
 

@@ -49,3 +49,12 @@ def test_threshold_release(backend: str, tmp_path: Path):
     assert "proposed targets v4: 1 of 2 signatures" in result.stdout
     assert "exit code 10" in result.stderr  # web:1.1 is not live while it is a proposal
     assert "published to" in result.stdout and "targets v4" in result.stdout
+
+
+@pytest.mark.parametrize("backend", [pytest.param("registry", marks=needs_registry), "layout"])
+def test_rotate_keys(backend: str, tmp_path: Path):
+    result = run_example(EXAMPLES / "rotate-keys" / "run.sh", tmp_path, TUFOCI_DEMO_BACKEND=backend)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"rotate-keys finished ({backend} backend)" in result.stderr
+    assert "0 of 1 signatures" in result.stdout + result.stderr  # the revoked key counts for nothing
+    assert result.stdout.count("/acme/web@sha256:") >= 4  # the cluster kept verifying through every rotation

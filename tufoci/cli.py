@@ -315,8 +315,9 @@ def status(scope, warn, check, plain_http, insecure, ca_file, output) -> None:
     click.echo(f"scope {report['scope']} (metadata {report['metadata']})")
     if report.get("error"):
         click.echo(f"  could not refresh: {report['error']}")
+    width = max([len(r["role"]) for r in report.get("roles", [])] + [10])
     for role in report.get("roles", []):
-        click.echo(f"  {role['role']:<10} v{role['version']:<4} expires {role['expires']} "
+        click.echo(f"  {role['role']:<{width}} v{role['version']:<4} expires {role['expires']} "
                    f"({role['expiresIn']})  threshold {role['threshold']} of {role['keys']}")
     staged = report["staged"]
     if not staged:
@@ -326,7 +327,12 @@ def status(scope, warn, check, plain_http, insecure, ca_file, output) -> None:
         for c in staged:
             click.echo(f"  {_change_line(c)}  [{c['role']}]")
     for p in report.get("proposals", []):
-        state = "complete: 'tufoci publish' makes it live" if p["complete"] else "needs signatures"
+        if p.get("held"):
+            state = f"signed, but {p['held']}"
+        elif p["complete"]:
+            state = "complete: 'tufoci publish' makes it live"
+        else:
+            state = "needs signatures"
         click.echo(f"proposal {p['role']} v{p['version']} by {p['proposer']} ({state})")
         for c in p["changes"]:
             click.echo(f"    {_proposal_change_line(c)}")
@@ -336,7 +342,8 @@ def status(scope, warn, check, plain_http, insecure, ca_file, output) -> None:
         for t in p["thresholds"]:
             missing = ", ".join(m["key"] or m["keyid"][:16] for m in t["missing"])
             more = max(0, t["need"] - t["have"])
-            line = f"    {t['label']}: {t['have']} of {t['need']} signatures"
+            line = (f"    {t['label']}: {t['have']} of {t['need']} signatures" if t["have"] <= t["need"]
+                    else f"    {t['label']}: {t['have']} signatures, {t['need']} needed")
             if more:
                 line += f", {more} more needed from: {missing}"
             click.echo(line)
@@ -384,10 +391,12 @@ def publish(scope, dry_run, password_stdin, plain_http, insecure, ca_file, outpu
         versions = ", ".join(f"{role} v{v}" for role, v in result.published.items())
         click.echo(f"{verb} to {result.scope}: {versions}")
     for role, info in result.proposed.items():
-        counts = "; ".join(f"{t['have']} of {t['need']} signatures ({t['label']})" for t in info["thresholds"])
+        counts = "; ".join(f"{t['have']} of {t['need']} signatures ({t['label']})" if t["have"] <= t["need"]
+                           else f"{t['have']} signatures, {t['need']} needed ({t['label']})"
+                           for t in info["thresholds"])
         held = f" — complete, {info['held']}" if info.get("held") else ""
         click.echo(f"{'would propose' if dry_run else 'proposed'} {role} v{info['version']}: {counts}{held}")
-        if not dry_run:
+        if not dry_run and any(t["have"] < t["need"] for t in info["thresholds"]):
             click.echo(f"  other maintainers: tufoci sign {result.scope} {role}", err=True)
     if result.awaiting_first_version:
         click.echo(f"delegated to {', '.join(result.awaiting_first_version)}: each team's first "
@@ -526,8 +535,24 @@ def log_(scope, output) -> None:
         _emit_json(rows)
         return
     for r in rows:
-        extra = f" {r['role']} v{r['version']}" if r["role"] else ""
-        click.echo(f"{r['at']}  {r['actor']:<24} {r['action']:<14} {r['scope'] or ''}{extra}")
+        role = f" {r['role']}" if r["role"] else ""
+        version = f" v{r['version']}" if r["version"] is not None else ""
+        click.echo(f"{r['at']}  {r['actor']:<24} {r['action']:<14} {r['scope'] or ''}{role}{version}"
+                   f"{_log_detail(r['details'])}")
+
+
+def _log_detail(details: dict) -> str:
+    """The one or two facts of an audit record a person scans for."""
+    parts = []
+    for key in ("key", "target", "digest", "keyids", "versions"):
+        value = details.get(key)
+        if value:
+            if key == "versions":
+                value = ", ".join(f"{role} v{v}" for role, v in value.items())
+            elif key == "keyids":
+                value = ", ".join(k[:12] for k in value)
+            parts.append(str(value))
+    return f"  ({'; '.join(parts)})" if parts else ""
 
 
 # -- trust / verify ---------------------------------------------------------------------

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from tuf.api import exceptions
 from tuf.api.metadata import TargetFile
-from tuf.ngclient import Updater, UpdaterConfig
+from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig, Urllib3Fetcher
 
 from tufoci.atomic_file import atomic_write
 from tufoci.errors import (
@@ -32,12 +32,14 @@ from tufoci.errors import (
     RegistryError,
     TooLargeError,
     TufociError,
+    UsageError,
 )
 from tufoci.reference import parse_repository
 from tufoci.state import Pin
 from tufoci.store import open_repository
 from tufoci.store.base import RepositoryStore
 from tufoci.client.fetcher import OCIMetadataFetcher
+from tufoci.client.trust_pins import is_http_source
 
 
 # python-tuf's message when a delegated role is missing from the snapshot (ngclient updater)
@@ -110,6 +112,9 @@ def cache_dir(home: str, pin: Pin) -> str:
 
 
 def metadata_store(pin: Pin, **registry_options: object) -> RepositoryStore:
+    """The OCI repository holding a pin's metadata (HTTP sources are read-only)."""
+    if is_http_source(pin.metadata):
+        raise UsageError(f"{pin.scope} reads its metadata from {pin.metadata}: an HTTP source cannot be written")
     return open_repository(parse_repository(pin.metadata), **registry_options)
 
 
@@ -136,12 +141,17 @@ def trusted_session(
             os.makedirs(work)
             with open(pin.root_file, "rb") as f:
                 bootstrap = f.read()
-        fetcher = OCIMetadataFetcher(metadata_store(pin, **registry_options))
+        fetcher: FetcherInterface
+        if is_http_source(pin.metadata):
+            # a static mirror laid out as a plain TUF repository (tufoci export-metadata)
+            fetcher, base_url = Urllib3Fetcher(app_user_agent="tufoci"), pin.metadata
+        else:
+            fetcher, base_url = OCIMetadataFetcher(metadata_store(pin, **registry_options)), f"oci://{pin.metadata}/"
         with translate_tuf_errors():
             try:
                 updater = Updater(
                     work,
-                    f"oci://{pin.metadata}/",
+                    base_url,
                     fetcher=fetcher,
                     config=UpdaterConfig(),
                     bootstrap=bootstrap,

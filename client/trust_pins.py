@@ -25,6 +25,18 @@ def default_metadata_repository(scope: Repository) -> Repository:
     return scope.child(METADATA_REPOSITORY_NAME)
 
 
+def is_http_source(location: str) -> bool:
+    """A plain TUF repository over HTTP(S) (a static mirror), instead of an OCI repository."""
+    return location.startswith(("https://", "http://"))
+
+
+def normalize_metadata_location(location: str) -> str:
+    """An OCI repository name, or an http(s) URL ending in '/'."""
+    if is_http_source(location):
+        return location if location.endswith("/") else location + "/"
+    return str(parse_repository(location))
+
+
 def _check_root(data: bytes) -> None:
     """A pinned root must at least be TUF root metadata (its signatures are
     checked by ngclient on first use, against itself)."""
@@ -52,7 +64,7 @@ def add_pin(
         raise MetadataRejectedError(
             f"root sha256 is {digest}, not the pinned {expected_sha256}: refusing to trust it"
         )
-    metadata_repo = str(parse_repository(metadata)) if metadata else str(default_metadata_repository(scope))
+    metadata_repo = normalize_metadata_location(metadata) if metadata else str(default_metadata_repository(scope))
     roots = state.path("roots")
     os.makedirs(roots, mode=0o700, exist_ok=True)
     root_file = os.path.join(roots, f"{digest}.root.json")

@@ -67,7 +67,8 @@ def load_current(session: TrustedSession) -> CurrentState:
             return Metadata.from_bytes(f.read())
 
     return CurrentState(
-        read("root"), read("timestamp"), read("snapshot"), read("targets"), session.fetcher.timestamp_manifest_digest
+        read("root"), read("timestamp"), read("snapshot"), read("targets"),
+        getattr(session.fetcher, "timestamp_manifest_digest", None),
     )
 
 

@@ -523,6 +523,19 @@ def timestamp(scope, every, force_snapshot, password_stdin, plain_http, insecure
     run_every(parse_duration(every), refresh, report)
 
 
+@cli.command("export-metadata")
+@click.argument("scope")
+@click.argument("directory", type=click.Path(file_okay=False))
+@registry_options
+def export_metadata(scope, directory, plain_http, insecure, ca_file) -> None:
+    """Write SCOPE's verified metadata to DIRECTORY as a plain TUF repository (a static HTTP mirror)."""
+    from tufoci.repo_tool.export import export_metadata as do_export
+
+    written = do_export(_state(), scope, directory, **_registry_kwargs(plain_http, insecure, ca_file))
+    click.echo(f"wrote {len(written)} files to {directory}; serve them and pin with "
+               f"'tufoci trust add {scope} --root ROOT --metadata https://HOST/PATH/'", err=True)
+
+
 @cli.command("log")
 @click.argument("scope", required=False)
 @output_option
@@ -565,7 +578,7 @@ def trust() -> None:
 @click.argument("scope")
 @click.option("--root", "root_file", type=click.Path(exists=True, dir_okay=False), help="Root metadata file to pin.")
 @click.option("--root-sha256", help="Pin the root in the registry whose sha256 is this.")
-@click.option("--metadata", help="Metadata repository (default SCOPE/tuf).")
+@click.option("--metadata", help="Metadata repository (default SCOPE/tuf), or an http(s):// URL of a static mirror.")
 @registry_options
 def trust_add(scope, root_file, root_sha256, metadata, plain_http, insecure, ca_file) -> None:
     """Trust SCOPE's metadata, anchored at a root obtained out of band (no TOFU)."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import os
 import re
 import threading
 import time
@@ -58,6 +59,15 @@ def is_loopback(registry: str) -> bool:
         return False
 
 
+def _env_seconds(name: str, default: float) -> float:
+    """A timeout from the environment (seconds), for slow links or impatient tests."""
+    try:
+        value = float(os.environ.get(name, default))
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
 def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     scheme, _, rest = header.strip().partition(" ")
     params = dict(re.findall(r'(\w+)="([^"]*)"', rest))
@@ -75,13 +85,14 @@ class RegistryClient:
         insecure: bool = False,
         ca_file: str | None = None,
         credentials: Credentials | None = None,
-        timeout: float = READ_TIMEOUT,
-        deadline: float = REQUEST_DEADLINE,
+        timeout: float | None = None,
+        deadline: float | None = None,
     ):
         self.registry = registry
         scheme = "http" if (plain_http if plain_http is not None else is_loopback(registry)) else "https"
         self.base_url = f"{scheme}://{registry}"
-        self._deadline = deadline
+        timeout = timeout if timeout is not None else _env_seconds("TUFOCI_REGISTRY_TIMEOUT", READ_TIMEOUT)
+        self._deadline = deadline if deadline is not None else _env_seconds("TUFOCI_REGISTRY_DEADLINE", REQUEST_DEADLINE)
         tls = {"cert_reqs": "CERT_NONE"} if insecure else {"cert_reqs": "CERT_REQUIRED"}
         if ca_file:
             tls["ca_certs"] = ca_file

@@ -536,6 +536,33 @@ def export_metadata(scope, directory, plain_http, insecure, ca_file) -> None:
                f"'tufoci trust add {scope} --root ROOT --metadata https://HOST/PATH/'", err=True)
 
 
+@cli.command()
+@click.argument("source")
+@click.argument("destination")
+@click.option("--tag-pattern", metavar="GLOB", help="Only targets whose name matches, e.g. 'web/*' or '*:1.*'.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
+@registry_options
+@output_option
+def copy(source, destination, tag_pattern, quiet, plain_http, insecure, ca_file, output) -> None:
+    """Copy SOURCE scope's signed images and trust data to DESTINATION (a registry scope or oci:DIR).
+
+    Digests are preserved, present blobs and manifests are skipped (re-run to resume), and the
+    timestamp moves last. Copying to oci:DIR and from it again is the air-gapped transfer.
+    """
+    from tufoci.repo_tool.copy import copy_scope
+
+    report = copy_scope(_state(), source, destination, tag_pattern=tag_pattern,
+                        progress=(lambda line: None) if quiet else (lambda line: click.echo(line, err=True)),
+                        **_registry_kwargs(plain_http, insecure, ca_file))
+    if output == "json":
+        _emit_json(report.to_dict())
+        return
+    click.echo(f"copied {report.images} image(s) and {report.metadata_tags} metadata tag(s) to {report.destination}: "
+               f"{report.manifests_copied} manifests ({report.manifests_skipped} already there), "
+               f"{report.blobs_copied} blobs streamed ({report.bytes_copied} bytes), {report.blobs_mounted} mounted, "
+               f"{report.blobs_skipped} already there")
+
+
 @cli.command("log")
 @click.argument("scope", required=False)
 @output_option

@@ -204,7 +204,8 @@ def parse_artifact_manifest(raw: bytes, config_media_type: str) -> ArtifactManif
         if not re.fullmatch(r"sha256:[0-9a-f]{64}", descriptor.digest) or descriptor.size < 0:
             raise ValueError("bad layer descriptor")
         annotations = {str(k): str(v) for k, v in (manifest.get("annotations") or {}).items()}
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
+    # OverflowError: a size of 1e400 (JSON infinity); RecursionError: absurdly nested JSON
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as e:
         raise MetadataRejectedError(f"malformed artifact manifest: {e}") from e
     return ArtifactManifest(config_media_type, descriptor, annotations)
 
@@ -236,7 +237,10 @@ def parse_metadata_manifest(raw: bytes) -> MetadataManifest:
             raise ValueError("bad layer descriptor")
         filename = str((layer.get("annotations") or {}).get(FILENAME_ANNOTATION, ""))
         annotations = manifest.get("annotations") or {}
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        if not isinstance(annotations, dict):
+            raise ValueError("annotations is not an object")
+    # OverflowError: a size of 1e400 (JSON infinity); RecursionError: absurdly nested JSON
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as e:
         raise MetadataRejectedError(f"malformed metadata manifest: {e}") from e
     root_hint = _parse_int(annotations.get(ANNOTATION_ROOT_HINT))
     inline = None
@@ -252,7 +256,8 @@ def parse_metadata_manifest(raw: bytes) -> MetadataManifest:
 
 
 def _parse_int(value: object) -> int | None:
-    if isinstance(value, str) and value.isdigit() and len(value) < 12:
+    # ASCII digits only: str.isdigit() accepts '²', which int() rejects
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,11}", value):
         return int(value)
     return None
 
@@ -261,7 +266,7 @@ def image_media_type(raw: bytes, content_type: str | None) -> str:
     """The media type of an image manifest: its own field first, then the header."""
     try:
         declared = json.loads(raw).get("mediaType")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         declared = None
     if isinstance(declared, str) and declared:
         return declared
@@ -274,7 +279,9 @@ def index_platforms(raw: bytes) -> list[str]:
     """``os/arch[/variant]`` of each child of an index (informational only)."""
     try:
         manifests = json.loads(raw).get("manifests") or []
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
+        return []
+    if not isinstance(manifests, list):
         return []
     platforms = []
     for child in manifests:

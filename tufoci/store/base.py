@@ -11,8 +11,14 @@ digest is computed by the caller's side of this interface (``Manifest``).
 from __future__ import annotations
 
 import abc
+import contextlib
+import hashlib
+import io
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
+from tufoci.errors import ContentMismatchError, TooLargeError
 from tufoci.layout_spec import MAX_MANIFEST_BYTES, sha256_digest
 
 
@@ -26,6 +32,35 @@ class Manifest:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "digest", sha256_digest(self.data))
+
+
+class VerifyingReader(io.RawIOBase):
+    """A read-only stream that hashes what passes through and refuses bytes that are not ``digest``.
+
+    Reading past ``size`` or reaching the end with a different digest raises, so
+    a copy never completes with content other than what was asked for.
+    """
+
+    def __init__(self, source: BinaryIO, digest: str, size: int, what: str):
+        self._source, self._digest, self._size, self._what = source, digest, size, what
+        self._hash = hashlib.sha256()
+        self._seen = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        chunk = self._source.read(min(len(buffer), self._size - self._seen + 1))
+        if not chunk:
+            if self._seen != self._size or "sha256:" + self._hash.hexdigest() != self._digest:
+                raise ContentMismatchError(f"{self._what}: the bytes served do not match {self._digest}")
+            return 0
+        self._seen += len(chunk)
+        if self._seen > self._size:
+            raise TooLargeError(f"{self._what}: more than the {self._size} bytes announced")
+        self._hash.update(chunk)
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
 
 
 class RepositoryStore(abc.ABC):
@@ -76,6 +111,26 @@ class RepositoryStore(abc.ABC):
     @abc.abstractmethod
     def list_tags(self) -> list[str]:
         """Every tag in the repository (empty when the repository is unknown)."""
+
+    @contextlib.contextmanager
+    def open_blob(self, digest: str, size: int) -> Iterator[BinaryIO]:
+        """A stream of the blob's bytes, verified against ``digest`` and ``size`` as it is read.
+
+        Backends override this to stream; the default reads the blob whole.
+        """
+        yield io.BytesIO(self.get_blob(digest, max_bytes=size))
+
+    def put_blob_from(self, digest: str, size: int, stream: BinaryIO) -> None:
+        """Store a blob read from ``stream`` unless present (backends stream; the default buffers)."""
+        if not self.has_blob(digest):
+            data = stream.read(size + 1)
+            if len(data) != size or sha256_digest(data) != digest:
+                raise ContentMismatchError(f"blob {digest}: the bytes read do not match")
+            self.put_blob(data)
+
+    def mount_blob(self, digest: str, source: RepositoryStore) -> bool:
+        """Make ``source``'s blob available here without moving bytes, when the backends allow."""
+        return False
 
     def close(self) -> None:
         """Release connections; the default has none."""

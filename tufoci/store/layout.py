@@ -14,13 +14,16 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from typing import BinaryIO
 
 from tufoci.atomic_file import atomic_write
 from tufoci.errors import ContentMismatchError, NotFoundError, RegistryError, TooLargeError
 from tufoci.layout_spec import MAX_MANIFEST_BYTES, sha256_digest
 from tufoci.reference import DIGEST_RE, TAG_RE
-from tufoci.store.base import Manifest, RepositoryStore
+from tufoci.store.base import Manifest, RepositoryStore, VerifyingReader
 
 REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
 _ANY = object()  # replace_manifest: write whatever the tag points at now
@@ -57,7 +60,10 @@ class LayoutRepository(RepositoryStore):
             index = json.loads(raw)
             if not isinstance(index.get("manifests", []), list):
                 raise ValueError("manifests is not a list")
-        except (ValueError, AttributeError) as e:
+            for descriptor in index.get("manifests", []):
+                if not isinstance(descriptor, dict) or not isinstance(descriptor.get("annotations") or {}, dict):
+                    raise ValueError("a descriptor or its annotations is not an object")
+        except (ValueError, AttributeError, RecursionError) as e:  # RecursionError: absurdly nested JSON
             raise RegistryError(f"corrupt OCI layout index {self.path}/index.json: {e}") from e
         index.setdefault("manifests", [])
         return index
@@ -111,7 +117,7 @@ class LayoutRepository(RepositoryStore):
                     digest, media_type = descriptor.get("digest"), descriptor.get("mediaType")
             if not isinstance(digest, str):
                 raise NotFoundError(f"tag {reference!r} not found in {self.path}")
-        return Manifest(self._read_blob_file(str(digest), max_bytes), media_type)
+        return Manifest(self._read_blob_file(str(digest), max_bytes), media_type if isinstance(media_type, str) else None)
 
     def put_manifest(self, tag: str, data: bytes, media_type: str) -> str:
         digest = self.replace_manifest(tag, data, media_type, expected=_ANY)
@@ -119,7 +125,12 @@ class LayoutRepository(RepositoryStore):
         return digest
 
     def replace_manifest(self, tag: str, data: bytes, media_type: str, expected: str | None | object) -> str | None:
-        """Compare-and-swap of a tag, atomic under the layout's lock."""
+        """Compare-and-swap of a tag, atomic under the layout's lock.
+
+        A digest instead of a tag stores an untagged manifest (an index's child).
+        """
+        if DIGEST_RE.fullmatch(tag):
+            return self._put_untagged(tag, data, media_type)
         if not TAG_RE.fullmatch(tag):
             raise RegistryError(f"invalid tag {tag!r}")
         digest = self.put_blob(data)
@@ -141,6 +152,17 @@ class LayoutRepository(RepositoryStore):
             atomic_write(os.path.join(self.path, "index.json"), json.dumps(index, indent=1).encode())
         return digest
 
+    def _put_untagged(self, digest: str, data: bytes, media_type: str) -> str:
+        if sha256_digest(data) != digest:
+            raise ContentMismatchError(f"manifest bytes do not match {digest}")
+        self.put_blob(data)
+        with self._locked():
+            index = self._read_index()
+            if not any(d.get("digest") == digest for d in index["manifests"]):
+                index["manifests"].append({"mediaType": media_type, "digest": digest, "size": len(data)})
+                atomic_write(os.path.join(self.path, "index.json"), json.dumps(index, indent=1).encode())
+        return digest
+
     @staticmethod
     def _tag_digest(index: dict, tag: str) -> str | None:
         digest = None
@@ -151,6 +173,33 @@ class LayoutRepository(RepositoryStore):
 
     def get_blob(self, digest: str, *, max_bytes: int) -> bytes:
         return self._read_blob_file(digest, max_bytes)
+
+    @contextlib.contextmanager
+    def open_blob(self, digest: str, size: int) -> Iterator[BinaryIO]:
+        try:
+            f = open(self._blob_path(digest), "rb")
+        except FileNotFoundError:
+            raise NotFoundError(f"blob {digest} not found in {self.path}") from None
+        with f:
+            yield VerifyingReader(f, digest, size, f"blob {digest} in {self.path}")  # type: ignore[arg-type]
+
+    def put_blob_from(self, digest: str, size: int, stream: BinaryIO) -> None:
+        path = self._blob_path(digest)
+        if os.path.exists(path):
+            return
+        self._ensure_layout()
+        fd, temp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                reader = VerifyingReader(stream, digest, size, f"blob {digest}")
+                shutil.copyfileobj(reader, out, 1024 * 1024)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+            raise
 
     def has_blob(self, digest: str) -> bool:
         return os.path.exists(self._blob_path(digest))

@@ -19,6 +19,7 @@ import cost. It does exactly what tufoci needs and nothing else:
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
 import json
 import os
@@ -26,7 +27,8 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from typing import BinaryIO
 
 import urllib3
 
@@ -34,7 +36,7 @@ from tufoci.credentials import Credentials, lookup_credentials
 from tufoci.errors import ContentMismatchError, NotFoundError, RegistryError, TooLargeError
 from tufoci.layout_spec import IMAGE_MEDIA_TYPES, MAX_MANIFEST_BYTES, sha256_digest
 from tufoci.reference import DIGEST_RE
-from tufoci.store.base import Manifest, RepositoryStore
+from tufoci.store.base import Manifest, RepositoryStore, VerifyingReader
 
 MANIFEST_ACCEPT = ", ".join(IMAGE_MEDIA_TYPES)
 CONNECT_TIMEOUT = 5.0
@@ -187,26 +189,58 @@ class RegistryClient:
         self, method: str, url: str, headers: dict[str, str], body: bytes | None, max_bytes: int
     ) -> tuple[int, urllib3.HTTPHeaderDict, bytes]:
         started = time.monotonic()
+        response = self._open(method, url, headers, body)
+        try:
+            return response.status, response.headers, self._read_capped(response, max_bytes, started)
+        finally:
+            response.release_conn()
+
+    def _open(self, method: str, url: str, headers: dict[str, str], body: object) -> urllib3.BaseHTTPResponse:
+        """Send one request following redirects; the caller reads and releases the response."""
         origin = urllib.parse.urlsplit(url).netloc
         for _ in range(MAX_REDIRECTS + 1):
             self.request_count += 1
             response = self._pool.request(
                 method, url, headers=headers, body=body, preload_content=False, redirect=False
             )
-            try:
-                if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
-                    url = urllib.parse.urljoin(url, response.headers["Location"])
-                    if urllib.parse.urlsplit(url).netloc != origin:
-                        # never forward credentials to another host
-                        headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
-                    if response.status == 303:
-                        method, body = "GET", None
-                    continue
-                data = self._read_capped(response, max_bytes, started)
-                return response.status, response.headers, data
-            finally:
+            if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
+                response.drain_conn()
                 response.release_conn()
+                url = urllib.parse.urljoin(url, response.headers["Location"])
+                if urllib.parse.urlsplit(url).netloc != origin:
+                    # never forward credentials to another host
+                    headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+                if response.status == 303:
+                    method, body = "GET", None
+                continue
+            return response
         raise RegistryError(f"{self.registry}: too many redirects")
+
+    def open_stream(
+        self, method: str, path_or_url: str, *, scope: str, headers: dict[str, str] | None = None, body: object = None
+    ) -> urllib3.BaseHTTPResponse:
+        """Like ``request`` but the body is not read: for streaming blobs of any size.
+
+        A streamed request body cannot be re-sent, so callers authenticate
+        first (an upload starts with a POST that obtains the push token).
+        """
+        url = path_or_url if "://" in path_or_url else self.base_url + path_or_url
+        for attempt in range(2):
+            all_headers = dict(headers or {})
+            if scope in self._auth:
+                all_headers["Authorization"] = self._auth[scope]
+            try:
+                response = self._open(method, url, all_headers, body)
+            except _TRANSPORT_ERRORS as e:
+                raise RegistryError(f"cannot reach registry {self.registry}: {_describe(e)}") from e
+            challenge = response.headers.get("WWW-Authenticate")
+            if response.status == 401 and challenge and attempt == 0 and body is None:
+                response.drain_conn()
+                response.release_conn()
+                self._authenticate(challenge, scope)
+                continue
+            return response
+        raise AssertionError("unreachable")
 
     def _read_capped(self, response: urllib3.BaseHTTPResponse, max_bytes: int, started: float) -> bytes:
         chunks, total = [], 0
@@ -336,11 +370,7 @@ class RegistryRepository(RepositoryStore):
         digest = sha256_digest(data)
         if self.has_blob(digest):
             return digest
-        # distribution spec: POST opens an upload session, PUT ?digest= completes it
-        status, headers, body = self.client.request("POST", f"/v2/{self.path}/blobs/uploads/", scope=self._push)
-        if status != 202 or not headers.get("Location"):
-            raise self.client.error(status, f"start blob upload to {self.path}", body)
-        location = urllib.parse.urljoin(self.client.base_url + "/", headers["Location"])
+        location = self._start_upload()
         location += ("&" if "?" in location else "?") + urllib.parse.urlencode({"digest": digest})
         status, _, body = self.client.request(
             "PUT",
@@ -352,6 +382,50 @@ class RegistryRepository(RepositoryStore):
         if status != 201:
             raise self.client.error(status, f"upload blob to {self.path}", body)
         return digest
+
+    @contextlib.contextmanager
+    def open_blob(self, digest: str, size: int) -> Iterator[BinaryIO]:
+        response = self.client.open_stream("GET", f"/v2/{self.path}/blobs/{digest}", scope=self._pull)
+        try:
+            if response.status != 200:
+                raise self.client.error(response.status, f"blob {self.path}@{digest}", response.read(65536))
+            yield VerifyingReader(response, digest, size, f"blob {self.path}@{digest}")
+        finally:
+            response.release_conn()
+
+    def put_blob_from(self, digest: str, size: int, stream: BinaryIO) -> None:
+        if self.has_blob(digest):
+            return
+        location = self._start_upload()
+        location += ("&" if "?" in location else "?") + urllib.parse.urlencode({"digest": digest})
+        response = self.client.open_stream(
+            "PUT",
+            location,
+            scope=self._push,
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            body=stream,
+        )
+        try:
+            if response.status != 201:
+                raise self.client.error(response.status, f"upload blob to {self.path}", response.read(65536))
+        finally:
+            response.release_conn()
+
+    def mount_blob(self, digest: str, source: RepositoryStore) -> bool:
+        """Cross-repository mount (distribution spec): no bytes move when both sit in this registry."""
+        if not isinstance(source, RegistryRepository) or source.client.registry != self.client.registry:
+            return False
+        query = urllib.parse.urlencode({"mount": digest, "from": source.path})
+        scope = f"{self._push} repository:{source.path}:pull"
+        status, _, _ = self.client.request("POST", f"/v2/{self.path}/blobs/uploads/?{query}", scope=scope)
+        return status == 201
+
+    def _start_upload(self) -> str:
+        # distribution spec: POST opens an upload session, PUT ?digest= completes it
+        status, headers, body = self.client.request("POST", f"/v2/{self.path}/blobs/uploads/", scope=self._push)
+        if status != 202 or not headers.get("Location"):
+            raise self.client.error(status, f"start blob upload to {self.path}", body)
+        return urllib.parse.urljoin(self.client.base_url + "/", headers["Location"])
 
     def list_tags(self) -> list[str]:
         tags: list[str] = []

@@ -1,0 +1,93 @@
+"""tufoci copy: signed images and trust data to another registry, a mirror namespace, or an air gap."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Machine, needs_registry, push_test_image
+from tests.support.images import build_index, push_image
+
+pytestmark = needs_registry
+
+
+@pytest.fixture
+def source(registry, tmp_path: Path, home: Path, monkeypatch):
+    scope = f"{registry.host}/acme"
+    maintainer = Machine("maintainer", tmp_path, monkeypatch)
+    for key, options in (("root", ()), ("targets", ()), ("online", ("--unencrypted",))):
+        maintainer.new_key(key, *options)
+    root = tmp_path / "root.json"
+    maintainer.ok("init", scope, "--root-key", "root", "--targets-key", "targets", "--online-key", "online",
+                  "--root-out", str(root))
+    push_test_image(tmp_path, b"web 1.0", f"{scope}/web:1.0")
+    push_test_image(tmp_path, b"api 2.3", f"{scope}/team/api:2.3")
+    push_test_image(tmp_path, b"never signed", f"{scope}/web:unsigned")
+    push_image(build_index(tmp_path / "index"), "latest", f"{scope}/multi:1.0", all_platforms=True)
+    maintainer.ok("target", "add", f"{scope}/web:1.0", f"{scope}/team/api:2.3", f"{scope}/multi:1.0")
+    maintainer.ok("publish", scope)
+    return {"scope": scope, "maintainer": maintainer, "root": root, "tmp_path": tmp_path}
+
+
+def verify_everything(cluster: Machine, scope: str, root: Path) -> list[str]:
+    cluster.ok("trust", "add", scope, "--root", str(root))
+    out = cluster.ok("verify", f"{scope}/web:1.0", f"{scope}/team/api:2.3", f"{scope}/multi:1.0").stdout
+    return [line.split("@")[1] for line in out.split()]
+
+
+def test_copy_to_another_registry_and_namespace_preserves_digests(source, registry2, monkeypatch):
+    scope, maintainer = source["scope"], source["maintainer"]
+    original = verify_everything(Machine("cluster0", source["tmp_path"], monkeypatch), scope, source["root"])
+    mirror = f"{registry2.host}/mirror/cache/acme"
+    report = json.loads(maintainer.ok("copy", scope, mirror, "-o", "json").stdout)
+    assert report["images"] == 3 and report["blobs_copied"] > 0 and report["manifests_copied"] >= 5  # index children
+    assert verify_everything(Machine("cluster1", source["tmp_path"], monkeypatch), mirror, source["root"]) == original
+    assert registry2.request("GET", "/v2/mirror/cache/acme/web/manifests/unsigned")[0] == 404  # unsigned: not copied
+
+    again = json.loads(maintainer.ok("copy", scope, mirror, "-o", "json").stdout)  # resumable: nothing to move
+    assert again["blobs_copied"] == 0 and again["manifests_copied"] <= 1  # only the timestamp may differ
+
+
+def test_copy_within_one_registry_mounts_blobs(source, monkeypatch):
+    scope, maintainer = source["scope"], source["maintainer"]
+    host = scope.split("/")[0]
+    report = json.loads(maintainer.ok("copy", scope, f"{host}/acme-prod", "--tag-pattern", "web:*", "-o", "json").stdout)
+    assert report["targets"] == ["web:1.0"] and report["blobs_mounted"] >= 2 and report["blobs_copied"] == 0
+    cluster = Machine("cluster", source["tmp_path"], monkeypatch)
+    cluster.ok("trust", "add", f"{host}/acme-prod", "--root", str(source["root"]))
+    cluster.ok("verify", f"{host}/acme-prod/web:1.0")
+    assert cluster("verify", f"{host}/acme-prod/team/api:2.3").exit_code == 13  # filtered out: not in the registry
+
+
+def test_air_gapped_round_trip_through_a_tarball(source, registry2, monkeypatch):
+    scope, maintainer, tmp_path = source["scope"], source["maintainer"], source["tmp_path"]
+    original = verify_everything(Machine("cluster0", tmp_path, monkeypatch), scope, source["root"])
+    carried = tmp_path / "usb" / "acme"
+    maintainer.ok("copy", scope, f"oci:{carried}")
+    with tarfile.open(tmp_path / "acme.tar", "w") as tar:
+        tar.add(carried, arcname="acme")
+
+    # on the other side of the gap: unpack, verify offline from the layout, import into a registry
+    inside = tmp_path / "inside"
+    inside.mkdir()
+    with tarfile.open(tmp_path / "acme.tar") as tar:
+        tar.extractall(inside, filter="data")
+    offline = Machine("offline", tmp_path, monkeypatch)
+    assert verify_everything(offline, f"oci:{inside / 'acme'}", source["root"]) == original
+    offline.ok("copy", f"oci:{inside / 'acme'}", f"{registry2.host}/acme")
+    assert verify_everything(Machine("cluster2", tmp_path, monkeypatch), f"{registry2.host}/acme", source["root"]) == original
+    # skopeo sees the same bytes as tufoci wrote
+    raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{registry2.host}/acme/multi:1.0"],
+                         check=True, capture_output=True).stdout
+    assert json.loads(raw)["mediaType"] == "application/vnd.oci.image.index.v1+json"
+
+
+def test_copy_needs_a_trusted_source(registry2, home: Path):
+    from tests.conftest import run_tufoci
+
+    result = run_tufoci("copy", "127.0.0.1:9/acme", f"{registry2.host}/acme")
+    assert result.exit_code == 1 and "no trust pin" in result.stderr

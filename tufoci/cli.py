@@ -595,6 +595,40 @@ def _log_detail(details: dict) -> str:
     return f"  ({'; '.join(parts)})" if parts else ""
 
 
+# -- registry credentials -------------------------------------------------------------
+@cli.command()
+@click.argument("registry")
+@click.option("-u", "--username", required=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (recommended).")
+@registry_options
+def login(registry, username, password_stdin, plain_http, insecure, ca_file) -> None:
+    """Check credentials against REGISTRY and store them in docker's config.json (like docker login)."""
+    from tufoci.credentials import Credentials, store_credentials
+    from tufoci.store.registry import check_login
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, err=True)
+    else:
+        raise UsageError("no password: use --password-stdin")
+    credentials = Credentials(username, password)
+    check_login(registry, credentials, **_registry_kwargs(plain_http, insecure, ca_file))
+    path = store_credentials(registry, credentials)
+    click.echo(f"login succeeded for {username} at {registry} (stored in {path})", err=True)
+
+
+@cli.command()
+@click.argument("registry")
+def logout(registry) -> None:
+    """Remove REGISTRY's stored credentials from docker's config.json."""
+    from tufoci.credentials import remove_credentials
+
+    if not remove_credentials(registry):
+        raise UsageError(f"not logged in to {registry}")
+    click.echo(f"removed credentials for {registry}", err=True)
+
+
 # -- trust / verify ---------------------------------------------------------------------
 @cli.group()
 def trust() -> None:

@@ -68,7 +68,13 @@ def _from_helper(helper: str, registry: str) -> Credentials | None:
 
 
 def lookup_credentials(registry: str) -> Credentials | None:
-    """Credentials for ``registry`` (``host[:port]``), or None for anonymous access."""
+    """Credentials for ``registry`` (``host[:port]``), or None for anonymous access.
+
+    ``TUFOCI_REGISTRY_USERNAME``/``TUFOCI_REGISTRY_PASSWORD`` win (for pipelines that
+    inject secrets as environment variables), then docker's config.json.
+    """
+    if os.environ.get("TUFOCI_REGISTRY_USERNAME") and os.environ.get("TUFOCI_REGISTRY_PASSWORD"):
+        return Credentials(os.environ["TUFOCI_REGISTRY_USERNAME"], os.environ["TUFOCI_REGISTRY_PASSWORD"])
     config = _load_config()
     helpers = config.get("credHelpers") or {}
     for key in _candidate_keys(registry):
@@ -91,3 +97,33 @@ def lookup_credentials(registry: str) -> Credentials | None:
     if isinstance(store, str) and store:
         return _from_helper(store, registry)
     return None
+
+
+def _config_key(registry: str) -> str:
+    return "https://index.docker.io/v1/" if registry == "docker.io" else registry
+
+
+def store_credentials(registry: str, credentials: Credentials) -> str:
+    """Write an ``auths`` entry into docker's config.json (as ``docker login`` does), mode 0600."""
+    from tufoci.atomic_file import atomic_write
+
+    config = _load_config()
+    auths = config.setdefault("auths", {})
+    token = base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
+    auths[_config_key(registry)] = {"auth": token}
+    path = docker_config_path()
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    atomic_write(path, json.dumps(config, indent=2).encode(), mode=0o600)
+    return path
+
+
+def remove_credentials(registry: str) -> bool:
+    """Drop the registry's ``auths`` entry; False when there was none."""
+    from tufoci.atomic_file import atomic_write
+
+    config = _load_config()
+    auths = config.get("auths") or {}
+    removed = [key for key in _candidate_keys(registry) if auths.pop(key, None) is not None]
+    if removed:
+        atomic_write(docker_config_path(), json.dumps(config, indent=2).encode(), mode=0o600)
+    return bool(removed)

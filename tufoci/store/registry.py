@@ -302,6 +302,10 @@ def _describe(error: BaseException) -> str:
     text = str(reason or error)
     if "Connection refused" in text:
         return "connection refused"
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        return "its TLS certificate is not trusted (--ca-file FILE for a private CA; --insecure to skip checks)"
+    if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
+        return "it does not speak TLS here (--plain-http for an HTTP-only registry)"
     if "timed out" in text.lower():
         return "timed out"
     return text.splitlines()[0][:200] if text else type(error).__name__
@@ -461,3 +465,11 @@ def registry_client(registry: str, **options: object) -> RegistryClient:
             client = RegistryClient(registry, **options)  # type: ignore[arg-type]
             _CLIENTS[key] = client
         return client
+
+
+def check_login(registry: str, credentials: Credentials, **options: object) -> None:
+    """Prove ``credentials`` work against ``GET /v2/`` (basic or token flow); raises RegistryError."""
+    client = RegistryClient(registry, credentials=credentials, **options)  # type: ignore[arg-type]
+    status, _, body = client.request("GET", "/v2/", scope="")
+    if status != 200:
+        raise client.error(status, f"login to {registry}", body)

@@ -44,3 +44,21 @@ def test_mirror_verification_survives_a_tampered_mirror(registry, registry2, tmp
     use_home(monkeypatch, tmp_path / "consumer")
     ok(run_tufoci("trust", "add", mirror, "--root", str(signed.root_file)))
     assert run_tufoci("verify", f"{mirror}/web:1.0").exit_code == 11
+
+
+def test_skopeo_copy_all_of_a_multi_arch_index_verifies_on_the_mirror(registry, registry2, tmp_path: Path, home: Path,
+                                                                       monkeypatch):
+    from tests.support.images import build_index, push_image, skopeo_copy
+
+    scope = f"{registry.host}/acme"
+    push_image(build_index(tmp_path / "index"), "latest", f"{scope}/multi:1.0", all_platforms=True)
+    signed = init_scope(scope, tmp_path)
+    added = ok(run_tufoci("target", "add", f"{scope}/multi:1.0", "-o", "json"))
+    assert '"x-tufoci-platforms"' in added.stdout
+    ok(run_tufoci("publish", scope))
+    mirror = f"{registry2.host}/acme"
+    skopeo_copy(f"docker://{scope}/multi:1.0", f"docker://{mirror}/multi:1.0", all_platforms=True)
+    skopeo_sync(f"{scope}/tuf", mirror)
+    use_home(monkeypatch, tmp_path / "consumer")
+    ok(run_tufoci("trust", "add", mirror, "--root", str(signed.root_file)))
+    assert ok(run_tufoci("verify", f"{mirror}/multi:1.0")).stdout.strip().startswith(f"{mirror}/multi@sha256:")

@@ -106,6 +106,14 @@ def _signature_payload(signature: Signature, signed_digest: str) -> bytes:
     return json.dumps({**signature.to_dict(), "signed": signed_digest}, sort_keys=True).encode()
 
 
+def _upload_artifact(store: RepositoryStore, config_media_type: str, layer_media_type: str, data: bytes,
+                     annotations: dict[str, str]) -> bytes:
+    """Upload an artifact's blobs; returns the manifest bytes to tag."""
+    store.put_blob(EMPTY_CONFIG)
+    store.put_blob(data)
+    return build_artifact_manifest(config_media_type, layer_media_type, data, annotations)
+
+
 def push_proposal(store: RepositoryStore, role: str, metadata: Metadata, proposer: str) -> Proposal:
     """Push ``metadata`` without its signatures as the proposal of its version,
     then each of its signatures as a detached signature artifact."""
@@ -113,14 +121,8 @@ def push_proposal(store: RepositoryStore, role: str, metadata: Metadata, propose
     unsigned.signatures.clear()
     data = to_bytes(unsigned)
     version = unsigned.signed.version
-    store.put_blob(EMPTY_CONFIG)
-    store.put_blob(data)
-    manifest = build_artifact_manifest(
-        PROPOSAL_CONFIG_MEDIA_TYPE,
-        METADATA_MEDIA_TYPE,
-        data,
-        {ANNOTATION_ROLE: role, ANNOTATION_VERSION: str(version), ANNOTATION_PROPOSER: proposer},
-    )
+    manifest = _upload_artifact(store, PROPOSAL_CONFIG_MEDIA_TYPE, METADATA_MEDIA_TYPE, data,
+                                {ANNOTATION_ROLE: role, ANNOTATION_VERSION: str(version), ANNOTATION_PROPOSER: proposer})
     tag = proposal_tag(role, version)
     try:
         existing = store.get_manifest(tag)
@@ -152,14 +154,9 @@ def sign_proposal(proposal: Proposal, signers: dict[str, Signer]) -> dict[str, S
 def push_signatures(store: RepositoryStore, proposal: Proposal, signatures: dict[str, Signature]) -> list[str]:
     """Push each signature as its own artifact (its own tag: concurrent signers never collide)."""
     tags = []
-    store.put_blob(EMPTY_CONFIG)
     for keyid, signature in signatures.items():
-        data = _signature_payload(signature, proposal.signed_digest)
-        store.put_blob(data)
-        manifest = build_artifact_manifest(
-            SIGNATURE_CONFIG_MEDIA_TYPE,
-            SIGNATURE_MEDIA_TYPE,
-            data,
+        manifest = _upload_artifact(
+            store, SIGNATURE_CONFIG_MEDIA_TYPE, SIGNATURE_MEDIA_TYPE, _signature_payload(signature, proposal.signed_digest),
             {ANNOTATION_ROLE: proposal.role, ANNOTATION_VERSION: str(proposal.version), ANNOTATION_KEYID: keyid},
         )
         tag = signature_tag(proposal.role, proposal.version, keyid)
@@ -170,15 +167,8 @@ def push_signatures(store: RepositoryStore, proposal: Proposal, signatures: dict
 
 def discard_proposal(store: RepositoryStore, role: str, version: int, by: str) -> str:
     """Replace a proposal with a tombstone: nothing live changes, signing it becomes impossible."""
-    data = b"{}"
-    store.put_blob(EMPTY_CONFIG)
-    store.put_blob(data)
-    manifest = build_artifact_manifest(
-        PROPOSAL_CONFIG_MEDIA_TYPE,
-        METADATA_MEDIA_TYPE,
-        data,
-        {ANNOTATION_ROLE: role, ANNOTATION_VERSION: str(version), ANNOTATION_DISCARDED: by},
-    )
+    manifest = _upload_artifact(store, PROPOSAL_CONFIG_MEDIA_TYPE, METADATA_MEDIA_TYPE, b"{}",
+                                {ANNOTATION_ROLE: role, ANNOTATION_VERSION: str(version), ANNOTATION_DISCARDED: by})
     tag = proposal_tag(role, version)
     store.put_manifest(tag, manifest, MANIFEST_MEDIA_TYPE)
     return tag

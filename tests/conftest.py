@@ -149,6 +149,16 @@ class Machine:
         other.ok("key", "import", name, str(public), "--uri", entry["uri"])
 
 
+def init_scope_on(machine: Machine, scope: str, tmp_path: Path) -> Path:
+    """``machine`` generates root, targets and online keys and initialises ``scope``; returns the root to pin."""
+    for key, options in (("root", ()), ("targets", ()), ("online", ("--unencrypted",))):
+        machine.new_key(key, *options)
+    root = tmp_path / "root.json"
+    machine.ok("init", scope, "--root-key", "root", "--targets-key", "targets", "--online-key", "online",
+               "--root-out", str(root))
+    return root
+
+
 @pytest.fixture(autouse=True)
 def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):

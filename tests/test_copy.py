@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Machine, needs_registry, push_test_image
+from tests.conftest import Machine, init_scope_on, needs_registry, push_test_image
 from tests.support.images import build_index, push_image
 
 pytestmark = needs_registry
@@ -19,11 +19,7 @@ pytestmark = needs_registry
 def source(registry, tmp_path: Path, home: Path, monkeypatch):
     scope = f"{registry.host}/acme"
     maintainer = Machine("maintainer", tmp_path, monkeypatch)
-    for key, options in (("root", ()), ("targets", ()), ("online", ("--unencrypted",))):
-        maintainer.new_key(key, *options)
-    root = tmp_path / "root.json"
-    maintainer.ok("init", scope, "--root-key", "root", "--targets-key", "targets", "--online-key", "online",
-                  "--root-out", str(root))
+    root = init_scope_on(maintainer, scope, tmp_path)
     push_test_image(tmp_path, b"web 1.0", f"{scope}/web:1.0")
     push_test_image(tmp_path, b"api 2.3", f"{scope}/team/api:2.3")
     push_test_image(tmp_path, b"never signed", f"{scope}/web:unsigned")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Machine, needs_registry, push_test_image
+from tests.conftest import Machine, init_scope_on, needs_registry, push_test_image
 
 pytestmark = [needs_registry, pytest.mark.skipif(shutil.which("faketime") is None and not os.environ.get("CI"),
                                                  reason="Debian faketime is needed")]
@@ -36,11 +36,7 @@ def at(offset: str, machine: Machine, *args: str) -> subprocess.CompletedProcess
 def scope(registry, tmp_path: Path, home: Path, monkeypatch):
     name = f"{registry.host}/acme"
     maintainer, cluster = Machine("maintainer", tmp_path, monkeypatch), Machine("cluster", tmp_path, monkeypatch)
-    for key, options in (("root", ()), ("targets", ()), ("online", ("--unencrypted",))):
-        maintainer.new_key(key, *options)
-    root = tmp_path / "root.json"
-    maintainer.ok("init", name, "--root-key", "root", "--targets-key", "targets", "--online-key", "online",
-                  "--root-out", str(root))
+    root = init_scope_on(maintainer, name, tmp_path)
     push_test_image(tmp_path, b"web", f"{name}/web:1.0")
     maintainer.ok("target", "add", f"{name}/web:1.0")
     maintainer.ok("publish", name)

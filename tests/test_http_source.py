@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Machine, needs_registry, push_test_image
+from tests.conftest import Machine, init_scope_on, needs_registry, push_test_image
 
 pytestmark = needs_registry
 
@@ -33,11 +33,7 @@ def test_verify_through_an_http_metadata_mirror(registry, static_server, tmp_pat
     directory, url = static_server
     scope = f"{registry.host}/acme"
     maintainer, cluster = Machine("maintainer", tmp_path, monkeypatch), Machine("cluster", tmp_path, monkeypatch)
-    for key, options in (("root", ()), ("targets", ()), ("online", ("--unencrypted",))):
-        maintainer.new_key(key, *options)
-    root = tmp_path / "root.json"
-    maintainer.ok("init", scope, "--root-key", "root", "--targets-key", "targets", "--online-key", "online",
-                  "--root-out", str(root))
+    root = init_scope_on(maintainer, scope, tmp_path)
     push_test_image(tmp_path, b"web", f"{scope}/web:1.0")
     maintainer.ok("target", "add", f"{scope}/web:1.0")
     maintainer.ok("publish", scope)

@@ -693,24 +693,32 @@ def verify(references, skip_registry_check, plain_http, insecure, ca_file, outpu
 
     outcomes = do_verify(list(references), state=_state(), check_registry=not skip_registry_check,
                          **_registry_kwargs(plain_http, insecure, ca_file))
-    failures = [o for o in outcomes if o.error is not None]
-    if output == "json":
-        _emit_json({"results": [_outcome_json(o) for o in outcomes]})
-    else:
-        for o in outcomes:
-            if o.image is not None:
-                click.echo(o.image.pinned)
-    for o in failures:
-        click.echo(f"tufoci: error: {o.error}", err=True)
-    if failures:
-        sys.exit(failures[0].error.exit_code)
+    sys.exit(render_verify([o.to_dict() for o in outcomes], output))
 
 
-def _outcome_json(o) -> dict:
-    if o.image is not None:
-        return {"reference": o.reference, "verified": True, **o.image.to_dict()}
-    return {"reference": o.reference, "verified": False,
-            "error": {"code": o.error.exit_code, "type": type(o.error).__name__, "message": str(o.error)}}
+def render_verify(results: list[dict], output: str) -> int:
+    """Print verify results; returns the exit code."""
+    from tufoci.verify_output import render_results
+
+    return render_results(results, output, click.get_text_stream("stdout"), click.get_text_stream("stderr"))
+
+
+@cli.command()
+@click.option("--freshness", default="10s", show_default=True, metavar="DUR",
+              help="Reuse a refresh for up to DUR (0s: refresh on every request).")
+@click.option("--socket", "socket_path", type=click.Path(dir_okay=False),
+              help="Unix socket to listen on (default $TUFOCI_HOME/agent.sock).")
+@registry_options
+def agent(freshness, socket_path, plain_http, insecure, ca_file) -> None:
+    """Run a resident verifier: `tufoci verify` on this machine uses it when it is running."""
+    from tufoci.client.agent import default_socket_path, serve
+    from tufoci.repo_tool.expiry import parse_duration
+
+    state = _state()
+    path = socket_path or default_socket_path(state.home)
+    window = 0.0 if freshness in ("0", "0s") else parse_duration(freshness).total_seconds()
+    click.echo(f"tufoci agent listening on {path} (freshness {freshness})", err=True)
+    serve(state, path, freshness=window, **_registry_kwargs(plain_http, insecure, ca_file))
 
 
 # -- entry point ----------------------------------------------------------------------------

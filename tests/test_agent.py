@@ -1,0 +1,75 @@
+"""The resident verifier: `tufoci agent` answers `tufoci verify` over a Unix socket."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Machine, init_scope_on, needs_registry, push_test_image
+
+pytestmark = needs_registry
+TUFOCI = str(Path(sys.executable).with_name("tufoci"))
+
+
+@pytest.fixture
+def agent_setup(registry, tmp_path: Path, home: Path, monkeypatch):
+    scope = f"{registry.host}/acme"
+    maintainer = Machine("maintainer", tmp_path, monkeypatch)
+    root = init_scope_on(maintainer, scope, tmp_path)
+    push_test_image(tmp_path, b"web", f"{scope}/web:1.0")
+    maintainer.ok("target", "add", f"{scope}/web:1.0")
+    maintainer.ok("publish", scope)
+    consumer_home = Path(tempfile.mkdtemp(prefix="ag", dir="/tmp"))  # Unix socket paths must be short
+    env = {**os.environ, "TUFOCI_HOME": str(consumer_home)}
+    subprocess.run([TUFOCI, "trust", "add", scope, "--root", str(root)], env=env, check=True, capture_output=True)
+    agent = subprocess.Popen([TUFOCI, "agent", "--freshness", "30s"], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not (consumer_home / "agent.sock").exists():
+        assert time.monotonic() < deadline and agent.poll() is None, "agent did not start"
+        time.sleep(0.05)
+    yield {"scope": scope, "env": env, "registry": registry, "agent": agent, "maintainer": maintainer,
+           "tmp_path": tmp_path}
+    agent.terminate()
+    agent.wait(timeout=20)
+    shutil.rmtree(consumer_home, ignore_errors=True)
+
+
+def run(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([TUFOCI, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_verify_uses_the_agent_and_reuses_its_refresh(agent_setup):
+    scope, env, registry = agent_setup["scope"], agent_setup["env"], agent_setup["registry"]
+    direct = run({**env, "TUFOCI_NO_AGENT": "1"}, "verify", f"{scope}/web:1.0", "-o", "json")
+    first = run(env, "verify", f"{scope}/web:1.0", "-o", "json")
+    assert first.returncode == 0 and json.loads(first.stdout) == json.loads(direct.stdout)
+    mark = registry.mark()
+    again = run(env, "verify", f"{scope}/web:1.0", "--skip-registry-check")
+    assert again.returncode == 0 and again.stdout.strip().startswith(f"{scope}/web@sha256:")
+    assert registry.request_count(since=mark) == 0  # within the freshness window: no request at all
+    missing = run(env, "verify", f"{scope}/web:9.9")
+    assert missing.returncode == 10 and "no signed target 'web:9.9'" in missing.stderr
+
+
+def test_agent_sees_registry_attacks_on_the_tag(agent_setup):
+    scope, env = agent_setup["scope"], agent_setup["env"]
+    assert run(env, "verify", f"{scope}/web:1.0").returncode == 0
+    push_test_image(agent_setup["tmp_path"], b"evil", f"{scope}/web:1.0")
+    moved = run(env, "verify", f"{scope}/web:1.0")
+    assert moved.returncode == 11 and "the registry serves" in moved.stderr
+
+
+def test_without_the_agent_verify_still_works(agent_setup):
+    scope, env, agent = agent_setup["scope"], agent_setup["env"], agent_setup["agent"]
+    agent.terminate()
+    assert agent.wait(timeout=20) == 0
+    assert not Path(env["TUFOCI_HOME"], "agent.sock").exists()
+    assert run(env, "verify", f"{scope}/web:1.0").returncode == 0

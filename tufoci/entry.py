@@ -1,0 +1,63 @@
+"""The ``tufoci`` executable: a fast path to a running agent, else the full CLI.
+
+``tufoci verify REF…`` (optionally ``-o json`` and ``--skip-registry-check``)
+asks the resident verifier (``tufoci agent``) when one listens on
+``$TUFOCI_HOME/agent.sock``; this module then imports nothing but the standard
+library, so the command costs Python's start-up and one socket round trip.
+Anything else, or no agent, runs ``tufoci.cli`` as usual. Set
+``TUFOCI_NO_AGENT=1`` to bypass the agent.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _agent_verify(args: list[str]) -> int | None:
+    output, check_registry, references = "text", True, []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("-o", "--output") and i + 1 < len(args) and args[i + 1] in ("text", "json"):
+            output, i = args[i + 1], i + 2
+            continue
+        if arg == "--skip-registry-check":
+            check_registry, i = False, i + 1
+            continue
+        if arg.startswith("-"):
+            return None  # an option only the full CLI knows
+        references.append(arg)
+        i += 1
+    if not references:
+        return None
+    home = os.environ.get("TUFOCI_HOME") or os.path.join(os.path.expanduser("~"), ".tufoci")
+    path = os.path.join(home, "agent.sock")
+    if not os.path.exists(path):
+        return None
+    from tufoci.client.agent_client import ask
+
+    try:
+        results = ask(path, references, check_registry=check_registry)
+    except Exception:  # noqa: BLE001 - a broken agent must never stop verification: do it here
+        return None
+    if results is None:
+        return None
+    from tufoci.verify_output import render_results
+
+    return render_results(results, output, sys.stdout, sys.stderr)
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    if args[:1] == ["verify"] and os.environ.get("TUFOCI_NO_AGENT") != "1":
+        code = _agent_verify(args[1:])
+        if code is not None:
+            sys.exit(code)
+    from tufoci.cli import main as cli_main
+
+    cli_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,23 @@
+"""Printing verify results: shared by the CLI and the agent fast path (standard library only)."""
+
+from __future__ import annotations
+
+import json
+
+
+
+def render_results(results: list[dict], output: str, out: "TextIO", err: "TextIO") -> int:  # noqa: F821
+    """Print ``verify`` results as text (one ``repo@digest`` line each) or JSON; returns the exit code.
+
+    The exit code is that of the first failing reference, 0 when all verified.
+    """
+    if output == "json":
+        out.write(json.dumps({"results": results}, indent=2, sort_keys=True) + "\n")
+    else:
+        for r in results:
+            if r["verified"]:
+                out.write(r["pinned"] + "\n")
+    failures = [r for r in results if not r["verified"]]
+    for r in failures:
+        err.write(f"tufoci: error: {r['error']['message']}\n")
+    return failures[0]["error"]["code"] if failures else 0

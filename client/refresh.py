@@ -120,7 +120,13 @@ def metadata_store(pin: Pin, **registry_options: object) -> RepositoryStore:
 
 @contextlib.contextmanager
 def trusted_session(
-    home: str, pin: Pin, *, allow_expired: bool = False, **registry_options: object
+    home: str,
+    pin: Pin,
+    *,
+    allow_expired: bool = False,
+    cache: str | None = None,
+    keep_verified: bool = False,
+    **registry_options: object,
 ) -> Iterator[TrustedSession]:
     """Refresh the pin's metadata; keep the result only if the block succeeds.
 
@@ -128,8 +134,13 @@ def trusted_session(
     version and hash is still checked, but expiry is not, so that expired
     metadata can be replaced (a timestamp service that was down must be able to
     re-sign). Consumers never set it.
+
+    ``cache`` overrides where the pin's cache lives. ``keep_verified`` keeps, even
+    when the refresh or the block fails, what was verified before the failure
+    (the TUF specification's incremental persistence, which the conformance
+    suite expects); tufoci's own commands keep all or nothing.
     """
-    cache = cache_dir(home, pin)
+    cache = cache or cache_dir(home, pin)
     os.makedirs(os.path.dirname(cache), mode=0o700, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix=".refresh-", dir=os.path.dirname(cache))
     try:
@@ -161,9 +172,14 @@ def trusted_session(
         if allow_expired:
             # python-tuf checks expiry against this reference time; the epoch waives it
             updater._trusted_set.reference_time = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)  # noqa: SLF001
-        with translate_tuf_errors(updater):
-            updater.refresh()
-        yield TrustedSession(updater, work, fetcher)
+        try:
+            with translate_tuf_errors(updater):
+                updater.refresh()
+            yield TrustedSession(updater, work, fetcher)
+        except BaseException:
+            if keep_verified:  # ngclient only ever writes metadata it verified
+                _commit(work, cache)
+            raise
         _commit(work, cache)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

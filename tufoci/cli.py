@@ -700,7 +700,7 @@ def render_verify(results: list[dict], output: str) -> int:
     """Print verify results; returns the exit code."""
     from tufoci.verify_output import render_results
 
-    return render_results(results, output, click.get_text_stream("stdout"), click.get_text_stream("stderr"))
+    return render_results(results, output, sys.stdout, sys.stderr)
 
 
 @cli.command()

@@ -91,11 +91,16 @@ class RegistryClient:
         deadline: float | None = None,
     ):
         self.registry = registry
-        scheme = "http" if (plain_http if plain_http is not None else is_loopback(registry)) else "https"
+        if plain_http is None:
+            # loopback defaults to plain HTTP, but asking for TLS settings (--ca-file, --insecure) means TLS
+            plain_http = is_loopback(registry) and not (insecure or ca_file)
+        scheme = "http" if plain_http else "https"
         self.base_url = f"{scheme}://{registry}"
         timeout = timeout if timeout is not None else _env_seconds("TUFOCI_REGISTRY_TIMEOUT", READ_TIMEOUT)
         self._deadline = deadline if deadline is not None else _env_seconds("TUFOCI_REGISTRY_DEADLINE", REQUEST_DEADLINE)
         tls = {"cert_reqs": "CERT_NONE"} if insecure else {"cert_reqs": "CERT_REQUIRED"}
+        if insecure:  # asked for explicitly: no warning on every request
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         if ca_file:
             tls["ca_certs"] = ca_file
         self._pool = urllib3.PoolManager(
@@ -106,6 +111,7 @@ class RegistryClient:
             **tls,
         )
         self._credentials = credentials
+        self._credentials_given = credentials is not None
         self._credentials_loaded = credentials is not None
         self._auth: dict[str, str] = {}  # scope -> Authorization header
         self._lock = threading.Lock()
@@ -126,7 +132,8 @@ class RegistryClient:
         credentials = self._get_credentials()
         if scheme == "basic":
             if credentials is None:
-                raise RegistryError(f"{self.registry} requires credentials: run 'tufoci login {self.registry}'")
+                raise RegistryError(f"{self.registry} refused access (HTTP 401): it requires credentials; "
+                                    f"run 'tufoci login {self.registry}'")
             token = base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
             header = f"Basic {token}"
         elif scheme == "bearer" and params.get("realm"):
@@ -137,14 +144,18 @@ class RegistryClient:
             self._auth[scope] = header
 
     def _fetch_token(self, params: Mapping[str, str], scope: str, credentials: Credentials | None) -> str:
-        query = {"service": params.get("service", "")}
-        query["scope"] = scope or params.get("scope", "")
+        # token spec: one scope parameter per scope (a cross-repository mount needs two)
+        query = [("service", params.get("service", ""))]
+        query += [("scope", part) for part in (scope or params.get("scope", "")).split()]
         url = params["realm"] + ("&" if "?" in params["realm"] else "?") + urllib.parse.urlencode(query)
         headers = {}
         if credentials is not None:
             basic = base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
             headers["Authorization"] = f"Basic {basic}"
         status, _, body = self._send("GET", url, headers, None, max_bytes=1024 * 1024, idempotent=True)
+        if status == 401:
+            raise RegistryError(f"token service for {self.registry} refused the credentials (HTTP 401): "
+                                f"check them, or run 'tufoci login {self.registry}'")
         if status != 200:
             raise RegistryError(f"token service for {self.registry} answered HTTP {status}")
         try:
@@ -273,10 +284,15 @@ class RegistryClient:
                 all_headers["Authorization"] = self._auth[scope]
             return self._send(method, url, all_headers, body, max_bytes=max_bytes, idempotent=idempotent)
 
+        had_auth = scope in self._auth
         status, response_headers, data = send()
         challenge = response_headers.get("WWW-Authenticate")
         if status == 401 and challenge:
-            # distribution auth: answer the challenge (a new or expired token) once
+            # distribution auth: answer the challenge (a new or expired token) once; when
+            # what we sent was refused, look the credentials up again (a login or a
+            # rotated helper token since, in a long-running process)
+            if had_auth and not self._credentials_given:
+                self._credentials_loaded = False
             self._authenticate(challenge, scope)
             status, response_headers, data = send()
         return status, response_headers, data
@@ -292,8 +308,15 @@ class RegistryClient:
             pass
         if status == 404:
             return NotFoundError(f"{what}: not found on {self.registry}{detail}")
-        if status in (401, 403):
-            return RegistryError(f"{what}: {self.registry} refused access (HTTP {status}){detail}")
+        if status == 401:
+            return RegistryError(f"{what}: {self.registry} refused access (HTTP 401){detail}; "
+                                 f"wrong or missing credentials: run 'tufoci login {self.registry}'")
+        if status == 403:
+            return RegistryError(f"{what}: {self.registry} refused access (HTTP 403){detail}")
+        if status == 400 and self.base_url.startswith("http://") and b"HTTPS server" in body:
+            # Go's answer to plain HTTP on a TLS port (distribution, Harbor, zot)
+            return RegistryError(f"{what}: {self.registry} speaks HTTPS, not plain HTTP (loopback registries "
+                                 "default to plain HTTP): give --ca-file FILE for its CA, or --insecure")
         return RegistryError(f"{what}: {self.registry} answered HTTP {status}{detail}")
 
 
@@ -471,5 +494,7 @@ def check_login(registry: str, credentials: Credentials, **options: object) -> N
     """Prove ``credentials`` work against ``GET /v2/`` (basic or token flow); raises RegistryError."""
     client = RegistryClient(registry, credentials=credentials, **options)  # type: ignore[arg-type]
     status, _, body = client.request("GET", "/v2/", scope="")
+    if status == 401:
+        raise RegistryError(f"login to {registry}: {registry} refused the credentials (HTTP 401)")
     if status != 200:
         raise client.error(status, f"login to {registry}", body)

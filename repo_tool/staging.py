@@ -13,12 +13,18 @@ from dataclasses import dataclass
 
 from tufoci.client.trust_pins import pin_for_reference, pin_for_scope
 from tufoci.errors import UsageError
-from tufoci.layout_spec import INDEX_MEDIA_TYPE, DOCKER_LIST_MEDIA_TYPE, image_media_type, index_platforms
-from tufoci.reference import Reference, parse_reference, target_name
+from tufoci.layout_spec import (
+    DOCKER_LIST_MEDIA_TYPE,
+    INDEX_MEDIA_TYPE,
+    MANIFEST_MEDIA_TYPE,
+    image_media_type,
+    index_platforms,
+)
+from tufoci.reference import DIGEST_RE, Reference, parse_reference, target_name
 from tufoci.state import State, actor, now_iso
 from tufoci.store import open_repository
 
-RESOLVE_WORKERS = 8
+RESOLVE_WORKERS = 16
 
 
 @dataclass(frozen=True)
@@ -56,15 +62,7 @@ def stage_targets(
     if not references:
         raise UsageError("no reference given")
     pins = state.pins()
-    planned = []
-    for text in references:
-        reference = parse_reference(text)
-        if not reference.tag:
-            raise UsageError(f"{text}: a target is named by its tag; give REPO:TAG or REPO:TAG@DIGEST")
-        pin, scope = pin_for_reference(pins, reference)
-        if str(reference.repository) == pin.metadata:
-            raise UsageError(f"{text} is in the metadata repository of {pin.scope}: it cannot be a target")
-        planned.append((reference, pin.scope, target_name(reference, scope)))
+    planned = [_locate(pins, text) for text in references]
 
     def resolve(item):
         reference, scope, name = item
@@ -73,6 +71,43 @@ def stage_targets(
 
     with ThreadPoolExecutor(max_workers=RESOLVE_WORKERS) as pool:
         changes = list(pool.map(resolve, planned))
+    record_changes(state, changes)
+    return changes
+
+
+def _locate(pins, text: str) -> tuple[Reference, str, str]:
+    """(reference, scope, target name) of a reference to stage, or a usage error."""
+    reference = parse_reference(text)
+    if not reference.tag:
+        raise UsageError(f"{text}: a target is named by its tag; give REPO:TAG or REPO:TAG@DIGEST")
+    pin, scope = pin_for_reference(pins, reference)
+    if str(reference.repository) == pin.metadata:
+        raise UsageError(f"{text} is in the metadata repository of {pin.scope}: it cannot be a target")
+    return reference, pin.scope, target_name(reference, scope)
+
+
+def parse_build_record(line: str) -> tuple[str, str, int, str]:
+    """One line of a build's output: ``REF DIGEST SIZE [MEDIATYPE]``."""
+    fields = line.split()
+    if len(fields) not in (3, 4) or not DIGEST_RE.fullmatch(fields[1]) or not fields[2].isdigit():
+        raise UsageError(f"invalid line {line.strip()!r}: expected 'REF sha256:<64 hex> SIZE [MEDIATYPE]'")
+    return fields[0], fields[1], int(fields[2]), fields[3] if len(fields) == 4 else MANIFEST_MEDIA_TYPE
+
+
+def stage_built_targets(
+    state: State, records: list[tuple[str, str, int, str]], *, role: str = "targets"
+) -> list[StagedChange]:
+    """Stage digests the build already knows (no registry request): ``(ref, digest, size, media type)``.
+
+    The registry check of ``verify`` still compares them with what the registry serves.
+    """
+    if not records:
+        raise UsageError("no build record given")
+    pins = state.pins()
+    changes = []
+    for text, digest, size, media_type in records:
+        _, scope, name = _locate(pins, text)
+        changes.append(StagedChange(scope, role, name, "add", size, digest, {"mediaType": media_type}))
     record_changes(state, changes)
     return changes
 

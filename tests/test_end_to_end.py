@@ -147,3 +147,25 @@ def test_audit_log_records_who_did_what(prefix: str, tmp_path: Path, home: Path,
     assert actions[:1] == ["trust-add"] and "init" in actions and actions[-2:] == ["stage-add", "publish"]
     assert {entry["actor"] for entry in log} == {"alice@ci"}
     assert log[-1]["details"]["changes"][0]["digest"] == skopeo_digest(web)
+
+
+def test_digests_supplied_by_the_build(prefix: str, tmp_path: Path, home: Path, monkeypatch):
+    scope = f"{prefix}/acme"
+    web = f"{scope}/web:1.0"
+    push_test_image(tmp_path, b"web", web)
+    signed = init_scope(scope, tmp_path)
+    digest = skopeo_digest(web)
+    size = len(subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false",
+                               web if web.startswith("oci:") else f"docker://{web}"],
+                              check=True, capture_output=True).stdout)
+    records = tmp_path / "build.txt"
+    records.write_text(f"# from the build\n{web} {digest} {size}\n")
+    staged = json.loads(ok(run_tufoci("target", "add", "--from-file", str(records), "-o", "json")).stdout)
+    assert staged[0]["digest"] == digest and staged[0]["length"] == size
+    ok(run_tufoci("publish", scope))
+    use_home(monkeypatch, tmp_path / "consumer")
+    ok(run_tufoci("trust", "add", scope, "--root", str(signed.root_file)))
+    assert ok(run_tufoci("verify", web)).stdout.strip().endswith(digest)
+    bad = tmp_path / "bad.txt"
+    bad.write_text(f"{web} sha256:1234 12\n")
+    assert run_tufoci("target", "add", "--from-file", str(bad)).exit_code == 2

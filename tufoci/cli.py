@@ -240,15 +240,25 @@ def target() -> None:
 
 
 @target.command("add")
-@click.argument("references", nargs=-1, required=True)
+@click.argument("references", nargs=-1)
 @click.option("--role", default="targets", show_default=True, help="The role that signs them (a delegated role).")
+@click.option("--from-file", "from_file", type=click.File("r"),
+              help="Digests from the build: lines 'REF DIGEST SIZE [MEDIATYPE]' ('-' for stdin); no registry request.")
 @registry_options
 @output_option
-def target_add(references, role, plain_http, insecure, ca_file, output) -> None:
-    """Stage REGISTRY/SCOPE/REPO:TAG references; their digests come from the bytes downloaded."""
-    from tufoci.repo_tool.staging import stage_targets
+def target_add(references, role, from_file, plain_http, insecure, ca_file, output) -> None:
+    """Stage REGISTRY/SCOPE/REPO:TAG references; their digests come from the bytes downloaded
+    (or, with --from-file, from the build that pushed them)."""
+    from tufoci.repo_tool.staging import parse_build_record, stage_built_targets, stage_targets
 
-    changes = stage_targets(_state(), list(references), role=role, **_registry_kwargs(plain_http, insecure, ca_file))
+    if bool(references) == bool(from_file):
+        raise UsageError("give references or --from-file, not both (and not neither)")
+    if from_file:
+        records = [parse_build_record(line) for line in from_file if line.strip() and not line.startswith("#")]
+        changes = stage_built_targets(_state(), records, role=role)
+    else:
+        changes = stage_targets(_state(), list(references), role=role,
+                                **_registry_kwargs(plain_http, insecure, ca_file))
     if output == "json":
         _emit_json([_change_json(c) for c in changes])
         return

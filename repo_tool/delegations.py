@@ -9,7 +9,7 @@ next version.
 from __future__ import annotations
 
 from securesystemslib.signer import SSlibKey
-from tuf.api.metadata import DelegatedRole, Delegations, Targets
+from tuf.api.metadata import DelegatedRole, Delegations, SuccinctRoles, Targets
 
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import UsageError
@@ -60,6 +60,38 @@ def stage_delegation(
     return change
 
 
+def stage_bins(
+    state: State,
+    scope_text: str,
+    prefix: str,
+    *,
+    keys: list[str],
+    count: int,
+    threshold: int = 1,
+) -> StagedChange:
+    """Stage ``targets`` delegating every target to ``count`` hashed bins (TAP 15, python-tuf SuccinctRoles).
+
+    Each target then lives in the bin its name hashes to, so adding one tag
+    re-signs one bin (plus snapshot and timestamp) and a client fetches one bin.
+    Bins are created by the first publish that puts a target in them.
+    """
+    pin = pin_for_scope(state, scope_text)
+    if count < 2 or count > 2**16 or count & (count - 1):
+        raise UsageError(f"--bins must be a power of two between 2 and 65536, not {count}")
+    if not keys:
+        raise UsageError("hashed bins need at least one --key")
+    resolved = {k.keyid: k for k in (resolve_key(state, spec) for spec in keys)}
+    if threshold < 1 or threshold > len(resolved):
+        raise UsageError(f"threshold {threshold} is impossible with {len(resolved)} distinct key(s)")
+    change = StagedChange(
+        pin.scope, "targets", prefix, "delegate-bins",
+        custom={"keys": {keyid: k.public.to_dict() for keyid, k in resolved.items()}, "threshold": threshold,
+                "bit_length": count.bit_length() - 1},
+    )
+    record_changes(state, [change])
+    return change
+
+
 def stage_undelegation(state: State, scope_text: str, role: str, *, parent: str = "targets") -> StagedChange:
     pin = pin_for_scope(state, scope_text)
     change = StagedChange(pin.scope, parent, role, "undelegate")
@@ -69,6 +101,16 @@ def stage_undelegation(state: State, scope_text: str, role: str, *, parent: str 
 
 def apply_delegation(targets: Targets, change: StagedChange) -> None:
     """Add, replace or remove one delegation in ``targets`` (order of roles is kept)."""
+    spec = change.custom or {}
+    if change.action == "delegate-bins":
+        if targets.delegations is not None and targets.delegations.roles:
+            raise UsageError("hashed bins replace every named delegation of targets: undelegate those first")
+        targets.delegations = Delegations(
+            keys={keyid: SSlibKey.from_dict(keyid, dict(key)) for keyid, key in spec["keys"].items()},
+            succinct_roles=SuccinctRoles(list(spec["keys"]), int(spec["threshold"]), int(spec["bit_length"]),
+                                         change.name),
+        )
+        return
     if targets.delegations is None:
         targets.delegations = Delegations(keys={}, roles={})
     delegations = targets.delegations
@@ -77,7 +119,6 @@ def apply_delegation(targets: Targets, change: StagedChange) -> None:
     if change.action == "undelegate":
         delegations.roles.pop(change.name, None)
     else:
-        spec = change.custom or {}
         for keyid, key in spec["keys"].items():
             delegations.keys[keyid] = SSlibKey.from_dict(keyid, dict(key))
         delegations.roles[change.name] = DelegatedRole(

@@ -20,12 +20,13 @@ Three rules keep every published state verifiable:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 from dataclasses import dataclass
 
 from securesystemslib.signer import SecretsHandler, SSlibKey
-from tuf.api.metadata import Metadata, Root, Snapshot, TargetFile, Targets, Timestamp
+from tuf.api.metadata import DelegatedRole, Metadata, Root, Snapshot, SuccinctRoles, TargetFile, Targets, Timestamp
 
 from tufoci.client.refresh import TrustedSession
 from tufoci.errors import PublishError, TufociError, UsageError
@@ -138,11 +139,15 @@ class Plan:
         if role in TOP_LEVEL_CHILDREN:
             return "root"
         for name, md in {**self.short, **self.ready}.items():
-            signed = md.signed
-            if isinstance(signed, Targets) and signed.delegations and signed.delegations.roles \
-                    and role in signed.delegations.roles:
+            if isinstance(md.signed, Targets) and _delegates_to(md.signed, role):
                 return name
         return self.tree.parent_of(role)
+
+    def bins(self) -> SuccinctRoles | None:
+        """The hashed bins ``targets`` delegates to (as it will be after this publish), if any."""
+        pending = self.pending("targets")
+        targets = pending.signed if pending is not None else self.tree.metadata("targets").signed
+        return targets.delegations.succinct_roles if targets.delegations else None
 
     def delegator(self, role: str) -> Root | Targets:
         parent = self.parent_of(role)
@@ -193,6 +198,11 @@ class Plan:
             self.settle(proposal.role, merged)
 
     def build_from_changes(self, state: State, changes: list[StagedChange], secrets: SecretsHandler | None) -> None:
+        staged_bins = [c for c in changes if c.action == "delegate-bins"]
+        bins = _succinct(staged_bins[-1]) if staged_bins else self.bins()
+        if bins is not None:  # targets delegates to hashed bins: each target goes to the bin its name hashes to
+            changes = [dataclasses.replace(c, role=bins.get_role_for_target(c.name))
+                       if c.role == "targets" and c.action in ("add", "remove") else c for c in changes]
         periods = self.current.expiry_periods
         for role in sorted(dict.fromkeys(c.role for c in changes), key=_depth):  # parents first
             if role in self.from_registry:
@@ -208,9 +218,9 @@ class Plan:
                     apply_rotation(md.signed, change)
                     continue
                 if change.action in ("add", "remove") and delegated is not None \
-                        and not delegated.is_delegated_path(change.name):
+                        and not _covers(delegated, role, change.name):
                     raise PublishError(
-                        f"role {role!r} may only sign {', '.join(delegated.paths or ['its hashed bins'])}: "
+                        f"role {role!r} may only sign {', '.join(getattr(delegated, 'paths', None) or ['its bin'])}: "
                         f"{change.name} is outside its delegation from {self.parent_of(role)}"
                     )
                 apply_target_change(md.signed, change)
@@ -256,6 +266,8 @@ class Plan:
         old = self.live(parent)
         if isinstance(new, Root):
             names = TOP_LEVEL_CHILDREN
+        elif new.delegations is not None and new.delegations.succinct_roles is not None:
+            names = tuple(self.tree.children(parent))  # the bins that exist
         else:
             names = tuple((new.delegations.roles or {}) if new.delegations else ())
         children = []
@@ -296,3 +308,24 @@ class Plan:
 def _depth(role: str) -> int:
     """Sort key that puts root, then targets, before delegated roles."""
     return {"root": 0, "targets": 1}.get(role, 2)
+
+
+def _delegates_to(targets: Targets, role: str) -> bool:
+    delegations = targets.delegations
+    if delegations is None:
+        return False
+    if delegations.succinct_roles is not None:
+        return delegations.succinct_roles.is_delegated_role(role)
+    return role in (delegations.roles or {})
+
+
+def _covers(delegated: DelegatedRole | SuccinctRoles, role: str, target: str) -> bool:
+    """Whether a delegation lets ``role`` sign ``target`` (its paths, or the bin the name hashes to)."""
+    if isinstance(delegated, SuccinctRoles):
+        return delegated.get_role_for_target(target) == role
+    return delegated.is_delegated_path(target)
+
+
+def _succinct(change: StagedChange) -> SuccinctRoles:
+    spec = change.custom or {}
+    return SuccinctRoles(list(spec["keys"]), int(spec["threshold"]), int(spec["bit_length"]), change.name)

@@ -21,7 +21,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from securesystemslib.exceptions import UnverifiedSignatureError
+from securesystemslib.exceptions import UnverifiedSignatureError, VerificationError
 from securesystemslib.signer import Signature, Signer
 from tuf.api.metadata import Metadata, Root, Targets
 
@@ -223,6 +223,8 @@ def _read_signature(store: RepositoryStore, tag: str, proposal: Proposal) -> Det
         payload = json.loads(data)
         signed = str(payload.pop("signed"))
         signature = Signature.from_dict(payload)
+        if not isinstance(signature.keyid, str) or not isinstance(signature.signature, str):
+            raise TypeError("keyid and sig must be strings")  # from_dict does not check types
     except Exception as e:  # noqa: BLE001 - reported as a signature that does not count
         return DetachedSignature(tag, None, "", f"unreadable signature artifact {tag}: {type(e).__name__}")
     if tag != signature_tag(proposal.role, proposal.version, signature.keyid):
@@ -260,7 +262,7 @@ def evaluate(proposal: Proposal, delegators: list[tuple[str, Root | Targets]]) -
         key = holders[0].get_key(item.keyid)
         try:
             key.verify_signature(item.signature, payload)
-        except UnverifiedSignatureError:
+        except (UnverifiedSignatureError, VerificationError):  # VerificationError: e.g. a sig that is not hex
             checks.append(SignatureCheck(item.keyid, False, "bad signature"))
             continue
         seen.add(item.keyid)  # only a valid signature can make a later one a duplicate

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from urllib import parse
 
-from tuf.api.metadata import DelegatedRole, Metadata, Root, Targets
+from tuf.api.metadata import Metadata, Role, Root, Targets
 
 from tufoci.client.refresh import TrustedSession, translate_tuf_errors
 from tufoci.errors import PublishError
@@ -26,6 +26,7 @@ class RoleTree:
         self.root = root
         self._parents: dict[str, str] = {}
         self._loaded: dict[str, Metadata[Targets]] = {}
+        self._snapshot_meta: set[str] | None = None
 
     def _read(self, role: str) -> Metadata[Targets]:
         if role not in self._loaded:
@@ -58,30 +59,42 @@ class RoleTree:
             if name in seen:
                 continue
             seen.add(name)
-            signed = self.metadata(name).signed
-            delegations = signed.delegations
-            if delegations is None or delegations.roles is None:
+            delegations = self.metadata(name).signed.delegations
+            if delegations is None:
                 continue
-            for child in delegations.roles:
+            if delegations.succinct_roles is not None:
+                if delegations.succinct_roles.is_delegated_role(role):
+                    self._parents[role] = name
+                    return name
+                continue  # hashed bins delegate no further here
+            for child in delegations.roles or {}:
                 self._parents.setdefault(child, name)
-            if role in delegations.roles:
+            if role in (delegations.roles or {}):
                 return name
-            stack.extend(child for child in delegations.roles if self._exists(child))
+            stack.extend(child for child in delegations.roles or {} if self._exists(child))
         raise PublishError(f"no role {role!r} is delegated in this trust repository")
+
+    def children(self, role: str) -> list[str]:
+        """The roles ``role`` delegates to, in order; for hashed bins only those that exist."""
+        delegations = self.metadata(role).signed.delegations
+        if delegations is None:
+            return []
+        if delegations.succinct_roles is not None:
+            return [name for name in delegations.succinct_roles.get_roles() if self._exists(name)]
+        return list(delegations.roles or {})
 
     def _exists(self, role: str) -> bool:
         """Whether the role has published metadata (listed in the snapshot)."""
-        with open(os.path.join(self._session.metadata_dir, "snapshot.json"), "rb") as f:
-            snapshot = Metadata.from_bytes(f.read()).signed
-        return f"{role}.json" in snapshot.meta
+        if self._snapshot_meta is None:
+            with open(os.path.join(self._session.metadata_dir, "snapshot.json"), "rb") as f:
+                self._snapshot_meta = set(Metadata.from_bytes(f.read()).signed.meta)
+        return f"{role}.json" in self._snapshot_meta
 
-    def delegation(self, role: str) -> DelegatedRole | None:
+    def delegation(self, role: str) -> Role | None:
         """The ``DelegatedRole`` entry for a delegated role (None for ``targets``)."""
         if role == "targets":
             return None
-        parent = self.metadata(self.parent_of(role)).signed
-        assert parent.delegations is not None and parent.delegations.roles is not None
-        return parent.delegations.roles[role]
+        return self.metadata(self.parent_of(role)).signed.get_delegated_role(role)
 
     def delegator(self, role: str) -> Root | Targets:
         """Who holds the keys and threshold of ``role``: root, or the delegating role."""
@@ -104,8 +117,7 @@ class RoleTree:
                 continue
             seen.add(name)
             order.append(name)
-            delegations = self.metadata(name).signed.delegations
-            children = list(delegations.roles or {}) if delegations else []
+            children = self.children(name)
             for child in children:
                 self._parents.setdefault(child, name)
             stack.extend(reversed(children))

@@ -420,14 +420,23 @@ def publish(scope, dry_run, password_stdin, plain_http, insecure, ca_file, outpu
 @click.argument("scope")
 @click.argument("role")
 @click.option("--key", "keys", multiple=True, required=True, help="A key of the team (name, URI or public key); repeatable.")
-@click.option("--path", "paths", multiple=True, required=True, help="Target-name pattern, e.g. 'web/*'; repeatable.")
+@click.option("--path", "paths", multiple=True, help="Target-name pattern, e.g. 'web/*'; repeatable.")
 @click.option("--threshold", type=int, default=1, show_default=True, help="Signatures needed from the team's keys.")
 @click.option("--terminating", is_flag=True, help="A match here ends the search (no backtracking to other roles).")
 @click.option("--parent", default="targets", show_default=True, help="The delegating role.")
-def delegate(scope, role, keys, paths, threshold, terminating, parent) -> None:
-    """Stage a delegation of PATH patterns to ROLE (a team) with its keys and threshold."""
-    from tufoci.repo_tool.delegations import stage_delegation
+@click.option("--bins", type=int, help="Instead of paths: spread every target over this many hashed bins named "
+              "ROLE-<hex> (a power of two; for very many tags).")
+def delegate(scope, role, keys, paths, threshold, terminating, parent, bins) -> None:
+    """Stage a delegation of PATH patterns to ROLE (a team) with its keys and threshold, or of
+    every target to hashed bins (--bins)."""
+    from tufoci.repo_tool.delegations import stage_bins, stage_delegation
 
+    if bins is not None:
+        if paths or terminating or parent != "targets":
+            raise UsageError("--bins delegates every target from targets: no --path, --terminating or --parent")
+        stage_bins(_state(), scope, role, keys=list(keys), count=bins, threshold=threshold)
+        click.echo(f"staged: targets delegates every target to {bins} hashed bins {role}-*")
+        return
     change = stage_delegation(_state(), scope, role, keys=list(keys), paths=list(paths), threshold=threshold,
                               terminating=terminating, parent=parent)
     spec = change.custom or {}

@@ -111,7 +111,9 @@ def publish(
     if plan.ready and online is not None:
         periods = current.expiry_periods
         listed = {f.role: (f.version, f.data) for f in files if f.role != "root"}
-        snapshot = next_snapshot(current.snapshot, listed, periods, plan.now)
+        bins = plan.bins()
+        snapshot = next_snapshot(current.snapshot, listed, periods, plan.now,
+                                 without_hashes=bins.is_delegated_role if bins is not None else lambda role: False)
         sign_with(snapshot, online["snapshot"])
         snapshot_bytes = to_bytes(snapshot)
         files.append(MetadataFile("snapshot", snapshot.signed.version, snapshot_bytes))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+from collections.abc import Callable
 
 from tuf.api.metadata import Metadata, MetaFile, Snapshot, Timestamp
 from tuf.api.serialization.json import JSONSerializer
@@ -40,11 +41,22 @@ def next_snapshot(
     changed: dict[str, tuple[int, bytes]],
     periods: dict[str, str],
     now: datetime.datetime,
+    *,
+    without_hashes: Callable[[str], bool] = lambda role: False,
 ) -> Metadata[Snapshot]:
-    """The next snapshot listing ``changed`` roles (role -> (version, bytes))."""
+    """The next snapshot listing ``changed`` roles (role -> (version, bytes)).
+
+    ``without_hashes`` names roles listed by version and length only: hashed
+    bins, where a snapshot of a thousand 64-hex hashes would outweigh the one bin
+    a client needs (they are then fetched by tag, one request more; versions
+    still prevent mix-and-match).
+    """
     snapshot = Metadata.from_bytes(to_bytes(current))
     for role, (version, data) in changed.items():
-        snapshot.signed.meta[f"{role}.json"] = meta_file(version, data)
+        meta = meta_file(version, data)
+        if without_hashes(role):
+            meta.hashes = None
+        snapshot.signed.meta[f"{role}.json"] = meta
     bump(snapshot, periods, now)
     return snapshot
 

@@ -30,7 +30,10 @@ test: setup
 	@$(BIN)/python -m pytest -q
 
 bench: setup
+	@$(BIN)/python -m pip install -q -e '.[test,bench]'
 	@$(BIN)/python bench/verify.py
+	@$(BIN)/python bench/compare.py
+	@$(BIN)/python bench/bins.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info demo-work

@@ -1,0 +1,1 @@
+"""Peers that tufoci is benchmarked against (see bench/compare.py)."""

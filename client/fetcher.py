@@ -128,5 +128,5 @@ class OCIMetadataFetcher(FetcherInterface):
                         f"sha256:{sha256}",
                         length if isinstance(length, int) and length >= 0 else None,
                     )
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError):
+            return  # OverflowError: a version of 1e400; RecursionError: absurdly nested JSON

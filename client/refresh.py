@@ -13,10 +13,12 @@ from __future__ import annotations
 import contextlib
 import datetime
 import filecmp
+import logging
 import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -41,6 +43,8 @@ from tufoci.store.base import RepositoryStore
 from tufoci.client.fetcher import OCIMetadataFetcher
 from tufoci.client.trust_pins import is_http_source
 
+
+_log = logging.getLogger(__name__)
 
 # python-tuf's message when a delegated role is missing from the snapshot (ngclient updater)
 _UNPUBLISHED_ROLE = re.compile(r"^Role (.+) was delegated but is not part of snapshot$")
@@ -84,7 +88,8 @@ def translate_tuf_errors(updater: Updater | None = None) -> Iterator[None]:
         if isinstance(cause, (ContentMismatchError, TooLargeError)):
             raise MetadataRejectedError(f"metadata rejected: {cause}") from e
         if isinstance(cause, TufociError):
-            raise cause from e
+            # a new instance: re-raising ``cause`` itself would make its __cause__ chain a cycle
+            raise type(cause)(str(cause)) from e
         raise RegistryError(f"cannot download metadata: {e}") from e
 
 
@@ -142,6 +147,7 @@ def trusted_session(
     """
     cache = cache or cache_dir(home, pin)
     os.makedirs(os.path.dirname(cache), mode=0o700, exist_ok=True)
+    _remove_stale_scratch(os.path.dirname(cache))
     scratch = tempfile.mkdtemp(prefix=".refresh-", dir=os.path.dirname(cache))
     try:
         work = os.path.join(scratch, "metadata")
@@ -160,13 +166,18 @@ def trusted_session(
             fetcher, base_url = OCIMetadataFetcher(metadata_store(pin, **registry_options)), f"oci://{pin.metadata}/"
         with translate_tuf_errors():
             try:
-                updater = Updater(
-                    work,
-                    base_url,
-                    fetcher=fetcher,
-                    config=UpdaterConfig(),
-                    bootstrap=bootstrap,
-                )
+                try:
+                    updater = Updater(work, base_url, fetcher=fetcher, config=UpdaterConfig(), bootstrap=bootstrap)
+                except (exceptions.RepositoryError, ValueError, TypeError, OSError) as e:
+                    if bootstrap is not None:
+                        raise
+                    # The cached root (root.json's target) is damaged: never trust it, start again
+                    # from the pinned root; the walk re-checks (or re-fetches) every newer root.
+                    _log.warning("cached root of %s is unusable (%s): starting again from the pinned root",
+                                 pin.scope, e)
+                    with open(pin.root_file, "rb") as f:
+                        bootstrap = f.read()
+                    updater = Updater(work, base_url, fetcher=fetcher, config=UpdaterConfig(), bootstrap=bootstrap)
             except (ValueError, TypeError) as e:
                 raise MetadataRejectedError(f"cached or pinned root is not valid metadata: {e}") from e
         if allow_expired:
@@ -183,6 +194,15 @@ def trusted_session(
         _commit(work, cache)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _remove_stale_scratch(directory: str, older_than: float = 3600.0) -> None:
+    """Scratch copies left by a killed process are never read; drop those over an hour old."""
+    now = time.time()
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        if name.startswith(".refresh-") and now - os.path.getmtime(path) > older_than:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _commit(work: str, cache: str) -> None:

@@ -44,8 +44,8 @@ def _check_root(data: bytes) -> None:
         signed = json.loads(data)["signed"]
         if signed["_type"] != "root":
             raise ValueError(f"_type is {signed['_type']!r}")
-    except (ValueError, KeyError, TypeError) as e:
-        raise UsageError(f"not a TUF root metadata file: {e}") from e
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
+        raise UsageError(f"not a TUF root metadata file: {type(e).__name__}") from e
 
 
 def add_pin(

@@ -13,6 +13,7 @@ import datetime
 import json
 import logging
 import os
+import sqlite3
 import sys
 import traceback
 from collections.abc import Callable
@@ -763,6 +764,13 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("tufoci: interrupted", err=True)
         sys.exit(130)
+    except sqlite3.DatabaseError as e:  # state.db damaged in a way only a query finds (State.open catches the rest)
+        if _VERBOSE:
+            traceback.print_exc()
+        path = os.path.join(os.environ.get("TUFOCI_HOME") or "~/.tufoci", "state.db")
+        click.echo(f"tufoci: error: local state {path} is unreadable: {e} (restore it from a backup or move it away)",
+                   err=True)
+        sys.exit(1)
     except Exception as e:  # a bug: still one line unless -v
         if _VERBOSE:
             traceback.print_exc()

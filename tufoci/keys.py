@@ -268,8 +268,12 @@ def signer_for(state: State, keyid: str, secrets: SecretsHandler | None) -> Sign
 
 def _key_error_text(error: BaseException) -> str:
     text = str(error)
-    if "Bad decrypt" in text or "incorrect password" in text.lower():
-        return "wrong passphrase"
+    lowered = text.lower()
+    # a wrong passphrase usually fails the padding check ("bad decrypt"), but now and then
+    # decrypts to garbage that then fails to parse
+    if "bad decrypt" in lowered or "incorrect password" in lowered or "asn.1" in lowered \
+            or "could not deserialize" in lowered:
+        return "wrong passphrase (or a damaged key file)"
     return text.splitlines()[0] if text else type(error).__name__
 
 

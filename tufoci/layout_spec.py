@@ -81,7 +81,8 @@ def encode_role(role: str) -> str:
     """
     if _PLAIN_ROLE_RE.fullmatch(role):
         return role
-    return _HASHED_ROLE_PREFIX + hashlib.sha256(role.encode("utf-8")).hexdigest()
+    # surrogatepass: a JSON "\ud800" escape yields a lone surrogate, which strict UTF-8 cannot encode
+    return _HASHED_ROLE_PREFIX + hashlib.sha256(role.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def metadata_tag(role: str, version: int) -> str:
@@ -104,7 +105,7 @@ def encode_keyid(keyid: str) -> str:
     """32 tag-safe characters identifying a key: the keyid itself when it is hex."""
     if re.fullmatch(r"[0-9a-f]{32,}", keyid):
         return keyid[:32]
-    return hashlib.sha256(keyid.encode("utf-8")).hexdigest()[:32]
+    return hashlib.sha256(keyid.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def signature_tag(role: str, version: int, keyid: str) -> str:

@@ -118,6 +118,8 @@ def parse_repository(text: str) -> Repository:
             raise InvalidReferenceError(
                 f"invalid layout path {path!r}: ':' and '@' separate tags and digests"
             )
+        if "\x00" in path:
+            raise InvalidReferenceError(f"invalid layout path {path!r}: NUL byte")
         return Repository(None, os.path.abspath(path).rstrip("/") or "/")
     if not text or len(text) > _MAX_NAME:
         raise InvalidReferenceError(f"invalid repository name {text!r}")
@@ -177,4 +179,9 @@ def reference_for_target(name: str, scope: Repository) -> Reference:
         raise InvalidReferenceError(f"invalid target name {name!r}: expected <path>:<tag>")
     if not scope.is_layout and not _PATH_RE.fullmatch(f"{scope.path}/{relative}"):
         raise InvalidReferenceError(f"invalid target name {name!r}")
+    if scope.is_layout and any(
+        part in ("", ".", "..") or ":" in part or "@" in part or "\x00" in part for part in relative.split("/")
+    ):
+        # a signed name must name a directory below the scope, never ../ or /abs
+        raise InvalidReferenceError(f"invalid target name {name!r}: not a path below the scope")
     return Reference(scope.child(relative), tag)

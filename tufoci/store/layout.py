@@ -117,7 +117,8 @@ class LayoutRepository(RepositoryStore):
                     digest, media_type = descriptor.get("digest"), descriptor.get("mediaType")
             if not isinstance(digest, str):
                 raise NotFoundError(f"tag {reference!r} not found in {self.path}")
-        return Manifest(self._read_blob_file(str(digest), max_bytes), media_type if isinstance(media_type, str) else None)
+        content_type = media_type if isinstance(media_type, str) else None
+        return Manifest(self._read_blob_file(str(digest), max_bytes), content_type)
 
     def put_manifest(self, tag: str, data: bytes, media_type: str) -> str:
         digest = self.replace_manifest(tag, data, media_type, expected=_ANY)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import filecmp
+import hashlib
 import logging
 import os
 import re
@@ -112,8 +113,14 @@ def _expired_message(text: str, updater: Updater | None) -> str:
 
 
 def cache_dir(home: str, pin: Pin) -> str:
-    """The pin's ngclient cache, keyed by the pinned root (DESIGN §4)."""
-    return os.path.join(home, "cache", pin.root_sha256)
+    """The pin's ngclient cache, keyed by the pinned root and the scope.
+
+    DESIGN §4 keys it by the root alone; two scopes that happen to have
+    byte-identical roots (same keys, same second) would then mix their metadata
+    and trip each other's rollback checks, so the scope is part of the key.
+    """
+    digest = hashlib.sha256(f"{pin.scope}\n{pin.root_sha256}".encode()).hexdigest()
+    return os.path.join(home, "cache", f"{pin.root_sha256[:16]}-{digest[:16]}")
 
 
 def metadata_store(pin: Pin, **registry_options: object) -> RepositoryStore:

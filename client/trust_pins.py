@@ -18,6 +18,7 @@ from tufoci.reference import Reference, Repository, parse_repository
 from tufoci.state import Pin, State, now_iso
 
 METADATA_REPOSITORY_NAME = "tuf"
+MAX_ROOT_BYTES = 512000  # python-tuf's UpdaterConfig.root_max_length
 
 
 def default_metadata_repository(scope: Repository) -> Repository:
@@ -133,5 +134,6 @@ def fetch_root_by_sha256(
     for version in versions:
         layer = parse_metadata_manifest(store.get_manifest(f"root.{version}").data).layer
         if layer.digest == f"sha256:{wanted}":
-            return store.get_blob(layer.digest, max_bytes=layer.size)
+            # python-tuf's own limit for a root, whatever size the registry announces
+            return store.get_blob(layer.digest, max_bytes=min(layer.size, MAX_ROOT_BYTES))
     raise MetadataRejectedError(f"no root in {repo} has sha256 {wanted}")

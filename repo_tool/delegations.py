@@ -13,7 +13,7 @@ from tuf.api.metadata import DelegatedRole, Delegations, SuccinctRoles, Targets
 
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import UsageError
-from tufoci.keys import resolve_key
+from tufoci.keys import require_distinct, resolve_key
 from tufoci.repo_tool.staging import StagedChange, record_changes
 from tufoci.state import State
 
@@ -42,6 +42,7 @@ def stage_delegation(
     if not paths:
         raise UsageError("a delegation needs at least one --path pattern (e.g. 'web/*')")
     resolved = {k.keyid: k for k in (resolve_key(state, spec) for spec in keys)}
+    require_distinct(list(resolved.values()))
     if threshold < 1 or threshold > len(resolved):
         raise UsageError(f"threshold {threshold} is impossible with {len(resolved)} distinct key(s)")
     change = StagedChange(
@@ -81,6 +82,7 @@ def stage_bins(
     if not keys:
         raise UsageError("hashed bins need at least one --key")
     resolved = {k.keyid: k for k in (resolve_key(state, spec) for spec in keys)}
+    require_distinct(list(resolved.values()))
     if threshold < 1 or threshold > len(resolved):
         raise UsageError(f"threshold {threshold} is impossible with {len(resolved)} distinct key(s)")
     change = StagedChange(

@@ -12,7 +12,7 @@ from tuf.api.metadata import Metadata, Role, Root, Snapshot, Targets, Timestamp
 from tufoci.atomic_file import atomic_write
 from tufoci.client.trust_pins import add_pin, default_metadata_repository
 from tufoci.errors import PublishError, UsageError
-from tufoci.keys import KeyRef, resolve_key
+from tufoci.keys import KeyRef, require_distinct, resolve_key
 from tufoci.reference import parse_repository
 from tufoci.repo_tool.expiry import EXPIRY_FIELD, expiry_for, parse_expiry_options
 from tufoci.repo_tool.push import MetadataFile, current_timestamp_digest, push_metadata
@@ -32,6 +32,7 @@ class InitResult:
 
 
 def _role(keys: list[KeyRef], threshold: int, name: str) -> Role:
+    require_distinct(keys)
     if threshold < 1 or threshold > len(keys):
         raise UsageError(f"{name} threshold {threshold} is impossible with {len(keys)} key(s)")
     return Role([k.keyid for k in keys], threshold)

@@ -30,6 +30,7 @@ from tuf.api.metadata import DelegatedRole, Metadata, Root, Snapshot, SuccinctRo
 
 from tufoci.client.refresh import TrustedSession
 from tufoci.errors import PublishError, TufociError, UsageError
+from tufoci.keys import require_distinct
 from tufoci.repo_tool.delegations import apply_delegation
 from tufoci.repo_tool.expiry import DEFAULT_EXPIRY, EXPIRY_FIELD, expiry_for
 from tufoci.repo_tool.proposals import Proposal, evaluate, read_proposals, threshold_states
@@ -103,6 +104,7 @@ def apply_rotation(delegator: Root | Targets, change: StagedChange) -> None:
         role.threshold = int(spec["threshold"])
     if not role.keyids or role.threshold > len(role.keyids):
         raise UsageError(f"{change.name} would have {len(role.keyids)} key(s) for a threshold of {role.threshold}")
+    require_distinct([delegator.get_key(keyid) for keyid in role.keyids])
 
 
 class Plan:

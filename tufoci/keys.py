@@ -30,7 +30,7 @@ from securesystemslib.signer import (
 )
 
 from tufoci.atomic_file import atomic_write
-from tufoci.errors import SigningKeyError
+from tufoci.errors import SigningKeyError, UsageError
 from tufoci.state import State, now_iso
 
 KEY_TYPES = ("ed25519", "ecdsa-p256")
@@ -240,9 +240,31 @@ def _public_from_json(text: str) -> Key:
     try:
         data = json.loads(text)
         keyid = data.pop("keyid", None) or compute_default_keyid(data["keytype"], data["scheme"], data["keyval"])
-        return SSlibKey.from_dict(keyid, data)
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise SigningKeyError(f"malformed public key JSON: {e}") from e
+        keytype, scheme = data["keytype"], data["scheme"]
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+        raise SigningKeyError(f"malformed public key JSON: {type(e).__name__}: {e}") from e
+    try:
+        # Key.from_dict (unlike SSlibKey.from_dict) checks the type/scheme pair; loading the
+        # key material checks that it is a key of that type
+        key = Key.from_dict(keyid, data)
+        key._crypto_key()  # noqa: SLF001
+    except Exception as e:  # noqa: BLE001 - securesystemslib and cryptography raise various errors here
+        raise UsageError(f"public key of type {keytype!r} does not go with scheme {scheme!r} "
+                         f"or its key material: {e}") from e
+    return key
+
+
+def require_distinct(keys: list[KeyRef] | list[Key]) -> None:
+    """Refuse one key listed under two keyids: python-tuf counts signatures per keyid, so
+    such a key would count twice toward a threshold."""
+    seen: dict[str, str] = {}
+    for item in keys:
+        key = item.public if isinstance(item, KeyRef) else item
+        material = json.dumps([key.keytype, key.keyval], sort_keys=True)
+        if material in seen and seen[material] != key.keyid:
+            raise UsageError(f"keys {seen[material][:12]}… and {key.keyid[:12]}… are the same key under two keyids: "
+                             "it would count twice toward a threshold")
+        seen[material] = key.keyid
 
 
 def resolve_key(state: State, spec: str) -> KeyRef:

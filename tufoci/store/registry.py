@@ -46,7 +46,7 @@ READ_RETRIES = 2
 MAX_REDIRECTS = 5
 MAX_TAG_PAGES = 100
 _CHUNK = 64 * 1024
-_RETRY_STATUSES = {502, 503, 504}
+_RETRY_STATUSES = {500, 502, 503, 504}  # 500: distribution serves a tag link caught mid-write as a 500
 _TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
 
 
@@ -208,7 +208,7 @@ class RegistryClient:
 
     def _open(self, method: str, url: str, headers: dict[str, str], body: object) -> urllib3.BaseHTTPResponse:
         """Send one request following redirects; the caller reads and releases the response."""
-        origin = urllib.parse.urlsplit(url).netloc
+        origin = urllib.parse.urlsplit(url)[:2]  # scheme and host:port: no credentials over a downgrade either
         for _ in range(MAX_REDIRECTS + 1):
             self.request_count += 1
             response = self._pool.request(
@@ -218,12 +218,16 @@ class RegistryClient:
                 response.drain_conn()
                 response.release_conn()
                 url = urllib.parse.urljoin(url, response.headers["Location"])
-                if urllib.parse.urlsplit(url).netloc != origin:
+                if urllib.parse.urlsplit(url)[:2] != origin:
                     # never forward credentials to another host
                     headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
                 if response.status == 303:
                     method, body = "GET", None
                 continue
+            if urllib.parse.urlsplit(url)[:2] != origin:
+                # a host we were redirected to must not get credentials by asking for them (a Bearer
+                # realm of its choosing would receive them): its challenge is not answered
+                response.headers.discard("WWW-Authenticate")
             return response
         raise RegistryError(f"{self.registry}: too many redirects")
 
@@ -236,16 +240,17 @@ class RegistryClient:
         first (an upload starts with a POST that obtains the push token).
         """
         url = path_or_url if "://" in path_or_url else self.base_url + path_or_url
+        own = self._is_own(url)
         for attempt in range(2):
             all_headers = dict(headers or {})
-            if scope in self._auth:
+            if scope in self._auth and own:
                 all_headers["Authorization"] = self._auth[scope]
             try:
                 response = self._open(method, url, all_headers, body)
             except _TRANSPORT_ERRORS as e:
                 raise RegistryError(f"cannot reach registry {self.registry}: {_describe(e)}") from e
             challenge = response.headers.get("WWW-Authenticate")
-            if response.status == 401 and challenge and attempt == 0 and body is None:
+            if response.status == 401 and challenge and own and attempt == 0 and body is None:
                 response.drain_conn()
                 response.release_conn()
                 self._authenticate(challenge, scope)
@@ -253,9 +258,16 @@ class RegistryClient:
             return response
         raise AssertionError("unreachable")
 
+    def _is_own(self, url: str) -> bool:
+        """Whether ``url`` is on this registry (scheme, host and port): only such requests carry credentials."""
+        return urllib.parse.urlsplit(url)[:2] == urllib.parse.urlsplit(self.base_url)[:2]
+
     def _read_capped(self, response: urllib3.BaseHTTPResponse, max_bytes: int, started: float) -> bytes:
         chunks, total = [], 0
-        for chunk in response.stream(_CHUNK):
+        # read1: at most one read from the socket per call, so the deadline is checked at least once per read
+        # timeout. stream()/read(amt) block until amt bytes arrive: a server dripping one byte every few
+        # seconds under a large Content-Length or chunk size would never meet the deadline.
+        while chunk := response.read1(_CHUNK):
             total += len(chunk)
             if total > max_bytes:
                 raise TooLargeError(f"{self.registry} sent more than {max_bytes} bytes")
@@ -278,16 +290,18 @@ class RegistryClient:
         url = path_or_url if "://" in path_or_url else self.base_url + path_or_url
         idempotent = method in ("GET", "HEAD")
 
+        own = self._is_own(url)  # a Link or Location may name another host: it gets no credentials
+
         def send() -> tuple[int, urllib3.HTTPHeaderDict, bytes]:
             all_headers = dict(headers or {})
-            if scope in self._auth:
+            if scope in self._auth and own:
                 all_headers["Authorization"] = self._auth[scope]
             return self._send(method, url, all_headers, body, max_bytes=max_bytes, idempotent=idempotent)
 
         had_auth = scope in self._auth
         status, response_headers, data = send()
         challenge = response_headers.get("WWW-Authenticate")
-        if status == 401 and challenge:
+        if status == 401 and challenge and own:
             # distribution auth: answer the challenge (a new or expired token) once; when
             # what we sent was refused, look the credentials up again (a login or a
             # rotated helper token since, in a long-running process)

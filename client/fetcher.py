@@ -32,6 +32,7 @@ from tufoci.layout_spec import (
     MetadataManifest,
     metadata_tag,
     parse_metadata_manifest,
+    sha256_digest,
 )
 from tufoci.store.base import RepositoryStore
 
@@ -84,7 +85,11 @@ class OCIMetadataFetcher(FetcherInterface):
                 raise NotFoundError(f"root {version} is newer than the latest root {hint.root_hint}")
             return self._by_tag(metadata_tag("root", version))
         location = self._locations.get(filename)
-        if location is not None:
+        inline = self._timestamp_manifest.inline_snapshot if self._timestamp_manifest is not None else None
+        if role == "snapshot" and location is not None and inline is not None \
+                and sha256_digest(inline) == location[0]:
+            data = inline  # layout §5: the snapshot carried on the timestamp manifest, same hash
+        elif location is not None:
             data = self._blob(*location)
         else:
             data = self._by_tag(metadata_tag(role, version))

@@ -71,6 +71,7 @@ def refresh_timestamp(
         MetadataFile("timestamp", timestamp.signed.version, to_bytes(timestamp)),
         root_version=root.version,
         expected_timestamp=current.timestamp_manifest_digest,
+        snapshot_data=snapshot_bytes,
     )
     with state.transaction() as conn:
         state.audit(conn, "timestamp", scope=pin.scope, role="timestamp", version=timestamp.signed.version,

@@ -54,12 +54,17 @@ def push_metadata(
     *,
     root_version: int,
     expected_timestamp: str | None,
+    snapshot_data: bytes | None = None,
 ) -> str:
     """Publish ``files`` then ``timestamp``; returns the new timestamp manifest digest.
 
     ``expected_timestamp`` is the digest of the ``timestamp`` manifest this
-    publish started from (None for a new repository).
+    publish started from (None for a new repository). ``snapshot_data`` (the
+    snapshot the timestamp lists) rides on the timestamp manifest as a hint;
+    by default the snapshot among ``files``.
     """
+    if snapshot_data is None:
+        snapshot_data = next((f.data for f in files if f.role == "snapshot"), None)
     _check_unchanged(store, expected_timestamp)
     _crash_point("blobs")
     store.put_blob(EMPTY_CONFIG)
@@ -75,7 +80,8 @@ def push_metadata(
     _crash_point("timestamp-check")
     _check_unchanged(store, expected_timestamp)
     _crash_point("timestamp")
-    manifest = build_metadata_manifest(TIMESTAMP_TAG, timestamp.version, timestamp.data, root_version=root_version)
+    manifest = build_metadata_manifest(TIMESTAMP_TAG, timestamp.version, timestamp.data, root_version=root_version,
+                                       snapshot_data=snapshot_data)
     digest = store.replace_manifest(TIMESTAMP_TAG, manifest, MANIFEST_MEDIA_TYPE, expected_timestamp)
     # layout §4: refuse to overwrite a timestamp this publish did not start
     # from, and make sure ours is what stays live

@@ -179,7 +179,10 @@ class Hostile:
         unchanged cache; then, with the proxy honest again, the output an honest verify gives."""
         machine = machine or self.consumer
         before = cache_snapshot(machine.home)
-        self.proxy.add(*rules)
+        # after the attack's own rules: the timestamp manifest loses its snapshot hint (layout §5.2), so the
+        # snapshot blob is read and can be attacked; test_an_altered_snapshot_hint_is_ignored covers the hint
+        self.proxy.add(*rules, on(r"/v2/acme/tuf/manifests/timestamp",
+                                  upstream_with(lambda m: _edit_snapshot_hint(m, None))))
         started = time.monotonic()
         result = machine("verify", ref)
         elapsed = time.monotonic() - started
@@ -324,8 +327,13 @@ def test_through_an_honest_proxy_everything_verifies(hostile, world):
 
 ALTERED = {
     # what is altered -> (the consumer's cache: publish A, or none; the reference verified; the rule)
+    # the snapshot rides on the timestamp manifest (layout §5.2): without the hint, or with the hint altered
+    # too, the client reads the blob
     "snapshot blob": ("A", "acme/web:1.0", lambda w: on(rf"/v2/acme/tuf/blobs/{w.file('acme/snapshot.3')[0]}",
                                                          upstream_with(flip))),
+    "snapshot hint and blob": ("A", "acme/web:1.0", lambda w: (
+        on(r"/v2/acme/tuf/manifests/timestamp", upstream_with(lambda m: _edit_snapshot_hint(m, flip))),
+        on(rf"/v2/acme/tuf/blobs/{w.file('acme/snapshot.3')[0]}", upstream_with(flip)))),
     "targets blob": ("A", "acme/web:1.0", lambda w: on(rf"/v2/acme/tuf/blobs/{w.file('acme/targets.3')[0]}",
                                                         upstream_with(flip))),
     "delegated role blob": ("A", "acme/team/app:1.0",
@@ -333,6 +341,17 @@ ALTERED = {
     "timestamp bytes, manifest and inline hint rewritten to match": (None, "acme/web:1.0", lambda w: on(
         r"/v2/acme/tuf/manifests/timestamp", lambda ex: ex.upstream().with_body(_tamper_timestamp(ex.upstream().data)))),
 }
+
+
+def _edit_snapshot_hint(manifest: bytes, transform: Callable[[bytes], bytes] | None) -> bytes:
+    """The timestamp manifest without its snapshot hint (``None``) or with the hint's bytes transformed."""
+    doc = json.loads(manifest)
+    hint = doc["annotations"].pop("dev.tufoci.hint.snapshot", None)
+    if hint is None:
+        return manifest
+    if transform is not None:
+        doc["annotations"]["dev.tufoci.hint.snapshot"] = base64.b64encode(transform(base64.b64decode(hint))).decode()
+    return json.dumps(doc).encode()
 
 
 def _tamper_timestamp(manifest: bytes) -> bytes:
@@ -355,7 +374,19 @@ def test_metadata_bytes_that_differ_from_the_requested_digest_exit_12(hostile, w
     else:
         hostile.trust()
     message = "UnsignedMetadataError" if what.startswith("timestamp") else "hash differently"
-    hostile.attack(hostile.ref(ref), rule(world), code=12, message=("metadata rejected", message))
+    rules = rule(world)
+    hostile.attack(hostile.ref(ref), *(rules if isinstance(rules, tuple) else (rules,)), code=12,
+                   message=("metadata rejected", message))
+
+
+def test_an_altered_snapshot_hint_is_ignored(hostile, world):
+    """A hint that does not hash to what the timestamp lists is never served: the blob is read instead."""
+    hostile.at("A")
+    hostile.proxy.add(on(r"/v2/acme/tuf/manifests/timestamp", upstream_with(lambda m: _edit_snapshot_hint(m, flip))))
+    result = hostile.consumer("verify", hostile.ref("acme/web:1.0"))
+    hostile.proxy.clear()
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == hostile.pinned("acme/web:1.0")
 
 
 def test_an_image_manifest_that_differs_from_the_signed_digest_exits_11(hostile, world):
@@ -537,7 +568,7 @@ MIXED = {
 def test_mix_and_match_of_files_from_different_publishes_exits_12(hostile, world, mix):
     live, swaps, why = MIXED[mix]
     hostile.trust()
-    rules = [serve_manifest("acme/tuf", "timestamp", world.timestamps[live])]
+    rules = [serve_manifest("acme/tuf", "timestamp", _edit_snapshot_hint(world.timestamps[live], None))]
     rules += [serve_blob("acme/tuf", world.file(asked)[0], world.file(served)[1]) for asked, served in swaps.items()]
     ref = "acme/team/app:1.0" if "delegated" in mix else "acme/web:1.0"
     hostile.attack(hostile.ref(ref), *rules, code=12, message=("metadata rejected", why))

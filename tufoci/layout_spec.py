@@ -38,6 +38,8 @@ ANNOTATION_VERSION = "dev.tufoci.version"
 # save round trips. A wrong hint can only make a refresh fail.
 ANNOTATION_ROOT_HINT = "dev.tufoci.hint.root-version"
 ANNOTATION_TIMESTAMP_HINT = "dev.tufoci.hint.timestamp"
+ANNOTATION_SNAPSHOT_HINT = "dev.tufoci.hint.snapshot"
+MAX_INLINE_SNAPSHOT = 48 * 1024  # keeps a timestamp manifest well under MAX_METADATA_MANIFEST_BYTES
 
 TIMESTAMP_TAG = "timestamp"
 TOP_LEVEL_VERSIONED = ("root", "targets", "snapshot")
@@ -137,12 +139,14 @@ def build_metadata_manifest(
     data: bytes,
     *,
     root_version: int | None = None,
+    snapshot_data: bytes | None = None,
 ) -> bytes:
     """The manifest bytes wrapping one metadata blob.
 
     For the timestamp, ``root_version`` and the timestamp bytes themselves are
     carried as hints so that a refresh of an unchanged repository costs one
-    request (layout §5).
+    request, and a small snapshot too, so that a cold refresh costs one request
+    fewer (layout §5).
     """
     filename = metadata_filename(role, None if role == TIMESTAMP_TAG else version)
     layer = {
@@ -160,6 +164,8 @@ def build_metadata_manifest(
         if root_version is not None:
             annotations[ANNOTATION_ROOT_HINT] = str(root_version)
         annotations[ANNOTATION_TIMESTAMP_HINT] = base64.b64encode(data).decode("ascii")
+        if snapshot_data is not None and len(snapshot_data) <= MAX_INLINE_SNAPSHOT:
+            annotations[ANNOTATION_SNAPSHOT_HINT] = base64.b64encode(snapshot_data).decode("ascii")
     manifest = {
         "schemaVersion": 2,
         "mediaType": MANIFEST_MEDIA_TYPE,
@@ -219,6 +225,7 @@ class MetadataManifest:
     filename: str
     root_hint: int | None
     inline_data: bytes | None
+    inline_snapshot: bytes | None = None  # unchecked here: the fetcher compares it with the timestamp's hash
 
 
 def parse_metadata_manifest(raw: bytes) -> MetadataManifest:
@@ -253,7 +260,14 @@ def parse_metadata_manifest(raw: bytes) -> MetadataManifest:
             candidate = None
         if candidate is not None and len(candidate) == descriptor.size and sha256_digest(candidate) == descriptor.digest:
             inline = candidate
-    return MetadataManifest(descriptor, filename, root_hint, inline)
+    snapshot = None
+    encoded = annotations.get(ANNOTATION_SNAPSHOT_HINT)
+    if isinstance(encoded, str) and len(encoded) <= (MAX_INLINE_SNAPSHOT * 4) // 3 + 4:
+        try:
+            snapshot = base64.b64decode(encoded, validate=True)
+        except ValueError:
+            snapshot = None
+    return MetadataManifest(descriptor, filename, root_hint, inline, snapshot)
 
 
 def _parse_int(value: object) -> int | None:

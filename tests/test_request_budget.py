@@ -1,0 +1,46 @@
+"""The round-trip budget of docs/layout.md §5, counted at a real registry's access log.
+
+Not a timing test: request counts are exact and part of the layout's design.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from tests.conftest import Machine, init_scope_on, needs_registry, push_test_image
+
+pytestmark = needs_registry
+
+
+def metadata_requests(registry, since: int) -> list[str]:
+    return [f"{line.method} {line.path}" for line in registry.access_log_lines(since=since) if "/acme/tuf/" in line.path]
+
+
+def test_cold_warm_and_delegated_refreshes_stay_within_budget(registry, tmp_path: Path, home: Path, monkeypatch):
+    scope = f"{registry.host}/acme"
+    maintainer, cluster = Machine("maintainer", tmp_path, monkeypatch), Machine("cluster", tmp_path, monkeypatch)
+    root = init_scope_on(maintainer, scope, tmp_path)
+    maintainer.new_key("team")
+    push_test_image(tmp_path, b"web", f"{scope}/web:1.0")
+    push_test_image(tmp_path, b"app", f"{scope}/team/app:1.0")
+    maintainer.ok("delegate", scope, "team", "--key", "team", "--path", "team/*")
+    maintainer.ok("target", "add", f"{scope}/web:1.0")
+    maintainer.ok("target", "add", "--role", "team", f"{scope}/team/app:1.0")
+    maintainer.ok("publish", scope)
+    cluster.ok("trust", "add", scope, "--root", str(root))
+
+    mark = registry.mark()
+    cluster.ok("verify", "--skip-registry-check", f"{scope}/web:1.0")
+    cold = metadata_requests(registry, mark)
+    assert len(cold) == 2, cold  # timestamp manifest (timestamp + snapshot inline), targets blob by digest
+
+    mark = registry.mark()
+    cluster.ok("verify", "--skip-registry-check", f"{scope}/web:1.0")
+    assert metadata_requests(registry, mark) == [f"GET /v2/acme/tuf/manifests/timestamp"]  # unchanged: one
+
+    shutil.rmtree(cluster.home / "cache")
+    mark = registry.mark()
+    cluster.ok("verify", "--skip-registry-check", f"{scope}/team/app:1.0")
+    delegated = metadata_requests(registry, mark)
+    assert len(delegated) == 3, delegated  # + the delegated role's blob by digest

@@ -20,6 +20,17 @@ from tufoci.state import State
 TOP_LEVEL = ("root", "targets", "snapshot", "timestamp")
 
 
+def _team_keys(state: State, keys: list[str], threshold: int) -> dict[str, dict]:
+    """keyid -> public key of a delegation's keys: at least one, distinct, enough for the threshold."""
+    if not keys:
+        raise UsageError("a delegation needs at least one --key")
+    resolved = {k.keyid: k for k in (resolve_key(state, spec) for spec in keys)}
+    require_distinct(list(resolved.values()))
+    if threshold < 1 or threshold > len(resolved):
+        raise UsageError(f"threshold {threshold} is impossible with {len(resolved)} distinct key(s)")
+    return {keyid: k.public.to_dict() for keyid, k in resolved.items()}
+
+
 def stage_delegation(
     state: State,
     scope_text: str,
@@ -37,21 +48,16 @@ def stage_delegation(
         raise UsageError(f"invalid role name {role!r}: it must not be empty or a top-level role name")
     if role == parent:
         raise UsageError("a role cannot delegate to itself")
-    if not keys:
-        raise UsageError("a delegation needs at least one --key")
     if not paths:
         raise UsageError("a delegation needs at least one --path pattern (e.g. 'web/*')")
-    resolved = {k.keyid: k for k in (resolve_key(state, spec) for spec in keys)}
-    require_distinct(list(resolved.values()))
-    if threshold < 1 or threshold > len(resolved):
-        raise UsageError(f"threshold {threshold} is impossible with {len(resolved)} distinct key(s)")
+    team_keys = _team_keys(state, keys, threshold)
     change = StagedChange(
         pin.scope,
         parent,
         role,
         "delegate",
         custom={
-            "keys": {keyid: k.public.to_dict() for keyid, k in resolved.items()},
+            "keys": team_keys,
             "threshold": threshold,
             "paths": list(paths),
             "terminating": terminating,
@@ -79,15 +85,9 @@ def stage_bins(
     pin = pin_for_scope(state, scope_text)
     if count < 2 or count > 2**16 or count & (count - 1):
         raise UsageError(f"--bins must be a power of two between 2 and 65536, not {count}")
-    if not keys:
-        raise UsageError("hashed bins need at least one --key")
-    resolved = {k.keyid: k for k in (resolve_key(state, spec) for spec in keys)}
-    require_distinct(list(resolved.values()))
-    if threshold < 1 or threshold > len(resolved):
-        raise UsageError(f"threshold {threshold} is impossible with {len(resolved)} distinct key(s)")
     change = StagedChange(
         pin.scope, "targets", prefix, "delegate-bins",
-        custom={"keys": {keyid: k.public.to_dict() for keyid, k in resolved.items()}, "threshold": threshold,
+        custom={"keys": _team_keys(state, keys, threshold), "threshold": threshold,
                 "bit_length": count.bit_length() - 1},
     )
     record_changes(state, [change])

@@ -202,9 +202,13 @@ class RegistryClient:
         started = time.monotonic()
         response = self._open(method, url, headers, body)
         try:
-            return response.status, response.headers, self._read_capped(response, max_bytes, started)
-        finally:
-            response.release_conn()
+            data = self._read_capped(response, max_bytes, started)
+        except BaseException:
+            # the body was not read to its end: this connection must never serve another request
+            response.close()
+            raise
+        response.release_conn()
+        return response.status, response.headers, data
 
     def _open(self, method: str, url: str, headers: dict[str, str], body: object) -> urllib3.BaseHTTPResponse:
         """Send one request following redirects; the caller reads and releases the response."""
@@ -431,8 +435,10 @@ class RegistryRepository(RepositoryStore):
             if response.status != 200:
                 raise self.client.error(response.status, f"blob {self.path}@{digest}", response.read(65536))
             yield VerifyingReader(response, digest, size, f"blob {self.path}@{digest}")
-        finally:
-            response.release_conn()
+        except BaseException:
+            response.close()  # possibly unread body: never reuse this connection
+            raise
+        response.release_conn()
 
     def put_blob_from(self, digest: str, size: int, stream: BinaryIO) -> None:
         if self.has_blob(digest):
@@ -446,11 +452,12 @@ class RegistryRepository(RepositoryStore):
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
             body=stream,
         )
-        try:
-            if response.status != 201:
-                raise self.client.error(response.status, f"upload blob to {self.path}", response.read(65536))
-        finally:
-            response.release_conn()
+        if response.status != 201:
+            error = self.client.error(response.status, f"upload blob to {self.path}", response.read(65536))
+            response.close()
+            raise error
+        response.drain_conn()
+        response.release_conn()
 
     def mount_blob(self, digest: str, source: RepositoryStore) -> bool:
         """Cross-repository mount (distribution spec): no bytes move when both sit in this registry."""

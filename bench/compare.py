@@ -65,7 +65,15 @@ from bench.peers.notary import (  # noqa: E402
     make_delegation_key,
     notary_version,
 )
-from bench.verify import figure, machine_info, percentile, write_json  # noqa: E402
+from bench.verify import (  # noqa: E402
+    BenchError,
+    figure,
+    machine_info,
+    parse_importtime,
+    percentile,
+    write_json,
+)
+from bench.verify import run_checked as _run_checked  # noqa: E402
 from tests.support.images import build_image, images_available, push_image  # noqa: E402
 from tests.support.registry import AccessLogLine, RegistryServer, registry_available  # noqa: E402
 
@@ -117,21 +125,9 @@ PROFILE_SNIPPET = textwrap.dedent(
 )
 
 
-class BenchError(RuntimeError):
-    pass
-
-
-# ---------------------------------------------------------------------------- helpers
-
-
 def run_checked(argv: Sequence[str], env: dict[str, str], *, what: str) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        list(argv), env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=RUN_TIMEOUT,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise BenchError(f"{what} failed (exit {proc.returncode}): {' '.join(argv)[:500]}\n{proc.stderr.strip()[-3000:]}")
-    return proc
+    """bench.verify's, with this benchmark's longer timeout (1,000 `notary addhash` processes)."""
+    return _run_checked(argv, env, what=what, timeout=RUN_TIMEOUT)
 
 
 def stats_ms(seconds: Sequence[float]) -> dict[str, Any]:
@@ -665,17 +661,7 @@ class Bench:
             [PYTHON, "-X", "importtime", "-c", IMPORTTIME_SNIPPET, tufoci_entry_point(),
              "verify", ref], self.consumer_env, what="importtime verify",
         )
-        rows: list[tuple[int, int, int, str]] = []
-        for line in proc.stderr.splitlines():
-            if not line.startswith("import time:") or "self [us]" in line:
-                continue
-            self_us, cumulative_us, name = line.split(":", 1)[1].split("|", 2)
-            name = name.rstrip()[1:]
-            depth = (len(name) - len(name.lstrip())) // 2
-            rows.append((int(self_us), int(cumulative_us), depth, name.strip()))
-        by_package: dict[str, int] = {}
-        for self_us, _, _, name in rows:
-            by_package[name.split(".")[0]] = by_package.get(name.split(".")[0], 0) + self_us
+        rows, by_package = parse_importtime(proc.stderr)
         top_level = sorted(((c, name) for _, c, d, name in rows if d == 0), reverse=True)[:15]
         prof = run_checked([PYTHON, "-c", PROFILE_SNIPPET, tufoci_entry_point(), "verify", ref], self.consumer_env,
                            what="cProfile verify")

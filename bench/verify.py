@@ -171,13 +171,31 @@ def count_stats(counts: Sequence[int], unit: str) -> dict[str, Any]:
     }
 
 
-def run_checked(argv: Sequence[str], env: dict[str, str], *, what: str) -> subprocess.CompletedProcess[str]:
+def run_checked(
+    argv: Sequence[str], env: dict[str, str], *, what: str, timeout: float = RUN_TIMEOUT
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        list(argv), env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False
+        list(argv), env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, check=False
     )
     if proc.returncode != 0:
-        raise BenchError(f"{what} failed (exit {proc.returncode}): {' '.join(argv)}\n{proc.stderr.strip()[-3000:]}")
+        raise BenchError(f"{what} failed (exit {proc.returncode}): {' '.join(argv)[:500]}\n{proc.stderr.strip()[-3000:]}")
     return proc
+
+
+def parse_importtime(stderr: str) -> tuple[list[tuple[int, int, int, str]], dict[str, int]]:
+    """``python -X importtime`` output as (self us, cumulative us, depth, module) rows, and self time per package."""
+    rows: list[tuple[int, int, int, str]] = []
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        self_us, cumulative_us, name = line.split(":", 1)[1].split("|", 2)
+        name = name.rstrip()[1:]
+        depth = (len(name) - len(name.lstrip())) // 2
+        rows.append((int(self_us), int(cumulative_us), depth, name.strip()))
+    by_package: dict[str, int] = {}
+    for self_us, _, _, name in rows:
+        by_package[name.split(".")[0]] = by_package.get(name.split(".")[0], 0) + self_us
+    return rows, by_package
 
 
 def split_requests(lines: Sequence[Any]) -> tuple[int, int]:
@@ -464,17 +482,7 @@ class Bench:
         proc = run_checked(
             [PYTHON, "-X", "importtime", "-c", "import tufoci.client.verify"], self.consumer_env, what="importtime"
         )
-        rows: list[tuple[int, int, int, str]] = []  # (self us, cumulative us, depth, module)
-        for line in proc.stderr.splitlines():
-            if not line.startswith("import time:") or "self [us]" in line:
-                continue
-            self_us, cumulative_us, name = line.split(":", 1)[1].split("|", 2)
-            name = name.rstrip()[1:]
-            depth = (len(name) - len(name.lstrip())) // 2
-            rows.append((int(self_us), int(cumulative_us), depth, name.strip()))
-        by_package: dict[str, int] = {}
-        for self_us, _, _, name in rows:
-            by_package[name.split(".")[0]] = by_package.get(name.split(".")[0], 0) + self_us
+        rows, by_package = parse_importtime(proc.stderr)
         run_checked([self.tufoci, "verify", self.refs[0]], self.consumer_env, what="warm-up")
         prof = run_checked(
             [PYTHON, "-c", PROFILE_SNIPPET, "verify", self.refs[0]], self.consumer_env, what="cProfile verify"

@@ -16,7 +16,7 @@ from tufoci.errors import TufociError, UsageError
 from tufoci.repo_tool.expiry import parse_duration
 from tufoci.repo_tool.plan import load_current
 from tufoci.repo_tool.roles import RoleTree
-from tufoci.repo_tool.sessions import key_names, review
+from tufoci.repo_tool.sessions import key_names, review_session
 from tufoci.repo_tool.staging import staged_changes
 from tufoci.reference import parse_repository
 from tufoci.state import State, now_utc
@@ -57,13 +57,13 @@ def scope_status(
         "roles": [],
     }
     try:
-        with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
-            current = load_current(session)
-            tree = RoleTree(session, current.root.signed)
+        # one refresh serves both the roles and the proposals
+        with review_session(state, scope_text, registry_options) as (_, _, plan, reviews):
+            current, tree = plan.current, plan.tree
             rows = [(md.signed.type, md.signed, current.root.signed.roles[md.signed.type])
                     for md in (current.root, current.targets, current.snapshot, current.timestamp)]
             rows += [(r, tree.metadata(r).signed, tree.delegation(r)) for r in tree.walk() if r != "targets"]
-        report["proposals"] = [r.to_dict(key_names(state)) for r in review(state, scope_text, **registry_options)]
+        report["proposals"] = [r.to_dict(key_names(state)) for r in reviews]
     except TufociError as e:
         report["error"] = str(e)
         return report

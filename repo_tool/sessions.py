@@ -107,7 +107,7 @@ def _root_changes(old: Root | None, new: Root) -> list[dict]:
 
 
 @contextmanager
-def _session(state: State, scope_text: str, registry_options: dict) -> Iterator[tuple[Pin, RepositoryStore, Plan, list[Review]]]:
+def review_session(state: State, scope_text: str, registry_options: dict) -> Iterator[tuple[Pin, RepositoryStore, Plan, list[Review]]]:
     """One verified refresh, and every open proposal for the next version of a role, evaluated
     against its delegator as it will be (a pending root decides the targets keys)."""
     pin = pin_for_scope(state, scope_text)
@@ -126,7 +126,7 @@ def _session(state: State, scope_text: str, registry_options: dict) -> Iterator[
 
 def review(state: State, scope_text: str, **registry_options: object) -> list[Review]:
     """Every open proposal of a scope, evaluated against the live state."""
-    with _session(state, scope_text, registry_options) as (_, _, _, reviews):
+    with review_session(state, scope_text, registry_options) as (_, _, _, reviews):
         return reviews
 
 
@@ -144,7 +144,7 @@ def sign(
 ) -> list[tuple[Review, list[str]]]:
     """Add this machine's signatures to the open proposals (of ``role``, or all it can sign)."""
     signed: list[tuple[Review, list[str]]] = []
-    with _session(state, scope_text, registry_options) as (pin, store, plan, reviews):
+    with review_session(state, scope_text, registry_options) as (pin, store, plan, reviews):
         reviews = [r for r in reviews if role in (None, r.proposal.role)]
         if not reviews:
             raise UsageError(f"no open proposal{' for ' + role if role else ''} in {pin.scope}")
@@ -168,7 +168,7 @@ def sign(
 def discard(state: State, scope_text: str, role: str, **registry_options: object) -> list[str]:
     """Abandon the open proposal for ``role`` and this machine's staged changes to it."""
     discarded = []
-    with _session(state, scope_text, registry_options) as (pin, store, _, reviews):
+    with review_session(state, scope_text, registry_options) as (pin, store, _, reviews):
         for item in reviews:
             if item.proposal.role == role:
                 discarded.append(discard_proposal(store, role, item.proposal.version, actor()))

@@ -20,6 +20,7 @@ import pytest
 
 from tests.support.images import build_image, images_available, push_image, skopeo_copy
 from tests.support.registry import RegistryServer, registry_available
+from tufoci.store.registry import forget_clients
 
 # On CI the tools are installed by `make test`; a missing one must fail loudly there, not skip.
 needs_registry = pytest.mark.skipif(
@@ -157,6 +158,14 @@ def init_scope_on(machine: Machine, scope: str, tmp_path: Path) -> Path:
     machine.ok("init", scope, "--root-key", "root", "--targets-key", "targets", "--online-key", "online",
                "--root-out", str(root))
     return root
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry_clients() -> Iterator[None]:
+    """In-process CLI runs share registry clients; a later test's registry may get an earlier one's port,
+    so no client (its pooled connections, tokens, timeouts) outlives the test that made it."""
+    yield
+    forget_clients()
 
 
 @pytest.fixture(autouse=True)

@@ -39,6 +39,7 @@ from tests.test_attacks_core import cache_snapshot
 from tufoci.layout_spec import MANIFEST_MEDIA_TYPE, build_metadata_manifest, parse_metadata_manifest
 from tufoci.reference import Repository
 from tufoci.store import open_repository
+from tufoci.store.registry import registry_client
 
 pytestmark = needs_registry
 
@@ -644,6 +645,19 @@ def test_a_stalled_registry_fails_within_the_deadline_exit_13(hostile, world, ho
     state, rule, message = STALLS[how]
     hostile.at(state)
     # 3 attempts of a 0.5 s read timeout plus backoff, or one 2 s deadline: never the minutes a drip could take
+    hostile.attack(hostile.ref("acme/web:1.0"), rule(hostile, world), code=13, message=message, within=6)
+
+
+def test_a_client_made_under_longer_limits_is_not_reused_once_they_change(hostile, world, monkeypatch):
+    """The CI flake this pins: an earlier client for the same host:port (a reused port, or a library
+    caller that tightened the limits) kept its 120 s deadline and read a 59 s drip to the end."""
+    state, rule, message = STALLS["drips a body of announced length"]
+    monkeypatch.setenv("TUFOCI_REGISTRY_TIMEOUT", "30")
+    monkeypatch.setenv("TUFOCI_REGISTRY_DEADLINE", "120")
+    registry_client(hostile.host)
+    monkeypatch.setenv("TUFOCI_REGISTRY_TIMEOUT", STALL_TIMEOUT)
+    monkeypatch.setenv("TUFOCI_REGISTRY_DEADLINE", DEADLINE)
+    hostile.at(state)
     hostile.attack(hostile.ref("acme/web:1.0"), rule(hostile, world), code=13, message=message, within=6)
 
 

@@ -117,6 +117,10 @@ class RegistryClient:
         self._lock = threading.Lock()
         self.request_count = 0
 
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._pool.clear()
+
     def repository(self, path: str) -> RegistryRepository:
         return RegistryRepository(self, path)
 
@@ -501,7 +505,16 @@ _CLIENTS_LOCK = threading.Lock()
 
 
 def registry_client(registry: str, **options: object) -> RegistryClient:
-    """A shared client per registry and options, so connections and tokens are reused."""
+    """A shared client per registry and options, so connections and tokens are reused.
+
+    The timeouts are resolved here, from the environment when not given, and are part
+    of the key: a client made before TUFOCI_REGISTRY_TIMEOUT or _DEADLINE changed must
+    not go on serving with the old limits.
+    """
+    if options.get("timeout") is None:
+        options["timeout"] = _env_seconds("TUFOCI_REGISTRY_TIMEOUT", READ_TIMEOUT)
+    if options.get("deadline") is None:
+        options["deadline"] = _env_seconds("TUFOCI_REGISTRY_DEADLINE", REQUEST_DEADLINE)
     key = (registry, tuple(sorted((k, repr(v)) for k, v in options.items())))
     with _CLIENTS_LOCK:
         client = _CLIENTS.get(key)
@@ -509,6 +522,19 @@ def registry_client(registry: str, **options: object) -> RegistryClient:
             client = RegistryClient(registry, **options)  # type: ignore[arg-type]
             _CLIENTS[key] = client
         return client
+
+
+def forget_clients() -> None:
+    """Drop the shared clients, their pooled connections and tokens.
+
+    For a process that outlives the registries it talked to (a test session,
+    where a later registry may be given a port an earlier one had).
+    """
+    with _CLIENTS_LOCK:
+        clients = list(_CLIENTS.values())
+        _CLIENTS.clear()
+    for client in clients:
+        client.close()
 
 
 def check_login(registry: str, credentials: Credentials, **options: object) -> None:

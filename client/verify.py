@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from tuf.api.metadata import TargetFile
 
 from tufoci.errors import DigestMismatchError, NotSignedError, RegistryError, TufociError
+from tufoci.layout_spec import target_media_type
 from tufoci.reference import Reference, parse_reference, target_name
 from tufoci.state import Pin, State
 from tufoci.store import open_repository
@@ -180,7 +181,7 @@ def _outcome(reference: Reference, name: str, scope: str, info: TargetFile | Non
                 f"{reference}: the reference asks for {reference.digest} but {name} is signed as {digest}"
             ),
         )
-    media_type = info.custom.get("mediaType") if isinstance(info.custom, dict) else None
+    media_type = target_media_type(info.custom)
     image = VerifiedImage(str(reference), name, scope, str(reference.repository), digest, info.length, media_type)
     return Outcome(str(reference), image=image)
 

@@ -13,6 +13,7 @@ import os
 from tufoci.client.refresh import cache_dir, trusted_session
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import TufociError, UsageError
+from tufoci.layout_spec import target_media_type
 from tufoci.repo_tool.expiry import parse_duration
 from tufoci.repo_tool.plan import load_current
 from tufoci.repo_tool.roles import RoleTree
@@ -93,9 +94,8 @@ def signed_targets(state: State, scope_text: str, **registry_options: object) ->
         tree = RoleTree(session, load_current(session).root.signed)
         for role in tree.walk():
             for name, info in sorted(tree.metadata(role).signed.targets.items()):
-                custom = info.custom if isinstance(info.custom, dict) else {}
                 rows.append({"target": name, "digest": "sha256:" + info.hashes.get("sha256", ""),
-                             "length": info.length, "mediaType": custom.get("mediaType"), "role": role,
+                             "length": info.length, "mediaType": target_media_type(info.custom), "role": role,
                              "scope": pin.scope})
     return rows
 

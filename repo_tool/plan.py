@@ -80,7 +80,7 @@ def apply_target_change(targets: Targets, change: StagedChange) -> None:
             length=change.length or 0,
             hashes={"sha256": (change.digest or "").removeprefix("sha256:")},
             path=change.name,
-            unrecognized_fields={"custom": change.custom or {}},
+            unrecognized_fields={"custom": change.custom} if change.custom else {},
         )
     elif change.action == "remove":
         targets.targets.pop(change.name, None)

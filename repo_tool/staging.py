@@ -19,6 +19,7 @@ from tufoci.layout_spec import (
     MANIFEST_MEDIA_TYPE,
     image_media_type,
     index_platforms,
+    target_custom,
 )
 from tufoci.reference import DIGEST_RE, Reference, parse_reference, target_name
 from tufoci.state import State, actor, now_iso
@@ -43,11 +44,8 @@ def resolve_image(reference: Reference, **registry_options: object) -> tuple[str
     store = open_repository(reference.repository, **registry_options)
     manifest = store.get_manifest(reference.digest or reference.tag or "latest")
     media_type = image_media_type(manifest.data, manifest.content_type)
-    custom: dict = {"mediaType": media_type}
-    if media_type in (INDEX_MEDIA_TYPE, DOCKER_LIST_MEDIA_TYPE):
-        platforms = index_platforms(manifest.data)
-        if platforms:
-            custom["x-tufoci-platforms"] = platforms
+    is_index = media_type in (INDEX_MEDIA_TYPE, DOCKER_LIST_MEDIA_TYPE)
+    custom = target_custom(media_type, index_platforms(manifest.data) if is_index else None)
     return manifest.digest, len(manifest.data), custom
 
 
@@ -107,7 +105,7 @@ def stage_built_targets(
     changes = []
     for text, digest, size, media_type in records:
         _, scope, name = _locate(pins, text)
-        changes.append(StagedChange(scope, role, name, "add", size, digest, {"mediaType": media_type}))
+        changes.append(StagedChange(scope, role, name, "add", size, digest, target_custom(media_type)))
     record_changes(state, changes)
     return changes
 

@@ -290,6 +290,24 @@ def image_media_type(raw: bytes, content_type: str | None) -> str:
     return MANIFEST_MEDIA_TYPE
 
 
+def target_custom(media_type: str, platforms: list[str] | None = None) -> dict:
+    """A target's ``custom`` (§1.3): the media type, left out when it is the OCI image manifest's.
+
+    Most targets are OCI image manifests; naming the type in each costs 66 of
+    a target's ~180 bytes, and the bytes a verify downloads grow with it.
+    """
+    custom: dict = {} if media_type == MANIFEST_MEDIA_TYPE else {"mediaType": media_type}
+    if platforms:
+        custom["x-tufoci-platforms"] = platforms
+    return custom
+
+
+def target_media_type(custom: object) -> str:
+    """The media type a target's ``custom`` records (§1.3: none means an OCI image manifest)."""
+    media_type = custom.get("mediaType") if isinstance(custom, dict) else None
+    return media_type if isinstance(media_type, str) else MANIFEST_MEDIA_TYPE
+
+
 def index_platforms(raw: bytes) -> list[str]:
     """``os/arch[/variant]`` of each child of an index (informational only)."""
     try:

@@ -10,18 +10,19 @@ digest. The answer to deploy is always ``repository@signed-digest``.
 from __future__ import annotations
 
 import datetime
+import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 
 from tuf.api.metadata import TargetFile
 
-from tufoci.errors import DigestMismatchError, NotSignedError, RegistryError, TufociError
-from tufoci.layout_spec import target_media_type
+from tufoci.errors import DigestMismatchError, NotFoundError, NotSignedError, RegistryError, TufociError
+from tufoci.layout_spec import MAX_METADATA_MANIFEST_BYTES, TIMESTAMP_TAG, target_media_type
 from tufoci.reference import Reference, parse_reference, target_name
 from tufoci.state import Pin, State
 from tufoci.store import open_repository
-from tufoci.client.refresh import trusted_session
+from tufoci.client.refresh import cache_dir, metadata_store, trusted_session
 from tufoci.client.trust_pins import pin_for_reference
 
 
@@ -75,21 +76,30 @@ class Outcome:
 
 @dataclass
 class _Resolutions:
-    """What one refresh of a trust repository said about some target names."""
+    """What one refresh of a trust repository said about some target names, and how to tell it still holds."""
 
     targets: dict[str, TargetFile | None]
-    fresh_until: float  # time.monotonic() deadline: the freshness window, cut short by the timestamp's expiry
+    fresh_until: float  # time.monotonic() deadline: the freshness window, cut short by the earliest expiry
+    pin: tuple[str, str]  # (root sha256, metadata repository) of the pin it was made under
+    expires: datetime.datetime  # the earliest expiry among the roles that refresh trusted
+    timestamp_manifest: str | None  # digest of the timestamp manifest it verified (None: an HTTP source)
+    cache_stamp: tuple[int, int, int] | None  # the trusted cache's timestamp.json after it: another process's
+    # refresh moves it, and a rollback check that the cache would now fail must not be skipped
 
 
 class Verifier:
     """Verification for long-running callers (admission controllers, ``tufoci agent``).
 
     With ``freshness=0`` (the default, and what ``tufoci verify`` uses) every
-    call refreshes the trust repositories it needs. With ``freshness=W`` the
-    answers of one refresh are reused for up to W seconds (never past the
-    trusted timestamp's expiry): verification becomes a dictionary lookup, at
-    the price that a publish, a revocation or an attack on the registry is
-    noticed up to W seconds later. docs/performance.md discusses the trade-off.
+    call asks the registry for the timestamp. When the timestamp manifest is
+    byte for byte the one the last refresh verified (same digest), every file it
+    leads to is the same too, so the answers of that refresh stand (until the
+    earliest expiry among its roles) and nothing more is read or re-verified;
+    any other timestamp means a full refresh. With ``freshness=W`` even that
+    request is skipped for up to W seconds (never past an expiry): verification
+    becomes a dictionary lookup, at the price that a publish, a revocation or an
+    attack on the registry is noticed up to W seconds later.
+    docs/performance.md discusses the trade-off.
     """
 
     def __init__(
@@ -142,18 +152,42 @@ class Verifier:
 
     def _resolve(self, pin: Pin, names: list[str]) -> dict[str, TargetFile | None]:
         known = self._resolutions.get(pin.scope)
-        if known is not None and time.monotonic() < known.fresh_until and all(n in known.targets for n in names):
-            return known.targets
+        if known is not None and known.pin == (pin.root_sha256, pin.metadata) \
+                and all(n in known.targets for n in names):
+            if time.monotonic() < known.fresh_until or self._unchanged(pin, known):
+                return known.targets
         wanted = set(names) | (set(known.targets) if known else set())
         with trusted_session(self.state.home, pin, **self.registry_options) as session:
             targets = {name: session.lookup(name) for name in sorted(wanted)}
-            expires_in = (session.updater._trusted_set.timestamp.expires - datetime.datetime.now(  # noqa: SLF001
-                datetime.timezone.utc)).total_seconds()
-        if self.freshness > 0:
-            self._resolutions[pin.scope] = _Resolutions(
-                targets, time.monotonic() + min(self.freshness, max(expires_in, 0.0))
-            )
+            expires = min(signed.expires for signed in session.updater._trusted_set)  # noqa: SLF001
+            timestamp_manifest = getattr(session.fetcher, "timestamp_manifest_digest", None)
+        expires_in = (expires - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+        self._resolutions[pin.scope] = _Resolutions(
+            targets, time.monotonic() + min(self.freshness, max(expires_in, 0.0)),
+            (pin.root_sha256, pin.metadata), expires, timestamp_manifest, _cache_stamp(self.state.home, pin),
+        )
         return targets
+
+    def _unchanged(self, pin: Pin, known: _Resolutions) -> bool:
+        """Whether the registry still serves the timestamp manifest ``known`` was verified from (one request)."""
+        if known.timestamp_manifest is None or datetime.datetime.now(datetime.timezone.utc) >= known.expires:
+            return False
+        if _cache_stamp(self.state.home, pin) != known.cache_stamp:
+            return False
+        try:
+            served = metadata_store(pin, **self.registry_options).get_manifest(
+                TIMESTAMP_TAG, max_bytes=MAX_METADATA_MANIFEST_BYTES)
+        except NotFoundError:
+            return False  # the full refresh says what is missing
+        return served.digest == known.timestamp_manifest
+
+
+def _cache_stamp(home: str, pin: Pin) -> tuple[int, int, int] | None:
+    try:
+        stat = os.stat(os.path.join(cache_dir(home, pin), "timestamp.json"))
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def verify(

@@ -160,9 +160,12 @@ def test_digests_supplied_by_the_build(prefix: str, tmp_path: Path, home: Path, 
                               check=True, capture_output=True).stdout)
     records = tmp_path / "build.txt"
     records.write_text(f"# from the build\n{web} {digest} {size}\n")
-    staged = json.loads(ok(run_tufoci("target", "add", "--from-file", str(records), "-o", "json")).stdout)
-    assert staged[0]["digest"] == digest and staged[0]["length"] == size
-    ok(run_tufoci("publish", scope))
+    # staged and published in one process (--publish): what a CI job runs after the push
+    done = json.loads(ok(run_tufoci("target", "add", "--from-file", str(records), "--publish", "-o", "json")).stdout)
+    assert done["staged"][0]["digest"] == digest and done["staged"][0]["length"] == size
+    (published,) = done["published"]
+    assert published["published"] == {"targets": 2, "snapshot": 2, "timestamp": 2}
+    assert "nothing staged" in run_tufoci("publish", scope).stderr  # nothing left behind
     use_home(monkeypatch, tmp_path / "consumer")
     ok(run_tufoci("trust", "add", scope, "--root", str(signed.root_file)))
     assert ok(run_tufoci("verify", web)).stdout.strip().endswith(digest)

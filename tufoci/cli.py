@@ -245,26 +245,42 @@ def target() -> None:
 @click.option("--role", default="targets", show_default=True, help="The role that signs them (a delegated role).")
 @click.option("--from-file", "from_file", type=click.File("r"),
               help="Digests from the build: lines 'REF DIGEST SIZE [MEDIATYPE]' ('-' for stdin); no registry request.")
+@click.option("--publish", "and_publish", is_flag=True,
+              help="Then publish what is staged in those scopes (one process: 'tufoci publish' after).")
+@password_stdin_option
 @registry_options
 @output_option
-def target_add(references, role, from_file, plain_http, insecure, ca_file, output) -> None:
+def target_add(references, role, from_file, and_publish, password_stdin, plain_http, insecure, ca_file,
+               output) -> None:
     """Stage REGISTRY/SCOPE/REPO:TAG references; their digests come from the bytes downloaded
     (or, with --from-file, from the build that pushed them)."""
     from tufoci.repo_tool.staging import parse_build_record, stage_built_targets, stage_targets
 
     if bool(references) == bool(from_file):
         raise UsageError("give references or --from-file, not both (and not neither)")
+    state, options = _state(), _registry_kwargs(plain_http, insecure, ca_file)
     if from_file:
         records = [parse_build_record(line) for line in from_file if line.strip() and not line.startswith("#")]
-        changes = stage_built_targets(_state(), records, role=role)
+        changes = stage_built_targets(state, records, role=role)
     else:
-        changes = stage_targets(_state(), list(references), role=role,
-                                **_registry_kwargs(plain_http, insecure, ca_file))
+        changes = stage_targets(state, list(references), role=role, **options)
+    results = _publish_scopes(state, [c.scope for c in changes], password_stdin, options) if and_publish else None
     if output == "json":
-        _emit_json([_change_json(c) for c in changes])
+        staged = [_change_json(c) for c in changes]
+        _emit_json(staged if results is None else {"staged": staged, "published": [r.to_dict() for r in results]})
         return
     for c in changes:
         click.echo(f"staged {c.name} {c.digest} ({c.length} bytes) in {c.scope}")
+    for result in results or ():
+        _echo_publish(result, dry_run=False)
+
+
+def _publish_scopes(state, scopes: list[str], password_stdin: bool, options: dict) -> list:
+    """``tufoci publish`` of each scope, in the order first staged."""
+    from tufoci.repo_tool.publish import publish as do_publish
+
+    secrets = _secrets_handler(password_stdin)
+    return [do_publish(state, scope, secrets=secrets, **options) for scope in dict.fromkeys(scopes)]
 
 
 def _change_json(c) -> dict:
@@ -397,6 +413,10 @@ def publish(scope, dry_run, password_stdin, plain_http, insecure, ca_file, outpu
     if output == "json":
         _emit_json(result.to_dict())
         return
+    _echo_publish(result, dry_run=dry_run)
+
+
+def _echo_publish(result, *, dry_run: bool) -> None:
     verb = "would publish" if dry_run else "published"
     if result.published:
         versions = ", ".join(f"{role} v{v}" for role, v in result.published.items())

@@ -3,9 +3,12 @@
 Runs on the OCI image-layout backend (no server needed: sizes and signing work
 are what is measured here; request counts are in bench/verify.py). Digests
 are supplied as a build would (``target add --from-file``), so no images exist
-and verification uses ``--skip-registry-check``.
+and verification uses ``--skip-registry-check``. Also one flat repository
+(``--flat-tags``, no bins): a big targets file must neither exhaust memory nor
+approach the registries' ~4 MiB manifest cap (metadata lives in blobs, §2).
+Peak memory is each tufoci process's own maximum resident set (wait4).
 
-    .venv/bin/python bench/bins.py [--tags 100000] [--bins 1024 256 …] [--out bench/results/bins.json]
+    .venv/bin/python bench/bins.py [--tags 100000] [--bins 1024 256 …] [--flat-tags 10000] [--out FILE]
 """
 
 from __future__ import annotations
@@ -18,30 +21,42 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 TUFOCI = str(Path(sys.executable).with_name("tufoci"))
 
 
-def tufoci(env: dict, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([TUFOCI, *args], env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"tufoci {' '.join(args)} failed: {result.stderr}")
-    return result
+@dataclass
+class Ran:
+    stdout: str
+    peak_rss_mib: float
 
 
-def layout_blob_sizes(tuf_dir: Path) -> dict[str, int]:
-    """tag -> size of the metadata blob it points at."""
+def tufoci(env: dict, *args: str) -> Ran:
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([TUFOCI, *args], env=env, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)  # the child's own rusage: its peak resident set
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        if proc.returncode != 0:
+            raise SystemExit(f"tufoci {' '.join(args)} failed: {err.read()}")
+        return Ran(out.read(), round(usage.ru_maxrss / 1024, 1))
+
+
+def layout_blob_sizes(tuf_dir: Path) -> tuple[dict[str, int], int]:
+    """(tag -> size of the metadata blob it points at, size of the largest manifest)."""
     index = json.loads((tuf_dir / "index.json").read_text())
-    sizes = {}
+    sizes, largest_manifest = {}, 0
     for descriptor in index["manifests"]:
         tag = (descriptor.get("annotations") or {}).get("org.opencontainers.image.ref.name")
         if not tag:
             continue
-        manifest = json.loads((tuf_dir / "blobs" / "sha256" / descriptor["digest"].split(":")[1]).read_text())
-        sizes[tag] = manifest["layers"][0]["size"]
-    return sizes
+        raw = (tuf_dir / "blobs" / "sha256" / descriptor["digest"].split(":")[1]).read_bytes()
+        largest_manifest = max(largest_manifest, len(raw))
+        sizes[tag] = json.loads(raw)["layers"][0]["size"]
+    return sizes, largest_manifest
 
 
 def run(tags: int, bins: int, work: Path) -> dict:
@@ -56,9 +71,9 @@ def run(tags: int, bins: int, work: Path) -> dict:
     records.write_text("".join(f"{scope}/app:{n} sha256:{n:064x} {1000 + n % 9000}\n" for n in range(tags)))
 
     started = time.perf_counter()
-    tufoci(env, "target", "add", "--from-file", str(records))
+    stage = tufoci(env, "target", "add", "--from-file", str(records))
     staged = time.perf_counter()
-    tufoci(env, "publish", scope)
+    publish = tufoci(env, "publish", scope)
     published = time.perf_counter()
 
     one = work / f"one-{bins}.txt"
@@ -67,8 +82,9 @@ def run(tags: int, bins: int, work: Path) -> dict:
     t0 = time.perf_counter()
     again = json.loads(tufoci(env, "publish", scope, "-o", "json").stdout)
     add_one = time.perf_counter() - t0
+    verify = tufoci(env, "verify", "--skip-registry-check", f"{scope}/app:{tags // 2}")
 
-    sizes = layout_blob_sizes(Path(scope[4:]) / "tuf")
+    sizes, largest_manifest = layout_blob_sizes(Path(scope[4:]) / "tuf")
     latest = {}
     for tag, size in sizes.items():
         role, _, version = tag.rpartition(".")
@@ -90,6 +106,9 @@ def run(tags: int, bins: int, work: Path) -> dict:
         "targets_bytes": targets,
         "largest_bin_bytes": one_bin,
         "verify_one_tag_metadata_bytes": timestamp + snapshot + targets + one_bin,
+        "largest_manifest_bytes": largest_manifest,
+        "peak_rss_mib": {"target_add": stage.peak_rss_mib, "publish": publish.peak_rss_mib,
+                         "verify": verify.peak_rss_mib},
     }
 
 
@@ -97,12 +116,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tags", type=int, default=100_000)
     parser.add_argument("--bins", type=int, nargs="+", default=[1024, 256])
+    parser.add_argument("--flat-tags", type=int, default=10_000, help="tags of the flat repository (0: none)")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "bins.json"))
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="tufoci-bins-") as work:
-        for bins in args.bins:
-            result = run(args.tags, bins, Path(work))
+        cases = [(args.tags, bins) for bins in args.bins] + ([(args.flat_tags, 0)] if args.flat_tags else [])
+        for tags, bins in cases:
+            result = run(tags, bins, Path(work))
             results.append(result)
             print(json.dumps(result), flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -56,7 +56,9 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+    sys.path.append(str(REPO_ROOT))  # for tests.support and bench; an installed tufoci comes first
+# child interpreters (python -c …) must not import the source tree from the working directory either
+os.environ["PYTHONSAFEPATH"] = "1"
 
 from tests.support.images import build_image, images_available, push_image  # noqa: E402
 from tests.support.registry import RegistryServer, registry_available  # noqa: E402

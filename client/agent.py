@@ -1,11 +1,19 @@
 """A resident verifier on a Unix socket, so a `tufoci verify` process need not pay Python's start-up
 and imports, nor a refresh per call.
 
-Protocol (one request per connection): the client sends one JSON line
-``{"references": [...], "checkRegistry": bool}``, the agent answers one JSON
-line ``{"results": [...]}`` with the same result objects as ``verify -o json``.
+Protocol (one request per connection), two forms:
+
+* JSON, for programs: one line ``{"references": [...], "checkRegistry": bool}``;
+  the answer is one JSON line ``{"results": [...]}`` with the same result
+  objects as ``verify -o json``.
+* ``render``, for the ``tufoci verify`` fast path, which must not pay for
+  importing ``json``: one line ``render<TAB>text|json<TAB>1|0<TAB>REF…``; the
+  answer is ``CODE LEN_OUT LEN_ERR\n`` followed by exactly what ``verify``
+  would print on stdout and stderr (client/agent_client.py).
+
 The agent runs the same ``Verifier`` as the command; with a freshness window it
-reuses a refresh for that long (docs/performance.md). The socket lives in
+reuses a refresh for that long, and without one it re-reads only the timestamp
+manifest while that is unchanged (docs/performance.md). The socket lives in
 ``$TUFOCI_HOME`` (mode 0700) and is itself created with mode 0600: only its
 owner can ask.
 """
@@ -13,14 +21,16 @@ owner can ask.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
 import socketserver
 import threading
 
-from tufoci.client.agent_client import default_socket_path  # noqa: F401 - re-exported for the CLI
+from tufoci.client.agent_client import default_socket_path, format_rendered  # noqa: F401 - re-exported for the CLI
 from tufoci.client.verify import Verifier
+from tufoci.verify_output import render_results
 from tufoci.errors import UsageError
 from tufoci.state import State
 
@@ -41,6 +51,9 @@ def serve(
     class Handler(socketserver.StreamRequestHandler):
         def handle(self) -> None:
             line = self.rfile.readline(MAX_REQUEST_BYTES)
+            if line.startswith(b"render\t"):
+                self.wfile.write(self.render(line.decode(errors="replace").rstrip("\r\n").split("\t")[1:]))
+                return
             try:
                 request = json.loads(line)
                 references = [str(r) for r in request["references"]]
@@ -49,6 +62,16 @@ def serve(
             except (ValueError, KeyError, TypeError) as e:
                 answer = {"error": f"bad request: {e}"}
             self.wfile.write(json.dumps(answer).encode() + b"\n")
+
+        @staticmethod
+        def render(fields: list[str]) -> bytes:
+            """``verify``'s own output for a ``render`` request; an unreadable one gets no answer."""
+            if len(fields) < 3 or fields[0] not in ("text", "json") or fields[1] not in ("0", "1"):
+                return b""  # the client then verifies by itself
+            outcomes = verifier.verify(fields[2:], check_registry=fields[1] == "1")
+            out, err = io.StringIO(), io.StringIO()
+            code = render_results([o.to_dict() for o in outcomes], fields[0], out, err)
+            return format_rendered(code, out.getvalue(), err.getvalue())
 
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)

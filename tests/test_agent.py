@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Machine, init_scope_on, needs_registry, push_test_image
+from tufoci.client.agent_client import format_rendered, parse_rendered, render_request
 
 pytestmark = needs_registry
 TUFOCI = str(Path(sys.executable).with_name("tufoci"))
@@ -73,3 +75,25 @@ def test_without_the_agent_verify_still_works(agent_setup):
     assert agent.wait(timeout=20) == 0
     assert not Path(env["TUFOCI_HOME"], "agent.sock").exists()
     assert run(env, "verify", f"{scope}/web:1.0").returncode == 0
+
+
+def test_programs_ask_in_json_on_the_same_socket(agent_setup):
+    scope, env = agent_setup["scope"], agent_setup["env"]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.connect(str(Path(env["TUFOCI_HOME"]) / "agent.sock"))
+        client.sendall(json.dumps({"references": [f"{scope}/web:1.0", f"{scope}/web:9.9"]}).encode() + b"\n")
+        with client.makefile("rb") as reply:
+            results = json.loads(reply.readline())["results"]
+    assert results[0]["verified"] and results[0]["pinned"].startswith(f"{scope}/web@sha256:")
+    assert results[1]["error"]["code"] == 10
+
+
+def test_the_render_line_format_and_what_falls_back():
+    request = render_request(["r/a:1", "r/b:2"], output="json", check_registry=False)
+    assert request == b"render\tjson\t0\tr/a:1\tr/b:2\n"
+    assert render_request(["r/a:1\tinjected"], output="text", check_registry=True) is None
+    assert parse_rendered(format_rendered(11, "dépôt@sha256:…\n", "tufoci: error: x\n")) == (
+        11, "dépôt@sha256:…\n", "tufoci: error: x\n")
+    # an older agent's JSON, a truncated reply, nothing: the verify process then verifies by itself
+    for reply in (b'{"results": []}\n', b"0 10 0\nshort", b""):
+        assert parse_rendered(reply) is None

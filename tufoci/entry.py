@@ -3,7 +3,8 @@
 ``tufoci verify REF…`` (optionally ``-o json`` and ``--skip-registry-check``)
 asks the resident verifier (``tufoci agent``) when one listens on
 ``$TUFOCI_HOME/agent.sock``; this module then imports nothing but the standard
-library, so the command costs Python's start-up and one socket round trip.
+library (not even ``json``: the agent renders the output), so the command costs
+Python's start-up and one socket round trip.
 Anything else, or no agent, runs ``tufoci.cli`` as usual. Set
 ``TUFOCI_NO_AGENT=1`` to bypass the agent.
 """
@@ -35,17 +36,17 @@ def _agent_verify(args: list[str]) -> int | None:
     path = os.path.join(home, "agent.sock")
     if not os.path.exists(path):
         return None
-    from tufoci.client.agent_client import ask
+    from tufoci.client.agent_client import ask_rendered, render_request
 
-    try:
-        results = ask(path, references, check_registry=check_registry)
-    except Exception:  # noqa: BLE001 - a broken agent must never stop verification: do it here
+    request = render_request(references, output=output, check_registry=check_registry)
+    # a broken or older agent must never stop verification: None, and this process verifies
+    answer = ask_rendered(path, request) if request is not None else None
+    if answer is None:
         return None
-    if results is None:
-        return None
-    from tufoci.verify_output import render_results
-
-    return render_results(results, output, sys.stdout, sys.stderr)
+    code, out, err = answer
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    return code
 
 
 def main() -> None:

@@ -115,7 +115,7 @@ def run(tags: int, bins: int, work: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tags", type=int, default=100_000)
-    parser.add_argument("--bins", type=int, nargs="+", default=[1024, 256])
+    parser.add_argument("--bins", type=int, nargs="+", default=[512, 1024])
     parser.add_argument("--flat-tags", type=int, default=10_000, help="tags of the flat repository (0: none)")
     parser.add_argument("--out", default=str(REPO / "bench" / "results" / "bins.json"))
     args = parser.parse_args()

@@ -745,7 +745,8 @@ def render_verify(results: list[dict], output: str) -> int:
 
 @cli.command()
 @click.option("--freshness", default="10s", show_default=True, metavar="DUR",
-              help="Reuse a refresh for up to DUR (0s: refresh on every request).")
+              help="Answer from the last refresh for up to DUR without asking the registry (0s: re-read the "
+                   "timestamp on every request, and refresh fully when it changed).")
 @click.option("--socket", "socket_path", type=click.Path(dir_okay=False),
               help="Unix socket to listen on (default $TUFOCI_HOME/agent.sock).")
 @registry_options

@@ -79,22 +79,27 @@ INPROCESS_SNIPPET = textwrap.dedent(
     """
     import json, sys, time
     from tufoci.state import State
-    from tufoci.client.verify import verify
+    from functools import partial
+    from tufoci.client.verify import Verifier, verify
 
     spec = json.loads(sys.argv[1])
     state = State.open()
     results = {}
     for case in spec["cases"]:
         refs, check = case["refs"], case["check_registry"]
+        if case.get("freshness") is None:
+            call = partial(verify, state=state)  # a new Verifier, so a full refresh, per call
+        else:  # one long-lived Verifier, as an admission webhook keeps
+            call = Verifier(state, freshness=case["freshness"]).verify
         for _ in range(spec["warmup"]):
-            for outcome in verify(refs, state=state, check_registry=check):
+            for outcome in call(refs, check_registry=check):
                 if outcome.error is not None:
                     sys.exit(f"{outcome.reference}: {outcome.error}")
         times = []
         deadline = time.perf_counter() + spec["seconds"]
         while len(times) < spec["max_calls"] and (len(times) < spec["min_calls"] or time.perf_counter() < deadline):
             t0 = time.perf_counter()
-            outcomes = verify(refs, state=state, check_registry=check)
+            outcomes = call(refs, check_registry=check)
             times.append(time.perf_counter() - t0)
             for outcome in outcomes:
                 if outcome.error is not None:
@@ -413,6 +418,13 @@ class Bench:
             {"name": "verify_1_tag", "refs": self.refs[:1], "check_registry": True},
             {"name": "verify_1_tag_skip_registry_check", "refs": self.refs[:1], "check_registry": False},
             {"name": f"verify_{len(self.refs)}_tags", "refs": self.refs, "check_registry": True},
+            # a long-lived Verifier: with no window it re-reads the timestamp manifest on each call (and keeps
+            # the last answers while it is unchanged); with a 30 s window it asks the registry nothing
+            {"name": "verifier_window_0s_1_tag_skip_registry_check", "refs": self.refs[:1],
+             "check_registry": False, "freshness": 0},
+            {"name": "verifier_window_30s_1_tag_skip_registry_check", "refs": self.refs[:1],
+             "check_registry": False, "freshness": 30},
+            {"name": "verifier_window_30s_1_tag", "refs": self.refs[:1], "check_registry": True, "freshness": 30},
         ]
         spec = {
             "cases": cases,
@@ -463,8 +475,10 @@ class Bench:
             n_refs = len(case["refs"])
             meta, image = requests[name]
             n = calls[name]
+            api = "tufoci.client.verify.verify()" if case.get("freshness") is None else \
+                f"one tufoci.client.verify.Verifier(freshness={case['freshness']}).verify()"
             results[name] = {
-                "description": f"tufoci.client.verify.verify() on {n_refs} reference(s), warm, "
+                "description": f"{api} on {n_refs} reference(s), warm, "
                 + ("registry tag checked" if case["check_registry"] else "check_registry=False"),
                 "calls": len(samples),
                 "references_per_call": n_refs,

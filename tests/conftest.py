@@ -160,6 +160,19 @@ def init_scope_on(machine: Machine, scope: str, tmp_path: Path) -> Path:
     return root
 
 
+def publish_web(registry_host: str, tmp_path: Path, monkeypatch) -> tuple[str, Machine, Path]:
+    """The usual start: a maintainer initialises ``REGISTRY/acme``, signs and publishes ``web:1.0``.
+
+    Returns (scope, the maintainer's machine, the root file consumers pin).
+    """
+    scope = f"{registry_host}/acme"
+    maintainer = Machine("maintainer", tmp_path, monkeypatch)
+    root = init_scope_on(maintainer, scope, tmp_path)
+    push_test_image(tmp_path, b"web", f"{scope}/web:1.0")
+    maintainer.ok("target", "add", "--publish", f"{scope}/web:1.0")
+    return scope, maintainer, root
+
+
 @pytest.fixture(autouse=True)
 def _fresh_registry_clients() -> Iterator[None]:
     """In-process CLI runs share registry clients; a later test's registry may get an earlier one's port,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Machine, init_scope_on, needs_registry, push_test_image
+from tests.conftest import needs_registry, publish_web, push_test_image
 from tufoci.client.agent_client import format_rendered, parse_rendered, render_request
 
 pytestmark = needs_registry
@@ -23,12 +23,7 @@ TUFOCI = str(Path(sys.executable).with_name("tufoci"))
 
 @pytest.fixture
 def agent_setup(registry, tmp_path: Path, home: Path, monkeypatch):
-    scope = f"{registry.host}/acme"
-    maintainer = Machine("maintainer", tmp_path, monkeypatch)
-    root = init_scope_on(maintainer, scope, tmp_path)
-    push_test_image(tmp_path, b"web", f"{scope}/web:1.0")
-    maintainer.ok("target", "add", f"{scope}/web:1.0")
-    maintainer.ok("publish", scope)
+    scope, maintainer, root = publish_web(registry.host, tmp_path, monkeypatch)
     consumer_home = Path(tempfile.mkdtemp(prefix="ag", dir="/tmp"))  # Unix socket paths must be short
     env = {**os.environ, "TUFOCI_HOME": str(consumer_home)}
     subprocess.run([TUFOCI, "trust", "add", scope, "--root", str(root)], env=env, check=True, capture_output=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Machine, init_scope_on, needs_registry, push_test_image
+from tests.conftest import Machine, needs_registry, publish_web
 
 pytestmark = [needs_registry, pytest.mark.skipif(shutil.which("faketime") is None and not os.environ.get("CI"),
                                                  reason="Debian faketime is needed")]
@@ -34,12 +34,8 @@ def at(offset: str, machine: Machine, *args: str) -> subprocess.CompletedProcess
 
 @pytest.fixture
 def scope(registry, tmp_path: Path, home: Path, monkeypatch):
-    name = f"{registry.host}/acme"
-    maintainer, cluster = Machine("maintainer", tmp_path, monkeypatch), Machine("cluster", tmp_path, monkeypatch)
-    root = init_scope_on(maintainer, name, tmp_path)
-    push_test_image(tmp_path, b"web", f"{name}/web:1.0")
-    maintainer.ok("target", "add", f"{name}/web:1.0")
-    maintainer.ok("publish", name)
+    name, maintainer, root = publish_web(registry.host, tmp_path, monkeypatch)
+    cluster = Machine("cluster", tmp_path, monkeypatch)
     cluster.ok("trust", "add", name, "--root", str(root))
     return {"scope": name, "maintainer": maintainer, "cluster": cluster, "registry": registry}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Machine, init_scope_on, needs_registry, push_test_image
+from tests.conftest import Machine, needs_registry, publish_web
 
 pytestmark = needs_registry
 
@@ -31,12 +31,8 @@ def static_server(tmp_path: Path):
 
 def test_verify_through_an_http_metadata_mirror(registry, static_server, tmp_path: Path, home: Path, monkeypatch):
     directory, url = static_server
-    scope = f"{registry.host}/acme"
-    maintainer, cluster = Machine("maintainer", tmp_path, monkeypatch), Machine("cluster", tmp_path, monkeypatch)
-    root = init_scope_on(maintainer, scope, tmp_path)
-    push_test_image(tmp_path, b"web", f"{scope}/web:1.0")
-    maintainer.ok("target", "add", f"{scope}/web:1.0")
-    maintainer.ok("publish", scope)
+    scope, maintainer, root = publish_web(registry.host, tmp_path, monkeypatch)
+    cluster = Machine("cluster", tmp_path, monkeypatch)
     maintainer.ok("export-metadata", scope, str(directory))
     assert sorted(p.name for p in directory.iterdir()) == [
         "1.root.json", "2.snapshot.json", "2.targets.json", "timestamp.json"]

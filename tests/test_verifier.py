@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Machine, init_scope_on, needs_registry, push_test_image
+from tests.conftest import Machine, needs_registry, publish_web, push_test_image
 from tests.test_request_budget import metadata_requests
 from tufoci.client.verify import Verifier
 from tufoci.errors import MetadataRejectedError
@@ -25,12 +25,8 @@ pytestmark = needs_registry
 
 @pytest.fixture
 def world(registry, tmp_path: Path, home: Path, monkeypatch):
-    scope = f"{registry.host}/acme"
-    maintainer, cluster = Machine("maintainer", tmp_path, monkeypatch), Machine("cluster", tmp_path, monkeypatch)
-    root = init_scope_on(maintainer, scope, tmp_path)
-    push_test_image(tmp_path, b"web", f"{scope}/web:1.0")
-    maintainer.ok("target", "add", f"{scope}/web:1.0")
-    maintainer.ok("publish", scope)
+    scope, maintainer, root = publish_web(registry.host, tmp_path, monkeypatch)
+    cluster = Machine("cluster", tmp_path, monkeypatch)
     cluster.ok("trust", "add", scope, "--root", str(root))
     return scope, maintainer, cluster
 

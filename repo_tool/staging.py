@@ -121,25 +121,14 @@ def record_changes(state: State, changes: list[StagedChange]) -> None:
     """Stage changes in one transaction (a later change to the same name replaces an earlier one)."""
     when, who = now_iso(), actor()
     with state.transaction() as conn:
-        for change in changes:
-            conn.execute(
-                "INSERT OR REPLACE INTO staged (scope, role, name, action, length, digest, custom, staged_at, staged_by)"
-                " VALUES (?,?,?,?,?,?,?,?,?)",
-                (
-                    change.scope,
-                    change.role,
-                    change.name,
-                    change.action,
-                    change.length,
-                    change.digest,
-                    json.dumps(change.custom, sort_keys=True) if change.custom is not None else None,
-                    when,
-                    who,
-                ),
-            )
-            state.audit(
-                conn, f"stage-{change.action}", scope=change.scope, role=change.role, target=change.name, digest=change.digest
-            )
+        conn.executemany(
+            "INSERT OR REPLACE INTO staged (scope, role, name, action, length, digest, custom, staged_at, staged_by)"
+            " VALUES (?,?,?,?,?,?,?,?,?)",
+            [(c.scope, c.role, c.name, c.action, c.length, c.digest,
+              json.dumps(c.custom, sort_keys=True) if c.custom is not None else None, when, who) for c in changes],
+        )
+        state.audit_many(conn, [(f"stage-{c.action}", c.scope, c.role, None, {"target": c.name, "digest": c.digest})
+                                for c in changes])
 
 
 def staged_changes(state: State, scope: str) -> list[StagedChange]:
@@ -156,8 +145,7 @@ def staged_changes(state: State, scope: str) -> list[StagedChange]:
 
 def clear_staged(conn, scope: str, changes: list[StagedChange]) -> None:
     """Drop the staged rows a publish applied (inside the caller's transaction)."""
-    for change in changes:
-        conn.execute(
-            "DELETE FROM staged WHERE scope = ? AND role = ? AND name = ? AND action = ? AND coalesce(digest,'') = ?",
-            (scope, change.role, change.name, change.action, change.digest or ""),
-        )
+    conn.executemany(
+        "DELETE FROM staged WHERE scope = ? AND role = ? AND name = ? AND action = ? AND coalesce(digest,'') = ?",
+        [(scope, c.role, c.name, c.action, c.digest or "") for c in changes],
+    )

@@ -134,9 +134,17 @@ class State:
         **details: Any,
     ) -> None:
         """Append one audit record inside the caller's transaction."""
-        conn.execute(
+        self.audit_many(conn, [(action, scope, role, version, details)])
+
+    def audit_many(
+        self, conn: sqlite3.Connection, records: list[tuple[str, str | None, str | None, int | None, dict]]
+    ) -> None:
+        """Append ``(action, scope, role, version, details)`` records at once (a batch of 100,000 staged tags)."""
+        at, who = now_iso(), actor()
+        conn.executemany(
             "INSERT INTO audit (at, actor, scope, action, role, version, details) VALUES (?,?,?,?,?,?,?)",
-            (now_iso(), actor(), scope, action, role, version, json.dumps(details, sort_keys=True)),
+            [(at, who, scope, action, role, version, json.dumps(details, sort_keys=True))
+             for action, scope, role, version, details in records],
         )
 
     # -- trust pins ------------------------------------------------------------

@@ -56,7 +56,10 @@ def parse_rendered(reply: bytes) -> tuple[int, str, str] | None:
     code, out_len, err_len = (int(f) for f in fields)
     if len(body) != out_len + err_len:
         return None
-    return code, body[:out_len].decode(), body[out_len:].decode()
+    try:
+        return code, body[:out_len].decode(), body[out_len:].decode()
+    except UnicodeDecodeError:
+        return None
 
 
 def format_rendered(code: int, out: str, err: str) -> bytes:

@@ -90,5 +90,5 @@ def test_the_render_line_format_and_what_falls_back():
     assert parse_rendered(format_rendered(11, "dépôt@sha256:…\n", "tufoci: error: x\n")) == (
         11, "dépôt@sha256:…\n", "tufoci: error: x\n")
     # an older agent's JSON, a truncated reply, nothing: the verify process then verifies by itself
-    for reply in (b'{"results": []}\n', b"0 10 0\nshort", b""):
+    for reply in (b'{"results": []}\n', b"0 10 0\nshort", b"", b"0 2 0\n\xff\xfe"):
         assert parse_rendered(reply) is None

@@ -28,13 +28,15 @@ import signal
 import socketserver
 import threading
 
-from tufoci.client.agent_client import default_socket_path, format_rendered  # noqa: F401 - re-exported for the CLI
+from tufoci.client.agent_client import (  # noqa: F401 - default_socket_path is re-exported for the CLI
+    MAX_REQUEST_BYTES,
+    default_socket_path,
+    format_rendered,
+)
 from tufoci.client.verify import Verifier
 from tufoci.verify_output import render_results
 from tufoci.errors import UsageError
 from tufoci.state import State
-
-MAX_REQUEST_BYTES = 1024 * 1024
 
 
 def serve(
@@ -50,7 +52,9 @@ def serve(
 
     class Handler(socketserver.StreamRequestHandler):
         def handle(self) -> None:
-            line = self.rfile.readline(MAX_REQUEST_BYTES)
+            line = self.rfile.readline(MAX_REQUEST_BYTES + 1)
+            if len(line) > MAX_REQUEST_BYTES:
+                return  # a cut line would drop references: no answer, and the client verifies them itself
             if line.startswith(b"render\t"):
                 self.wfile.write(self.render(line.decode(errors="replace").rstrip("\r\n").split("\t")[1:]))
                 return

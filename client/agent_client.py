@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 SOCKET_NAME = "agent.sock"
+MAX_REQUEST_BYTES = 1024 * 1024  # one request line; a longer one is verified by the process itself
 MAX_REPLY_BYTES = 64 * 1024 * 1024
 
 
@@ -22,7 +23,11 @@ def render_request(references: list[str], *, output: str, check_registry: bool) 
     """The ``render`` request line, or None for references the line format cannot carry."""
     if any(not r or any(c in r for c in "\t\r\n") for r in references) or output not in ("text", "json"):
         return None
-    return "\t".join(["render", output, "1" if check_registry else "0", *references]).encode() + b"\n"
+    try:
+        line = "\t".join(["render", output, "1" if check_registry else "0", *references]).encode() + b"\n"
+    except UnicodeEncodeError:  # undecodable bytes in argv
+        return None
+    return line if len(line) <= MAX_REQUEST_BYTES else None
 
 
 def ask_rendered(path: str, request: bytes, *, timeout: float = 120.0) -> tuple[int, str, str] | None:

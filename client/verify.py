@@ -9,7 +9,9 @@ digest. The answer to deploy is always ``repository@signed-digest``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import hashlib
 import os
 import time
 from collections import defaultdict
@@ -17,13 +19,24 @@ from dataclasses import dataclass
 
 from tuf.api.metadata import TargetFile
 
-from tufoci.errors import DigestMismatchError, NotFoundError, NotSignedError, RegistryError, TufociError
+from tufoci.errors import (
+    DigestMismatchError,
+    NotFoundError,
+    NotSignedError,
+    RegistryError,
+    TooLargeError,
+    TufociError,
+)
 from tufoci.layout_spec import MAX_METADATA_MANIFEST_BYTES, TIMESTAMP_TAG, target_media_type
 from tufoci.reference import Reference, parse_reference, target_name
 from tufoci.state import Pin, State
 from tufoci.store import open_repository
 from tufoci.client.refresh import cache_dir, metadata_store, trusted_session
 from tufoci.client.trust_pins import pin_for_reference
+
+
+# target names a long-lived Verifier keeps answering from one refresh (beyond those asked in a call)
+MAX_REMEMBERED_NAMES = 1024
 
 
 @dataclass(frozen=True)
@@ -83,8 +96,8 @@ class _Resolutions:
     pin: tuple[str, str]  # (root sha256, metadata repository) of the pin it was made under
     expires: datetime.datetime  # the earliest expiry among the roles that refresh trusted
     timestamp_manifest: str | None  # digest of the timestamp manifest it verified (None: an HTTP source)
-    cache_stamp: tuple[int, int, int] | None  # the trusted cache's timestamp.json after it: another process's
-    # refresh moves it, and a rollback check that the cache would now fail must not be skipped
+    trusted_timestamp: str | None  # sha256 of the timestamp file it left in the trusted cache: when another
+    # process's refresh has moved the cache on, a rollback check the cache would now fail must not be skipped
 
 
 class Verifier:
@@ -156,15 +169,21 @@ class Verifier:
                 and all(n in known.targets for n in names):
             if time.monotonic() < known.fresh_until or self._unchanged(pin, known):
                 return known.targets
-        wanted = set(names) | (set(known.targets) if known else set())
         with trusted_session(self.state.home, pin, **self.registry_options) as session:
-            targets = {name: session.lookup(name) for name in sorted(wanted)}
+            targets = {name: session.lookup(name) for name in sorted(set(names))}
+            # names asked before are answered again from the same refresh, so that asking for them next
+            # time costs nothing; one that no longer resolves is forgotten, it never fails this call
+            carried = [n for n in (known.targets if known else ()) if n not in targets]
+            for name in carried[: max(0, MAX_REMEMBERED_NAMES - len(targets))]:
+                with contextlib.suppress(TufociError):
+                    targets[name] = session.lookup(name)
             expires = min(signed.expires for signed in session.updater._trusted_set)  # noqa: SLF001
             timestamp_manifest = getattr(session.fetcher, "timestamp_manifest_digest", None)
+            trusted_timestamp = _file_sha256(os.path.join(session.metadata_dir, "timestamp.json"))
         expires_in = (expires - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
         self._resolutions[pin.scope] = _Resolutions(
             targets, time.monotonic() + min(self.freshness, max(expires_in, 0.0)),
-            (pin.root_sha256, pin.metadata), expires, timestamp_manifest, _cache_stamp(self.state.home, pin),
+            (pin.root_sha256, pin.metadata), expires, timestamp_manifest, trusted_timestamp,
         )
         return targets
 
@@ -172,22 +191,22 @@ class Verifier:
         """Whether the registry still serves the timestamp manifest ``known`` was verified from (one request)."""
         if known.timestamp_manifest is None or datetime.datetime.now(datetime.timezone.utc) >= known.expires:
             return False
-        if _cache_stamp(self.state.home, pin) != known.cache_stamp:
+        if _file_sha256(os.path.join(cache_dir(self.state.home, pin), "timestamp.json")) != known.trusted_timestamp:
             return False
         try:
             served = metadata_store(pin, **self.registry_options).get_manifest(
                 TIMESTAMP_TAG, max_bytes=MAX_METADATA_MANIFEST_BYTES)
-        except NotFoundError:
-            return False  # the full refresh says what is missing
+        except (NotFoundError, TooLargeError):
+            return False  # the full refresh says what is wrong, as it always does
         return served.digest == known.timestamp_manifest
 
 
-def _cache_stamp(home: str, pin: Pin) -> tuple[int, int, int] | None:
+def _file_sha256(path: str) -> str | None:
     try:
-        stat = os.stat(os.path.join(cache_dir(home, pin), "timestamp.json"))
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
     except OSError:
         return None
-    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def verify(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import needs_registry, publish_web, push_test_image
-from tufoci.client.agent_client import format_rendered, parse_rendered, render_request
+from tufoci.client.agent_client import MAX_REQUEST_BYTES, format_rendered, parse_rendered, render_request
 
 pytestmark = needs_registry
 TUFOCI = str(Path(sys.executable).with_name("tufoci"))
@@ -92,3 +93,18 @@ def test_the_render_line_format_and_what_falls_back():
     # an older agent's JSON, a truncated reply, nothing: the verify process then verifies by itself
     for reply in (b'{"results": []}\n', b"0 10 0\nshort", b"", b"0 2 0\n\xff\xfe"):
         assert parse_rendered(reply) is None
+
+
+def test_a_request_over_the_limit_is_not_answered_so_nothing_goes_unchecked(agent_setup):
+    """A cut request line would drop references (or cut a tag to another tag) and still answer 0."""
+    scope, env = agent_setup["scope"], agent_setup["env"]
+    refs = [f"{scope}/web:1.0"] * (MAX_REQUEST_BYTES // len(f"{scope}/web:1.0") + 10)
+    assert render_request(refs, output="text", check_registry=False) is None  # the client does not even ask
+    line = "\t".join(["render", "text", "0", *refs]).encode() + b"\n"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.connect(str(Path(env["TUFOCI_HOME"]) / "agent.sock"))
+        answer = b""
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # closed on us: no answer either
+            client.sendall(line)
+            answer = client.recv(100)
+        assert answer == b""  # no answer: the verify process checks every reference itself

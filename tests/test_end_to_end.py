@@ -172,3 +172,5 @@ def test_digests_supplied_by_the_build(prefix: str, tmp_path: Path, home: Path, 
     bad = tmp_path / "bad.txt"
     bad.write_text(f"{web} sha256:1234 12\n")
     assert run_tufoci("target", "add", "--from-file", str(bad)).exit_code == 2
+    both = run_tufoci("target", "add", "--from-file", "-", "--publish", "--password-stdin", stdin="")
+    assert both.exit_code == 2 and "both read standard input" in both.stderr

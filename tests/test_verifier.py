@@ -76,3 +76,18 @@ def test_a_rollback_the_shared_cache_would_catch_is_not_skipped(registry, world,
 
     with pytest.raises(MetadataRejectedError, match="timestamp"):
         digest_of(verifier, ref)
+
+
+def test_a_name_asked_earlier_that_stops_resolving_never_fails_a_later_call(registry, world, tmp_path, monkeypatch):
+    """The verifier re-answers names it was asked before; one whose lookup now raises (a role delegated but not
+    yet published) is forgotten, where a fresh verify of the other name succeeds."""
+    scope, maintainer, cluster = world
+    verifier = Verifier(State.open(str(cluster.home)))
+    (web, team_app) = verifier.verify([f"{scope}/web:1.0", f"{scope}/team/app:1.0"], check_registry=False)
+    assert web.image is not None and team_app.error is not None and team_app.error.exit_code == 10
+
+    team_key = Machine("team", tmp_path, monkeypatch).new_key("team")  # the team's own machine: no first version
+    maintainer.ok("delegate", scope, "team", "--key", str(team_key), "--path", "team/*")
+    maintainer.ok("publish", scope)
+    assert cluster("verify", "--skip-registry-check", f"{scope}/team/app:1.0").exit_code == 10
+    assert digest_of(verifier, f"{scope}/web:1.0") == web.image.digest

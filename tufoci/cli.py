@@ -258,6 +258,8 @@ def target_add(references, role, from_file, and_publish, password_stdin, plain_h
 
     if bool(references) == bool(from_file):
         raise UsageError("give references or --from-file, not both (and not neither)")
+    if password_stdin and from_file is not None and getattr(from_file, "name", "<stdin>") == "<stdin>":
+        raise UsageError("--from-file - and --password-stdin both read standard input: give the records as a file")
     state, options = _state(), _registry_kwargs(plain_http, insecure, ca_file)
     if from_file:
         records = [parse_build_record(line) for line in from_file if line.strip() and not line.startswith("#")]
@@ -276,11 +278,19 @@ def target_add(references, role, from_file, and_publish, password_stdin, plain_h
 
 
 def _publish_scopes(state, scopes: list[str], password_stdin: bool, options: dict) -> list:
-    """``tufoci publish`` of each scope, in the order first staged."""
+    """``tufoci publish`` of each scope, in the order first staged; on an error, says which went live first."""
     from tufoci.repo_tool.publish import publish as do_publish
 
-    secrets = _secrets_handler(password_stdin)
-    return [do_publish(state, scope, secrets=secrets, **options) for scope in dict.fromkeys(scopes)]
+    secrets, results = _secrets_handler(password_stdin), []
+    try:
+        for scope in dict.fromkeys(scopes):
+            results.append(do_publish(state, scope, secrets=secrets, **options))
+    except TufociError:
+        for result in results:
+            click.echo(f"published {result.scope} before the error: "
+                       + ", ".join(f"{role} v{v}" for role, v in result.published.items()), err=True)
+        raise
+    return results
 
 
 def _change_json(c) -> dict:

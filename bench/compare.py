@@ -41,7 +41,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -75,6 +74,7 @@ from bench.verify import (  # noqa: E402
     machine_info,
     parse_importtime,
     percentile,
+    unwind_on_signals,
     write_json,
 )
 from bench.verify import run_checked as _run_checked  # noqa: E402
@@ -1020,11 +1020,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {e}", file=sys.stderr)
         return 2
 
-    def on_signal(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    unwind_on_signals()
 
     started = time.perf_counter()
     sizes = size_ladder(max_tags)

@@ -178,6 +178,16 @@ def count_stats(counts: Sequence[int], unit: str) -> dict[str, Any]:
     }
 
 
+def unwind_on_signals() -> None:
+    """SIGTERM/SIGHUP raise SystemExit, so the finally blocks stop the servers and remove the temp dir."""
+
+    def on_signal(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+
 def run_checked(
     argv: Sequence[str], env: dict[str, str], *, what: str, timeout: float = RUN_TIMEOUT
 ) -> subprocess.CompletedProcess[str]:
@@ -575,12 +585,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: docker-registry, umoci and skopeo are needed (make setup)", file=sys.stderr)
         return 2
 
-    # SIGTERM/SIGHUP unwind through the finally blocks below: registry stopped, temp dir removed.
-    def on_signal(signum: int, _frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    unwind_on_signals()
 
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="tufoci-bench-verify-"))

@@ -51,6 +51,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from tests.support.logtail import LogTail
+
 __all__ = [
     "NOTARY_BINARIES",
     "NotaryClient",
@@ -409,8 +411,7 @@ class NotaryServer:
         self.url = f"https://{self.host}"
         self.server_log = base_dir / "notary-server.log"
         self.signer_log = base_dir / "notary-signer.log"
-        self._log_offset = 0
-        self._log_rest = b""
+        self._log = LogTail(self.server_log)
         self._requests: list[NotaryRequest] = []
         self._ssl = ssl.create_default_context(cafile=str(certs.ca))
         self._opener = urllib.request.build_opener(
@@ -568,14 +569,9 @@ class NotaryServer:
     # ------------------------------------------------------------------ request log
 
     def _read_new(self) -> set[str]:
-        with open(self.server_log, "rb") as fh:
-            fh.seek(self._log_offset)
-            chunk = fh.read()
-        self._log_offset += len(chunk)
-        *complete, self._log_rest = (self._log_rest + chunk).split(b"\n")
         probes: set[str] = set()
-        for raw in complete:
-            req = parse_server_line(raw.decode("utf-8", errors="replace"))
+        for line in self._log.new_lines():
+            req = parse_server_line(line)
             if req is None:
                 continue
             if req.uri.startswith(_PROBE_PREFIX):

@@ -32,6 +32,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from tests.support.logtail import LogTail
+
 __all__ = [
     "REGISTRY_BINARY",
     "AccessLogLine",
@@ -190,8 +192,7 @@ class RegistryServer:
         self.config_path = base_dir / "config.yml"
         self.log_path = base_dir / "registry.log"
         self.credentials = credentials
-        self._log_offset = 0
-        self._log_rest = b""
+        self._log = LogTail(self.log_path)
         self._lines: list[AccessLogLine] = []
         # Runs on stop(), when the object is garbage-collected, or at interpreter exit.
         self._finalizer = weakref.finalize(self, _stop_process, proc)
@@ -421,14 +422,9 @@ class RegistryServer:
 
         Returns the paths of this module's own probes seen in the new part.
         """
-        with open(self.log_path, "rb") as fh:
-            fh.seek(self._log_offset)
-            chunk = fh.read()
-        self._log_offset += len(chunk)
-        *complete, self._log_rest = (self._log_rest + chunk).split(b"\n")
         own: set[str] = set()
-        for raw in complete:
-            parsed = parse_access_line(raw.decode("utf-8", errors="replace"))
+        for line in self._log.new_lines():
+            parsed = parse_access_line(line)
             if parsed is None:
                 continue
             if parsed.user_agent == SUPPORT_USER_AGENT:

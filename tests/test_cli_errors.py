@@ -97,3 +97,9 @@ def test_the_metadata_repository_cannot_be_a_target(tmp_path: Path, home: Path):
     init_scope(scope, tmp_path)
     result = run_tufoci("target", "add", f"{scope}/tuf:timestamp")
     assert result.exit_code == 2 and "metadata repository" in one_line(result)
+
+
+def test_version_is_the_package_version():
+    from importlib.metadata import version
+
+    assert run_tufoci("--version").stdout.strip() == f"tufoci, version {version('tufoci')}"

@@ -21,6 +21,7 @@ from typing import Any
 
 import click
 
+from tufoci import __version__
 from tufoci.errors import SigningKeyError, TufociError, UsageError
 
 _VERBOSE = False
@@ -92,7 +93,7 @@ def _emit_json(data: Any) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging and tracebacks.")
 @click.option("--home", envvar="TUFOCI_HOME", type=click.Path(file_okay=False),
               help="State directory (default ~/.tufoci, or $TUFOCI_HOME).")
-@click.version_option(package_name="tufoci")
+@click.version_option(__version__, package_name="tufoci")  # given: looking it up costs importlib.metadata
 def cli(verbose: bool, home: str | None) -> None:
     """Sign and verify container images with TUF metadata stored in the registry."""
     global _VERBOSE

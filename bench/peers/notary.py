@@ -37,7 +37,6 @@ import ipaddress
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -52,6 +51,7 @@ from types import TracebackType
 from typing import Any
 
 from tests.support.logtail import LogTail
+from tests.support.processes import free_port, stop_process
 
 __all__ = [
     "NOTARY_BINARIES",
@@ -71,7 +71,6 @@ NOTARY_BINARIES = ("notary", "notary-server", "notary-signer")
 _PACKAGE = "notary"
 _SIGNER_ALIAS = "bench"
 _START_TIMEOUT = 20.0
-_STOP_TIMEOUT = 5.0
 _RUN_TIMEOUT = 120.0
 _PROBE_PREFIX = "/v2/_bench_sync/"
 _HEALTH_PATH = "/_notary_server/health"
@@ -293,23 +292,6 @@ def make_delegation_key(directory: Path, name: str = "releases", *, days: int = 
 # ----------------------------------------------------------------------------- processes
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """Terminate, then kill; always wait() so the child is reaped (no <defunct> left behind)."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    proc.wait()
-
-
 def _process_state(pid: int) -> str | None:
     """The kernel's state letter (R, S, Z…) of ``pid``, or None when it is gone. Z = <defunct>."""
     try:
@@ -419,8 +401,8 @@ class NotaryServer:
         )
         # Stop order: server first (it holds the gRPC connection), then signer.
         self._finalizers = [
-            weakref.finalize(self, _stop_process, server),
-            weakref.finalize(self, _stop_process, signer),
+            weakref.finalize(self, stop_process, server),
+            weakref.finalize(self, stop_process, signer),
         ]
         self._clients = 0
 
@@ -446,7 +428,7 @@ class NotaryServer:
 
     @classmethod
     def _start_once(cls, workdir: Path, timeout: float) -> NotaryServer:
-        port, signer_port = _free_port(), _free_port()
+        port, signer_port = free_port(), free_port()
         base = workdir / f"notary-{port}"
         base.mkdir(parents=True, exist_ok=True)
         certs = make_certificates(base / "certs")
@@ -495,7 +477,7 @@ class NotaryServer:
         try:
             server = spawn("notary-server", base / "server.json", base / "notary-server.log")
         except BaseException:
-            _stop_process(signer)
+            stop_process(signer)
             raise
         self = cls(base, certs, signer, server, port, signer_port)
         try:

@@ -18,7 +18,6 @@ import base64
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -33,6 +32,7 @@ from types import TracebackType
 from typing import Any
 
 from tests.support.logtail import LogTail
+from tests.support.processes import free_port, stop_process
 
 __all__ = [
     "REGISTRY_BINARY",
@@ -53,7 +53,6 @@ SUPPORT_USER_AGENT = "tufoci-test-support/1"
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 _START_TIMEOUT = 10.0
-_STOP_TIMEOUT = 5.0
 
 # 127.0.0.1 - - [21/Nov/2026:21:00:23 +0000] "GET /v2/ HTTP/1.1" 200 2 "" "curl/7.88.1"
 _ACCESS_RE = re.compile(
@@ -126,13 +125,6 @@ def parse_access_line(line: str) -> AccessLogLine | None:
     )
 
 
-def _free_port() -> int:
-    """Ask the kernel for a free loopback port (tiny race until the registry binds it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     """Merge ``extra`` into ``base`` recursively, so callers can override one key."""
     for key, value in extra.items():
@@ -141,17 +133,6 @@ def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any
         else:
             base[key] = value
     return base
-
-
-def _stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """Terminate, then kill; always wait() so no <defunct> process is left behind."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    proc.wait()
 
 
 class RegistryServer:
@@ -195,7 +176,7 @@ class RegistryServer:
         self._log = LogTail(self.log_path)
         self._lines: list[AccessLogLine] = []
         # Runs on stop(), when the object is garbage-collected, or at interpreter exit.
-        self._finalizer = weakref.finalize(self, _stop_process, proc)
+        self._finalizer = weakref.finalize(self, stop_process, proc)
 
     # ------------------------------------------------------------------ start/stop
 
@@ -239,7 +220,7 @@ class RegistryServer:
         extra_config: Mapping[str, Any] | None,
         timeout: float,
     ) -> RegistryServer:
-        port = _free_port()
+        port = free_port()
         base_dir = Path(workdir) / f"registry-{port}"
         base_dir.mkdir(parents=True, exist_ok=True)
         storage = base_dir / "storage"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import init_scope, needs_registry, ok, push_test_image, run_tufoci, use_home
+from tests.conftest import Scope, init_scope, needs_registry, ok, push_test_image, run_tufoci, use_home
 from tufoci.reference import parse_reference
 
 pytestmark = needs_registry
@@ -35,6 +35,16 @@ def skopeo_digest(ref: str) -> str:
         ["skopeo", "inspect", "--raw", "--tls-verify=false", transport], check=True, capture_output=True
     ).stdout
     return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def signed_web(prefix: str, tmp_path: Path, payload: bytes = b"web") -> tuple[str, str, Scope]:
+    """``PREFIX/acme`` with ``web:1.0`` pushed, signed and published from the current home: (scope, ref, scope keys)."""
+    scope = f"{prefix}/acme"
+    web = f"{scope}/web:1.0"
+    push_test_image(tmp_path, payload, web)
+    signed = init_scope(scope, tmp_path)
+    ok(run_tufoci("target", "add", "--publish", web))
+    return scope, web, signed
 
 
 def test_publish_and_verify(prefix: str, tmp_path: Path, home: Path, monkeypatch):
@@ -80,12 +90,7 @@ def test_publish_and_verify(prefix: str, tmp_path: Path, home: Path, monkeypatch
 
 
 def test_republish_replaces_and_removes_targets(prefix: str, tmp_path: Path, home: Path, monkeypatch):
-    scope = f"{prefix}/acme"
-    web = f"{scope}/web:1.0"
-    push_test_image(tmp_path, b"one", web)
-    signed = init_scope(scope, tmp_path)
-    ok(run_tufoci("target", "add", web))
-    ok(run_tufoci("publish", scope))
+    scope, web, signed = signed_web(prefix, tmp_path, b"one")
     first = skopeo_digest(web)
 
     push_test_image(tmp_path, b"two", web)  # the tag moves to a new release ...
@@ -106,12 +111,7 @@ def test_republish_replaces_and_removes_targets(prefix: str, tmp_path: Path, hom
 
 
 def test_verify_by_digest_checks_the_signed_digest(prefix: str, tmp_path: Path, home: Path):
-    scope = f"{prefix}/acme"
-    web = f"{scope}/web:1.0"
-    push_test_image(tmp_path, b"web", web)
-    init_scope(scope, tmp_path)
-    ok(run_tufoci("target", "add", web))
-    ok(run_tufoci("publish", scope))
+    scope, web, _ = signed_web(prefix, tmp_path)
     digest = skopeo_digest(web)
     assert ok(run_tufoci("verify", f"{web}@{digest}")).stdout.strip().endswith(digest)
     wrong = run_tufoci("verify", f"{web}@sha256:{'0' * 64}")
@@ -119,12 +119,7 @@ def test_verify_by_digest_checks_the_signed_digest(prefix: str, tmp_path: Path, 
 
 
 def test_trust_add_by_root_sha256_finds_the_root_in_the_registry(prefix: str, tmp_path: Path, home: Path, monkeypatch):
-    scope = f"{prefix}/acme"
-    web = f"{scope}/web:1.0"
-    push_test_image(tmp_path, b"web", web)
-    signed = init_scope(scope, tmp_path)
-    ok(run_tufoci("target", "add", web))
-    ok(run_tufoci("publish", scope))
+    scope, web, signed = signed_web(prefix, tmp_path)
     sha = hashlib.sha256(signed.root_file.read_bytes()).hexdigest()
 
     use_home(monkeypatch, tmp_path / "consumer")
@@ -136,12 +131,7 @@ def test_trust_add_by_root_sha256_finds_the_root_in_the_registry(prefix: str, tm
 
 def test_audit_log_records_who_did_what(prefix: str, tmp_path: Path, home: Path, monkeypatch):
     monkeypatch.setenv("TUFOCI_ACTOR", "alice@ci")
-    scope = f"{prefix}/acme"
-    web = f"{scope}/web:1.0"
-    push_test_image(tmp_path, b"web", web)
-    init_scope(scope, tmp_path)
-    ok(run_tufoci("target", "add", web))
-    ok(run_tufoci("publish", scope))
+    scope, web, _ = signed_web(prefix, tmp_path)
     log = json.loads(ok(run_tufoci("log", scope, "-o", "json")).stdout)
     actions = [entry["action"] for entry in log]
     assert actions[:1] == ["trust-add"] and "init" in actions and actions[-2:] == ["stage-add", "publish"]

@@ -1,4 +1,4 @@
-"""Printing verify results: shared by the CLI and the agent fast path (standard library only)."""
+"""Printing verify results (standard library only): shared by the CLI and the agent, for the fast path."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """Staging target changes in local state until the next publish.
 
 ``target add`` resolves each tag to its manifest digest and size by hashing the
-bytes it downloaded (the ``Docker-Content-Digest`` header is never used), in
-parallel, and records the change in ``state.db`` in one transaction.
+bytes it downloaded (the ``Docker-Content-Digest`` header is never used), a
+repository's tags in one batch and repositories in parallel, and records the
+change in ``state.db`` in one transaction.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from tufoci.layout_spec import (
     index_platforms,
     target_custom,
 )
-from tufoci.reference import DIGEST_RE, Reference, parse_reference, target_name
+from tufoci.reference import DIGEST_RE, Reference, Repository, parse_reference, target_name
 from tufoci.state import State, actor, now_iso
-from tufoci.store import open_repository
+from tufoci.store import Manifest, open_repository
 
 RESOLVE_WORKERS = 16
 
@@ -41,8 +42,34 @@ class StagedChange:
 
 def resolve_image(reference: Reference, **registry_options: object) -> tuple[str, int, dict]:
     """(digest, length, custom) of the manifest a reference points at, from its bytes."""
-    store = open_repository(reference.repository, **registry_options)
-    manifest = store.get_manifest(reference.digest or reference.tag or "latest")
+    return resolve_images([reference], **registry_options)[0]
+
+
+def resolve_images(references: list[Reference], **registry_options: object) -> list[tuple[str, int, dict]]:
+    """``resolve_image`` of each reference, in order; the first failure raises.
+
+    References are grouped by repository, so a repository's many tags come through
+    ``RepositoryStore.get_manifests`` (the registry's batch transport); repositories
+    resolve in parallel.
+    """
+    groups: dict[Repository, list[int]] = {}
+    for index, reference in enumerate(references):
+        groups.setdefault(reference.repository, []).append(index)
+    manifests: list[Manifest | None] = [None] * len(references)
+
+    def resolve_group(repository: Repository, indices: list[int]) -> None:
+        store = open_repository(repository, **registry_options)
+        wanted = [references[i].digest or references[i].tag or "latest" for i in indices]
+        for index, manifest in zip(indices, store.get_manifests(wanted)):
+            manifests[index] = manifest
+
+    with ThreadPoolExecutor(max_workers=RESOLVE_WORKERS) as pool:
+        for future in [pool.submit(resolve_group, repository, indices) for repository, indices in groups.items()]:
+            future.result()
+    return [_described(manifest) for manifest in manifests if manifest is not None]
+
+
+def _described(manifest: Manifest) -> tuple[str, int, dict]:
     media_type = image_media_type(manifest.data, manifest.content_type)
     is_index = media_type in (INDEX_MEDIA_TYPE, DOCKER_LIST_MEDIA_TYPE)
     custom = target_custom(media_type, index_platforms(manifest.data) if is_index else None)
@@ -61,14 +88,11 @@ def stage_targets(
         raise UsageError("no reference given")
     pins = state.pins()
     planned = [_locate(pins, text) for text in references]
-
-    def resolve(item):
-        reference, scope, name = item
-        digest, length, custom = resolve_image(reference, **registry_options)
-        return StagedChange(scope, role, name, "add", length, digest, custom)
-
-    with ThreadPoolExecutor(max_workers=RESOLVE_WORKERS) as pool:
-        changes = list(pool.map(resolve, planned))
+    resolved = resolve_images([reference for reference, _, _ in planned], **registry_options)
+    changes = [
+        StagedChange(scope, role, name, "add", length, digest, custom)
+        for (_, scope, name), (digest, length, custom) in zip(planned, resolved)
+    ]
     record_changes(state, changes)
     return changes
 

@@ -73,6 +73,14 @@ class RepositoryStore(abc.ABC):
         When ``reference`` is a digest the bytes are checked against it.
         """
 
+    def get_manifests(self, references: list[str]) -> list[Manifest]:
+        """``get_manifest`` of each reference, in order; the first failure raises.
+
+        For resolving many tags at once: the registry backend overrides this with
+        a cheaper transport, a directory needs nothing better than a loop.
+        """
+        return [self.get_manifest(reference) for reference in references]
+
     @abc.abstractmethod
     def put_manifest(self, tag: str, data: bytes, media_type: str) -> str:
         """Store a manifest under ``tag``; returns its digest."""
@@ -107,6 +115,10 @@ class RepositoryStore(abc.ABC):
     @abc.abstractmethod
     def put_blob(self, data: bytes) -> str:
         """Store a blob if it is not present yet; returns its digest."""
+
+    def put_blobs(self, blobs: list[bytes]) -> list[str]:
+        """``put_blob`` of each; the registry backend uploads them side by side."""
+        return [self.put_blob(data) for data in blobs]
 
     @abc.abstractmethod
     def list_tags(self) -> list[str]:

@@ -67,9 +67,8 @@ def push_metadata(
         snapshot_data = next((f.data for f in files if f.role == "snapshot"), None)
     _check_unchanged(store, expected_timestamp)
     _crash_point("blobs")
-    store.put_blob(EMPTY_CONFIG)
-    for item in [*files, timestamp]:
-        store.put_blob(item.data)
+    store.put_blob(EMPTY_CONFIG)  # first and alone: it obtains the push token the others reuse
+    store.put_blobs([item.data for item in [*files, timestamp]])
     _crash_point("manifests")
     # roots first: a reader that sees a new snapshot may need the new root.
     # A tag already at one of these versions is an orphan of a publish that

@@ -10,6 +10,7 @@ front of a real registry (tests/support/tamper_proxy.py).
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import threading
@@ -146,7 +147,13 @@ def _stall(exchange: Exchange) -> Reply:
     return Reply(answer.status, list(answer.headers), answer.data, stall=2.0)
 
 
+def _gzipped(exchange: Exchange) -> Reply:
+    answer = exchange.upstream()  # the regular client decodes it; hashing the gzip bytes would sign garbage
+    return answer.with_body(gzip.compress(answer.data)).with_header("Content-Encoding", "gzip")
+
+
 CASES = {
+    "gzip-encoded body": (TAGS[20], _once(_gzipped)),
     # name: (the tag the proxy interferes with, how)
     "chunked body": (TAGS[40], _once(_chunked)),
     "hangs up mid-pipeline": (TAGS[5], _once(_hang_up)),

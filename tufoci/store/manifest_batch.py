@@ -10,9 +10,10 @@ Requests are pipelined (RFC 9112 §9.3.2: a server answers them in order), so
 a far registry costs one round trip per ``DEPTH`` tags rather than per tag, and
 the local one spends less CPU per request (1.4 vs 1.6 CPU-seconds per 1,000).
 
-Only the plain case is handled: ``200`` with a ``Content-Length``, within the
-size cap and the deadline. Anything else (an auth challenge, a redirect, an
-error status, a chunked body, a server that hangs up) leaves that tag to the
+Only the plain case is handled: ``200`` with a ``Content-Length`` and no
+``Content-Encoding``, within the size cap and the deadline. Anything else (an
+auth challenge, a redirect, an error status, a chunked or compressed body, a
+server that hangs up) leaves that tag to the
 caller, whose regular client knows how to answer, retry and report it. So this
 module never decides an error, and what it returns is raw bytes the caller
 hashes (``Manifest``), like every other read: the ``Docker-Content-Digest``
@@ -185,7 +186,9 @@ def fetch_manifests(
                         status, answer, body, usable = connection.receive(max_bytes)
                         reference = batch[answered]
                         answered += 1
-                        if status == 200 and body is not None:
+                        # bytes as sent, or the caller's client, which decodes a Content-Encoding
+                        plain = answer.get("content-encoding", "identity").lower() == "identity"
+                        if status == 200 and body is not None and plain:
                             manifest = Manifest(body, answer.get("content-type"))
                             if not reference.startswith("sha256:") or manifest.digest == reference:
                                 with lock:

@@ -67,8 +67,7 @@ def push_metadata(
         snapshot_data = next((f.data for f in files if f.role == "snapshot"), None)
     _check_unchanged(store, expected_timestamp)
     _crash_point("blobs")
-    store.put_blob(EMPTY_CONFIG)  # first and alone: it obtains the push token the others reuse
-    store.put_blobs([item.data for item in [*files, timestamp]])
+    store.put_blobs([EMPTY_CONFIG, *(item.data for item in [*files, timestamp])])
     _crash_point("manifests")
     # roots first: a reader that sees a new snapshot may need the new root.
     # A tag already at one of these versions is an orphan of a publish that

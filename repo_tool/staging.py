@@ -60,13 +60,14 @@ def resolve_images(references: list[Reference], **registry_options: object) -> l
     def resolve_group(repository: Repository, indices: list[int]) -> None:
         store = open_repository(repository, **registry_options)
         wanted = [references[i].digest or references[i].tag or "latest" for i in indices]
-        for index, manifest in zip(indices, store.get_manifests(wanted)):
+        for index, manifest in zip(indices, store.get_manifests(wanted), strict=True):
             manifests[index] = manifest
 
     with ThreadPoolExecutor(max_workers=RESOLVE_WORKERS) as pool:
         for future in [pool.submit(resolve_group, repository, indices) for repository, indices in groups.items()]:
             future.result()
-    return [_described(manifest) for manifest in manifests if manifest is not None]
+    assert all(manifests), "every reference resolved or the first failure raised"
+    return [_described(manifest) for manifest in manifests]
 
 
 def _described(manifest: Manifest) -> tuple[str, int, dict]:
@@ -91,7 +92,7 @@ def stage_targets(
     resolved = resolve_images([reference for reference, _, _ in planned], **registry_options)
     changes = [
         StagedChange(scope, role, name, "add", length, digest, custom)
-        for (_, scope, name), (digest, length, custom) in zip(planned, resolved)
+        for (_, scope, name), (digest, length, custom) in zip(planned, resolved, strict=True)
     ]
     record_changes(state, changes)
     return changes

@@ -10,10 +10,13 @@ front of a real registry (tests/support/tamper_proxy.py).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -27,7 +30,7 @@ from tufoci.credentials import Credentials
 from tufoci.errors import ContentMismatchError, NotFoundError, TooLargeError
 from tufoci.layout_spec import INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
 from tufoci.store.registry import BATCH_MIN, RegistryClient, RegistryRepository
-from tufoci.store.manifest_batch import DEPTH
+from tufoci.store.manifest_batch import DEPTH, Endpoint, fetch_manifests
 
 pytestmark = needs_registry
 
@@ -101,7 +104,7 @@ def test_few_references_go_through_the_regular_client(upstream, regular_reads):
     assert regular_reads == TAGS[: BATCH_MIN - 1]
 
 
-def test_over_tls_with_basic_auth_every_request_carries_the_credentials(tmp_path: Path):
+def test_over_tls_with_basic_auth_every_request_carries_the_credentials(tmp_path: Path, regular_reads):
     pki = make_server_pki(tmp_path / "pki")
     htpasswd = write_htpasswd(tmp_path / "htpasswd", {"alice": "pw-1234"})
     with TLSRegistryServer.start_tls(tmp_path, pki, htpasswd=htpasswd, credentials=("alice", "pw-1234")) as server:
@@ -113,6 +116,7 @@ def test_over_tls_with_basic_auth_every_request_carries_the_credentials(tmp_path
         assert [m.digest for m in got] == [pushed[t] for t in TAGS[:20]]
         statuses = [line.status for line in server.access_log_lines(mark) if "/manifests/" in line.path]
         assert statuses == [401] + [200] * 20  # one challenge, then the batch reuses the answer
+        assert regular_reads == [TAGS[0]]  # over TLS too, everything after the first came batched
 
 
 # -- answers the batch transport leaves to the regular client -------------------------------------------------
@@ -142,22 +146,16 @@ def _hang_up(exchange: Exchange) -> Reply:
     return answer.with_header("Content-Length", str(len(answer.data) + 100))
 
 
-def _stall(exchange: Exchange) -> Reply:
-    answer = exchange.upstream()
-    return Reply(answer.status, list(answer.headers), answer.data, stall=2.0)
-
-
 def _gzipped(exchange: Exchange) -> Reply:
     answer = exchange.upstream()  # the regular client decodes it; hashing the gzip bytes would sign garbage
     return answer.with_body(gzip.compress(answer.data)).with_header("Content-Encoding", "gzip")
 
 
 CASES = {
+    # name: (the tag the proxy interferes with, how); only that tag falls back to the regular client
     "gzip-encoded body": (TAGS[20], _once(_gzipped)),
-    # name: (the tag the proxy interferes with, how)
     "chunked body": (TAGS[40], _once(_chunked)),
     "hangs up mid-pipeline": (TAGS[5], _once(_hang_up)),
-    "stalls past the deadline": (TAGS[70], _once(_stall)),
     "not found once (a tag caught mid-push)": (TAGS[9], _once(lambda ex: Reply(404, [], b"{}"))),
 }
 
@@ -170,17 +168,34 @@ def proxy(upstream) -> Iterator[TamperProxy]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
-def test_an_answer_it_cannot_use_is_fetched_again_by_the_regular_client(case, upstream, proxy, monkeypatch,
-                                                                       regular_reads):
+def test_an_answer_it_cannot_use_is_fetched_again_by_the_regular_client(case, upstream, proxy, regular_reads):
     _, pushed = upstream
     tag, rule = CASES[case]
-    monkeypatch.setenv("TUFOCI_REGISTRY_DEADLINE", "1")
     proxy.add(on(f"/v2/{REPO}/manifests/{tag}", rule))
     got = RegistryClient(proxy.host).repository(REPO).get_manifests(TAGS)
     assert [m.digest for m in got] == [pushed[t] for t in TAGS]
     # only that tag fell back: the requests queued behind it on a lost connection went out again batched
     assert regular_reads == [TAGS[0], tag]
     assert proxy.paths("GET").count(f"/v2/{REPO}/manifests/{tag}") == 2
+
+
+STOPS = {
+    # a server gone quiet, or a token that ran out: the regular client takes over what is left
+    "stalls past the deadline": lambda ex: Reply(200, list(ex.upstream().headers), ex.upstream().data, stall=6.0),
+    "401: the token ran out": lambda ex: Reply(401, [("WWW-Authenticate", 'Basic realm="r"')], b"{}"),
+}
+
+
+@pytest.mark.parametrize("case", STOPS, ids=list(STOPS))
+def test_a_stall_or_a_401_ends_the_batch(case, upstream, proxy, regular_reads):
+    _, pushed = upstream
+    tag = TAGS[30]
+    proxy.add(on(f"/v2/{REPO}/manifests/{tag}", _once(STOPS[case])))
+    # a deadline short enough for the test, long enough for the proxy to serve the fallback on a busy machine
+    client = RegistryClient(proxy.host, deadline=3.0, credentials=Credentials("u", "p"))
+    got = client.repository(REPO).get_manifests(TAGS)
+    assert [m.digest for m in got] == [pushed[t] for t in TAGS]
+    assert tag in regular_reads and len(regular_reads) > 2  # not only that tag: the batch stopped
 
 
 def test_a_missing_tag_fails_the_batch_naming_it(upstream, proxy):
@@ -207,17 +222,148 @@ def test_a_manifest_asked_for_by_digest_must_hash_to_it(upstream, proxy):
 
 
 def test_target_add_stages_the_digests_of_many_tags_across_repositories(registry, home, tmp_path, regular_reads):
-    """``target add`` groups references by repository: two batches and a lone tag, then signs and publishes."""
+    """``target add`` groups references by repository (two batches and a lone tag), then signs and publishes."""
     scope = init_scope(f"{registry.host}/acme", tmp_path).name
     client = RegistryClient(registry.host)
     app = push_tags(client.repository("acme/app"), TAGS[:12])
     api = push_tags(client.repository("acme/api"), TAGS[:10])
-    refs = [f"{scope}/app:{t}" for t in TAGS[:12]] + [f"{scope}/api:{t}" for t in TAGS[:10]] + [f"{scope}/api:multi"]
+    solo = push_tags(client.repository("acme/solo"), TAGS[:1])
+    refs = [f"{scope}/app:{t}" for t in TAGS[:12]] + [f"{scope}/solo:{TAGS[0]}"] + \
+        [f"{scope}/api:{t}" for t in [*TAGS[:10], "multi"]]
     result = ok(run_tufoci("target", "add", "--publish", "-o", "json", *refs))
     staged = json.loads(result.stdout)["staged"]
-    expected = [("app", t, app[t]) for t in TAGS[:12]] + [("api", t, api[t]) for t in [*TAGS[:10], "multi"]]
+    expected = [("app", t, app[t]) for t in TAGS[:12]] + [("solo", TAGS[0], solo[TAGS[0]])] + \
+        [("api", t, api[t]) for t in [*TAGS[:10], "multi"]]
     assert [(c["target"], c["digest"]) for c in staged] == [(f"{repo}:{tag}", d) for repo, tag, d in expected]
     image_reads = [r for r in regular_reads if r in TAGS or r == "multi"]
-    assert image_reads == [TAGS[0], TAGS[0]]  # each repository's first tag: the rest came batched
+    assert image_reads == [TAGS[0]] * 3  # each repository's first tag: the rest came batched
     verified = ok(run_tufoci("verify", f"{scope}/api:{TAGS[9]}", "-o", "json"))
     assert api[TAGS[9]] in verified.stdout
+
+
+# -- framing: answers no real registry sends, from a server that sends exactly the bytes a test gives ------------
+
+def body_of(tag: str) -> bytes:
+    return json.dumps({"tag": tag}).encode()
+
+
+def plain(tag: str, *extra: str) -> bytes:
+    head = "".join(f"{line}\r\n" for line in ["HTTP/1.1 200 OK", f"Content-Type: {MANIFEST_MEDIA_TYPE}",
+                                               f"Content-Length: {len(body_of(tag))}", *extra])
+    return head.encode() + b"\r\n" + body_of(tag)
+
+
+class RawServer:
+    """Loopback HTTP/1.1: each request gets ``answer(tag, n)`` (n: its position on that connection) sent as
+    is; ``None`` keeps quiet until the test ends, ``b""`` hangs up."""
+
+    def __init__(self, answer: Callable[[str, int], bytes | None]):
+        self.answer, self.paths = answer, []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._done = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def endpoint(self, read_timeout: float = 5.0) -> Endpoint:
+        return Endpoint("127.0.0.1", self.port, f"127.0.0.1:{self.port}", None, 5.0, read_timeout, 10.0)
+
+    def close(self) -> None:
+        self._done.set()
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._done.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):  # the client may hang up on an answer it refused
+            self._answer_all(conn)
+
+    def _answer_all(self, conn: socket.socket) -> None:
+        buffer, served = b"", 0
+        while chunk := conn.recv(65536):
+            buffer += chunk
+            while b"\r\n\r\n" in buffer:
+                head, buffer = buffer.split(b"\r\n\r\n", 1)
+                path = head.split(b" ")[1].decode()
+                self.paths.append(path)
+                data = self.answer(path.rsplit("/", 1)[1], served)
+                served += 1
+                if data is None:
+                    self._done.wait()
+                if not data:
+                    return
+                conn.sendall(data)
+
+
+FRAMING = {
+    # name: (answer, the tags the batch must leave to the caller)
+    "a 304 claiming a body": (lambda t, n: b"HTTP/1.1 304 Not Modified\r\nContent-Length: 11\r\n\r\n"
+                              if t == "t03" else plain(t), ["t03"]),
+    "a 204 claiming a body": (lambda t, n: b"HTTP/1.1 204 No Content\r\nContent-Length: 11\r\n\r\n"
+                              if t == "t03" else plain(t), ["t03"]),
+    "Content-Encoding twice": (lambda t, n: plain(t, "Content-Encoding: gzip", "Content-Encoding: identity")
+                               if t == "t05" else plain(t), ["t05"]),
+    "Content-Length twice": (lambda t, n: plain(t, "Content-Length: 11") if t == "t05" else plain(t), ["t05"]),
+    "a folded header line": (lambda t, n: plain(t, "X-Note: a", " folded") if t == "t07" else plain(t), ["t07"]),
+    "a bare LF hiding a header": (lambda t, n: plain(t, "X-Note: a\nContent-Length: 0") if t == "t07"
+                                  else plain(t), ["t07"]),
+    "a status code of other digits": (lambda t, n: plain(t).replace(b"200", "2²0".encode("latin-1"), 1)
+                                      if t == "t08" else plain(t), ["t08"]),
+    "a signed Content-Length": (lambda t, n: plain(t).replace(b"Content-Length: ", b"Content-Length: +", 1)
+                                if t == "t08" else plain(t), ["t08"]),
+    "HTTP/1.0, closing after each answer": (lambda t, n: plain(t).replace(b"HTTP/1.1", b"HTTP/1.0", 1)
+                                            if n == 0 else b"", []),
+    "Connection: close after two": (lambda t, n: plain(t, "Connection: keep-alive, close") if n == 1
+                                    else plain(t) if n < 1 else b"", []),
+    "hangs up before a few": (lambda t, n: b"" if t in ("t02", "t11") else plain(t), ["t02", "t11"]),
+}
+FRAMING_TAGS = [f"t{i:02d}" for i in range(40)]
+
+
+@pytest.mark.parametrize("case", FRAMING, ids=list(FRAMING))
+def test_an_answer_framed_oddly_is_never_given_to_another_tag(case, monkeypatch):
+    crashed = []
+    monkeypatch.setattr(threading, "excepthook", crashed.append)
+    answer, left_expected = FRAMING[case]
+    server = RawServer(answer)
+    try:
+        fetched, left = fetch_manifests(server.endpoint(), REPO, FRAMING_TAGS, {}, max_bytes=1 << 20,
+                                        connections=2, depth=8)
+    finally:
+        server.close()
+    assert {t: m.data for t, m in fetched.items()} == {t: body_of(t) for t in FRAMING_TAGS if t not in left}
+    assert left == left_expected
+    assert not crashed
+
+
+@pytest.mark.parametrize("answer", [lambda t, n: plain(t) if n == 0 else None, lambda t, n: None],
+                         ids=["answers only the first of a pipeline", "never answers"])
+def test_a_server_gone_quiet_ends_the_batch_within_one_read_timeout(answer):
+    server = RawServer(answer)
+    started = time.monotonic()
+    try:
+        fetched, left = fetch_manifests(server.endpoint(read_timeout=0.5), REPO, FRAMING_TAGS, {},
+                                        max_bytes=1 << 20, connections=2, depth=8)
+    finally:
+        server.close()
+    assert time.monotonic() - started < 5  # one read timeout, not one per pipeline (that was 40 × 0.5 s)
+    assert sorted([*fetched, *left]) == FRAMING_TAGS and left
+    assert all(m.data == body_of(t) for t, m in fetched.items())
+
+
+@pytest.mark.parametrize("repository, headers", [
+    (REPO, {"Authorization": "Bearer x\r\n\r\nGET /v2/acme/app/manifests/evil HTTP/1.1\r\nHost: h"}),
+    ("acme/app/manifests/evil HTTP/1.1\r\nHost: h\r\n\r\nGET /v2/acme/app", {}),
+], ids=["a token with a line break", "a repository path with one"])
+def test_nothing_that_could_add_a_request_goes_into_a_pipeline(repository, headers):
+    server = RawServer(lambda t, n: plain(t))
+    try:
+        fetched, left = fetch_manifests(server.endpoint(), repository, FRAMING_TAGS, headers, max_bytes=1 << 20)
+    finally:
+        server.close()
+    assert (fetched, left, server.paths) == ({}, FRAMING_TAGS, [])

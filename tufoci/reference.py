@@ -24,7 +24,7 @@ LAYOUT_PREFIX = "oci:"
 
 # distribution/reference grammar
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+PATH_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _LABEL = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
 _DOMAIN_RE = re.compile(rf"^(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?$")
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
@@ -135,7 +135,7 @@ def parse_repository(text: str) -> Repository:
         registry = DOCKER_HUB
     if registry == DOCKER_HUB and "/" not in path:
         path = f"library/{path}"
-    if not _PATH_RE.fullmatch(path):
+    if not PATH_RE.fullmatch(path):
         raise InvalidReferenceError(
             f"invalid repository path {path!r} in {text!r}: lowercase letters, digits and "
             "separators (. _ __ -) between '/'-separated components"
@@ -177,7 +177,7 @@ def reference_for_target(name: str, scope: Repository) -> Reference:
     relative, sep, tag = name.rpartition(":")
     if not sep or not relative or not TAG_RE.fullmatch(tag):
         raise InvalidReferenceError(f"invalid target name {name!r}: expected <path>:<tag>")
-    if not scope.is_layout and not _PATH_RE.fullmatch(f"{scope.path}/{relative}"):
+    if not scope.is_layout and not PATH_RE.fullmatch(f"{scope.path}/{relative}"):
         raise InvalidReferenceError(f"invalid target name {name!r}")
     if scope.is_layout and any(
         part in ("", ".", "..") or ":" in part or "@" in part or "\x00" in part for part in relative.split("/")

@@ -10,42 +10,55 @@ Requests are pipelined (RFC 9112 §9.3.2: a server answers them in order), so
 a far registry costs one round trip per ``DEPTH`` tags rather than per tag, and
 the local one spends less CPU per request (1.4 vs 1.6 CPU-seconds per 1,000).
 
-Only the plain case is handled: ``200`` with a ``Content-Length`` and no
-``Content-Encoding``, within the size cap and the deadline. Anything else (an
-auth challenge, a redirect, an error status, a chunked or compressed body, a
-server that hangs up) leaves that tag to the
-caller, whose regular client knows how to answer, retry and report it. So this
-module never decides an error, and what it returns is raw bytes the caller
-hashes (``Manifest``), like every other read: the ``Docker-Content-Digest``
-header is ignored here too.
+Pipelining ties an answer to its tag by position alone, so this module is
+strict where a lenient parser could shift every later answer onto the wrong tag:
+nothing but validated tags, repository path and header values goes into a
+request; an answer is used only when it is a ``200`` with one exact
+``Content-Length`` and no ``Content-Encoding``, headers that parse exactly; any
+other answer ends that connection rather than guess where its body ends, and a
+connection with bytes left over after its last answer is dropped. Whatever is
+not used is left to the caller, whose regular client re-fetches, retries and
+reports it; a stall or a ``401`` ends the whole batch. So this module never
+decides an error, and what it returns is raw bytes the caller hashes
+(``Manifest``), like every other read: ``Docker-Content-Digest`` is ignored.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 import re
 import socket
 import ssl
 import threading
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
+from tufoci.reference import DIGEST_RE, PATH_RE, TAG_RE
 from tufoci.store.base import Manifest
 
 CONNECTIONS = 4
 DEPTH = 32  # requests in flight per connection
 MAX_HEADER_BYTES = 64 * 1024
-# tags (distribution spec) and digests: nothing that could break the request line
-_SAFE_REFERENCE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|sha256:[0-9a-f]{64}")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a header name (RFC 9110 §5.6.2)
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")  # no CR, LF or other control character
+_STATUS_LINE = re.compile(r"HTTP/1\.([01]) ([0-9]{3})(?: .*)?")
+_LENGTH = re.compile(r"[0-9]{1,12}")
+_SINGLE = {"content-length", "transfer-encoding", "content-encoding", "content-type", "connection"}
 
 
 class _Unusable(Exception):
-    """This connection cannot carry another request (closed, unframed body, timeout)."""
+    """This connection cannot carry another answer (closed, malformed, unframed)."""
+
+
+class _Stalled(_Unusable):
+    """The server went quiet: the batch stops, the regular client takes the rest (it has the deadline)."""
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where and how to connect: one registry host, plain or TLS, with the client's limits."""
+    """The registry host and the regular client's TLS settings and limits, so both transports connect alike."""
 
     host: str
     port: int
@@ -56,18 +69,33 @@ class Endpoint:
     deadline: float
 
 
+class Answer(NamedTuple):
+    status: int
+    headers: dict[str, str]
+    body: bytes | None  # None: not read (any status but 200, or over the cap)
+    reusable: bool  # whether the next answer on this connection can be read
+
+
 class _Connection:
-    """One socket and its read buffer; every read honours the read timeout and the response deadline."""
+    """One socket and its read buffer; every read honours the read timeout and the answer's deadline."""
 
     def __init__(self, endpoint: Endpoint):
         self._endpoint = endpoint
         sock = socket.create_connection((endpoint.host, endpoint.port), timeout=endpoint.connect_timeout)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if endpoint.tls is not None:
-            sock = endpoint.tls.wrap_socket(sock, server_hostname=endpoint.host)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if endpoint.tls is not None:
+                sock = endpoint.tls.wrap_socket(sock, server_hostname=endpoint.host)
+        except BaseException:
+            sock.close()
+            raise
         self._sock = sock
         self._buffer = bytearray()
         self._give_up_at = 0.0
+
+    @property
+    def drained(self) -> bool:
+        return not self._buffer
 
     def close(self) -> None:
         try:
@@ -77,48 +105,54 @@ class _Connection:
 
     def send(self, requests: bytes) -> None:
         self._sock.settimeout(self._endpoint.read_timeout)
-        self._sock.sendall(requests)
-
-    def receive(self, max_bytes: int) -> tuple[int, dict[str, str], bytes | None, bool]:
-        """The next response: (status, headers, body or None when over the cap, whether more may follow)."""
-        self._give_up_at = time.monotonic() + self._endpoint.deadline
-        status, headers = self._read_head()
-        while 100 <= status < 200:  # interim answers (RFC 9110 §15.2) precede the real one
-            status, headers = self._read_head()
-        if "transfer-encoding" in headers or "content-length" not in headers:
-            raise _Unusable("a body without Content-Length")
         try:
-            length = int(headers["content-length"])
-        except ValueError:
-            raise _Unusable("a malformed Content-Length") from None
-        if length < 0 or length > max_bytes:
-            return status, headers, None, False  # not read: the caller's client reports it
-        body = self._read_exact(length)
-        return status, headers, body, headers.get("connection", "").lower() != "close"
+            self._sock.sendall(requests)
+        except TimeoutError:
+            raise _Stalled("the server stopped reading requests") from None
 
-    def _read_head(self) -> tuple[int, dict[str, str]]:
-        end = self._buffer.find(b"\r\n\r\n")
-        while end < 0:
+    def receive(self, max_bytes: int) -> Answer:
+        """The next answer. A body is read only for a 200 within the cap: any other status
+        (a 204 or 304 has no body whatever its Content-Length says) ends the connection."""
+        self._give_up_at = time.monotonic() + self._endpoint.deadline
+        version, status, headers = self._read_head()
+        while 100 <= status < 200:  # interim answers (RFC 9110 §15.2) precede the real one
+            version, status, headers = self._read_head()
+        if status != 200:
+            return Answer(status, headers, None, False)
+        if "transfer-encoding" in headers or not _LENGTH.fullmatch(headers.get("content-length", "")):
+            raise _Unusable("a body without one exact Content-Length")
+        length = int(headers["content-length"])
+        if length > max_bytes:
+            return Answer(status, headers, None, False)  # not read: the caller's client reports it
+        body = self._read_exact(length)
+        options = {token.strip().lower() for token in headers.get("connection", "").split(",")}
+        reusable = "close" not in options and (version == "1" or "keep-alive" in options)
+        return Answer(status, headers, body, reusable)
+
+    def _read_head(self) -> tuple[str, int, dict[str, str]]:
+        searched = 0
+        while (end := self._buffer.find(b"\r\n\r\n", searched)) < 0:
             if len(self._buffer) > MAX_HEADER_BYTES:
                 raise _Unusable("response headers too long")
+            searched = max(0, len(self._buffer) - 3)
             self._fill()
-            end = self._buffer.find(b"\r\n\r\n")
         head = bytes(self._buffer[:end]).decode("latin-1")
         del self._buffer[: end + 4]
         status_line, *lines = head.split("\r\n")
-        parts = status_line.split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+        match = _STATUS_LINE.fullmatch(status_line)
+        if match is None:
             raise _Unusable(f"not an HTTP/1.x status line: {status_line[:60]!r}")
         headers: dict[str, str] = {}
         for line in lines:
             name, colon, value = line.partition(":")
-            if not colon:
+            # no folded lines, no space before the colon, no stray CR or LF (a bare LF could hide a second head)
+            if not colon or not _TOKEN.fullmatch(name) or not _FIELD_VALUE.fullmatch(value):
                 raise _Unusable("a malformed header line")
-            name = name.strip().lower()
-            if name == "content-length" and name in headers:
-                raise _Unusable("more than one Content-Length")
-            headers[name] = value.strip()
-        return int(parts[1]), headers
+            name = name.lower()
+            if name in _SINGLE and name in headers:
+                raise _Unusable(f"more than one {name} header")
+            headers[name] = value.strip(" \t")
+        return match[1], int(match[2]), headers
 
     def _read_exact(self, length: int) -> bytes:
         while len(self._buffer) < length:
@@ -130,9 +164,12 @@ class _Connection:
     def _fill(self) -> None:
         remaining = self._give_up_at - time.monotonic()
         if remaining <= 0:
-            raise _Unusable("the response did not finish within the deadline")
+            raise _Stalled("the answer did not finish within the deadline")
         self._sock.settimeout(min(self._endpoint.read_timeout, remaining))
-        chunk = self._sock.recv(65536)
+        try:
+            chunk = self._sock.recv(65536)
+        except TimeoutError:
+            raise _Stalled("the server went quiet") from None
         if not chunk:
             raise _Unusable("the server closed the connection")
         self._buffer += chunk
@@ -154,58 +191,76 @@ def fetch_manifests(
     Returns the manifests that came back as a plain 200, and the references left
     for the caller (in their given order): every answer that was not a plain 200,
     the one being read when a connection failed, and any this fetch did not get
-    to. Requests sent but unanswered when a server closed go to another
+    to. Requests sent but unanswered when a connection ended go to another
     connection. A reference given as a digest is returned only if the bytes hash to it.
     """
-    request_head = "".join(f"{k}: {v}\r\n" for k, v in {"Host": endpoint.host_header, **headers}.items())
+    wanted = [r for r in dict.fromkeys(references) if TAG_RE.fullmatch(r) or DIGEST_RE.fullmatch(r)]
+    fields = {"Host": endpoint.host_header, **headers}
+    if not PATH_RE.fullmatch(repository) or not all(
+        _TOKEN.fullmatch(k) and _FIELD_VALUE.fullmatch(v) for k, v in fields.items()
+    ):
+        return {}, list(references)  # nothing odd goes into a pipeline: it could add requests of its own
+    request_head = "".join(f"{k}: {v}\r\n" for k, v in fields.items())
     fetched: dict[str, Manifest] = {}
-    pending = collections.deque(r for r in dict.fromkeys(references) if _SAFE_REFERENCE.fullmatch(r))
-    lock = threading.Lock()
+    pending = collections.deque(wanted)
+    lock, stop = threading.Lock(), threading.Event()
 
     def take() -> list[str]:
-        with lock:
-            return [pending.popleft() for _ in range(min(depth, len(pending)))]
+        with lock:  # spread the work over every connection, up to ``depth`` each
+            count = min(depth, math.ceil(len(pending) / connections))
+            return [] if stop.is_set() else [pending.popleft() for _ in range(count)]
 
     def give_back(unanswered: list[str]) -> None:
         with lock:
             pending.extendleft(reversed(unanswered))
 
+    def run(connection: _Connection | None, batch: list[str]) -> tuple[_Connection | None, int, int]:
+        """Send ``batch`` and read its answers: (the connection if it can go on, answers read,
+        references given up: the one being read when the connection failed is the caller's now,
+        never sent down a pipeline again)."""
+        answered, reusable = 0, False
+        try:
+            if connection is None:
+                connection = _Connection(endpoint)
+            connection.send(b"".join(
+                f"GET /v2/{repository}/manifests/{r} HTTP/1.1\r\n{request_head}\r\n".encode() for r in batch
+            ))
+            while answered < len(batch):
+                answer = connection.receive(max_bytes)
+                reference = batch[answered]
+                answered += 1
+                if answer.status == 401:
+                    stop.set()  # the token ran out: the regular client answers the challenge
+                plain = answer.headers.get("content-encoding", "identity").lower() == "identity"
+                if answer.body is not None and plain:
+                    manifest = Manifest(answer.body, answer.headers.get("content-type"))
+                    if not DIGEST_RE.fullmatch(reference) or manifest.digest == reference:
+                        with lock:
+                            fetched[reference] = manifest
+                reusable = answer.reusable
+                if not reusable:
+                    break
+            if reusable and connection.drained:  # bytes beyond the last answer: not ours
+                return connection, answered, 0
+            given_up = 0
+        except _Stalled:
+            stop.set()
+            given_up = 0
+        except (OSError, ValueError, _Unusable):
+            given_up = 1
+        if connection is not None:
+            connection.close()
+        return None, answered, given_up
+
     def worker() -> None:
         connection: _Connection | None = None
-        failures_in_a_row = 0
-        try:
-            while failures_in_a_row < 2 and (batch := take()):
-                answered, usable = 0, True
-                try:
-                    if connection is None:
-                        connection = _Connection(endpoint)
-                    connection.send(b"".join(
-                        f"GET /v2/{repository}/manifests/{r} HTTP/1.1\r\n{request_head}\r\n".encode() for r in batch
-                    ))
-                    while usable and answered < len(batch):
-                        status, answer, body, usable = connection.receive(max_bytes)
-                        reference = batch[answered]
-                        answered += 1
-                        # bytes as sent, or the caller's client, which decodes a Content-Encoding
-                        plain = answer.get("content-encoding", "identity").lower() == "identity"
-                        if status == 200 and body is not None and plain:
-                            manifest = Manifest(body, answer.get("content-type"))
-                            if not reference.startswith("sha256:") or manifest.digest == reference:
-                                with lock:
-                                    fetched[reference] = manifest
-                    failures_in_a_row = 0
-                except (OSError, _Unusable):
-                    # the reference being read is the caller's now; the rest go to a fresh connection
-                    failures_in_a_row = 0 if answered else failures_in_a_row + 1
-                    answered, usable = answered + 1, False
-                if not usable:
-                    if connection is not None:
-                        connection.close()
-                    connection = None
-                    give_back(batch[answered:])
-        finally:
-            if connection is not None:
-                connection.close()
+        failures_in_a_row = 0  # connections that ended before a single answer
+        while failures_in_a_row < 2 and (batch := take()):
+            connection, answered, given_up = run(connection, batch)
+            give_back(batch[answered + given_up:])
+            failures_in_a_row = 0 if answered else failures_in_a_row + 1
+        if connection is not None:
+            connection.close()
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, connections))]
     for thread in threads:

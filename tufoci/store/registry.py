@@ -413,22 +413,22 @@ class RegistryRepository(RepositoryStore):
 
     def get_manifests(self, references: list[str]) -> list[Manifest]:
         """Many manifests at the cost of few: the first through the regular client (it answers the
-        auth challenge), the rest over bare keep-alive connections (``manifest_batch``), and whatever
-        those did not bring back plainly through the regular client again, which retries and reports.
+        auth challenge), from ``BATCH_MIN`` on the rest over pipelined bare connections
+        (``manifest_batch``), and whatever those did not bring back plainly through the regular
+        client again, side by side, which retries and reports.
         """
-        if len(references) < BATCH_MIN:
-            return super().get_manifests(references)
+        if not references:
+            return []
         first = self.get_manifest(references[0])
-        headers = {"Accept": MANIFEST_ACCEPT, "User-Agent": USER_AGENT, **self.client.authorization(self._pull)}
-        fetched, left = fetch_manifests(
-            self.client.endpoint(), self.path, references[1:], headers, max_bytes=MAX_MANIFEST_BYTES
-        )
-        self.client.request_count += len(references) - 1
-        if left:
-            from concurrent.futures import ThreadPoolExecutor  # not on the verify path: only batches pay
-
-            with ThreadPoolExecutor(max_workers=min(len(left), BATCH_FALLBACK_WORKERS)) as pool:
-                fetched.update(zip(left, pool.map(self.get_manifest, left)))
+        fetched: dict[str, Manifest] = {}
+        left = references[1:]
+        if len(references) >= BATCH_MIN:
+            headers = {"Accept": MANIFEST_ACCEPT, "Accept-Encoding": "identity", "User-Agent": USER_AGENT,
+                       **self.client.authorization(self._pull)}
+            fetched, left = fetch_manifests(
+                self.client.endpoint(), self.path, left, headers, max_bytes=MAX_MANIFEST_BYTES
+            )
+        fetched.update(zip(left, _side_by_side(self.get_manifest, left, BATCH_FALLBACK_WORKERS)))
         return [first, *(fetched[reference] for reference in references[1:])]
 
     def put_manifest(self, tag: str, data: bytes, media_type: str) -> str:
@@ -463,8 +463,12 @@ class RegistryRepository(RepositoryStore):
 
     def put_blob(self, data: bytes) -> str:
         digest = sha256_digest(data)
-        if self.has_blob(digest):
-            return digest
+        if not self.has_blob(digest):
+            self._upload(data)
+        return digest
+
+    def _upload(self, data: bytes) -> None:
+        digest = sha256_digest(data)
         location = self._start_upload()
         location += ("&" if "?" in location else "?") + urllib.parse.urlencode({"digest": digest})
         status, _, body = self.client.request(
@@ -476,16 +480,17 @@ class RegistryRepository(RepositoryStore):
         )
         if status != 201:
             raise self.client.error(status, f"upload blob to {self.path}", body)
-        return digest
 
     def put_blobs(self, blobs: list[bytes]) -> list[str]:
-        """Uploads side by side: each is three round trips (HEAD, POST, PUT) of waiting, not work."""
-        if len(blobs) < 2:
-            return super().put_blobs(blobs)
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=min(len(blobs), PARALLEL_UPLOADS)) as pool:
-            return list(pool.map(self.put_blob, blobs))
+        """Uploads side by side (each is three round trips of waiting, not work), after the first
+        missing one alone: it obtains the push token the others reuse instead of each asking for one."""
+        digests = [sha256_digest(data) for data in blobs]
+        present = _side_by_side(self.has_blob, digests, PARALLEL_UPLOADS)
+        missing = [data for data, there in zip(blobs, present) if not there]
+        if missing:
+            self._upload(missing[0])
+            _side_by_side(self._upload, missing[1:], PARALLEL_UPLOADS)
+        return digests
 
     @contextlib.contextmanager
     def open_blob(self, digest: str, size: int) -> Iterator[BinaryIO]:
@@ -553,6 +558,16 @@ class RegistryRepository(RepositoryStore):
                 return tags
             url = urllib.parse.urljoin(self.client.base_url + "/", match.group(1))
         raise RegistryError(f"tags of {self.path}: more than {MAX_TAG_PAGES} pages")
+
+
+def _side_by_side(function, items: list, workers: int) -> list:
+    """``[function(item) for item in items]`` on up to ``workers`` threads; the first failure raises."""
+    if len(items) < 2:
+        return [function(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor  # the verify path never pays for this import
+
+    with ThreadPoolExecutor(max_workers=min(len(items), workers)) as pool:
+        return list(pool.map(function, items))
 
 
 _CLIENTS: dict[tuple, RegistryClient] = {}

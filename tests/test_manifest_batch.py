@@ -367,3 +367,16 @@ def test_nothing_that_could_add_a_request_goes_into_a_pipeline(repository, heade
     finally:
         server.close()
     assert (fetched, left, server.paths) == ({}, FRAMING_TAGS, [])
+
+
+@pytest.mark.parametrize("registry, host, port, header", [
+    ("127.0.0.1:5000", "127.0.0.1", 5000, "127.0.0.1:5000"),
+    ("Registry.Example.com", "registry.example.com", 443, "registry.example.com"),
+    ("ghcr.io:443", "ghcr.io", 443, "ghcr.io"),
+    ("[::1]:5000", "::1", 5000, "[::1]:5000"),
+    ("localhost:80", "localhost", 80, "localhost"),
+])
+def test_the_batch_connects_and_names_the_host_as_the_regular_client_does(registry, host, port, header):
+    endpoint = RegistryClient(registry).endpoint()
+    assert (endpoint.host, endpoint.port, endpoint.host_header) == (host, port, header)
+    assert (endpoint.tls is None) == registry.startswith(("127.", "[::1]", "localhost"))  # loopback: plain HTTP

@@ -142,9 +142,11 @@ class RegistryClient:
             if self._insecure:
                 tls.check_hostname = False
                 tls.verify_mode = ssl.CERT_NONE
-        port = url.port or (443 if tls else 80)
-        return Endpoint(url.hostname or "", port, self.registry, tls, CONNECT_TIMEOUT, self._read_timeout,
-                        self._deadline)
+        host, default_port = url.hostname or "", 443 if tls else 80
+        port = url.port or default_port
+        # the Host header urllib3 sends: lowercase, IPv6 in brackets, no default port
+        host_header = (f"[{host}]" if ":" in host else host) + ("" if port == default_port else f":{port}")
+        return Endpoint(host, port, host_header, tls, CONNECT_TIMEOUT, self._read_timeout, self._deadline)
 
     def authorization(self, scope: str) -> dict[str, str]:
         """The Authorization header this client holds for ``scope`` (empty before the first challenge)."""

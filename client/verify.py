@@ -28,9 +28,9 @@ from tufoci.errors import (
     TufociError,
 )
 from tufoci.layout_spec import MAX_METADATA_MANIFEST_BYTES, TIMESTAMP_TAG, target_media_type
-from tufoci.reference import Reference, parse_reference, target_name
+from tufoci.reference import Reference, Repository, parse_reference, target_name
 from tufoci.state import Pin, State
-from tufoci.store import open_repository
+from tufoci.store import Manifest, open_repository
 from tufoci.client.refresh import cache_dir, metadata_store, trusted_session
 from tufoci.client.trust_pins import pin_for_reference
 
@@ -240,21 +240,19 @@ def _outcome(reference: Reference, name: str, scope: str, info: TargetFile | Non
 
 
 def _check_registry(outcomes: dict[int, Outcome], registry_options) -> None:
-    """Compare what the registry serves for each tag with the signed digest."""
+    """Compare what the registry serves for each tag with the signed digest.
+
+    A repository's tags are read together (``get_manifests``: one batch, not a request each);
+    when that fails, they are read one by one so each error is reported against its own reference.
+    """
     todo = [
         (index, outcome)
         for index, outcome in outcomes.items()
         if outcome.image is not None and not parse_reference(outcome.reference).digest
     ]
 
-    def check(item: tuple[int, Outcome]) -> tuple[int, Outcome]:
-        index, outcome = item
-        reference = parse_reference(outcome.reference)
+    def compare(index: int, outcome: Outcome, served: Manifest) -> tuple[int, Outcome]:
         image = outcome.image
-        try:
-            served = open_repository(reference.repository, **registry_options).get_manifest(reference.tag or "")
-        except RegistryError as e:
-            return index, Outcome(outcome.reference, error=e)
         if served.digest != image.digest:
             return index, Outcome(
                 outcome.reference,
@@ -265,11 +263,35 @@ def _check_registry(outcomes: dict[int, Outcome], registry_options) -> None:
             )
         return index, outcome
 
-    if len(todo) == 1:
-        results = [check(todo[0])]
-    else:
+    def check(item: tuple[int, Outcome]) -> tuple[int, Outcome]:
+        index, outcome = item
+        reference = parse_reference(outcome.reference)
+        try:
+            served = open_repository(reference.repository, **registry_options).get_manifest(reference.tag or "")
+        except RegistryError as e:
+            return index, Outcome(outcome.reference, error=e)
+        return compare(index, outcome, served)
+
+    by_repository: dict[Repository, list[tuple[int, Outcome]]] = defaultdict(list)
+    for item in todo:
+        by_repository[parse_reference(item[1].reference).repository].append(item)
+    results, one_by_one = [], []
+    for repository, items in by_repository.items():
+        if len(items) == 1:
+            one_by_one.extend(items)
+            continue
+        tags = [parse_reference(outcome.reference).tag or "" for _, outcome in items]
+        try:
+            served = open_repository(repository, **registry_options).get_manifests(tags)
+        except RegistryError:
+            one_by_one.extend(items)
+            continue
+        results += [compare(index, outcome, manifest) for (index, outcome), manifest in zip(items, served, strict=True)]
+    if len(one_by_one) == 1:
+        results.append(check(one_by_one[0]))
+    elif one_by_one:
         from concurrent.futures import ThreadPoolExecutor  # only batches pay for the import
 
         with ThreadPoolExecutor(max_workers=8) as pool:
-            results = list(pool.map(check, todo))
+            results += pool.map(check, one_by_one)
     outcomes.update(results)

@@ -380,3 +380,32 @@ def test_the_batch_connects_and_names_the_host_as_the_regular_client_does(regist
     endpoint = RegistryClient(registry).endpoint()
     assert (endpoint.host, endpoint.port, endpoint.host_header) == (host, port, header)
     assert (endpoint.tls is None) == registry.startswith(("127.", "[::1]", "localhost"))  # loopback: plain HTTP
+
+
+def test_verify_checks_a_repository_s_tags_in_one_batch_and_reports_each_failure_on_its_own(
+        registry, home, tmp_path, regular_reads):
+    scope = init_scope(f"{registry.host}/acme", tmp_path).name
+    repository = RegistryClient(registry.host).repository("acme/app")
+    pushed = push_tags(repository, TAGS[:12])
+    refs = [f"{scope}/app:{t}" for t in TAGS[:12]]
+    ok(run_tufoci("target", "add", "--publish", *refs))
+
+    regular_reads.clear()
+    verified = json.loads(ok(run_tufoci("verify", "-o", "json", *refs)).stdout)["results"]
+    assert [r["digest"] for r in verified] == [pushed[t] for t in TAGS[:12]]
+    assert [r for r in regular_reads if r in TAGS] == [TAGS[0]]  # the other 11 tags: one batch
+
+    repository.put_manifest(  # v003 now serves other bytes
+        TAGS[3], json.dumps({"schemaVersion": 2, "mediaType": MANIFEST_MEDIA_TYPE, "layers": [],
+                             "config": json.loads(repository.get_manifest(TAGS[0]).data)["config"]}).encode(),
+        MANIFEST_MEDIA_TYPE)
+    result = run_tufoci("verify", "-o", "json", *refs)
+    assert result.exit_code == 11
+    failed = {r["reference"]: r["error"]["type"] for r in json.loads(result.stdout)["results"] if not r["verified"]}
+    assert failed == {refs[3]: "DigestMismatchError"}
+
+    status, _, _ = registry.request("DELETE", f"/v2/acme/app/manifests/{pushed[TAGS[5]]}")
+    assert status == 202  # v005 is gone: the batch fails
+    result = run_tufoci("verify", "-o", "json", *refs)
+    failed = {r["reference"]: r["error"]["type"] for r in json.loads(result.stdout)["results"] if not r["verified"]}
+    assert failed == {refs[3]: "DigestMismatchError", refs[5]: "NotFoundError"}  # each tag read alone then

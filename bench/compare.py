@@ -1000,7 +1000,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=None, help="timed runs per lookup figure (default 10; 5 with --quick)")
     parser.add_argument("--tags", type=int, default=1000, help="largest number of tags signed (default 1000)")
     parser.add_argument("--quick", action="store_true", help="a fast run: at most 100 tags, fewer runs")
-    parser.add_argument("--publish-runs", type=int, default=None, help="repetitions of each publish (default 3; 2 quick)")
+    parser.add_argument("--publish-runs", type=int, default=None, help="repetitions of each publish (default 5; 2 quick)")
     parser.add_argument("--batch-runs", type=int, default=None, help="repetitions of the batch figure (default 5; 3 quick)")
     parser.add_argument("--profile", action="store_true", help="also profile a warm tufoci verify (-X importtime, cProfile)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS, help=f"where results go (default {RESULTS})")
@@ -1008,7 +1008,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = args.runs or (5 if args.quick else 10)
     max_tags = min(args.tags, 100) if args.quick else args.tags
-    publish_runs = args.publish_runs or (2 if args.quick else 3)
+    publish_runs = args.publish_runs or (2 if args.quick else 5)
     batch_runs = args.batch_runs or (3 if args.quick else 5)
     if runs < 1 or max_tags < 1 or publish_runs < 1 or batch_runs < 1:
         parser.error("--runs, --tags, --publish-runs and --batch-runs must be at least 1")

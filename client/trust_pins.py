@@ -8,13 +8,14 @@ sha256 that the root fetched from the registry must match.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 
 from tufoci.atomic_file import atomic_write
 from tufoci.errors import MetadataRejectedError, NotTrustedError, UsageError
-from tufoci.reference import Reference, Repository, parse_repository
+from tufoci.reference import LAYOUT_PREFIX, Reference, Repository, parse_repository
 from tufoci.state import Pin, State, now_iso
 
 METADATA_REPOSITORY_NAME = "tuf"
@@ -98,11 +99,25 @@ def pin_for_scope(state: State, scope_text: str) -> Pin:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _parse_scope_once(text: str) -> Repository:
+    return parse_repository(text)
+
+
+def _pin_scope(text: str) -> Repository:
+    """A pin's scope, parsed once per process: staging or verifying N references against P pins
+    parsed N×P scope names (56 ms for 1,000 references and 18 pins). A relative layout path
+    depends on the working directory, so it is parsed each time."""
+    if text.startswith(LAYOUT_PREFIX) and not text.startswith(LAYOUT_PREFIX + "/"):
+        return parse_repository(text)
+    return _parse_scope_once(text)
+
+
 def pin_for_reference(pins: list[Pin], reference: Reference) -> tuple[Pin, Repository]:
     """The pin whose scope is the longest prefix of the reference's repository."""
     best: tuple[Pin, Repository] | None = None
     for pin in pins:
-        scope = parse_repository(pin.scope)
+        scope = _pin_scope(pin.scope)
         if reference.repository.relative_to(scope) is None:
             continue
         if best is None or len(scope.path) > len(best[1].path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tufoci.client.trust_pins import pin_for_reference, pin_for_scope
@@ -23,7 +24,7 @@ from tufoci.layout_spec import (
     target_custom,
 )
 from tufoci.reference import DIGEST_RE, Reference, Repository, parse_reference, target_name
-from tufoci.state import State, actor, now_iso
+from tufoci.state import Pin, State, actor, now_iso
 from tufoci.store import Manifest, open_repository
 
 RESOLVE_WORKERS = 16
@@ -87,8 +88,8 @@ def stage_targets(
     """Resolve and stage every reference; nothing is staged unless all resolve."""
     if not references:
         raise UsageError("no reference given")
-    pins = state.pins()
-    planned = [_locate(pins, text) for text in references]
+    locate = _locator(state.pins())
+    planned = [locate(text) for text in references]
     resolved = resolve_images([reference for reference, _, _ in planned], **registry_options)
     changes = [
         StagedChange(scope, role, name, "add", length, digest, custom)
@@ -98,15 +99,25 @@ def stage_targets(
     return changes
 
 
-def _locate(pins, text: str) -> tuple[Reference, str, str]:
-    """(reference, scope, target name) of a reference to stage, or a usage error."""
-    reference = parse_reference(text)
-    if not reference.tag:
-        raise UsageError(f"{text}: a target is named by its tag; give REPO:TAG or REPO:TAG@DIGEST")
-    pin, scope = pin_for_reference(pins, reference)
-    if str(reference.repository) == pin.metadata:
-        raise UsageError(f"{text} is in the metadata repository of {pin.scope}: it cannot be a target")
-    return reference, pin.scope, target_name(reference, scope)
+def _locator(pins: list[Pin]) -> Callable[[str], tuple[Reference, str, str]]:
+    """``locate(text)``: (reference, scope, target name) of a reference to stage, or a usage error.
+
+    A repository's pin is looked up once: a build names one repository a thousand times.
+    """
+    pin_of: dict[Repository, tuple[Pin, Repository]] = {}
+
+    def locate(text: str) -> tuple[Reference, str, str]:
+        reference = parse_reference(text)
+        if not reference.tag:
+            raise UsageError(f"{text}: a target is named by its tag; give REPO:TAG or REPO:TAG@DIGEST")
+        if reference.repository not in pin_of:
+            pin_of[reference.repository] = pin_for_reference(pins, reference)
+        pin, scope = pin_of[reference.repository]
+        if str(reference.repository) == pin.metadata:
+            raise UsageError(f"{text} is in the metadata repository of {pin.scope}: it cannot be a target")
+        return reference, pin.scope, target_name(reference, scope)
+
+    return locate
 
 
 def parse_build_record(line: str) -> tuple[str, str, int, str]:
@@ -126,10 +137,10 @@ def stage_built_targets(
     """
     if not records:
         raise UsageError("no build record given")
-    pins = state.pins()
+    locate = _locator(state.pins())
     changes = []
     for text, digest, size, media_type in records:
-        _, scope, name = _locate(pins, text)
+        _, scope, name = locate(text)
         changes.append(StagedChange(scope, role, name, "add", size, digest, target_custom(media_type)))
     record_changes(state, changes)
     return changes

@@ -9,8 +9,8 @@ change in ``state.db`` in one transaction.
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from tufoci.client.trust_pins import pin_for_reference, pin_for_scope

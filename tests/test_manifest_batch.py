@@ -351,7 +351,7 @@ def test_a_server_gone_quiet_ends_the_batch_within_one_read_timeout(answer):
                                         max_bytes=1 << 20, connections=2, depth=8)
     finally:
         server.close()
-    assert time.monotonic() - started < 5  # one read timeout, not one per pipeline (that was 40 × 0.5 s)
+    assert time.monotonic() - started < 5  # one read timeout, not one per round of pipelines (9.6 s before)
     assert sorted([*fetched, *left]) == FRAMING_TAGS and left
     assert all(m.data == body_of(t) for t, m in fetched.items())
 

@@ -94,6 +94,10 @@ RUN_TIMEOUT = 900.0
 # A publish right after another one (1,000 manifests served, metadata pushed) ran 380–550 ms (median 447) where
 # the same publish after 3 s of quiet ran 388–404 ms (396): each publish-figure run starts after this pause.
 SETTLE_SECONDS = 2.0
+# The performance issue's own figure for the registry's floor: "≈ 1.6 s to serve 1,000 manifests to 8 concurrent
+# clients on 2 cores". curl --parallel over 8 kept-alive connections measures 0.86-1.08 s here: a stricter floor,
+# reported beside it.
+ISSUE_FLOOR_MS, ISSUE_FLOOR_TAGS = 1600.0, 1000
 TUFOCI, NOTARY = "tufoci", "notary"
 
 # argv[1] = "module:function" of the tufoci console script, the rest its arguments.
@@ -792,6 +796,15 @@ def goals(figures: list[dict[str, Any]], max_tags: int) -> list[dict[str, Any]]:
                 "figure": f"publish @ {f['tags']} tags" + note,
                 "tufoci": figure(med(f, TUFOCI), "ms"), "notary": figure(floor["median"]["value"], "ms (the floor)"),
                 "measured": figure(r, "× the floor"), "target": "≤ 1.5×", "met": r <= 1.5, "also": None,
+            })
+        if f["tags"] == ISSUE_FLOOR_TAGS:
+            r = med(f, TUFOCI) / ISSUE_FLOOR_MS
+            out.append({
+                "goal": f"the same, against the floor the issue states (the registry alone ≈ {ISSUE_FLOOR_MS / 1000} s "
+                        f"for {ISSUE_FLOOR_TAGS} manifests to 8 concurrent clients; curl above is stricter)",
+                "figure": f"publish @ {f['tags']} tags" + note,
+                "tufoci": figure(med(f, TUFOCI), "ms"), "notary": figure(ISSUE_FLOOR_MS, "ms (the issue's floor)"),
+                "measured": figure(r, "× that floor"), "target": "≤ 1.5×", "met": r <= 1.5, "also": None,
             })
     f = find(figures, "publish_from_file")
     if f:

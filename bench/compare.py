@@ -787,24 +787,22 @@ def goals(figures: list[dict[str, Any]], max_tags: int) -> list[dict[str, Any]]:
             "measured": figure(speedup, "× faster (notary/tufoci)"), "target": "≥ 5×", "met": speedup >= 5,
             "also": None,
         })
-        floor = f.get("registry_floor")
-        if floor:
-            r = med(f, TUFOCI) / floor["median"]["value"]
-            out.append({
-                "goal": f"publish {f['tags']} tags, digests read from the registry, within 1.5× of the registry's "
-                        "floor (curl, 8 parallel GETs of the manifests)",
-                "figure": f"publish @ {f['tags']} tags" + note,
-                "tufoci": figure(med(f, TUFOCI), "ms"), "notary": figure(floor["median"]["value"], "ms (the floor)"),
-                "measured": figure(r, "× the floor"), "target": "≤ 1.5×", "met": r <= 1.5, "also": None,
-            })
+        floors = []  # (ms, goal, what the floor is, what the ratio is)
+        if f.get("registry_floor"):
+            floors.append((f["registry_floor"]["median"]["value"],
+                           f"publish {f['tags']} tags, digests read from the registry, within 1.5× of the registry's "
+                           "floor (curl, 8 parallel GETs of the manifests)", "ms (the floor)", "× the floor"))
         if f["tags"] == ISSUE_FLOOR_TAGS:
-            r = med(f, TUFOCI) / ISSUE_FLOOR_MS
+            floors.append((ISSUE_FLOOR_MS,
+                           f"the same, against the floor the issue states (the registry alone ≈ {ISSUE_FLOOR_MS / 1000} s "
+                           f"for {ISSUE_FLOOR_TAGS} manifests to 8 concurrent clients; curl above is stricter)",
+                           "ms (the issue's floor)", "× that floor"))
+        for floor_ms, goal, label, ratio_unit in floors:
+            r = med(f, TUFOCI) / floor_ms
             out.append({
-                "goal": f"the same, against the floor the issue states (the registry alone ≈ {ISSUE_FLOOR_MS / 1000} s "
-                        f"for {ISSUE_FLOOR_TAGS} manifests to 8 concurrent clients; curl above is stricter)",
-                "figure": f"publish @ {f['tags']} tags" + note,
-                "tufoci": figure(med(f, TUFOCI), "ms"), "notary": figure(ISSUE_FLOOR_MS, "ms (the issue's floor)"),
-                "measured": figure(r, "× that floor"), "target": "≤ 1.5×", "met": r <= 1.5, "also": None,
+                "goal": goal, "figure": f"publish @ {f['tags']} tags" + note,
+                "tufoci": figure(med(f, TUFOCI), "ms"), "notary": figure(floor_ms, label),
+                "measured": figure(r, ratio_unit), "target": "≤ 1.5×", "met": r <= 1.5, "also": None,
             })
     f = find(figures, "publish_from_file")
     if f:

@@ -60,7 +60,6 @@ if str(REPO_ROOT) not in sys.path:
 os.environ["PYTHONSAFEPATH"] = "1"
 
 from bench.peers.notary import (  # noqa: E402
-    NotaryClient,
     NotaryError,
     NotaryRequest,
     NotaryServer,

@@ -547,9 +547,12 @@ def rotate(scope, role, add_keys, remove_keys, threshold, plain_http, insecure, 
 @click.argument("scope")
 @click.option("--every", metavar="DUR", help="Keep running: refresh every DUR (e.g. 6h) until SIGTERM.")
 @click.option("--snapshot", "force_snapshot", is_flag=True, help="Re-sign snapshot even when it is not due.")
+@click.option("--revive-expired", is_flag=True,
+              help="Extend an expired timestamp although this machine has no record of the scope's state "
+                   "(its high-water marks): only after checking that it is the current state.")
 @password_stdin_option
 @registry_options
-def timestamp(scope, every, force_snapshot, password_stdin, plain_http, insecure, ca_file) -> None:
+def timestamp(scope, every, force_snapshot, revive_expired, password_stdin, plain_http, insecure, ca_file) -> None:
     """Re-sign the timestamp (and snapshot when due) with the online key; --every runs it as a service."""
     from tufoci.repo_tool.expiry import parse_duration
     from tufoci.repo_tool.freshness import refresh_timestamp, run_every
@@ -559,7 +562,8 @@ def timestamp(scope, every, force_snapshot, password_stdin, plain_http, insecure
     options = _registry_kwargs(plain_http, insecure, ca_file)
 
     def refresh():
-        return refresh_timestamp(state, scope, secrets=secrets, force_snapshot=force_snapshot, **options)
+        return refresh_timestamp(state, scope, secrets=secrets, force_snapshot=force_snapshot,
+                                 revive_expired=revive_expired, **options)
 
     if every is None:
         result = refresh()

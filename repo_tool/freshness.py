@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import logging
-import os
 import signal
 import threading
 from collections.abc import Callable
@@ -65,8 +64,7 @@ def refresh_timestamp(
     pin = pin_for_scope(state, scope_text)
     with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
         current = load_current(session)
-        with open(os.path.join(session.metadata_dir, "timestamp.json"), "rb") as f:
-            seen = observed(current, f.read())
+        seen = observed(session, current)
     root, periods, now = current.root.signed, current.expiry_periods, now_utc()
     # never sign a state older than one seen or signed before (expiry is waived above)
     marks = load_marks(state, pin.scope)

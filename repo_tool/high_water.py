@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import os
 import sqlite3
 from dataclasses import dataclass
 
+from tufoci.client.refresh import TrustedSession
 from tufoci.errors import MetadataRejectedError
 from tufoci.repo_tool.plan import CurrentState
 from tufoci.state import State, now_iso
@@ -32,8 +34,10 @@ class Mark:
     sha256: str | None
 
 
-def observed(current: CurrentState, timestamp_bytes: bytes) -> dict[str, Mark]:
+def observed(session: TrustedSession, current: CurrentState) -> dict[str, Mark]:
     """Every role version (and hash) a verified state consists of: root, timestamp, snapshot, and what snapshot lists."""
+    with open(os.path.join(session.metadata_dir, "timestamp.json"), "rb") as f:
+        timestamp_bytes = f.read()  # the bytes ngclient verified
     marks = {
         "root": Mark(current.root.signed.version, None),
         "timestamp": Mark(current.timestamp.signed.version, hashlib.sha256(timestamp_bytes).hexdigest()),
@@ -50,12 +54,8 @@ def load_marks(state: State, scope: str) -> dict[str, Mark]:
     return {r["role"]: Mark(r["version"], r["sha256"]) for r in rows}
 
 
-def check_not_older(scope: str, marks: dict[str, Mark], state_now: dict[str, Mark]) -> None:
-    """Refuse a state in which any role is older than its mark, or differs from it at the same version.
-
-    Raises:
-        MetadataRejectedError: the registry serves an older (or forked) state than this signer has seen.
-    """
+def older_roles(marks: dict[str, Mark], state_now: dict[str, Mark]) -> list[str]:
+    """Where ``state_now`` is older than ``marks``: a role at a lower version, or at the same version with other bytes."""
     older = []
     for role, mark in sorted(marks.items()):
         now = state_now.get(role)
@@ -64,7 +64,17 @@ def check_not_older(scope: str, marks: dict[str, Mark], state_now: dict[str, Mar
         if now.version < mark.version:
             older.append(f"{role} v{now.version} < v{mark.version}")
         elif now.version == mark.version and now.sha256 and mark.sha256 and now.sha256 != mark.sha256:
-            older.append(f"{role} v{now.version} differs from the v{mark.version} seen before")
+            older.append(f"{role} v{now.version} differs from the other v{mark.version}")
+    return older
+
+
+def check_not_older(scope: str, marks: dict[str, Mark], state_now: dict[str, Mark]) -> None:
+    """Refuse a state in which any role is older than its mark, or differs from it at the same version.
+
+    Raises:
+        MetadataRejectedError: the registry serves an older (or forked) state than this signer has seen.
+    """
+    older = older_roles(marks, state_now)
     if older:
         raise MetadataRejectedError(
             f"{scope}: the registry serves an older state than this timestamp service has seen or signed "

@@ -596,9 +596,11 @@ def export_metadata(scope, directory, plain_http, insecure, ca_file) -> None:
 @click.argument("destination")
 @click.option("--tag-pattern", metavar="GLOB", help="Only targets whose name matches, e.g. 'web/*' or '*:1.*'.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
+@click.option("--replace-newer", is_flag=True,
+              help="Replace a destination whose trust state is newer than SOURCE's (moves it backwards).")
 @registry_options
 @output_option
-def copy(source, destination, tag_pattern, quiet, plain_http, insecure, ca_file, output) -> None:
+def copy(source, destination, tag_pattern, quiet, replace_newer, plain_http, insecure, ca_file, output) -> None:
     """Copy SOURCE scope's signed images and trust data to DESTINATION (a registry scope or oci:DIR).
 
     Digests are preserved, present blobs and manifests are skipped (re-run to resume), and the
@@ -606,7 +608,7 @@ def copy(source, destination, tag_pattern, quiet, plain_http, insecure, ca_file,
     """
     from tufoci.repo_tool.copy import copy_scope
 
-    report = copy_scope(_state(), source, destination, tag_pattern=tag_pattern,
+    report = copy_scope(_state(), source, destination, tag_pattern=tag_pattern, replace_newer=replace_newer,
                         progress=(lambda line: None) if quiet else (lambda line: click.echo(line, err=True)),
                         **_registry_kwargs(plain_http, insecure, ca_file))
     if output == "json":

@@ -164,9 +164,11 @@ def copy_scope(
         verified_timestamp = current.timestamp_manifest_digest
         tree = RoleTree(session, current.root.signed)
         signed = {}
-        for role in reversed(tree.walk()):  # the most trusted role wins, as clients resolve it
-            for name, info in tree.metadata(role).signed.targets.items():
-                signed[name] = "sha256:" + info.hashes.get("sha256", "")
+        for name in sorted({name for role in tree.walk() for name in tree.metadata(role).signed.targets}):
+            if tag_pattern is None or fnmatch.fnmatchcase(name, tag_pattern):
+                info = session.lookup(name)  # the client's delegation walk: paths, order, terminating
+                if info is not None:
+                    signed[name] = "sha256:" + info.hashes.get("sha256", "")
     if verified_timestamp is None:  # an HTTP source: no manifest to copy
         raise UsageError(f"{pin.scope} reads its metadata from {pin.metadata}: copy needs an OCI source")
     newer = older_roles(_destination_state(state, pin, destination_scope, **registry_options), source_state)
@@ -175,7 +177,7 @@ def copy_scope(
             f"{destination_scope} serves a newer trust state than {pin.scope} (source vs destination: "
             f"{'; '.join(newer)}): copying would move it backwards. Nothing was copied; use --replace-newer to replace it"
         )
-    names = sorted(n for n in signed if tag_pattern is None or fnmatch.fnmatchcase(n, tag_pattern))
+    names = sorted(signed)
     for number, name in enumerate(names, 1):
         reference = reference_for_target(name, source_scope)
         relative = reference.repository.relative_to(source_scope) or ""

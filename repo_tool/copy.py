@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tufoci.client.refresh import metadata_store, trusted_session
 from tufoci.client.trust_pins import default_metadata_repository, pin_for_scope
-from tufoci.errors import NotFoundError, RegistryError
+from tufoci.errors import MetadataRejectedError, NotFoundError, PublishError, RegistryError, UsageError
 from tufoci.layout_spec import (
     DOCKER_LIST_MEDIA_TYPE,
     INDEX_MEDIA_TYPE,
@@ -31,9 +33,10 @@ from tufoci.layout_spec import (
     image_media_type,
 )
 from tufoci.reference import Repository, parse_repository, reference_for_target
+from tufoci.repo_tool.high_water import Mark, observed, older_roles
 from tufoci.repo_tool.plan import load_current
 from tufoci.repo_tool.roles import RoleTree
-from tufoci.state import State
+from tufoci.state import Pin, State
 from tufoci.store import open_repository
 from tufoci.store.base import RepositoryStore
 
@@ -108,28 +111,73 @@ class _Copier:
         self.report.manifests_copied += 1
 
 
+def _destination_state(state: State, pin: Pin, destination: Repository, **registry_options: object) -> dict[str, Mark]:
+    """The trust state the destination serves, verified with the source's pinned root (expiry waived).
+
+    Empty when there is none: no ``timestamp`` yet, or metadata that does not
+    verify with this root (nothing a consumer of this root trusts is replaced).
+    Verified in a scratch cache, so nothing about the destination is remembered.
+
+    Raises:
+        RegistryError: the destination cannot be reached.
+    """
+    target = Pin(str(destination), str(default_metadata_repository(destination)), pin.root_sha256, pin.root_file)
+    with tempfile.TemporaryDirectory(prefix=".copy-", dir=state.home) as scratch:
+        try:
+            with trusted_session(state.home, target, allow_expired=True, cache=os.path.join(scratch, "cache"),
+                                 **registry_options) as session:
+                return observed(session, load_current(session))
+        except (NotFoundError, MetadataRejectedError):
+            return {}
+
+
 def copy_scope(
     state: State,
     source_text: str,
     destination_text: str,
     *,
     tag_pattern: str | None = None,
+    replace_newer: bool = False,
     progress: Progress = lambda line: None,
     **registry_options: object,
 ) -> CopyReport:
-    """Copy every signed image of a trusted scope (or those matching ``tag_pattern``) and its metadata."""
+    """Copy every signed image of a trusted scope (or those matching ``tag_pattern``) and its metadata.
+
+    The ``timestamp`` copied is the one this copy verified (by manifest digest),
+    never a second read of the tag. A destination whose trust state (verified with
+    the same root) is newer than the source's is not moved backwards unless
+    ``replace_newer``.
+
+    Raises:
+        PublishError: the destination is newer and ``replace_newer`` is not set (nothing copied).
+        MetadataRejectedError: the source's metadata does not verify.
+        RegistryError: a registry cannot be reached or misbehaves.
+    """
     pin = pin_for_scope(state, source_text)
     source_scope, destination_scope = parse_repository(pin.scope), parse_repository(destination_text)
     report = CopyReport(str(source_scope), str(destination_scope))
     copier = _Copier(report, progress, dict(registry_options))
 
     with trusted_session(state.home, pin, **registry_options) as session:
-        tree = RoleTree(session, load_current(session).root.signed)
+        current = load_current(session)
+        source_state = observed(session, current)
+        verified_timestamp = current.timestamp_manifest_digest
+        tree = RoleTree(session, current.root.signed)
         signed = {}
-        for role in reversed(tree.walk()):  # the most trusted role wins, as clients resolve it
-            for name, info in tree.metadata(role).signed.targets.items():
-                signed[name] = "sha256:" + info.hashes.get("sha256", "")
-    names = sorted(n for n in signed if tag_pattern is None or fnmatch.fnmatchcase(n, tag_pattern))
+        for name in sorted({name for role in tree.walk() for name in tree.metadata(role).signed.targets}):
+            if tag_pattern is None or fnmatch.fnmatchcase(name, tag_pattern):
+                info = session.lookup(name)  # the client's delegation walk: paths, order, terminating
+                if info is not None:
+                    signed[name] = "sha256:" + info.hashes.get("sha256", "")
+    if verified_timestamp is None:  # an HTTP source: no manifest to copy
+        raise UsageError(f"{pin.scope} reads its metadata from {pin.metadata}: copy needs an OCI source")
+    newer = older_roles(_destination_state(state, pin, destination_scope, **registry_options), source_state)
+    if newer and not replace_newer:
+        raise PublishError(
+            f"{destination_scope} serves a newer trust state than {pin.scope} (source vs destination: "
+            f"{'; '.join(newer)}): copying would move it backwards. Nothing was copied; use --replace-newer to replace it"
+        )
+    names = sorted(signed)
     for number, name in enumerate(names, 1):
         reference = reference_for_target(name, source_scope)
         relative = reference.repository.relative_to(source_scope) or ""
@@ -141,10 +189,12 @@ def copy_scope(
 
     source_metadata = metadata_store(pin, **registry_options)
     destination_metadata = copier.store(default_metadata_repository(destination_scope))
-    tags = sorted(source_metadata.list_tags(), key=lambda t: t == TIMESTAMP_TAG)  # timestamp last
-    for tag in tags:
+    for tag in sorted(t for t in source_metadata.list_tags() if t != TIMESTAMP_TAG):
         manifest = source_metadata.get_manifest(tag)
         copier.manifest(source_metadata, destination_metadata, manifest.digest, tag)
         report.metadata_tags += 1
+    # layout §4: timestamp last — the one verified above, by digest, not whatever the tag says now
+    copier.manifest(source_metadata, destination_metadata, verified_timestamp, TIMESTAMP_TAG)
+    report.metadata_tags += 1
     progress(f"metadata: {report.metadata_tags} tags")
     return report

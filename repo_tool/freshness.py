@@ -9,6 +9,7 @@ survives registry outages and stops cleanly on SIGTERM.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import logging
 import signal
 import threading
@@ -21,6 +22,7 @@ from tufoci.client.refresh import metadata_store, trusted_session
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import ThresholdError, TufociError
 from tufoci.repo_tool.expiry import parse_duration
+from tufoci.repo_tool.high_water import Mark, check_not_older, check_revival, load_marks, observed, record_marks
 from tufoci.repo_tool.plan import load_current
 from tufoci.repo_tool.push import MetadataFile, push_metadata
 from tufoci.repo_tool.signing import available_signers, sign_with
@@ -45,13 +47,29 @@ def refresh_timestamp(
     *,
     secrets: SecretsHandler | None = None,
     force_snapshot: bool = False,
+    revive_expired: bool = False,
     **registry_options: object,
 ) -> Refreshed:
-    """Publish the next timestamp; re-sign snapshot too when it would expire before the new timestamp."""
+    """Publish the next timestamp; re-sign snapshot too when it would expire before the new timestamp.
+
+    The state signed over is never older than one this machine has seen or
+    signed (its high-water marks in state.db, raised by every refresh); without
+    marks, an expired timestamp is extended only with ``revive_expired``.
+
+    Raises:
+        MetadataRejectedError: the registry's state is older than the marks, or expired with no marks
+            and ``revive_expired`` not given (nothing is pushed).
+        ThresholdError: this machine does not hold the online key(s).
+    """
     pin = pin_for_scope(state, scope_text)
     with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
         current = load_current(session)
+        seen = observed(session, current)
     root, periods, now = current.root.signed, current.expiry_periods, now_utc()
+    # never sign a state older than one seen or signed before (expiry is waived above)
+    marks = load_marks(state, pin.scope)
+    check_not_older(pin.scope, marks, seen)
+    check_revival(pin.scope, current, now, have_marks=bool(marks), revive_expired=revive_expired)
     signers = {role: available_signers(state, root.roles[role].keyids, secrets) for role in ("snapshot", "timestamp")}
 
     timestamp_expires = now + parse_duration(periods["timestamp"])
@@ -65,15 +83,20 @@ def refresh_timestamp(
     snapshot_bytes = to_bytes(snapshot)
     timestamp = next_timestamp(current.timestamp, snapshot.signed.version, snapshot_bytes, periods, now)
     _sign_online(timestamp, signers["timestamp"], root.roles["timestamp"].threshold)
+    timestamp_bytes = to_bytes(timestamp)
     push_metadata(
         metadata_store(pin, **registry_options),
         files,
-        MetadataFile("timestamp", timestamp.signed.version, to_bytes(timestamp)),
+        MetadataFile("timestamp", timestamp.signed.version, timestamp_bytes),
         root_version=root.version,
         expected_timestamp=current.timestamp_manifest_digest,
         snapshot_data=snapshot_bytes,
     )
+    signed = {"timestamp": Mark(timestamp.signed.version, hashlib.sha256(timestamp_bytes).hexdigest())}
+    if resign_snapshot:
+        signed["snapshot"] = Mark(snapshot.signed.version, hashlib.sha256(snapshot_bytes).hexdigest())
     with state.transaction() as conn:
+        record_marks(conn, pin.scope, seen | signed)
         state.audit(conn, "timestamp", scope=pin.scope, role="timestamp", version=timestamp.signed.version,
                     snapshot=snapshot.signed.version, snapshot_resigned=resign_snapshot)
     return Refreshed(pin.scope, timestamp.signed.version, timestamp.signed.expires, snapshot.signed.version,

@@ -87,13 +87,19 @@ def scope_status(
 
 
 def signed_targets(state: State, scope_text: str, **registry_options: object) -> list[dict]:
-    """Every signed target of every role, verified, in the order clients search roles."""
+    """Every signed target of every role, verified, in the order clients search roles.
+
+    An entry outside its role's delegated paths signs nothing (clients never
+    consult the role for it), so it is not listed.
+    """
     pin = pin_for_scope(state, scope_text)
     rows = []
     with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
         tree = RoleTree(session, load_current(session).root.signed)
         for role in tree.walk():
             for name, info in sorted(tree.metadata(role).signed.targets.items()):
+                if not tree.trusted_for(role, name):
+                    continue
                 rows.append({"target": name, "digest": "sha256:" + info.hashes.get("sha256", ""),
                              "length": info.length, "mediaType": target_media_type(info.custom), "role": role,
                              "scope": pin.scope})

@@ -26,7 +26,7 @@ import os
 from dataclasses import dataclass
 
 from securesystemslib.signer import SecretsHandler, SSlibKey
-from tuf.api.metadata import DelegatedRole, Metadata, Root, Snapshot, SuccinctRoles, TargetFile, Targets, Timestamp
+from tuf.api.metadata import Metadata, Root, Snapshot, SuccinctRoles, TargetFile, Targets, Timestamp
 
 from tufoci.client.refresh import TrustedSession
 from tufoci.errors import PublishError, TufociError, UsageError
@@ -34,7 +34,7 @@ from tufoci.keys import require_distinct
 from tufoci.repo_tool.delegations import apply_delegation
 from tufoci.repo_tool.expiry import DEFAULT_EXPIRY, EXPIRY_FIELD, expiry_for
 from tufoci.repo_tool.proposals import Proposal, evaluate, read_proposals, threshold_states
-from tufoci.repo_tool.roles import RoleTree
+from tufoci.repo_tool.roles import RoleTree, covers
 from tufoci.repo_tool.signing import available_signers, sign_with
 from tufoci.repo_tool.staging import StagedChange
 from tufoci.repo_tool.versions import bump, to_bytes
@@ -198,6 +198,23 @@ class Plan:
         for proposal in sorted(proposals, key=lambda p: _depth(p.role)):
             merged = evaluate(proposal, self.delegators(proposal.role, proposal.metadata))
             self.settle(proposal.role, merged)
+            outside = self._outside_paths(proposal.role, merged)
+            if outside:  # it signs names its delegation does not give it: never live, however many sign
+                self.short[proposal.role] = self.ready.pop(proposal.role, merged)
+                self.held[proposal.role] = (f"refused: lists {', '.join(outside[:3])}"
+                                            f"{' …' if len(outside) > 3 else ''} outside its delegated paths")
+
+    def _outside_paths(self, role: str, md: Metadata) -> list[str]:
+        """Targets a proposed delegated-role version adds or changes outside its delegation."""
+        if role in ("root", "targets") or not isinstance(md.signed, Targets):
+            return []
+        try:
+            delegated = self.delegator(role).get_delegated_role(role)
+            live = self.tree.metadata(role).signed.targets if self.live_version(role) else {}
+        except (ValueError, TufociError):
+            return []  # nobody delegates it: its threshold cannot be met either
+        return sorted(name for name, info in md.signed.targets.items()
+                      if live.get(name) != info and not covers(delegated, role, name))
 
     def build_from_changes(self, state: State, changes: list[StagedChange], secrets: SecretsHandler | None) -> None:
         staged_bins = [c for c in changes if c.action == "delegate-bins"]
@@ -220,7 +237,7 @@ class Plan:
                     apply_rotation(md.signed, change)
                     continue
                 if change.action in ("add", "remove") and delegated is not None \
-                        and not _covers(delegated, role, change.name):
+                        and not covers(delegated, role, change.name):
                     raise PublishError(
                         f"role {role!r} may only sign {', '.join(getattr(delegated, 'paths', None) or ['its bin'])}: "
                         f"{change.name} is outside its delegation from {self.parent_of(role)}"
@@ -319,13 +336,6 @@ def _delegates_to(targets: Targets, role: str) -> bool:
     if delegations.succinct_roles is not None:
         return delegations.succinct_roles.is_delegated_role(role)
     return role in (delegations.roles or {})
-
-
-def _covers(delegated: DelegatedRole | SuccinctRoles, role: str, target: str) -> bool:
-    """Whether a delegation lets ``role`` sign ``target`` (its paths, or the bin the name hashes to)."""
-    if isinstance(delegated, SuccinctRoles):
-        return delegated.get_role_for_target(target) == role
-    return delegated.is_delegated_path(target)
 
 
 def _succinct(change: StagedChange) -> SuccinctRoles:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from urllib import parse
 
-from tuf.api.metadata import Metadata, Role, Root, Targets
+from tuf.api.metadata import DelegatedRole, Metadata, Role, Root, SuccinctRoles, Targets
 
 from tufoci.client.refresh import TrustedSession, translate_tuf_errors
 from tufoci.errors import PublishError
@@ -96,6 +96,20 @@ class RoleTree:
             return None
         return self.metadata(self.parent_of(role)).signed.get_delegated_role(role)
 
+    def trusted_for(self, role: str, target: str) -> bool:
+        """Whether every delegation from ``targets`` down to ``role`` covers ``target`` (client workflow 5.6.7.2).
+
+        A role may list any name, but clients only consult it for names its
+        delegation's paths (and every ancestor's) match: an entry outside them
+        signs nothing.
+        """
+        while role != "targets":
+            delegation = self.delegation(role)
+            if delegation is None or not covers(delegation, role, target):
+                return False
+            role = self.parent_of(role)
+        return True
+
     def delegator(self, role: str) -> Root | Targets:
         """Who holds the keys and threshold of ``role``: root, or the delegating role."""
         if role == "targets":
@@ -122,3 +136,10 @@ class RoleTree:
                 self._parents.setdefault(child, name)
             stack.extend(reversed(children))
         return order
+
+
+def covers(delegated: Role, role: str, target: str) -> bool:
+    """Whether a delegation lets ``role`` sign ``target`` (its paths, or the bin the name hashes to)."""
+    if isinstance(delegated, SuccinctRoles):
+        return delegated.get_role_for_target(target) == role
+    return isinstance(delegated, DelegatedRole) and delegated.is_delegated_path(target)

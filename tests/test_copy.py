@@ -87,3 +87,62 @@ def test_copy_needs_a_trusted_source(registry2, home: Path):
 
     result = run_tufoci("copy", "127.0.0.1:9/acme", f"{registry2.host}/acme")
     assert result.exit_code == 1 and "no trust pin" in result.stderr
+
+
+# -- issue 20.5: a copy never moves a destination backwards ----------------------------------------
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def test_copy_refuses_an_older_bundle_over_a_newer_destination(source, registry2, monkeypatch):
+    scope, maintainer, tmp_path = source["scope"], source["maintainer"], source["tmp_path"]
+    bundle = tmp_path / "bundle-v1"
+    maintainer.ok("copy", scope, f"oci:{bundle}")  # web:1.0 still signed here
+    maintainer.ok("target", "remove", scope, "web:1.0")
+    maintainer.ok("publish", scope)
+    mirror = f"{registry2.host}/acme"
+    maintainer.ok("copy", scope, mirror)
+    newer, _ = registry2.get_manifest("acme/tuf", "timestamp")
+
+    carrier = Machine("carrier", tmp_path, monkeypatch)
+    carrier.ok("trust", "add", f"oci:{bundle}", "--root", str(source["root"]))
+    refused = carrier("copy", f"oci:{bundle}", mirror)
+    assert refused.exit_code == 1 and "serves a newer trust state" in refused.stderr, refused.stderr
+    assert "timestamp v2 < v3" in refused.stderr and "--replace-newer" in refused.stderr, refused.stderr
+    assert registry2.get_manifest("acme/tuf", "timestamp")[0] == newer  # nothing moved
+    cluster = Machine("cluster", tmp_path, monkeypatch)
+    cluster.ok("trust", "add", mirror, "--root", str(source["root"]))
+    assert cluster("verify", f"{mirror}/web:1.0").exit_code == 10  # still revoked at the mirror
+
+    carrier.ok("copy", f"oci:{bundle}", mirror, "--replace-newer")  # said explicitly
+    assert registry2.get_manifest("acme/tuf", "timestamp")[0] != newer
+
+
+def test_copy_writes_the_timestamp_it_verified_not_a_second_read(source, registry2, monkeypatch):
+    from tests.support.tamper_proxy import Reply, TamperProxy, on
+
+    scope, maintainer, tmp_path = source["scope"], source["maintainer"], source["tmp_path"]
+    upstream = scope.split("/")[0]
+    old = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{scope}/tuf:timestamp"],
+                         check=True, capture_output=True).stdout
+    maintainer.ok("target", "remove", scope, "web:1.0")
+    maintainer.ok("publish", scope)
+    reads = []
+
+    def old_after_the_first_read(exchange):
+        reads.append(exchange.path)
+        return None if len(reads) == 1 else Reply(200, [("Content-Type", OCI_MANIFEST)], old)
+
+    with TamperProxy.start(upstream) as proxy:
+        proxy.add(on(r"/v2/acme/tuf/manifests/timestamp", old_after_the_first_read))
+        hostile = f"{proxy.host}/acme"
+        copier = Machine("copier", tmp_path, monkeypatch)
+        copier.ok("trust", "add", hostile, "--root", str(source["root"]))
+        mirror = f"{registry2.host}/acme"
+        copier.ok("copy", hostile, mirror)
+    cluster = Machine("cluster", tmp_path, monkeypatch)
+    cluster.ok("trust", "add", mirror, "--root", str(source["root"]))
+    assert cluster("verify", f"{mirror}/web:1.0").exit_code == 10  # the revocation was copied, not the old state
+    source_timestamp = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false",
+                                       f"docker://{scope}/tuf:timestamp"], check=True, capture_output=True).stdout
+    assert registry2.get_manifest("acme/tuf", "timestamp")[0] == source_timestamp

@@ -103,3 +103,43 @@ def test_timestamp_service_survives_an_outage_and_stops_on_sigterm(scope):
         if service.poll() is None:
             service.kill()
             service.wait()
+
+
+def test_timestamp_service_never_re_signs_an_old_state_put_back(registry, tmp_path: Path, home: Path, monkeypatch):
+    """Issue 20.4: someone with push access puts an old, expired ``timestamp`` back (web:1.0 revoked since);
+    a timestamp service must not sign it again, with or without its own persistent state."""
+    name, maintainer, root = publish_web(registry.host, tmp_path, monkeypatch)
+    kept_by_attacker, _ = registry.get_manifest("acme/tuf", "timestamp")
+    maintainer.ok("target", "remove", name, "web:1.0")
+    maintainer.ok("publish", name)
+    machines = {}
+    for machine_name in ("cronjob", "service", "fresh"):
+        machines[machine_name] = Machine(machine_name, tmp_path, monkeypatch)
+        machines[machine_name].ok("trust", "add", name, "--root", str(root))
+        if machine_name != "fresh":
+            maintainer.share_key(machines[machine_name], "online")
+    cronjob, service, fresh = machines["cronjob"], machines["service"], machines["fresh"]
+    assert at("+1h", service, "timestamp", name).returncode == 0  # its marks: the state after the revocation
+    current, _ = registry.get_manifest("acme/tuf", "timestamp")
+
+    def put_timestamp(manifest: bytes) -> None:
+        status, _, body = registry.request("PUT", "/v2/acme/tuf/manifests/timestamp", data=manifest,
+                                           headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+        assert status == 201, body
+
+    put_timestamp(kept_by_attacker)
+    # no marks (a CronJob on an emptyDir): an expired timestamp is not extended without being told, and why
+    refused = at("+30h", cronjob, "timestamp", name)
+    assert refused.returncode == 12, refused.stderr
+    assert "timestamp v2 expired at" in refused.stderr and "--revive-expired" in refused.stderr
+    assert "targets v2" in refused.stderr, refused.stderr  # names the state it would revive
+    # marks kept in state.db (the ngclient cache lost): refused as a rollback, even when told to revive
+    shutil.rmtree(service.home / "cache")
+    rollback = at("+30h", service, "timestamp", name, "--revive-expired")
+    assert rollback.returncode == 12 and "older state" in rollback.stderr, rollback.stderr
+    assert "timestamp v2 < v4" in rollback.stderr, rollback.stderr
+    assert at("+30h", fresh, "verify", f"{name}/web:1.0").returncode == 12  # nobody re-signed the revoked state
+
+    put_timestamp(current)  # the real state, expired by now: marks let the service extend it without a flag
+    assert at("+30h", service, "timestamp", name).returncode == 0
+    assert at("+30h", fresh, "verify", f"{name}/web:1.0").returncode == 10  # still revoked

@@ -71,6 +71,7 @@ class Cli:
 def cli(tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cli]:
     monkeypatch.delenv("TUFOCI_REGISTRY_USERNAME", raising=False)
     monkeypatch.delenv("TUFOCI_REGISTRY_PASSWORD", raising=False)
+    monkeypatch.delenv("TUFOCI_REGISTRY_HOST", raising=False)
     runner = Cli(tmp_path, monkeypatch)
     yield runner
     from tufoci.store import registry as registry_module
@@ -169,6 +170,7 @@ def test_tls_and_basic_auth(tls_basic, cli: Cli, tmp_path: Path, caplog: pytest.
     # CI: credentials from the environment, nothing on disk
     cli.monkeypatch.setenv("TUFOCI_REGISTRY_USERNAME", USER)
     cli.monkeypatch.setenv("TUFOCI_REGISTRY_PASSWORD", PASSWORD)
+    cli.monkeypatch.setenv("TUFOCI_REGISTRY_HOST", host)
     assert cli.ok("cluster", "verify", f"{scope}/web:1.0", *ca).stdout.strip() == pinned
     cli.monkeypatch.setenv("TUFOCI_REGISTRY_PASSWORD", "not-the-password")
     line = cli.fails(13, "cluster", "verify", f"{scope}/web:1.0", *ca)
@@ -259,3 +261,42 @@ def test_token_auth_anonymous_pull_authenticated_push(token_registry, cli: Cli, 
     assert_secret_absent(CI_PASSWORD, cli, caplog, tmp_path / "maintainer", tmp_path / "cluster")
     for request in tokens.requests:
         assert CI_PASSWORD not in request.path
+
+
+# -- environment credentials name their registry -----------------------------------------------
+
+
+def test_environment_credentials_go_only_to_the_registry_they_name(token_registry, cli: Cli, tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture):
+    """``copy SRC DST`` in CI with the destination's credentials in the environment: the source (anyone's
+    registry) never sees them; without TUFOCI_REGISTRY_HOST they are refused instead of sent everywhere."""
+    from tests.support.registry import RegistryServer, write_htpasswd
+
+    caplog.set_level(logging.DEBUG)
+    source, tokens = token_registry
+    scope = f"{source.host}/acme"
+    push_image(build_image(tmp_path / "images", b"web to mirror"), "latest", f"{scope}/web:1.0",
+               dest_creds=(CI_USER, CI_PASSWORD))
+    make_keys(cli, "maintainer")
+    root = tmp_path / "root.json"
+    cli.ok("maintainer", "login", source.host, "-u", CI_USER, "--password-stdin", stdin=f"{CI_PASSWORD}\n")
+    cli.ok("maintainer", *init_args(scope, root))
+    cli.ok("maintainer", "target", "add", "--publish", f"{scope}/web:1.0")
+
+    anonymous = tmp_path / "anonymous-docker-config"
+    htpasswd = write_htpasswd(tmp_path / "mirror-htpasswd", {USER: PASSWORD})
+    with RegistryServer.start(tmp_path / "mirror", htpasswd=htpasswd, credentials=(USER, PASSWORD)) as mirror:
+        cli.ok("ci", "trust", "add", scope, "--root", str(root), docker_config=anonymous)
+        cli.monkeypatch.setenv("TUFOCI_REGISTRY_USERNAME", USER)
+        cli.monkeypatch.setenv("TUFOCI_REGISTRY_PASSWORD", PASSWORD)
+        line = cli.fails(2, "ci", "copy", scope, f"{mirror.host}/acme", docker_config=anonymous)
+        assert "TUFOCI_REGISTRY_HOST" in line
+
+        cli.monkeypatch.setenv("TUFOCI_REGISTRY_HOST", mirror.host)
+        since = tokens.mark()
+        cli.ok("ci", "copy", scope, f"{mirror.host}/acme", docker_config=anonymous)
+        asked = tokens.requests[since:]
+        assert asked and all(r.account is None and r.status == 200 for r in asked), asked  # anonymous pulls only
+        cli.ok("cluster", "trust", "add", f"{mirror.host}/acme", "--root", str(root), docker_config=anonymous)
+        cli.ok("cluster", "verify", f"{mirror.host}/acme/web:1.0", docker_config=anonymous)
+    assert_secret_absent(PASSWORD, cli, caplog, tmp_path / "ci", tmp_path / "cluster")

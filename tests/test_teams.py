@@ -77,8 +77,10 @@ def test_a_team_cannot_sign_outside_its_paths(acme, tmp_path):
     consumer.ok("verify", f"{scope}/web/frontend:1.4")
 
 
-def _publish_raw_web_version_with(acme, name: str) -> None:
-    """What a malicious web-team member could push with their key and the online key, bypassing tufoci."""
+def _publish_raw_web_version_with(acme, name: str, image: str | None = None, *, propose: bool = False) -> None:
+    """What a malicious web-team member could push with their key and the online key, bypassing tufoci:
+    ``name`` signed as the digest of ``image`` (default: ``name``'s own); with ``propose``, pushed as a
+    complete proposal for a routine publish to promote instead."""
     from tufoci.client.refresh import trusted_session
     from tufoci.client.trust_pins import pin_for_scope
     from tufoci.keys import env_secrets_handler
@@ -95,7 +97,7 @@ def _publish_raw_web_version_with(acme, name: str) -> None:
     use_home(web.monkeypatch, web.home)
     state, secrets, now = State.open(), env_secrets_handler(), now_utc()
     pin = pin_for_scope(state, acme["scope"])
-    digest, length, custom = resolve_image(parse_reference(f"{acme['scope']}/{name}"))
+    digest, length, custom = resolve_image(parse_reference(f"{acme['scope']}/{image or name}"))
     with trusted_session(state.home, pin) as session:
         current = load_current(session)
         tree = RoleTree(session, current.root.signed)
@@ -104,13 +106,18 @@ def _publish_raw_web_version_with(acme, name: str) -> None:
     apply_target_change(md.signed, StagedChange(pin.scope, "web", name, "add", length, digest, custom))
     bump(md, current.expiry_periods, now)
     sign_with(md, available_signers(state, web_keys, secrets))
+    store = open_repository(Repository(acme["scope"].split("/")[0], "acme/tuf"))
+    if propose:
+        from tufoci.repo_tool.proposals import push_proposal
+
+        push_proposal(store, "web", md, "mallory")
+        return
     data = to_bytes(md)
     online = available_signers(state, current.root.signed.roles["snapshot"].keyids, secrets)
     snapshot = next_snapshot(current.snapshot, {"web": (md.signed.version, data)}, current.expiry_periods, now)
     sign_with(snapshot, online)
     timestamp = next_timestamp(current.timestamp, snapshot.signed.version, to_bytes(snapshot), current.expiry_periods, now)
     sign_with(timestamp, online)
-    store = open_repository(Repository(acme["scope"].split("/")[0], "acme/tuf"))
     push_metadata(store, [MetadataFile("web", md.signed.version, data),
                           MetadataFile("snapshot", snapshot.signed.version, to_bytes(snapshot))],
                   MetadataFile("timestamp", timestamp.signed.version, to_bytes(timestamp)),
@@ -195,3 +202,54 @@ def test_status_and_target_list_cover_delegated_roles(acme):
     assert "db" not in roles  # delegated, never published
     listed = json.loads(security.ok("target", "list", scope, "-o", "json").stdout)
     assert [(t["role"], t["target"]) for t in listed] == [("web", "web/frontend:1.4")]
+
+
+# -- issue 20.7: every consumer of metadata applies the delegation paths -----------------------------
+
+
+def _release_db_postgres_15(acme) -> None:
+    scope, db1, db2 = acme["scope"], acme["db1"], acme["db2"]
+    db1.ok("target", "add", "--role", "db", f"{scope}/db/postgres:15")
+    db1.ok("publish", scope)
+    db2.ok("sign", scope, "db")
+    db2.ok("publish", scope)
+
+
+def test_copy_and_target_list_ignore_targets_outside_a_roles_paths(acme, registry2, tmp_path):
+    """A web insider lists db's released tag with another digest in web's metadata: clients never consult web
+    for db/*, and neither may ``target list`` (listing it) nor ``copy`` (replacing db's image at the mirror)."""
+    scope, web, security, consumer = acme["scope"], acme["web"], acme["security"], acme["consumer"]
+    _release_db_postgres_15(acme)
+    web.ok("target", "add", "--role", "web", f"{scope}/web/frontend:1.4")
+    web.ok("publish", scope)
+    push_test_image(tmp_path, b"not the db team's postgres", f"{scope}/db/postgres:evil")  # push access only
+    _publish_raw_web_version_with(acme, "db/postgres:15", image="db/postgres:evil")
+    released = consumer.ok("verify", f"{scope}/db/postgres:15").stdout.strip().split("@")[1]
+
+    listed = json.loads(security.ok("target", "list", scope, "-o", "json").stdout)
+    assert sorted((t["role"], t["target"]) for t in listed) == [("db", "db/postgres:15"), ("web", "web/frontend:1.4")]
+    assert all(t["digest"] == released for t in listed if t["target"] == "db/postgres:15")
+
+    mirror = f"{registry2.host}/acme"
+    report = json.loads(security.ok("copy", scope, mirror, "-o", "json").stdout)
+    assert report["targets"] == ["db/postgres:15", "web/frontend:1.4"]
+    assert registry2.get_manifest("acme/db/postgres", "15")[1] == released  # not the insider's digest
+    consumer.ok("trust", "add", mirror, "--root", str(tmp_path / "root.json"))
+    assert consumer.ok("verify", f"{mirror}/db/postgres:15").stdout.strip().split("@")[1] == released
+
+
+def test_publish_refuses_a_complete_proposal_outside_its_paths(acme):
+    scope, web, security, consumer = acme["scope"], acme["web"], acme["security"], acme["consumer"]
+    web.ok("target", "add", "--role", "web", f"{scope}/web/frontend:1.4")
+    web.ok("publish", scope)
+    _publish_raw_web_version_with(acme, "db/postgres:16", propose=True)  # signed by a web key: complete
+
+    security.ok("target", "add", f"{scope}/web/api:2.0")  # a routine publish by someone else
+    result = json.loads(security.ok("publish", scope, "-o", "json").stdout)
+    assert "web" not in result["published"] and result["published"]["targets"] >= 2
+    held = result["proposed"]["web"]["held"]
+    assert "db/postgres:16" in held and "outside its delegated paths" in held, held
+    (threshold,) = result["proposed"]["web"]["thresholds"]
+    assert threshold["have"] >= threshold["need"]  # complete, refused all the same
+    listed = json.loads(security.ok("target", "list", scope, "-o", "json").stdout)
+    assert ("web", "db/postgres:16") not in [(t["role"], t["target"]) for t in listed]

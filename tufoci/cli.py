@@ -547,9 +547,12 @@ def rotate(scope, role, add_keys, remove_keys, threshold, plain_http, insecure, 
 @click.argument("scope")
 @click.option("--every", metavar="DUR", help="Keep running: refresh every DUR (e.g. 6h) until SIGTERM.")
 @click.option("--snapshot", "force_snapshot", is_flag=True, help="Re-sign snapshot even when it is not due.")
+@click.option("--revive-expired", is_flag=True,
+              help="Extend an expired timestamp although this machine has no record of the scope's state "
+                   "(its high-water marks): only after checking that it is the current state.")
 @password_stdin_option
 @registry_options
-def timestamp(scope, every, force_snapshot, password_stdin, plain_http, insecure, ca_file) -> None:
+def timestamp(scope, every, force_snapshot, revive_expired, password_stdin, plain_http, insecure, ca_file) -> None:
     """Re-sign the timestamp (and snapshot when due) with the online key; --every runs it as a service."""
     from tufoci.repo_tool.expiry import parse_duration
     from tufoci.repo_tool.freshness import refresh_timestamp, run_every
@@ -559,7 +562,8 @@ def timestamp(scope, every, force_snapshot, password_stdin, plain_http, insecure
     options = _registry_kwargs(plain_http, insecure, ca_file)
 
     def refresh():
-        return refresh_timestamp(state, scope, secrets=secrets, force_snapshot=force_snapshot, **options)
+        return refresh_timestamp(state, scope, secrets=secrets, force_snapshot=force_snapshot,
+                                 revive_expired=revive_expired, **options)
 
     if every is None:
         result = refresh()
@@ -592,9 +596,11 @@ def export_metadata(scope, directory, plain_http, insecure, ca_file) -> None:
 @click.argument("destination")
 @click.option("--tag-pattern", metavar="GLOB", help="Only targets whose name matches, e.g. 'web/*' or '*:1.*'.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
+@click.option("--replace-newer", is_flag=True,
+              help="Replace a destination whose trust state is newer than SOURCE's (moves it backwards).")
 @registry_options
 @output_option
-def copy(source, destination, tag_pattern, quiet, plain_http, insecure, ca_file, output) -> None:
+def copy(source, destination, tag_pattern, quiet, replace_newer, plain_http, insecure, ca_file, output) -> None:
     """Copy SOURCE scope's signed images and trust data to DESTINATION (a registry scope or oci:DIR).
 
     Digests are preserved, present blobs and manifests are skipped (re-run to resume), and the
@@ -602,7 +608,7 @@ def copy(source, destination, tag_pattern, quiet, plain_http, insecure, ca_file,
     """
     from tufoci.repo_tool.copy import copy_scope
 
-    report = copy_scope(_state(), source, destination, tag_pattern=tag_pattern,
+    report = copy_scope(_state(), source, destination, tag_pattern=tag_pattern, replace_newer=replace_newer,
                         progress=(lambda line: None) if quiet else (lambda line: click.echo(line, err=True)),
                         **_registry_kwargs(plain_http, insecure, ca_file))
     if output == "json":

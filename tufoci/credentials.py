@@ -14,6 +14,8 @@ import os
 import subprocess
 from dataclasses import dataclass
 
+from tufoci.errors import UsageError
+
 _DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io", "registry-1.docker.io")
 
 
@@ -67,14 +69,45 @@ def _from_helper(helper: str, registry: str) -> Credentials | None:
         return None
 
 
+def _same_registry(a: str, b: str) -> bool:
+    a, b = a.strip().lower().rstrip("/"), b.strip().lower().rstrip("/")
+    return a == b or (a in _DOCKER_HUB_KEYS and b in _DOCKER_HUB_KEYS)
+
+
+def _from_environment(registry: str) -> Credentials | None:
+    """``TUFOCI_REGISTRY_USERNAME``/``_PASSWORD``, for the one registry ``TUFOCI_REGISTRY_HOST`` names.
+
+    Credentials that say nothing about where they belong would be sent to every
+    registry a command talks to — a ``copy``'s source included, which can be
+    anyone's registry. So they must name their registry.
+
+    Raises:
+        UsageError: the two variables are set but ``TUFOCI_REGISTRY_HOST`` is not.
+    """
+    username, password = os.environ.get("TUFOCI_REGISTRY_USERNAME"), os.environ.get("TUFOCI_REGISTRY_PASSWORD")
+    if not (username and password):
+        return None
+    host = os.environ.get("TUFOCI_REGISTRY_HOST", "")
+    if not host:
+        raise UsageError(f"{registry} asks for credentials and TUFOCI_REGISTRY_USERNAME/PASSWORD are set, but "
+                         "TUFOCI_REGISTRY_HOST does not name the registry they are for: set "
+                         "TUFOCI_REGISTRY_HOST=HOST[:PORT] (they are sent to that registry only)")
+    return Credentials(username, password) if _same_registry(host, registry) else None
+
+
 def lookup_credentials(registry: str) -> Credentials | None:
     """Credentials for ``registry`` (``host[:port]``), or None for anonymous access.
 
-    ``TUFOCI_REGISTRY_USERNAME``/``TUFOCI_REGISTRY_PASSWORD`` win (for pipelines that
-    inject secrets as environment variables), then docker's config.json.
+    ``TUFOCI_REGISTRY_USERNAME``/``TUFOCI_REGISTRY_PASSWORD`` win for the registry
+    ``TUFOCI_REGISTRY_HOST`` names (for pipelines that inject secrets as environment
+    variables), then docker's config.json.
+
+    Raises:
+        UsageError: environment credentials that name no registry.
     """
-    if os.environ.get("TUFOCI_REGISTRY_USERNAME") and os.environ.get("TUFOCI_REGISTRY_PASSWORD"):
-        return Credentials(os.environ["TUFOCI_REGISTRY_USERNAME"], os.environ["TUFOCI_REGISTRY_PASSWORD"])
+    from_environment = _from_environment(registry)
+    if from_environment is not None:
+        return from_environment
     config = _load_config()
     helpers = config.get("credHelpers") or {}
     for key in _candidate_keys(registry):

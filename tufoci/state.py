@@ -2,7 +2,7 @@
 
 ``state.db`` (SQLite through sqlite-utils) holds the key catalogue (URIs and
 public keys, never secrets), the scopes this machine maintains, staged changes,
-trust pins and an append-only audit log. Every write is one SQLite transaction,
+trust pins, the timestamp service's high-water marks and an append-only audit log. Every write is one SQLite transaction,
 so an interrupted command leaves the previous state. Files beside it (keys,
 root files, the client cache) are written atomically.
 """
@@ -35,6 +35,9 @@ CREATE TABLE IF NOT EXISTS staged (
 CREATE TABLE IF NOT EXISTS pins (
     scope TEXT PRIMARY KEY, metadata TEXT NOT NULL, root_sha256 TEXT NOT NULL, root_file TEXT NOT NULL,
     added_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS marks (
+    scope TEXT NOT NULL, role TEXT NOT NULL, version INTEGER NOT NULL, sha256 TEXT, recorded_at TEXT NOT NULL,
+    PRIMARY KEY (scope, role));
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL, scope TEXT,
     action TEXT NOT NULL, role TEXT, version INTEGER, details TEXT);

@@ -13,6 +13,7 @@ something. Pure functions: no I/O, no python-tuf objects, no click.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,7 @@ class FieldChange:
     path: tuple[str, ...]
     old: Any
     new: Any
+    order: bool = False  # old and new are the role names of ``delegations.roles`` in search order
 
 
 def fingerprint(signed_digest: str) -> str:
@@ -78,7 +80,7 @@ def field_changes(old: Any, new: Any, path: tuple[str, ...] = ()) -> list[FieldC
             changes = []
             common = [n for n in before if n in after]
             if common != [n for n in after if n in before]:
-                changes.append(FieldChange(path, list(before), list(after)))  # the search order changed
+                changes.append(FieldChange(path, list(before), list(after), order=True))  # the search order changed
             for name in sorted(set(before) | set(after)):
                 changes += field_changes(before.get(name, ABSENT), after.get(name, ABSENT), (*path, name))
             return changes
@@ -153,7 +155,8 @@ def _friendly(kind: str, leaf: FieldChange, old: dict, new: dict) -> tuple[tuple
             return (p[:2], {
                 "kind": "root-role", "role": p[1], "threshold": _value(_at(new, (*p[:2], "threshold"))),
                 "fromThreshold": _value(_at(old, (*p[:2], "threshold"))),
-                "addedKeys": [k for k in b_ids if k not in a_ids], "removedKeys": [k for k in a_ids if k not in b_ids],
+                "keyids": b_ids, "addedKeys": [k for k in b_ids if k not in a_ids],
+                "removedKeys": [k for k in a_ids if k not in b_ids],
             })
         if len(p) == 2 and p[0] == "x-tufoci-expiry":
             return (p, {"kind": "expiry-period", "role": p[1], "from": _value(leaf.old), "to": _value(leaf.new)})
@@ -165,7 +168,7 @@ def _friendly(kind: str, leaf: FieldChange, old: dict, new: dict) -> tuple[tuple
         if p[2:] == ("hashes", "sha256"):
             return (p[:2], {"kind": "target", "change": "changed", "target": p[1], "from": _sha256(a), "digest": _sha256(b)})
         return None
-    if p == ("delegations", "roles"):
+    if leaf.order:
         return (p, {"kind": "delegation-order", "from": leaf.old, "to": leaf.new})
     if len(p) >= 3 and p[:2] == ("delegations", "roles"):
         a, b = _at(old, p[:3]), _at(new, p[:3])
@@ -207,14 +210,17 @@ def describe(old: dict | None, new: dict) -> list[dict]:
 
 
 def _short(value: Any, limit: int = 120) -> str:
+    """A value for one line of text; a long one keeps a hash of the whole so two values never look alike."""
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit - 40]}… [{len(text)} chars, sha256 {hashlib.sha256(text.encode()).hexdigest()[:16]}]"
 
 
 def _key_text(summary: dict | None) -> str:
     if summary is None:
         return "none"
-    return f"{summary['keytype']}/{summary['scheme']} {_short(summary['public'], 24)}"
+    return f"{summary['keytype']}/{summary['scheme']} {_short(summary['public'])}"
 
 
 def change_line(c: dict) -> str:
@@ -229,22 +235,24 @@ def change_line(c: dict) -> str:
             return f"- delegation {c['role']}"
         detail = (f"paths {_short(c.get('paths'))}" if c.get("pathHashPrefixes") is None
                   else f"hash prefixes {_short(c.get('pathHashPrefixes'))}")
-        detail += (f", threshold {c.get('threshold')}, keys {', '.join(str(k)[:16] for k in c.get('keyids') or [])}"
+        detail += (f", threshold {c.get('threshold')}, keys {', '.join(map(str, c.get('keyids') or []))}"
                    f"{', terminating' if c.get('terminating') else ''}")
         was = "; was " + ", ".join(f"{k} {_short(v)}" for k, v in c["from"].items()) if c.get("from") else ""
         return f"{c['change']} delegation {c['role']}: {detail}{was}"
     if kind == "key":
         where = "root" if c["in"] == "root" else "delegations"
-        if c["change"] == "changed":
-            return (f"! key {c['keyid'][:16]} ({where}): DIFFERENT KEY under the same key id: "
-                    f"{_key_text(c['from'])} → {_key_text(c['to'])}")
+        if c["change"] == "changed":  # key ids in full: a look-alike id must not pass for the old one
+            before, after = c["from"] or {}, c["to"] or {}
+            fields = ", ".join(f"{f} {_short(before.get(f))} → {_short(after.get(f))}"
+                               for f in ("keytype", "scheme", "public") if before.get(f) != after.get(f))
+            return f"! key {c['keyid']} ({where}): DIFFERENT KEY under the same key id: {fields}"
         mark = "+" if c["change"] == "added" else "-"
-        return f"{mark} key {c['keyid'][:16]} ({where}): {_key_text(c['to'] or c['from'])}"
+        return f"{mark} key {c['keyid']} ({where}): {_key_text(c['to'] or c['from'])}"
     if kind == "root-role":
         threshold = (f"threshold {c['fromThreshold']} → {c['threshold']}" if c["fromThreshold"] != c["threshold"]
                      else f"threshold {c['threshold']}")
-        added = "".join(f", +key {k[:16]}" for k in c["addedKeys"])
-        removed = "".join(f", -key {k[:16]}" for k in c["removedKeys"])
+        added = "".join(f", +key {k}" for k in c["addedKeys"])
+        removed = "".join(f", -key {k}" for k in c["removedKeys"])
         return f"root role {c['role']}: {threshold}{added}{removed}"
     if kind in ("expires", "version"):
         return f"{kind} {c['from']} → {c['to']}"

@@ -197,7 +197,9 @@ def test_a_new_root_needs_the_old_and_the_new_root_threshold(release):
     assert thresholds == {"root v2": 1, "root v3": 0}  # the old root signed, the new root's key has not
 
     proposal = proposal_of(alice, scope, "root")
-    assert proposal["changes"][0]["kind"] == "root-role" and proposal["changes"][0]["role"] == "root"
+    (role_change,) = [c for c in proposal["changes"] if c["kind"] == "root-role"]
+    assert role_change["role"] == "root" and len(role_change["addedKeys"]) == len(role_change["removedKeys"]) == 1
+    assert {c["kind"] for c in proposal["changes"] if c["kind"] == "key"} == {"key"}  # the keys map changes too
     reviewed_sign(alice, scope, "root")
     assert proposal_of(alice, scope, "root")["complete"] is True
     live = json.loads(alice.ok("publish", scope, "-o", "json").stdout)

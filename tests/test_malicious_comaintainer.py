@@ -172,3 +172,36 @@ def test_sign_refuses_a_proposal_swapped_after_review(team):
     assert signed.exit_code == 0, signed.stderr
     assert "+ web/evil:1.0" in signed.stderr and f"fingerprint {swapped['fingerprint']}" in signed.stderr
     assert _status(alice, scope, "targets")[0]["complete"] is True
+
+
+def test_on_a_terminal_sign_asks_before_it_signs(team):
+    """11.2: without --expect, a signer at a terminal sees the diff and confirms it; 'no' signs nothing."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    scope, alice, mallory = team["scope"], team["alice"], team["mallory"]
+    push_test_image(team["tmp_path"], b"web app 4.0", f"{scope}/web/app:4.0")
+    mallory.ok("target", "add", f"{scope}/web/app:4.0")
+    mallory.ok("publish", scope)
+    tufoci = str(Path(sys.executable).with_name("tufoci"))
+    env = {**os.environ, "TUFOCI_HOME": str(alice.home)}
+
+    def sign_answering(answer: str) -> subprocess.CompletedProcess:
+        controller, terminal = pty.openpty()
+        os.write(controller, answer.encode() + b"\n")
+        try:
+            return subprocess.run([tufoci, "sign", scope, "targets"], stdin=terminal, env=env, capture_output=True,
+                                  text=True, timeout=60)
+        finally:
+            os.close(terminal)
+            os.close(controller)
+
+    declined = sign_answering("n")
+    assert declined.returncode == 1 and "you declined targets v4" in declined.stderr, declined.stderr
+    assert "+ web/app:4.0" in declined.stderr and "Sign targets v4 (fingerprint " in declined.stderr
+    assert _status(alice, scope, "targets")[0]["thresholds"][0]["have"] == 1
+    confirmed = sign_answering("y")
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert _status(alice, scope, "targets")[0]["complete"] is True

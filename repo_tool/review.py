@@ -163,10 +163,11 @@ def _friendly(kind: str, leaf: FieldChange, old: dict, new: dict) -> tuple[tuple
         return None
     if len(p) >= 2 and p[0] == "targets":
         a, b = _at(old, p[:2]), _at(new, p[:2])
-        if a is ABSENT or b is ABSENT:
-            return (p[:2], {"kind": "target", "change": _change(a, b), "target": p[1], "digest": _sha256(b if a is ABSENT else a)})
+        entry = {"kind": "target", "change": _change(a, b), "target": p[1]}
+        if a is ABSENT or b is ABSENT:  # an added or removed target is shown by its name and digest
+            return (p[:2], {**entry, "digest": _sha256(b if a is ABSENT else a)})
         if p[2:] == ("hashes", "sha256"):
-            return (p[:2], {"kind": "target", "change": "changed", "target": p[1], "from": _sha256(a), "digest": _sha256(b)})
+            return (p[:2], {**entry, "from": _sha256(a), "digest": _sha256(b)})
         return None
     if leaf.order:
         return (p, {"kind": "delegation-order", "from": leaf.old, "to": leaf.new})

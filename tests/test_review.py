@@ -55,7 +55,7 @@ def _targets_with_paths() -> dict:
     }
     targets = Targets(version=4, expires=EXPIRES, targets={
         "web:1.0": TargetFile(1234, {"sha256": "aa" * 32}, "web:1.0",
-                              unrecognized_fields={"custom": {"mediaType": "application/vnd.oci.image.manifest.v1+json"}}),
+                              unrecognized_fields={"custom": {"mediaType": "application/vnd.oci.image.index.v1+json"}}),
     }, delegations=Delegations({web.keyid: web, db.keyid: db}, roles=roles))
     return targets.to_dict()
 
@@ -67,7 +67,8 @@ def _targets_with_bins() -> dict:
 
 
 def _snapshot() -> dict:
-    return Snapshot(version=5, expires=EXPIRES, meta={"targets.json": MetaFile(4, 900, {"sha256": "bb" * 32})}).to_dict()
+    meta = {"targets.json": MetaFile(4, 900, {"sha256": "bb" * 32})}
+    return Snapshot(version=5, expires=EXPIRES, meta=meta).to_dict()
 
 
 def _timestamp() -> dict:

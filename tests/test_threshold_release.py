@@ -113,8 +113,8 @@ def test_concurrent_signers_both_count(release):
     def sign(machine: Machine) -> None:
         env = {**os.environ, "TUFOCI_HOME": str(machine.home)}
         barrier.wait()
-        results[machine.name] = subprocess.run([tufoci, "sign", scope, "targets", "--expect", fingerprint], env=env, capture_output=True,
-                                               text=True, timeout=60)
+        results[machine.name] = subprocess.run([tufoci, "sign", scope, "targets", "--expect", fingerprint], env=env,
+                                               capture_output=True, text=True, timeout=60)
 
     threads = [threading.Thread(target=sign, args=(m,)) for m in (bob, carol)]
     for t in threads:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from securesystemslib.signer import SecretsHandler
+
 from tufoci.client.refresh import metadata_store, trusted_session
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import ReviewMismatchError, SigningKeyError, UsageError
@@ -151,12 +152,12 @@ def _confirm_reviewed(scope: str, item: Review, expect: Collection[str],
         if not any(fingerprint_matches(proposal.signed_digest, e) for e in expect):
             raise ReviewMismatchError(
                 f"refusing to sign {name}: its fingerprint is {actual}, not the one you reviewed "
-                f"({', '.join(expect)}); the proposal changed since - review it again with 'tufoci status {scope}'"
+                f"({', '.join(expect)}): the proposal changed since; review it again with 'tufoci status {scope}'"
             )
         return
     if confirm is None:
-        raise UsageError(f"refusing to sign {name} unconfirmed: pass --expect {actual} if that is the fingerprint "
-                         f"'tufoci status {scope}' showed you (no terminal to confirm on)")
+        raise UsageError(f"refusing to sign {name} unconfirmed (no terminal to confirm on): pass --expect "
+                         f"FINGERPRINT, the fingerprint of the proposal you reviewed in 'tufoci status {scope}'")
     if not confirm(item):
         raise ReviewMismatchError(f"not signed: you declined {name} (fingerprint {actual})")
 

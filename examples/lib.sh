@@ -129,6 +129,15 @@ import json, sys
 print(uri)' "$1"
 }
 
+# fingerprint SCOPE ROLE: the fingerprint 'tufoci status' shows for ROLE's open proposal (what 'sign --expect' takes):
+# a script signs only the proposal its maintainer reviewed, never whatever the registry serves a moment later.
+fingerprint() {
+    "$bin/tufoci" status "$1" -o json | "$bin/python" -c '
+import json, sys
+(fingerprint,) = [p["fingerprint"] for p in json.load(sys.stdin)["proposals"] if p["role"] == sys.argv[1]]
+print(fingerprint)' "$2"
+}
+
 # start_backend: choose the backend, start the registry when it is one; sets $backend and $store.
 start_backend() {
     backend=${TUFOCI_DEMO_BACKEND:-auto}

@@ -9,19 +9,19 @@ changes anything live.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from securesystemslib.signer import SecretsHandler
-from tuf.api.metadata import Root, Targets
 
 from tufoci.client.refresh import metadata_store, trusted_session
 from tufoci.client.trust_pins import pin_for_scope
-from tufoci.errors import SigningKeyError, UsageError
+from tufoci.errors import ReviewMismatchError, SigningKeyError, UsageError
 from tufoci.keys import list_keys
 from tufoci.repo_tool.plan import Plan, load_current
 from tufoci.repo_tool.proposals import Proposal, discard_proposal, push_signatures, sign_proposal
+from tufoci.repo_tool.review import describe, fingerprint, fingerprint_matches
 from tufoci.repo_tool.roles import RoleTree
 from tufoci.repo_tool.signing import available_signers
 from tufoci.state import Pin, State, actor, now_utc
@@ -44,6 +44,8 @@ class Review:
             "proposer": p.proposer,
             "complete": p.complete,
             "held": self.held,
+            "fingerprint": fingerprint(p.signed_digest),
+            "signedDigest": p.signed_digest,
             "changes": self.changes,
             "signatures": [
                 {"keyid": c.keyid, "key": names.get(c.keyid), "counted": c.counted, "reason": c.reason}
@@ -56,54 +58,6 @@ class Review:
                 for t in p.thresholds
             ],
         }
-
-
-def describe_changes(role: str, old: Targets | Root | None, new: Targets | Root) -> list[dict]:
-    """What a proposal changes, as a maintainer reads it: tags and their digests, delegations, keys."""
-    if isinstance(new, Root):
-        return _root_changes(old if isinstance(old, Root) else None, new)
-    changes = []
-    before = old.targets if isinstance(old, Targets) else {}
-    for name in sorted(set(before) | set(new.targets)):
-        a, b = before.get(name), new.targets.get(name)
-        digest = lambda t: "sha256:" + t.hashes.get("sha256", "") if t else None  # noqa: E731
-        if a is None:
-            changes.append({"kind": "target", "change": "added", "target": name, "digest": digest(b)})
-        elif b is None:
-            changes.append({"kind": "target", "change": "removed", "target": name, "digest": digest(a)})
-        elif a != b:
-            changes.append({"kind": "target", "change": "changed", "target": name, "from": digest(a), "digest": digest(b)})
-    roles_before = _delegated_roles(old)
-    roles_after = _delegated_roles(new)
-    for name in sorted(set(roles_before) | set(roles_after)):
-        a, b = roles_before.get(name), roles_after.get(name)
-        if a == b:
-            continue
-        change = "added" if a is None else "removed" if b is None else "changed"
-        entry = {"kind": "delegation", "change": change, "role": name}
-        if b is not None:
-            entry.update(paths=b.paths, threshold=b.threshold, keyids=b.keyids, terminating=b.terminating)
-        changes.append(entry)
-    return changes
-
-
-def _delegated_roles(signed: Targets | Root | None) -> dict:
-    if not isinstance(signed, Targets) or signed.delegations is None or signed.delegations.roles is None:
-        return {}
-    return dict(signed.delegations.roles)
-
-
-def _root_changes(old: Root | None, new: Root) -> list[dict]:
-    changes = []
-    for role, after in new.roles.items():
-        before = old.roles.get(role) if old else None
-        if before is None or before.keyids != after.keyids or before.threshold != after.threshold:
-            changes.append({
-                "kind": "root-role", "role": role, "threshold": after.threshold,
-                "addedKeys": [k for k in after.keyids if not before or k not in before.keyids],
-                "removedKeys": [k for k in (before.keyids if before else []) if k not in after.keyids],
-            })
-    return changes
 
 
 @contextmanager
@@ -119,8 +73,9 @@ def review_session(state: State, scope_text: str, registry_options: dict) -> Ite
         plan.hold_incomplete_sets()
         reviews = []
         for role, proposal in plan.from_registry.items():
-            old = plan.live(role) if plan.live_version(role) else None
-            reviews.append(Review(proposal, describe_changes(role, old, proposal.metadata.signed), plan.held.get(role)))
+            # issue 20.1/20.2: the review is a complete diff of the bytes to be signed against the live version
+            old = plan.live(role).to_dict() if plan.live_version(role) else None
+            reviews.append(Review(proposal, describe(old, proposal.metadata.signed.to_dict()), plan.held.get(role)))
         yield pin, store, plan, reviews
 
 
@@ -139,15 +94,32 @@ def sign(
     scope_text: str,
     role: str | None = None,
     *,
+    expect: Collection[str] = (),
+    show: Callable[[Review], None] | None = None,
+    confirm: Callable[[Review], bool] | None = None,
     secrets: SecretsHandler | None = None,
     **registry_options: object,
 ) -> list[tuple[Review, list[str]]]:
-    """Add this machine's signatures to the open proposals (of ``role``, or all it can sign)."""
+    """Add this machine's signatures to the open proposals (of ``role``, or all it can sign).
+
+    The signer signs exactly the bytes they reviewed (issue 11.2): each proposal
+    is read once, ``show`` is given its review (the diff), and it is signed only
+    if its fingerprint is one of ``expect`` or, without ``expect``, ``confirm``
+    says yes. The fingerprint and the signature are taken from the same bytes.
+    Every proposal is checked before anything is signed or pushed.
+
+    Raises:
+        UsageError: no open proposal, or nothing to confirm with (no ``expect`` and no ``confirm``).
+        ReviewMismatchError: a proposal's fingerprint is not one of ``expect`` (it changed since it was
+            reviewed), or the signer declined it.
+        SigningKeyError: ``role`` was named but this machine holds none of its keys, or a signer failed.
+    """
     signed: list[tuple[Review, list[str]]] = []
     with review_session(state, scope_text, registry_options) as (pin, store, plan, reviews):
         reviews = [r for r in reviews if role in (None, r.proposal.role)]
         if not reviews:
             raise UsageError(f"no open proposal{' for ' + role if role else ''} in {pin.scope}")
+        chosen = []
         for item in reviews:
             proposal = item.proposal
             signers = available_signers(state, plan.role_keys(proposal.role, proposal.metadata), secrets)
@@ -155,14 +127,39 @@ def sign(
                 if role is not None:
                     raise SigningKeyError(f"none of this machine's keys can sign {proposal.role}")
                 continue
-            signatures = sign_proposal(proposal, signers)
-            push_signatures(store, proposal, signatures)
+            if show is not None:
+                show(item)
+            _confirm_reviewed(pin.scope, item, expect, confirm)
+            chosen.append((item, signers))
+        for item, signers in chosen:
+            signatures = sign_proposal(item.proposal, signers)
+            push_signatures(store, item.proposal, signatures)
             signed.append((item, sorted(signatures)))
     with state.transaction() as conn:
         for item, keyids in signed:
             state.audit(conn, "sign", scope=pin.scope, role=item.proposal.role, version=item.proposal.version,
                         keyids=keyids, signed=item.proposal.signed_digest)
     return signed
+
+
+def _confirm_reviewed(scope: str, item: Review, expect: Collection[str],
+                      confirm: Callable[[Review], bool] | None) -> None:
+    """Refuse unless the signer confirmed these exact bytes (see ``sign``)."""
+    proposal = item.proposal
+    name = f"{proposal.role} v{proposal.version}"
+    actual = fingerprint(proposal.signed_digest)
+    if expect:
+        if not any(fingerprint_matches(proposal.signed_digest, e) for e in expect):
+            raise ReviewMismatchError(
+                f"refusing to sign {name}: its fingerprint is {actual}, not the one you reviewed "
+                f"({', '.join(expect)}): the proposal changed since; review it again with 'tufoci status {scope}'"
+            )
+        return
+    if confirm is None:
+        raise UsageError(f"refusing to sign {name} unconfirmed (no terminal to confirm on): pass --expect "
+                         f"FINGERPRINT, the fingerprint of the proposal you reviewed in 'tufoci status {scope}'")
+    if not confirm(item):
+        raise ReviewMismatchError(f"not signed: you declined {name} (fingerprint {actual})")
 
 
 def discard(state: State, scope_text: str, role: str, **registry_options: object) -> list[str]:

@@ -150,6 +150,13 @@ class Machine:
         other.ok("key", "import", name, str(public), "--uri", entry["uri"])
 
 
+def reviewed_sign(machine: Machine, scope: str, role: str | None = None, *options: str):
+    """``tufoci sign`` as a careful maintainer runs it: with the fingerprints ``status -o json`` showed."""
+    proposals = json.loads(machine.ok("status", scope, "-o", "json").stdout)["proposals"]
+    expect = sum((["--expect", p["fingerprint"]] for p in proposals if role in (None, p["role"])), [])
+    return machine.ok("sign", scope, *([role] if role else []), *expect, *options)
+
+
 def init_scope_on(machine: Machine, scope: str, tmp_path: Path) -> Path:
     """``machine`` generates root, targets and online keys and initialises ``scope``; returns the root to pin."""
     for key, options in (("root", ()), ("targets", ()), ("online", ("--unencrypted",))):

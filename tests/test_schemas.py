@@ -25,7 +25,7 @@ import pytest
 from securesystemslib.signer import Signature
 from tuf.api.metadata import Metadata
 
-from tests.conftest import Machine, init_scope, ok, push_test_image, run_tufoci
+from tests.conftest import Machine, init_scope, ok, push_test_image, reviewed_sign, run_tufoci
 from tests.support.images import build_index, images_available, skopeo_copy
 from tufoci.errors import MetadataRejectedError
 from tufoci.layout_spec import (
@@ -332,7 +332,7 @@ def threshold_scope(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert proposed["proposed"]["root"]["held"]  # complete, waits for targets signed by its new keys
 
     carol.ok("trust", "add", scope, "--root", str(root_file))
-    carol.ok("sign", scope)
+    reviewed_sign(carol, scope)
     live = json.loads(me.ok("publish", scope, "-o", "json").stdout)
     assert {r: live["published"][r] for r in ("root", "targets", TEAM)} == {"root": 2, "targets": 3, TEAM: 2}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Machine, needs_registry, push_test_image, use_home
+from tests.conftest import Machine, needs_registry, push_test_image, reviewed_sign, use_home
 from tufoci.reference import Repository
 from tufoci.store import open_repository
 
@@ -134,12 +134,15 @@ def test_db_release_needs_both_db_maintainers(acme):
 
     status = json.loads(db2.ok("status", scope, "-o", "json").stdout)
     (proposal,) = [p for p in status["proposals"] if p["role"] == "db"]
-    assert proposal["changes"] == [{"kind": "target", "change": "added", "target": "db/postgres:15",
-                                    "digest": proposal["changes"][0]["digest"]}]
+    targets = [c for c in proposal["changes"] if c["kind"] == "target"]
+    assert targets == [{"kind": "target", "change": "added", "target": "db/postgres:15", "digest": targets[0]["digest"]}]
+    # db's first version: everything it signs is new, and nothing else is in it
+    assert sorted(c.get("field", c["kind"]) for c in proposal["changes"]) == [
+        "_type", "expires", "spec_version", "target", "version"]
     assert proposal["thresholds"][0]["have"] == 1 and proposal["thresholds"][0]["need"] == 2
     assert [m["key"] for m in proposal["thresholds"][0]["missing"]] == ["db2"]
 
-    db2.ok("sign", scope, "db")
+    reviewed_sign(db2, scope, "db")
     db2.ok("publish", scope)
     consumer.ok("verify", f"{scope}/db/postgres:15")
 

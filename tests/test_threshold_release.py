@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Machine, needs_registry, push_test_image
+from tests.conftest import Machine, needs_registry, push_test_image, reviewed_sign
 from tufoci.layout_spec import MANIFEST_MEDIA_TYPE, SIGNATURE_CONFIG_MEDIA_TYPE, SIGNATURE_MEDIA_TYPE, build_artifact_manifest
 from tufoci.reference import Repository
 from tufoci.store import open_repository
@@ -56,8 +56,8 @@ def release(registry, tmp_path: Path, home: Path, monkeypatch):
     assert staged["proposed"]["targets"]["thresholds"] == [{"label": "targets", "have": 0, "need": 2}]
     cluster.ok("verify", f"{scope}/web:1.0")  # nothing live changed
 
-    alice.ok("sign", scope, "targets")
-    bob.ok("sign", scope, "targets")
+    reviewed_sign(alice, scope, "targets")
+    reviewed_sign(bob, scope, "targets")
     live = json.loads(security.ok("publish", scope, "-o", "json").stdout)
     assert live["published"]["root"] == 2 and live["published"]["targets"] == 3
     cluster.ok("verify", f"{scope}/web:1.0")  # walks root 1 → 2, targets now signed by alice and bob
@@ -78,7 +78,7 @@ def test_a_release_needs_two_of_three_maintainers(release):
     assert cluster("verify", f"{scope}/web:1.1").exit_code == 10  # clients keep the previous version
 
     proposal = proposal_of(bob, scope, "targets")
-    changes = {c["target"]: c for c in proposal["changes"]}
+    changes = {c["target"]: c for c in proposal["changes"] if c["kind"] == "target"}
     assert changes["web:1.1"]["change"] == "added"
     assert changes["web:1.0"]["change"] == "changed" and changes["web:1.0"]["from"] != changes["web:1.0"]["digest"]
     assert [s["key"] for s in proposal["signatures"] if s["counted"]] == [None]  # alice's key is not in bob's catalogue
@@ -88,7 +88,7 @@ def test_a_release_needs_two_of_three_maintainers(release):
     text = bob.ok("status", scope).stdout
     assert "proposal targets v4" in text and "1 more needed" in text and "+ web:1.1" in text
 
-    bob.ok("sign", scope, "targets")
+    reviewed_sign(bob, scope, "targets")
     assert proposal_of(bob, scope, "targets")["complete"] is True
     bob.ok("publish", scope)
     cluster.ok("verify", f"{scope}/web:1.1", f"{scope}/web:1.0")
@@ -106,14 +106,15 @@ def test_concurrent_signers_both_count(release):
     import sys
 
     tufoci = str(Path(sys.executable).with_name("tufoci"))
+    fingerprint = proposal_of(alice, scope, "targets")["fingerprint"]
     barrier = threading.Barrier(2)
     results = {}
 
     def sign(machine: Machine) -> None:
         env = {**os.environ, "TUFOCI_HOME": str(machine.home)}
         barrier.wait()
-        results[machine.name] = subprocess.run([tufoci, "sign", scope, "targets"], env=env, capture_output=True,
-                                               text=True, timeout=60)
+        results[machine.name] = subprocess.run([tufoci, "sign", scope, "targets", "--expect", fingerprint], env=env,
+                                               capture_output=True, text=True, timeout=60)
 
     threads = [threading.Thread(target=sign, args=(m,)) for m in (bob, carol)]
     for t in threads:
@@ -196,8 +197,10 @@ def test_a_new_root_needs_the_old_and_the_new_root_threshold(release):
     assert thresholds == {"root v2": 1, "root v3": 0}  # the old root signed, the new root's key has not
 
     proposal = proposal_of(alice, scope, "root")
-    assert proposal["changes"][0]["kind"] == "root-role" and proposal["changes"][0]["role"] == "root"
-    alice.ok("sign", scope, "root")
+    (role_change,) = [c for c in proposal["changes"] if c["kind"] == "root-role"]
+    assert role_change["role"] == "root" and len(role_change["addedKeys"]) == len(role_change["removedKeys"]) == 1
+    assert {c["kind"] for c in proposal["changes"] if c["kind"] == "key"} == {"key"}  # the keys map changes too
+    reviewed_sign(alice, scope, "root")
     assert proposal_of(alice, scope, "root")["complete"] is True
     live = json.loads(alice.ok("publish", scope, "-o", "json").stdout)
     assert live["published"]["root"] == 3
@@ -236,7 +239,7 @@ def test_garbage_artifacts_never_stop_signing(release):
     push_test_image(release["tmp_path"], b"web 5.0", f"{scope}/web:5.0")
     alice.ok("target", "add", f"{scope}/web:5.0")
     alice.ok("publish", scope)  # replaces the junk under staged.targets.4
-    bob.ok("sign", scope, "targets")
+    reviewed_sign(bob, scope, "targets")
     assert proposal_of(alice, scope, "targets")["complete"] is True
 
 

@@ -365,26 +365,7 @@ def status(scope, warn, check, plain_http, insecure, ca_file, output) -> None:
         for c in staged:
             click.echo(f"  {_change_line(c)}  [{c['role']}]")
     for p in report.get("proposals", []):
-        if p.get("held"):
-            state = f"signed, but {p['held']}"
-        elif p["complete"]:
-            state = "complete: 'tufoci publish' makes it live"
-        else:
-            state = "needs signatures"
-        click.echo(f"proposal {p['role']} v{p['version']} by {p['proposer']} ({state})")
-        for c in p["changes"]:
-            click.echo(f"    {_proposal_change_line(c)}")
-        for sig in p["signatures"]:
-            mark = "✓" if sig["counted"] else "✗"
-            click.echo(f"    {mark} {sig['key'] or sig['keyid'][:16]}: {sig['reason']}")
-        for t in p["thresholds"]:
-            missing = ", ".join(m["key"] or m["keyid"][:16] for m in t["missing"])
-            more = max(0, t["need"] - t["have"])
-            line = (f"    {t['label']}: {t['have']} of {t['need']} signatures" if t["have"] <= t["need"]
-                    else f"    {t['label']}: {t['have']} signatures, {t['need']} needed")
-            if more:
-                line += f", {more} more needed from: {missing}"
-            click.echo(line)
+        _echo_proposal(p)
     if check and (warnings or report.get("error")):
         sys.exit(1)
 
@@ -397,16 +378,33 @@ def _change_line(c: dict) -> str:
     return f"{'+' if c['action'] == 'add' else '-'} {c['target']}  {c['digest'] or ''}"
 
 
-def _proposal_change_line(c: dict) -> str:
-    if c["kind"] == "target":
-        mark = {"added": "+", "removed": "-", "changed": "~"}[c["change"]]
-        was = f" (was {c['from']})" if c.get("from") else ""
-        return f"{mark} {c['target']} {c['digest']}{was}"
-    if c["kind"] == "delegation":
-        detail = f" {', '.join(c.get('paths') or [])} threshold {c.get('threshold')}" if c["change"] != "removed" else ""
-        return f"{c['change']} delegation {c['role']}{detail}"
-    return (f"root role {c['role']}: threshold {c['threshold']}, +{len(c['addedKeys'])} key(s), "
-            f"-{len(c['removedKeys'])} key(s)")
+def _echo_proposal(p: dict, *, err: bool = False) -> None:
+    """A proposal as ``status`` shows it: its fingerprint, every change, its signatures and thresholds."""
+    from tufoci.repo_tool.review import change_line
+
+    if p.get("held"):
+        state = f"signed, but {p['held']}"
+    elif p["complete"]:
+        state = "complete: 'tufoci publish' makes it live"
+    else:
+        state = "needs signatures"
+    click.echo(f"proposal {p['role']} v{p['version']} by {p['proposer']} ({state})", err=err)
+    click.echo(f"    fingerprint {p['fingerprint']}", err=err)
+    for c in p["changes"]:
+        click.echo(f"    {change_line(c)}", err=err)
+    if not p["changes"]:
+        click.echo("    (identical to the live version)", err=err)
+    for sig in p["signatures"]:
+        mark = "✓" if sig["counted"] else "✗"
+        click.echo(f"    {mark} {sig['key'] or sig['keyid'][:16]}: {sig['reason']}", err=err)
+    for t in p["thresholds"]:
+        missing = ", ".join(m["key"] or m["keyid"][:16] for m in t["missing"])
+        more = max(0, t["need"] - t["have"])
+        line = (f"    {t['label']}: {t['have']} of {t['need']} signatures" if t["have"] <= t["need"]
+                else f"    {t['label']}: {t['have']} signatures, {t['need']} needed")
+        if more:
+            line += f", {more} more needed from: {missing}"
+        click.echo(line, err=err)
 
 
 @cli.command()
@@ -491,19 +489,34 @@ def undelegate(scope, role, parent) -> None:
 @cli.command()
 @click.argument("scope")
 @click.argument("role", required=False)
+@click.option("--expect", multiple=True, metavar="FINGERPRINT",
+              help="Sign only if the proposal's fingerprint is this one (from 'tufoci status'); repeatable. "
+                   "Without it, sign asks on the terminal.")
 @password_stdin_option
 @registry_options
 @output_option
-def sign(scope, role, password_stdin, plain_http, insecure, ca_file, output) -> None:
-    """Add this machine's signatures to the open proposal of ROLE (or every one it can sign)."""
+def sign(scope, role, expect, password_stdin, plain_http, insecure, ca_file, output) -> None:
+    """Show the open proposal of ROLE (or every one this machine can sign) and sign it if it is the one
+    you reviewed: its fingerprint matches --expect, or you confirm on the terminal."""
     from tufoci.repo_tool.sessions import key_names, sign as do_sign
 
     state = _state()
-    done = do_sign(state, scope, role, secrets=_secrets_handler(password_stdin),
-                   **_registry_kwargs(plain_http, insecure, ca_file))
     names = key_names(state)
+
+    def show(review) -> None:  # the diff goes to stderr: stdout stays data (-o json)
+        _echo_proposal(review.to_dict(names), err=True)
+
+    def confirm(review) -> bool:
+        p = review.proposal
+        return click.confirm(f"Sign {p.role} v{p.version} (fingerprint {review.to_dict(names)['fingerprint']})?",
+                             default=False, err=True)
+
+    interactive = sys.stdin.isatty() and not password_stdin
+    done = do_sign(state, scope, role, expect=list(expect), show=show, confirm=confirm if interactive else None,
+                   secrets=_secrets_handler(password_stdin), **_registry_kwargs(plain_http, insecure, ca_file))
     if output == "json":
-        _emit_json([{"role": r.proposal.role, "version": r.proposal.version, "keyids": k} for r, k in done])
+        _emit_json([{"role": r.proposal.role, "version": r.proposal.version, "keyids": k,
+                     "signedDigest": r.proposal.signed_digest} for r, k in done])
         return
     if not done:
         click.echo("none of this machine's keys can sign an open proposal", err=True)

@@ -88,3 +88,7 @@ class ContentMismatchError(RegistryError):
 
 class TooLargeError(RegistryError):
     """A response exceeded the size tufoci is willing to read."""
+
+
+class ReviewMismatchError(TufociError):
+    """A signer was asked to sign a proposal other than the one they reviewed (its fingerprint differs)."""

@@ -101,7 +101,7 @@ run tufoci key import db-alice shared/db-alice.pub.json   # her public key, so s
 run tufoci status "$scope"      # what changes, who signed, who is still missing
 expect_output "✓ db-alice: valid"
 expect_output "1 more needed from: db-bob"
-run tufoci sign "$scope" db
+run tufoci sign "$scope" db --expect "$(fingerprint "$scope" db)"
 run tufoci publish "$scope"
 expect_output "db v1"
 machine cluster

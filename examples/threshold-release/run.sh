@@ -64,9 +64,9 @@ run tufoci verify "$scope/web:1.0"    # nothing live has changed
 say "4. alice and bob sign targets v3; the security team publishes root v2 and targets v3 together"
 machine alice
 run tufoci status "$scope"   # both proposals: root v2 (signed, held) and targets v3 (0 of 2)
-run tufoci sign "$scope" targets
+run tufoci sign "$scope" targets --expect "$(fingerprint "$scope" targets)"
 machine bob
-run tufoci sign "$scope" targets
+run tufoci sign "$scope" targets --expect "$(fingerprint "$scope" targets)"
 machine security
 run tufoci publish "$scope"
 expect_output "root v2, targets v3"
@@ -100,11 +100,12 @@ run tufoci status "$scope"
 expect_output "+ web:1.1"
 expect_output "✓ alice: valid"
 expect_output "1 more needed from:"
-run tufoci sign "$scope" targets
+expect_output "fingerprint "        # what bob signs must be what he read: sign --expect checks it
+run tufoci sign "$scope" targets --expect "$(fingerprint "$scope" targets)"
 
 say "8. carol signs too (more than the threshold is fine) and publishes"
 machine carol
-run tufoci sign "$scope" targets
+run tufoci sign "$scope" targets --expect "$(fingerprint "$scope" targets)"
 run tufoci status "$scope"
 run tufoci publish "$scope"
 expect_output "targets v4"

@@ -23,6 +23,7 @@ import click
 
 from tufoci import __version__
 from tufoci.errors import SigningKeyError, TufociError, UsageError
+from tufoci.safe_text import printable
 
 _VERBOSE = False
 
@@ -85,7 +86,13 @@ def _state():
 
 
 def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
+    click.echo(json.dumps(data, indent=2, sort_keys=True))  # json.dumps escapes every control character
+
+
+def _echo(text: str = "", *, err: bool = False) -> None:
+    """Print one line for people. Names in it may come from a registry: control characters are
+    escaped (tufoci.safe_text), so no answer can move the cursor or add a line."""
+    click.echo(printable(text), err=err)
 
 
 # -- the group ------------------------------------------------------------------
@@ -136,7 +143,7 @@ def key_generate(name: str, keytype: str, unencrypted: bool, password_stdin: boo
     if output == "json":
         _emit_json(_key_json(created))
     else:
-        click.echo(f"{created.name} {created.keyid} {created.uri}")
+        _echo(f"{created.name} {created.keyid} {created.uri}")
 
 
 def _key_json(k) -> dict:
@@ -153,7 +160,7 @@ def key_import(name: str, public_key: str, uri: str | None) -> None:
     from tufoci.keys import import_key
 
     imported = import_key(_state(), name, public_key, uri=uri)
-    click.echo(f"{imported.name} {imported.keyid}")
+    _echo(f"{imported.name} {imported.keyid}")
 
 
 @key.command("import-hsm")
@@ -166,7 +173,7 @@ def key_import_hsm(name: str, hsm_keyid: int | None, token_label: str | None) ->
 
     imported = import_hsm_key(_state(), name, hsm_keyid=hsm_keyid, token_label=token_label,
                               secrets=_secrets_handler(False))
-    click.echo(f"{imported.name} {imported.keyid} {imported.uri}")
+    _echo(f"{imported.name} {imported.keyid} {imported.uri}")
 
 
 @key.command("list")
@@ -189,7 +196,7 @@ def key_list(output: str) -> None:
     for row in rows:
         roles = ", ".join(f"{u['scope']} {u['role']}" for u in row["uses"]) or "unused"
         kind = "online" if row["online"] else "offline"
-        click.echo(f"{row['name']:<20} {row['keyid'][:16]}  {row['keytype']:<8} {kind:<7} "
+        _echo(f"{row['name']:<20} {row['keyid'][:16]}  {row['keytype']:<8} {kind:<7} "
                    f"{row['uri'] or '(public only)'}  [{roles}]")
 
 
@@ -199,7 +206,7 @@ def key_export(name: str) -> None:
     """Print a public key as JSON, for other maintainers to import or name in roles."""
     from tufoci.keys import export_public, resolve_key
 
-    click.echo(export_public(resolve_key(_state(), name)))
+    _echo(export_public(resolve_key(_state(), name)))
 
 
 # -- init -------------------------------------------------------------------------
@@ -230,9 +237,9 @@ def init(scope, root_keys, root_threshold, targets_keys, targets_threshold, onli
     if output == "json":
         _emit_json(result.__dict__)
         return
-    click.echo(f"initialised {result.scope} in {result.metadata_repository}", err=True)
-    click.echo(f"root for consumers to pin: {result.root_out or result.root_file} (sha256 {result.root_sha256})", err=True)
-    click.echo(result.root_out or result.root_file)
+    _echo(f"initialised {result.scope} in {result.metadata_repository}", err=True)
+    _echo(f"root for consumers to pin: {result.root_out or result.root_file} (sha256 {result.root_sha256})", err=True)
+    _echo(result.root_out or result.root_file)
 
 
 # -- targets ------------------------------------------------------------------------
@@ -273,7 +280,7 @@ def target_add(references, role, from_file, and_publish, password_stdin, plain_h
         _emit_json(staged if results is None else {"staged": staged, "published": [r.to_dict() for r in results]})
         return
     for c in changes:
-        click.echo(f"staged {c.name} {c.digest} ({c.length} bytes) in {c.scope}")
+        _echo(f"staged {c.name} {c.digest} ({c.length} bytes) in {c.scope}")
     for result in results or ():
         _echo_publish(result, dry_run=False)
 
@@ -288,7 +295,7 @@ def _publish_scopes(state, scopes: list[str], password_stdin: bool, options: dic
             results.append(do_publish(state, scope, secrets=secrets, **options))
     except TufociError:
         for result in results:
-            click.echo(f"published {result.scope} before the error: "
+            _echo(f"published {result.scope} before the error: "
                        + ", ".join(f"{role} v{v}" for role, v in result.published.items()), err=True)
         raise
     return results
@@ -308,7 +315,7 @@ def target_remove(scope, names, role) -> None:
     from tufoci.repo_tool.staging import stage_removals
 
     for c in stage_removals(_state(), scope, list(names), role=role):
-        click.echo(f"staged removal of {c.name} from {c.scope}")
+        _echo(f"staged removal of {c.name} from {c.scope}")
 
 
 @target.command("list")
@@ -324,7 +331,7 @@ def target_list(scope, plain_http, insecure, ca_file, output) -> None:
         _emit_json(rows)
         return
     for row in rows:
-        click.echo(f"{row['target']:<40} {row['digest']}")
+        _echo(f"{row['target']:<40} {row['digest']}")
 
 
 # -- status / publish / log -------------------------------------------------------------
@@ -342,7 +349,7 @@ def status(scope, warn, check, plain_http, insecure, ca_file, output) -> None:
     report = scope_status(_state(), scope, warn=list(warn), **_registry_kwargs(plain_http, insecure, ca_file))
     warnings = [r for r in report.get("roles", []) if r["warning"]]
     for r in warnings:
-        click.echo(f"tufoci: warning: {r['role']} v{r['version']} {r['warning']} ({r['expires']}): "
+        _echo(f"tufoci: warning: {r['role']} v{r['version']} {r['warning']} ({r['expires']}): "
                    + ("re-sign it with 'tufoci timestamp'" if r["role"] in ("timestamp", "snapshot")
                       else "publish a new version"), err=True)
     if output == "json":
@@ -350,20 +357,20 @@ def status(scope, warn, check, plain_http, insecure, ca_file, output) -> None:
         if check and (warnings or report.get("error")):
             sys.exit(1)
         return
-    click.echo(f"scope {report['scope']} (metadata {report['metadata']})")
+    _echo(f"scope {report['scope']} (metadata {report['metadata']})")
     if report.get("error"):
-        click.echo(f"  could not refresh: {report['error']}")
+        _echo(f"  could not refresh: {report['error']}")
     width = max([len(r["role"]) for r in report.get("roles", [])] + [10])
     for role in report.get("roles", []):
-        click.echo(f"  {role['role']:<{width}} v{role['version']:<4} expires {role['expires']} "
+        _echo(f"  {role['role']:<{width}} v{role['version']:<4} expires {role['expires']} "
                    f"({role['expiresIn']})  threshold {role['threshold']} of {role['keys']}")
     staged = report["staged"]
     if not staged:
-        click.echo("nothing staged")
+        _echo("nothing staged")
     else:
-        click.echo(f"staged ({len(staged)}):")
+        _echo(f"staged ({len(staged)}):")
         for c in staged:
-            click.echo(f"  {_change_line(c)}  [{c['role']}]")
+            _echo(f"  {_change_line(c)}  [{c['role']}]")
     for p in report.get("proposals", []):
         if p.get("held"):
             state = f"signed, but {p['held']}"
@@ -371,12 +378,12 @@ def status(scope, warn, check, plain_http, insecure, ca_file, output) -> None:
             state = "complete: 'tufoci publish' makes it live"
         else:
             state = "needs signatures"
-        click.echo(f"proposal {p['role']} v{p['version']} by {p['proposer']} ({state})")
+        _echo(f"proposal {p['role']} v{p['version']} by {p['proposer']} ({state})")
         for c in p["changes"]:
-            click.echo(f"    {_proposal_change_line(c)}")
+            _echo(f"    {_proposal_change_line(c)}")
         for sig in p["signatures"]:
             mark = "✓" if sig["counted"] else "✗"
-            click.echo(f"    {mark} {sig['key'] or sig['keyid'][:16]}: {sig['reason']}")
+            _echo(f"    {mark} {sig['key'] or sig['keyid'][:16]}: {sig['reason']}")
         for t in p["thresholds"]:
             missing = ", ".join(m["key"] or m["keyid"][:16] for m in t["missing"])
             more = max(0, t["need"] - t["have"])
@@ -384,7 +391,7 @@ def status(scope, warn, check, plain_http, insecure, ca_file, output) -> None:
                     else f"    {t['label']}: {t['have']} signatures, {t['need']} needed")
             if more:
                 line += f", {more} more needed from: {missing}"
-            click.echo(line)
+            _echo(line)
     if check and (warnings or report.get("error")):
         sys.exit(1)
 
@@ -431,20 +438,20 @@ def _echo_publish(result, *, dry_run: bool) -> None:
     verb = "would publish" if dry_run else "published"
     if result.published:
         versions = ", ".join(f"{role} v{v}" for role, v in result.published.items())
-        click.echo(f"{verb} to {result.scope}: {versions}")
+        _echo(f"{verb} to {result.scope}: {versions}")
     for role, info in result.proposed.items():
         counts = "; ".join(f"{t['have']} of {t['need']} signatures ({t['label']})" if t["have"] <= t["need"]
                            else f"{t['have']} signatures, {t['need']} needed ({t['label']})"
                            for t in info["thresholds"])
         held = f" — complete, {info['held']}" if info.get("held") else ""
-        click.echo(f"{'would propose' if dry_run else 'proposed'} {role} v{info['version']}: {counts}{held}")
+        _echo(f"{'would propose' if dry_run else 'proposed'} {role} v{info['version']}: {counts}{held}")
         if not dry_run and any(t["have"] < t["need"] for t in info["thresholds"]):
-            click.echo(f"  other maintainers: tufoci sign {result.scope} {role}", err=True)
+            _echo(f"  other maintainers: tufoci sign {result.scope} {role}", err=True)
     if result.awaiting_first_version:
-        click.echo(f"delegated to {', '.join(result.awaiting_first_version)}: each team's first "
+        _echo(f"delegated to {', '.join(result.awaiting_first_version)}: each team's first "
                    f"'tufoci publish' creates its metadata", err=True)
     if result.waiting_for_online_key:
-        click.echo(f"signed, but this machine cannot sign snapshot/timestamp: whoever holds the online key runs "
+        _echo(f"signed, but this machine cannot sign snapshot/timestamp: whoever holds the online key runs "
                    f"'tufoci publish {result.scope}' to make it live", err=True)
 
 
@@ -467,12 +474,12 @@ def delegate(scope, role, keys, paths, threshold, terminating, parent, bins) -> 
         if paths or terminating or parent != "targets":
             raise UsageError("--bins delegates every target from targets: no --path, --terminating or --parent")
         stage_bins(_state(), scope, role, keys=list(keys), count=bins, threshold=threshold)
-        click.echo(f"staged: targets delegates every target to {bins} hashed bins {role}-*")
+        _echo(f"staged: targets delegates every target to {bins} hashed bins {role}-*")
         return
     change = stage_delegation(_state(), scope, role, keys=list(keys), paths=list(paths), threshold=threshold,
                               terminating=terminating, parent=parent)
     spec = change.custom or {}
-    click.echo(f"staged: {parent} delegates {', '.join(spec['paths'])} to {role} "
+    _echo(f"staged: {parent} delegates {', '.join(spec['paths'])} to {role} "
                f"({spec['threshold']} of {len(spec['keys'])} keys{', terminating' if terminating else ''})")
 
 
@@ -485,7 +492,7 @@ def undelegate(scope, role, parent) -> None:
     from tufoci.repo_tool.delegations import stage_undelegation
 
     stage_undelegation(_state(), scope, role, parent=parent)
-    click.echo(f"staged: {parent} no longer delegates to {role}")
+    _echo(f"staged: {parent} no longer delegates to {role}")
 
 
 @cli.command()
@@ -506,11 +513,11 @@ def sign(scope, role, password_stdin, plain_http, insecure, ca_file, output) -> 
         _emit_json([{"role": r.proposal.role, "version": r.proposal.version, "keyids": k} for r, k in done])
         return
     if not done:
-        click.echo("none of this machine's keys can sign an open proposal", err=True)
+        _echo("none of this machine's keys can sign an open proposal", err=True)
     for item, keyids in done:
         who = ", ".join(names.get(k, k[:12]) for k in keyids)
-        click.echo(f"signed {item.proposal.role} v{item.proposal.version} with {who}")
-    click.echo(f"see 'tufoci status {scope}'; 'tufoci publish {scope}' makes complete proposals live", err=True)
+        _echo(f"signed {item.proposal.role} v{item.proposal.version} with {who}")
+    _echo(f"see 'tufoci status {scope}'; 'tufoci publish {scope}' makes complete proposals live", err=True)
 
 
 @cli.command()
@@ -522,7 +529,7 @@ def discard(scope, role, plain_http, insecure, ca_file) -> None:
     from tufoci.repo_tool.sessions import discard as do_discard
 
     tags = do_discard(_state(), scope, role, **_registry_kwargs(plain_http, insecure, ca_file))
-    click.echo(f"discarded {role}" + (f" ({', '.join(tags)})" if tags else " (local staged changes)"))
+    _echo(f"discarded {role}" + (f" ({', '.join(tags)})" if tags else " (local staged changes)"))
 
 
 @cli.command()
@@ -539,7 +546,7 @@ def rotate(scope, role, add_keys, remove_keys, threshold, plain_http, insecure, 
     change = stage_rotation(_state(), scope, role, add_keys=list(add_keys), remove_keys=list(remove_keys),
                             threshold=threshold, **_registry_kwargs(plain_http, insecure, ca_file))
     spec = change.custom or {}
-    click.echo(f"staged in {change.role}: {role} +{len(spec['add'])} key(s), -{len(spec['remove'])} key(s)"
+    _echo(f"staged in {change.role}: {role} +{len(spec['add'])} key(s), -{len(spec['remove'])} key(s)"
                + (f", threshold {threshold}" if threshold else "") + f"; run 'tufoci publish {scope}'")
 
 
@@ -563,13 +570,13 @@ def timestamp(scope, every, force_snapshot, password_stdin, plain_http, insecure
 
     if every is None:
         result = refresh()
-        click.echo(f"timestamp v{result.timestamp_version} expires {result.timestamp_expires:%Y-%m-%dT%H:%M:%SZ}"
+        _echo(f"timestamp v{result.timestamp_version} expires {result.timestamp_expires:%Y-%m-%dT%H:%M:%SZ}"
                    + (f"; snapshot v{result.snapshot_version}" if result.snapshot_resigned else ""))
         return
 
     def report(line: str) -> None:
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        click.echo(f"{stamp} {line}", err=True)
+        _echo(f"{stamp} {line}", err=True)
 
     run_every(parse_duration(every), refresh, report)
 
@@ -583,7 +590,7 @@ def export_metadata(scope, directory, plain_http, insecure, ca_file) -> None:
     from tufoci.repo_tool.export import export_metadata as do_export
 
     written = do_export(_state(), scope, directory, **_registry_kwargs(plain_http, insecure, ca_file))
-    click.echo(f"wrote {len(written)} files to {directory}; serve them and pin with "
+    _echo(f"wrote {len(written)} files to {directory}; serve them and pin with "
                f"'tufoci trust add {scope} --root ROOT --metadata https://HOST/PATH/'", err=True)
 
 
@@ -603,12 +610,12 @@ def copy(source, destination, tag_pattern, quiet, plain_http, insecure, ca_file,
     from tufoci.repo_tool.copy import copy_scope
 
     report = copy_scope(_state(), source, destination, tag_pattern=tag_pattern,
-                        progress=(lambda line: None) if quiet else (lambda line: click.echo(line, err=True)),
+                        progress=(lambda line: None) if quiet else (lambda line: _echo(line, err=True)),
                         **_registry_kwargs(plain_http, insecure, ca_file))
     if output == "json":
         _emit_json(report.to_dict())
         return
-    click.echo(f"copied {report.images} image(s) and {report.metadata_tags} metadata tag(s) to {report.destination}: "
+    _echo(f"copied {report.images} image(s) and {report.metadata_tags} metadata tag(s) to {report.destination}: "
                f"{report.manifests_copied} manifests ({report.manifests_skipped} already there), "
                f"{report.blobs_copied} blobs streamed ({report.bytes_copied} bytes), {report.blobs_mounted} mounted, "
                f"{report.blobs_skipped} already there")
@@ -628,7 +635,7 @@ def log_(scope, output) -> None:
     for r in rows:
         role = f" {r['role']}" if r["role"] else ""
         version = f" v{r['version']}" if r["version"] is not None else ""
-        click.echo(f"{r['at']}  {r['actor']:<24} {r['action']:<14} {r['scope'] or ''}{role}{version}"
+        _echo(f"{r['at']}  {r['actor']:<24} {r['action']:<14} {r['scope'] or ''}{role}{version}"
                    f"{_log_detail(r['details'])}")
 
 
@@ -666,7 +673,7 @@ def login(registry, username, password_stdin, plain_http, insecure, ca_file) -> 
     credentials = Credentials(username, password)
     check_login(registry, credentials, **_registry_kwargs(plain_http, insecure, ca_file))
     path = store_credentials(registry, credentials)
-    click.echo(f"login succeeded for {username} at {registry} (stored in {path})", err=True)
+    _echo(f"login succeeded for {username} at {registry} (stored in {path})", err=True)
 
 
 @cli.command()
@@ -677,7 +684,7 @@ def logout(registry) -> None:
 
     if not remove_credentials(registry):
         raise UsageError(f"not logged in to {registry}")
-    click.echo(f"removed credentials for {registry}", err=True)
+    _echo(f"removed credentials for {registry}", err=True)
 
 
 # -- trust / verify ---------------------------------------------------------------------
@@ -704,7 +711,7 @@ def trust_add(scope, root_file, root_sha256, metadata, plain_http, insecure, ca_
     else:
         data = fetch_root_by_sha256(scope, root_sha256, metadata, **_registry_kwargs(plain_http, insecure, ca_file))
     pin = add_pin(_state(), scope, root_data=data, metadata=metadata, expected_sha256=root_sha256)
-    click.echo(f"trusting {pin.scope} (metadata {pin.metadata}, root sha256 {pin.root_sha256})")
+    _echo(f"trusting {pin.scope} (metadata {pin.metadata}, root sha256 {pin.root_sha256})")
 
 
 @trust.command("list")
@@ -716,7 +723,7 @@ def trust_list(output) -> None:
         _emit_json([p.__dict__ for p in pins])
         return
     for p in pins:
-        click.echo(f"{p.scope:<40} {p.metadata:<44} {p.root_sha256[:16]}")
+        _echo(f"{p.scope:<40} {p.metadata:<44} {p.root_sha256[:16]}")
 
 
 @trust.command("remove")
@@ -769,7 +776,7 @@ def agent(freshness, socket_path, plain_http, insecure, ca_file) -> None:
     state = _state()
     path = socket_path or default_socket_path(state.home)
     window = 0.0 if freshness in ("0", "0s") else parse_duration(freshness).total_seconds()
-    click.echo(f"tufoci agent listening on {path} (freshness {freshness})", err=True)
+    _echo(f"tufoci agent listening on {path} (freshness {freshness})", err=True)
     serve(state, path, freshness=window, **_registry_kwargs(plain_http, insecure, ca_file))
 
 
@@ -779,34 +786,34 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="tufoci", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("tufoci: aborted", err=True)
+        _echo("tufoci: aborted", err=True)
         sys.exit(130)
     except click.exceptions.UsageError as e:
         hint = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
-        click.echo(f"tufoci: error: {e.format_message()}{hint}", err=True)
+        _echo(f"tufoci: error: {e.format_message()}{hint}", err=True)
         sys.exit(2)
     except click.exceptions.ClickException as e:
-        click.echo(f"tufoci: error: {e.format_message()}", err=True)
+        _echo(f"tufoci: error: {e.format_message()}", err=True)
         sys.exit(e.exit_code or 1)
     except TufociError as e:
         if _VERBOSE:
             traceback.print_exc()
-        click.echo(f"tufoci: error: {e}", err=True)
+        _echo(f"tufoci: error: {e}", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        click.echo("tufoci: interrupted", err=True)
+        _echo("tufoci: interrupted", err=True)
         sys.exit(130)
     except sqlite3.DatabaseError as e:  # state.db damaged in a way only a query finds (State.open catches the rest)
         if _VERBOSE:
             traceback.print_exc()
         path = os.path.join(os.environ.get("TUFOCI_HOME") or "~/.tufoci", "state.db")
-        click.echo(f"tufoci: error: local state {path} is unreadable: {e} (restore it from a backup or move it away)",
+        _echo(f"tufoci: error: local state {path} is unreadable: {e} (restore it from a backup or move it away)",
                    err=True)
         sys.exit(1)
     except Exception as e:  # a bug: still one line unless -v
         if _VERBOSE:
             traceback.print_exc()
-        click.echo(f"tufoci: internal error: {type(e).__name__}: {e} (run with -v for details)", err=True)
+        _echo(f"tufoci: internal error: {type(e).__name__}: {e} (run with -v for details)", err=True)
         sys.exit(1)
 
 

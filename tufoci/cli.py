@@ -459,7 +459,8 @@ def _echo_publish(result, *, dry_run: bool) -> None:
 @click.argument("scope")
 @click.argument("role")
 @click.option("--key", "keys", multiple=True, required=True, help="A key of the team (name, URI or public key); repeatable.")
-@click.option("--path", "paths", multiple=True, help="Target-name pattern, e.g. 'web/*'; repeatable.")
+@click.option("--path", "paths", multiple=True,
+              help="Target-name pattern, e.g. 'web/frontend:*' (one repository) or 'web/*'; repeatable.")
 @click.option("--threshold", type=int, default=1, show_default=True, help="Signatures needed from the team's keys.")
 @click.option("--terminating", is_flag=True, help="A match here ends the search (no backtracking to other roles).")
 @click.option("--parent", default="targets", show_default=True, help="The delegating role.")
@@ -467,8 +468,23 @@ def _echo_publish(result, *, dry_run: bool) -> None:
               "ROLE-<hex> (a power of two; for very many tags).")
 def delegate(scope, role, keys, paths, threshold, terminating, parent, bins) -> None:
     """Stage a delegation of PATH patterns to ROLE (a team) with its keys and threshold, or of
-    every target to hashed bins (--bins)."""
-    from tufoci.repo_tool.delegations import stage_bins, stage_delegation
+    every target to hashed bins (--bins).
+
+    A target name is the repository path below SCOPE, a colon and the tag
+    (web/frontend:1.4). A pattern matches it component by component ('/'
+    separates components); '*' and '?' never cross a '/', but they do cross
+    the ':', so a wildcard in the repository part also matches its siblings:
+
+    \b
+      web/frontend:*     every tag of web/frontend, nothing else
+      web/frontend:1.*   the 1.x tags of web/frontend
+      web/*              every repository directly under web/ (not web/a/b)
+      web/*/*            every repository two levels under web/
+      web/frontend*      web/frontend, and also web/frontend-admin, web/frontends…
+
+    delegate warns (on stderr) when a pattern can match sibling repositories.
+    """
+    from tufoci.repo_tool.delegations import pattern_warning, stage_bins, stage_delegation
 
     if bins is not None:
         if paths or terminating or parent != "targets":
@@ -478,6 +494,8 @@ def delegate(scope, role, keys, paths, threshold, terminating, parent, bins) -> 
         return
     change = stage_delegation(_state(), scope, role, keys=list(keys), paths=list(paths), threshold=threshold,
                               terminating=terminating, parent=parent)
+    for warning in filter(None, map(pattern_warning, paths)):
+        _echo(f"tufoci: warning: {warning}", err=True)
     spec = change.custom or {}
     _echo(f"staged: {parent} delegates {', '.join(spec['paths'])} to {role} "
                f"({spec['threshold']} of {len(spec['keys'])} keys{', terminating' if terminating else ''})")

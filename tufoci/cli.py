@@ -418,19 +418,25 @@ def _proposal_change_line(c: dict) -> str:
 
 @cli.command()
 @click.argument("scope")
-@click.option("--dry-run", is_flag=True, help="Sign nothing, push nothing: show what would be published.")
+@click.option("--dry-run", is_flag=True, help="Load no key (no passphrase), sign nothing, push nothing: show which "
+              "roles and versions this machine's keys would sign, and what would be published.")
 @password_stdin_option
 @registry_options
 @output_option
 def publish(scope, dry_run, password_stdin, plain_http, insecure, ca_file, output) -> None:
     """Sign staged changes and publish them: targets, snapshot, then timestamp."""
     from tufoci.repo_tool.publish import publish as do_publish
+    from tufoci.repo_tool.sessions import key_names
 
-    result = do_publish(_state(), scope, secrets=_secrets_handler(password_stdin), dry_run=dry_run,
+    state = _state()
+    result = do_publish(state, scope, secrets=_secrets_handler(password_stdin), dry_run=dry_run,
                         **_registry_kwargs(plain_http, insecure, ca_file))
     if output == "json":
         _emit_json(result.to_dict())
         return
+    names = key_names(state)
+    for role, info in result.would_sign.items():
+        _echo(f"would sign {role} v{info['version']} with {', '.join(names.get(k, k[:12]) for k in info['keyids'])}")
     _echo_publish(result, dry_run=dry_run)
 
 

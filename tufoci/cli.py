@@ -23,6 +23,7 @@ import click
 
 from tufoci import __version__
 from tufoci.errors import SigningKeyError, TufociError, UsageError
+from tufoci.json_keys import camel_keys
 from tufoci.safe_text import printable
 
 _VERBOSE = False
@@ -235,7 +236,7 @@ def init(scope, root_keys, root_threshold, targets_keys, targets_threshold, onli
         secrets=_secrets_handler(password_stdin), **_registry_kwargs(plain_http, insecure, ca_file),
     )
     if output == "json":
-        _emit_json(result.__dict__)
+        _emit_json(camel_keys(result.__dict__))
         return
     _echo(f"initialised {result.scope} in {result.metadata_repository}", err=True)
     _echo(f"root for consumers to pin: {result.root_out or result.root_file} (sha256 {result.root_sha256})", err=True)
@@ -744,7 +745,7 @@ def trust_list(output) -> None:
     """List trust pins."""
     pins = _state().pins()
     if output == "json":
-        _emit_json([p.__dict__ for p in pins])
+        _emit_json([camel_keys(p.__dict__) for p in pins])
         return
     for p in pins:
         _echo(f"{p.scope:<40} {p.metadata:<44} {p.root_sha256[:16]}")

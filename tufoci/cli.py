@@ -198,7 +198,7 @@ def key_list(output: str) -> None:
         roles = ", ".join(f"{u['scope']} {u['role']}" for u in row["uses"]) or "unused"
         kind = "online" if row["online"] else "offline"
         _echo(f"{row['name']:<20} {row['keyid'][:16]}  {row['keytype']:<8} {kind:<7} "
-                   f"{row['uri'] or '(public only)'}  [{roles}]")
+               f"{row['uri'] or '(public only)'}  [{roles}]")
 
 
 @key.command("export")
@@ -297,7 +297,7 @@ def _publish_scopes(state, scopes: list[str], password_stdin: bool, options: dic
     except TufociError:
         for result in results:
             _echo(f"published {result.scope} before the error: "
-                       + ", ".join(f"{role} v{v}" for role, v in result.published.items()), err=True)
+                   + ", ".join(f"{role} v{v}" for role, v in result.published.items()), err=True)
         raise
     return results
 
@@ -351,8 +351,8 @@ def status(scope, warn, check, plain_http, insecure, ca_file, output) -> None:
     warnings = [r for r in report.get("roles", []) if r["warning"]]
     for r in warnings:
         _echo(f"tufoci: warning: {r['role']} v{r['version']} {r['warning']} ({r['expires']}): "
-                   + ("re-sign it with 'tufoci timestamp'" if r["role"] in ("timestamp", "snapshot")
-                      else "publish a new version"), err=True)
+               + ("re-sign it with 'tufoci timestamp'" if r["role"] in ("timestamp", "snapshot")
+                  else "publish a new version"), err=True)
     if output == "json":
         _emit_json(report)
         if check and (warnings or report.get("error")):
@@ -364,7 +364,7 @@ def status(scope, warn, check, plain_http, insecure, ca_file, output) -> None:
     width = max([len(r["role"]) for r in report.get("roles", [])] + [10])
     for role in report.get("roles", []):
         _echo(f"  {role['role']:<{width}} v{role['version']:<4} expires {role['expires']} "
-                   f"({role['expiresIn']})  threshold {role['threshold']} of {role['keys']}")
+               f"({role['expiresIn']})  threshold {role['threshold']} of {role['keys']}")
     staged = report["staged"]
     if not staged:
         _echo("nothing staged")
@@ -456,10 +456,10 @@ def _echo_publish(result, *, dry_run: bool) -> None:
             _echo(f"  other maintainers: tufoci sign {result.scope} {role}", err=True)
     if result.awaiting_first_version:
         _echo(f"delegated to {', '.join(result.awaiting_first_version)}: each team's first "
-                   f"'tufoci publish' creates its metadata", err=True)
+               f"'tufoci publish' creates its metadata", err=True)
     if result.waiting_for_online_key:
         _echo(f"signed, but this machine cannot sign snapshot/timestamp: whoever holds the online key runs "
-                   f"'tufoci publish {result.scope}' to make it live", err=True)
+               f"'tufoci publish {result.scope}' to make it live", err=True)
 
 
 @cli.command()
@@ -505,7 +505,7 @@ def delegate(scope, role, keys, paths, threshold, terminating, parent, bins) -> 
         _echo(f"tufoci: warning: {warning}", err=True)
     spec = change.custom or {}
     _echo(f"staged: {parent} delegates {', '.join(spec['paths'])} to {role} "
-               f"({spec['threshold']} of {len(spec['keys'])} keys{', terminating' if terminating else ''})")
+           f"({spec['threshold']} of {len(spec['keys'])} keys{', terminating' if terminating else ''})")
 
 
 @cli.command()
@@ -572,7 +572,7 @@ def rotate(scope, role, add_keys, remove_keys, threshold, plain_http, insecure, 
                             threshold=threshold, **_registry_kwargs(plain_http, insecure, ca_file))
     spec = change.custom or {}
     _echo(f"staged in {change.role}: {role} +{len(spec['add'])} key(s), -{len(spec['remove'])} key(s)"
-               + (f", threshold {threshold}" if threshold else "") + f"; run 'tufoci publish {scope}'")
+           + (f", threshold {threshold}" if threshold else "") + f"; run 'tufoci publish {scope}'")
 
 
 @cli.command()
@@ -596,7 +596,7 @@ def timestamp(scope, every, force_snapshot, password_stdin, plain_http, insecure
     if every is None:
         result = refresh()
         _echo(f"timestamp v{result.timestamp_version} expires {result.timestamp_expires:%Y-%m-%dT%H:%M:%SZ}"
-                   + (f"; snapshot v{result.snapshot_version}" if result.snapshot_resigned else ""))
+               + (f"; snapshot v{result.snapshot_version}" if result.snapshot_resigned else ""))
         return
 
     def report(line: str) -> None:
@@ -616,7 +616,7 @@ def export_metadata(scope, directory, plain_http, insecure, ca_file) -> None:
 
     written = do_export(_state(), scope, directory, **_registry_kwargs(plain_http, insecure, ca_file))
     _echo(f"wrote {len(written)} files to {directory}; serve them and pin with "
-               f"'tufoci trust add {scope} --root ROOT --metadata https://HOST/PATH/'", err=True)
+           f"'tufoci trust add {scope} --root ROOT --metadata https://HOST/PATH/'", err=True)
 
 
 @cli.command()
@@ -641,9 +641,9 @@ def copy(source, destination, tag_pattern, quiet, plain_http, insecure, ca_file,
         _emit_json(report.to_dict())
         return
     _echo(f"copied {report.images} image(s) and {report.metadata_tags} metadata tag(s) to {report.destination}: "
-               f"{report.manifests_copied} manifests ({report.manifests_skipped} already there), "
-               f"{report.blobs_copied} blobs streamed ({report.bytes_copied} bytes), {report.blobs_mounted} mounted, "
-               f"{report.blobs_skipped} already there")
+           f"{report.manifests_copied} manifests ({report.manifests_skipped} already there), "
+           f"{report.blobs_copied} blobs streamed ({report.bytes_copied} bytes), {report.blobs_mounted} mounted, "
+           f"{report.blobs_skipped} already there")
 
 
 @cli.command("log")
@@ -661,7 +661,7 @@ def log_(scope, output) -> None:
         role = f" {r['role']}" if r["role"] else ""
         version = f" v{r['version']}" if r["version"] is not None else ""
         _echo(f"{r['at']}  {r['actor']:<24} {r['action']:<14} {r['scope'] or ''}{role}{version}"
-                   f"{_log_detail(r['details'])}")
+               f"{_log_detail(r['details'])}")
 
 
 def _log_detail(details: dict) -> str:
@@ -833,7 +833,7 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         path = os.path.join(os.environ.get("TUFOCI_HOME") or "~/.tufoci", "state.db")
         _echo(f"tufoci: error: local state {path} is unreadable: {e} (restore it from a backup or move it away)",
-                   err=True)
+               err=True)
         sys.exit(1)
     except Exception as e:  # a bug: still one line unless -v
         if _VERBOSE:

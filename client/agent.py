@@ -15,7 +15,9 @@ The agent runs the same ``Verifier`` as the command; with a freshness window it
 reuses a refresh for that long, and without one it re-reads only the timestamp
 manifest while that is unchanged (docs/performance.md). The socket lives in
 ``$TUFOCI_HOME`` (mode 0700) and is itself created with mode 0600: only its
-owner can ask.
+owner can ask. Both ends also check who is on the other side (SO_PEERCRED):
+the agent answers only its own uid, and ``verify`` refuses an agent running as
+another uid, or a socket (or its directory) that another user owns or can write.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import signal
 import socketserver
@@ -32,11 +35,15 @@ from tufoci.client.agent_client import (  # noqa: F401 - default_socket_path is 
     MAX_REQUEST_BYTES,
     default_socket_path,
     format_rendered,
+    peer_uid,
 )
 from tufoci.client.verify import Verifier
 from tufoci.verify_output import render_results
-from tufoci.errors import UsageError
+from tufoci.errors import StateError, UsageError
+from tufoci.ownership import path_problem
 from tufoci.state import State
+
+logger = logging.getLogger(__name__)
 
 
 def serve(
@@ -52,6 +59,11 @@ def serve(
 
     class Handler(socketserver.StreamRequestHandler):
         def handle(self) -> None:
+            uid = peer_uid(self.request)
+            if uid is not None and uid != os.geteuid():
+                # the socket's mode already keeps other users out; this holds even if someone loosens it
+                logger.warning("refused a request from uid %d (this agent answers uid %d only)", uid, os.geteuid())
+                return
             line = self.rfile.readline(MAX_REQUEST_BYTES + 1)
             if len(line) > MAX_REQUEST_BYTES:
                 return  # a cut line would drop references: no answer, and the client verifies them itself
@@ -77,6 +89,9 @@ def serve(
             code = render_results([o.to_dict() for o in outcomes], fields[0], out, err)
             return format_rendered(code, out.getvalue(), err.getvalue())
 
+    problem = path_problem(os.path.dirname(os.path.abspath(path)), "agent socket directory")
+    if problem:
+        raise StateError(problem)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     if len(path.encode()) > 100:

@@ -9,6 +9,10 @@ renders the output itself (client/agent.py, the ``render`` request).
 from __future__ import annotations
 
 import os
+import stat
+import sys
+
+from tufoci.ownership import ownership_problem
 
 SOCKET_NAME = "agent.sock"
 MAX_REQUEST_BYTES = 1024 * 1024  # one request line; a longer one is verified by the process itself
@@ -30,14 +34,50 @@ def render_request(references: list[str], *, output: str, check_registry: bool) 
     return line if len(line) <= MAX_REQUEST_BYTES else None
 
 
-def ask_rendered(path: str, request: bytes, *, timeout: float = 120.0) -> tuple[int, str, str] | None:
-    """(exit code, stdout, stderr) of ``verify`` as a running agent renders it; None when none answers."""
+def socket_problem(path: str) -> str | None:
+    """Why the agent socket at ``path`` must not be asked: its directory or the socket itself belongs to
+    another user or is writable by others (one stat each). None when it may be asked, or is not there."""
+    try:
+        directory, st = os.stat(os.path.dirname(path) or "."), os.lstat(path)
+    except OSError:
+        return None  # no agent: the process verifies by itself
+    problem = ownership_problem(os.path.dirname(path), directory, "agent socket directory")
+    if problem is None and stat.S_ISSOCK(st.st_mode):
+        problem = ownership_problem(path, st, "agent socket")
+    return problem
+
+
+def peer_uid(connection: object) -> int | None:
+    """The uid of the process on the other end of a Unix socket (SO_PEERCRED); None where there is none."""
     import _socket
 
+    option = getattr(_socket, "SO_PEERCRED", None)
+    if option is None:
+        return None  # not Linux: the socket's owner and mode (socket_problem) are the only check
+    credentials = connection.getsockopt(_socket.SOL_SOCKET, option, 12)  # struct ucred: pid, uid, gid
+    return int.from_bytes(credentials[4:8], sys.byteorder)
+
+
+def ask_rendered(path: str, request: bytes, *, timeout: float = 120.0) -> tuple[int, str, str] | None:
+    """(exit code, stdout, stderr) of ``verify`` as a running agent renders it; None when none answers.
+
+    An agent that another user could have put there (tufoci.ownership: the
+    socket, its directory, or the process answering) is refused: the answer is
+    then exit code 1 and that one line, and nothing is sent to it.
+    """
+    import _socket
+
+    problem = socket_problem(path)
+    if problem:
+        return 1, "", f"tufoci: error: {problem}\n"
     client = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     client.settimeout(timeout)
     try:
         client.connect(path)
+        uid = peer_uid(client)
+        if uid is not None and uid != os.geteuid():
+            return 1, "", (f"tufoci: error: the agent on {path} runs as uid {uid}, not as this user "
+                           f"(uid {os.geteuid()}): refusing its answer\n")
         client.sendall(request)
         chunks, size = [], 0
         while chunk := client.recv(65536):

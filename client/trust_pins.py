@@ -136,17 +136,14 @@ def fetch_root_by_sha256(
 
     The hash is the trust anchor; the registry is only asked where the bytes are.
     """
-    from tufoci.layout_spec import parse_metadata_manifest
+    from tufoci.layout_spec import parse_metadata_manifest, root_versions
     from tufoci.store import open_repository
 
     scope = parse_repository(scope_text)
     repo = parse_repository(metadata) if metadata else default_metadata_repository(scope)
     store = open_repository(repo, **registry_options)
     wanted = sha256.lower().removeprefix("sha256:")
-    versions = sorted(
-        int(tag.split(".", 1)[1]) for tag in store.list_tags() if tag.startswith("root.") and tag[5:].isdigit()
-    )
-    for version in versions:
+    for version in root_versions(store.list_tags()):
         layer = parse_metadata_manifest(store.get_manifest(f"root.{version}").data).layer
         if layer.digest == f"sha256:{wanted}":
             # python-tuf's own limit for a root, whatever size the registry announces

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from tufoci.client.refresh import metadata_store, trusted_session
 from tufoci.client.trust_pins import default_metadata_repository, pin_for_scope
 from tufoci.errors import MetadataRejectedError, NotFoundError, PublishError, RegistryError, UsageError
+from tufoci.json_keys import camel_keys
 from tufoci.layout_spec import (
     DOCKER_LIST_MEDIA_TYPE,
     INDEX_MEDIA_TYPE,
@@ -58,7 +59,7 @@ class CopyReport:
     targets: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return camel_keys(self.__dict__)
 
 
 class _Copier:

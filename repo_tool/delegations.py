@@ -8,6 +8,8 @@ next version.
 
 from __future__ import annotations
 
+import re
+
 from securesystemslib.signer import SSlibKey
 from tuf.api.metadata import DelegatedRole, Delegations, SuccinctRoles, Targets
 
@@ -29,6 +31,35 @@ def _team_keys(state: State, keys: list[str], threshold: int) -> dict[str, dict]
     if threshold < 1 or threshold > len(resolved):
         raise UsageError(f"threshold {threshold} is impossible with {len(resolved)} distinct key(s)")
     return {keyid: k.public.to_dict() for keyid, k in resolved.items()}
+
+
+_WILDCARD = re.compile(r"[*?\[]")
+
+
+def pattern_warning(pattern: str) -> str | None:
+    """Why ``pattern`` may grant more (or less) than it seems to, or None.
+
+    Target names are ``repository-path:tag`` and TUF matches a pattern component
+    by component with fnmatch, so in the last component a wildcard before the
+    ``:`` also covers sibling repositories: ``web/frontend*`` lets the key sign
+    ``web/frontend-admin:1.0``. ``web/frontend:*`` is one repository, ``web/*``
+    says plainly that it is every repository under ``web/``. A last component
+    without ``:`` nor wildcard matches no target at all.
+    """
+    parent, slash, last = pattern.rpartition("/")
+    repository, colon, tag = last.partition(":")
+    prefix = parent + slash
+    if not repository.strip("*"):
+        return None  # every repository at this level: what it says
+    if _WILDCARD.search(repository):
+        literal = repository[:-1] if not _WILDCARD.search(repository[:-1]) and repository.endswith("*") else ""
+        example = f" (e.g. {prefix}{literal}-admin:1.0)" if literal else ""
+        one = f"{prefix}{literal or 'NAME'}:{tag if colon else '*'}"
+        return (f"path pattern {pattern!r} also matches sibling repositories{example}: "
+                f"for one repository write {one!r}")
+    if not colon:
+        return f"path pattern {pattern!r} matches no target: names end in ':TAG' (e.g. {pattern + ':*'!r})"
+    return None
 
 
 def stage_delegation(

@@ -13,6 +13,7 @@ import os
 from tufoci.client.refresh import cache_dir, trusted_session
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import TufociError, UsageError
+from tufoci.json_keys import camel_keys
 from tufoci.layout_spec import target_media_type
 from tufoci.repo_tool.expiry import parse_duration
 from tufoci.repo_tool.plan import load_current
@@ -115,7 +116,8 @@ def audit_log(state: State, scope_text: str | None = None) -> list[dict]:
     return [
         {
             "id": r["id"], "at": r["at"], "actor": r["actor"], "scope": r["scope"], "action": r["action"],
-            "role": r["role"], "version": r["version"], "details": json.loads(r["details"] or "{}"),
+            # records name their details as the code that wrote them did (root_sha256): shown in camelCase
+            "role": r["role"], "version": r["version"], "details": camel_keys(json.loads(r["details"] or "{}")),
         }
         for r in rows
     ]

@@ -110,8 +110,9 @@ def apply_rotation(delegator: Root | Targets, change: StagedChange) -> None:
 class Plan:
     """What one publish will do, decided inside one verified session."""
 
-    def __init__(self, tree: RoleTree, current: CurrentState, now: datetime.datetime):
+    def __init__(self, tree: RoleTree, current: CurrentState, now: datetime.datetime, *, dry_run: bool = False):
         self.tree, self.current, self.now = tree, current, now
+        self.dry_run = dry_run  # sign with WouldSign stand-ins: decide everything, load no key
         self.ready: dict[str, Metadata] = {}  # every threshold met
         self.short: dict[str, Metadata] = {}  # below a threshold, or held back
         self.held: dict[str, str] = {}  # role -> why a ready version waits
@@ -184,7 +185,7 @@ class Plan:
         return Metadata.from_bytes(to_bytes(live))
 
     def sign(self, state: State, role: str, md: Metadata, secrets: SecretsHandler | None) -> None:
-        sign_with(md, available_signers(state, self.role_keys(role, md), secrets))
+        sign_with(md, available_signers(state, self.role_keys(role, md), secrets, dry_run=self.dry_run))
         self.settle(role, md)
 
     # -- sources of new versions -------------------------------------------------
@@ -256,7 +257,7 @@ class Plan:
                 if self.pending(child) is not None or self.live_version(child) > 0:
                     continue
                 first = Metadata(Targets(version=1, expires=expiry_for(periods, child, self.now)))
-                sign_with(first, available_signers(state, delegated.keyids, secrets))
+                sign_with(first, available_signers(state, delegated.keyids, secrets, dry_run=self.dry_run))
                 if threshold_states(set(first.signatures), [(child, md.signed)], child)[0].have >= delegated.threshold:
                     self.ready[child] = first
                 else:

@@ -36,14 +36,13 @@ from tufoci.layout_spec import (
     MAX_METADATA_BYTES,
     METADATA_MEDIA_TYPE,
     PROPOSAL_CONFIG_MEDIA_TYPE,
-    PROPOSAL_TAG_PREFIX,
     SIGNATURE_CONFIG_MEDIA_TYPE,
-    SIGNATURE_TAG_PREFIX,
     SIGNATURE_MEDIA_TYPE,
     EMPTY_CONFIG,
     build_artifact_manifest,
     encode_role,
     parse_artifact_manifest,
+    parse_metadata_tag,
     proposal_tag,
     signature_tag,
 )
@@ -187,12 +186,14 @@ def read_proposals(
     """
     tags = store.list_tags()
     proposals = []
-    for tag in sorted(t for t in tags if t.startswith(PROPOSAL_TAG_PREFIX)):
+    parsed = {t: parse_metadata_tag(t) for t in sorted(tags)}
+    for tag in (t for t, p in parsed.items() if p and p.kind == "proposal"):
         proposal = _read_proposal(store, tag, is_open)
         if proposal is None:
             continue
-        prefix = f"{SIGNATURE_TAG_PREFIX}{encode_role(proposal.role)}.{proposal.version}."
-        proposal.collected = [_read_signature(store, t, proposal) for t in sorted(tags) if t.startswith(prefix)]
+        key = (encode_role(proposal.role), proposal.version)
+        proposal.collected = [_read_signature(store, t, proposal) for t, p in parsed.items()
+                              if p and p.kind == "signature" and (p.role, p.version) == key]
         proposals.append(proposal)
     return proposals
 

@@ -27,7 +27,7 @@ from tufoci.repo_tool.plan import Plan, load_current
 from tufoci.repo_tool.proposals import push_proposal, threshold_states
 from tufoci.repo_tool.push import MetadataFile, push_metadata
 from tufoci.repo_tool.roles import RoleTree
-from tufoci.repo_tool.signing import available_signers, sign_with
+from tufoci.repo_tool.signing import available_signers, sign_with, would_sign
 from tufoci.repo_tool.staging import StagedChange, clear_staged, staged_changes
 from tufoci.repo_tool.versions import next_snapshot, next_timestamp, to_bytes
 from tufoci.state import State, actor, now_utc
@@ -42,6 +42,7 @@ class PublishResult:
     dry_run: bool = False
     waiting_for_online_key: bool = False
     awaiting_first_version: list[str] = field(default_factory=list)
+    would_sign: dict[str, dict] = field(default_factory=dict)  # dry run: role -> {"version", "keyids"}
 
     def to_dict(self) -> dict:
         return {
@@ -51,15 +52,18 @@ class PublishResult:
             "dryRun": self.dry_run,
             "waitingForOnlineKey": self.waiting_for_online_key,
             "awaitingFirstVersion": self.awaiting_first_version,
+            "wouldSign": self.would_sign,
             "changes": [{"action": c.action, "role": c.role, "target": c.name, "digest": c.digest} for c in self.applied],
         }
 
 
-def _online_signers(state: State, root: Root, secrets: SecretsHandler | None) -> dict[str, dict[str, Signer]] | None:
+def _online_signers(
+    state: State, root: Root, secrets: SecretsHandler | None, dry_run: bool
+) -> dict[str, dict[str, Signer]] | None:
     """Signers for snapshot and timestamp, or None when this machine cannot meet their thresholds."""
     signers = {}
     for role in ("snapshot", "timestamp"):
-        signers[role] = available_signers(state, root.roles[role].keyids, secrets)
+        signers[role] = available_signers(state, root.roles[role].keyids, secrets, dry_run=dry_run)
         if len(signers[role]) < root.roles[role].threshold:
             return None
     return signers
@@ -73,13 +77,18 @@ def publish(
     dry_run: bool = False,
     **registry_options: object,
 ) -> PublishResult:
-    """Sign staged changes; publish every version that meets its threshold, propose the rest."""
+    """Sign staged changes; publish every version that meets its threshold, propose the rest.
+
+    A dry run decides exactly the same, but loads no key (no passphrase is asked),
+    signs nothing and pushes nothing: ``would_sign`` says which roles and versions
+    this machine's keys would sign, ``published``/``proposed`` what would be pushed.
+    """
     pin = pin_for_scope(state, scope_text)
     changes = staged_changes(state, pin.scope)
     store = metadata_store(pin, **registry_options)
     with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
         current = load_current(session)
-        plan = Plan(RoleTree(session, current.root.signed), current, now_utc())
+        plan = Plan(RoleTree(session, current.root.signed), current, now_utc(), dry_run=dry_run)
         plan.add_registry_proposals(store)
         plan.build_from_changes(state, changes, secrets)
         plan.add_first_versions(state, secrets)
@@ -97,7 +106,7 @@ def publish(
     result = PublishResult(pin.scope, applied=changes, dry_run=dry_run,
                            awaiting_first_version=plan.awaiting_first_version)
     root = plan.ready["root"].signed if "root" in plan.ready else current.root.signed
-    online = _online_signers(state, root, secrets) if plan.ready else None
+    online = _online_signers(state, root, secrets, dry_run) if plan.ready else None
     if plan.ready and online is None:
         # fully signed, but snapshot/timestamp cannot be: hand the versions over
         # as complete proposals to whoever holds the online key
@@ -128,6 +137,11 @@ def publish(
             "held": plan.held.get(role),
         }
     if dry_run:
+        signed = {**plan.ready, **plan.short}
+        if timestamp is not None:
+            signed |= {"snapshot": snapshot, "timestamp": timestamp}
+        result.would_sign = {role: {"version": md.signed.version, "keyids": would_sign(md)}
+                             for role, md in signed.items() if would_sign(md)}
         return result
 
     if timestamp is not None:

@@ -2,22 +2,57 @@
 
 from __future__ import annotations
 
-from securesystemslib.signer import SecretsHandler, Signer
+from securesystemslib.signer import Key, SecretsHandler, Signature, Signer
 from tuf.api.metadata import Metadata, Root, Targets
 
 from tufoci.errors import SigningKeyError, ThresholdError
-from tufoci.keys import signer_for
+from tufoci.keys import held_key, signer_for
 from tufoci.state import State
 
 
-def available_signers(state: State, keyids: list[str], secrets: SecretsHandler | None) -> dict[str, Signer]:
-    """Signers for those of ``keyids`` whose private half this machine's catalogue has."""
-    signers = {}
+class WouldSign(Signer):
+    """A key this machine holds, in a dry run: never loaded (no passphrase, no HSM PIN), it adds an
+    empty signature that counts toward thresholds like the real one would, and that nothing pushes."""
+
+    def __init__(self, public_key: Key):
+        self._public_key = public_key
+
+    @property
+    def public_key(self) -> Key:
+        return self._public_key
+
+    @classmethod
+    def from_priv_key_uri(cls, priv_key_uri, public_key, secrets_handler=None) -> Signer:
+        raise NotImplementedError("a dry-run stand-in has no private key")
+
+    def sign(self, payload: bytes) -> Signature:
+        return Signature(self._public_key.keyid, "")
+
+
+def available_signers(
+    state: State, keyids: list[str], secrets: SecretsHandler | None, *, dry_run: bool = False
+) -> dict[str, Signer]:
+    """Signers for those of ``keyids`` whose private half this machine's catalogue has
+    (``WouldSign`` stand-ins in a dry run).
+
+    Raises:
+        SigningKeyError: a key cannot be loaded (not in a dry run, which loads none).
+    """
+    signers: dict[str, Signer] = {}
     for keyid in keyids:
-        signer = signer_for(state, keyid, secrets)
+        if dry_run:
+            key = held_key(state, keyid)
+            signer = WouldSign(key.public) if key is not None else None
+        else:
+            signer = signer_for(state, keyid, secrets)
         if signer is not None:
             signers[keyid] = signer
     return signers
+
+
+def would_sign(metadata: Metadata) -> list[str]:
+    """The keyids of the dry-run stand-in signatures on ``metadata``."""
+    return sorted(k for k, s in metadata.signatures.items() if s.signature == "")
 
 
 def sign_with(metadata: Metadata, signers: dict[str, Signer]) -> None:

@@ -40,19 +40,19 @@ def test_copy_to_another_registry_and_namespace_preserves_digests(source, regist
     original = verify_everything(Machine("cluster0", source["tmp_path"], monkeypatch), scope, source["root"])
     mirror = f"{registry2.host}/mirror/cache/acme"
     report = json.loads(maintainer.ok("copy", scope, mirror, "-o", "json").stdout)
-    assert report["images"] == 3 and report["blobs_copied"] > 0 and report["manifests_copied"] >= 5  # index children
+    assert report["images"] == 3 and report["blobsCopied"] > 0 and report["manifestsCopied"] >= 5  # index children
     assert verify_everything(Machine("cluster1", source["tmp_path"], monkeypatch), mirror, source["root"]) == original
     assert registry2.request("GET", "/v2/mirror/cache/acme/web/manifests/unsigned")[0] == 404  # unsigned: not copied
 
     again = json.loads(maintainer.ok("copy", scope, mirror, "-o", "json").stdout)  # resumable: nothing to move
-    assert again["blobs_copied"] == 0 and again["manifests_copied"] <= 1  # only the timestamp may differ
+    assert again["blobsCopied"] == 0 and again["manifestsCopied"] <= 1  # only the timestamp may differ
 
 
 def test_copy_within_one_registry_mounts_blobs(source, monkeypatch):
     scope, maintainer = source["scope"], source["maintainer"]
     host = scope.split("/")[0]
     report = json.loads(maintainer.ok("copy", scope, f"{host}/acme-prod", "--tag-pattern", "web:*", "-o", "json").stdout)
-    assert report["targets"] == ["web:1.0"] and report["blobs_mounted"] >= 2 and report["blobs_copied"] == 0
+    assert report["targets"] == ["web:1.0"] and report["blobsMounted"] >= 2 and report["blobsCopied"] == 0
     cluster = Machine("cluster", source["tmp_path"], monkeypatch)
     cluster.ok("trust", "add", f"{host}/acme-prod", "--root", str(source["root"]))
     cluster.ok("verify", f"{host}/acme-prod/web:1.0")

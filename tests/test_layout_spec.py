@@ -12,7 +12,12 @@ from tufoci.layout_spec import (
     ANNOTATION_TIMESTAMP_HINT,
     build_metadata_manifest,
     encode_role,
+    MetadataTag,
     metadata_tag,
+    parse_metadata_tag,
+    proposal_tag,
+    root_versions,
+    signature_tag,
     parse_metadata_manifest,
     sha256_digest,
 )
@@ -44,6 +49,32 @@ def test_readable_role_names_stay_readable():
 ])
 def test_top_level_tags(role, version, tag):
     assert metadata_tag(role, version) == tag
+
+
+TAG_CASES = [  # tag, what parse_metadata_tag makes of it (None: not a tag tufoci writes, skipped)
+    ("root.1", MetadataTag("top-level", "root", 1)),
+    ("targets.123456789012", MetadataTag("top-level", "targets", 123456789012)),
+    ("snapshot.2", MetadataTag("top-level", "snapshot", 2)),
+    ("timestamp", MetadataTag("timestamp", "timestamp")),
+    ("d.web-team.3", MetadataTag("delegated", "web-team", 3)),
+    (metadata_tag("web/frontend", 4), MetadataTag("delegated", encode_role("web/frontend"), 4)),
+    (proposal_tag("targets", 5), MetadataTag("proposal", "targets", 5)),
+    (signature_tag("root", 6, "ab" * 32), MetadataTag("signature", "root", 6, "ab" * 16)),
+    ("root.\u00b2", None), ("root.\u0661", None), ("root.\uff11", None),  # digits str.isdigit() accepts
+    ("root.01", None), ("root.0", None), ("root.", None), ("root", None), ("root.1.2", None), ("root.-1", None),
+    ("root.1234567890123", None), ("root.1\n", None), ("ROOT.1", None), ("timestamp.1", None), ("timestamps", None),
+    ("d.web.x", None), ("d..1", None), ("d._abc.1", None), ("d." + "x" * 65 + ".1", None),
+    ("staged.targets", None), ("sig.targets.1.XYZ", None), ("sig.targets.1", None), ("latest", None), ("", None),
+]
+
+
+@pytest.mark.parametrize("tag,expected", TAG_CASES)
+def test_metadata_tag_grammar(tag, expected):
+    assert parse_metadata_tag(tag) == expected
+
+
+def test_root_versions_skip_what_is_not_a_root_tag():
+    assert root_versions(["root.2", "root.\u00b2", "root.10", "targets.3", "root.1", "root.01"]) == [1, 2, 10]
 
 
 def test_manifest_round_trip_and_inline_timestamp_hint():

@@ -150,12 +150,55 @@ def test_db_release_needs_both_db_maintainers(acme):
 def test_nested_delegation_to_a_sub_team(acme, tmp_path):
     scope, web, consumer = acme["scope"], acme["web"], acme["consumer"]
     frontend = web.new_key("frontend1")
-    web.ok("delegate", scope, "web-frontend", "--key", str(frontend), "--path", "web/frontend*", "--parent", "web")
+    delegated = web.ok("delegate", scope, "web-frontend", "--key", str(frontend), "--path", "web/frontend:*",
+                       "--parent", "web")
+    assert "warning" not in delegated.stderr
+    # the pattern of the README and examples/teams is one repository: its sibling stays out of reach
+    push_test_image(tmp_path, b"admin", f"{scope}/web/frontend-admin:1.0")
+    web.ok("target", "add", "--role", "web-frontend", f"{scope}/web/frontend-admin:1.0")
+    outside = web("publish", scope)
+    assert outside.exit_code != 0 and "may only sign web/frontend:*" in outside.stderr, outside.stderr
+    web.ok("discard", scope, "web-frontend")
     web.ok("target", "add", "--role", "web-frontend", f"{scope}/web/frontend:1.4")
     published = json.loads(web.ok("publish", scope, "-o", "json").stdout)
     assert published["published"]["web"] == 1 and published["published"]["web-frontend"] == 1
     consumer.ok("verify", f"{scope}/web/frontend:1.4")
     assert consumer("verify", f"{scope}/web/api:2.0").exit_code == 10
+
+
+PATTERNS = [  # pattern, the start of delegate's warning (None: none), a sibling repository's target it matches
+    ("web/frontend:*", None, None), ("web/frontend:1.*", None, None), ("web/*", None, None),
+    ("web/*/*", None, None), ("*", None, None), ("web/*:1.*", None, None), ("db/postgres:15", None, None),
+    ("web/frontend*", "path pattern 'web/frontend*' also matches sibling repositories (e.g. web/frontend-admin:1.0): "
+                      "for one repository write 'web/frontend:*'", "web/frontend-admin:1.0"),
+    ("web/frontend*:1.0", "path pattern 'web/frontend*:1.0' also matches sibling repositories",
+     "web/frontends:1.0"),
+    ("web/front?nd:*", "path pattern 'web/front?nd:*' also matches sibling repositories", "web/frontand:1.0"),
+    ("web/[ab]pi:*", "path pattern 'web/[ab]pi:*' also matches sibling repositories", "web/bpi:1.0"),
+    ("web/frontend", "path pattern 'web/frontend' matches no target: names end in ':TAG'", None),
+]
+
+
+@pytest.mark.parametrize("pattern,warning,sibling", PATTERNS)
+def test_patterns_that_grant_more_than_they_say_are_named(pattern, warning, sibling):
+    from tuf.api.metadata import DelegatedRole
+
+    from tufoci.repo_tool.delegations import pattern_warning
+
+    got = pattern_warning(pattern)
+    assert (got is None) == (warning is None) and (got or "").startswith(warning or ""), got
+    if sibling:  # the warning is right: python-tuf's own matching grants the sibling
+        assert DelegatedRole("r", [], 1, False, paths=[pattern]).is_delegated_path(sibling)
+
+
+def test_delegate_warns_about_sibling_repositories_on_one_line(acme):
+    scope, security = acme["scope"], acme["security"]
+    key = security.new_key("ops1")
+    result = security.ok("delegate", scope, "ops", "--key", str(key), "--path", "web/frontend*", "--path", "db/*")
+    assert result.stderr.splitlines() == [
+        "tufoci: warning: path pattern 'web/frontend*' also matches sibling repositories "
+        "(e.g. web/frontend-admin:1.0): for one repository write 'web/frontend:*'"]
+    assert "web/frontend-admin" in security.ok("delegate", "--help").stdout
 
 
 def test_several_roles_matching_one_name_and_terminating_delegations(acme, tmp_path):

@@ -23,6 +23,8 @@ import click
 
 from tufoci import __version__
 from tufoci.errors import SigningKeyError, TufociError, UsageError
+from tufoci.json_keys import camel_keys
+from tufoci.safe_text import printable
 
 _VERBOSE = False
 
@@ -85,7 +87,13 @@ def _state():
 
 
 def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
+    click.echo(json.dumps(data, indent=2, sort_keys=True))  # json.dumps escapes every control character
+
+
+def _echo(text: str = "", *, err: bool = False) -> None:
+    """Print one line for people. Names in it may come from a registry: control characters are
+    escaped (tufoci.safe_text), so no answer can move the cursor or add a line."""
+    click.echo(printable(text), err=err)
 
 
 # -- the group ------------------------------------------------------------------
@@ -136,7 +144,7 @@ def key_generate(name: str, keytype: str, unencrypted: bool, password_stdin: boo
     if output == "json":
         _emit_json(_key_json(created))
     else:
-        click.echo(f"{created.name} {created.keyid} {created.uri}")
+        _echo(f"{created.name} {created.keyid} {created.uri}")
 
 
 def _key_json(k) -> dict:
@@ -153,7 +161,7 @@ def key_import(name: str, public_key: str, uri: str | None) -> None:
     from tufoci.keys import import_key
 
     imported = import_key(_state(), name, public_key, uri=uri)
-    click.echo(f"{imported.name} {imported.keyid}")
+    _echo(f"{imported.name} {imported.keyid}")
 
 
 @key.command("import-hsm")
@@ -166,7 +174,7 @@ def key_import_hsm(name: str, hsm_keyid: int | None, token_label: str | None) ->
 
     imported = import_hsm_key(_state(), name, hsm_keyid=hsm_keyid, token_label=token_label,
                               secrets=_secrets_handler(False))
-    click.echo(f"{imported.name} {imported.keyid} {imported.uri}")
+    _echo(f"{imported.name} {imported.keyid} {imported.uri}")
 
 
 @key.command("list")
@@ -189,8 +197,8 @@ def key_list(output: str) -> None:
     for row in rows:
         roles = ", ".join(f"{u['scope']} {u['role']}" for u in row["uses"]) or "unused"
         kind = "online" if row["online"] else "offline"
-        click.echo(f"{row['name']:<20} {row['keyid'][:16]}  {row['keytype']:<8} {kind:<7} "
-                   f"{row['uri'] or '(public only)'}  [{roles}]")
+        _echo(f"{row['name']:<20} {row['keyid'][:16]}  {row['keytype']:<8} {kind:<7} "
+               f"{row['uri'] or '(public only)'}  [{roles}]")
 
 
 @key.command("export")
@@ -199,7 +207,7 @@ def key_export(name: str) -> None:
     """Print a public key as JSON, for other maintainers to import or name in roles."""
     from tufoci.keys import export_public, resolve_key
 
-    click.echo(export_public(resolve_key(_state(), name)))
+    _echo(export_public(resolve_key(_state(), name)))
 
 
 # -- init -------------------------------------------------------------------------
@@ -228,11 +236,11 @@ def init(scope, root_keys, root_threshold, targets_keys, targets_threshold, onli
         secrets=_secrets_handler(password_stdin), **_registry_kwargs(plain_http, insecure, ca_file),
     )
     if output == "json":
-        _emit_json(result.__dict__)
+        _emit_json(camel_keys(result.__dict__))
         return
-    click.echo(f"initialised {result.scope} in {result.metadata_repository}", err=True)
-    click.echo(f"root for consumers to pin: {result.root_out or result.root_file} (sha256 {result.root_sha256})", err=True)
-    click.echo(result.root_out or result.root_file)
+    _echo(f"initialised {result.scope} in {result.metadata_repository}", err=True)
+    _echo(f"root for consumers to pin: {result.root_out or result.root_file} (sha256 {result.root_sha256})", err=True)
+    _echo(result.root_out or result.root_file)
 
 
 # -- targets ------------------------------------------------------------------------
@@ -273,7 +281,7 @@ def target_add(references, role, from_file, and_publish, password_stdin, plain_h
         _emit_json(staged if results is None else {"staged": staged, "published": [r.to_dict() for r in results]})
         return
     for c in changes:
-        click.echo(f"staged {c.name} {c.digest} ({c.length} bytes) in {c.scope}")
+        _echo(f"staged {c.name} {c.digest} ({c.length} bytes) in {c.scope}")
     for result in results or ():
         _echo_publish(result, dry_run=False)
 
@@ -288,8 +296,8 @@ def _publish_scopes(state, scopes: list[str], password_stdin: bool, options: dic
             results.append(do_publish(state, scope, secrets=secrets, **options))
     except TufociError:
         for result in results:
-            click.echo(f"published {result.scope} before the error: "
-                       + ", ".join(f"{role} v{v}" for role, v in result.published.items()), err=True)
+            _echo(f"published {result.scope} before the error: "
+                   + ", ".join(f"{role} v{v}" for role, v in result.published.items()), err=True)
         raise
     return results
 
@@ -308,7 +316,7 @@ def target_remove(scope, names, role) -> None:
     from tufoci.repo_tool.staging import stage_removals
 
     for c in stage_removals(_state(), scope, list(names), role=role):
-        click.echo(f"staged removal of {c.name} from {c.scope}")
+        _echo(f"staged removal of {c.name} from {c.scope}")
 
 
 @target.command("list")
@@ -324,7 +332,7 @@ def target_list(scope, plain_http, insecure, ca_file, output) -> None:
         _emit_json(rows)
         return
     for row in rows:
-        click.echo(f"{row['target']:<40} {row['digest']}")
+        _echo(f"{row['target']:<40} {row['digest']}")
 
 
 # -- status / publish / log -------------------------------------------------------------
@@ -342,28 +350,28 @@ def status(scope, warn, check, plain_http, insecure, ca_file, output) -> None:
     report = scope_status(_state(), scope, warn=list(warn), **_registry_kwargs(plain_http, insecure, ca_file))
     warnings = [r for r in report.get("roles", []) if r["warning"]]
     for r in warnings:
-        click.echo(f"tufoci: warning: {r['role']} v{r['version']} {r['warning']} ({r['expires']}): "
-                   + ("re-sign it with 'tufoci timestamp'" if r["role"] in ("timestamp", "snapshot")
-                      else "publish a new version"), err=True)
+        _echo(f"tufoci: warning: {r['role']} v{r['version']} {r['warning']} ({r['expires']}): "
+               + ("re-sign it with 'tufoci timestamp'" if r["role"] in ("timestamp", "snapshot")
+                  else "publish a new version"), err=True)
     if output == "json":
         _emit_json(report)
         if check and (warnings or report.get("error")):
             sys.exit(1)
         return
-    click.echo(f"scope {report['scope']} (metadata {report['metadata']})")
+    _echo(f"scope {report['scope']} (metadata {report['metadata']})")
     if report.get("error"):
-        click.echo(f"  could not refresh: {report['error']}")
+        _echo(f"  could not refresh: {report['error']}")
     width = max([len(r["role"]) for r in report.get("roles", [])] + [10])
     for role in report.get("roles", []):
-        click.echo(f"  {role['role']:<{width}} v{role['version']:<4} expires {role['expires']} "
-                   f"({role['expiresIn']})  threshold {role['threshold']} of {role['keys']}")
+        _echo(f"  {role['role']:<{width}} v{role['version']:<4} expires {role['expires']} "
+               f"({role['expiresIn']})  threshold {role['threshold']} of {role['keys']}")
     staged = report["staged"]
     if not staged:
-        click.echo("nothing staged")
+        _echo("nothing staged")
     else:
-        click.echo(f"staged ({len(staged)}):")
+        _echo(f"staged ({len(staged)}):")
         for c in staged:
-            click.echo(f"  {_change_line(c)}  [{c['role']}]")
+            _echo(f"  {_change_line(c)}  [{c['role']}]")
     for p in report.get("proposals", []):
         _echo_proposal(p)
     if check and (warnings or report.get("error")):
@@ -388,15 +396,15 @@ def _echo_proposal(p: dict, *, err: bool = False) -> None:
         state = "complete: 'tufoci publish' makes it live"
     else:
         state = "needs signatures"
-    click.echo(f"proposal {p['role']} v{p['version']} by {p['proposer']} ({state})", err=err)
-    click.echo(f"    fingerprint {p['fingerprint']}", err=err)
+    _echo(f"proposal {p['role']} v{p['version']} by {p['proposer']} ({state})", err=err)
+    _echo(f"    fingerprint {p['fingerprint']}", err=err)
     for c in p["changes"]:
-        click.echo(f"    {change_line(c)}", err=err)
+        _echo(f"    {change_line(c)}", err=err)
     if not p["changes"]:
-        click.echo("    (identical to the live version)", err=err)
+        _echo("    (identical to the live version)", err=err)
     for sig in p["signatures"]:
         mark = "✓" if sig["counted"] else "✗"
-        click.echo(f"    {mark} {sig['key'] or sig['keyid'][:16]}: {sig['reason']}", err=err)
+        _echo(f"    {mark} {sig['key'] or sig['keyid'][:16]}: {sig['reason']}", err=err)
     for t in p["thresholds"]:
         missing = ", ".join(m["key"] or m["keyid"][:16] for m in t["missing"])
         more = max(0, t["need"] - t["have"])
@@ -404,24 +412,30 @@ def _echo_proposal(p: dict, *, err: bool = False) -> None:
                 else f"    {t['label']}: {t['have']} signatures, {t['need']} needed")
         if more:
             line += f", {more} more needed from: {missing}"
-        click.echo(line, err=err)
+        _echo(line, err=err)
 
 
 @cli.command()
 @click.argument("scope")
-@click.option("--dry-run", is_flag=True, help="Sign nothing, push nothing: show what would be published.")
+@click.option("--dry-run", is_flag=True, help="Load no key (no passphrase), sign nothing, push nothing: show which "
+              "roles and versions this machine's keys would sign, and what would be published.")
 @password_stdin_option
 @registry_options
 @output_option
 def publish(scope, dry_run, password_stdin, plain_http, insecure, ca_file, output) -> None:
     """Sign staged changes and publish them: targets, snapshot, then timestamp."""
     from tufoci.repo_tool.publish import publish as do_publish
+    from tufoci.repo_tool.sessions import key_names
 
-    result = do_publish(_state(), scope, secrets=_secrets_handler(password_stdin), dry_run=dry_run,
+    state = _state()
+    result = do_publish(state, scope, secrets=_secrets_handler(password_stdin), dry_run=dry_run,
                         **_registry_kwargs(plain_http, insecure, ca_file))
     if output == "json":
         _emit_json(result.to_dict())
         return
+    names = key_names(state)
+    for role, info in result.would_sign.items():
+        _echo(f"would sign {role} v{info['version']} with {', '.join(names.get(k, k[:12]) for k in info['keyids'])}")
     _echo_publish(result, dry_run=dry_run)
 
 
@@ -429,28 +443,29 @@ def _echo_publish(result, *, dry_run: bool) -> None:
     verb = "would publish" if dry_run else "published"
     if result.published:
         versions = ", ".join(f"{role} v{v}" for role, v in result.published.items())
-        click.echo(f"{verb} to {result.scope}: {versions}")
+        _echo(f"{verb} to {result.scope}: {versions}")
     for role, info in result.proposed.items():
         counts = "; ".join(f"{t['have']} of {t['need']} signatures ({t['label']})" if t["have"] <= t["need"]
                            else f"{t['have']} signatures, {t['need']} needed ({t['label']})"
                            for t in info["thresholds"])
         held = f" — complete, {info['held']}" if info.get("held") else ""
-        click.echo(f"{'would propose' if dry_run else 'proposed'} {role} v{info['version']}: {counts}{held}")
+        _echo(f"{'would propose' if dry_run else 'proposed'} {role} v{info['version']}: {counts}{held}")
         if not dry_run and any(t["have"] < t["need"] for t in info["thresholds"]):
-            click.echo(f"  other maintainers: tufoci sign {result.scope} {role}", err=True)
+            _echo(f"  other maintainers: tufoci sign {result.scope} {role}", err=True)
     if result.awaiting_first_version:
-        click.echo(f"delegated to {', '.join(result.awaiting_first_version)}: each team's first "
-                   f"'tufoci publish' creates its metadata", err=True)
+        _echo(f"delegated to {', '.join(result.awaiting_first_version)}: each team's first "
+               f"'tufoci publish' creates its metadata", err=True)
     if result.waiting_for_online_key:
-        click.echo(f"signed, but this machine cannot sign snapshot/timestamp: whoever holds the online key runs "
-                   f"'tufoci publish {result.scope}' to make it live", err=True)
+        _echo(f"signed, but this machine cannot sign snapshot/timestamp: whoever holds the online key runs "
+               f"'tufoci publish {result.scope}' to make it live", err=True)
 
 
 @cli.command()
 @click.argument("scope")
 @click.argument("role")
 @click.option("--key", "keys", multiple=True, required=True, help="A key of the team (name, URI or public key); repeatable.")
-@click.option("--path", "paths", multiple=True, help="Target-name pattern, e.g. 'web/*'; repeatable.")
+@click.option("--path", "paths", multiple=True,
+              help="Target-name pattern, e.g. 'web/frontend:*' (one repository) or 'web/*'; repeatable.")
 @click.option("--threshold", type=int, default=1, show_default=True, help="Signatures needed from the team's keys.")
 @click.option("--terminating", is_flag=True, help="A match here ends the search (no backtracking to other roles).")
 @click.option("--parent", default="targets", show_default=True, help="The delegating role.")
@@ -458,20 +473,37 @@ def _echo_publish(result, *, dry_run: bool) -> None:
               "ROLE-<hex> (a power of two; for very many tags).")
 def delegate(scope, role, keys, paths, threshold, terminating, parent, bins) -> None:
     """Stage a delegation of PATH patterns to ROLE (a team) with its keys and threshold, or of
-    every target to hashed bins (--bins)."""
-    from tufoci.repo_tool.delegations import stage_bins, stage_delegation
+    every target to hashed bins (--bins).
+
+    A target name is the repository path below SCOPE, a colon and the tag
+    (web/frontend:1.4). A pattern matches it component by component ('/'
+    separates components); '*' and '?' never cross a '/', but they do cross
+    the ':', so a wildcard in the repository part also matches its siblings:
+
+    \b
+      web/frontend:*     every tag of web/frontend, nothing else
+      web/frontend:1.*   the 1.x tags of web/frontend
+      web/*              every repository directly under web/ (not web/a/b)
+      web/*/*            every repository two levels under web/
+      web/frontend*      web/frontend, and also web/frontend-admin, web/frontends…
+
+    delegate warns (on stderr) when a pattern can match sibling repositories.
+    """
+    from tufoci.repo_tool.delegations import pattern_warning, stage_bins, stage_delegation
 
     if bins is not None:
         if paths or terminating or parent != "targets":
             raise UsageError("--bins delegates every target from targets: no --path, --terminating or --parent")
         stage_bins(_state(), scope, role, keys=list(keys), count=bins, threshold=threshold)
-        click.echo(f"staged: targets delegates every target to {bins} hashed bins {role}-*")
+        _echo(f"staged: targets delegates every target to {bins} hashed bins {role}-*")
         return
     change = stage_delegation(_state(), scope, role, keys=list(keys), paths=list(paths), threshold=threshold,
                               terminating=terminating, parent=parent)
+    for warning in filter(None, map(pattern_warning, paths)):
+        _echo(f"tufoci: warning: {warning}", err=True)
     spec = change.custom or {}
-    click.echo(f"staged: {parent} delegates {', '.join(spec['paths'])} to {role} "
-               f"({spec['threshold']} of {len(spec['keys'])} keys{', terminating' if terminating else ''})")
+    _echo(f"staged: {parent} delegates {', '.join(spec['paths'])} to {role} "
+           f"({spec['threshold']} of {len(spec['keys'])} keys{', terminating' if terminating else ''})")
 
 
 @cli.command()
@@ -483,7 +515,7 @@ def undelegate(scope, role, parent) -> None:
     from tufoci.repo_tool.delegations import stage_undelegation
 
     stage_undelegation(_state(), scope, role, parent=parent)
-    click.echo(f"staged: {parent} no longer delegates to {role}")
+    _echo(f"staged: {parent} no longer delegates to {role}")
 
 
 @cli.command()
@@ -519,11 +551,11 @@ def sign(scope, role, expect, password_stdin, plain_http, insecure, ca_file, out
                      "signedDigest": r.proposal.signed_digest} for r, k in done])
         return
     if not done:
-        click.echo("none of this machine's keys can sign an open proposal", err=True)
+        _echo("none of this machine's keys can sign an open proposal", err=True)
     for item, keyids in done:
         who = ", ".join(names.get(k, k[:12]) for k in keyids)
-        click.echo(f"signed {item.proposal.role} v{item.proposal.version} with {who}")
-    click.echo(f"see 'tufoci status {scope}'; 'tufoci publish {scope}' makes complete proposals live", err=True)
+        _echo(f"signed {item.proposal.role} v{item.proposal.version} with {who}")
+    _echo(f"see 'tufoci status {scope}'; 'tufoci publish {scope}' makes complete proposals live", err=True)
 
 
 @cli.command()
@@ -535,7 +567,7 @@ def discard(scope, role, plain_http, insecure, ca_file) -> None:
     from tufoci.repo_tool.sessions import discard as do_discard
 
     tags = do_discard(_state(), scope, role, **_registry_kwargs(plain_http, insecure, ca_file))
-    click.echo(f"discarded {role}" + (f" ({', '.join(tags)})" if tags else " (local staged changes)"))
+    _echo(f"discarded {role}" + (f" ({', '.join(tags)})" if tags else " (local staged changes)"))
 
 
 @cli.command()
@@ -552,8 +584,8 @@ def rotate(scope, role, add_keys, remove_keys, threshold, plain_http, insecure, 
     change = stage_rotation(_state(), scope, role, add_keys=list(add_keys), remove_keys=list(remove_keys),
                             threshold=threshold, **_registry_kwargs(plain_http, insecure, ca_file))
     spec = change.custom or {}
-    click.echo(f"staged in {change.role}: {role} +{len(spec['add'])} key(s), -{len(spec['remove'])} key(s)"
-               + (f", threshold {threshold}" if threshold else "") + f"; run 'tufoci publish {scope}'")
+    _echo(f"staged in {change.role}: {role} +{len(spec['add'])} key(s), -{len(spec['remove'])} key(s)"
+           + (f", threshold {threshold}" if threshold else "") + f"; run 'tufoci publish {scope}'")
 
 
 @cli.command()
@@ -580,13 +612,13 @@ def timestamp(scope, every, force_snapshot, revive_expired, password_stdin, plai
 
     if every is None:
         result = refresh()
-        click.echo(f"timestamp v{result.timestamp_version} expires {result.timestamp_expires:%Y-%m-%dT%H:%M:%SZ}"
-                   + (f"; snapshot v{result.snapshot_version}" if result.snapshot_resigned else ""))
+        _echo(f"timestamp v{result.timestamp_version} expires {result.timestamp_expires:%Y-%m-%dT%H:%M:%SZ}"
+               + (f"; snapshot v{result.snapshot_version}" if result.snapshot_resigned else ""))
         return
 
     def report(line: str) -> None:
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        click.echo(f"{stamp} {line}", err=True)
+        _echo(f"{stamp} {line}", err=True)
 
     run_every(parse_duration(every), refresh, report)
 
@@ -600,8 +632,8 @@ def export_metadata(scope, directory, plain_http, insecure, ca_file) -> None:
     from tufoci.repo_tool.export import export_metadata as do_export
 
     written = do_export(_state(), scope, directory, **_registry_kwargs(plain_http, insecure, ca_file))
-    click.echo(f"wrote {len(written)} files to {directory}; serve them and pin with "
-               f"'tufoci trust add {scope} --root ROOT --metadata https://HOST/PATH/'", err=True)
+    _echo(f"wrote {len(written)} files to {directory}; serve them and pin with "
+           f"'tufoci trust add {scope} --root ROOT --metadata https://HOST/PATH/'", err=True)
 
 
 @cli.command()
@@ -622,15 +654,15 @@ def copy(source, destination, tag_pattern, quiet, replace_newer, plain_http, ins
     from tufoci.repo_tool.copy import copy_scope
 
     report = copy_scope(_state(), source, destination, tag_pattern=tag_pattern, replace_newer=replace_newer,
-                        progress=(lambda line: None) if quiet else (lambda line: click.echo(line, err=True)),
+                        progress=(lambda line: None) if quiet else (lambda line: _echo(line, err=True)),
                         **_registry_kwargs(plain_http, insecure, ca_file))
     if output == "json":
         _emit_json(report.to_dict())
         return
-    click.echo(f"copied {report.images} image(s) and {report.metadata_tags} metadata tag(s) to {report.destination}: "
-               f"{report.manifests_copied} manifests ({report.manifests_skipped} already there), "
-               f"{report.blobs_copied} blobs streamed ({report.bytes_copied} bytes), {report.blobs_mounted} mounted, "
-               f"{report.blobs_skipped} already there")
+    _echo(f"copied {report.images} image(s) and {report.metadata_tags} metadata tag(s) to {report.destination}: "
+           f"{report.manifests_copied} manifests ({report.manifests_skipped} already there), "
+           f"{report.blobs_copied} blobs streamed ({report.bytes_copied} bytes), {report.blobs_mounted} mounted, "
+           f"{report.blobs_skipped} already there")
 
 
 @cli.command("log")
@@ -647,8 +679,8 @@ def log_(scope, output) -> None:
     for r in rows:
         role = f" {r['role']}" if r["role"] else ""
         version = f" v{r['version']}" if r["version"] is not None else ""
-        click.echo(f"{r['at']}  {r['actor']:<24} {r['action']:<14} {r['scope'] or ''}{role}{version}"
-                   f"{_log_detail(r['details'])}")
+        _echo(f"{r['at']}  {r['actor']:<24} {r['action']:<14} {r['scope'] or ''}{role}{version}"
+               f"{_log_detail(r['details'])}")
 
 
 def _log_detail(details: dict) -> str:
@@ -685,7 +717,7 @@ def login(registry, username, password_stdin, plain_http, insecure, ca_file) -> 
     credentials = Credentials(username, password)
     check_login(registry, credentials, **_registry_kwargs(plain_http, insecure, ca_file))
     path = store_credentials(registry, credentials)
-    click.echo(f"login succeeded for {username} at {registry} (stored in {path})", err=True)
+    _echo(f"login succeeded for {username} at {registry} (stored in {path})", err=True)
 
 
 @cli.command()
@@ -696,7 +728,7 @@ def logout(registry) -> None:
 
     if not remove_credentials(registry):
         raise UsageError(f"not logged in to {registry}")
-    click.echo(f"removed credentials for {registry}", err=True)
+    _echo(f"removed credentials for {registry}", err=True)
 
 
 # -- trust / verify ---------------------------------------------------------------------
@@ -723,7 +755,7 @@ def trust_add(scope, root_file, root_sha256, metadata, plain_http, insecure, ca_
     else:
         data = fetch_root_by_sha256(scope, root_sha256, metadata, **_registry_kwargs(plain_http, insecure, ca_file))
     pin = add_pin(_state(), scope, root_data=data, metadata=metadata, expected_sha256=root_sha256)
-    click.echo(f"trusting {pin.scope} (metadata {pin.metadata}, root sha256 {pin.root_sha256})")
+    _echo(f"trusting {pin.scope} (metadata {pin.metadata}, root sha256 {pin.root_sha256})")
 
 
 @trust.command("list")
@@ -732,10 +764,10 @@ def trust_list(output) -> None:
     """List trust pins."""
     pins = _state().pins()
     if output == "json":
-        _emit_json([p.__dict__ for p in pins])
+        _emit_json([camel_keys(p.__dict__) for p in pins])
         return
     for p in pins:
-        click.echo(f"{p.scope:<40} {p.metadata:<44} {p.root_sha256[:16]}")
+        _echo(f"{p.scope:<40} {p.metadata:<44} {p.root_sha256[:16]}")
 
 
 @trust.command("remove")
@@ -788,7 +820,7 @@ def agent(freshness, socket_path, plain_http, insecure, ca_file) -> None:
     state = _state()
     path = socket_path or default_socket_path(state.home)
     window = 0.0 if freshness in ("0", "0s") else parse_duration(freshness).total_seconds()
-    click.echo(f"tufoci agent listening on {path} (freshness {freshness})", err=True)
+    _echo(f"tufoci agent listening on {path} (freshness {freshness})", err=True)
     serve(state, path, freshness=window, **_registry_kwargs(plain_http, insecure, ca_file))
 
 
@@ -798,34 +830,34 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="tufoci", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("tufoci: aborted", err=True)
+        _echo("tufoci: aborted", err=True)
         sys.exit(130)
     except click.exceptions.UsageError as e:
         hint = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
-        click.echo(f"tufoci: error: {e.format_message()}{hint}", err=True)
+        _echo(f"tufoci: error: {e.format_message()}{hint}", err=True)
         sys.exit(2)
     except click.exceptions.ClickException as e:
-        click.echo(f"tufoci: error: {e.format_message()}", err=True)
+        _echo(f"tufoci: error: {e.format_message()}", err=True)
         sys.exit(e.exit_code or 1)
     except TufociError as e:
         if _VERBOSE:
             traceback.print_exc()
-        click.echo(f"tufoci: error: {e}", err=True)
+        _echo(f"tufoci: error: {e}", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        click.echo("tufoci: interrupted", err=True)
+        _echo("tufoci: interrupted", err=True)
         sys.exit(130)
     except sqlite3.DatabaseError as e:  # state.db damaged in a way only a query finds (State.open catches the rest)
         if _VERBOSE:
             traceback.print_exc()
         path = os.path.join(os.environ.get("TUFOCI_HOME") or "~/.tufoci", "state.db")
-        click.echo(f"tufoci: error: local state {path} is unreadable: {e} (restore it from a backup or move it away)",
-                   err=True)
+        _echo(f"tufoci: error: local state {path} is unreadable: {e} (restore it from a backup or move it away)",
+               err=True)
         sys.exit(1)
     except Exception as e:  # a bug: still one line unless -v
         if _VERBOSE:
             traceback.print_exc()
-        click.echo(f"tufoci: internal error: {type(e).__name__}: {e} (run with -v for details)", err=True)
+        _echo(f"tufoci: internal error: {type(e).__name__}: {e} (run with -v for details)", err=True)
         sys.exit(1)
 
 

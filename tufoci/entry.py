@@ -5,7 +5,9 @@ asks the resident verifier (``tufoci agent``) when one listens on
 ``$TUFOCI_HOME/agent.sock``; this module then imports nothing but the standard
 library (not even ``json``: the agent renders the output), so the command costs
 Python's start-up and one socket round trip.
-Anything else, or no agent, runs ``tufoci.cli`` as usual. Set
+An agent another user could have put there (its socket, the socket's directory or
+its process belongs to another uid, or others can write them) is refused with one
+line (client/agent_client.py). Anything else, or no agent, runs ``tufoci.cli`` as usual. Set
 ``TUFOCI_NO_AGENT=1`` to bypass the agent.
 """
 

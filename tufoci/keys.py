@@ -275,10 +275,16 @@ def resolve_key(state: State, spec: str) -> KeyRef:
     return _parse_key_spec(spec)
 
 
+def held_key(state: State, keyid: str) -> KeyRef | None:
+    """The catalogue entry of ``keyid`` if this machine has its private URI (nothing is loaded)."""
+    rows = state.query("SELECT * FROM keys WHERE keyid = ? AND uri IS NOT NULL", (keyid,))
+    return _row_to_key(rows[0]) if rows else None
+
+
 def signer_for(state: State, keyid: str, secrets: SecretsHandler | None) -> Signer | None:
     """A signer for ``keyid`` if this machine's catalogue has its private URI."""
-    for row in state.query("SELECT * FROM keys WHERE keyid = ? AND uri IS NOT NULL", (keyid,)):
-        key = _row_to_key(row)
+    key = held_key(state, keyid)
+    if key is not None:
         try:
             return Signer.from_priv_key_uri(key.uri, key.public, _named(secrets, key.label))
         except (OSError, ValueError, TypeError) as e:

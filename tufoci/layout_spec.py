@@ -115,6 +115,52 @@ def signature_tag(role: str, version: int, keyid: str) -> str:
     return f"{SIGNATURE_TAG_PREFIX}{encode_role(role)}.{version}.{encode_keyid(keyid)}"
 
 
+# layout §3/§9: the one grammar of the tags tufoci writes in a metadata repository.
+# Versions are ASCII digits without a leading zero (str.isdigit() would accept '²').
+_VERSION = r"([1-9][0-9]{0,11})"
+_ENCODED_ROLE = r"([A-Za-z0-9-]{1,64}|_[0-9a-f]{64})"
+_TAG_GRAMMAR = (
+    ("top-level", re.compile(rf"(root|targets|snapshot)\.{_VERSION}")),
+    ("timestamp", re.compile(TIMESTAMP_TAG)),
+    ("delegated", re.compile(rf"d\.{_ENCODED_ROLE}\.{_VERSION}")),
+    ("proposal", re.compile(rf"{re.escape(PROPOSAL_TAG_PREFIX)}{_ENCODED_ROLE}\.{_VERSION}")),
+    ("signature", re.compile(rf"{re.escape(SIGNATURE_TAG_PREFIX)}{_ENCODED_ROLE}\.{_VERSION}\.([0-9a-f]{{32}})")),
+)
+
+
+@dataclass(frozen=True)
+class MetadataTag:
+    """What a metadata-repository tag names: ``kind``, the (encoded) role, the version, the signer's key."""
+
+    kind: str  # top-level | timestamp | delegated | proposal | signature
+    role: str  # the role name for top-level roles and the timestamp, else ``encode_role(role)``
+    version: int | None = None
+    key: str | None = None  # signature tags: ``encode_keyid(keyid)``
+
+
+def parse_metadata_tag(tag: str) -> MetadataTag | None:
+    """The one parser of metadata tags (layout §3, §9): None for any tag tufoci does not write.
+
+    A registry lists whatever tags it likes; callers skip what this does not
+    recognise instead of failing on it (``root.²``, ``root.01``, ``d.a/b.1``).
+    """
+    for kind, pattern in _TAG_GRAMMAR:
+        match = pattern.fullmatch(tag) if isinstance(tag, str) else None
+        if match is None:
+            continue
+        if kind == "timestamp":
+            return MetadataTag(kind, TIMESTAMP_TAG)
+        groups = match.groups()
+        return MetadataTag(kind, groups[0], int(groups[1]), groups[2] if len(groups) > 2 else None)
+    return None
+
+
+def root_versions(tags: list[str]) -> list[int]:
+    """The root versions a list of metadata-repository tags holds, in order (layout §3: ``root.<N>``)."""
+    parsed = (parse_metadata_tag(t) for t in tags)
+    return sorted(p.version for p in parsed if p and p.kind == "top-level" and p.role == "root")
+
+
 def metadata_filename(role: str, version: int | None) -> str:
     """The TUF file name the blob is annotated with (``3.targets.json``)."""
     return f"{role}.json" if version is None else f"{version}.{role}.json"

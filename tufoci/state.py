@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tufoci.errors import StateError
+from tufoci.ownership import home_problem
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
@@ -52,6 +53,17 @@ def home_dir() -> str:
     except OSError as e:
         raise StateError(f"cannot create TUFOCI_HOME {path}: {e.strerror}") from e
     return path
+
+
+def require_own_home(home: str) -> None:
+    """Refuse a home, state.db, keys, cache or roots that another user owns or can write (tufoci.ownership).
+
+    Raises:
+        StateError: naming the first such path and what to do.
+    """
+    problem = home_problem(home)
+    if problem:
+        raise StateError(problem)
 
 
 def now_utc() -> datetime.datetime:
@@ -92,6 +104,7 @@ class State:
     @classmethod
     def open(cls, home: str | None = None) -> State:
         home = home or home_dir()
+        require_own_home(home)
         path = os.path.join(home, "state.db")
         try:
             conn = sqlite3.connect(path, timeout=30, isolation_level=None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from tufoci.safe_text import printable
 
 
 def render_results(results: list[dict], output: str, out: "TextIO", err: "TextIO") -> int:  # noqa: F821
@@ -16,8 +17,8 @@ def render_results(results: list[dict], output: str, out: "TextIO", err: "TextIO
     else:
         for r in results:
             if r["verified"]:
-                out.write(r["pinned"] + "\n")
+                out.write(printable(r["pinned"]) + "\n")
     failures = [r for r in results if not r["verified"]]
     for r in failures:
-        err.write(f"tufoci: error: {r['error']['message']}\n")
+        err.write(f"tufoci: error: {printable(r['error']['message'])}\n")
     return failures[0]["error"]["code"] if failures else 0

@@ -6,7 +6,7 @@
 #   web-team      the web team: three keys, any one may sign web/*
 #   db-alice      one db maintainer   } db/* needs both of them (threshold 2)
 #   db-bob        the other           }
-#   web-frontend  a sub-team the web team delegates web/frontend* to
+#   web-frontend  a sub-team the web team delegates web/frontend:* to
 #   cluster       a deployment pipeline that only verifies
 #
 # Every machine is its own TUFOCI_HOME ($work/NAME). They share nothing but the registry (or the OCI
@@ -107,12 +107,12 @@ expect_output "db v1"
 machine cluster
 run tufoci verify "$scope/db/postgres:15"
 
-say "10. the web team delegates web/frontend* on to the web-frontend sub-team (a nested delegation)"
+say "10. the web team delegates web/frontend:* on to the web-frontend sub-team (a nested delegation)"
 machine web-frontend
 run tufoci key generate frontend1
 run_to shared/frontend1.pub.json tufoci key export frontend1
 machine web-team
-run tufoci delegate "$scope" web-frontend --parent web --key shared/frontend1.pub.json --path 'web/frontend*'
+run tufoci delegate "$scope" web-frontend --parent web --key shared/frontend1.pub.json --path 'web/frontend:*'
 run tufoci publish "$scope"     # web v2, signed by the web team's key: no security team involved
 expect_output "web v2"
 
@@ -123,7 +123,7 @@ run tufoci publish "$scope"
 expect_output "web-frontend v1"
 run tufoci target add --role web-frontend "$scope/web/api:2.0"
 expect_exit 1 tufoci publish "$scope"
-expect_output "may only sign web/frontend*"
+expect_output "may only sign web/frontend:*"
 run tufoci discard "$scope" web-frontend
 
 say "12. the cluster verifies everything; the search walks targets → web → web-frontend, and targets → db"

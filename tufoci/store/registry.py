@@ -38,6 +38,7 @@ from tufoci.credentials import Credentials, lookup_credentials
 from tufoci.errors import ContentMismatchError, NotFoundError, RegistryError, TooLargeError
 from tufoci.layout_spec import IMAGE_MEDIA_TYPES, MAX_MANIFEST_BYTES, sha256_digest
 from tufoci.reference import DIGEST_RE
+from tufoci.safe_text import printable
 from tufoci.store.base import Manifest, RepositoryStore, VerifyingReader
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ REQUEST_DEADLINE = 120.0
 READ_RETRIES = 2
 MAX_REDIRECTS = 5
 MAX_TAG_PAGES = 100
+MAX_DETAIL = 300  # characters of a registry's own error message kept in ours
 BATCH_MIN = 8  # fewer manifests than this: the regular client alone
 BATCH_FALLBACK_WORKERS = 16
 PARALLEL_UPLOADS = 8
@@ -352,14 +354,20 @@ class RegistryClient:
         return status, response_headers, data
 
     def error(self, status: int, what: str, body: bytes) -> RegistryError:
-        """A one-line error naming the registry, the status and the registry's error code."""
+        """A one-line error naming the registry, the status and the registry's error code.
+
+        The code and message are the registry's words: escaped (no ESC, CR or
+        newline reaches a terminal) and cut to MAX_DETAIL characters.
+        """
         detail = ""
         try:
             errors = json.loads(body).get("errors") or []
             if errors:
-                detail = f": {errors[0].get('code', '')} {errors[0].get('message', '')}".rstrip()
-        except (ValueError, AttributeError, TypeError):
+                detail = printable(f": {errors[0].get('code', '')} {errors[0].get('message', '')}".rstrip())
+        except (ValueError, AttributeError, TypeError, RecursionError):
             pass
+        if len(detail) > MAX_DETAIL:
+            detail = detail[:MAX_DETAIL] + "…"
         if status == 404:
             return NotFoundError(f"{what}: not found on {self.registry}{detail}")
         if status == 401:
@@ -385,7 +393,7 @@ def _describe(error: BaseException) -> str:
         return "it does not speak TLS here (--plain-http for an HTTP-only registry)"
     if "timed out" in text.lower():
         return "timed out"
-    return text.splitlines()[0][:200] if text else type(error).__name__
+    return printable(text.splitlines()[0][:200]) if text else type(error).__name__
 
 
 class RegistryRepository(RepositoryStore):

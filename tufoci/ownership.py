@@ -1,0 +1,50 @@
+"""Local state that another user controls is refused, as ssh refuses such files (standard library only).
+
+Whoever can write ``$TUFOCI_HOME`` decides what ``verify`` prints: they can put
+their own trust pins in ``state.db``, their own metadata in ``cache/``, their
+own keys in ``keys/``, or their own "agent" on ``agent.sock``. So every piece
+of local state must belong to the user running tufoci (the effective uid) and
+be writable by nobody else. The verify fast path imports this module, so it is
+one ``os.stat`` per path and nothing more.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+# the pieces of $TUFOCI_HOME checked when local state is opened (the home itself first)
+STATE_ENTRIES = (("state.db", "local state"), ("keys", "key directory"), ("cache", "metadata cache"),
+                 ("roots", "pinned roots directory"))
+
+
+def ownership_problem(path: str, st: os.stat_result, what: str) -> str | None:
+    """Why ``path`` (whose stat is ``st``) must not be trusted, in one line; None when it may be."""
+    uid = os.geteuid()
+    if st.st_uid != uid:
+        return (f"{what} {path} belongs to uid {st.st_uid}, not to this user (uid {uid}): refusing to use it "
+                f"(another user could decide what tufoci trusts)")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return (f"{what} {path} is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o}): refusing "
+                f"to use it; run 'chmod go-w {path}'")
+    return None
+
+
+def path_problem(path: str, what: str) -> str | None:
+    """``ownership_problem`` of ``path`` (symbolic links followed); None when it does not exist."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        return f"cannot check {what} {path}: {e.strerror}"
+    return ownership_problem(path, st, what)
+
+
+def home_problem(home: str) -> str | None:
+    """The first problem of ``home`` and the state in it (``STATE_ENTRIES``), or None."""
+    for path, what in ((home, "TUFOCI_HOME"), *((os.path.join(home, name), what) for name, what in STATE_ENTRIES)):
+        problem = path_problem(path, what)
+        if problem:
+            return problem
+    return None

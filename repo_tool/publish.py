@@ -24,7 +24,7 @@ from tufoci.client.refresh import metadata_store, trusted_session
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import NothingStagedError
 from tufoci.repo_tool.plan import Plan, load_current
-from tufoci.repo_tool.proposals import push_proposal, threshold_states
+from tufoci.repo_tool.proposals import IgnoredProposal, push_proposal, threshold_states
 from tufoci.repo_tool.push import MetadataFile, push_metadata
 from tufoci.repo_tool.roles import RoleTree
 from tufoci.repo_tool.signing import available_signers, sign_with
@@ -42,6 +42,7 @@ class PublishResult:
     dry_run: bool = False
     waiting_for_online_key: bool = False
     awaiting_first_version: list[str] = field(default_factory=list)
+    ignored: list[IgnoredProposal] = field(default_factory=list)  # proposal tags nobody can publish, and why
 
     def to_dict(self) -> dict:
         return {
@@ -51,6 +52,7 @@ class PublishResult:
             "dryRun": self.dry_run,
             "waitingForOnlineKey": self.waiting_for_online_key,
             "awaitingFirstVersion": self.awaiting_first_version,
+            "ignoredProposals": [i.to_dict() for i in self.ignored],
             "changes": [{"action": c.action, "role": c.role, "target": c.name, "digest": c.digest} for c in self.applied],
         }
 
@@ -95,7 +97,7 @@ def publish(
         )
 
     result = PublishResult(pin.scope, applied=changes, dry_run=dry_run,
-                           awaiting_first_version=plan.awaiting_first_version)
+                           awaiting_first_version=plan.awaiting_first_version, ignored=plan.ignored)
     root = plan.ready["root"].signed if "root" in plan.ready else current.root.signed
     online = _online_signers(state, root, secrets) if plan.ready else None
     if plan.ready and online is None:

@@ -385,6 +385,8 @@ def status(scope, warn, check, plain_http, insecure, ca_file, output) -> None:
             if more:
                 line += f", {more} more needed from: {missing}"
             click.echo(line)
+    for i in report.get("ignoredProposals", []):
+        click.echo(f"ignored {i['tag']}: {i['reason']}")
     if check and (warnings or report.get("error")):
         sys.exit(1)
 
@@ -443,6 +445,8 @@ def _echo_publish(result, *, dry_run: bool) -> None:
     if result.awaiting_first_version:
         click.echo(f"delegated to {', '.join(result.awaiting_first_version)}: each team's first "
                    f"'tufoci publish' creates its metadata", err=True)
+    for i in result.ignored:
+        click.echo(f"tufoci: warning: ignored {i.tag}: {i.reason}", err=True)
     if result.waiting_for_online_key:
         click.echo(f"signed, but this machine cannot sign snapshot/timestamp: whoever holds the online key runs "
                    f"'tufoci publish {result.scope}' to make it live", err=True)

@@ -31,6 +31,7 @@ from securesystemslib.signer import (
 
 from tufoci.atomic_file import atomic_write
 from tufoci.errors import SigningKeyError, UsageError
+from tufoci.keyids import compute_default_keyid, require_own_keyids
 from tufoci.state import State, now_iso
 
 KEY_TYPES = ("ed25519", "ecdsa-p256")
@@ -185,6 +186,8 @@ def list_keys(state: State) -> list[KeyRef]:
 
 def _row_to_key(row) -> KeyRef:
     public = SSlibKey.from_dict(row["keyid"], json.loads(row["public_key"]))
+    # a catalogue filled before key ids were checked may hold a key under a foreign id
+    require_own_keyids({row["keyid"]: public}, f"key {row['name']} of this machine's catalogue", SigningKeyError)
     return KeyRef(public, row["uri"], row["name"])
 
 
@@ -203,7 +206,7 @@ def _parse_key_spec(spec: str) -> KeyRef:
     """A KEY argument that is not a catalogue name: URI, public-key JSON or file."""
     text = spec.strip()
     if text.startswith("{"):
-        return KeyRef(_public_from_json(text), None)
+        return KeyRef(_public_from_json(text, "JSON given on the command line"), None)
     scheme = text.partition(":")[0]
     if scheme == CryptoSigner.SCHEME:
         # an unencrypted file: its public half can be derived without a secret
@@ -227,22 +230,26 @@ def _parse_key_spec(spec: str) -> KeyRef:
     except OSError as e:
         raise SigningKeyError(f"{spec!r} is neither a known key name, a key URI nor a readable file") from e
     if data.lstrip().startswith(b"{"):
-        return KeyRef(_public_from_json(data.decode("utf-8", "replace")), None)
+        return KeyRef(_public_from_json(data.decode("utf-8", "replace"), f"file {text}"), None)
     if b"PUBLIC KEY" in data:
         return KeyRef(_public_from_pem(data), None)
     raise SigningKeyError(f"{spec}: not a public key (JSON from 'tufoci key export', or a PEM public key)")
 
 
-def _public_from_json(text: str) -> Key:
-    """A public key as ``key export`` prints it (TUF key dict plus ``keyid``)."""
-    from securesystemslib.signer._utils import compute_default_keyid
-
+def _public_from_json(text: str, where: str) -> Key:
+    """A public key as ``key export`` prints it (TUF key dict plus ``keyid``, which must be the
+    key's own id); ``where`` names its source for errors."""
     try:
         data = json.loads(text)
-        keyid = data.pop("keyid", None) or compute_default_keyid(data["keytype"], data["scheme"], data["keyval"])
+        claimed = data.pop("keyid", None)
+        keyid = compute_default_keyid(data["keytype"], data["scheme"], data["keyval"])
         keytype, scheme = data["keytype"], data["scheme"]
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise SigningKeyError(f"malformed public key JSON: {type(e).__name__}: {e}") from e
+    if claimed is not None and claimed != keyid:
+        # issue 20.3: a key id is a fact about the key, never what a document says it is
+        raise UsageError(f"public key {where} claims key id {claimed}, but its key material has key id {keyid}: "
+                         "refused")
     try:
         # Key.from_dict (unlike SSlibKey.from_dict) checks the type/scheme pair; loading the
         # key material checks that it is a key of that type

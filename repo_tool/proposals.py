@@ -250,8 +250,9 @@ def _read_proposal(store: RepositoryStore, tag: str,
         metadata = Metadata.from_bytes(data)
         metadata.signed_bytes  # noqa: B018 - TUF signs canonical JSON: a float, for one, has none
     except Exception as e:  # noqa: BLE001 - see scan_proposals
-        return IgnoredProposal(tag, f"not TUF metadata that can be signed ({type(e).__name__}: "
-                               f"{str(e).splitlines()[0][:120] if str(e) else ''})", role, version)
+        text = (str(e) or str(e.__cause__ or "")).strip().splitlines()
+        return IgnoredProposal(tag, f"not TUF metadata that can be signed ({type(e).__name__}"
+                               f"{': ' + text[0][:120] if text else ''})", role, version)
     expected_type = "root" if role == "root" else "targets"
     if metadata.signed.type != expected_type:
         return IgnoredProposal(tag, f"{metadata.signed.type} metadata, but {role} is a {expected_type} role", role, version)

@@ -87,13 +87,16 @@ def publish(
         plan.add_first_versions(state, secrets)
         plan.cascade(state, secrets)
         plan.hold_incomplete_sets()
+    ignored = "".join(f"; ignored {i.tag}: {i.reason}" for i in plan.ignored)
     if not plan.ready and not plan.short:
         raise NothingStagedError(
-            f"nothing staged for {pin.scope} and no complete proposal: stage changes with 'tufoci target add' first"
+            f"nothing staged for {pin.scope} and no complete proposal: stage changes with 'tufoci target add' "
+            f"first{ignored}"
         )
     if not changes and not plan.ready:
         raise NothingStagedError(
             f"nothing staged for {pin.scope}, and no open proposal has all its signatures yet: see 'tufoci status'"
+            f"{ignored}"
         )
 
     result = PublishResult(pin.scope, applied=changes, dry_run=dry_run,

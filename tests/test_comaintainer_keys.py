@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from securesystemslib.signer import SSlibKey
-from tuf.api.metadata import DelegatedRole, Delegations, Metadata, Targets
+from tuf.api.metadata import DelegatedRole, Metadata, TargetFile
 
 from tests.conftest import Machine, needs_registry, use_home
 from tufoci.layout_spec import MANIFEST_MEDIA_TYPE, METADATA_MEDIA_TYPE, PROPOSAL_CONFIG_MEDIA_TYPE, build_artifact_manifest
@@ -164,59 +164,71 @@ def test_a_proposal_with_a_mismatched_key_id_is_refused_by_status_sign_and_publi
 
 @pytest.mark.parametrize("where", ["root", "targets"])
 def test_published_metadata_with_a_mismatched_key_id_is_rejected_by_verify_exit_12(world, where):
-    """Metadata signed by every key it needs, but listing a key under another key's id: clients refuse it
-    (python-tuf alone would accept it and count that key's signatures as the other key's)."""
+    """Metadata signed by the keys it needs, but listing mallory's key under another key's id, and then
+    what mallory signs alone under that id. python-tuf alone accepts it (it counts her signatures as
+    that key's): clients must refuse it."""
+    from securesystemslib.signer import CryptoSigner
     from tufoci.client.refresh import trusted_session
     from tufoci.client.trust_pins import pin_for_scope
     from tufoci.keys import env_secrets_handler
     from tufoci.repo_tool.plan import load_current
     from tufoci.repo_tool.push import MetadataFile, push_metadata
+    from tufoci.repo_tool.roles import RoleTree
     from tufoci.repo_tool.signing import available_signers, sign_with
     from tufoci.repo_tool.versions import bump, next_snapshot, next_timestamp, to_bytes
     from tufoci.state import State, now_utc
 
-    scope, security, mallory, cluster, store = (world[k] for k in ("scope", "security", "mallory", "cluster", "store"))
-    mallory.new_key("mallory")
+    scope, security, cluster, store = (world[k] for k in ("scope", "security", "cluster", "store"))
     use_home(security.monkeypatch, security.home)
     state = State.open()
-    secrets = env_secrets_handler()
     with trusted_session(state.home, pin_for_scope(state, scope), allow_expired=True) as session:
         current = load_current(session)
+        web = Metadata.from_bytes(to_bytes(RoleTree(session, current.root.signed).metadata("web")))
     periods, now = current.expiry_periods, now_utc()
-    signers = lambda *names: available_signers(state, [keyid_of(security, n) for n in names], secrets)  # noqa: E731
-    files = []
-    root_version = current.root.signed.version
-    if where == "root":  # root v2 puts mallory's key where the online key's id is
-        online = keyid_of(security, "online")
+    honest = lambda name: available_signers(state, [keyid_of(security, name)], env_secrets_handler())  # noqa: E731
+    mallory = CryptoSigner.generate_ed25519()
+
+    def as_(claimed: str) -> dict:  # mallory's private key, signing under ``claimed``
+        public = mallory.public_key.to_dict()
+        return {claimed: CryptoSigner(mallory._private_key, SSlibKey.from_dict(claimed, public))}  # noqa: SLF001
+
+    files, online_signer, root_version, reference = [], honest("online"), current.root.signed.version, "web/app:1.0"
+    if where == "root":  # root v2 puts mallory's key where the online key's id is; she then runs the online role
+        claimed = keyid_of(security, "online")
         root = Metadata.from_bytes(to_bytes(current.root))
-        root.signed.keys[online] = impostor(mallory, "mallory", online)
+        root.signed.keys[claimed] = as_(claimed)[claimed].public_key
         bump(root, periods, now)
-        sign_with(root, signers("root"))
+        sign_with(root, honest("root"))
         root_version = root.signed.version
         files.append(MetadataFile("root", root_version, to_bytes(root)))
-        claimed = online
-    else:  # targets lists mallory's key under the web team's key id
+        online_signer = as_(claimed)
+    else:  # targets lists mallory's key under the web team's id; she then signs web alone
         claimed = keyid_of(world["web"], "web")
         targets = Metadata.from_bytes(to_bytes(current.targets))
-        targets.signed.delegations.keys[claimed] = impostor(mallory, "mallory", claimed)
+        targets.signed.delegations.keys[claimed] = as_(claimed)[claimed].public_key
         bump(targets, periods, now)
-        sign_with(targets, signers("targets"))
+        sign_with(targets, honest("targets"))
         files.append(MetadataFile("targets", targets.signed.version, to_bytes(targets)))
+        web.signed.targets["web/app:evil"] = TargetFile(123, {"sha256": "0" * 64}, "web/app:evil")
+        bump(web, periods, now)
+        sign_with(web, as_(claimed))
+        files.append(MetadataFile("web", web.signed.version, to_bytes(web)))
+        reference = "web/app:evil"
     listed = {f.role: (f.version, f.data) for f in files if f.role != "root"}
     snapshot = next_snapshot(current.snapshot, listed, periods, now)
-    sign_with(snapshot, signers("online"))
+    sign_with(snapshot, online_signer)
     files.append(MetadataFile("snapshot", snapshot.signed.version, to_bytes(snapshot)))
     timestamp = next_timestamp(current.timestamp, snapshot.signed.version, files[-1].data, periods, now)
-    sign_with(timestamp, signers("online"))
+    sign_with(timestamp, online_signer)
     push_metadata(store, files, MetadataFile("timestamp", timestamp.signed.version, to_bytes(timestamp)),
                   root_version=root_version, expected_timestamp=current.timestamp_manifest_digest)
 
-    result = cluster("verify", "--skip-registry-check", f"{scope}/web/app:1.0")
+    result = cluster("verify", "--skip-registry-check", f"{scope}/{reference}")
     assert result.exit_code == 12, (result.stdout, result.stderr)
     assert claimed in result.stderr and "refused" in result.stderr
     fresh = Machine("fresh", world["tmp_path"], cluster.monkeypatch)  # a cold client too
     fresh.ok("trust", "add", scope, "--root", str(world["tmp_path"] / "root.json"))
-    assert fresh("verify", "--skip-registry-check", f"{scope}/web/app:1.0").exit_code == 12
+    assert fresh("verify", "--skip-registry-check", f"{scope}/{reference}").exit_code == 12
     assert security("status", scope, "--check").exit_code == 1  # maintainers refuse it as well
 
 

@@ -147,6 +147,8 @@ def sign_proposal(proposal: Proposal, signers: dict[str, Signer]) -> dict[str, S
     for keyid, signer in signers.items():
         try:
             signatures[keyid] = signer.sign(proposal.metadata.signed_bytes)
+        except SigningKeyError:
+            raise  # names the key already (keys.VerifyingSigner)
         except Exception as e:  # signer backends raise their own errors (HSM, KMS, files)
             raise SigningKeyError(f"signing {proposal.role} v{proposal.version} failed: {e}") from e
     return signatures

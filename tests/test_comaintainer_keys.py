@@ -306,3 +306,20 @@ def test_one_garbage_proposal_tag_never_blocks_a_maintainer(world, tag, role, ve
             and tag.endswith(f".{ignored['version']}"):
         web.ok("discard", scope, ignored["role"])  # whoever wants it gone can tombstone it
         assert status(web, scope)["ignoredProposals"] == []
+
+
+# -- 20.8: a key URI holding another key (the signing-time check is in tests/test_hsm.py) ------------------------
+
+def uri_of(machine: Machine, name: str) -> str:
+    (entry,) = [k for k in json.loads(machine.ok("key", "list", "-o", "json").stdout) if k["name"] == name]
+    return entry["uri"]
+
+
+def test_key_import_refuses_a_file_uri_holding_another_key(world):
+    security, ops = world["security"], Machine("ops", world["tmp_path"], world["security"].monkeypatch)
+    online_public = world["tmp_path"] / "online.pub.json"
+    online_public.write_text(security.ok("key", "export", "online").stdout)
+    ops.new_key("decoy", "--unencrypted")
+    result = ops("key", "import", "online", str(online_public), "--uri", uri_of(ops, "decoy"))
+    assert result.exit_code == 1 and uri_of(ops, "decoy") in result.stderr and "refused" in result.stderr
+    ops.ok("key", "import", "online", str(online_public), "--uri", uri_of(security, "online"))  # the right file

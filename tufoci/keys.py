@@ -20,11 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib import parse
 
+from securesystemslib.exceptions import UnverifiedSignatureError, VerificationError
 from securesystemslib.signer import (
     SIGNER_FOR_URI_SCHEME,
     CryptoSigner,
     Key,
     SecretsHandler,
+    Signature,
     Signer,
     SSlibKey,
 )
@@ -137,6 +139,12 @@ def import_key(state: State, name: str, spec: str, *, uri: str | None = None) ->
     if state.query("SELECT 1 FROM keys WHERE name = ?", (name,)):
         raise SigningKeyError(f"a key named {name!r} already exists")
     key = _parse_key_spec(spec)
+    if uri and uri.partition(":")[0] == CryptoSigner.SCHEME:
+        # issue 20.8: a file that loads without a secret is checked now (others at their first signature)
+        held = _parse_key_spec(uri).public
+        if held.keyid != key.public.keyid:
+            raise SigningKeyError(f"{uri} holds key {held.keyid}, not the public key given for {name} "
+                                  f"({key.public.keyid}): refused")
     key = KeyRef(key.public, uri or key.uri, name)
     _store(state, key, action="key-import")
     return key
@@ -282,12 +290,51 @@ def resolve_key(state: State, spec: str) -> KeyRef:
     return _parse_key_spec(spec)
 
 
+class VerifyingSigner(Signer):
+    """A catalogue key's signer whose every signature is verified with the key's public half.
+
+    The catalogue pairs a public key (what roles list) with a URI (what signs); nothing
+    but this check ties them together for an HSM/KMS key or an encrypted file, and a
+    signature that does not verify, once pushed, makes the metadata nobody accepts
+    (issue 20.8). Every signature tufoci makes comes through here, before anything is pushed.
+    """
+
+    def __init__(self, signer: Signer, key: KeyRef):
+        self._signer, self._key = signer, key
+
+    @property
+    def public_key(self) -> Key:
+        return self._key.public
+
+    @classmethod
+    def from_priv_key_uri(cls, priv_key_uri: str, public_key: Key,
+                          secrets_handler: SecretsHandler | None = None) -> Signer:
+        raise NotImplementedError("built by keys.signer_for")
+
+    def sign(self, payload: bytes) -> Signature:
+        """Raises:
+            SigningKeyError: the signature does not verify with the catalogue's public key (names the key and URI).
+        """
+        signature = self._signer.sign(payload)
+        try:
+            if signature.keyid != self._key.keyid:
+                raise VerificationError(f"signature names key id {signature.keyid}")
+            self._key.public.verify_signature(signature, payload)
+        except (UnverifiedSignatureError, VerificationError) as e:
+            raise SigningKeyError(
+                f"key {self._key.label} ({self._key.uri}) made a signature that does not verify with its public key "
+                f"{self._key.keyid[:16]}…: its URI signs with another key; nothing was pushed"
+            ) from e
+        return signature
+
+
 def signer_for(state: State, keyid: str, secrets: SecretsHandler | None) -> Signer | None:
-    """A signer for ``keyid`` if this machine's catalogue has its private URI."""
+    """A signer for ``keyid`` if this machine's catalogue has its private URI (its signatures are
+    verified before use: ``VerifyingSigner``)."""
     for row in state.query("SELECT * FROM keys WHERE keyid = ? AND uri IS NOT NULL", (keyid,)):
         key = _row_to_key(row)
         try:
-            return Signer.from_priv_key_uri(key.uri, key.public, _named(secrets, key.label))
+            return VerifyingSigner(Signer.from_priv_key_uri(key.uri, key.public, _named(secrets, key.label)), key)
         except (OSError, ValueError, TypeError) as e:
             raise SigningKeyError(f"cannot load key {key.label} ({key.uri}): {_key_error_text(e)}") from e
         except Exception as e:  # securesystemslib raises library-specific errors (HSM, KMS)

@@ -17,7 +17,7 @@ import pytest
 from securesystemslib.signer import SSlibKey
 from tuf.api.metadata import DelegatedRole, Metadata, TargetFile
 
-from tests.conftest import Machine, needs_registry, use_home
+from tests.conftest import Machine, init_scope_on, needs_registry, use_home
 from tufoci.layout_spec import MANIFEST_MEDIA_TYPE, METADATA_MEDIA_TYPE, PROPOSAL_CONFIG_MEDIA_TYPE, build_artifact_manifest
 from tufoci.reference import Repository
 from tufoci.store import open_repository
@@ -42,12 +42,7 @@ def world(registry, tmp_path: Path, home: Path, monkeypatch):
     scope = f"{registry.host}/acme"
     people = {name: Machine(name, tmp_path, monkeypatch) for name in ("security", "web", "db", "mallory", "cluster")}
     security = people["security"]
-    security.new_key("root")
-    security.new_key("targets")
-    security.new_key("online", "--unencrypted")
-    root_file = tmp_path / "root.json"
-    security.ok("init", scope, "--root-key", "root", "--targets-key", "targets", "--online-key", "online",
-                "--root-out", str(root_file))
+    root_file = init_scope_on(security, scope, tmp_path)
     for team in ("web", "db"):
         key = people[team].new_key(team)
         security.ok("delegate", scope, team, "--key", str(key), "--path", f"{team}/*")

@@ -24,8 +24,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from tuf.api import exceptions
-from tuf.api.metadata import TargetFile
+from tuf.api.metadata import Root, TargetFile, Targets
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig, Urllib3Fetcher
+from tuf.ngclient._internal.trusted_metadata_set import TrustedMetadataSet
 
 from tufoci.atomic_file import atomic_write
 from tufoci.errors import (
@@ -37,6 +38,7 @@ from tufoci.errors import (
     TufociError,
     UsageError,
 )
+from tufoci.keyids import require_own_keyids
 from tufoci.reference import parse_repository
 from tufoci.state import Pin
 from tufoci.store import open_repository
@@ -63,6 +65,34 @@ class TrustedSession:
         """Signed target info for ``target`` (delegations walked as TUF says)."""
         with translate_tuf_errors(self.updater):
             return self.updater.get_targetinfo(target)
+
+
+class _KeyidCheckedSet(TrustedMetadataSet):
+    """python-tuf's trusted metadata set, plus the one check it does not make: every key a root or a
+    targets role lists is listed under its own key id (tufoci/keyids.py). Every root and targets role
+    ngclient accepts passes through here, before it is persisted and before any role it delegates to
+    is verified with its keys."""
+
+    def update_root(self, data: bytes) -> Root:
+        root = super().update_root(data)
+        require_own_keyids(root.keys, f"root v{root.version}")
+        return root
+
+    def update_delegated_targets(self, data: bytes, role_name: str, delegator_name: str) -> Targets:
+        targets = super().update_delegated_targets(data, role_name, delegator_name)
+        if targets.delegations is not None and targets.delegations.keys:
+            require_own_keyids(targets.delegations.keys, f"{role_name} v{targets.version}")
+        return targets
+
+
+class _Updater(Updater):
+    """ngclient's Updater over ``_KeyidCheckedSet``; the initial (pinned or cached) root is checked too."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._trusted_set.__class__ = _KeyidCheckedSet  # the set ngclient built, with the extra check
+        root = self._trusted_set.root
+        require_own_keyids(root.keys, f"root v{root.version} (pinned or cached)")
 
 
 @contextlib.contextmanager
@@ -174,7 +204,7 @@ def trusted_session(
         with translate_tuf_errors():
             try:
                 try:
-                    updater = Updater(work, base_url, fetcher=fetcher, config=UpdaterConfig(), bootstrap=bootstrap)
+                    updater = _Updater(work, base_url, fetcher=fetcher, config=UpdaterConfig(), bootstrap=bootstrap)
                 except (exceptions.RepositoryError, ValueError, TypeError, OSError) as e:
                     if bootstrap is not None:
                         raise
@@ -184,7 +214,7 @@ def trusted_session(
                                  pin.scope, e)
                     with open(pin.root_file, "rb") as f:
                         bootstrap = f.read()
-                    updater = Updater(work, base_url, fetcher=fetcher, config=UpdaterConfig(), bootstrap=bootstrap)
+                    updater = _Updater(work, base_url, fetcher=fetcher, config=UpdaterConfig(), bootstrap=bootstrap)
             except (ValueError, TypeError) as e:
                 raise MetadataRejectedError(f"cached or pinned root is not valid metadata: {e}") from e
         if allow_expired:

@@ -66,6 +66,7 @@ def scope_status(
                     for md in (current.root, current.targets, current.snapshot, current.timestamp)]
             rows += [(r, tree.metadata(r).signed, tree.delegation(r)) for r in tree.walk() if r != "targets"]
         report["proposals"] = [r.to_dict(key_names(state)) for r in reviews]
+        report["ignoredProposals"] = [i.to_dict() for i in plan.ignored]
     except TufociError as e:
         report["error"] = str(e)
         return report

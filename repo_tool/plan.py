@@ -33,7 +33,8 @@ from tufoci.errors import PublishError, TufociError, UsageError
 from tufoci.keys import require_distinct
 from tufoci.repo_tool.delegations import apply_delegation
 from tufoci.repo_tool.expiry import DEFAULT_EXPIRY, EXPIRY_FIELD, expiry_for
-from tufoci.repo_tool.proposals import Proposal, evaluate, read_proposals, threshold_states
+from tufoci.layout_spec import proposal_tag
+from tufoci.repo_tool.proposals import IgnoredProposal, Proposal, evaluate, scan_proposals, threshold_states
 from tufoci.repo_tool.roles import RoleTree, covers
 from tufoci.repo_tool.signing import available_signers, sign_with
 from tufoci.repo_tool.staging import StagedChange
@@ -118,6 +119,7 @@ class Plan:
         self.held: dict[str, str] = {}  # role -> why a ready version waits
         self.from_registry: dict[str, Proposal] = {}  # roles whose new version is an open proposal
         self.awaiting_first_version: list[str] = []
+        self.ignored: list[IgnoredProposal] = []  # proposal tags nobody can sign or publish, and why
 
     # -- the role graph as it will be after this publish -----------------------
     def pending(self, role: str) -> Metadata | None:
@@ -139,12 +141,30 @@ class Plan:
         return self.tree.root if role == "root" else self.tree.metadata(role).signed
 
     def parent_of(self, role: str) -> str:
+        """The role that delegates ``role``: in the LIVE delegation graph whenever it is there, so a
+        proposal of one team can never make itself another team's delegator (issue 20.6); for a
+        role delegated only now, the pending version that delegates it (which must itself go live
+        for the role to: ``hold_incomplete_sets``)."""
         if role in TOP_LEVEL_CHILDREN:
             return "root"
+        try:
+            return self.tree.parent_of(role)
+        except PublishError:
+            pass
         for name, md in {**self.short, **self.ready}.items():
-            if isinstance(md.signed, Targets) and _delegates_to(md.signed, role):
+            if name != role and isinstance(md.signed, Targets) and _delegates_to(md.signed, role):
                 return name
-        return self.tree.parent_of(role)
+        raise PublishError(f"no role {role!r} is delegated in this trust repository")
+
+    def _chain_to_live(self, role: str) -> None:
+        """Raise unless ``role``'s chain of delegators reaches the live graph (pending roles that
+        delegate only each other are reachable by no client)."""
+        seen = {role}
+        while role not in ("root", "targets") and self.live_version(role) == 0:
+            role = self.parent_of(role)
+            if role in seen:
+                raise PublishError(f"{role} is delegated only by a cycle of new roles")
+            seen.add(role)
 
     def bins(self) -> SuccinctRoles | None:
         """The hashed bins ``targets`` delegates to (as it will be after this publish), if any."""
@@ -190,13 +210,18 @@ class Plan:
 
     # -- sources of new versions -------------------------------------------------
     def add_registry_proposals(self, store: RepositoryStore) -> None:
-        """Open proposals for the next version of a role join the plan (complete ones as ready)."""
-        proposals = read_proposals(store, self.is_next_version)
+        """Open proposals for the next version of a role join the plan (complete ones as ready).
+
+        Proposals nobody can evaluate (layout §9.4: garbage, a role nothing delegates) are
+        ignored and listed in ``self.ignored``: they never stop anyone's work.
+        """
+        proposals, self.ignored = scan_proposals(store, self.is_next_version)
         for proposal in proposals:
             self.from_registry[proposal.role] = proposal
             self.short[proposal.role] = proposal.metadata
+        self._drop_undelegated()
         # evaluate parents before children: a child is checked against its pending parent
-        for proposal in sorted(proposals, key=lambda p: _depth(p.role)):
+        for proposal in sorted(self.from_registry.values(), key=lambda p: _depth(p.role)):
             merged = evaluate(proposal, self.delegators(proposal.role, proposal.metadata))
             self.settle(proposal.role, merged)
             outside = self._outside_paths(proposal.role, merged)
@@ -216,6 +241,24 @@ class Plan:
             return []  # nobody delegates it: its threshold cannot be met either
         return sorted(name for name, info in md.signed.targets.items()
                       if live.get(name) != info and not covers(delegated, role, name))
+
+    def _drop_undelegated(self) -> None:
+        """Ignore proposals of roles that neither the live graph nor another open proposal delegates
+        (repeated: dropping one may orphan the roles only it delegated)."""
+        changed = True
+        while changed:
+            changed = False
+            for role, proposal in list(self.from_registry.items()):
+                if role == "root":
+                    continue  # root delegates itself (client workflow 5.3.4)
+                try:
+                    self.delegator(role).get_delegated_role(role)
+                    self._chain_to_live(role)
+                except (TufociError, ValueError):
+                    del self.from_registry[role], self.short[role]
+                    self.ignored.append(IgnoredProposal(proposal_tag(role, proposal.version),
+                                                        f"no role delegates {role}", role, proposal.version))
+                    changed = True
 
     def build_from_changes(self, state: State, changes: list[StagedChange], secrets: SecretsHandler | None) -> None:
         staged_bins = [c for c in changes if c.action == "delegate-bins"]

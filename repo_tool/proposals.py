@@ -26,6 +26,7 @@ from securesystemslib.signer import Signature, Signer
 from tuf.api.metadata import Metadata, Root, Targets
 
 from tufoci.errors import ConcurrentPublishError, MetadataRejectedError, NotFoundError, PublishError, SigningKeyError
+from tufoci.keyids import require_own_keyids
 from tufoci.layout_spec import (
     ANNOTATION_DISCARDED,
     ANNOTATION_KEYID,
@@ -127,7 +128,7 @@ def push_proposal(store: RepositoryStore, role: str, metadata: Metadata, propose
         existing = store.get_manifest(tag)
     except NotFoundError:
         existing = None
-    if existing is not None and _read_proposal(store, tag, lambda *_: True) is not None:
+    if existing is not None and isinstance(_read_proposal(store, tag, lambda *_: True), Proposal):
         raise PublishError(f"a proposal for {role} v{version} is already open: sign it or discard it first")
     # compare-and-swap: two maintainers proposing at once must not overwrite each other
     if store.replace_manifest(tag, manifest, MANIFEST_MEDIA_TYPE, existing.digest if existing else None) is None:
@@ -145,6 +146,8 @@ def sign_proposal(proposal: Proposal, signers: dict[str, Signer]) -> dict[str, S
     for keyid, signer in signers.items():
         try:
             signatures[keyid] = signer.sign(proposal.metadata.signed_bytes)
+        except SigningKeyError:
+            raise  # names the key already (keys.VerifyingSigner)
         except Exception as e:  # signer backends raise their own errors (HSM, KMS, files)
             raise SigningKeyError(f"signing {proposal.role} v{proposal.version} failed: {e}") from e
     return signatures
@@ -173,47 +176,98 @@ def discard_proposal(store: RepositoryStore, role: str, version: int, by: str) -
     return tag
 
 
+@dataclass(frozen=True)
+class IgnoredProposal:
+    """A ``staged.*`` tag that is not an open proposal, for a reason maintainers should see (layout §9.4).
+
+    Tombstones and stale proposals (a version that went live or was overtaken) are
+    history, not listed; everything else a push can leave there is.
+    """
+
+    tag: str
+    reason: str
+    role: str | None = None
+    version: int | None = None
+
+    def to_dict(self) -> dict:
+        return {"tag": self.tag, "role": self.role, "version": self.version, "reason": self.reason}
+
+
 def read_proposals(
     store: RepositoryStore,
     is_open: Callable[[str, int], bool] = lambda role, version: True,
 ) -> list[Proposal]:
-    """The proposals ``is_open(role, version)`` asks for, not discarded, with their signatures.
+    """The proposals ``is_open(role, version)`` asks for, not discarded, with their signatures."""
+    return scan_proposals(store, is_open)[0]
+
+
+def scan_proposals(
+    store: RepositoryStore,
+    is_open: Callable[[str, int], bool] = lambda role, version: True,
+) -> tuple[list[Proposal], list[IgnoredProposal]]:
+    """(open proposals with their signatures, proposal tags ignored and why).
 
     Only small manifests are read to decide; blobs are fetched for open
-    proposals only, and an unreadable artifact is skipped (a proposal) or
+    proposals only, and an unreadable artifact is ignored (a proposal) or
     reported (a signature), never fatal: one bad artifact must not stop
     anyone from signing.
     """
     tags = store.list_tags()
-    proposals = []
+    proposals, ignored = [], []
     parsed = {t: parse_metadata_tag(t) for t in sorted(tags)}
-    for tag in (t for t, p in parsed.items() if p and p.kind == "proposal"):
+    for tag in sorted(t for t in tags if t.startswith(PROPOSAL_TAG_PREFIX)):
         proposal = _read_proposal(store, tag, is_open)
-        if proposal is None:
+        if isinstance(proposal, IgnoredProposal):
+            ignored.append(proposal)
+        if not isinstance(proposal, Proposal):
             continue
         key = (encode_role(proposal.role), proposal.version)
         proposal.collected = [_read_signature(store, t, proposal) for t, p in parsed.items()
                               if p and p.kind == "signature" and (p.role, p.version) == key]
         proposals.append(proposal)
-    return proposals
+    return proposals, ignored
 
 
-def _read_proposal(store: RepositoryStore, tag: str, is_open: Callable[[str, int], bool]) -> Proposal | None:
+def _read_proposal(store: RepositoryStore, tag: str,
+                   is_open: Callable[[str, int], bool]) -> Proposal | IgnoredProposal | None:
+    """The open proposal under ``tag``, why it is ignored, or None for a tombstone or a stale proposal."""
     try:
         artifact = parse_artifact_manifest(store.get_manifest(tag).data, PROPOSAL_CONFIG_MEDIA_TYPE)
         notes = artifact.annotations
         role, version = notes[ANNOTATION_ROLE], int(notes[ANNOTATION_VERSION])
-        if ANNOTATION_DISCARDED in notes or tag != proposal_tag(role, version) or not is_open(role, version):
-            return None  # discarded, misplaced (a proposal must sit under its own tag), or stale
-        if role in ("snapshot", "timestamp") or artifact.layer.media_type != METADATA_MEDIA_TYPE:
-            return None  # online roles are never proposed
+    except Exception as e:  # noqa: BLE001 - any unreadable proposal is ignored, see scan_proposals
+        return IgnoredProposal(tag, f"malformed proposal artifact ({type(e).__name__})")
+    if ANNOTATION_DISCARDED in notes:
+        return None
+    if tag != proposal_tag(role, version):  # a proposal must sit under its own tag
+        return IgnoredProposal(tag, f"misplaced: it names {role} v{version}, whose tag is {proposal_tag(role, version)}",
+                               role, version)
+    if role in ("snapshot", "timestamp"):
+        return IgnoredProposal(tag, "snapshot and timestamp are never proposed", role, version)
+    if not is_open(role, version):
+        return None  # stale
+    try:
+        if artifact.layer.media_type != METADATA_MEDIA_TYPE:
+            raise ValueError(f"layer media type {artifact.layer.media_type}")
         data = store.get_blob(artifact.layer.digest, max_bytes=min(artifact.layer.size, MAX_METADATA_BYTES))
         metadata = Metadata.from_bytes(data)
-    except Exception:  # noqa: BLE001 - any unreadable proposal is ignored, see read_proposals
-        return None
+        metadata.signed_bytes  # noqa: B018 - TUF signs canonical JSON: a float, for one, has none
+    except Exception as e:  # noqa: BLE001 - see scan_proposals
+        text = (str(e) or str(e.__cause__ or "")).strip().splitlines()
+        return IgnoredProposal(tag, f"not TUF metadata that can be signed ({type(e).__name__}"
+                               f"{': ' + text[0][:120] if text else ''})", role, version)
     expected_type = "root" if role == "root" else "targets"
-    if metadata.signed.type != expected_type or metadata.signed.version != version:
-        return None
+    if metadata.signed.type != expected_type:
+        return IgnoredProposal(tag, f"{metadata.signed.type} metadata, but {role} is a {expected_type} role", role, version)
+    if type(metadata.signed.version) is not int or metadata.signed.version != version:
+        return IgnoredProposal(tag, f"its metadata says version {metadata.signed.version!r}, its tag {version}",
+                               role, version)
+    listed = metadata.signed.keys if isinstance(metadata.signed, Root) else \
+        (metadata.signed.delegations.keys if metadata.signed.delegations else None)
+    try:
+        require_own_keyids(listed or {}, f"proposal {tag}")
+    except MetadataRejectedError as e:  # issue 20.3: nobody may sign or publish it
+        return IgnoredProposal(tag, str(e), role, version)
     return Proposal(role, version, metadata, notes.get(ANNOTATION_PROPOSER, "unknown"))
 
 

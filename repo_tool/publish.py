@@ -24,7 +24,7 @@ from tufoci.client.refresh import metadata_store, trusted_session
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import NothingStagedError
 from tufoci.repo_tool.plan import Plan, load_current
-from tufoci.repo_tool.proposals import push_proposal, threshold_states
+from tufoci.repo_tool.proposals import IgnoredProposal, push_proposal, threshold_states
 from tufoci.repo_tool.push import MetadataFile, push_metadata
 from tufoci.repo_tool.roles import RoleTree
 from tufoci.repo_tool.signing import available_signers, sign_with, would_sign
@@ -43,6 +43,7 @@ class PublishResult:
     waiting_for_online_key: bool = False
     awaiting_first_version: list[str] = field(default_factory=list)
     would_sign: dict[str, dict] = field(default_factory=dict)  # dry run: role -> {"version", "keyids"}
+    ignored: list[IgnoredProposal] = field(default_factory=list)  # proposal tags nobody can publish, and why
 
     def to_dict(self) -> dict:
         return {
@@ -53,6 +54,7 @@ class PublishResult:
             "waitingForOnlineKey": self.waiting_for_online_key,
             "awaitingFirstVersion": self.awaiting_first_version,
             "wouldSign": self.would_sign,
+            "ignoredProposals": [i.to_dict() for i in self.ignored],
             "changes": [{"action": c.action, "role": c.role, "target": c.name, "digest": c.digest} for c in self.applied],
         }
 
@@ -94,17 +96,20 @@ def publish(
         plan.add_first_versions(state, secrets)
         plan.cascade(state, secrets)
         plan.hold_incomplete_sets()
+    ignored = "".join(f"; ignored {i.tag}: {i.reason}" for i in plan.ignored)
     if not plan.ready and not plan.short:
         raise NothingStagedError(
-            f"nothing staged for {pin.scope} and no complete proposal: stage changes with 'tufoci target add' first"
+            f"nothing staged for {pin.scope} and no complete proposal: stage changes with 'tufoci target add' "
+            f"first{ignored}"
         )
     if not changes and not plan.ready:
         raise NothingStagedError(
             f"nothing staged for {pin.scope}, and no open proposal has all its signatures yet: see 'tufoci status'"
+            f"{ignored}"
         )
 
     result = PublishResult(pin.scope, applied=changes, dry_run=dry_run,
-                           awaiting_first_version=plan.awaiting_first_version)
+                           awaiting_first_version=plan.awaiting_first_version, ignored=plan.ignored)
     root = plan.ready["root"].signed if "root" in plan.ready else current.root.signed
     online = _online_signers(state, root, secrets, dry_run) if plan.ready else None
     if plan.ready and online is None:

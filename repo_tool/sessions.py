@@ -19,6 +19,7 @@ from tufoci.client.refresh import metadata_store, trusted_session
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import ReviewMismatchError, SigningKeyError, UsageError
 from tufoci.keys import list_keys
+from tufoci.layout_spec import proposal_tag
 from tufoci.repo_tool.plan import Plan, load_current
 from tufoci.repo_tool.proposals import Proposal, discard_proposal, push_signatures, sign_proposal
 from tufoci.repo_tool.review import describe, fingerprint, fingerprint_matches
@@ -118,7 +119,8 @@ def sign(
     with review_session(state, scope_text, registry_options) as (pin, store, plan, reviews):
         reviews = [r for r in reviews if role in (None, r.proposal.role)]
         if not reviews:
-            raise UsageError(f"no open proposal{' for ' + role if role else ''} in {pin.scope}")
+            why = "".join(f"; {i.tag} is ignored: {i.reason}" for i in plan.ignored if role in (None, i.role))
+            raise UsageError(f"no open proposal{' for ' + role if role else ''} in {pin.scope}{why}")
         chosen = []
         for item in reviews:
             proposal = item.proposal
@@ -163,12 +165,15 @@ def _confirm_reviewed(scope: str, item: Review, expect: Collection[str],
 
 
 def discard(state: State, scope_text: str, role: str, **registry_options: object) -> list[str]:
-    """Abandon the open proposal for ``role`` and this machine's staged changes to it."""
+    """Abandon the open proposal for ``role`` (and any ignored one under its own tag: it goes out
+    of the listing) and this machine's staged changes to it."""
     discarded = []
-    with review_session(state, scope_text, registry_options) as (pin, store, _, reviews):
-        for item in reviews:
-            if item.proposal.role == role:
-                discarded.append(discard_proposal(store, role, item.proposal.version, actor()))
+    with review_session(state, scope_text, registry_options) as (pin, store, plan, reviews):
+        versions = [item.proposal.version for item in reviews if item.proposal.role == role]
+        versions += [i.version for i in plan.ignored if i.role == role and i.version is not None
+                     and i.tag == proposal_tag(role, i.version)]
+        for version in versions:
+            discarded.append(discard_proposal(store, role, version, actor()))
     with state.transaction() as conn:
         local = conn.execute("DELETE FROM staged WHERE scope = ? AND role = ?", (pin.scope, role)).rowcount
         if not discarded and not local:

@@ -60,6 +60,8 @@ def sign_with(metadata: Metadata, signers: dict[str, Signer]) -> None:
     for signer in signers.values():
         try:
             metadata.sign(signer, append=True)
+        except SigningKeyError:
+            raise  # names the key already (keys.VerifyingSigner)
         except Exception as e:  # signer backends raise their own errors (HSM, KMS, files)
             raise SigningKeyError(f"signing {metadata.signed.type} failed: {e}") from e
 

@@ -114,3 +114,46 @@ def test_wrong_pin_is_one_clear_line(registry, token, tmp_path: Path, home: Path
     assert result.exit_code == 1
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "signing root failed" in result.stderr
+
+
+@pytest.mark.parametrize("key", ["online", "targets"])
+def test_an_hsm_uri_holding_another_key_is_named_and_nothing_is_pushed(registry, token, tmp_path: Path, home: Path,
+                                                                       monkeypatch, key):
+    """Issue 20.8: an operator pairs a key's public half with ``hsm:`` URI of ANOTHER key in the token
+    (nothing can check that at import without the PIN). Its first signature does not verify: the command
+    names the key and URI, and nothing reaches the registry (before, the timestamp moved to metadata
+    every client rejects)."""
+    from tufoci.reference import Repository
+    from tufoci.store import open_repository
+
+    scope = f"{registry.host}/acme"
+    security, operator, cluster = (Machine(n, tmp_path, monkeypatch) for n in ("security", "operator", "cluster"))
+    security.ok("key", "import-hsm", "online", "--hsm-keyid", "2", "--token-label", token)
+    security.new_key("root")
+    security.new_key("targets", "--type", "ecdsa-p256")
+    root_file = tmp_path / "root.json"
+    security.ok("init", scope, "--root-key", "root", "--targets-key", "targets", "--online-key", "online",
+                "--root-out", str(root_file))
+    records = tmp_path / "build.txt"
+    records.write_text(f"{scope}/web:1.0 sha256:{'1' * 64} 100\n")
+    security.ok("target", "add", "--from-file", str(records), "--publish")
+    for machine in (operator, cluster):
+        machine.ok("trust", "add", scope, "--root", str(root_file))
+    public = tmp_path / f"{key}.pub.json"
+    public.write_text(security.ok("key", "export", key).stdout)
+    wrong = f"hsm:3?label={token}"
+    operator.ok("key", "import", key, str(public), "--uri", wrong)
+    store = open_repository(Repository(registry.host, "acme/tuf"))
+    before = {tag: store.get_manifest(tag).digest for tag in store.list_tags()}
+
+    if key == "online":
+        result = operator("timestamp", scope)
+    else:
+        records.write_text(f"{scope}/web:2.0 sha256:{'2' * 64} 100\n")
+        operator.ok("target", "add", "--from-file", str(records))
+        result = operator("publish", scope)
+    assert result.exit_code == 1, (result.stdout, result.stderr)
+    assert f"key {key} ({wrong})" in result.stderr and "does not verify" in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert {tag: store.get_manifest(tag).digest for tag in store.list_tags()} == before  # nothing pushed
+    cluster.ok("verify", "--skip-registry-check", f"{scope}/web:1.0")

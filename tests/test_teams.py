@@ -257,7 +257,7 @@ def _release_db_postgres_15(acme) -> None:
     scope, db1, db2 = acme["scope"], acme["db1"], acme["db2"]
     db1.ok("target", "add", "--role", "db", f"{scope}/db/postgres:15")
     db1.ok("publish", scope)
-    db2.ok("sign", scope, "db")
+    reviewed_sign(db2, scope, "db")
     db2.ok("publish", scope)
 
 

@@ -374,6 +374,8 @@ def status(scope, warn, check, plain_http, insecure, ca_file, output) -> None:
             _echo(f"  {_change_line(c)}  [{c['role']}]")
     for p in report.get("proposals", []):
         _echo_proposal(p)
+    for i in report.get("ignoredProposals", []):
+        _echo(f"ignored {i['tag']}: {i['reason']}")
     if check and (warnings or report.get("error")):
         sys.exit(1)
 
@@ -455,6 +457,8 @@ def _echo_publish(result, *, dry_run: bool) -> None:
     if result.awaiting_first_version:
         _echo(f"delegated to {', '.join(result.awaiting_first_version)}: each team's first "
                f"'tufoci publish' creates its metadata", err=True)
+    for i in result.ignored:
+        _echo(f"tufoci: warning: ignored {i.tag}: {i.reason}", err=True)
     if result.waiting_for_online_key:
         _echo(f"signed, but this machine cannot sign snapshot/timestamp: whoever holds the online key runs "
                f"'tufoci publish {result.scope}' to make it live", err=True)

@@ -20,17 +20,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib import parse
 
+from securesystemslib.exceptions import UnverifiedSignatureError, VerificationError
 from securesystemslib.signer import (
     SIGNER_FOR_URI_SCHEME,
     CryptoSigner,
     Key,
     SecretsHandler,
+    Signature,
     Signer,
     SSlibKey,
 )
 
 from tufoci.atomic_file import atomic_write
 from tufoci.errors import SigningKeyError, UsageError
+from tufoci.keyids import compute_default_keyid, require_own_keyids
 from tufoci.state import State, now_iso
 
 KEY_TYPES = ("ed25519", "ecdsa-p256")
@@ -136,6 +139,12 @@ def import_key(state: State, name: str, spec: str, *, uri: str | None = None) ->
     if state.query("SELECT 1 FROM keys WHERE name = ?", (name,)):
         raise SigningKeyError(f"a key named {name!r} already exists")
     key = _parse_key_spec(spec)
+    if uri and uri.partition(":")[0] == CryptoSigner.SCHEME:
+        # issue 20.8: a file that loads without a secret is checked now (others at their first signature)
+        held = _parse_key_spec(uri).public
+        if held.keyid != key.public.keyid:
+            raise SigningKeyError(f"{uri} holds key {held.keyid}, not the public key given for {name} "
+                                  f"({key.public.keyid}): refused")
     key = KeyRef(key.public, uri or key.uri, name)
     _store(state, key, action="key-import")
     return key
@@ -185,6 +194,8 @@ def list_keys(state: State) -> list[KeyRef]:
 
 def _row_to_key(row) -> KeyRef:
     public = SSlibKey.from_dict(row["keyid"], json.loads(row["public_key"]))
+    # a catalogue filled before key ids were checked may hold a key under a foreign id
+    require_own_keyids({row["keyid"]: public}, f"key {row['name']} of this machine's catalogue", SigningKeyError)
     return KeyRef(public, row["uri"], row["name"])
 
 
@@ -203,7 +214,7 @@ def _parse_key_spec(spec: str) -> KeyRef:
     """A KEY argument that is not a catalogue name: URI, public-key JSON or file."""
     text = spec.strip()
     if text.startswith("{"):
-        return KeyRef(_public_from_json(text), None)
+        return KeyRef(_public_from_json(text, "JSON given on the command line"), None)
     scheme = text.partition(":")[0]
     if scheme == CryptoSigner.SCHEME:
         # an unencrypted file: its public half can be derived without a secret
@@ -227,22 +238,26 @@ def _parse_key_spec(spec: str) -> KeyRef:
     except OSError as e:
         raise SigningKeyError(f"{spec!r} is neither a known key name, a key URI nor a readable file") from e
     if data.lstrip().startswith(b"{"):
-        return KeyRef(_public_from_json(data.decode("utf-8", "replace")), None)
+        return KeyRef(_public_from_json(data.decode("utf-8", "replace"), f"file {text}"), None)
     if b"PUBLIC KEY" in data:
         return KeyRef(_public_from_pem(data), None)
     raise SigningKeyError(f"{spec}: not a public key (JSON from 'tufoci key export', or a PEM public key)")
 
 
-def _public_from_json(text: str) -> Key:
-    """A public key as ``key export`` prints it (TUF key dict plus ``keyid``)."""
-    from securesystemslib.signer._utils import compute_default_keyid
-
+def _public_from_json(text: str, where: str) -> Key:
+    """A public key as ``key export`` prints it (TUF key dict plus ``keyid``, which must be the
+    key's own id); ``where`` names its source for errors."""
     try:
         data = json.loads(text)
-        keyid = data.pop("keyid", None) or compute_default_keyid(data["keytype"], data["scheme"], data["keyval"])
+        claimed = data.pop("keyid", None)
+        keyid = compute_default_keyid(data["keytype"], data["scheme"], data["keyval"])
         keytype, scheme = data["keytype"], data["scheme"]
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise SigningKeyError(f"malformed public key JSON: {type(e).__name__}: {e}") from e
+    if claimed is not None and claimed != keyid:
+        # issue 20.3: a key id is a fact about the key, never what a document says it is
+        raise UsageError(f"public key {where} claims key id {claimed}, but its key material has key id {keyid}: "
+                         "refused")
     try:
         # Key.from_dict (unlike SSlibKey.from_dict) checks the type/scheme pair; loading the
         # key material checks that it is a key of that type
@@ -281,12 +296,51 @@ def held_key(state: State, keyid: str) -> KeyRef | None:
     return _row_to_key(rows[0]) if rows else None
 
 
+class VerifyingSigner(Signer):
+    """A catalogue key's signer whose every signature is verified with the key's public half.
+
+    The catalogue pairs a public key (what roles list) with a URI (what signs); nothing
+    but this check ties them together for an HSM/KMS key or an encrypted file, and a
+    signature that does not verify, once pushed, makes the metadata nobody accepts
+    (issue 20.8). Every signature tufoci makes comes through here, before anything is pushed.
+    """
+
+    def __init__(self, signer: Signer, key: KeyRef):
+        self._signer, self._key = signer, key
+
+    @property
+    def public_key(self) -> Key:
+        return self._key.public
+
+    @classmethod
+    def from_priv_key_uri(cls, priv_key_uri: str, public_key: Key,
+                          secrets_handler: SecretsHandler | None = None) -> Signer:
+        raise NotImplementedError("built by keys.signer_for")
+
+    def sign(self, payload: bytes) -> Signature:
+        """Raises:
+            SigningKeyError: the signature does not verify with the catalogue's public key (names the key and URI).
+        """
+        signature = self._signer.sign(payload)
+        try:
+            if signature.keyid != self._key.keyid:
+                raise VerificationError(f"signature names key id {signature.keyid}")
+            self._key.public.verify_signature(signature, payload)
+        except (UnverifiedSignatureError, VerificationError) as e:
+            raise SigningKeyError(
+                f"key {self._key.label} ({self._key.uri}) made a signature that does not verify with its public key "
+                f"{self._key.keyid[:16]}…: its URI signs with another key; nothing was pushed"
+            ) from e
+        return signature
+
+
 def signer_for(state: State, keyid: str, secrets: SecretsHandler | None) -> Signer | None:
-    """A signer for ``keyid`` if this machine's catalogue has its private URI."""
+    """A signer for ``keyid`` if this machine's catalogue has its private URI (its signatures are
+    verified before use: ``VerifyingSigner``)."""
     key = held_key(state, keyid)
     if key is not None:
         try:
-            return Signer.from_priv_key_uri(key.uri, key.public, _named(secrets, key.label))
+            return VerifyingSigner(Signer.from_priv_key_uri(key.uri, key.public, _named(secrets, key.label)), key)
         except (OSError, ValueError, TypeError) as e:
             raise SigningKeyError(f"cannot load key {key.label} ({key.uri}): {_key_error_text(e)}") from e
         except Exception as e:  # securesystemslib raises library-specific errors (HSM, KMS)

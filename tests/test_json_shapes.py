@@ -63,7 +63,8 @@ def test_every_command_prints_camel_case_field_names(registry, tmp_path, monkeyp
     record(alice, "publish", scope)  # a proposal: bob's signature is missing
     bob.ok("trust", "add", scope, "--root", str(root))
     status = record(bob, "status", scope)
-    signed = record(bob, "sign", scope, "targets", "--expect", status["proposals"][0]["fingerprint"])
+    expect = sum((["--expect", p["fingerprint"]] for p in status["proposals"]), [])
+    signed = record(bob, "sign", scope, *expect)
     record(alice, "publish", scope)  # the complete proposal goes live
     push_test_image(tmp_path, b"web 1.1", f"{scope}/web:1.1")
     record(alice, "target", "add", "--publish", f"{scope}/web:1.1")

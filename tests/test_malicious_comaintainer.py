@@ -88,8 +88,16 @@ def _replace_proposal(team, role: str, edit) -> None:
     push_proposal(store, role, metadata, "mallory")
 
 
-def test_a_team_key_replaced_under_its_key_id_is_shown(team):
-    """20.1: a targets proposal that adds a tag, puts mallory's key under the web team's key id and sets 2099."""
+def _ignored(machine: Machine, scope: str, role: str) -> tuple[dict, str]:
+    report = json.loads(machine.ok("status", scope, "-o", "json").stdout)
+    assert [p for p in report["proposals"] if p["role"] == role] == []
+    (ignored,) = [i for i in report["ignoredProposals"] if i["role"] == role]
+    return ignored, machine.ok("status", scope).stdout
+
+
+def test_a_team_key_replaced_under_its_key_id_is_refused(team):
+    """20.1 + 20.3: mallory's key under the web team's unchanged key id (and 2099): key ids are facts, so the
+    proposal is ignored, named with the key id, and nobody can sign or publish it."""
     scope, alice, mallory, web_keyid = team["scope"], team["alice"], team["mallory"], team["web_keyid"]
     push_test_image(team["tmp_path"], b"web app 2.0", f"{scope}/web/app:2.0")
     mallory.ok("target", "add", f"{scope}/web/app:2.0")
@@ -100,25 +108,47 @@ def test_a_team_key_replaced_under_its_key_id_is_shown(team):
         targets.expires = datetime.datetime(2099, 1, 1, tzinfo=datetime.timezone.utc)
 
     _replace_proposal(team, "targets", edit)
+    ignored, text = _ignored(alice, scope, "targets")
+    assert web_keyid in ignored["reason"]
+    assert f"ignored {ignored['tag']}: " in text and web_keyid in text
+    refused = alice("sign", scope, "targets")
+    assert refused.exit_code == 2 and web_keyid in refused.stderr
+
+
+def test_a_team_key_replaced_under_its_own_key_id_is_shown(team):
+    """20.1: the same takeover with an honest key id: the review shows the delegation's new key, the removed
+    key and the 2099 expiry next to the added tag, in status text and JSON and in the diff sign prints."""
+    scope, alice, mallory, web_keyid = team["scope"], team["alice"], team["mallory"], team["web_keyid"]
+    mallory_keyid = team["mallory_key"]["keyid"]
+    push_test_image(team["tmp_path"], b"web app 2.0", f"{scope}/web/app:2.0")
+    mallory.ok("target", "add", f"{scope}/web/app:2.0")
+    mallory.ok("publish", scope)
+
+    def edit(targets) -> None:
+        del targets.delegations.keys[web_keyid]
+        targets.delegations.keys[mallory_keyid] = SSlibKey.from_dict(mallory_keyid, _mallory_key_material(team))
+        targets.delegations.roles["web"].keyids = [mallory_keyid]
+        targets.expires = datetime.datetime(2099, 1, 1, tzinfo=datetime.timezone.utc)
+
+    _replace_proposal(team, "targets", edit)
     proposal, text = _status(alice, scope, "targets")
-    (key,) = [c for c in proposal["changes"] if c["kind"] == "key"]
-    assert (key["change"], key["keyid"]) == ("changed", web_keyid)
-    assert key["to"]["public"] == team["mallory_key"]["keyval"]["public"] != key["from"]["public"]
+    keys = {(c["change"], c["keyid"]) for c in proposal["changes"] if c["kind"] == "key"}
+    assert {("added", mallory_keyid), ("removed", web_keyid)} <= keys
+    (delegation,) = [c for c in proposal["changes"] if c["kind"] == "delegation"]
+    assert delegation["role"] == "web" and delegation["keyids"] == [mallory_keyid]
     (expires,) = [c for c in proposal["changes"] if c["kind"] == "expires"]
     assert expires["to"].startswith("2099-")
     assert [c["target"] for c in proposal["changes"] if c["kind"] == "target"] == ["web/app:2.0"]
-    assert f"! key {web_keyid} (delegations): DIFFERENT KEY under the same key id" in text
+    assert f"+ key {mallory_keyid} (delegations)" in text and f"- key {web_keyid} (delegations)" in text
     assert "→ 2099-01-01T00:00:00Z" in text and "+ web/app:2.0" in text
 
     # the diff sign prints before it signs shows it too (and without --expect nor a terminal, it signs nothing)
     refused = alice("sign", scope, "targets")
     assert refused.exit_code == 2 and "--expect" in refused.stderr
-    assert "DIFFERENT KEY under the same key id" in refused.stderr and "2099" in refused.stderr
+    assert f"+ key {mallory_keyid}" in refused.stderr and "2099" in refused.stderr
 
 
-def test_a_root_that_looks_like_a_renewal_shows_its_changes(team):
-    """20.2: a root 'renewal' that puts another key under the targets key id and sets ten-year periods."""
-    scope, alice, store = team["scope"], team["alice"], team["store"]
+def _renewal(team, alice: Machine, scope: str):
     alice.ok("status", scope)  # a refresh: alice's cache holds the live root
     live = next(alice.home.glob("cache/*/root.json"))
     root = Metadata[Root].from_bytes(live.read_bytes())
@@ -126,18 +156,35 @@ def test_a_root_that_looks_like_a_renewal_shows_its_changes(team):
     renewal = root.signed
     renewal.version += 1
     renewal.expires += datetime.timedelta(days=365)
-    renewal.keys[targets_keyid] = SSlibKey.from_dict(targets_keyid, _mallory_key_material(team))
     renewal.unrecognized_fields["x-tufoci-expiry"].update(snapshot="3650d", timestamp="3650d")
     root.signatures.clear()
-    from tufoci.repo_tool.proposals import push_proposal
+    return root, targets_keyid
 
+
+def test_a_root_that_looks_like_a_renewal_shows_its_changes(team):
+    """20.2: a root 'renewal' that swaps alice's targets key for mallory's and sets ten-year periods: every
+    change is shown; the same with mallory's key under alice's key id is ignored, naming the key id."""
+    from tufoci.repo_tool.proposals import discard_proposal, push_proposal
+
+    scope, alice, store = team["scope"], team["alice"], team["store"]
+    mallory_keyid = team["mallory_key"]["keyid"]
+    root, targets_keyid = _renewal(team, alice, scope)
+    del root.signed.keys[targets_keyid]
+    root.signed.roles["targets"].keyids = [mallory_keyid]
     push_proposal(store, "root", root, "mallory")
     proposal, text = _status(alice, scope, "root")
     kinds = {(c["kind"], c.get("keyid") or c.get("role")) for c in proposal["changes"]}
-    assert {("key", targets_keyid), ("expiry-period", "snapshot"), ("expiry-period", "timestamp")} <= kinds
-    assert f"! key {targets_keyid} (root): DIFFERENT KEY under the same key id" in text
+    assert {("key", targets_keyid), ("root-role", "targets"), ("expiry-period", "snapshot"),
+            ("expiry-period", "timestamp")} <= kinds
+    assert f"-key {targets_keyid}" in text
     assert "expiry period of snapshot 7d → 3650d" in text and "expiry period of timestamp 1d → 3650d" in text
 
+    discard_proposal(store, "root", root.signed.version, "mallory")
+    root, targets_keyid = _renewal(team, alice, scope)
+    root.signed.keys[targets_keyid] = SSlibKey.from_dict(targets_keyid, _mallory_key_material(team))
+    push_proposal(store, "root", root, "mallory")
+    ignored, text = _ignored(alice, scope, "root")
+    assert targets_keyid in ignored["reason"] and targets_keyid in text
 
 def test_sign_refuses_a_proposal_swapped_after_review(team):
     """11.2: alice reviews one proposal; mallory swaps in another; alice's sign --expect refuses it."""

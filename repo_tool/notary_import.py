@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 from tufoci.atomic_file import atomic_write
 from tufoci.errors import ContentMismatchError, NotFoundError, RegistryError, UsageError
+from tufoci.reference import parse_repository
 from tufoci.repo_tool.notary_plan import CollectionPlan, make_plan
 from tufoci.repo_tool.notary_source import open_source
 from tufoci.repo_tool.notary_verify import RootPin, verify_collection
@@ -111,7 +112,11 @@ def plan_import(
     seen = load_seen()
     verified = []
     for gun in guns:
-        source = open_source(gun, server=server, trust_dir=trust_dir, **(server_options or {}))
+        options = dict(server_options or {})
+        if server is not None:
+            # docker keeps the login under the registry's name; its token service answers the server's challenge
+            options.setdefault("credentials_registry", parse_repository(gun).registry)
+        source = open_source(gun, server=server, trust_dir=trust_dir, **options)
         verified.append(verify_collection(source, pins[gun], allow_expired=allow_expired, known_versions=seen.get(gun)))
     plans = [make_plan(collection, semantics, scope) for collection in verified]
     for collection in verified:
@@ -125,7 +130,6 @@ def check_manifests(plan: CollectionPlan, registry_options: dict | None = None) 
 
     A registry that cannot be reached leaves the rest ``unchecked`` (reported), never assumed present.
     """
-    from tufoci.reference import parse_repository
     from tufoci.store.registry import registry_client
 
     scope = parse_repository(plan.scope)

@@ -380,3 +380,35 @@ def test_reads_the_notary_clients_encrypted_key_files(built):
     assert base64.b64encode(der).decode() == root["keys"][targets_keyid]["keyval"]["public"]
     with pytest.raises(SigningKeyError, match="wrong passphrase"):
         load_notary_private_key(text, b"not the passphrase")
+
+
+# -- token auth through the registry's challenge -----------------------------------------------------------------
+def test_token_auth_with_the_docker_login_of_the_guns_registry(home, tmp_path):
+    from tests.support.token_service import TokenService
+
+    with TokenService.start(tmp_path / "tokens", users={"alice": "s3cret"}, anonymous_pull=False) as tokens:
+        token = tokens.registry_config()["auth"]["token"]
+        try:
+            server = notary_peer.NotaryServer.start(
+                tmp_path / "notary", server_extra={"auth": {"type": "token", "options": token}}
+            )
+        except notary_peer.NotaryError as exc:
+            pytest.skip(f"notary is needed: {exc}")
+        with server:
+            pub = server.client("publisher")
+            pub.env["NOTARY_AUTH"] = base64.b64encode(b"alice:s3cret").decode()
+            _init(pub, GUN)
+            pub.addhash(GUN, "1.0", 501, _digest(1))
+            pub.publish(GUN)
+            args = [GUN, "--server", server.url, "--ca-file", str(server.certs.ca), "--tofu", "--dry-run"]
+            refused = _import(*args)
+            assert refused.exit_code == 13 and "401" in refused.stderr  # no login: no token
+            config = Path(home.parent / "docker-config")
+            config.mkdir(exist_ok=True)
+            auth = base64.b64encode(b"alice:s3cret").decode()
+            (config / "config.json").write_text(json.dumps({"auths": {"registry.example.com": {"auth": auth}}}))
+            mark = tokens.mark()
+            plan = _plan(_import(*args, "-o", "json"))
+            assert [t["tag"] for t in plan["tags"]] == ["1.0"]
+            issued = tokens.issued(mark)
+            assert issued and all(r.account == "alice" for r in issued)

@@ -412,3 +412,51 @@ def test_token_auth_with_the_docker_login_of_the_guns_registry(home, tmp_path):
             assert [t["tag"] for t in plan["tags"]] == ["1.0"]
             issued = tokens.issued(mark)
             assert issued and all(r.account == "alice" for r in issued)
+
+
+# -- mutual TLS -------------------------------------------------------------------------------------------------
+def test_client_certificate_is_presented(built, home, tmp_path):
+    """notary-server's Debian build has no client-CA option: a TLS server that requires a client certificate
+    stands in for a front proxy, serving the real collection's files the way notary-server names them."""
+    import http.server
+    import re
+    import threading
+
+    from tests.support.tls import make_server_pki
+
+    pki = make_server_pki(tmp_path / "pki")
+    client = pki.ca.issue("importer")
+    metadata = trust_dir_copy(built, tmp_path / "trust") / "tuf" / GUN / "metadata"
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            match = re.fullmatch(rf"/v2/{re.escape(GUN)}/_trust/tuf/(.+?)(\.[0-9a-f]{{64}})?\.json", self.path)
+            path = metadata / f"{match.group(1)}.json" if match else None
+            body = path.read_bytes() if path is not None and path.is_file() else None
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.cert_file, pki.key_file)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(pki.ca_file)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        args = [GUN, "--server", f"https://127.0.0.1:{server.server_address[1]}", "--ca-file", str(pki.ca_file),
+                "--tofu", "--dry-run"]
+        without = _import(*args)
+        assert without.exit_code == 13, without.stderr
+        with_cert = _import(*args, "--client-cert", str(client.cert_file), "--client-key", str(client.key_file))
+        assert with_cert.exit_code == 0, with_cert.stderr
+        assert "tag web:2.0" in with_cert.stdout
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -174,8 +175,6 @@ def verify_signatures(
 
 def load_envelope(data: bytes, where: str, role_type: str) -> dict:
     """Parse a signed file and check its ``_type`` and version; returns the envelope."""
-    import json
-
     try:
         envelope = json.loads(data)
     except ValueError as exc:

@@ -1,8 +1,9 @@
 """``tufoci import-notary``: read, verify and plan Notary collections; check the images they name.
 
-This is the first half of the migration (issue 16): nothing is published yet. Every collection is verified
-completely before any plan is made, and a plan is only printed (or checked against the registry); staging the
-plan lands with the signing sessions, because delegated roles must be signed by their delegates.
+This is the first half of the migration (issue 16). Every collection is verified completely before any plan is
+made; a plan is printed, its manifests checked in the registry, and the tags of the top-level ``targets`` role
+published into a scope the user initialised. Delegated roles must be signed by their delegates: staging them
+lands with the signing sessions.
 
 The versions seen by each verified import are kept in ``$TUFOCI_HOME/notary-seen.json``, like a Notary
 client's cache: a later import refuses an older timestamp, snapshot or targets (a rollback).
@@ -14,18 +15,20 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
+from securesystemslib.signer import SecretsHandler
+
 from tufoci.atomic_file import atomic_write
-from tufoci.errors import ContentMismatchError, NotFoundError, RegistryError, UsageError
+from tufoci.errors import ContentMismatchError, NotFoundError, RegistryError, StateError, UsageError
 from tufoci.reference import parse_repository
 from tufoci.repo_tool.notary_plan import CollectionPlan, make_plan
 from tufoci.repo_tool.notary_source import open_source
 from tufoci.repo_tool.notary_verify import RootPin, verify_collection
-from tufoci.state import home_dir
+from tufoci.state import State, home_dir
 
 SEEN_FILE = "notary-seen.json"
-PUBLISH_LATER = (
-    "import-notary stops before publishing: staging the plan through signing sessions (each delegate signs "
-    "their role with 'tufoci sign') lands with the signing-session work; use --dry-run to print the plan only"
+DELEGATED_LATER = (
+    "tag(s) of delegated roles were not imported: a delegated role must be signed by its delegates, and staging "
+    "it for them (each signs with 'tufoci sign') lands with the signing-session work"
 )
 
 
@@ -42,13 +45,17 @@ class ManifestCheck:
 class ImportResult:
     plans: list[CollectionPlan]
     checks: dict[str, list[ManifestCheck]] = field(default_factory=dict)  # gun → checks
+    published: list[dict] = field(default_factory=list)  # PublishResult.to_dict() per scope
+    left_for_delegates: int = 0  # planned tags of delegated roles, not imported yet
 
     def to_json(self) -> dict:
         return {
             "collections": [
                 dict(plan.to_json(), manifests=[asdict(c) for c in self.checks.get(plan.gun, [])])
                 for plan in self.plans
-            ]
+            ],
+            "published": self.published,
+            "leftForDelegates": self.left_for_delegates,
         }
 
 
@@ -81,9 +88,12 @@ def load_seen() -> dict[str, dict[str, int]]:
             data = json.load(fh)
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    except (OSError, ValueError) as exc:
+        # never start afresh silently: that would turn rollback protection off
+        raise StateError(f"{_seen_path()} is unreadable ({exc}); move it away to start afresh") from exc
+    if not isinstance(data, dict):
+        raise StateError(f"{_seen_path()} is not a JSON object; move it away to start afresh")
+    return data
 
 
 def save_seen(seen: dict[str, dict[str, int]]) -> None:
@@ -102,6 +112,8 @@ def plan_import(
     server_options: dict | None = None,
 ) -> list[CollectionPlan]:
     """Verify every collection, then plan each; remember the versions seen (rollback protection).
+
+    Nothing is remembered unless every collection verified.
 
     Raises:
         NotaryRejectedError: a collection failed verification (nothing is planned, nothing remembered).
@@ -162,6 +174,44 @@ def check_manifests(plan: CollectionPlan, registry_options: dict | None = None) 
     return checks
 
 
+def publish_top_level(
+    state: State, result: ImportResult, *, secrets: SecretsHandler | None, registry_options: dict | None = None
+) -> None:
+    """Stage and publish the planned tags of the top-level ``targets`` role whose manifest checked ``ok``.
+
+    Only into a scope the user initialised (``tufoci init``) and whose target names are the plan's: staging goes
+    through ``target add REF@digest`` (the manifest fetched by digest once more), publishing through ``publish``.
+    Tags of delegated roles are counted in ``left_for_delegates``, never signed by the top-level key.
+
+    Raises:
+        StateError: a plan's scope is not initialised here.
+        TufociError: from staging or publishing (the registry keeps the previous state).
+    """
+    from tufoci.client.trust_pins import pin_for_scope
+    from tufoci.errors import NotTrustedError
+    from tufoci.repo_tool.publish import publish
+    from tufoci.repo_tool.staging import stage_targets
+
+    references: list[str] = []
+    for plan in result.plans:
+        try:
+            pin_for_scope(state, plan.scope)
+        except NotTrustedError as exc:
+            raise StateError(f"scope {plan.scope} is not initialised on this machine: run 'tufoci init "
+                             f"{plan.scope} …' first (or --scope for another), or use --dry-run") from exc
+        ok = {c.tag for c in result.checks.get(plan.gun, []) if c.status == "ok"}
+        for tag in plan.tags:
+            if tag.role != "targets":
+                result.left_for_delegates += 1
+            elif tag.tag in ok:
+                references.append(f"{plan.scope}/{plan.repository}:{tag.tag}@{tag.digest}")
+    if not references:
+        return
+    changes = stage_targets(state, references, **(registry_options or {}))
+    for scope in dict.fromkeys(c.scope for c in changes):
+        result.published.append(publish(state, scope, secrets=secrets, **(registry_options or {})).to_dict())
+
+
 def _answer(answer) -> str:
     return "nothing" if answer is None else f"{answer.role} sha256:{answer.sha256[:12]}… ({answer.length} B)"
 
@@ -189,4 +239,7 @@ def render_text(result: ImportResult) -> list[str]:
         lines.extend(f"  skipped {s}" for s in plan.skipped)
         lines.extend(f"  warning: {w}" for w in plan.warnings)
         lines.extend(f"  EXPIRED (allowed): {e}" for e in plan.expired)
+    for published in result.published:
+        roles = ", ".join(f"{role} v{version}" for role, version in published["published"].items()) or "nothing"
+        lines.append(f"published {published['scope']}: {roles} ({len(published['changes'])} change(s))")
     return lines

@@ -64,7 +64,7 @@ class _Der:
 
 
 def _oid(value: bytes) -> str:
-    first, parts, acc = value[0], [], 0
+    first, acc = value[0], 0
     parts = [str(first // 40), str(first % 40)]
     for byte in value[1:]:
         acc = (acc << 7) | (byte & 0x7F)

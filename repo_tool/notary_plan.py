@@ -25,7 +25,7 @@ from securesystemslib.signer import SSlibKey
 from tufoci.errors import UsageError
 from tufoci.reference import TAG_RE, Repository, parse_repository
 from tufoci.repo_tool.notary_format import NotaryKey
-from tufoci.repo_tool.notary_verify import Collection, NotaryRole
+from tufoci.repo_tool.notary_verify import Collection
 
 SEMANTICS = ("dct", "notary")
 RELEASES = "targets/releases"

@@ -114,6 +114,7 @@ class _Verifier:
         self.expired: list[str] = []
         self.warnings: list[str] = []
         self.versions: dict[str, int] = {}
+        self.root_keys: dict[str, NotaryKey] = {}  # of the newest root, once verified
 
     def where(self, role: str) -> str:
         return self.source.describe(role)
@@ -204,14 +205,13 @@ class _Verifier:
                 _signed_role(signed, role, where)
             if previous is not None:
                 # client workflow 5.3.4-5.3.5: the new root is signed by the old root's keys, and its own
-                old_keys = _root_keys(previous, where)
                 old_ids, old_threshold = _signed_role(previous, "root", where)
-                verify_signatures(envelope, old_keys, old_ids, old_threshold, where + " (by the previous root)")
+                verify_signatures(envelope, self.root_keys, old_ids, old_threshold, where + " (by the previous root)")
                 if signed["version"] != previous["version"] + 1:
                     raise reject(where, f"root version {signed['version']} does not follow {previous['version']}")
             verify_signatures(envelope, keys, keyids, threshold, where)
             self.check_root_certificates(keys, keyids, where, final=index == len(chain) - 1)
-            previous = signed
+            previous, self.root_keys = signed, keys
         assert previous is not None
         self.check_expiry(previous, self.where("root"))  # client workflow 5.3.10
         self.check_rollback("root", previous["version"], self.where("root"))
@@ -232,9 +232,8 @@ class _Verifier:
     def verify_top(self, root: dict, role: str, data: bytes, role_type: str) -> dict:
         where = self.where(role)
         envelope = load_envelope(data, where, role_type)
-        keys = _root_keys(root, self.where("root"))
         keyids, threshold = _signed_role(root, role, self.where("root"))
-        verify_signatures(envelope, keys, keyids, threshold, where)
+        verify_signatures(envelope, self.root_keys, keyids, threshold, where)
         self.check_rollback(role, envelope["signed"]["version"], where)
         self.check_expiry(envelope["signed"], where)
         return envelope["signed"]
@@ -263,10 +262,9 @@ class _Verifier:
         listed = set(meta) - set(roles) - {"root", "targets"}
         for extra in sorted(listed):
             self.warnings.append(f"{self.where('snapshot')}: lists {extra!r}, which no role delegates (ignored)")
-        keys = _root_keys(root, self.where("root"))
         keyids, threshold = _signed_role(root, "root", self.where("root"))
         return Collection(
-            self.gun, root["version"], hashlib.sha256(root_bytes).hexdigest(), [keys[k] for k in keyids],
+            self.gun, root["version"], hashlib.sha256(root_bytes).hexdigest(), [self.root_keys[k] for k in keyids],
             threshold, roles, self.versions, self.expired, self.warnings,
         )
 

@@ -338,27 +338,46 @@ def test_expired_collection_needs_allow_expired(built, tmp_path):
     assert any("targets.json" in e for e in collection.expired)
 
 
-# -- registry check (not --dry-run) -----------------------------------------------------------------------------
+# -- registry check and publishing the top-level tags (not --dry-run) --------------------------------------------
 @needs_registry
-def test_manifests_are_checked_in_the_registry_and_nothing_is_published(built, home, registry, tmp_path):
-    gun = f"{registry.host}/acme/app"
-    push_test_image(tmp_path, b"notary import", f"{registry.host}/acme/app:latest")
+def test_import_checks_manifests_and_publishes_top_level_tags(built, home, registry, tmp_path):
+    from tests.conftest import init_scope
     from tufoci.store.registry import registry_client
 
+    gun, scope = f"{registry.host}/acme/app", f"{registry.host}/acme"
+    push_test_image(tmp_path, b"notary import", f"{gun}:latest")
     manifest = registry_client(registry.host).repository("acme/app").get_manifest("latest")
+    digest = manifest.digest.removeprefix("sha256:")
     _init(built.publisher, gun)
-    built.publisher.addhash(gun, "real", len(manifest.data), manifest.digest.removeprefix("sha256:"))
+    built.publisher.addhash(gun, "real", len(manifest.data), digest)
     built.publisher.addhash(gun, "gone", 100, _digest(99))
-    built.publisher.addhash(gun, "short", len(manifest.data) + 1, manifest.digest.removeprefix("sha256:"))
+    built.publisher.addhash(gun, "short", len(manifest.data) + 1, digest)
     built.publisher.publish(gun)
-    result = _import(gun, *_server_args(built), "--tofu", "-o", "json")
-    assert result.exit_code == 1 and "lands with the signing-session work" in result.stderr
-    (collection,) = json.loads(result.stdout)["collections"]
+    key, cert = notary_peer.make_delegation_key(tmp_path / "keys", "app-releases")
+    built.publisher.key_import(key, "targets/releases")
+    built.publisher.delegation_add(gun, "targets/releases", cert)
+    built.publisher.addhash(gun, "rel", len(manifest.data), digest, role="targets/releases")
+    built.publisher.publish(gun)
+    args = [gun, *_server_args(built), "--tofu", "-o", "json"]
+
+    not_initialised = _import(*args)
+    assert not_initialised.exit_code == 1 and "tufoci init" in not_initialised.stderr
+    assert registry_client(registry.host).repository("acme/tuf").list_tags() == []  # nothing written
+
+    init_scope(scope, tmp_path)
+    result = _import(*args)
+    assert result.exit_code == 1 and "1 tag(s) of delegated roles were not imported" in result.stderr
+    output = json.loads(result.stdout)
+    (collection,) = output["collections"]
     status = {c["tag"]: c["status"] for c in collection["manifests"]}
-    assert status == {"real": "ok", "gone": "missing", "short": "mismatch"}
-    real = next(c for c in collection["manifests"] if c["tag"] == "real")
-    assert real["media_type"] == manifest.content_type
-    assert registry_client(registry.host).repository("acme/tuf").list_tags() == []  # no trust repository
+    assert status == {"real": "ok", "gone": "missing", "short": "mismatch", "rel": "ok"}
+    assert next(c for c in collection["manifests"] if c["tag"] == "real")["media_type"] == manifest.content_type
+    assert [c["target"] for c in output["published"][0]["changes"]] == ["app:real"]
+    assert output["leftForDelegates"] == 1
+    verified = run_tufoci("verify", "--skip-registry-check", f"{gun}:real")  # Notary's tags are not registry tags
+    assert verified.exit_code == 0 and verified.stdout.strip() == f"{gun}@{manifest.digest}"
+    for tag in ("gone", "short", "rel"):
+        assert run_tufoci("verify", "--skip-registry-check", f"{gun}:{tag}").exit_code == 10, tag
 
 
 # -- Notary's key files -----------------------------------------------------------------------------------------

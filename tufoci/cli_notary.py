@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tufoci.errors import PublishError
+from tufoci.errors import TufociError
 
 
 @click.command("import-notary")
@@ -25,15 +25,17 @@ from tufoci.errors import PublishError
 @click.option("--scope", help="tufoci scope (default: the GUN's parent, registry/namespace).")
 @click.option("--allow-expired", is_flag=True, help="Import an expired collection (reported).")
 @click.option("--dry-run", is_flag=True, help="Verify and print the plan; touch no registry.")
+@click.option("--password-stdin", is_flag=True, help="Read the key passphrase from standard input.")
 @click.option("--plain-http", is_flag=True, default=None, help="Reach the image registry over plain HTTP.")
 @click.option("--insecure", is_flag=True, help="Do not verify the servers' TLS certificates.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def import_notary(guns, server, ca_file, client_cert, client_key, trust_dir, root_sha256, root_cert_fingerprint,
-                  tofu, semantics, scope, allow_expired, dry_run, plain_http, insecure, output) -> None:
-    """Verify Notary v1 / Docker Content Trust collections (GUNs) and print the tufoci plan."""
-    from tufoci.cli import _emit_json
+                  tofu, semantics, scope, allow_expired, dry_run, password_stdin, plain_http, insecure, output) -> None:
+    """Verify Notary v1 / Docker Content Trust collections (GUNs), print the tufoci plan and, without --dry-run,
+    check the images and publish the top-level tags into the scope initialised with 'tufoci init'."""
+    from tufoci.cli import _emit_json, _secrets_handler, _state
     from tufoci.repo_tool.notary_import import (
-        PUBLISH_LATER, ImportResult, check_manifests, pins_for, plan_import, render_text,
+        DELEGATED_LATER, ImportResult, check_manifests, pins_for, plan_import, publish_top_level, render_text,
     )
 
     pins = pins_for(list(guns), list(root_sha256), list(root_cert_fingerprint), tofu)
@@ -47,10 +49,12 @@ def import_notary(guns, server, ca_file, client_cert, client_key, trust_dir, roo
         if insecure:
             registry_options["insecure"] = True
         result.checks = {plan.gun: check_manifests(plan, registry_options) for plan in plans}
+        publish_top_level(_state(), result, secrets=_secrets_handler(password_stdin),
+                          registry_options=registry_options)
     if output == "json":
         _emit_json(result.to_json())
     else:
         for line in render_text(result):
             click.echo(line)
-    if not dry_run:
-        raise PublishError(PUBLISH_LATER)
+    if result.left_for_delegates:
+        raise TufociError(f"{result.left_for_delegates} {DELEGATED_LATER}")

@@ -365,6 +365,11 @@ def test_import_checks_manifests_and_publishes_top_level_tags(built, home, regis
     assert registry_client(registry.host).repository("acme/tuf").list_tags() == []  # nothing written
 
     init_scope(scope, tmp_path)
+    metadata_tags = sorted(registry_client(registry.host).repository("acme/tuf").list_tags())
+    refused = _import(gun, *_server_args(built), "--root-sha256", "ab" * 32)  # not --dry-run, wrong pin
+    assert refused.exit_code == 12 and refused.stdout == ""
+    assert sorted(registry_client(registry.host).repository("acme/tuf").list_tags()) == metadata_tags
+
     result = _import(*args)
     assert result.exit_code == 1 and "1 tag(s) of delegated roles were not imported" in result.stderr
     output = json.loads(result.stdout)

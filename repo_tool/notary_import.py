@@ -185,6 +185,7 @@ def publish_top_level(
 
     Raises:
         StateError: a plan's scope is not initialised here.
+        RegistryError: the registry could not be reached to check the images (nothing published).
         TufociError: from staging or publishing (the registry keeps the previous state).
     """
     from tufoci.client.trust_pins import pin_for_scope
@@ -194,12 +195,16 @@ def publish_top_level(
 
     references: list[str] = []
     for plan in result.plans:
+        checks = result.checks.get(plan.gun, [])
+        unchecked = [c for c in checks if c.status == "unchecked"]
+        if unchecked:
+            raise RegistryError(f"{plan.gun}: nothing published, the images could not be checked ({unchecked[0].detail})")
         try:
             pin_for_scope(state, plan.scope)
         except NotTrustedError as exc:
             raise StateError(f"scope {plan.scope} is not initialised on this machine: run 'tufoci init "
                              f"{plan.scope} …' first (or --scope for another), or use --dry-run") from exc
-        ok = {c.tag for c in result.checks.get(plan.gun, []) if c.status == "ok"}
+        ok = {c.tag for c in checks if c.status == "ok"}
         for tag in plan.tags:
             if tag.role != "targets":
                 result.left_for_delegates += 1

@@ -362,6 +362,7 @@ def test_import_checks_manifests_and_publishes_top_level_tags(built, home, regis
 
     not_initialised = _import(*args)
     assert not_initialised.exit_code == 1 and "tufoci init" in not_initialised.stderr
+    assert json.loads(not_initialised.stdout)["published"] == []  # the plan is still shown
     assert registry_client(registry.host).repository("acme/tuf").list_tags() == []  # nothing written
 
     init_scope(scope, tmp_path)
@@ -383,6 +384,19 @@ def test_import_checks_manifests_and_publishes_top_level_tags(built, home, regis
     assert verified.exit_code == 0 and verified.stdout.strip() == f"{gun}@{manifest.digest}"
     for tag in ("gone", "short", "rel"):
         assert run_tufoci("verify", "--skip-registry-check", f"{gun}:{tag}").exit_code == 10, tag
+
+
+def test_an_unreachable_registry_publishes_nothing(built, home):
+    from tests.support.processes import free_port
+
+    gun = f"127.0.0.1:{free_port()}/acme/offline"  # nothing listens there
+    _init(built.publisher, gun)
+    built.publisher.addhash(gun, "1.0", 501, _digest(1))
+    built.publisher.publish(gun)
+    result = _import(gun, *_server_args(built), "--tofu", "-o", "json")
+    assert result.exit_code == 13 and "nothing published, the images could not be checked" in result.stderr
+    (collection,) = json.loads(result.stdout)["collections"]
+    assert [c["status"] for c in collection["manifests"]] == ["unchecked"]
 
 
 # -- Notary's key files -----------------------------------------------------------------------------------------

@@ -44,17 +44,19 @@ def import_notary(guns, server, ca_file, client_cert, client_key, trust_dir, roo
     plans = plan_import(list(guns), pins, server=server, trust_dir=trust_dir, semantics=semantics,
                         allow_expired=allow_expired, scope=scope, server_options=server_options)
     result = ImportResult(plans)
-    if not dry_run:
-        registry_options = {"plain_http": True} if plain_http else {}
-        if insecure:
-            registry_options["insecure"] = True
-        result.checks = {plan.gun: check_manifests(plan, registry_options) for plan in plans}
-        publish_top_level(_state(), result, secrets=_secrets_handler(password_stdin),
-                          registry_options=registry_options)
-    if output == "json":
-        _emit_json(result.to_json())
-    else:
-        for line in render_text(result):
-            click.echo(line)
+    try:
+        if not dry_run:
+            registry_options = {"plain_http": True} if plain_http else {}
+            if insecure:
+                registry_options["insecure"] = True
+            result.checks = {plan.gun: check_manifests(plan, registry_options) for plan in plans}
+            publish_top_level(_state(), result, secrets=_secrets_handler(password_stdin),
+                              registry_options=registry_options)
+    finally:  # the verified plan and the checks are shown even when publishing stops
+        if output == "json":
+            _emit_json(result.to_json())
+        else:
+            for line in render_text(result):
+                click.echo(line)
     if result.left_for_delegates:
         raise TufociError(f"{result.left_for_delegates} {DELEGATED_LATER}")

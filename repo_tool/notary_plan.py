@@ -48,7 +48,10 @@ def prefix_pattern(repository: str, prefix: str) -> str:
 
 
 def tufoci_role_name(repository: str, notary_role: str) -> str:
-    """``targets/releases`` of ``web`` → ``web/releases``: one role per repository and Notary role."""
+    """``targets/releases`` of ``web`` → ``web/releases``: one role per repository and Notary role;
+    ``targets`` stays ``targets``."""
+    if notary_role == "targets":
+        return notary_role
     return f"{repository}/{notary_role.removeprefix('targets/')}"
 
 
@@ -215,7 +218,7 @@ def make_plan(collection: Collection, semantics: str = "dct", scope: str | None 
         if chosen is None:
             plan.skipped.append(f"{name!r}: no answer under {semantics} semantics (listed in {', '.join(listed)})")
             continue
-        role = "targets" if chosen.role == "targets" else tufoci_role_name(relative, chosen.role)
+        role = tufoci_role_name(relative, chosen.role)
         per_role[chosen.role] = per_role.get(chosen.role, 0) + 1
         plan.tags.append(TagPlan(name, f"{relative}:{name}", f"sha256:{chosen.sha256}", chosen.length,
                                  chosen.role, role))
@@ -223,8 +226,7 @@ def make_plan(collection: Collection, semantics: str = "dct", scope: str | None 
         if role.parent is None:
             continue
         plan.delegations.append(DelegationPlan(
-            role.name, tufoci_role_name(relative, role.name),
-            "targets" if role.parent == "targets" else tufoci_role_name(relative, role.parent),
+            role.name, tufoci_role_name(relative, role.name), tufoci_role_name(relative, role.parent),
             role.threshold, [key_plan(k) for k in role.keys.values()], list(role.paths or []),
             [prefix_pattern(relative, p) for p in role.paths or []], role.published, per_role.get(role.name, 0),
         ))

@@ -828,6 +828,12 @@ def agent(freshness, socket_path, plain_http, insecure, ca_file) -> None:
     serve(state, path, freshness=window, **_registry_kwargs(plain_http, insecure, ca_file))
 
 
+# -- migration ----------------------------------------------------------------------------------
+from tufoci.cli_notary import import_notary  # noqa: E402  (click only; the work is imported when it runs)
+
+cli.add_command(import_notary)
+
+
 # -- entry point ----------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every failure is one line on stderr and a documented exit code."""

@@ -409,8 +409,14 @@ class NotaryServer:
     # ------------------------------------------------------------------ start/stop
 
     @classmethod
-    def start(cls, workdir: Path, *, timeout: float = _START_TIMEOUT, install: bool = True) -> NotaryServer:
-        """Start signer and server under ``workdir/notary-<port>`` and wait for health; retry on a port race."""
+    def start(
+        cls, workdir: Path, *, timeout: float = _START_TIMEOUT, install: bool = True,
+        server_extra: Mapping[str, Any] | None = None,
+    ) -> NotaryServer:
+        """Start signer and server under ``workdir/notary-<port>`` and wait for health; retry on a port race.
+
+        ``server_extra`` is merged into notary-server's config (e.g. ``{"auth": {"type": "token", …}}``).
+        """
         if install:
             ensure_notary_installed()
         elif not notary_available():
@@ -418,7 +424,7 @@ class NotaryServer:
         last: NotaryError | None = None
         for _attempt in range(3):
             try:
-                return cls._start_once(Path(workdir), timeout)
+                return cls._start_once(Path(workdir), timeout, server_extra or {})
             except NotaryError as exc:
                 last = exc
                 if "address already in use" not in str(exc):
@@ -427,7 +433,7 @@ class NotaryServer:
         raise last
 
     @classmethod
-    def _start_once(cls, workdir: Path, timeout: float) -> NotaryServer:
+    def _start_once(cls, workdir: Path, timeout: float, server_extra: Mapping[str, Any]) -> NotaryServer:
         port, signer_port = free_port(), free_port()
         base = workdir / f"notary-{port}"
         base.mkdir(parents=True, exist_ok=True)
@@ -459,6 +465,7 @@ class NotaryServer:
             },
             "logging": {"level": "info"},
             "storage": {"backend": "memory"},
+            **server_extra,
         }
         (base / "signer.json").write_text(json.dumps(signer_config, indent=2) + "\n")
         (base / "server.json").write_text(json.dumps(server_config, indent=2) + "\n")

@@ -1,0 +1,250 @@
+"""``tufoci import-notary``: read, verify and plan Notary collections; check the images they name.
+
+This is the first half of the migration (issue 16). Every collection is verified completely before any plan is
+made; a plan is printed, its manifests checked in the registry, and the tags of the top-level ``targets`` role
+published into a scope the user initialised. Delegated roles must be signed by their delegates: staging them
+lands with the signing sessions.
+
+The versions seen by each verified import are kept in ``$TUFOCI_HOME/notary-seen.json``, like a Notary
+client's cache: a later import refuses an older timestamp, snapshot or targets (a rollback).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+from securesystemslib.signer import SecretsHandler
+
+from tufoci.atomic_file import atomic_write
+from tufoci.errors import ContentMismatchError, NotFoundError, RegistryError, StateError, UsageError
+from tufoci.reference import parse_repository
+from tufoci.repo_tool.notary_plan import CollectionPlan, make_plan
+from tufoci.repo_tool.notary_source import open_source
+from tufoci.repo_tool.notary_verify import RootPin, verify_collection
+from tufoci.state import State, home_dir
+
+SEEN_FILE = "notary-seen.json"
+DELEGATED_LATER = (
+    "tag(s) of delegated roles were not imported: a delegated role must be signed by its delegates, and staging "
+    "it for them (each signs with 'tufoci sign') lands with the signing-session work"
+)
+
+
+@dataclass
+class ManifestCheck:
+    tag: str
+    digest: str
+    status: str  # ok | missing | mismatch | unchecked
+    media_type: str | None = None
+    detail: str = ""
+
+
+@dataclass
+class ImportResult:
+    plans: list[CollectionPlan]
+    checks: dict[str, list[ManifestCheck]] = field(default_factory=dict)  # gun → checks
+    published: list[dict] = field(default_factory=list)  # PublishResult.to_dict() per scope
+    left_for_delegates: int = 0  # planned tags of delegated roles, not imported yet
+
+    def to_json(self) -> dict:
+        return {
+            "collections": [
+                dict(plan.to_json(), manifests=[asdict(c) for c in self.checks.get(plan.gun, [])])
+                for plan in self.plans
+            ],
+            "published": self.published,
+            "leftForDelegates": self.left_for_delegates,
+        }
+
+
+def pins_for(guns: list[str], sha256: list[str], fingerprints: list[str], tofu: bool) -> dict[str, RootPin]:
+    """One pin per GUN, given in the order of the GUNs.
+
+    Raises:
+        UsageError: no pin, pins of two kinds, or not one pin per GUN.
+    """
+    if tofu and not (sha256 or fingerprints):
+        return {gun: RootPin(tofu=True) for gun in guns}
+    if bool(sha256) == bool(fingerprints) or tofu:
+        raise UsageError("pin each Notary root: --root-sha256 HEX or --root-cert-fingerprint HEX per GUN "
+                         "(or --tofu to trust whatever root the source serves, explicitly)")
+    values = sha256 or fingerprints
+    if len(values) != len(guns):
+        raise UsageError(f"{len(values)} root pin(s) for {len(guns)} GUN(s): give one per GUN, in order")
+    if sha256:
+        return {gun: RootPin(sha256=v) for gun, v in zip(guns, values)}
+    return {gun: RootPin(cert_fingerprint=v) for gun, v in zip(guns, values)}
+
+
+def _seen_path() -> str:
+    return os.path.join(home_dir(), SEEN_FILE)
+
+
+def load_seen() -> dict[str, dict[str, int]]:
+    try:
+        with open(_seen_path(), "rb") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        # never start afresh silently: that would turn rollback protection off
+        raise StateError(f"{_seen_path()} is unreadable ({exc}); move it away to start afresh") from exc
+    if not isinstance(data, dict):
+        raise StateError(f"{_seen_path()} is not a JSON object; move it away to start afresh")
+    return data
+
+
+def save_seen(seen: dict[str, dict[str, int]]) -> None:
+    atomic_write(_seen_path(), (json.dumps(seen, indent=2, sort_keys=True) + "\n").encode(), 0o600)
+
+
+def plan_import(
+    guns: list[str],
+    pins: dict[str, RootPin],
+    *,
+    server: str | None = None,
+    trust_dir: str | None = None,
+    semantics: str = "dct",
+    allow_expired: bool = False,
+    scope: str | None = None,
+    server_options: dict | None = None,
+) -> list[CollectionPlan]:
+    """Verify every collection, then plan each; remember the versions seen (rollback protection).
+
+    Nothing is remembered unless every collection verified.
+
+    Raises:
+        NotaryRejectedError: a collection failed verification (nothing is planned, nothing remembered).
+        UsageError, RegistryError: bad options, an unreadable source.
+    """
+    if not guns:
+        raise UsageError("name at least one GUN (e.g. registry.example.com/acme/web)")
+    seen = load_seen()
+    verified = []
+    for gun in guns:
+        options = dict(server_options or {})
+        if server is not None:
+            # docker keeps the login under the registry's name; its token service answers the server's challenge
+            options.setdefault("credentials_registry", parse_repository(gun).registry)
+        source = open_source(gun, server=server, trust_dir=trust_dir, **options)
+        verified.append(verify_collection(source, pins[gun], allow_expired=allow_expired, known_versions=seen.get(gun)))
+    plans = [make_plan(collection, semantics, scope) for collection in verified]
+    for collection in verified:
+        seen[collection.gun] = {**seen.get(collection.gun, {}), **collection.versions}
+    save_seen(seen)
+    return plans
+
+
+def check_manifests(plan: CollectionPlan, registry_options: dict | None = None) -> list[ManifestCheck]:
+    """Fetch each planned tag's manifest by digest: length and digest checked, a missing one reported.
+
+    A registry that cannot be reached leaves the rest ``unchecked`` (reported), never assumed present.
+    """
+    from tufoci.store.registry import registry_client
+
+    scope = parse_repository(plan.scope)
+    repository = registry_client(scope.registry, **(registry_options or {})).repository(
+        f"{scope.path}/{plan.repository}"
+    )
+    checks: list[ManifestCheck] = []
+    unreachable = ""
+    for tag in plan.tags:
+        if unreachable:
+            checks.append(ManifestCheck(tag.tag, tag.digest, "unchecked", detail=unreachable))
+            continue
+        try:
+            manifest = repository.get_manifest(tag.digest)
+        except NotFoundError:
+            checks.append(ManifestCheck(tag.tag, tag.digest, "missing", detail="not in the registry: skipped"))
+            continue
+        except ContentMismatchError as exc:
+            checks.append(ManifestCheck(tag.tag, tag.digest, "mismatch", detail=str(exc)))
+            continue
+        except RegistryError as exc:
+            unreachable = f"registry not checked: {exc}"
+            checks.append(ManifestCheck(tag.tag, tag.digest, "unchecked", detail=unreachable))
+            continue
+        if len(manifest.data) != tag.length:
+            checks.append(ManifestCheck(tag.tag, tag.digest, "mismatch", manifest.content_type,
+                                        f"manifest is {len(manifest.data)} bytes, Notary signed {tag.length}"))
+            continue
+        checks.append(ManifestCheck(tag.tag, tag.digest, "ok", manifest.content_type))
+    return checks
+
+
+def publish_top_level(
+    state: State, result: ImportResult, *, secrets: SecretsHandler | None, registry_options: dict | None = None
+) -> None:
+    """Stage and publish the planned tags of the top-level ``targets`` role whose manifest checked ``ok``.
+
+    Only into a scope the user initialised (``tufoci init``) and whose target names are the plan's: staging goes
+    through ``target add REF@digest`` (the manifest fetched by digest once more), publishing through ``publish``.
+    Tags of delegated roles are counted in ``left_for_delegates``, never signed by the top-level key.
+
+    Raises:
+        StateError: a plan's scope is not initialised here.
+        RegistryError: the registry could not be reached to check the images (nothing published).
+        TufociError: from staging or publishing (the registry keeps the previous state).
+    """
+    from tufoci.client.trust_pins import pin_for_scope
+    from tufoci.errors import NotTrustedError
+    from tufoci.repo_tool.publish import publish
+    from tufoci.repo_tool.staging import stage_targets
+
+    references: list[str] = []
+    for plan in result.plans:
+        checks = result.checks.get(plan.gun, [])
+        unchecked = [c for c in checks if c.status == "unchecked"]
+        if unchecked:
+            raise RegistryError(f"{plan.gun}: nothing published, the images could not be checked ({unchecked[0].detail})")
+        try:
+            pin_for_scope(state, plan.scope)
+        except NotTrustedError as exc:
+            raise StateError(f"scope {plan.scope} is not initialised on this machine: run 'tufoci init "
+                             f"{plan.scope} …' first (or --scope for another), or use --dry-run") from exc
+        ok = {c.tag for c in checks if c.status == "ok"}
+        for tag in plan.tags:
+            if tag.role != "targets":
+                result.left_for_delegates += 1
+            elif tag.tag in ok:
+                references.append(f"{plan.scope}/{plan.repository}:{tag.tag}@{tag.digest}")
+    if not references:
+        return
+    changes = stage_targets(state, references, **(registry_options or {}))
+    for scope in dict.fromkeys(c.scope for c in changes):
+        result.published.append(publish(state, scope, secrets=secrets, **(registry_options or {})).to_dict())
+
+
+def _answer(answer) -> str:
+    return "nothing" if answer is None else f"{answer.role} sha256:{answer.sha256[:12]}… ({answer.length} B)"
+
+
+def render_text(result: ImportResult) -> list[str]:
+    """The plan for people: scopes, roles, keys old → new, tags, conflicts, skips, warnings."""
+    lines: list[str] = []
+    for plan in result.plans:
+        lines.append(f"{plan.gun} → scope {plan.scope}, repository {plan.repository} "
+                     f"(root v{plan.root_version} sha256 {plan.root_sha256}, {plan.semantics} semantics)")
+        for d in plan.delegations:
+            state = "" if d.published else " [declared, never published: carried over empty]"
+            lines.append(f"  role {d.notary_role} → {d.role} (parent {d.parent}), threshold {d.threshold}, "
+                         f"{d.tags} tag(s), paths {d.notary_paths} → {d.patterns}{state}")
+            for k in d.keys:
+                cn = f" CN={k.certificate_cn}" if k.certificate_cn else ""
+                lines.append(f"    key {k.notary_keyid[:16]}… ({k.notary_keytype}{cn}) → {k.keyid[:16]}… ({k.scheme})")
+        checks = {c.tag: c for c in result.checks.get(plan.gun, [])}
+        for t in plan.tags:
+            check = checks.get(t.tag)
+            note = f"  [{check.status}{': ' + check.detail if check.detail else ''}]" if check else ""
+            lines.append(f"  tag {t.target} {t.digest} {t.length} B from {t.notary_role} → {t.role}{note}")
+        for c in plan.conflicts:
+            lines.append(f"  CONFLICT {c.tag}: dct gives {_answer(c.dct)}, notary gives {_answer(c.notary)}")
+        lines.extend(f"  skipped {s}" for s in plan.skipped)
+        lines.extend(f"  warning: {w}" for w in plan.warnings)
+        lines.extend(f"  EXPIRED (allowed): {e}" for e in plan.expired)
+    for published in result.published:
+        roles = ", ".join(f"{role} v{version}" for role, version in published["published"].items()) or "nothing"
+        lines.append(f"published {published['scope']}: {roles} ({len(published['changes'])} change(s))")
+    return lines

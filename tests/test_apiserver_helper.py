@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import base64
 import json
-import ssl
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +27,7 @@ from tests.support.apiserver import (
     judge_response,
     validate_object,
 )
+from tests.support.echo_webhook import echo_webhook
 from tests.support.tls import CertificateAuthority
 
 IMAGE = "registry.example.com/acme/web:1.0"
@@ -161,76 +160,39 @@ def test_deliver_warnings_follows_the_apiserver_recorder() -> None:
 
 
 # ---- transport: a real TLS server on loopback, called as the apiserver calls it ---------------------
-
-class _Recorder(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    seen: list[dict[str, Any]]
-    delay = 0.0
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.seen.append({"path": self.path, "host": self.headers["Host"], "type": self.headers["Content-Type"],
-                          "peer": self.client_address})
-        time.sleep(self.delay)
-        body = json.dumps(_answer(review)).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+def _service_certificate(tmp_path, hosts: tuple[str, ...] = (SERVICE_HOST,)) -> tuple[Path, Path, Path]:
+    ca = CertificateAuthority(tmp_path / "ca")
+    issued = ca.issue("webhook", hosts=hosts)
+    return ca.cert_file, issued.cert_file, issued.key_file
 
 
-@pytest.fixture
-def tls_server(tmp_path) -> Iterator[Callable[..., tuple[int, list[dict[str, Any]], list[str], str]]]:
-    servers: list[ThreadingHTTPServer] = []
-
-    def start(hosts: tuple[str, ...] = (SERVICE_HOST,), delay: float = 0.0):
-        ca = CertificateAuthority(tmp_path / f"ca{len(servers)}")
-        issued = ca.issue("webhook", hosts=hosts)
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(issued.cert_file, issued.key_file)
-        snis: list[str] = []
-        context.sni_callback = lambda sock, name, ctx: snis.append(name)
-        handler = type("Handler", (_Recorder,), {"seen": [], "delay": delay})
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        server.daemon_threads = True
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return server.server_address[1], handler.seen, snis, str(ca.cert_file)
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
-
-
-def test_calls_like_the_apiserver_over_one_connection(tls_server) -> None:
-    port, seen, snis, ca_file = tls_server()
-    with ApiserverClient(port, ca_file) as client:
+def test_calls_like_the_apiserver_over_one_connection(tmp_path) -> None:
+    ca_file, cert, key = _service_certificate(tmp_path)
+    with echo_webhook(cert, key) as webhook, ApiserverClient(webhook.port, ca_file) as client:
         assert client.mutate(ar.pod_create([IMAGE])).allowed
         assert client.validate(ar.pod_create([IMAGE])).allowed
+    seen = webhook.seen
     assert [s["path"] for s in seen] == ["/mutate?timeout=10s", "/validate?timeout=10s"]
     assert {s["host"] for s in seen} == {SERVICE_HOST} and {s["type"] for s in seen} == {"application/json"}
-    assert snis == [SERVICE_HOST]  # one TLS handshake: the connection was kept alive
+    assert webhook.server_names == [SERVICE_HOST]  # one TLS handshake: the connection was kept alive
     assert seen[0]["peer"] == seen[1]["peer"]
 
 
-def test_certificate_not_for_the_service_name_is_refused(tls_server) -> None:
-    port, seen, _, ca_file = tls_server(hosts=("127.0.0.1", "localhost"))
-    with ApiserverClient(port, ca_file) as client, pytest.raises(WebhookCallError) as caught:
-        client.mutate(ar.pod_create([IMAGE]))
-    assert caught.value.rule == "transport" and not seen
+def test_certificate_not_for_the_service_name_is_refused(tmp_path) -> None:
+    ca_file, cert, key = _service_certificate(tmp_path, hosts=("127.0.0.1", "localhost"))
+    with echo_webhook(cert, key) as webhook, ApiserverClient(webhook.port, ca_file) as client:
+        with pytest.raises(WebhookCallError) as caught:
+            client.mutate(ar.pod_create([IMAGE]))
+    assert caught.value.rule == "transport" and not webhook.seen
 
 
-def test_timeout_is_honoured(tls_server) -> None:
-    port, _, _, ca_file = tls_server(delay=3.0)
+def test_timeout_is_honoured(tmp_path) -> None:
+    ca_file, cert, key = _service_certificate(tmp_path)
     started = time.monotonic()
-    with ApiserverClient(port, ca_file, timeout_seconds=1) as client, pytest.raises(WebhookCallError) as caught:
-        client.mutate(ar.pod_create([IMAGE]))
+    with echo_webhook(cert, key, delay=3.0) as webhook, ApiserverClient(webhook.port, ca_file,
+                                                                         timeout_seconds=1) as client:
+        with pytest.raises(WebhookCallError) as caught:
+            client.mutate(ar.pod_create([IMAGE]))
     assert caught.value.rule == "timeout"
     assert time.monotonic() - started < 2.5
 

@@ -340,11 +340,22 @@ class ApiserverClient:
             WebhookCallError: rule ``timeout`` when the deadline passes, ``transport`` on any other
                 connection or TLS failure (certificate not valid for the Service name, refused…).
         """
-        deadline = time.monotonic() + self.timeout_seconds
         body = json.dumps(review, separators=(",", ":")).encode()
-        headers = {"Host": SERVICE_HOST, "Content-Type": "application/json",
-                   "Accept": "application/json, */*", "User-Agent": "kube-apiserver-admission"}
-        url = f"{path}?timeout={self.timeout_seconds}s"
+        return self._request("POST", f"{path}?timeout={self.timeout_seconds}s", body,
+                             {"Content-Type": "application/json", "Accept": "application/json, */*"})
+
+    def get(self, path: str) -> tuple[int, dict[str, str], bytes]:
+        """GET ``path`` (``/healthz``, ``/readyz``, ``/metrics``) over the same connection, as a probe would.
+
+        Raises:
+            WebhookCallError: as :meth:`post`.
+        """
+        return self._request("GET", path, None, {})
+
+    def _request(self, method: str, url: str, body: bytes | None,
+                 headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        deadline = time.monotonic() + self.timeout_seconds
+        headers = {"Host": SERVICE_HOST, "User-Agent": "kube-apiserver-admission", **headers}
         for attempt in (0, 1):  # a kept-alive connection the server closed is retried once, as Go does
             if self._conn is None:
                 self._conn = _ServiceHTTPSConnection(self.port, self._context, self.timeout_seconds)
@@ -352,7 +363,7 @@ class ApiserverClient:
                 self._conn.timeout = max(deadline - time.monotonic(), 0.001)
                 if self._conn.sock is not None:
                     self._conn.sock.settimeout(self._conn.timeout)
-                self._conn.request("POST", url, body=body, headers=headers)
+                self._conn.request(method, url, body=body, headers=headers)
                 answer = self._conn.getresponse()
                 data = answer.read(MAX_RESPONSE_BYTES + 1)
                 if time.monotonic() > deadline:

@@ -40,6 +40,7 @@ def echo_webhook(cert_file: Path | str, key_file: Path | str, *, delay: float = 
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
 
         def do_POST(self) -> None:  # noqa: N802 (http.server's name)
             review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))

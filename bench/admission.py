@@ -195,15 +195,11 @@ def wait_ready(setup: Setup, port: int) -> None:
     raise BenchError(f"/readyz did not answer 200 within {READY_TIMEOUT:.0f}s")
 
 
-def pod_review(refs: Sequence[str]) -> dict[str, Any]:
-    return ar.pod_create(list(refs))
-
-
 def admit_once(port: int, ca_file: Path, refs: Sequence[str]) -> tuple[float, Any]:
     """One judged ``/mutate`` admission of a Pod running ``refs``: (seconds, AdmissionResult)."""
     with ApiserverClient(port, ca_file) as client:
         started = time.perf_counter()
-        result = client.mutate(pod_review(refs))
+        result = client.mutate(ar.pod_create(list(refs)))
         return time.perf_counter() - started, result
 
 
@@ -221,7 +217,7 @@ def client_worker(port: int, ca_file: str, refs: list[str], start_at: float, dur
     The first ``judge_first`` answers are judged in full (apiserver rules, patch, schema); the rest are
     checked cheaply (HTTP 200, uid echoed, allowed, a patch) so the client's own cost stays small.
     """
-    review = pod_review(refs)
+    review = ar.pod_create(list(refs))
     latencies: list[float] = []
     errors: dict[str, int] = {}
     judged = 0
@@ -302,7 +298,7 @@ def measure_memory(setup: Setup, names: Sequence[str], refs_by_scope: dict[str, 
     with admission_server(setup, setup.policy(names)) as (proc, port):
         with ApiserverClient(port, setup.ca_file) as client:
             for name in names:  # every scope loaded and used
-                result = client.mutate(pod_review(refs_by_scope[name]))
+                result = client.mutate(ar.pod_create(refs_by_scope[name]))
                 if not (result.allowed and result.patch):
                     raise BenchError(f"admission in scope {name} not allowed and pinned: {result.message}")
         return {"scopes": len(names), "rss": figure(rss_kib(proc.pid) / 1024, "MiB")}
@@ -318,7 +314,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if min(args.clients, args.scopes, args.cold_runs) < 1 or args.duration <= 0:
         parser.error("--clients, --scopes, --cold-runs and --duration must be positive")
-    tufoci = tufoci_binary()
+    try:
+        tufoci = tufoci_binary()
+    except BenchError as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 2
     require_admission(tufoci)
     if not (registry_available() and images_available()):
         print("bench: docker-registry, umoci and skopeo are needed (make setup)", file=sys.stderr)

@@ -162,7 +162,7 @@ def admission_server(setup: Setup, policy: Path, *, ready: bool = True) -> Itera
 
 
 def wait_listening(proc: subprocess.Popen, port: int) -> None:
-    """Wait for ``listening on https://127.0.0.1:PORT`` on stderr, then keep draining stderr.
+    """Wait for the line saying the server listens on https://127.0.0.1:PORT, then keep draining stderr.
 
     Raises:
         BenchError: the server exited or did not say it listens within READY_TIMEOUT.
@@ -176,7 +176,8 @@ def wait_listening(proc: subprocess.Popen, port: int) -> None:
                 continue
             line = proc.stderr.readline()
             seen.append(line)
-            if f"listening on https://127.0.0.1:{port}" in line:
+            # the interface's `listening on https://HOST:PORT`, or a structured log line with both
+            if "listening" in line and f"https://127.0.0.1:{port}" in line:
                 # a chatty server must never block on a full pipe
                 threading.Thread(target=proc.stderr.read, daemon=True).start()
                 return
@@ -208,6 +209,12 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise BenchError(f"no VmRSS for pid {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def client_worker(port: int, ca_file: str, refs: list[str], start_at: float, duration: float,
@@ -277,7 +284,11 @@ def measure_warm(setup: Setup, name: str, refs: Sequence[str], clients: int, dur
         with concurrent.futures.ProcessPoolExecutor(max_workers=clients) as pool:
             futures = [pool.submit(client_worker, port, str(setup.ca_file), list(refs), start_at, duration, 20)
                        for _ in range(clients)]
+            while time.time() < start_at:
+                time.sleep(0.01)
+            cpu_before = cpu_seconds(proc.pid)
             outcomes = [f.result() for f in futures]
+            server_cpu = cpu_seconds(proc.pid) - cpu_before  # includes the clients' last, untimed requests
         rss_one_scope = rss_kib(proc.pid)
     latencies = [s for o in outcomes for s in o["latencies"]]
     errors: dict[str, int] = {}
@@ -291,6 +302,9 @@ def measure_warm(setup: Setup, name: str, refs: Sequence[str], clients: int, dur
     return {"clients": clients, "duration": figure(duration, "s"), "admissions": len(latencies),
             "admissions_per_second": figure(per_second, "1/s"), "latency": stats, "errors": errors,
             "images_per_pod": len(refs), "rss_one_scope": figure(rss_one_scope / 1024, "MiB"),
+            # what the machine's 2 cores are shared between: the server's part, per admission
+            "server_cpu_per_admission": figure(server_cpu / len(latencies) * 1000, "ms"),
+            "load_average_1min": figure(os.getloadavg()[0], "processes"),
             "goal_met": per_second >= GOAL_PER_SECOND and stats["p99"]["value"] <= GOAL_P99_MS and not errors}
 
 
@@ -360,7 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwarm: {warm['admissions_per_second']['value']:.0f} admissions/s with {args.clients} clients, "
           f"p50 {lat['p50']['value']:.2f} ms, p99 {lat['p99']['value']:.2f} ms, max {lat['max']['value']:.2f} ms, "
           f"errors {warm['errors'] or 0} (goal >= {GOAL_PER_SECOND}/s, p99 <= {GOAL_P99_MS:g} ms: "
-          f"{'met' if warm['goal_met'] else 'NOT met'})")
+          f"{'met' if warm['goal_met'] else 'NOT met'}); server CPU "
+          f"{warm['server_cpu_per_admission']['value']:.2f} ms per admission, load average "
+          f"{warm['load_average_1min']['value']:.1f}")
     print(f"cold scope, first admission: median {cold['median']['value']:.1f} ms over {cold['runs']} fresh servers")
     print(f"memory: RSS {memory['rss']['value']:.1f} MiB with {memory['scopes']} scopes "
           f"({warm['rss_one_scope']['value']:.1f} MiB with one)")

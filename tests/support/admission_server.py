@@ -82,6 +82,7 @@ class WebhookProcess:
         ca = CertificateAuthority(workdir / "pki")
         leaf = ca.issue("webhook", hosts=[SERVICE_NAME, "127.0.0.1"])
         ready = workdir / "ready"
+        ready.unlink(missing_ok=True)  # a restart in the same directory
         command = [*prefix, sys.executable, "-c", "from tufoci.cli import main; main()", "admission", "serve",
                    "--policy", str(policy), "--tls-cert", str(leaf.cert_file), "--tls-key", str(leaf.key_file),
                    "--listen", "127.0.0.1:0", "--cache-dir", str(workdir / "cache"), "--ready-file", str(ready)]

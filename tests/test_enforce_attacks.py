@@ -128,7 +128,9 @@ def test_a_stalled_registry_is_unreachable_within_the_timeout(world, tmp_path):
     proxy.add(stall)
     scope = f"{proxy.host}/acme"
     policy = write_policy(tmp_path / "stalled.yaml", {scope: world.root})
-    server = WebhookProcess.start(tmp_path / "stalled", policy, wait_ready=False)
+    # registry reads give up after 3 s (default 30 s) so that the recovery below comes quickly
+    server = WebhookProcess.start(tmp_path / "stalled", policy, wait_ready=False,
+                                  env={"TUFOCI_REGISTRY_TIMEOUT": "3"})
     try:
         image = f"{scope}/web:1.0"
         response, took = timed_review(server, "mutate", [image], "2s")

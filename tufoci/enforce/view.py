@@ -154,13 +154,18 @@ class Views:
             return ViewFailure(UNREACHABLE, f"no trust pin for {scope}")
         if state.view is not None:
             return state.view
-        loader = threading.Thread(target=self.refresh, args=(scope,), name=f"tufoci-load-{scope}", daemon=True)
-        loader.start()
-        loader.join(budget)
+        in_flight = state.loading  # join the load in flight (the refresher's or another request's)
+        if in_flight is not None:
+            finished = in_flight.wait(budget)
+        else:
+            loader = threading.Thread(target=self.refresh, args=(scope,), name=f"tufoci-load-{scope}", daemon=True)
+            loader.start()
+            loader.join(budget)
+            finished = not loader.is_alive()
         if state.view is not None:
             return state.view
         error = state.last_error
-        if loader.is_alive() or error is None:
+        if not finished or error is None:
             return ViewFailure(UNREACHABLE, f"trust data of {scope} could not be loaded within {budget:.1f}s")
         if isinstance(error, (MetadataRejectedError, NotSignedError)):
             return ViewFailure(REJECTED, f"trust data of {scope} rejected: {error}")

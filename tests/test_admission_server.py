@@ -225,3 +225,29 @@ def test_bad_start_configuration_exits_2_with_one_line(world, tmp_path):
                                  "--listen", "127.0.0.1:0"], capture_output=True, text=True, timeout=60)
         assert result.returncode == 2, result.stderr
         assert result.stderr.count("\n") == 1 and expected in result.stderr and str(policy) in result.stderr
+
+
+def test_a_root_pinned_by_sha256_is_fetched_from_the_registry_and_checked(world, tmp_path):
+    import hashlib
+
+    import yaml
+
+    def policy(name: str, sha256: str) -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "tufoci.dev/v1", "kind": "AdmissionPolicy",
+            "trust": [{"scope": world.scope, "rootSha256": sha256}],
+            "rules": [{"images": [f"{world.scope}/**"], "scope": world.scope}]}))
+        return path
+
+    good = WebhookProcess.start(tmp_path / "by-sha", policy("sha.yaml", hashlib.sha256(world.root.read_bytes()).hexdigest()))
+    wrong = WebhookProcess.start(tmp_path / "wrong-sha", policy("wrong.yaml", "0" * 64), wait_ready=False)
+    try:
+        assert good.review("mutate", pod_review([world.web]))["allowed"] is True
+        denied = wrong.review("mutate", pod_review([world.web]))
+        assert denied["allowed"] is False
+        assert denied["status"]["message"] == (f"{world.web}: trust data of {world.scope} rejected: no root in "
+                                               f"{world.scope}/tuf has sha256 {'0' * 64}")
+    finally:
+        good.stop()
+        wrong.stop()

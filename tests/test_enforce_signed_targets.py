@@ -7,6 +7,7 @@ are staged from records (name, digest, length) with no image behind them.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,22 +23,31 @@ def digest(n: int) -> str:
     return f"sha256:{n:064x}"
 
 
-@pytest.fixture
-def published(tmp_path: Path, home: Path, monkeypatch):
-    """``acme`` with a path delegation (team/*), hashed bins under nothing else, and several tags per digest."""
-    scope = f"oci:{tmp_path / 'store'}/acme"
+def publish_records(tmp_path: Path, monkeypatch, name: str, delegation: tuple[str, ...],
+                    records: Callable[[str], dict[str | None, str]]) -> tuple[str, Machine, Path]:
+    """A layout scope with one delegation (``delegate SCOPE *delegation``), targets staged from records
+    per role (None: top-level targets), published. Returns (scope, maintainer, root file)."""
+    scope = f"oci:{tmp_path / 'store'}/{name}"
     maintainer = Machine("maintainer", tmp_path, monkeypatch)
     root = init_scope_on(maintainer, scope, tmp_path)
-    maintainer.new_key("team", "--unencrypted")
-    maintainer.ok("delegate", scope, "team", "--key", "team", "--path", "team/*")
-    records = tmp_path / "top.txt"
-    records.write_text(f"{scope}/web:1.0 {digest(1)} 100\n{scope}/web:latest {digest(1)} 100\n"
-                       f"{scope}/web:2.0 {digest(2)} 200\n{scope}/db:1 {digest(1)} 100\n")
-    maintainer.ok("target", "add", "--from-file", str(records))
-    team = tmp_path / "team.txt"
-    team.write_text(f"{scope}/team/app:1 {digest(3)} 300\n")
-    maintainer.ok("target", "add", "--role", "team", "--from-file", str(team))
+    role = delegation[0]
+    maintainer.new_key(role, "--unencrypted")
+    maintainer.ok("delegate", scope, role, "--key", role, *delegation[1:])
+    for target_role, lines in records(scope).items():
+        path = tmp_path / f"{target_role or 'targets'}.txt"
+        path.write_text(lines)
+        maintainer.ok("target", "add", *(("--role", target_role) if target_role else ()), "--from-file", str(path))
     maintainer.ok("publish", scope)
+    return scope, maintainer, root
+
+
+@pytest.fixture
+def published(tmp_path: Path, home: Path, monkeypatch):
+    """``acme`` with a path delegation (team/*) and several tags per digest, pinned on a cluster machine."""
+    scope, maintainer, root = publish_records(tmp_path, monkeypatch, "acme", ("team", "--path", "team/*"), lambda s: {
+        None: f"{s}/web:1.0 {digest(1)} 100\n{s}/web:latest {digest(1)} 100\n{s}/web:2.0 {digest(2)} 200\n"
+              f"{s}/db:1 {digest(1)} 100\n",
+        "team": f"{s}/team/app:1 {digest(3)} 300\n"})
     cluster = Machine("cluster", tmp_path, monkeypatch)
     cluster.ok("trust", "add", scope, "--root", str(root))
     return scope, maintainer, cluster, root
@@ -60,15 +70,8 @@ def test_signed_targets_lists_every_role_and_who_signed(published, tmp_path):
 
 
 def test_hashed_bins_are_walked_too(tmp_path: Path, home: Path, monkeypatch):
-    scope = f"oci:{tmp_path / 'store'}/bins"
-    maintainer = Machine("maintainer", tmp_path, monkeypatch)
-    root = init_scope_on(maintainer, scope, tmp_path)
-    maintainer.new_key("bins", "--unencrypted")
-    maintainer.ok("delegate", scope, "bins", "--key", "bins", "--bins", "8")
-    records = tmp_path / "bins.txt"
-    records.write_text("".join(f"{scope}/app:{n} {digest(n % 5)} 10\n" for n in range(40)))
-    maintainer.ok("target", "add", "--from-file", str(records))
-    maintainer.ok("publish", scope)
+    scope, _, root = publish_records(tmp_path, monkeypatch, "bins", ("bins", "--bins", "8"), lambda s: {
+        None: "".join(f"{s}/app:{n} {digest(n % 5)} 10\n" for n in range(40))})
     pin = make_pin(scope, root.read_bytes(), directory=str(tmp_path / "pins"))
     signed = Verifier(pins=[pin], cache=str(tmp_path / "cache")).signed_targets(pin)
     assert len(signed.targets) == 40

@@ -142,6 +142,10 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - JSON logs instead
         pass
 
+    def setup(self) -> None:
+        super().setup()
+        self.connection.do_handshake()  # here, in the connection's thread: a slow client holds no one else up
+
     def handle_one_request(self) -> None:
         self.server.idle_connections.add(self.connection)
         try:

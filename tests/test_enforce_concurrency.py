@@ -4,8 +4,11 @@ A known failure of a peer under parallel load is to patch one container with
 another container's digest. Here 20 clients send 200 Pods mixing signed tags,
 a tag being re-signed meanwhile, unsigned tags, tag+digest pairs whose digest
 belongs to another image ("moved"), digest-only references and exempt images,
-over kept-alive HTTPS connections; the webhook refreshes every 0.5 s
-(freshness 1s) while the publisher publishes new versions of ``hot:1.0``.
+over kept-alive HTTPS connections; the webhook refreshes every second
+(freshness 2s) while the publisher publishes new versions of ``hot:1.0``. The
+second half of the admissions waits until the first new version has been
+published for W, so the run sees the tag change under load, whatever the speed
+of the machine.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def test_concurrent_admissions_while_a_publisher_moves_a_tag(registry, tmp_path:
     next_hot = [push(f"hot:v{n}", f"hot {n}".encode()) for n in range(1, 4)]  # later pushed to hot:1.0 and signed
 
     server = WebhookProcess.start(tmp_path / "webhook", write_policy(tmp_path / "policy.yaml", {scope: root},
-                                                                     freshness="1s"))
+                                                                     freshness="2s"))
     lock = threading.Lock()
     hot_signed = set(hot_versions)  # every digest hot:1.0 was ever signed as
 
@@ -56,6 +59,9 @@ def test_concurrent_admissions_while_a_publisher_moves_a_tag(registry, tmp_path:
             with lock:
                 hot_signed.add(digest)
             maintainer.ok("target", "add", "--publish", hot)
+            if not first_published.is_set():
+                first_seen.append(time.monotonic() + 2.0)  # every view is at most W old: it has seen it
+                first_published.set()
 
     # image as written -> (allowed, repository it must be pinned in, digests it may be pinned to; None: hot's)
     table: dict[str, tuple[bool, str | None, set[str] | None]] = {"registry.k8s.io/pause:3.9": (True, None, None)}
@@ -71,18 +77,24 @@ def test_concurrent_admissions_while_a_publisher_moves_a_tag(registry, tmp_path:
     pods = [rng.sample(sorted(table), rng.randint(1, 4)) for _ in range(ADMISSIONS)]
     local = threading.local()
 
-    def admit(images: list[str]) -> tuple[list[str], dict]:
+    first_published, first_seen = threading.Event(), []
+
+    def admit(job: tuple[int, list[str]]) -> tuple[list[str], dict]:
+        index, images = job
         if not hasattr(local, "connection"):
             local.connection = server.connection()
-        if publishing.is_alive():
-            time.sleep(0.4)  # spread the admissions over the publishes
+        if index >= ADMISSIONS // 2:
+            assert first_published.wait(120)
+            time.sleep(max(0.0, first_seen[0] - time.monotonic()))
+        elif publishing.is_alive():
+            time.sleep(0.2)  # spread the first half over the first publish
         return images, server.review("mutate", pod_review(images), connection=local.connection)
 
     publishing = threading.Thread(target=publisher)
     try:
         publishing.start()
         with ThreadPoolExecutor(CLIENTS) as clients:
-            results = list(clients.map(admit, pods))
+            results = list(clients.map(admit, enumerate(pods)))
         publishing.join(120)
     finally:
         server.stop()

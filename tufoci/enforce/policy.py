@@ -41,7 +41,7 @@ from tufoci.errors import InvalidReferenceError, UsageError
 from tufoci.reference import Reference, parse_repository
 
 API_VERSION = "tufoci.dev/v1"
-KINDS = ("AdmissionPolicy", "EnforcementPolicy")
+KINDS = ("AdmissionPolicy",)
 DEFAULT_FRESHNESS = 60.0
 _PATTERN_CHARS = re.compile(r"^[A-Za-z0-9._\-/:\[\]*]+$")
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?$")

@@ -74,8 +74,7 @@ class _Scope:
     def __init__(self, loader: Loader):
         self.loader = loader
         self.view: ScopeView | None = None
-        self.lock = threading.Lock()  # one load of a scope at a time
-        self.loading: threading.Event | None = None
+        self.loading: threading.Event | None = None  # set while a load runs: one load of a scope at a time
         self.last_error: TufociError | None = None
         self.errors = 0
 
@@ -126,19 +125,18 @@ class Views:
             done.wait()
             return
         try:
-            with state.lock:
-                started = self.clock()
-                try:
-                    signed = state.loader()
-                except TufociError as e:
-                    state.last_error, state.errors = e, state.errors + 1
-                    _log.warning(json.dumps({"event": "refresh-failed", "scope": scope, "error": str(e)}))
-                    return
-                except Exception as e:  # noqa: BLE001 - the refresher must outlive any bug in one scope
-                    state.last_error, state.errors = TufociError(f"{type(e).__name__}: {e}"), state.errors + 1
-                    _log.exception("refresh of %s failed", scope)
-                    return
-                state.view, state.last_error = ScopeView(signed, started), None
+            started = self.clock()
+            try:
+                signed = state.loader()
+            except TufociError as e:
+                state.last_error, state.errors = e, state.errors + 1
+                _log.warning(json.dumps({"event": "refresh-failed", "scope": scope, "error": str(e)}))
+                return
+            except Exception as e:  # noqa: BLE001 - the refresher must outlive any bug in one scope
+                state.last_error, state.errors = TufociError(f"{type(e).__name__}: {e}"), state.errors + 1
+                _log.exception("refresh of %s failed", scope)
+                return
+            state.view, state.last_error = ScopeView(signed, started), None
         finally:
             with self._guard:
                 state.loading = None

@@ -59,6 +59,35 @@ def add_pin(
     expected_sha256: str | None = None,
 ) -> Pin:
     """Pin ``root_data`` for a scope (replacing an earlier pin of the same scope)."""
+    pin = make_pin(scope_text, root_data, directory=state.path("roots"), metadata=metadata,
+                   expected_sha256=expected_sha256)
+    digest, metadata_repo = pin.root_sha256, pin.metadata
+    with state.transaction() as conn:
+        conn.execute(
+            "INSERT OR REPLACE INTO pins (scope, metadata, root_sha256, root_file, added_at) VALUES (?,?,?,?,?)",
+            (pin.scope, pin.metadata, pin.root_sha256, pin.root_file, now_iso()),
+        )
+        state.audit(conn, "trust-add", scope=pin.scope, root_sha256=digest, metadata=metadata_repo)
+    return pin
+
+
+def make_pin(
+    scope_text: str,
+    root_data: bytes,
+    *,
+    directory: str,
+    metadata: str | None = None,
+    expected_sha256: str | None = None,
+) -> Pin:
+    """A pin built from trust material alone: the root is kept as ``directory/<sha256>.root.json``.
+
+    What ``add_pin`` records in state.db, and what a resident verifier (the
+    admission webhook) builds from its policy without any state.db.
+
+    Raises:
+        UsageError: ``root_data`` is not TUF root metadata, or the scope does not parse.
+        MetadataRejectedError: ``expected_sha256`` is given and the root does not hash to it.
+    """
     scope = parse_repository(scope_text)
     _check_root(root_data)
     digest = hashlib.sha256(root_data).hexdigest()
@@ -67,18 +96,10 @@ def add_pin(
             f"root sha256 is {digest}, not the pinned {expected_sha256}: refusing to trust it"
         )
     metadata_repo = normalize_metadata_location(metadata) if metadata else str(default_metadata_repository(scope))
-    roots = state.path("roots")
-    os.makedirs(roots, mode=0o700, exist_ok=True)
-    root_file = os.path.join(roots, f"{digest}.root.json")
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    root_file = os.path.join(directory, f"{digest}.root.json")
     atomic_write(root_file, root_data)
-    pin = Pin(str(scope), metadata_repo, digest, root_file)
-    with state.transaction() as conn:
-        conn.execute(
-            "INSERT OR REPLACE INTO pins (scope, metadata, root_sha256, root_file, added_at) VALUES (?,?,?,?,?)",
-            (pin.scope, pin.metadata, pin.root_sha256, pin.root_file, now_iso()),
-        )
-        state.audit(conn, "trust-add", scope=pin.scope, root_sha256=digest, metadata=metadata_repo)
-    return pin
+    return Pin(str(scope), metadata_repo, digest, root_file)
 
 
 def remove_pin(state: State, scope_text: str) -> None:

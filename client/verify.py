@@ -32,6 +32,7 @@ from tufoci.reference import Reference, Repository, parse_reference, target_name
 from tufoci.state import Pin, State
 from tufoci.store import Manifest, open_repository
 from tufoci.client.refresh import cache_dir, metadata_store, trusted_session
+from tufoci.client.signed_targets import SignedTargets, list_signed_targets
 from tufoci.client.trust_pins import pin_for_reference
 
 
@@ -50,6 +51,7 @@ class VerifiedImage:
     digest: str
     length: int
     media_type: str | None
+    tags: tuple[str, ...] = ()  # for a digest-only reference: the signed tags of the repository that sign it
 
     @property
     def pinned(self) -> str:
@@ -67,6 +69,7 @@ class VerifiedImage:
             "length": self.length,
             "mediaType": self.media_type,
             "pinned": self.pinned,
+            **({"tags": list(self.tags)} if self.tags else {}),
         }
 
 
@@ -113,17 +116,29 @@ class Verifier:
     becomes a dictionary lookup, at the price that a publish, a revocation or an
     attack on the registry is noticed up to W seconds later.
     docs/performance.md discusses the trade-off.
+
+    Trust comes from ``state`` (the CLI: pins in state.db, the cache under
+    TUFOCI_HOME) or, for embedders that must not touch a maintainer's state, from
+    ``pins`` (``trust_pins.make_pin``) and a ``cache`` directory of their own.
     """
 
     def __init__(
         self,
         state: State | None = None,
         *,
+        pins: list[Pin] | None = None,
+        cache: str | None = None,
         freshness: float = 0.0,
         check_registry: bool = True,
         **registry_options: object,
     ):
-        self.state = state or State.open()
+        if pins is not None:
+            if cache is None:
+                raise TypeError("Verifier(pins=...) needs cache=DIRECTORY")
+            self.state, self._pins, self._home = None, list(pins), cache
+        else:
+            self.state = state or State.open()
+            self._pins, self._home = None, self.state.home
         self.freshness = freshness
         self.check_registry = check_registry
         self.registry_options = registry_options
@@ -135,20 +150,34 @@ class Verifier:
         Never raises for a single reference's failure: each ``Outcome`` carries
         its own error, so a batch reports everything it found.
         """
-        pins = self.state.pins()
+        pins = self.pins()
         outcomes: dict[int, Outcome] = {}
         groups: dict[str, list[tuple[int, Reference, str]]] = defaultdict(list)
+        by_digest: dict[str, list[tuple[int, Reference, str]]] = defaultdict(list)
         pin_by_scope = {}
         for index, text in enumerate(references):
             try:
                 reference = parse_reference(text)
                 pin, scope = pin_for_reference(pins, reference)
+                if reference.tag is None:  # digest only: signed under some tag of the repository?
+                    by_digest[pin.scope].append((index, reference, reference.repository.relative_to(scope)))
+                    pin_by_scope[pin.scope] = pin
+                    continue
                 name = target_name(reference, scope)
             except TufociError as e:
                 outcomes[index] = Outcome(text, error=e)
                 continue
             groups[pin.scope].append((index, reference, name))
             pin_by_scope[pin.scope] = pin
+
+        for scope, items in by_digest.items():
+            try:
+                signed = self.signed_targets(pin_by_scope[scope])
+            except TufociError as e:
+                outcomes.update({index: Outcome(str(reference), error=e) for index, reference, _ in items})
+                continue
+            for index, reference, relative in items:
+                outcomes[index] = digest_outcome(reference, relative, scope, signed)
 
         for scope, items in groups.items():
             try:
@@ -163,13 +192,27 @@ class Verifier:
             _check_registry(outcomes, self.registry_options)
         return [outcomes[i] for i in range(len(references))]
 
+    def pins(self) -> list[Pin]:
+        """The trust pins this verifier answers for."""
+        return self._pins if self._pins is not None else self.state.pins()
+
+    def signed_targets(self, pin: Pin) -> SignedTargets:
+        """Refresh ``pin``'s trust repository now and resolve every target it signs.
+
+        Raises:
+            MetadataRejectedError: the metadata failed verification (the cache is unchanged).
+            RegistryError: the registry could not be read.
+        """
+        with trusted_session(self._home, pin, **self.registry_options) as session:
+            return list_signed_targets(session, pin.scope)
+
     def _resolve(self, pin: Pin, names: list[str]) -> dict[str, TargetFile | None]:
         known = self._resolutions.get(pin.scope)
         if known is not None and known.pin == (pin.root_sha256, pin.metadata) \
                 and all(n in known.targets for n in names):
             if time.monotonic() < known.fresh_until or self._unchanged(pin, known):
                 return known.targets
-        with trusted_session(self.state.home, pin, **self.registry_options) as session:
+        with trusted_session(self._home, pin, **self.registry_options) as session:
             targets = {name: session.lookup(name) for name in sorted(set(names))}
             # names asked before are answered again from the same refresh, so that asking for them next
             # time costs nothing; one that no longer resolves is forgotten, it never fails this call
@@ -191,7 +234,7 @@ class Verifier:
         """Whether the registry still serves the timestamp manifest ``known`` was verified from (one request)."""
         if known.timestamp_manifest is None or datetime.datetime.now(datetime.timezone.utc) >= known.expires:
             return False
-        if _file_sha256(os.path.join(cache_dir(self.state.home, pin), "timestamp.json")) != known.trusted_timestamp:
+        if _file_sha256(os.path.join(cache_dir(self._home, pin), "timestamp.json")) != known.trusted_timestamp:
             return False
         try:
             served = metadata_store(pin, **self.registry_options).get_manifest(
@@ -218,6 +261,19 @@ def verify(
 ) -> list[Outcome]:
     """Verify references now (a fresh refresh of each trust repository they need)."""
     return Verifier(state, check_registry=check_registry, **registry_options).verify(references)
+
+
+def digest_outcome(reference: Reference, relative: str, scope: str, signed: SignedTargets) -> Outcome:
+    """A digest-only reference verifies when some signed tag of its repository signs that digest."""
+    assert reference.digest is not None
+    tags = signed.tags_signing(relative, reference.digest)
+    if not tags:
+        return Outcome(str(reference), error=NotSignedError(
+            f"{reference}: no signed tag of {reference.repository} signs {reference.digest}"))
+    info = signed.targets[f"{relative}:{tags[0]}"]
+    image = VerifiedImage(str(reference), f"{relative}@{reference.digest}", scope, str(reference.repository),
+                          reference.digest, info.length, target_media_type(info.custom), tuple(tags))
+    return Outcome(str(reference), image=image)
 
 
 def _outcome(reference: Reference, name: str, scope: str, info: TargetFile | None) -> Outcome:

@@ -834,6 +834,40 @@ from tufoci.cli_notary import import_notary  # noqa: E402  (click only; the work
 cli.add_command(import_notary)
 
 
+# -- enforcement ----------------------------------------------------------------------------
+@cli.group()
+def admission() -> None:
+    """The Kubernetes admission webhook: admit only images signed in their trust repository."""
+
+
+@admission.command("serve")
+@click.option("--policy", "policy_file", required=True, type=click.Path(dir_okay=False),
+              help="The policy file (YAML, docs/admission.md).")
+@click.option("--tls-cert", required=True, type=click.Path(dir_okay=False), help="Serving certificate (PEM), "
+              "re-read when the file changes.")
+@click.option("--tls-key", required=True, type=click.Path(dir_okay=False), help="Its private key (PEM).")
+@click.option("--listen", default="0.0.0.0:8443", show_default=True, metavar="HOST:PORT")
+@click.option("--cache-dir", type=click.Path(file_okay=False),
+              help="Where verified metadata is cached (default: a new temporary directory).")
+@click.option("--ready-file", type=click.Path(dir_okay=False), help="Write the URL here once listening.")
+def admission_serve(policy_file, tls_cert, tls_key, listen, cache_dir, ready_file) -> None:
+    """Serve /mutate, /validate, /healthz, /readyz and /metrics over HTTPS until SIGTERM."""
+    import tempfile
+
+    from tufoci.enforce.policy import load_policy
+    from tufoci.enforce.server import parse_listen, serve
+    from tufoci.enforce.view import Views, loaders_for_policy
+
+    try:
+        address = parse_listen(listen)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    policy = load_policy(policy_file)
+    cache = cache_dir or tempfile.mkdtemp(prefix="tufoci-admission-")
+    views = Views(loaders_for_policy(policy, cache), policy.freshness)
+    sys.exit(serve(policy, views, cert_file=tls_cert, key_file=tls_key, listen=address, ready_file=ready_file))
+
+
 # -- entry point ----------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every failure is one line on stderr and a documented exit code."""

@@ -18,6 +18,8 @@ def render_results(results: list[dict], output: str, out: "TextIO", err: "TextIO
         for r in results:
             if r["verified"]:
                 out.write(printable(r["pinned"]) + "\n")
+                if r.get("tags"):  # a digest-only reference: which signed tags sign it
+                    err.write(printable(f"tufoci: {r['pinned']} is signed as tag(s) {', '.join(r['tags'])}") + "\n")
     failures = [r for r in results if not r["verified"]]
     for r in failures:
         err.write(f"tufoci: error: {printable(r['error']['message'])}\n")

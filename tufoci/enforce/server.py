@@ -1,0 +1,335 @@
+"""The admission webhook's HTTPS server: AdmissionReview over TLS, health, readiness, metrics.
+
+One job: HTTP. The verdicts come from ``decision`` over the verified ``views``
+(answered from memory; the refresher thread does the network), the
+AdmissionReview handling from ``admission``. Endpoints:
+
+- ``POST /mutate``, ``POST /validate`` (``?timeout=10s`` as the apiserver sends it
+  bounds how long a first load of a scope may take); a body that is not an
+  AdmissionReview v1 is answered 400, and the apiserver applies its failurePolicy
+- ``GET /healthz`` (the process serves), ``GET /readyz`` (every pinned scope has been
+  verified once), ``GET /metrics`` (Prometheus text)
+
+The certificate and key are re-read when either file changes (inode, mtime,
+size), checked on a new connection at most once per second, so cert-manager's
+rotation needs no restart; a half-written pair keeps the previous one. SIGTERM
+stops accepting, lets in-flight requests finish, closes idle keep-alive
+connections and exits 0. Logs are JSON lines on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from tufoci.enforce.admission import MalformedReviewError, parse_review, review
+from tufoci.enforce.decision import Verdict, decide
+from tufoci.enforce.metrics import Metrics
+from tufoci.enforce.policy import Mode, Policy, parse_duration
+from tufoci.enforce.view import Views
+from tufoci.errors import TufociError, UsageError
+
+MAX_BODY = 3 * 1024 * 1024  # the apiserver's own request limit is about 3 MiB
+DEFAULT_TIMEOUT = 10.0  # the apiserver's default webhook timeout
+TIMEOUT_MARGIN = 0.5  # answer this long before the apiserver gives up
+IDLE_TIMEOUT = 30.0  # a keep-alive connection idle this long is closed
+_log_lock = threading.Lock()
+
+
+def log(event: str, **fields: Any) -> None:
+    """One JSON line on stderr."""
+    line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "event": event, **fields},
+                      sort_keys=True, default=str)
+    with _log_lock:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+class CertificateFiles:
+    """The serving certificate and key, reloaded when the files change."""
+
+    def __init__(self, cert_file: str, key_file: str):
+        self.cert_file, self.key_file = cert_file, key_file
+        self._lock = threading.Lock()
+        self._stamp = self._read_stamp()
+        self._context = self._load()  # a bad pair at start fails the start
+        self._checked = time.monotonic()
+
+    def _read_stamp(self) -> tuple:
+        stamps = []
+        for path in (self.cert_file, self.key_file):
+            try:
+                st = os.stat(path)
+                stamps.append((st.st_ino, st.st_mtime_ns, st.st_size))
+            except OSError:
+                stamps.append(None)
+        return tuple(stamps)
+
+    def _load(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.cert_file, self.key_file)
+        return context
+
+    def context(self) -> ssl.SSLContext:
+        """The current context; re-reads the files if they changed (checked at most once a second)."""
+        now = time.monotonic()
+        if now - self._checked < 1.0:
+            return self._context
+        with self._lock:
+            if now - self._checked >= 1.0:
+                self._checked = now
+                stamp = self._read_stamp()
+                if stamp != self._stamp:
+                    try:
+                        self._context = self._load()
+                        self._stamp = stamp
+                        log("certificate-reloaded", cert=self.cert_file)
+                    except (OSError, ssl.SSLError) as e:  # mid-rotation: try again next time
+                        log("certificate-reload-failed", cert=self.cert_file, error=str(e))
+        return self._context
+
+
+class Webhook:
+    """Judges AdmissionReviews against the policy, from the verified views."""
+
+    def __init__(self, policy: Policy, views: Views, metrics: Metrics):
+        self.policy, self.views, self.metrics = policy, views, metrics
+
+    def admit(self, endpoint: str, body: bytes, timeout: float) -> dict[str, Any]:
+        """The AdmissionReview answering ``body`` on ``/mutate`` or ``/validate``.
+
+        Raises:
+            MalformedReviewError: the body is not an AdmissionReview v1 request.
+        """
+        started = time.monotonic()
+        deadline = started + max(0.1, timeout - TIMEOUT_MARGIN)
+        request = parse_review(body)
+        mutate = endpoint == "mutate"
+
+        def judge(image: str) -> Verdict:
+            return decide(image, self.policy, lambda scope: self.views.view(scope, max(0.05, deadline - time.monotonic())),
+                          now=time.time(), require_digest=not mutate)
+
+        answer, verdicts = review(request, judge, mutate=mutate, warn=self.policy.mode is Mode.WARN)
+        elapsed = time.monotonic() - started
+        for v in verdicts:
+            self.metrics.admission(endpoint, "allowed" if v.allowed else "denied", v.reason.value)
+        self.metrics.latency(elapsed)
+        response = answer["response"]
+        log("admission", endpoint=endpoint, uid=request["uid"], operation=request.get("operation"),
+            kind=(request.get("kind") or {}).get("kind"), namespace=request.get("namespace"),
+            name=request.get("name"), allowed=response["allowed"], warn=bool(response.get("warnings")),
+            patched="patch" in response, ms=round(elapsed * 1000, 2),
+            images=[{"image": v.image, "reason": v.reason.value, "pinned": v.pinned} for v in verdicts])
+        return answer
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: AdmissionServer
+    timeout = IDLE_TIMEOUT
+    # the headers and the body go out in separate writes: with Nagle's algorithm the body waits for the
+    # client's delayed ACK of the headers (~40 ms per answer on a kept-alive connection)
+    disable_nagle_algorithm = True
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - JSON logs instead
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.do_handshake()  # here, in the connection's thread: a slow client holds no one else up
+
+    def handle_one_request(self) -> None:
+        self.server.idle_connections.add(self.connection)
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+        except (TimeoutError, OSError, ssl.SSLError):
+            self.close_connection = True
+            return
+        finally:
+            self.server.idle_connections.discard(self.connection)
+        if not self.raw_requestline:
+            self.close_connection = True
+            return
+        if len(self.raw_requestline) > 65536:
+            self.send_error(414)
+            return
+        if not self.parse_request():
+            return
+        if self.server.stopping.is_set():
+            self.close_connection = True  # answer this one, then let the client reconnect elsewhere
+        method = getattr(self, f"do_{self.command}", None)
+        if method is None:
+            self.send_error(405)
+            return
+        method()
+        self.wfile.flush()
+
+    def _send(self, code: int, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        path = urllib.parse.urlsplit(self.path).path
+        views = self.server.webhook.views
+        if path == "/healthz":
+            self._send(200, b"ok\n", "text/plain")
+        elif path == "/readyz":
+            ready = views.ready() and not self.server.stopping.is_set()
+            self._send(200 if ready else 503, b"ok\n" if ready else b"not ready\n", "text/plain")
+        elif path == "/metrics":
+            text = self.server.webhook.metrics.render(views.ages(), views.refresh_errors())
+            self._send(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
+        else:
+            self._send(404, b'{"error":"not found"}')
+
+    def do_POST(self) -> None:  # noqa: N802
+        url = urllib.parse.urlsplit(self.path)
+        endpoint = url.path.strip("/")
+        if endpoint not in ("mutate", "validate"):
+            self._discard_body()
+            self._send(404, b'{"error":"not found"}')
+            return
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            self.close_connection = True
+            self._send(411, b'{"error":"Content-Length required"}')
+            return
+        if length < 0 or length > MAX_BODY:
+            self.close_connection = True
+            self._send(413, b'{"error":"body too large"}')
+            return
+        body = self.rfile.read(length)
+        timeout = DEFAULT_TIMEOUT
+        for value in urllib.parse.parse_qs(url.query).get("timeout", [])[:1]:
+            try:
+                timeout = min(parse_duration(value), 30.0)
+            except ValueError:
+                pass
+        try:
+            answer = self.server.webhook.admit(endpoint, body, timeout)
+        except MalformedReviewError as e:
+            log("malformed-review", endpoint=endpoint, error=str(e))
+            self._send(400, json.dumps({"error": f"malformed AdmissionReview: {e}"}).encode())
+            return
+        self._send(200, json.dumps(answer, separators=(",", ":")).encode())
+
+    def _discard_body(self) -> None:
+        length = self.headers.get("Content-Length", "0")
+        if length.isdigit() and int(length) <= MAX_BODY:
+            self.rfile.read(int(length))
+        else:
+            self.close_connection = True
+
+
+class AdmissionServer(ThreadingHTTPServer):
+    """A thread per connection; TLS handshakes in that thread, not in the accept loop."""
+
+    daemon_threads = False
+    block_on_close = True  # server_close() waits for in-flight requests
+
+    def __init__(self, address: tuple[str, int], certificates: CertificateFiles, webhook: Webhook):
+        self.certificates, self.webhook = certificates, webhook
+        self.stopping = threading.Event()
+        self.idle_connections: set[socket.socket] = set()
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.address_family = family
+        super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = self.socket.accept()
+        sock.settimeout(IDLE_TIMEOUT)
+        return self.certificates.context().wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, (ssl.SSLError, ConnectionError, TimeoutError)):
+            return  # a client that went away or failed the handshake
+        log("internal-error", error=f"{type(error).__name__}: {error}")
+
+    def stop(self) -> None:
+        """Stop accepting; close idle keep-alive connections; in-flight requests finish."""
+        self.stopping.set()
+        self.shutdown()
+        for connection in list(self.idle_connections):
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT``.
+
+    Raises:
+        ValueError: no port, or a port out of range.
+    """
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--listen {text!r}: expected HOST:PORT")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def serve(
+    policy: Policy,
+    views: Views,
+    *,
+    cert_file: str,
+    key_file: str,
+    listen: tuple[str, int],
+    ready_file: str | None = None,
+) -> int:
+    """Serve until SIGTERM or SIGINT; returns the exit code (0 after a clean stop).
+
+    Raises:
+        UsageError: the certificate or key cannot be loaded.
+        TufociError: the address cannot be bound.
+    """
+    try:
+        certificates = CertificateFiles(cert_file, key_file)
+    except (OSError, ssl.SSLError) as e:
+        raise UsageError(f"cannot load the TLS certificate {cert_file} and key {key_file}: {e}") from e
+    try:
+        server = AdmissionServer(listen, certificates, Webhook(policy, views, Metrics()))
+    except OSError as e:
+        raise TufociError(f"cannot listen on {listen[0]}:{listen[1]}: {e.strerror}") from e
+    views.start()
+
+    def on_signal(signum: int, frame: object) -> None:
+        log("stopping", signal=signal.Signals(signum).name)
+        threading.Thread(target=server.stop, name="tufoci-stop").start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    host, port = server.server_address[:2]
+    shown = f"[{host}]" if ":" in host else host
+    log("listening", url=f"https://{shown}:{port}", scopes=views.scopes, mode=policy.mode.value,
+        freshness=policy.freshness)
+    sys.stderr.write(f"listening on https://{shown}:{port}\n")
+    sys.stderr.flush()
+    if ready_file:
+        with open(ready_file, "w") as f:
+            f.write(f"https://{shown}:{port}\n")
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        views.stop()
+        server.server_close()  # joins the request threads: in-flight answers are sent
+    log("stopped")
+    return 0

@@ -6,14 +6,24 @@ thresholds). This module only wires it to an OCI store and makes its cache
 transactional: the refresh runs on a scratch copy of the pin's cache, and the
 copy replaces the cache only when every requested lookup succeeded. After a
 rejection the trusted cache is byte for byte what it was.
+
+Any number of processes and threads may refresh one cache at once (parallel CI
+jobs, the agent, in-process ``Verifier``s, maintainer commands). The copy and
+the commit each hold the cache's lock (``flock`` on a file beside it: brief,
+never across network waits or a signer's prompt), and the commit re-reads the
+cache under that lock and never replaces a file with an older version of it: a
+refresh that started earlier and finished later cannot roll back what a later
+one committed. Trusted metadata only ever moves forward.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
 import filecmp
 import hashlib
+import json
 import logging
 import os
 import re
@@ -27,6 +37,7 @@ from tuf.api import exceptions
 from tuf.api.metadata import TargetFile
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig, Urllib3Fetcher
 
+from tufoci import budget
 from tufoci.atomic_file import atomic_write
 from tufoci.errors import (
     ContentMismatchError,
@@ -159,9 +170,11 @@ def trusted_session(
     try:
         work = os.path.join(scratch, "metadata")
         bootstrap = None
-        if os.path.exists(os.path.join(cache, "root.json")):
-            shutil.copytree(cache, work, symlinks=True)
-        else:
+        with cache_lock(cache):  # a copy torn between two commits would mix two states
+            has_root = os.path.exists(os.path.join(cache, "root.json"))
+            if has_root:
+                shutil.copytree(cache, work, symlinks=True)
+        if not has_root:
             os.makedirs(work)
             with open(pin.root_file, "rb") as f:
                 bootstrap = f.read()
@@ -212,8 +225,64 @@ def _remove_stale_scratch(directory: str, older_than: float = 3600.0) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+LOCK_WAIT = 60.0  # seconds a refresh waits for the cache lock when no --timeout budget is open
+_LOCK_POLL = 0.02
+
+
+@contextlib.contextmanager
+def cache_lock(cache: str) -> Iterator[None]:
+    """Hold the exclusive lock of ``cache`` (also against threads: each holder opens the file anew).
+
+    The wait is bounded by the command's budget, so a stuck process cannot hang the others.
+
+    Raises:
+        TimedOutError: the lock was not free before the budget (or ``LOCK_WAIT``) ran out.
+    """
+    path = cache + ".lock"
+    give_up = time.monotonic() + budget.remaining(LOCK_WAIT)
+    with open(path, "a+b") as lock:
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= give_up:
+                    raise budget.exceeded(
+                        f"the lock of the trusted cache {path} (another tufoci process holds it)") from None
+                time.sleep(_LOCK_POLL)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _version(path: str) -> int | None:
+    """``signed.version`` of a metadata file, or None when it is missing or unreadable."""
+    try:
+        with open(path, "rb") as f:
+            version = json.load(f)["signed"]["version"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return version if isinstance(version, int) else None
+
+
 def _commit(work: str, cache: str) -> None:
-    """Move what changed from the scratch copy into the cache, file by file, atomically."""
+    """Move what is newer in the scratch copy into the cache, file by file, atomically, under the lock.
+
+    Another refresh may have committed since this one copied the cache. A cache
+    whose root is newer than the one this refresh ended with is left alone; with
+    the same root, no file is replaced by a lower version of itself. Only a newer
+    root (a root rotation may restart the other roles' versions) replaces all.
+    """
+    with cache_lock(cache):
+        cache_root, work_root = _version(os.path.join(cache, "root.json")), _version(os.path.join(work, "root.json"))
+        if cache_root is not None and (work_root is None or cache_root > work_root):
+            _log.info("trusted cache %s moved on to root v%s meanwhile: keeping it", cache, cache_root)
+            return
+        _commit_files(work, cache, compare_versions=cache_root == work_root)
+
+
+def _commit_files(work: str, cache: str, *, compare_versions: bool) -> None:
     for directory, _, files in os.walk(work, topdown=False):  # root_history before the root.json link
         relative = os.path.relpath(directory, work)
         target_dir = os.path.normpath(os.path.join(cache, relative))
@@ -232,5 +301,7 @@ def _commit(work: str, cache: str) -> None:
                 continue
             if os.path.exists(target) and not os.path.islink(target) and filecmp.cmp(source, target, shallow=False):
                 continue
+            if compare_versions and (_version(target) or 0) > (_version(source) or 0):
+                continue  # a later refresh committed a newer version: never roll it back
             with open(source, "rb") as f:
                 atomic_write(target, f.read(), mode=0o600)

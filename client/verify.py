@@ -13,6 +13,7 @@ import contextlib
 import datetime
 import hashlib
 import os
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -98,6 +99,7 @@ class _Resolutions:
     timestamp_manifest: str | None  # digest of the timestamp manifest it verified (None: an HTTP source)
     trusted_timestamp: str | None  # sha256 of the timestamp file it left in the trusted cache: when another
     # process's refresh has moved the cache on, a rollback check the cache would now fail must not be skipped
+    timestamp_version: int  # which of two refreshes that overlapped is the newer (the one to remember)
 
 
 class Verifier:
@@ -128,6 +130,8 @@ class Verifier:
         self.check_registry = check_registry
         self.registry_options = registry_options
         self._resolutions: dict[str, _Resolutions] = {}
+        self._resolutions_lock = threading.Lock()
+        self._owner, self._local = threading.get_ident(), threading.local()
 
     def verify(self, references: list[str], *, check_registry: bool | None = None) -> list[Outcome]:
         """Verify every reference; one refresh per trust repository, registry checks in parallel.
@@ -135,7 +139,7 @@ class Verifier:
         Never raises for a single reference's failure: each ``Outcome`` carries
         its own error, so a batch reports everything it found.
         """
-        pins = self.state.pins()
+        pins = self._pins()
         outcomes: dict[int, Outcome] = {}
         groups: dict[str, list[tuple[int, Reference, str]]] = defaultdict(list)
         pin_by_scope = {}
@@ -163,6 +167,15 @@ class Verifier:
             _check_registry(outcomes, self.registry_options)
         return [outcomes[i] for i in range(len(references))]
 
+    def _pins(self) -> list[Pin]:
+        """The trust pins, read on this thread's own connection (SQLite's cannot cross threads; the agent
+        answers on many)."""
+        if threading.get_ident() == self._owner:
+            return self.state.pins()
+        if getattr(self._local, "state", None) is None:
+            self._local.state = State.open(self.state.home)
+        return self._local.state.pins()
+
     def _resolve(self, pin: Pin, names: list[str]) -> dict[str, TargetFile | None]:
         known = self._resolutions.get(pin.scope)
         if known is not None and known.pin == (pin.root_sha256, pin.metadata) \
@@ -180,11 +193,18 @@ class Verifier:
             expires = min(signed.expires for signed in session.updater._trusted_set)  # noqa: SLF001
             timestamp_manifest = getattr(session.fetcher, "timestamp_manifest_digest", None)
             trusted_timestamp = _file_sha256(os.path.join(session.metadata_dir, "timestamp.json"))
+            timestamp_version = session.updater._trusted_set.timestamp.version  # noqa: SLF001
         expires_in = (expires - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
-        self._resolutions[pin.scope] = _Resolutions(
+        resolved = _Resolutions(
             targets, time.monotonic() + min(self.freshness, max(expires_in, 0.0)),
-            (pin.root_sha256, pin.metadata), expires, timestamp_manifest, trusted_timestamp,
+            (pin.root_sha256, pin.metadata), expires, timestamp_manifest, trusted_timestamp, timestamp_version,
         )
+        with self._resolutions_lock:
+            # two calls on two threads may overlap: the one that started earlier and ended later must not
+            # replace the newer answers the other remembered (its own caller still gets what it verified)
+            current = self._resolutions.get(pin.scope)
+            if current is None or current.pin != resolved.pin or current.timestamp_version <= timestamp_version:
+                self._resolutions[pin.scope] = resolved
         return targets
 
     def _unchanged(self, pin: Pin, known: _Resolutions) -> bool:

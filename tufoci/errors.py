@@ -88,3 +88,7 @@ class ContentMismatchError(RegistryError):
 
 class TooLargeError(RegistryError):
     """A response exceeded the size tufoci is willing to read."""
+
+
+class TimedOutError(RegistryError):
+    """The command's overall time budget (``--timeout``) ran out while it waited (exit 13)."""

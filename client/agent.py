@@ -13,7 +13,10 @@ Protocol (one request per connection), two forms:
 
 The agent runs the same ``Verifier`` as the command; with a freshness window it
 reuses a refresh for that long, and without one it re-reads only the timestamp
-manifest while that is unchanged (docs/performance.md). The socket lives in
+manifest while that is unchanged (docs/performance.md). Each request is answered
+on its own thread within its own budget (``request_timeout``), so a caller whose
+registry stalls never delays the callers of other scopes; refreshes of one
+scope that overlap are safe (client/refresh.py). The socket lives in
 ``$TUFOCI_HOME`` (mode 0700) and is itself created with mode 0600: only its
 owner can ask.
 """
@@ -33,10 +36,19 @@ from tufoci.client.agent_client import (  # noqa: F401 - default_socket_path is 
     default_socket_path,
     format_rendered,
 )
+from tufoci.budget import budget
 from tufoci.client.verify import Verifier
 from tufoci.verify_output import render_results
 from tufoci.errors import UsageError
 from tufoci.state import State
+
+
+REQUEST_TIMEOUT = 30.0  # seconds a request may take (tufoci agent --timeout), like tufoci verify's default
+
+
+class _Server(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True  # a request stuck on a registry never delays the agent's exit
+    block_on_close = False
 
 
 def serve(
@@ -45,13 +57,20 @@ def serve(
     *,
     freshness: float = 10.0,
     stop: threading.Event | None = None,
+    request_timeout: float = REQUEST_TIMEOUT,
     **registry_options: object,
 ) -> None:
-    """Answer verify requests on ``path`` until SIGTERM/SIGINT (or ``stop``) — one at a time."""
+    """Answer verify requests on ``path`` until SIGTERM/SIGINT (or ``stop``), each on its own thread
+    and within ``request_timeout`` seconds."""
     verifier = Verifier(state, freshness=freshness, **registry_options)
 
     class Handler(socketserver.StreamRequestHandler):
         def handle(self) -> None:
+            self.connection.settimeout(request_timeout)  # a caller that never sends its line holds one thread only
+            with budget(request_timeout):
+                self.answer()
+
+        def answer(self) -> None:
             line = self.rfile.readline(MAX_REQUEST_BYTES + 1)
             if len(line) > MAX_REQUEST_BYTES:
                 return  # a cut line would drop references: no answer, and the client verifies them itself
@@ -83,7 +102,7 @@ def serve(
         raise UsageError(f"socket path too long for a Unix socket: {path} (use --socket)")
     old_umask = os.umask(0o177)
     try:
-        server = socketserver.UnixStreamServer(path, Handler)
+        server = _Server(path, Handler)
     finally:
         os.umask(old_umask)
     stop = stop or threading.Event()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from tuf.api.metadata import TargetFile
 
+from tufoci import budget
 from tufoci.errors import (
     DigestMismatchError,
     NotFoundError,
@@ -313,5 +314,5 @@ def _check_registry(outcomes: dict[int, Outcome], registry_options) -> None:
         from concurrent.futures import ThreadPoolExecutor  # only batches pay for the import
 
         with ThreadPoolExecutor(max_workers=8) as pool:
-            results += pool.map(check, one_by_one)
+            results += pool.map(budget.carry(check), one_by_one)
     outcomes.update(results)

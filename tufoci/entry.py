@@ -6,7 +6,7 @@ asks the resident verifier (``tufoci agent``) when one listens on
 library (not even ``json``: the agent renders the output), so the command costs
 Python's start-up and one socket round trip.
 Anything else, or no agent, runs ``tufoci.cli`` as usual. Set
-``TUFOCI_NO_AGENT=1`` to bypass the agent.
+``TUFOCI_NO_AGENT=1`` to bypass the agent; ``--timeout`` or ``TUFOCI_TIMEOUT`` bypass it too.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def _agent_verify(args: list[str]) -> int | None:
 
 def main() -> None:
     args = sys.argv[1:]
-    if args[:1] == ["verify"] and os.environ.get("TUFOCI_NO_AGENT") != "1":
+    # a TUFOCI_TIMEOUT the agent could not honour (it has its own per-request budget) is the full CLI's
+    if args[:1] == ["verify"] and os.environ.get("TUFOCI_NO_AGENT") != "1" and not os.environ.get("TUFOCI_TIMEOUT"):
         code = _agent_verify(args[1:])
         if code is not None:
             sys.exit(code)

@@ -42,7 +42,7 @@ import urllib3.connection
 
 from tufoci import __version__, budget
 from tufoci.credentials import Credentials, lookup_credentials
-from tufoci.errors import ContentMismatchError, NotFoundError, RegistryError, TooLargeError
+from tufoci.errors import ContentMismatchError, NotFoundError, RegistryError, TimedOutError, TooLargeError
 from tufoci.layout_spec import IMAGE_MEDIA_TYPES, MAX_MANIFEST_BYTES, sha256_digest
 from tufoci.reference import DIGEST_RE
 from tufoci.store.base import Manifest, RepositoryStore, VerifyingReader
@@ -87,11 +87,15 @@ def _env_seconds(name: str, default: float) -> float:
     return value if value > 0 else default
 
 
-class _DeadlinePassed(Exception):
-    """The request's deadline passed while reading (not an OSError: urllib3 must not retry or wrap it)."""
+class _DeadlinePassed(TimedOutError):
+    """The request's deadline passed while reading. Not an OSError, so urllib3 neither retries nor wraps
+    it; a TufociError, so one that escapes (a streamed blob read by the caller) is still one clear line."""
+
+    def __init__(self, what: str):
+        super().__init__(str(budget.exceeded(what)))
 
 
-_reading = threading.local()  # .until: the monotonic deadline of the request this thread is sending
+_reading = threading.local()  # .until, .what: the deadline and the request this thread is sending
 
 
 class _DeadlineReader(io.RawIOBase):
@@ -102,8 +106,8 @@ class _DeadlineReader(io.RawIOBase):
     headers and the body all finish by then or fail.
     """
 
-    def __init__(self, sock: Any, until: float):
-        self._sock, self._until, self._timeout = sock, until, sock.gettimeout()
+    def __init__(self, sock: Any, until: float, what: str):
+        self._sock, self._until, self._what, self._timeout = sock, until, what, sock.gettimeout()
         self._raw = sock.makefile("rb", buffering=0)  # counts as a reference: the socket stays open while read
 
     def readable(self) -> bool:
@@ -112,14 +116,14 @@ class _DeadlineReader(io.RawIOBase):
     def readinto(self, buffer: Any) -> int | None:
         left = self._until - time.monotonic()
         if left <= 0:
-            raise _DeadlinePassed()
+            raise _DeadlinePassed(self._what)
         limited = self._timeout is None or left < self._timeout
         self._sock.settimeout(left if limited else self._timeout)
         try:
             return self._raw.readinto(buffer)
         except TimeoutError:
             if limited:  # it was the deadline, not the read timeout, that ran out
-                raise _DeadlinePassed() from None
+                raise _DeadlinePassed(self._what) from None
             raise
 
     def close(self) -> None:
@@ -130,17 +134,19 @@ class _DeadlineReader(io.RawIOBase):
 class _DeadlineSocket:
     """What ``http.client.HTTPResponse`` is built on: only ``makefile`` is asked of it."""
 
-    def __init__(self, sock: Any, until: float):
-        self._sock, self._until = sock, until
+    def __init__(self, sock: Any, until: float, what: str):
+        self._sock, self._until, self._what = sock, until, what
 
     def makefile(self, mode: str, *args: object, **kwargs: object) -> io.BufferedReader:
-        return io.BufferedReader(_DeadlineReader(self._sock, self._until))
+        return io.BufferedReader(_DeadlineReader(self._sock, self._until, self._what))
 
 
 class _DeadlineResponse(http.client.HTTPResponse):
     def __init__(self, sock: Any, *args: Any, **kwargs: Any):
         until = getattr(_reading, "until", None)
-        super().__init__(sock if until is None else _DeadlineSocket(sock, until), *args, **kwargs)
+        if until is not None:
+            sock = _DeadlineSocket(sock, until, _reading.what)
+        super().__init__(sock, *args, **kwargs)
 
 
 class _Connection(urllib3.connection.HTTPConnection):
@@ -358,13 +364,13 @@ class RegistryClient:
         origin = urllib.parse.urlsplit(url)[:2]  # scheme and host:port: no credentials over a downgrade either
         for _ in range(MAX_REDIRECTS + 1):
             self.request_count += 1
-            timeout = None
+            timeout, what = None, self._waiting_for(method, url)
             if until is not None:
                 left = until - time.monotonic()
                 if left <= 0:
-                    raise _DeadlinePassed()
+                    raise _DeadlinePassed(what)
                 timeout = urllib3.Timeout(connect=min(CONNECT_TIMEOUT, left), read=min(self._read_timeout, left))
-            _reading.until = until
+            _reading.until, _reading.what = until, what
             try:
                 response = self._pool.request(
                     method, url, headers=headers, body=body, preload_content=False, redirect=False, timeout=timeout
@@ -404,8 +410,6 @@ class RegistryClient:
                 all_headers["Authorization"] = self._auth[scope]
             try:
                 response = self._open(method, url, all_headers, body, until=budget.until())
-            except _DeadlinePassed:
-                raise budget.exceeded(self._waiting_for(method, url)) from None
             except _TRANSPORT_ERRORS as e:
                 raise RegistryError(f"cannot reach registry {self.registry}: {_describe(e)}") from e
             challenge = response.headers.get("WWW-Authenticate")

@@ -159,7 +159,8 @@ def test_a_stalled_registry_does_not_delay_the_agents_other_callers(registry, tm
         fast = subprocess.run([TUFOCI, "verify", healthy], env=env, capture_output=True, text=True, timeout=60)
         took = time.monotonic() - started
         assert fast.returncode == 0, fast.stderr
-        assert took < 2.0, f"the healthy caller waited {took:.1f} s behind the stalled one"
+        # behind a single-threaded agent it would wait out the stalled caller's 8 s budget
+        assert took < 4.0, f"the healthy caller waited {took:.1f} s behind the stalled one"
         caller.join(timeout=60)
         assert slow and slow[0].returncode == 13, slow
         assert "gave up after 8 s" in slow[0].stderr and proxy.host in slow[0].stderr

@@ -9,11 +9,12 @@ rejection the trusted cache is byte for byte what it was.
 
 Any number of processes and threads may refresh one cache at once (parallel CI
 jobs, the agent, in-process ``Verifier``s, maintainer commands). The copy and
-the commit each hold the cache's lock (``flock`` on a file beside it: brief,
+the commit each hold the cache's lock (``flock`` on a hidden file beside it: brief,
 never across network waits or a signer's prompt), and the commit re-reads the
-cache under that lock and never replaces a file with an older version of it: a
-refresh that started earlier and finished later cannot roll back what a later
-one committed. Trusted metadata only ever moves forward.
+cache under that lock and never replaces a file another refresh committed
+meanwhile with an older version of it: a refresh that started earlier and
+finished later cannot roll back what a later one committed. Trusted metadata
+only ever moves forward.
 """
 
 from __future__ import annotations
@@ -174,6 +175,7 @@ def trusted_session(
             has_root = os.path.exists(os.path.join(cache, "root.json"))
             if has_root:
                 shutil.copytree(cache, work, symlinks=True)
+        copied = _fingerprints(work) if has_root else {}  # what the cache held: a commit tells what moved since
         if not has_root:
             os.makedirs(work)
             with open(pin.root_file, "rb") as f:
@@ -209,9 +211,9 @@ def trusted_session(
             yield TrustedSession(updater, work, fetcher)
         except BaseException:
             if keep_verified:  # ngclient only ever writes metadata it verified
-                _commit(work, cache)
+                _commit(work, cache, copied)
             raise
-        _commit(work, cache)
+        _commit(work, cache, copied)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -238,7 +240,7 @@ def cache_lock(cache: str) -> Iterator[None]:
     Raises:
         TimedOutError: the lock was not free before the budget (or ``LOCK_WAIT``) ran out.
     """
-    path = cache + ".lock"
+    path = os.path.join(os.path.dirname(cache), f".{os.path.basename(cache)}.lock")  # hidden, like scratch copies
     give_up = time.monotonic() + budget.remaining(LOCK_WAIT)
     with open(path, "a+b") as lock:
         while True:
@@ -266,23 +268,44 @@ def _version(path: str) -> int | None:
     return version if isinstance(version, int) else None
 
 
-def _commit(work: str, cache: str) -> None:
+def _fingerprints(directory: str) -> dict[str, str | None]:
+    """sha256 of every file under ``directory`` (links followed), by relative path."""
+    return {
+        os.path.relpath(os.path.join(path, name), directory): file_sha256(os.path.join(path, name))
+        for path, _, files in os.walk(directory) for name in files
+    }
+
+
+def file_sha256(path: str) -> str | None:
+    """sha256 (hex) of a file's bytes, or None when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def _commit(work: str, cache: str, copied: dict[str, str | None]) -> None:
     """Move what is newer in the scratch copy into the cache, file by file, atomically, under the lock.
 
-    Another refresh may have committed since this one copied the cache. A cache
-    whose root is newer than the one this refresh ended with is left alone; with
-    the same root, no file is replaced by a lower version of itself. Only a newer
-    root (a root rotation may restart the other roles' versions) replaces all.
+    The files that changed since this refresh copied the cache (``copied``) were
+    committed by another refresh, which verified them: when that one left a newer
+    root, the cache is left alone, and with the same root none of them is replaced
+    by a lower version of itself. Only a newer root (a rotation may restart the
+    other roles' versions) replaces all. Every other file is what this refresh
+    started from, verified or repaired now: its version, maybe damaged, is not
+    looked at.
     """
     with cache_lock(cache):
+        moved = {name for name, sha in _fingerprints(cache).items() if copied.get(name) != sha}
         cache_root, work_root = _version(os.path.join(cache, "root.json")), _version(os.path.join(work, "root.json"))
-        if cache_root is not None and (work_root is None or cache_root > work_root):
+        if "root.json" in moved and cache_root is not None and (work_root is None or cache_root > work_root):
             _log.info("trusted cache %s moved on to root v%s meanwhile: keeping it", cache, cache_root)
             return
-        _commit_files(work, cache, compare_versions=cache_root == work_root)
+        _commit_files(work, cache, moved if cache_root == work_root else set())
 
 
-def _commit_files(work: str, cache: str, *, compare_versions: bool) -> None:
+def _commit_files(work: str, cache: str, moved: set[str]) -> None:
     for directory, _, files in os.walk(work, topdown=False):  # root_history before the root.json link
         relative = os.path.relpath(directory, work)
         target_dir = os.path.normpath(os.path.join(cache, relative))
@@ -301,7 +324,8 @@ def _commit_files(work: str, cache: str, *, compare_versions: bool) -> None:
                 continue
             if os.path.exists(target) and not os.path.islink(target) and filecmp.cmp(source, target, shallow=False):
                 continue
-            if compare_versions and (_version(target) or 0) > (_version(source) or 0):
+            if os.path.normpath(os.path.join(relative, name)) in moved \
+                    and (_version(target) or 0) > (_version(source) or 0):
                 continue  # a later refresh committed a newer version: never roll it back
             with open(source, "rb") as f:
                 atomic_write(target, f.read(), mode=0o600)

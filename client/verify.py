@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import hashlib
 import os
 import threading
 import time
@@ -33,7 +32,7 @@ from tufoci.layout_spec import MAX_METADATA_MANIFEST_BYTES, TIMESTAMP_TAG, targe
 from tufoci.reference import Reference, Repository, parse_reference, target_name
 from tufoci.state import Pin, State
 from tufoci.store import Manifest, open_repository
-from tufoci.client.refresh import cache_dir, metadata_store, trusted_session
+from tufoci.client.refresh import cache_dir, file_sha256, metadata_store, trusted_session
 from tufoci.client.trust_pins import pin_for_reference
 
 
@@ -193,7 +192,7 @@ class Verifier:
                     targets[name] = session.lookup(name)
             expires = min(signed.expires for signed in session.updater._trusted_set)  # noqa: SLF001
             timestamp_manifest = getattr(session.fetcher, "timestamp_manifest_digest", None)
-            trusted_timestamp = _file_sha256(os.path.join(session.metadata_dir, "timestamp.json"))
+            trusted_timestamp = file_sha256(os.path.join(session.metadata_dir, "timestamp.json"))
             timestamp_version = session.updater._trusted_set.timestamp.version  # noqa: SLF001
         expires_in = (expires - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
         resolved = _Resolutions(
@@ -212,7 +211,7 @@ class Verifier:
         """Whether the registry still serves the timestamp manifest ``known`` was verified from (one request)."""
         if known.timestamp_manifest is None or datetime.datetime.now(datetime.timezone.utc) >= known.expires:
             return False
-        if _file_sha256(os.path.join(cache_dir(self.state.home, pin), "timestamp.json")) != known.trusted_timestamp:
+        if file_sha256(os.path.join(cache_dir(self.state.home, pin), "timestamp.json")) != known.trusted_timestamp:
             return False
         try:
             served = metadata_store(pin, **self.registry_options).get_manifest(
@@ -220,14 +219,6 @@ class Verifier:
         except (NotFoundError, TooLargeError):
             return False  # the full refresh says what is wrong, as it always does
         return served.digest == known.timestamp_manifest
-
-
-def _file_sha256(path: str) -> str | None:
-    try:
-        with open(path, "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()
-    except OSError:
-        return None
 
 
 def verify(

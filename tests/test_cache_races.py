@@ -165,7 +165,7 @@ def test_a_held_lock_is_waited_for_only_within_the_budget(race: Race, tmp_path: 
     from tufoci.errors import TimedOutError
 
     cache = str(tmp_path / "some-cache")
-    with open(cache + ".lock", "a+b") as held:
+    with open(tmp_path / ".some-cache.lock", "a+b") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # a stuck process holding the lock
         started = time.monotonic()
         with budget.budget(0.5), pytest.raises(TimedOutError, match=r"gave up after 0.5 s .* lock of the trusted"):

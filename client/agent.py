@@ -13,7 +13,10 @@ Protocol (one request per connection), two forms:
 
 The agent runs the same ``Verifier`` as the command; with a freshness window it
 reuses a refresh for that long, and without one it re-reads only the timestamp
-manifest while that is unchanged (docs/performance.md). The socket lives in
+manifest while that is unchanged (docs/performance.md). Each request is answered
+on its own thread within its own budget (``request_timeout``), so a caller whose
+registry stalls never delays the callers of other scopes; refreshes of one
+scope that overlap are safe (client/refresh.py). The socket lives in
 ``$TUFOCI_HOME`` (mode 0700) and is itself created with mode 0600: only its
 owner can ask. Both ends also check who is on the other side (SO_PEERCRED):
 the agent answers only its own uid, and ``verify`` refuses an agent running as
@@ -37,6 +40,7 @@ from tufoci.client.agent_client import (  # noqa: F401 - default_socket_path is 
     format_rendered,
     peer_uid,
 )
+from tufoci.budget import budget
 from tufoci.client.verify import Verifier
 from tufoci.verify_output import render_results
 from tufoci.errors import StateError, UsageError
@@ -46,24 +50,39 @@ from tufoci.state import State
 logger = logging.getLogger(__name__)
 
 
+REQUEST_TIMEOUT = 30.0  # seconds a request may take (tufoci agent --timeout), like tufoci verify's default
+
+
+class _Server(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True  # a request stuck on a registry never delays the agent's exit
+    block_on_close = False
+
+
 def serve(
     state: State,
     path: str,
     *,
     freshness: float = 10.0,
     stop: threading.Event | None = None,
+    request_timeout: float = REQUEST_TIMEOUT,
     **registry_options: object,
 ) -> None:
-    """Answer verify requests on ``path`` until SIGTERM/SIGINT (or ``stop``) — one at a time."""
+    """Answer verify requests on ``path`` until SIGTERM/SIGINT (or ``stop``), each on its own thread
+    and within ``request_timeout`` seconds."""
     verifier = Verifier(state, freshness=freshness, **registry_options)
 
     class Handler(socketserver.StreamRequestHandler):
         def handle(self) -> None:
+            self.connection.settimeout(request_timeout)  # a caller that never sends its line holds one thread only
             uid = peer_uid(self.request)
             if uid is not None and uid != os.geteuid():
                 # the socket's mode already keeps other users out; this holds even if someone loosens it
                 logger.warning("refused a request from uid %d (this agent answers uid %d only)", uid, os.geteuid())
                 return
+            with budget(request_timeout):
+                self.answer()
+
+        def answer(self) -> None:
             line = self.rfile.readline(MAX_REQUEST_BYTES + 1)
             if len(line) > MAX_REQUEST_BYTES:
                 return  # a cut line would drop references: no answer, and the client verifies them itself
@@ -98,7 +117,7 @@ def serve(
         raise UsageError(f"socket path too long for a Unix socket: {path} (use --socket)")
     old_umask = os.umask(0o177)
     try:
-        server = socketserver.UnixStreamServer(path, Handler)
+        server = _Server(path, Handler)
     finally:
         os.umask(old_umask)
     stop = stop or threading.Event()

@@ -6,14 +6,25 @@ thresholds). This module only wires it to an OCI store and makes its cache
 transactional: the refresh runs on a scratch copy of the pin's cache, and the
 copy replaces the cache only when every requested lookup succeeded. After a
 rejection the trusted cache is byte for byte what it was.
+
+Any number of processes and threads may refresh one cache at once (parallel CI
+jobs, the agent, in-process ``Verifier``s, maintainer commands). The copy and
+the commit each hold the cache's lock (``flock`` on a hidden file beside it: brief,
+never across network waits or a signer's prompt), and the commit re-reads the
+cache under that lock and never replaces a file another refresh committed
+meanwhile with an older version of it: a refresh that started earlier and
+finished later cannot roll back what a later one committed. Trusted metadata
+only ever moves forward.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
 import filecmp
 import hashlib
+import json
 import logging
 import os
 import re
@@ -28,6 +39,7 @@ from tuf.api.metadata import Root, TargetFile, Targets
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig, Urllib3Fetcher
 from tuf.ngclient._internal.trusted_metadata_set import TrustedMetadataSet
 
+from tufoci import budget
 from tufoci.atomic_file import atomic_write
 from tufoci.errors import (
     ContentMismatchError,
@@ -189,9 +201,12 @@ def trusted_session(
     try:
         work = os.path.join(scratch, "metadata")
         bootstrap = None
-        if os.path.exists(os.path.join(cache, "root.json")):
-            shutil.copytree(cache, work, symlinks=True)
-        else:
+        with cache_lock(cache):  # a copy torn between two commits would mix two states
+            has_root = os.path.exists(os.path.join(cache, "root.json"))
+            if has_root:
+                shutil.copytree(cache, work, symlinks=True)
+        copied = _fingerprints(work) if has_root else {}  # what the cache held: a commit tells what moved since
+        if not has_root:
             os.makedirs(work)
             with open(pin.root_file, "rb") as f:
                 bootstrap = f.read()
@@ -226,9 +241,9 @@ def trusted_session(
             yield TrustedSession(updater, work, fetcher)
         except BaseException:
             if keep_verified:  # ngclient only ever writes metadata it verified
-                _commit(work, cache)
+                _commit(work, cache, copied)
             raise
-        _commit(work, cache)
+        _commit(work, cache, copied)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -242,8 +257,85 @@ def _remove_stale_scratch(directory: str, older_than: float = 3600.0) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _commit(work: str, cache: str) -> None:
-    """Move what changed from the scratch copy into the cache, file by file, atomically."""
+LOCK_WAIT = 60.0  # seconds a refresh waits for the cache lock when no --timeout budget is open
+_LOCK_POLL = 0.02
+
+
+@contextlib.contextmanager
+def cache_lock(cache: str) -> Iterator[None]:
+    """Hold the exclusive lock of ``cache`` (also against threads: each holder opens the file anew).
+
+    The wait is bounded by the command's budget, so a stuck process cannot hang the others.
+
+    Raises:
+        TimedOutError: the lock was not free before the budget (or ``LOCK_WAIT``) ran out.
+    """
+    path = os.path.join(os.path.dirname(cache), f".{os.path.basename(cache)}.lock")  # hidden, like scratch copies
+    give_up = time.monotonic() + budget.remaining(LOCK_WAIT)
+    with open(path, "a+b") as lock:
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= give_up:
+                    raise budget.exceeded(
+                        f"the lock of the trusted cache {path} (another tufoci process holds it)") from None
+                time.sleep(_LOCK_POLL)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _version(path: str) -> int | None:
+    """``signed.version`` of a metadata file, or None when it is missing or unreadable."""
+    try:
+        with open(path, "rb") as f:
+            version = json.load(f)["signed"]["version"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return version if isinstance(version, int) else None
+
+
+def _fingerprints(directory: str) -> dict[str, str | None]:
+    """sha256 of every file under ``directory`` (links followed), by relative path."""
+    return {
+        os.path.relpath(os.path.join(path, name), directory): file_sha256(os.path.join(path, name))
+        for path, _, files in os.walk(directory) for name in files
+    }
+
+
+def file_sha256(path: str) -> str | None:
+    """sha256 (hex) of a file's bytes, or None when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def _commit(work: str, cache: str, copied: dict[str, str | None]) -> None:
+    """Move what is newer in the scratch copy into the cache, file by file, atomically, under the lock.
+
+    The files that changed since this refresh copied the cache (``copied``) were
+    committed by another refresh, which verified them: when that one left a newer
+    root, the cache is left alone, and with the same root none of them is replaced
+    by a lower version of itself. Only a newer root (a rotation may restart the
+    other roles' versions) replaces all. Every other file is what this refresh
+    started from, verified or repaired now: its version, maybe damaged, is not
+    looked at.
+    """
+    with cache_lock(cache):
+        moved = {name for name, sha in _fingerprints(cache).items() if copied.get(name) != sha}
+        cache_root, work_root = _version(os.path.join(cache, "root.json")), _version(os.path.join(work, "root.json"))
+        if "root.json" in moved and cache_root is not None and (work_root is None or cache_root > work_root):
+            _log.info("trusted cache %s moved on to root v%s meanwhile: keeping it", cache, cache_root)
+            return
+        _commit_files(work, cache, moved if cache_root == work_root else set())
+
+
+def _commit_files(work: str, cache: str, moved: set[str]) -> None:
     for directory, _, files in os.walk(work, topdown=False):  # root_history before the root.json link
         relative = os.path.relpath(directory, work)
         target_dir = os.path.normpath(os.path.join(cache, relative))
@@ -262,5 +354,8 @@ def _commit(work: str, cache: str) -> None:
                 continue
             if os.path.exists(target) and not os.path.islink(target) and filecmp.cmp(source, target, shallow=False):
                 continue
+            if os.path.normpath(os.path.join(relative, name)) in moved \
+                    and (_version(target) or 0) > (_version(source) or 0):
+                continue  # a later refresh committed a newer version: never roll it back
             with open(source, "rb") as f:
                 atomic_write(target, f.read(), mode=0o600)

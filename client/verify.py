@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import hashlib
 import os
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 
 from tuf.api.metadata import TargetFile
 
+from tufoci import budget
 from tufoci.errors import (
     DigestMismatchError,
     NotFoundError,
@@ -31,7 +32,7 @@ from tufoci.layout_spec import MAX_METADATA_MANIFEST_BYTES, TIMESTAMP_TAG, targe
 from tufoci.reference import Reference, Repository, parse_reference, target_name
 from tufoci.state import Pin, State
 from tufoci.store import Manifest, open_repository
-from tufoci.client.refresh import cache_dir, metadata_store, trusted_session
+from tufoci.client.refresh import cache_dir, file_sha256, metadata_store, trusted_session
 from tufoci.client.signed_targets import SignedTargets, list_signed_targets
 from tufoci.client.trust_pins import pin_for_reference
 
@@ -101,6 +102,7 @@ class _Resolutions:
     timestamp_manifest: str | None  # digest of the timestamp manifest it verified (None: an HTTP source)
     trusted_timestamp: str | None  # sha256 of the timestamp file it left in the trusted cache: when another
     # process's refresh has moved the cache on, a rollback check the cache would now fail must not be skipped
+    timestamp_version: int  # which of two refreshes that overlapped is the newer (the one to remember)
 
 
 class Verifier:
@@ -143,6 +145,8 @@ class Verifier:
         self.check_registry = check_registry
         self.registry_options = registry_options
         self._resolutions: dict[str, _Resolutions] = {}
+        self._resolutions_lock = threading.Lock()
+        self._owner, self._local = threading.get_ident(), threading.local()
 
     def verify(self, references: list[str], *, check_registry: bool | None = None) -> list[Outcome]:
         """Verify every reference; one refresh per trust repository, registry checks in parallel.
@@ -193,8 +197,15 @@ class Verifier:
         return [outcomes[i] for i in range(len(references))]
 
     def pins(self) -> list[Pin]:
-        """The trust pins this verifier answers for."""
-        return self._pins if self._pins is not None else self.state.pins()
+        """The trust pins this verifier answers for. From the state they are read on this thread's own
+        connection (SQLite's cannot cross threads; the agent answers on many)."""
+        if self._pins is not None:
+            return self._pins
+        if threading.get_ident() == self._owner:
+            return self.state.pins()
+        if getattr(self._local, "state", None) is None:
+            self._local.state = State.open(self.state.home)
+        return self._local.state.pins()
 
     def signed_targets(self, pin: Pin) -> SignedTargets:
         """Refresh ``pin``'s trust repository now and resolve every target it signs.
@@ -222,19 +233,26 @@ class Verifier:
                     targets[name] = session.lookup(name)
             expires = min(signed.expires for signed in session.updater._trusted_set)  # noqa: SLF001
             timestamp_manifest = getattr(session.fetcher, "timestamp_manifest_digest", None)
-            trusted_timestamp = _file_sha256(os.path.join(session.metadata_dir, "timestamp.json"))
+            trusted_timestamp = file_sha256(os.path.join(session.metadata_dir, "timestamp.json"))
+            timestamp_version = session.updater._trusted_set.timestamp.version  # noqa: SLF001
         expires_in = (expires - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
-        self._resolutions[pin.scope] = _Resolutions(
+        resolved = _Resolutions(
             targets, time.monotonic() + min(self.freshness, max(expires_in, 0.0)),
-            (pin.root_sha256, pin.metadata), expires, timestamp_manifest, trusted_timestamp,
+            (pin.root_sha256, pin.metadata), expires, timestamp_manifest, trusted_timestamp, timestamp_version,
         )
+        with self._resolutions_lock:
+            # two calls on two threads may overlap: the one that started earlier and ended later must not
+            # replace the newer answers the other remembered (its own caller still gets what it verified)
+            current = self._resolutions.get(pin.scope)
+            if current is None or current.pin != resolved.pin or current.timestamp_version <= timestamp_version:
+                self._resolutions[pin.scope] = resolved
         return targets
 
     def _unchanged(self, pin: Pin, known: _Resolutions) -> bool:
         """Whether the registry still serves the timestamp manifest ``known`` was verified from (one request)."""
         if known.timestamp_manifest is None or datetime.datetime.now(datetime.timezone.utc) >= known.expires:
             return False
-        if _file_sha256(os.path.join(cache_dir(self._home, pin), "timestamp.json")) != known.trusted_timestamp:
+        if file_sha256(os.path.join(cache_dir(self._home, pin), "timestamp.json")) != known.trusted_timestamp:
             return False
         try:
             served = metadata_store(pin, **self.registry_options).get_manifest(
@@ -242,14 +260,6 @@ class Verifier:
         except (NotFoundError, TooLargeError):
             return False  # the full refresh says what is wrong, as it always does
         return served.digest == known.timestamp_manifest
-
-
-def _file_sha256(path: str) -> str | None:
-    try:
-        with open(path, "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()
-    except OSError:
-        return None
 
 
 def verify(
@@ -349,5 +359,5 @@ def _check_registry(outcomes: dict[int, Outcome], registry_options) -> None:
         from concurrent.futures import ThreadPoolExecutor  # only batches pay for the import
 
         with ThreadPoolExecutor(max_workers=8) as pool:
-            results += pool.map(check, one_by_one)
+            results += pool.map(budget.carry(check), one_by_one)
     outcomes.update(results)

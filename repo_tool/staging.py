@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from tufoci import budget
 from tufoci.client.trust_pins import pin_for_reference, pin_for_scope
 from tufoci.errors import UsageError
 from tufoci.layout_spec import (
@@ -65,7 +66,8 @@ def resolve_images(references: list[Reference], **registry_options: object) -> l
             manifests[index] = manifest
 
     with ThreadPoolExecutor(max_workers=RESOLVE_WORKERS) as pool:
-        for future in [pool.submit(resolve_group, repository, indices) for repository, indices in groups.items()]:
+        resolve = budget.carry(resolve_group)  # the workers keep the command's --timeout budget
+        for future in [pool.submit(resolve, repository, indices) for repository, indices in groups.items()]:
             future.result()
     assert all(manifests), "every reference resolved or the first failure raised"
     return [_described(manifest) for manifest in manifests]

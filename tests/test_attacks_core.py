@@ -25,11 +25,11 @@ pytestmark = needs_registry
 
 
 def cache_snapshot(home: Path) -> dict[str, bytes]:
-    """Every file of the client's trusted cache, by relative path."""
+    """Every file of the client's trusted cache, by relative path (not the lock files beside each pin's cache)."""
     root = home / "cache"
     files = {}
     for path in sorted(root.rglob("*")):
-        if path.is_file() or path.is_symlink():
+        if (path.is_file() or path.is_symlink()) and path.suffix != ".lock":
             files[str(path.relative_to(root))] = os.readlink(path).encode() if path.is_symlink() else path.read_bytes()
     return files
 

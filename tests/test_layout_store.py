@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import stat
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -82,4 +87,83 @@ def test_corrupt_index_is_a_clear_error(repo: LayoutRepository):
     repo.put_manifest("t", b"{}", MANIFEST_MEDIA_TYPE)
     (Path(repo.path) / "index.json").write_text("{not json")
     with pytest.raises(RegistryError, match="corrupt OCI layout index"):
+        repo.list_tags()
+
+
+def _in_place_of_index(repo: LayoutRepository, outside: Path) -> Callable[[], object]:
+    index = Path(repo.path) / "index.json"
+    index.unlink()
+    os.mkfifo(index)
+    return repo.list_tags
+
+
+def _index_links_outside(repo: LayoutRepository, outside: Path) -> Callable[[], object]:
+    (outside / "index.json").write_bytes((Path(repo.path) / "index.json").read_bytes())
+    (Path(repo.path) / "index.json").unlink()
+    (Path(repo.path) / "index.json").symlink_to(outside / "index.json")
+    return repo.list_tags
+
+
+def _blobs_dir_links_outside(repo: LayoutRepository, outside: Path) -> Callable[[], object]:
+    shutil.move(Path(repo.path) / "blobs", outside / "blobs")
+    (Path(repo.path) / "blobs").symlink_to(outside / "blobs")
+    return lambda: repo.get_manifest("t")
+
+
+def _blob(repo: LayoutRepository) -> Path:
+    return Path(repo.path) / "blobs" / "sha256" / sha256_digest(b"{}").split(":")[1]
+
+
+def _blob_is_a_device(repo: LayoutRepository, outside: Path) -> Callable[[], object]:
+    _blob(repo).unlink()
+    os.mknod(_blob(repo), 0o600 | stat.S_IFCHR, os.makedev(1, 5))  # /dev/zero: endless
+    return lambda: repo.get_manifest("t")
+
+
+def _blob_is_a_directory(repo: LayoutRepository, outside: Path) -> Callable[[], object]:
+    _blob(repo).unlink()
+    _blob(repo).mkdir()
+    return lambda: repo.get_manifest("t")
+
+
+def _blob_is_a_fifo(repo: LayoutRepository, outside: Path) -> Callable[[], object]:
+    _blob(repo).unlink()
+    os.mkfifo(_blob(repo))
+    return lambda: repo.open_blob(sha256_digest(b"{}"), 2).__enter__()
+
+
+@pytest.mark.parametrize("attack, message", [
+    (_in_place_of_index, "index.json in .* is not a regular file"),
+    (_index_links_outside, "index.json in .* is a symbolic link"),
+    (_blobs_dir_links_outside, "lies outside the layout"),
+    (_blob_is_a_device, "is not a regular file"),
+    (_blob_is_a_directory, "is not a regular file"),
+    (_blob_is_a_fifo, "is not a regular file"),
+])
+def test_only_regular_files_inside_the_layout_are_read(repo: LayoutRepository, tmp_path: Path, attack, message):
+    """Issue 11 item 7: a FIFO, device, directory or link out of the layout is refused at once, never read."""
+    repo.put_manifest("t", b"{}", MANIFEST_MEDIA_TYPE)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    read = attack(repo, outside)
+    result: list[BaseException | object] = []
+
+    def run() -> None:
+        try:
+            result.append(read())
+        except BaseException as e:  # noqa: BLE001 - handed to the test thread
+            result.append(e)
+
+    reader = threading.Thread(target=run, daemon=True)  # a FIFO would block it forever
+    reader.start()
+    reader.join(timeout=5)
+    assert result, "the read blocked"
+    assert isinstance(result[0], RegistryError) and re.search(message, str(result[0])), result[0]
+
+
+def test_oversized_index_is_refused_after_a_bounded_read(repo: LayoutRepository):
+    repo.put_manifest("t", b"{}", MANIFEST_MEDIA_TYPE)
+    with open(Path(repo.path) / "index.json", "r+b") as f:
+        f.truncate(1 << 40)  # sparse: a read of it all would take hours and a terabyte
+    with pytest.raises(TooLargeError, match="index.json is larger than"):
         repo.list_tags()

@@ -10,6 +10,7 @@ traceback.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import logging
 import os
@@ -37,13 +38,53 @@ def output_option(f: Callable) -> Callable:
     )(f)
 
 
-def registry_options(f: Callable) -> Callable:
-    f = click.option("--plain-http", is_flag=True, default=None,
-                     help="Use HTTP, not HTTPS (default only for localhost/127.0.0.1).")(f)
-    f = click.option("--insecure", is_flag=True, help="Do not verify the registry's TLS certificate.")(f)
-    f = click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
-                     help="CA bundle for a registry with a private CA.")(f)
-    return f
+MAINTAINER_TIMEOUT = "10m"  # init, target add, publish, copy …: many requests, signing prompts excluded below
+
+
+def registry_options(f: Callable | None = None, *, timeout: str = MAINTAINER_TIMEOUT,
+                     per_request: bool = False) -> Callable:
+    """The options of every command that talks to a registry, ``--timeout`` among them.
+
+    ``--timeout DUR`` (or ``TUFOCI_TIMEOUT``) is the command's overall budget: every
+    connect, read, retry and wait for the cache lock comes out of it (``tufoci.budget``),
+    and running out is exit 13 naming what was waited for. Long-running commands
+    (``per_request``: the agent, ``timestamp --every``) get the seconds as ``timeout``
+    and apply them to each request or round instead.
+    """
+    def decorate(f: Callable) -> Callable:
+        @functools.wraps(f)
+        def run(*args: Any, timeout: str, **kwargs: Any) -> Any:
+            seconds = _timeout_seconds(timeout)
+            if per_request:
+                return f(*args, timeout=seconds, **kwargs)
+            from tufoci.budget import budget
+
+            with budget(seconds):
+                return f(*args, **kwargs)
+
+        run = click.option("--timeout", default=timeout, show_default=True, envvar="TUFOCI_TIMEOUT", metavar="DUR",
+                           help="Give up (exit 13) after DUR in all (e.g. 30s, 5m; $TUFOCI_TIMEOUT)"
+                                + (" per request." if per_request else "."))(run)
+        run = click.option("--plain-http", is_flag=True, default=None,
+                           help="Use HTTP, not HTTPS (default only for localhost/127.0.0.1).")(run)
+        run = click.option("--insecure", is_flag=True, help="Do not verify the registry's TLS certificate.")(run)
+        return click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
+                            help="CA bundle for a registry with a private CA.")(run)
+
+    return decorate if f is None else decorate(f)
+
+
+def _timeout_seconds(text: str) -> float:
+    """``--timeout``: seconds (``30``, ``2.5``) or a duration (``30s``, ``5m``)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        from tufoci.repo_tool.expiry import parse_duration
+
+        seconds = parse_duration(text).total_seconds()
+    if not 0 < seconds < float("inf"):
+        raise UsageError(f"invalid --timeout {text!r}: it must be more than 0")
+    return seconds
 
 
 def _registry_kwargs(plain_http: bool | None, insecure: bool, ca_file: str | None) -> dict[str, Any]:
@@ -600,8 +641,9 @@ def rotate(scope, role, add_keys, remove_keys, threshold, plain_http, insecure, 
               help="Extend an expired timestamp although this machine has no record of the scope's state "
                    "(its high-water marks): only after checking that it is the current state.")
 @password_stdin_option
-@registry_options
-def timestamp(scope, every, force_snapshot, revive_expired, password_stdin, plain_http, insecure, ca_file) -> None:
+@registry_options(per_request=True)
+def timestamp(scope, every, force_snapshot, revive_expired, password_stdin, plain_http, insecure, ca_file,
+              timeout) -> None:
     """Re-sign the timestamp (and snapshot when due) with the online key; --every runs it as a service."""
     from tufoci.repo_tool.expiry import parse_duration
     from tufoci.repo_tool.freshness import refresh_timestamp, run_every
@@ -611,8 +653,11 @@ def timestamp(scope, every, force_snapshot, revive_expired, password_stdin, plai
     options = _registry_kwargs(plain_http, insecure, ca_file)
 
     def refresh():
-        return refresh_timestamp(state, scope, secrets=secrets, force_snapshot=force_snapshot,
-                                 revive_expired=revive_expired, **options)
+        from tufoci.budget import budget
+
+        with budget(timeout):  # each round has the whole budget (with --every this runs for months)
+            return refresh_timestamp(state, scope, secrets=secrets, force_snapshot=force_snapshot,
+                                     revive_expired=revive_expired, **options)
 
     if every is None:
         result = refresh()
@@ -647,7 +692,7 @@ def export_metadata(scope, directory, plain_http, insecure, ca_file) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
 @click.option("--replace-newer", is_flag=True,
               help="Replace a destination whose trust state is newer than SOURCE's (moves it backwards).")
-@registry_options
+@registry_options(timeout="1h")  # it moves whole images
 @output_option
 def copy(source, destination, tag_pattern, quiet, replace_newer, plain_http, insecure, ca_file, output) -> None:
     """Copy SOURCE scope's signed images and trust data to DESTINATION (a registry scope or oci:DIR).
@@ -787,7 +832,7 @@ def trust_remove(scope) -> None:
 @click.argument("references", nargs=-1, required=True)
 @click.option("--skip-registry-check", is_flag=True,
               help="Do not compare the registry's current tag with the signed digest (offline resolution).")
-@registry_options
+@registry_options(timeout="30s")
 @output_option
 def verify(references, skip_registry_check, plain_http, insecure, ca_file, output) -> None:
     """Verify REFERENCES and print the digest each must be deployed by.
@@ -815,8 +860,8 @@ def render_verify(results: list[dict], output: str) -> int:
                    "timestamp on every request, and refresh fully when it changed).")
 @click.option("--socket", "socket_path", type=click.Path(dir_okay=False),
               help="Unix socket to listen on (default $TUFOCI_HOME/agent.sock).")
-@registry_options
-def agent(freshness, socket_path, plain_http, insecure, ca_file) -> None:
+@registry_options(timeout="30s", per_request=True)
+def agent(freshness, socket_path, plain_http, insecure, ca_file, timeout) -> None:
     """Run a resident verifier: `tufoci verify` on this machine uses it when it is running."""
     from tufoci.client.agent import default_socket_path, serve
     from tufoci.repo_tool.expiry import parse_duration
@@ -825,7 +870,7 @@ def agent(freshness, socket_path, plain_http, insecure, ca_file) -> None:
     path = socket_path or default_socket_path(state.home)
     window = 0.0 if freshness in ("0", "0s") else parse_duration(freshness).total_seconds()
     _echo(f"tufoci agent listening on {path} (freshness {freshness})", err=True)
-    serve(state, path, freshness=window, **_registry_kwargs(plain_http, insecure, ca_file))
+    serve(state, path, freshness=window, request_timeout=timeout, **_registry_kwargs(plain_http, insecure, ca_file))
 
 
 # -- migration ----------------------------------------------------------------------------------

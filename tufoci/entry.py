@@ -8,7 +8,7 @@ Python's start-up and one socket round trip.
 An agent another user could have put there (its socket, the socket's directory or
 its process belongs to another uid, or others can write them) is refused with one
 line (client/agent_client.py). Anything else, or no agent, runs ``tufoci.cli`` as usual. Set
-``TUFOCI_NO_AGENT=1`` to bypass the agent.
+``TUFOCI_NO_AGENT=1`` to bypass the agent; ``--timeout`` or ``TUFOCI_TIMEOUT`` bypass it too.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ def _agent_verify(args: list[str]) -> int | None:
 
 def main() -> None:
     args = sys.argv[1:]
-    if args[:1] == ["verify"] and os.environ.get("TUFOCI_NO_AGENT") != "1":
+    # a TUFOCI_TIMEOUT the agent could not honour (it has its own per-request budget) is the full CLI's
+    if args[:1] == ["verify"] and os.environ.get("TUFOCI_NO_AGENT") != "1" and not os.environ.get("TUFOCI_TIMEOUT"):
         code = _agent_verify(args[1:])
         if code is not None:
             sys.exit(code)

@@ -92,3 +92,7 @@ class TooLargeError(RegistryError):
 
 class ReviewMismatchError(TufociError):
     """A signer was asked to sign a proposal other than the one they reviewed (its fingerprint differs)."""
+
+
+class TimedOutError(RegistryError):
+    """The command's overall time budget (``--timeout``) ran out while it waited (exit 13)."""

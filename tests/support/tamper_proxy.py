@@ -17,7 +17,9 @@ that is ``bytes`` or an iterator of ``bytes`` (streamed with chunked encoding, o
 raw after a ``Content-Length`` the rule chose, which may lie). ``Reply.stall``
 delays the status line; a generator can sleep between chunks with
 ``proxy.sleep()`` (which returns early when the proxy stops, so no test waits on
-a stalled handler at teardown). Every request is recorded in ``proxy.requests``
+a stalled handler at teardown). ``Reply.raw`` replaces the whole answer, status
+line and headers included, with bytes the rule streams as it likes (a server
+dripping its status line or headers). Every request is recorded in ``proxy.requests``
 with its headers, so a test can assert what a client sent (e.g. that no
 ``Authorization`` header reached a host).
 """
@@ -92,6 +94,7 @@ class Reply:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes | Iterable[bytes] = b""
     stall: float = 0.0
+    raw: Iterable[bytes] | None = None  # the whole answer, sent as is (then the connection closes)
 
     def header(self, name: str) -> str | None:
         for key, value in self.headers:
@@ -275,6 +278,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, reply: Reply) -> None:
         if reply.stall and not self.owner.sleep(reply.stall):
             self.close_connection = True
+            return
+        if reply.raw is not None:
+            self.close_connection = True
+            for chunk in reply.raw:
+                self.wfile.write(chunk)
+                self.wfile.flush()
             return
         self.send_response_only(reply.status)
         announced = reply.header("Content-Length")

@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -48,12 +49,9 @@ class LayoutRepository(RepositoryStore):
 
     def _read_index(self) -> dict:
         try:
-            with open(os.path.join(self.path, "index.json"), "rb") as f:
-                raw = f.read(MAX_MANIFEST_BYTES + 1)
+            raw = self._read_regular(os.path.join(self.path, "index.json"), MAX_MANIFEST_BYTES, "index.json")
         except FileNotFoundError:
             return {"schemaVersion": 2, "manifests": []}
-        except OSError as e:
-            raise RegistryError(f"cannot read {self.path}/index.json: {e.strerror}") from e
         if len(raw) > MAX_MANIFEST_BYTES:
             raise TooLargeError(f"{self.path}/index.json is larger than {MAX_MANIFEST_BYTES} bytes")
         try:
@@ -87,14 +85,52 @@ class LayoutRepository(RepositoryStore):
         except OSError as e:
             raise RegistryError(f"cannot write OCI layout at {self.path}: {e.strerror}") from e
 
+    def _open_regular(self, path: str, what: str) -> int:
+        """A read-only descriptor of ``path`` inside the layout, only when it is a regular file.
+
+        layout §6: a layout is data someone handed us. A FIFO would block the read forever, a device
+        or a directory is no blob, and a symbolic link could point anywhere on this machine: none is
+        followed or read. ``O_NONBLOCK`` lets the open of a FIFO return at once, so fstat can refuse it.
+
+        Raises:
+            FileNotFoundError: nothing is there (the caller says what that means).
+            RegistryError: anything but a regular file, a path leaving the layout, or an unreadable file.
+        """
+        root = os.path.realpath(self.path)
+        if os.path.commonpath([root, os.path.realpath(os.path.dirname(path))]) != root:
+            raise RegistryError(f"{what} in {self.path} lies outside the layout (a symbolic link): refusing it")
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise
+        except OSError as e:
+            if os.path.islink(path):
+                raise RegistryError(f"{what} in {self.path} is a symbolic link: refusing to follow it") from e
+            raise RegistryError(f"cannot read {what} in {self.path}: {e.strerror}") from e
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise RegistryError(f"{what} in {self.path} is not a regular file: refusing to read it")
+        return fd
+
+    def _read_regular(self, path: str, max_bytes: int, what: str) -> bytes:
+        """At most ``max_bytes + 1`` bytes of a regular file in the layout (``_open_regular``)."""
+        fd = self._open_regular(path, what)
+        try:
+            chunks, total = [], 0
+            while total <= max_bytes and (chunk := os.read(fd, min(max_bytes + 1 - total, 1024 * 1024))):
+                chunks.append(chunk)
+                total += len(chunk)
+            return b"".join(chunks)
+        except OSError as e:
+            raise RegistryError(f"cannot read {what} in {self.path}: {e.strerror}") from e
+        finally:
+            os.close(fd)
+
     def _read_blob_file(self, digest: str, max_bytes: int) -> bytes:
         try:
-            with open(self._blob_path(digest), "rb") as f:
-                data = f.read(max_bytes + 1)
+            data = self._read_regular(self._blob_path(digest), max_bytes, f"blob {digest}")
         except FileNotFoundError:
             raise NotFoundError(f"blob {digest} not found in {self.path}") from None
-        except OSError as e:
-            raise RegistryError(f"cannot read blob {digest} in {self.path}: {e.strerror}") from e
         if len(data) > max_bytes:
             raise TooLargeError(f"blob {digest} in {self.path} is larger than {max_bytes} bytes")
         if sha256_digest(data) != digest:
@@ -178,7 +214,7 @@ class LayoutRepository(RepositoryStore):
     @contextlib.contextmanager
     def open_blob(self, digest: str, size: int) -> Iterator[BinaryIO]:
         try:
-            f = open(self._blob_path(digest), "rb")
+            f = os.fdopen(self._open_regular(self._blob_path(digest), f"blob {digest}"), "rb")
         except FileNotFoundError:
             raise NotFoundError(f"blob {digest} not found in {self.path}") from None
         with f:

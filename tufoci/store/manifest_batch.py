@@ -69,6 +69,12 @@ class Endpoint:
     connect_timeout: float
     read_timeout: float
     deadline: float
+    until: float | None = None  # time.monotonic() at which the command's budget ends: no wait goes past it
+
+    def give_up_at(self, seconds: float) -> float:
+        """``seconds`` from now, or when the budget ends if that is sooner."""
+        at = time.monotonic() + seconds
+        return at if self.until is None else min(at, self.until)
 
 
 class Answer(NamedTuple):
@@ -83,7 +89,10 @@ class _Connection:
 
     def __init__(self, endpoint: Endpoint):
         self._endpoint = endpoint
-        sock = socket.create_connection((endpoint.host, endpoint.port), timeout=endpoint.connect_timeout)
+        left = endpoint.give_up_at(endpoint.connect_timeout) - time.monotonic()
+        if left <= 0:
+            raise _Stalled("the budget ran out")
+        sock = socket.create_connection((endpoint.host, endpoint.port), timeout=left)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if endpoint.tls is not None:
@@ -106,7 +115,10 @@ class _Connection:
             pass
 
     def send(self, requests: bytes) -> None:
-        self._sock.settimeout(self._endpoint.read_timeout)
+        left = self._endpoint.give_up_at(self._endpoint.read_timeout) - time.monotonic()
+        if left <= 0:
+            raise _Stalled("the budget ran out")
+        self._sock.settimeout(left)
         try:
             self._sock.sendall(requests)
         except TimeoutError:
@@ -115,7 +127,7 @@ class _Connection:
     def receive(self, max_bytes: int) -> Answer:
         """The next answer. A body is read only for a 200 within the cap: any other status
         (a 204 or 304 has no body whatever its Content-Length says) ends the connection."""
-        self._give_up_at = time.monotonic() + self._endpoint.deadline
+        self._give_up_at = self._endpoint.give_up_at(self._endpoint.deadline)
         version, status, headers = self._read_head()
         while 100 <= status < 200:  # interim answers (RFC 9110 §15.2) precede the real one
             version, status, headers = self._read_head()

@@ -13,15 +13,21 @@ import cost. It does exactly what tufoci needs and nothing else:
 * basic auth and the bearer-token flow (anonymous tokens too), tokens reused per
   repository scope; credentials never follow a redirect to another host;
 * timeouts on every request, an overall per-request deadline, and bounded
-  retries with backoff only for idempotent reads.
+  retries with backoff only for idempotent reads, all inside the command's
+  budget (``tufoci.budget``). The deadline holds for every byte: each read from
+  the socket (status line, headers, body) waits at most what is left of it, so
+  a server dripping one byte at a time cannot stretch a request.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import http.client
+import io
 import ipaddress
 import json
+import math
 import os
 import re
 import ssl
@@ -29,13 +35,14 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import urllib3
+import urllib3.connection
 
-from tufoci import __version__
+from tufoci import __version__, budget
 from tufoci.credentials import Credentials, lookup_credentials
-from tufoci.errors import ContentMismatchError, NotFoundError, RegistryError, TooLargeError
+from tufoci.errors import ContentMismatchError, NotFoundError, RegistryError, TimedOutError, TooLargeError
 from tufoci.layout_spec import IMAGE_MEDIA_TYPES, MAX_MANIFEST_BYTES, sha256_digest
 from tufoci.reference import DIGEST_RE
 from tufoci.safe_text import printable
@@ -59,6 +66,7 @@ PARALLEL_UPLOADS = 8
 _CHUNK = 64 * 1024
 _RETRY_STATUSES = {500, 502, 503, 504}  # 500: distribution serves a tag link caught mid-write as a 500
 _TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
+_BUDGET_SPENT = 0.05  # seconds: a timeout that fired with less of the budget left than this is the budget's
 
 
 def is_loopback(registry: str) -> bool:
@@ -79,6 +87,84 @@ def _env_seconds(name: str, default: float) -> float:
     except ValueError:
         return default
     return value if value > 0 else default
+
+
+class _DeadlinePassed(TimedOutError):
+    """The request's deadline passed while reading. Not an OSError, so urllib3 neither retries nor wraps
+    it; a TufociError, so one that escapes (a streamed blob read by the caller) is still one clear line."""
+
+    def __init__(self, what: str):
+        super().__init__(str(budget.exceeded(what)))
+
+
+_reading = threading.local()  # .until, .what: the deadline and the request this thread is sending
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket as http.client reads a response from it, every read bounded by the deadline.
+
+    A socket timeout restarts with each byte received; here each read waits at
+    most the read timeout and never past ``until``, so the status line, the
+    headers and the body all finish by then or fail.
+    """
+
+    def __init__(self, sock: Any, until: float, what: str):
+        self._sock, self._until, self._what, self._timeout = sock, until, what, sock.gettimeout()
+        self._raw = sock.makefile("rb", buffering=0)  # counts as a reference: the socket stays open while read
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        left = self._until - time.monotonic()
+        if left <= 0:
+            raise _DeadlinePassed(self._what)
+        limited = self._timeout is None or left < self._timeout
+        self._sock.settimeout(left if limited else self._timeout)
+        try:
+            return self._raw.readinto(buffer)
+        except TimeoutError:
+            if limited:  # it was the deadline, not the read timeout, that ran out
+                raise _DeadlinePassed(self._what) from None
+            raise
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _DeadlineSocket:
+    """What ``http.client.HTTPResponse`` is built on: only ``makefile`` is asked of it."""
+
+    def __init__(self, sock: Any, until: float, what: str):
+        self._sock, self._until, self._what = sock, until, what
+
+    def makefile(self, mode: str, *args: object, **kwargs: object) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self._sock, self._until, self._what))
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    def __init__(self, sock: Any, *args: Any, **kwargs: Any):
+        until = getattr(_reading, "until", None)
+        if until is not None:
+            sock = _DeadlineSocket(sock, until, _reading.what)
+        super().__init__(sock, *args, **kwargs)
+
+
+class _Connection(urllib3.connection.HTTPConnection):
+    response_class = _DeadlineResponse
+
+
+class _TLSConnection(urllib3.connection.HTTPSConnection):
+    response_class = _DeadlineResponse
+
+
+class _Pool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _Connection
+
+
+class _TLSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _TLSConnection
 
 
 def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -123,6 +209,7 @@ class RegistryClient:
             timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=timeout),
             **tls,
         )
+        self._pool.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}  # responses read under a deadline
         self._credentials = credentials
         self._credentials_given = credentials is not None
         self._credentials_loaded = credentials is not None
@@ -152,7 +239,7 @@ class RegistryClient:
         port = url.port or default_port
         # the Host header urllib3 sends: lowercase, IPv6 in brackets, no default port
         host_header = (f"[{host}]" if ":" in host else host) + ("" if port == default_port else f":{port}")
-        return Endpoint(host, port, host_header, tls, CONNECT_TIMEOUT, self._read_timeout, self._deadline)
+        return Endpoint(host, port, host_header, tls, CONNECT_TIMEOUT, self._read_timeout, self._deadline, budget.until())
 
     def authorization(self, scope: str) -> dict[str, str]:
         """The Authorization header this client holds for ``scope`` (empty before the first challenge)."""
@@ -216,7 +303,12 @@ class RegistryClient:
         max_bytes: int,
         idempotent: bool,
     ) -> tuple[int, urllib3.HTTPHeaderDict, bytes]:
-        """One logical request: redirects followed, reads retried, body capped."""
+        """One logical request: redirects followed, reads retried, body capped, all within the budget.
+
+        Raises:
+            TimedOutError: the command's budget ran out (whatever attempt or back-off it was in).
+            RegistryError: the registry could not be reached, or did not answer within the deadline.
+        """
         attempts = READ_RETRIES + 1 if idempotent else 1
         for attempt in range(attempts):
             try:
@@ -224,38 +316,69 @@ class RegistryClient:
             except TooLargeError:
                 raise
             except _TRANSPORT_ERRORS as e:
-                if attempt + 1 < attempts:
-                    time.sleep(0.25 * 3**attempt)
+                left, backoff = budget.remaining(math.inf), 0.25 * 3**attempt
+                if attempt + 1 < attempts and left > backoff:
+                    time.sleep(backoff)
                     continue
+                if left < _BUDGET_SPENT:  # the connect or read timeout was what was left of the budget
+                    raise budget.exceeded(self._waiting_for(method, url)) from e
                 raise RegistryError(f"cannot reach registry {self.registry}: {_describe(e)}") from e
-            if status in _RETRY_STATUSES and attempt + 1 < attempts:
-                time.sleep(0.25 * 3**attempt)
+            backoff = 0.25 * 3**attempt
+            if status in _RETRY_STATUSES and attempt + 1 < attempts and budget.remaining(math.inf) > backoff:
+                time.sleep(backoff)
                 continue
             return status, response_headers, data
         raise AssertionError("unreachable")
 
+    def _waiting_for(self, method: str, url: str) -> str:
+        """What a timed-out request waited for: the registry host and the request, without its query."""
+        return f"registry {self.registry} to answer {method} {urllib.parse.urlsplit(url).path}"
+
     def _send_once(
         self, method: str, url: str, headers: dict[str, str], body: bytes | None, max_bytes: int
     ) -> tuple[int, urllib3.HTTPHeaderDict, bytes]:
-        started = time.monotonic()
-        response = self._open(method, url, headers, body)
+        until = time.monotonic() + self._deadline
+        overall = budget.until()
         try:
-            data = self._read_capped(response, max_bytes, started)
-        except BaseException:
-            # the body was not read to its end: this connection must never serve another request
-            response.close()
-            raise
+            response = self._open(method, url, headers, body, until=until if overall is None else min(until, overall))
+            try:
+                data = self._read_capped(response, max_bytes)
+            except BaseException:
+                # the body was not read to its end: this connection must never serve another request
+                response.close()
+                raise
+        except _DeadlinePassed:
+            if overall is not None and overall <= until:
+                raise budget.exceeded(self._waiting_for(method, url)) from None
+            raise RegistryError(f"{self.registry} did not finish a response within {self._deadline:g} s "
+                                f"({method} {urllib.parse.urlsplit(url).path})") from None
         response.release_conn()
         return response.status, response.headers, data
 
-    def _open(self, method: str, url: str, headers: dict[str, str], body: object) -> urllib3.BaseHTTPResponse:
-        """Send one request following redirects; the caller reads and releases the response."""
+    def _open(
+        self, method: str, url: str, headers: dict[str, str], body: object, *, until: float | None
+    ) -> urllib3.BaseHTTPResponse:
+        """Send one request following redirects; the caller reads and releases the response.
+
+        ``until`` (a ``time.monotonic()`` instant) bounds connecting, sending and every read of the
+        answers, its body included (None: the connect and read timeouts alone, for streamed blobs).
+        """
         origin = urllib.parse.urlsplit(url)[:2]  # scheme and host:port: no credentials over a downgrade either
         for _ in range(MAX_REDIRECTS + 1):
             self.request_count += 1
-            response = self._pool.request(
-                method, url, headers=headers, body=body, preload_content=False, redirect=False
-            )
+            timeout, what = None, self._waiting_for(method, url)
+            if until is not None:
+                left = until - time.monotonic()
+                if left <= 0:
+                    raise _DeadlinePassed(what)
+                timeout = urllib3.Timeout(connect=min(CONNECT_TIMEOUT, left), read=min(self._read_timeout, left))
+            _reading.until, _reading.what = until, what
+            try:
+                response = self._pool.request(
+                    method, url, headers=headers, body=body, preload_content=False, redirect=False, timeout=timeout
+                )
+            finally:
+                _reading.until = None
             if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
                 response.drain_conn()
                 response.release_conn()
@@ -288,7 +411,7 @@ class RegistryClient:
             if scope in self._auth and own:
                 all_headers["Authorization"] = self._auth[scope]
             try:
-                response = self._open(method, url, all_headers, body)
+                response = self._open(method, url, all_headers, body, until=budget.until())
             except _TRANSPORT_ERRORS as e:
                 raise RegistryError(f"cannot reach registry {self.registry}: {_describe(e)}") from e
             challenge = response.headers.get("WWW-Authenticate")
@@ -304,17 +427,13 @@ class RegistryClient:
         """Whether ``url`` is on this registry (scheme, host and port): only such requests carry credentials."""
         return urllib.parse.urlsplit(url)[:2] == urllib.parse.urlsplit(self.base_url)[:2]
 
-    def _read_capped(self, response: urllib3.BaseHTTPResponse, max_bytes: int, started: float) -> bytes:
+    def _read_capped(self, response: urllib3.BaseHTTPResponse, max_bytes: int) -> bytes:
+        """The body, at most ``max_bytes``; the response's reader enforces the deadline on every read."""
         chunks, total = [], 0
-        # read1: at most one read from the socket per call, so the deadline is checked at least once per read
-        # timeout. stream()/read(amt) block until amt bytes arrive: a server dripping one byte every few
-        # seconds under a large Content-Length or chunk size would never meet the deadline.
         while chunk := response.read1(_CHUNK):
             total += len(chunk)
             if total > max_bytes:
                 raise TooLargeError(f"{self.registry} sent more than {max_bytes} bytes")
-            if time.monotonic() - started > self._deadline:
-                raise RegistryError(f"{self.registry} did not finish a response within {self._deadline:.0f} s")
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -583,7 +702,7 @@ def _side_by_side(function, items: list, workers: int) -> list:
     from concurrent.futures import ThreadPoolExecutor  # the verify path never pays for this import
 
     with ThreadPoolExecutor(max_workers=min(len(items), workers)) as pool:
-        return list(pool.map(function, items))
+        return list(pool.map(budget.carry(function), items))
 
 
 _CLIENTS: dict[tuple, RegistryClient] = {}

@@ -1,0 +1,65 @@
+"""One overall time budget per command, so no wait of any kind outlives it.
+
+A per-request deadline alone lets retries, several requests and waits for the
+cache lock add up (a stalled metadata answer cost 91 s: 30 s × 3 attempts). The
+CLI opens a budget (``--timeout``) around a command, the agent around each
+request; every wait below it (each socket read, each retry and its back-off,
+the cache lock) takes what is left. The budget lives in a context variable, so a
+library caller that opens none keeps the per-request limits alone, and two
+agent requests on two threads each keep their own. Worker threads start with an
+empty context: ``carry`` hands them the caller's budget.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from tufoci.errors import TimedOutError
+
+_T = TypeVar("_T")
+_current: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar("tufoci_budget", default=None)
+
+
+@contextlib.contextmanager
+def budget(seconds: float) -> Iterator[None]:
+    """Everything inside must finish within ``seconds`` (a budget already open and shorter still wins)."""
+    until = time.monotonic() + seconds
+    outer = _current.get()
+    token = _current.set(outer if outer is not None and outer[0] <= until else (until, seconds))
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def until() -> float | None:
+    """The ``time.monotonic()`` instant the open budget ends, or None without one."""
+    current = _current.get()
+    return None if current is None else current[0]
+
+
+def remaining(default: float) -> float:
+    """Seconds left in the open budget (``default`` without one); never negative."""
+    current = _current.get()
+    return default if current is None else max(0.0, current[0] - time.monotonic())
+
+
+def exceeded(waiting_for: str) -> TimedOutError:
+    """The error when the budget ran out: what was being waited for, and how to allow more."""
+    current = _current.get()
+    total = f"{current[1]:g} s" if current is not None else "the deadline"
+    return TimedOutError(f"gave up after {total} (--timeout / TUFOCI_TIMEOUT) waiting for {waiting_for}")
+
+
+def carry(function: Callable[..., _T]) -> Callable[..., _T]:
+    """``function`` for a worker thread, run under the caller's budget (each call in its own context copy)."""
+    context = contextvars.copy_context()
+
+    def run(*args: object) -> _T:
+        return context.copy().run(function, *args)
+
+    return run

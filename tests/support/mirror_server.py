@@ -49,12 +49,12 @@ class MirrorProcess:
         self.port = int(url.rsplit(":", 1)[1])
 
     @classmethod
-    def start(cls, workdir: Path, config: Path, *, env: dict[str, str] | None = None,
+    def start(cls, workdir: Path, config: Path, *, env: dict[str, str] | None = None, prefix: list[str] = (),
               wait_ready: bool = True) -> MirrorProcess:
         workdir.mkdir(parents=True, exist_ok=True)
         ready = workdir / "ready"
         ready.unlink(missing_ok=True)
-        command = [sys.executable, "-c", "from tufoci.cli import main; main()", "mirror", "serve",
+        command = [*prefix, sys.executable, "-c", "from tufoci.cli import main; main()", "mirror", "serve",
                    "--config", str(config), "--listen", "127.0.0.1:0", "--cache-dir", str(workdir / "cache"),
                    "--ready-file", str(ready)]
         stderr = open(workdir / "stderr.log", "wb")  # noqa: SIM115 - the process owns it

@@ -25,7 +25,6 @@ import hashlib
 import re
 import signal
 import socket
-import struct
 import sys
 import threading
 import time
@@ -83,9 +82,9 @@ class _MirrorHandler(_Handler):
 
     def _answer(self, status: int, headers: dict[str, str], body: bytes = b"", *, head: bool = False) -> None:
         self.send_response(status)
-        for name, value in {**API_HEADERS, **headers}.items():
+        headers = {**API_HEADERS, "Content-Length": str(len(body)), **headers}
+        for name, value in headers.items():
             self.send_header(name, value)
-        self.send_header("Content-Length", str(headers.get("Content-Length", len(body))))
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
@@ -251,11 +250,14 @@ class _MirrorHandler(_Handler):
         return sent + len(held)
 
     def _reset(self) -> None:
-        """Abort the connection with a TCP reset: the body stays one byte short of its Content-Length."""
+        """End the connection here: the body stays at least one byte short of its Content-Length.
+
+        A plain FIN (no TLS close_notify either), so the client reads what was sent and then
+        a premature end of the body, which HTTP/1.1 framing makes a failed transfer.
+        """
         self.close_connection = True
         try:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.connection.close()
+            self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
 

@@ -147,3 +147,113 @@ def test_health_readiness_metrics_and_sigterm(world, mirror):
     assert 'tufoci_mirror_upstream_seconds_count{upstream="registry.example.com"}' in metrics
     assert mirror.stop() == 0
     assert mirror.log_events("stopped")
+
+
+def test_tls_with_the_certificate_reloaded_when_rotated(world, tmp_path):
+    import http.client
+    import socket
+    import ssl
+    import time
+
+    from cryptography import x509
+
+    from tests.support.tls import CertificateAuthority
+
+    ca = CertificateAuthority(tmp_path / "pki")
+    leaf = ca.issue("mirror", hosts=["mirror.example.internal", "127.0.0.1"])
+    server = MirrorProcess.start(tmp_path / "tls", world.config("tls.yaml"),
+                                 args=["--tls-cert", str(leaf.cert_file), "--tls-key", str(leaf.key_file)])
+    context = ssl.create_default_context(cafile=str(ca.cert_file))
+    try:
+        assert server.url.startswith("https://127.0.0.1:")
+
+        def served_serial() -> int:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+                with context.wrap_socket(raw, server_hostname="mirror.example.internal") as tls:
+                    return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)).serial_number
+
+        connection = http.client.HTTPSConnection("127.0.0.1", server.port, context=context, timeout=30)
+        connection.request("GET", manifest_path("acme/web", "1.0"))
+        response = connection.getresponse()
+        assert response.status == 200 and response.getheader("Docker-Content-Digest") == world.digest
+        connection.close()
+        rotated = ca.issue("rotated", hosts=["mirror.example.internal", "127.0.0.1"])
+        leaf.key_file.write_bytes(rotated.key_file.read_bytes())
+        leaf.cert_file.write_bytes(rotated.cert_file.read_bytes())
+        deadline = time.monotonic() + 10
+        while served_serial() != rotated.certificate.serial_number:
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.2)
+        assert server.log_events("certificate-reloaded")
+    finally:
+        assert server.stop() == 0
+
+
+CONFIG_ERRORS = [  # (change to a valid MirrorPolicy, words of the one-line error)
+    ({"mirror": None}, "field mirror: a MirrorPolicy needs a mirror section"),
+    ({"mirror": {"upstreams": []}}, "field mirror.upstreams: must list at least one upstream"),
+    ({"mirror": {"upstreams": [{"name": "r.example/acme"}]}}, "field mirror.upstreams[0].name: write the registry host"),
+    ({"mirror": {"upstreams": [{"name": "index.docker.io"}]}}, "write the registry host as 'docker.io'"),
+    ({"mirror": {"upstreams": [{"name": "r.example"}], "default": "other.example"}},
+     "field mirror.default: 'other.example' is not the name of an upstream"),
+    ({"mirror": {"upstreams": [{"name": "r.example", "plainHTTP": "yes"}]}}, "plainHTTP: must be true or false"),
+    ({"mirror": {"upstreams": [{"name": "r.example"}], "timeout": "-1s"}}, "field mirror.timeout"),
+    ({"mirror": {"upstreams": [{"name": "r.example", "port": 5}]}}, "field mirror.upstreams[0].port: unknown"),
+]
+
+
+@pytest.mark.parametrize("change,words", CONFIG_ERRORS)
+def test_mirror_config_errors_name_the_field(tmp_path, change, words):
+    from tufoci.enforce.policy import PolicyError, parse_policy
+
+    doc = {"apiVersion": "tufoci.dev/v1", "kind": "MirrorPolicy",
+           "trust": [{"scope": SCOPE, "rootSha256": "a" * 64}],
+           "rules": [{"images": [f"{SCOPE}/**"], "scope": SCOPE}],
+           "mirror": {"upstreams": [{"name": UPSTREAM, "endpoint": "127.0.0.1:5000"}]}}
+    doc.update(change)
+    if doc["mirror"] is None:
+        del doc["mirror"]
+    with pytest.raises(PolicyError) as error:
+        parse_policy(doc, "mirror.yaml")
+    assert str(error.value).startswith("mirror.yaml: ") and words in str(error.value)
+
+
+def test_routing_by_ns_by_first_component_or_by_default():
+    from tufoci.enforce.mirror import OciError, route
+    from tufoci.enforce.policy import MirrorSection, Upstream
+
+    upstreams = (Upstream(UPSTREAM, "127.0.0.1:5000", None, None), Upstream("docker.io", "registry-1.docker.io",
+                                                                            None, None))
+    section = MirrorSection(upstreams, "docker.io", 30.0)
+    cases = [
+        ("acme/web", UPSTREAM, (UPSTREAM, "acme/web")),
+        ("library/nginx", "docker.io", ("docker.io", "library/nginx")),
+        (f"{UPSTREAM}/acme/web", None, (UPSTREAM, "acme/web")),
+        ("library/nginx", None, ("docker.io", "library/nginx")),
+        ("acme/web", "evil.example", None),
+    ]
+    for name, ns, expected in cases:
+        if expected is None:
+            with pytest.raises(OciError):
+                route(section, name, ns)
+            continue
+        got = route(section, name, ns)
+        assert (got.upstream.name, got.repository) == expected
+    with pytest.raises(OciError) as unknown:
+        route(MirrorSection(upstreams, None, 30.0), "acme/web", None)
+    assert unknown.value.code == "NAME_UNKNOWN"
+
+
+def test_cli_refuses_warn_mode_and_a_policy_without_mirror_section(world, tmp_path):
+    from tests.conftest import run_tufoci
+
+    import yaml
+
+    config = yaml.safe_load(world.config().read_text())
+    (tmp_path / "warn.yaml").write_text(yaml.safe_dump({**config, "mode": "warn"}))
+    result = run_tufoci("mirror", "serve", "--config", str(tmp_path / "warn.yaml"))
+    assert result.exit_code == 2 and "the mirror has no warn mode" in result.stderr
+    admission = {k: v for k, v in config.items() if k != "mirror"} | {"kind": "AdmissionPolicy"}
+    (tmp_path / "admission.yaml").write_text(yaml.safe_dump(admission))
+    result = run_tufoci("mirror", "serve", "--config", str(tmp_path / "admission.yaml"))
+    assert result.exit_code == 2 and "field mirror: missing" in result.stderr

@@ -50,13 +50,13 @@ class MirrorProcess:
 
     @classmethod
     def start(cls, workdir: Path, config: Path, *, env: dict[str, str] | None = None, prefix: list[str] = (),
-              wait_ready: bool = True) -> MirrorProcess:
+              args: list[str] = (), wait_ready: bool = True) -> MirrorProcess:
         workdir.mkdir(parents=True, exist_ok=True)
         ready = workdir / "ready"
         ready.unlink(missing_ok=True)
         command = [*prefix, sys.executable, "-c", "from tufoci.cli import main; main()", "mirror", "serve",
                    "--config", str(config), "--listen", "127.0.0.1:0", "--cache-dir", str(workdir / "cache"),
-                   "--ready-file", str(ready)]
+                   "--ready-file", str(ready), *args]
         stderr = open(workdir / "stderr.log", "wb")  # noqa: SIM115 - the process owns it
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr,
                                    env={**os.environ, **(env or {})}, cwd=str(Path(__file__).resolve().parents[2]))
@@ -68,7 +68,7 @@ class MirrorProcess:
                 raise RuntimeError(f"mirror did not start: {(workdir / 'stderr.log').read_text()}")
             time.sleep(0.02)
         server = cls(process, workdir, ready.read_text().strip())
-        if wait_ready:
+        if wait_ready and server.url.startswith("http:"):
             server.wait_ready()
         return server
 

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import publish_web, push_test_image
-from tests.conftest import needs_registry
+from tests.conftest import needs_registry, publish_web, push_test_image
 from tests.support.mirror_server import SCOPE, UPSTREAM, MirrorProcess, write_mirror_config
 from tufoci.reference import Repository
 from tufoci.store import open_repository

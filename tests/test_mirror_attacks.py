@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import publish_web, push_test_image
-from tests.conftest import needs_registry
-from tests.support.mirror_server import UPSTREAM, MirrorProcess, write_mirror_config
+from tests import test_mirror
+from tests.conftest import needs_registry, push_test_image
+from tests.support.mirror_server import UPSTREAM, MirrorProcess
 from tests.support.tamper_proxy import Reply, TamperProxy, endless, on
 from tufoci.reference import Repository
 from tufoci.store import open_repository
@@ -30,22 +30,17 @@ pytestmark = needs_registry
 WEB = f"/v2/acme/web/manifests/1.0?ns={UPSTREAM}"
 
 
-class World:
+class World(test_mirror.World):
     """``acme/web:1.0`` signed, behind a tamper proxy that is the mirror's upstream and trust-data source."""
 
     def __init__(self, registry, tmp_path: Path, monkeypatch):
-        self.registry, self.tmp_path = registry, tmp_path
-        self.scope, self.maintainer, self.root = publish_web(registry.host, tmp_path, monkeypatch)
-        self.web = open_repository(Repository(registry.host, "acme/web"))
-        self.digest = self.web.get_manifest("1.0").digest
-        self.manifest = json.loads(self.web.get_manifest("1.0").data)
-        self.layer = self.manifest["layers"][0]
+        super().__init__(registry, tmp_path, monkeypatch)
+        self.layer = json.loads(self.web.get_manifest("1.0").data)["layers"][0]
         self.proxy = TamperProxy.start(registry.host)
         self.mirrors: list[MirrorProcess] = []
 
     def start(self, name: str = "mirror", *, freshness: str = "60s", timeout: str = "2s", **options) -> MirrorProcess:
-        config = write_mirror_config(self.tmp_path / f"{name}.yaml", self.proxy.host, self.root,
-                                     freshness=freshness, timeout=timeout)
+        config = self.config(f"{name}.yaml", self.proxy.host, freshness=freshness, timeout=timeout)
         mirror = MirrorProcess.start(self.tmp_path / name, config, **options)
         self.mirrors.append(mirror)
         return mirror

@@ -12,13 +12,14 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import yaml
+
+from tests.support.admission_server import WebhookProcess
 
 UPSTREAM = "registry.example.com"
 SCOPE = f"{UPSTREAM}/acme"
@@ -95,19 +96,5 @@ class MirrorProcess:
     def metrics(self) -> str:
         return self.request("GET", "/metrics")[2].decode()
 
-    def log(self) -> str:
-        return (self.workdir / "stderr.log").read_text()
-
-    def log_events(self, event: str) -> list[dict]:
-        lines = [json.loads(line) for line in self.log().splitlines() if line.startswith("{")]
-        return [line for line in lines if line.get("event") == event]
-
-    def stop(self, timeout: float = 30) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+    # the same process handling as the webhook's
+    log, log_events, stop = WebhookProcess.log, WebhookProcess.log_events, WebhookProcess.stop

@@ -12,7 +12,7 @@ import threading
 from collections import Counter
 from collections.abc import Mapping
 
-from tufoci.enforce.metrics import LATENCY_BUCKETS, _label
+from tufoci.enforce.metrics import LATENCY_BUCKETS, _label, view_lines
 
 
 class MirrorMetrics:
@@ -71,11 +71,5 @@ class MirrorMetrics:
             lines += [f'tufoci_mirror_upstream_seconds_bucket{{upstream="{u}",le="+Inf"}} {int(row[-2])}',
                       f'tufoci_mirror_upstream_seconds_sum{{upstream="{u}"}} {row[-1]:.6f}',
                       f'tufoci_mirror_upstream_seconds_count{{upstream="{u}"}} {int(row[-2])}']
-        lines += ["# HELP tufoci_view_age_seconds Seconds since each scope's trust data was last verified (-1: never).",
-                  "# TYPE tufoci_view_age_seconds gauge"]
-        lines += [f'tufoci_view_age_seconds{{scope="{_label(s)}"}} {-1 if a is None else round(a, 3)}'
-                  for s, a in sorted(ages.items())]
-        lines += ["# HELP tufoci_refresh_errors_total Failed refreshes of each scope's trust data.",
-                  "# TYPE tufoci_refresh_errors_total counter"]
-        lines += [f'tufoci_refresh_errors_total{{scope="{_label(s)}"}} {n}' for s, n in sorted(refresh_errors.items())]
+        lines += view_lines(ages, refresh_errors)
         return "\n".join(lines) + "\n"

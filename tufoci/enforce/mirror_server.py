@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-import signal
 import socket
-import sys
-import threading
+import socketserver
+import ssl
 import time
 import urllib.parse
 from typing import Any
@@ -36,7 +35,14 @@ import urllib3
 from tufoci.enforce.mirror import Mirror, OciError, Route, route
 from tufoci.enforce.mirror_metrics import MirrorMetrics
 from tufoci.enforce.policy import Policy
-from tufoci.enforce.server import IDLE_TIMEOUT, AdmissionServer, CertificateFiles, _Handler, log
+from tufoci.enforce.server import (
+    IDLE_TIMEOUT,
+    AdmissionServer,
+    CertificateFiles,
+    _Handler,
+    log,
+    run_until_signalled,
+)
 from tufoci.enforce.view import Views
 from tufoci.errors import TufociError, UsageError
 
@@ -79,6 +85,11 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 class _MirrorHandler(_Handler):
     server: MirrorServer
+
+    def setup(self) -> None:
+        socketserver.StreamRequestHandler.setup(self)
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.do_handshake()  # in the connection's thread: a slow client holds no one else up
 
     def _answer(self, status: int, headers: dict[str, str], body: bytes = b"", *, head: bool = False) -> None:
         self.send_response(status)
@@ -300,8 +311,6 @@ def serve(
         UsageError: the certificate or key cannot be loaded.
         TufociError: the address cannot be bound.
     """
-    import ssl
-
     certificates = None
     if cert_file or key_file:
         try:
@@ -313,31 +322,8 @@ def serve(
         server = MirrorServer(listen, certificates, mirror, views, metrics)
     except OSError as e:
         raise TufociError(f"cannot listen on {listen[0]}:{listen[1]}: {e.strerror}") from e
-    views.start()
-
-    def on_signal(signum: int, frame: object) -> None:
-        log("stopping", signal=signal.Signals(signum).name)
-        threading.Thread(target=server.stop, name="tufoci-stop").start()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    host, port = server.server_address[:2]
-    shown = f"[{host}]" if ":" in host else host
-    url = f"{'https' if certificates else 'http'}://{shown}:{port}"
-    log("listening", url=url, scopes=views.scopes, upstreams=[u.name for u in mirror.section.upstreams],
-        freshness=policy.freshness)
-    sys.stderr.write(f"listening on {url}\n")
-    sys.stderr.flush()
-    if ready_file:
-        with open(ready_file, "w") as f:
-            f.write(url + "\n")
-    try:
-        server.serve_forever(poll_interval=0.2)
-    finally:
-        views.stop()
-        server.server_close()  # joins the request threads: in-flight transfers finish
-    log("stopped")
-    return 0
+    return run_until_signalled(server, views, "https" if certificates else "http", ready_file,
+                               upstreams=[u.name for u in mirror.section.upstreams], freshness=policy.freshness)
 
 
 def mirror_metrics(mirror: Mirror) -> MirrorMetrics:

@@ -201,3 +201,23 @@ def test_an_honest_blob_is_served_whole_and_bytes_past_its_signed_size_are_never
     mirror = world.start()
     status, headers, body = mirror.request("GET", f"/v2/acme/web/blobs/{world.layer['digest']}?ns={UPSTREAM}")
     assert status == 200 and "sha256:" + hashlib.sha256(body).hexdigest() == world.layer["digest"]
+
+
+def test_upstream_credentials_come_from_the_docker_config(world, tmp_path):
+    import base64
+    import os
+
+    from tests.support.tamper_proxy import require_basic_auth
+
+    world.proxy.add(require_basic_auth("puller", "s3cret"))
+    denied = world.start("anonymous", wait_ready=False)
+    refused(denied, WEB, 503, "UNAVAILABLE", "requires credentials", within=10)
+    config = Path(os.environ["DOCKER_CONFIG"])
+    config.mkdir(parents=True, exist_ok=True)
+    token = base64.b64encode(b"puller:s3cret").decode()
+    (config / "config.json").write_text(json.dumps({"auths": {world.proxy.host: {"auth": token}}}))
+    mirror = world.start("logged-in")
+    assert mirror.request("GET", WEB)[0] == 200
+    blob = mirror.request("GET", f"/v2/acme/web/blobs/{world.layer['digest']}?ns={UPSTREAM}")
+    assert blob[0] == 200 and "sha256:" + hashlib.sha256(blob[2]).hexdigest() == world.layer["digest"]
+    assert all(r.header("Authorization") for r in world.proxy.requests[-3:])

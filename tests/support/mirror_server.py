@@ -73,13 +73,6 @@ class MirrorProcess:
             server.wait_ready()
         return server
 
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while self.request("GET", "/readyz")[0] != 200:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"mirror not ready: {self.log()}")
-            time.sleep(0.05)
-
     def request(self, method: str, path: str, *, headers: dict[str, str] | None = None,
                 timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
@@ -97,4 +90,5 @@ class MirrorProcess:
         return self.request("GET", "/metrics")[2].decode()
 
     # the same process handling as the webhook's
-    log, log_events, stop = WebhookProcess.log, WebhookProcess.log_events, WebhookProcess.stop
+    wait_ready, log, log_events, stop = (WebhookProcess.wait_ready, WebhookProcess.log, WebhookProcess.log_events,
+                                         WebhookProcess.stop)

@@ -33,7 +33,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tufoci.credentials import lookup_credentials
 from tufoci.enforce.decision import Reason, decide, signed_digests
 from tufoci.enforce.policy import MirrorSection, Policy, Rule, Upstream
 from tufoci.enforce.view import ScopeView, ViewFailure, Views
@@ -172,12 +171,14 @@ class Manifest:
 
 
 class Upstreams:
-    """One registry client per upstream endpoint (auth from the docker config, timeouts, capped reads)."""
+    """One registry client per upstream endpoint: timeouts, capped reads, and the credentials of the docker
+    config for the endpoint, looked up when the upstream first asks and again after it refuses them (a
+    rotated helper token needs no restart).
+    """
 
     def __init__(self, section: MirrorSection):
         self._clients = {
             u.name: RegistryClient(u.endpoint, plain_http=u.plain_http, ca_file=u.ca_file,
-                                   credentials=lookup_credentials(u.endpoint),
                                    timeout=section.timeout, deadline=section.timeout)
             for u in section.upstreams
         }

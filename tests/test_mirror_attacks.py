@@ -221,3 +221,20 @@ def test_upstream_credentials_come_from_the_docker_config(world, tmp_path):
     blob = mirror.request("GET", f"/v2/acme/web/blobs/{world.layer['digest']}?ns={UPSTREAM}")
     assert blob[0] == 200 and "sha256:" + hashlib.sha256(blob[2]).hexdigest() == world.layer["digest"]
     assert all(r.header("Authorization") for r in world.proxy.requests[-3:])
+
+
+def test_sigterm_lets_a_blob_transfer_in_flight_finish_then_exits_0(world):
+    import threading
+
+    world.proxy.add(on(rf"/v2/acme/web/blobs/{world.layer['digest']}",
+                       lambda ex: Reply(200, [], itertools.chain([b""], [ex.upstream().data]), stall=1.0)))
+    mirror = world.start()
+    answers = []
+    pulling = threading.Thread(target=lambda: answers.append(
+        mirror.request("GET", f"/v2/acme/web/blobs/{world.layer['digest']}?ns={UPSTREAM}")))
+    pulling.start()
+    time.sleep(0.4)  # the mirror is waiting for the upstream's answer
+    assert mirror.stop() == 0
+    pulling.join(10)
+    ((status, _, body),) = answers
+    assert status == 200 and "sha256:" + hashlib.sha256(body).hexdigest() == world.layer["digest"]

@@ -42,7 +42,6 @@ from tufoci.layout_spec import (
     DOCKER_MANIFEST_MEDIA_TYPE,
     INDEX_MEDIA_TYPE,
     MANIFEST_MEDIA_TYPE,
-    MAX_MANIFEST_BYTES,
 )
 from tufoci.reference import DIGEST_RE, parse_reference, parse_repository
 from tufoci.store.registry import RegistryClient

@@ -197,13 +197,14 @@ class _MirrorHandler(_Handler):
         try:
             sent = self._stream(response, digest, size, first, last)
         except _Cut as cut:
-            response.close()  # possibly unread: never reuse this upstream connection
             metrics.add("blob_mismatches")
             metrics.pull("blob", "cut-off", "content-mismatch")
             log("blob-cut-off", image=where.image, digest=digest, reason=str(cut), ms=_ms(started))
             self._reset()
             return
-        response.close()  # whatever follows the signed size is never read; the next blob opens a new connection
+        finally:
+            # never reused: what follows the signed size (or a cut-off body) is never read
+            response.close()
         metrics.add("bytes_streamed", sent)
         metrics.pull("blob", "served", "signed")
         log("blob", image=where.image, digest=digest, bytes=sent, range=span is not None, ms=_ms(started))

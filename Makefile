@@ -10,7 +10,8 @@ STAMP   = $(VENV)/.installed
 
 setup: system-deps venv
 
-# Debian packages the real-registry paths need (docker-registry, skopeo, umoci, faketime),
+# Debian packages the real-registry paths need (docker-registry, skopeo, umoci, faketime, softhsm2,
+# containerd for the mirror's pull tests),
 # installed with apt-get when missing and running as root.
 system-deps:
 	@bash scripts/install-system-deps

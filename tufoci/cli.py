@@ -913,6 +913,50 @@ def admission_serve(policy_file, tls_cert, tls_key, listen, cache_dir, ready_fil
     sys.exit(serve(policy, views, cert_file=tls_cert, key_file=tls_key, listen=address, ready_file=ready_file))
 
 
+@cli.group()
+def mirror() -> None:
+    """The verifying registry mirror: serve a registry's images only at their signed digests."""
+
+
+@mirror.command("serve")
+@click.option("--config", "config_file", required=True, type=click.Path(dir_okay=False),
+              help="The policy file with a mirror section (YAML, docs/mirror.md).")
+@click.option("--listen", default="127.0.0.1:5001", show_default=True, metavar="HOST:PORT")
+@click.option("--tls-cert", type=click.Path(dir_okay=False), help="Serve HTTPS with this certificate (PEM), "
+              "re-read when the file changes; default plain HTTP.")
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="Its private key (PEM).")
+@click.option("--cache-dir", type=click.Path(file_okay=False),
+              help="Where verified metadata is cached (default: a new temporary directory).")
+@click.option("--ready-file", type=click.Path(dir_okay=False), help="Write the URL here once listening.")
+def mirror_serve(config_file, listen, tls_cert, tls_key, cache_dir, ready_file) -> None:
+    """Serve the OCI read API (/v2/), /healthz, /readyz and /metrics until SIGTERM."""
+    import tempfile
+
+    from tufoci.enforce.mirror import Mirror, Upstreams
+    from tufoci.enforce.mirror_server import serve
+    from tufoci.enforce.policy import Mode, PolicyError, load_policy
+    from tufoci.enforce.server import parse_listen
+    from tufoci.enforce.view import Views, loaders_for_policy
+
+    try:
+        address = parse_listen(listen)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    if bool(tls_cert) != bool(tls_key):
+        raise UsageError("--tls-cert and --tls-key go together")
+    policy = load_policy(config_file)
+    if policy.mirror is None:
+        raise PolicyError(f"{config_file}: field mirror: missing: name the upstream registries the mirror fronts")
+    if policy.mode is Mode.WARN:
+        raise PolicyError(f"{config_file}: field mode: the mirror has no warn mode (it would serve unverified "
+                          "images): use enforce")
+    cache = cache_dir or tempfile.mkdtemp(prefix="tufoci-mirror-")
+    views = Views(loaders_for_policy(policy, cache), policy.freshness)
+    served = Mirror(policy, views, Upstreams(policy.mirror))
+    sys.exit(serve(policy, views, served, listen=address, cert_file=tls_cert, key_file=tls_key,
+                   ready_file=ready_file))
+
+
 # -- entry point ----------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every failure is one line on stderr and a documented exit code."""

@@ -139,3 +139,17 @@ def judge(
 
 def _roles_missing(signers: dict[str, str], rule: Rule, digest: str) -> list[str]:
     return [role for role in rule.required_roles if signers.get(role) != digest]
+
+
+def signed_digests(rule: Rule, view: ScopeView, relative: str) -> set[str]:
+    """Every digest a tag of repository ``relative`` (below ``rule.scope``) is signed as, with every role
+    the rule requires: what the verifying mirror may serve from that repository, with what they reference.
+    """
+    prefix = relative + ":"
+    digests = set()
+    for name, info in view.signed.targets.items():
+        if name.startswith(prefix) and ":" not in name[len(prefix):]:
+            digest = "sha256:" + info.hashes.get("sha256", "")
+            if not _roles_missing(view.signed.signers.get(name, {}), rule, digest):
+                digests.add(digest)
+    return digests

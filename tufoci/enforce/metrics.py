@@ -57,12 +57,17 @@ class Metrics:
         lines += [f'tufoci_admission_duration_seconds_bucket{{le="+Inf"}} {count}',
                   f"tufoci_admission_duration_seconds_sum {total:.6f}",
                   f"tufoci_admission_duration_seconds_count {count}",
-                  "# HELP tufoci_view_age_seconds Seconds since each scope's trust data was last verified "
-                  "(-1: never).",
-                  "# TYPE tufoci_view_age_seconds gauge"]
-        lines += [f'tufoci_view_age_seconds{{scope="{_label(s)}"}} {-1 if a is None else round(a, 3)}'
-                  for s, a in sorted(ages.items())]
-        lines += ["# HELP tufoci_refresh_errors_total Failed refreshes of each scope's trust data.",
-                  "# TYPE tufoci_refresh_errors_total counter"]
-        lines += [f'tufoci_refresh_errors_total{{scope="{_label(s)}"}} {n}' for s, n in sorted(refresh_errors.items())]
+                  *view_lines(ages, refresh_errors)]
         return "\n".join(lines) + "\n"
+
+
+def view_lines(ages: Mapping[str, float | None], refresh_errors: Mapping[str, int]) -> list[str]:
+    """The views' gauges, shared by every enforcement point: each scope's age (-1: never) and refresh errors."""
+    lines = ["# HELP tufoci_view_age_seconds Seconds since each scope's trust data was last verified (-1: never).",
+             "# TYPE tufoci_view_age_seconds gauge"]
+    lines += [f'tufoci_view_age_seconds{{scope="{_label(s)}"}} {-1 if a is None else round(a, 3)}'
+              for s, a in sorted(ages.items())]
+    lines += ["# HELP tufoci_refresh_errors_total Failed refreshes of each scope's trust data.",
+              "# TYPE tufoci_refresh_errors_total counter"]
+    lines += [f'tufoci_refresh_errors_total{{scope="{_label(s)}"}} {n}' for s, n in sorted(refresh_errors.items())]
+    return lines

@@ -27,6 +27,19 @@ match the whole name: ``acme/*`` never matches ``acme/web/debug`` nor
 ``evil.example/acme/web``. Exemptions win over rules; among rules the first
 match wins; an image matching nothing is denied (``no-policy``).
 
+The verifying mirror (``tufoci mirror serve``, docs/mirror.md) reads the same
+file, with ``kind: MirrorPolicy`` and a ``mirror:`` section naming the upstream
+registries it fronts and where it reaches each one::
+
+    mirror:
+      upstreams:
+        - name: registry.example.com      # the registry clients pull from (containerd's ?ns=)
+          endpoint: 10.0.0.5:5000          # where the mirror fetches it (default: name)
+          plainHTTP: false                 # optional, as under trust
+          caFile: /etc/tufoci/ca.pem       # optional
+      default: registry.example.com        # upstream of requests that name none (docker, skopeo)
+      timeout: 30s                         # upstream read timeout (default 30s)
+
 Every error names the file and the field, on one line; the CLI exits 2.
 """
 
@@ -41,7 +54,8 @@ from tufoci.errors import InvalidReferenceError, UsageError
 from tufoci.reference import Reference, parse_repository
 
 API_VERSION = "tufoci.dev/v1"
-KINDS = ("AdmissionPolicy",)
+KINDS = ("AdmissionPolicy", "MirrorPolicy")
+DEFAULT_UPSTREAM_TIMEOUT = 30.0
 DEFAULT_FRESHNESS = 60.0
 _PATTERN_CHARS = re.compile(r"^[A-Za-z0-9._\-/:\[\]*]+$")
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?$")
@@ -105,6 +119,28 @@ class Exemption:
 
 
 @dataclass(frozen=True)
+class Upstream:
+    """A registry the mirror fronts: the ``name`` clients use, the ``endpoint`` the mirror fetches from."""
+
+    name: str
+    endpoint: str
+    plain_http: bool | None
+    ca_file: str | None
+
+
+@dataclass(frozen=True)
+class MirrorSection:
+    """The ``mirror:`` section: upstreams by name, the default one, the upstream read timeout."""
+
+    upstreams: tuple[Upstream, ...]
+    default: str | None
+    timeout: float
+
+    def upstream(self, name: str) -> Upstream | None:
+        return next((u for u in self.upstreams if u.name == name), None)
+
+
+@dataclass(frozen=True)
 class Policy:
     source: str
     mode: Mode
@@ -112,6 +148,7 @@ class Policy:
     trust: tuple[TrustEntry, ...]
     rules: tuple[Rule, ...]
     exempt: tuple[Exemption, ...]
+    mirror: MirrorSection | None = None
 
     def match(self, reference: Reference) -> Rule | Exemption | None:
         """What governs ``reference``: an exemption first, else the first matching rule, else None."""
@@ -183,11 +220,11 @@ def parse_policy(data: Any, source: str) -> Policy:
         PolicyError: any invalid or unknown field.
     """
     fields = _Fields(source)
-    doc = fields.mapping(data, "", {"apiVersion", "kind", "mode", "freshness", "trust", "rules", "exempt"})
+    doc = fields.mapping(data, "", {"apiVersion", "kind", "mode", "freshness", "trust", "rules", "exempt", "mirror"})
     if doc.get("apiVersion") != API_VERSION:
         fields.fail("apiVersion", f"must be {API_VERSION}, not {doc.get('apiVersion')!r}")
     if doc.get("kind") not in KINDS:
-        fields.fail("kind", f"must be AdmissionPolicy, not {doc.get('kind')!r}")
+        fields.fail("kind", f"must be AdmissionPolicy or MirrorPolicy, not {doc.get('kind')!r}")
     try:
         mode = Mode(doc.get("mode", "enforce"))
     except ValueError:
@@ -243,7 +280,38 @@ def parse_policy(data: Any, source: str) -> Policy:
     for i, entry in enumerate(fields.sequence(doc.get("exempt", []), "exempt")):
         item = fields.mapping(entry, f"exempt[{i}]", {"images"})
         exempt.append(Exemption(fields.patterns(item.get("images"), f"exempt[{i}].images")))
-    return Policy(source, mode, freshness, tuple(trust), tuple(rules), tuple(exempt))
+    mirror = None if doc.get("mirror") is None else _mirror_section(fields, doc["mirror"])
+    if doc.get("kind") == "MirrorPolicy" and mirror is None:
+        fields.fail("mirror", "a MirrorPolicy needs a mirror section (its upstreams)")
+    return Policy(source, mode, freshness, tuple(trust), tuple(rules), tuple(exempt), mirror)
+
+
+def _mirror_section(fields: _Fields, value: Any) -> MirrorSection:
+    """The ``mirror:`` section; upstream names are registry hosts as containerd's ``?ns=`` sends them."""
+    section = fields.mapping(value, "mirror", {"upstreams", "default", "timeout"})
+    upstreams: list[Upstream] = []
+    for i, entry in enumerate(fields.sequence(section.get("upstreams", []), "mirror.upstreams")):
+        where = f"mirror.upstreams[{i}]"
+        item = fields.mapping(entry, where, {"name", "endpoint", "plainHTTP", "caFile"})
+        name = fields.host(item.get("name"), f"{where}.name")
+        if any(u.name == name for u in upstreams):
+            fields.fail(f"{where}.name", f"{name} is listed twice")
+        endpoint = fields.host(item.get("endpoint", name), f"{where}.endpoint")
+        plain = item.get("plainHTTP")
+        if plain is not None and not isinstance(plain, bool):
+            fields.fail(f"{where}.plainHTTP", "must be true or false")
+        ca_file = None if item.get("caFile") is None else fields.string(item["caFile"], f"{where}.caFile")
+        upstreams.append(Upstream(name, endpoint, plain, ca_file))
+    if not upstreams:
+        fields.fail("mirror.upstreams", "must list at least one upstream registry")
+    default = section.get("default")
+    if default is not None and default not in (u.name for u in upstreams):
+        fields.fail("mirror.default", f"{default!r} is not the name of an upstream")
+    try:
+        timeout = parse_duration(section.get("timeout", DEFAULT_UPSTREAM_TIMEOUT))
+    except ValueError as e:
+        fields.fail("mirror.timeout", str(e))
+    return MirrorSection(tuple(upstreams), default, timeout)
 
 
 class _Fields:
@@ -282,6 +350,17 @@ class _Fields:
         if normalised != text:
             self.fail(field, f"write the normalised name {normalised!r}")
         return normalised
+
+    def host(self, value: Any, field: str) -> str:
+        """A registry host (``name[:port]``), as the first component of a normalised reference."""
+        text = self.string(value, field)
+        try:
+            registry = parse_repository(f"{text}/x").registry
+        except InvalidReferenceError as e:
+            self.fail(field, str(e))
+        if registry != text:
+            self.fail(field, f"write the registry host as {registry!r}")
+        return text
 
     def patterns(self, value: Any, field: str) -> tuple[ImagePattern, ...]:
         items = self.sequence(value, field)

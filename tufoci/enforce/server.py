@@ -309,6 +309,17 @@ def serve(
         server = AdmissionServer(listen, certificates, Webhook(policy, views, Metrics()))
     except OSError as e:
         raise TufociError(f"cannot listen on {listen[0]}:{listen[1]}: {e.strerror}") from e
+    return run_until_signalled(server, views, "https", ready_file, mode=policy.mode.value,
+                               freshness=policy.freshness)
+
+
+def run_until_signalled(server: AdmissionServer, views: Views, scheme: str, ready_file: str | None,
+                        **fields: Any) -> int:
+    """Start the refresher, serve until SIGTERM or SIGINT, then drain; returns 0.
+
+    Shared by the admission webhook and the verifying mirror: the URL goes to the
+    log, to stderr and to ``ready_file``; in-flight requests finish before it returns.
+    """
     views.start()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -319,13 +330,13 @@ def serve(
     signal.signal(signal.SIGINT, on_signal)
     host, port = server.server_address[:2]
     shown = f"[{host}]" if ":" in host else host
-    log("listening", url=f"https://{shown}:{port}", scopes=views.scopes, mode=policy.mode.value,
-        freshness=policy.freshness)
-    sys.stderr.write(f"listening on https://{shown}:{port}\n")
+    url = f"{scheme}://{shown}:{port}"
+    log("listening", url=url, scopes=views.scopes, **fields)
+    sys.stderr.write(f"listening on {url}\n")
     sys.stderr.flush()
     if ready_file:
         with open(ready_file, "w") as f:
-            f.write(f"https://{shown}:{port}\n")
+            f.write(url + "\n")
     try:
         server.serve_forever(poll_interval=0.2)
     finally:

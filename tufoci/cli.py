@@ -350,9 +350,7 @@ def status(scope, warn, check, plain_http, insecure, ca_file, output) -> None:
     report = scope_status(_state(), scope, warn=list(warn), **_registry_kwargs(plain_http, insecure, ca_file))
     warnings = [r for r in report.get("roles", []) if r["warning"]]
     for r in warnings:
-        _echo(f"tufoci: warning: {r['role']} v{r['version']} {r['warning']} ({r['expires']}): "
-               + ("re-sign it with 'tufoci timestamp'" if r["role"] in ("timestamp", "snapshot")
-                  else "publish a new version"), err=True)
+        _echo(f"tufoci: warning: {r['role']} v{r['version']} {r['warning']} ({r['expires']}): {r['advice']}", err=True)
     if output == "json":
         _emit_json(report)
         if check and (warnings or report.get("error")):
@@ -385,6 +383,8 @@ def _change_line(c: dict) -> str:
         return f"{'+' if c['action'] == 'delegate' else '-'} delegation {c['target']}"
     if c["action"] == "rotate":
         return f"~ keys of {c['target']}"
+    if c["action"] == "renew":
+        return f"~ renew {c['target']} (same content, fresh expiry)"
     return f"{'+' if c['action'] == 'add' else '-'} {c['target']}  {c['digest'] or ''}"
 
 
@@ -594,6 +594,24 @@ def rotate(scope, role, add_keys, remove_keys, threshold, plain_http, insecure, 
 
 @cli.command()
 @click.argument("scope")
+@click.argument("role")
+@click.option("--expires", metavar="DUR", help="Expire DUR from now (e.g. 120d) instead of after the role's period.")
+@registry_options
+def renew(scope, role, expires, plain_http, insecure, ca_file) -> None:
+    """Stage a new version of ROLE (root, targets or delegated) with the same content and a fresh expiry.
+
+    'tufoci publish' then signs it: it goes live, or becomes a proposal that the
+    other signers review (only version and expires change) and sign.
+    """
+    from tufoci.repo_tool.renew import stage_renewal
+
+    change = stage_renewal(_state(), scope, role, expires=expires, **_registry_kwargs(plain_http, insecure, ca_file))
+    _echo(f"staged: renew {role} in {change.scope}" + (f" (expires in {expires})" if expires else "")
+          + f"; run 'tufoci publish {change.scope}'")
+
+
+@cli.command()
+@click.argument("scope")
 @click.option("--every", metavar="DUR", help="Keep running: refresh every DUR (e.g. 6h) until SIGTERM.")
 @click.option("--snapshot", "force_snapshot", is_flag=True, help="Re-sign snapshot even when it is not due.")
 @click.option("--revive-expired", is_flag=True,
@@ -618,6 +636,8 @@ def timestamp(scope, every, force_snapshot, revive_expired, password_stdin, plai
         result = refresh()
         _echo(f"timestamp v{result.timestamp_version} expires {result.timestamp_expires:%Y-%m-%dT%H:%M:%SZ}"
                + (f"; snapshot v{result.snapshot_version}" if result.snapshot_resigned else ""))
+        for warning in result.warnings:
+            _echo(f"tufoci: warning: {warning}", err=True)
         return
 
     def report(line: str) -> None:

@@ -32,7 +32,8 @@ from tufoci.client.refresh import TrustedSession
 from tufoci.errors import PublishError, TufociError, UsageError
 from tufoci.keys import require_distinct
 from tufoci.repo_tool.delegations import apply_delegation
-from tufoci.repo_tool.expiry import DEFAULT_EXPIRY, EXPIRY_FIELD, expiry_for, parse_duration
+from tufoci.expiry_periods import expiry_periods, parse_duration
+from tufoci.repo_tool.expiry import expiry_for
 from tufoci.layout_spec import proposal_tag
 from tufoci.repo_tool.proposals import IgnoredProposal, Proposal, evaluate, scan_proposals, threshold_states
 from tufoci.repo_tool.roles import RoleTree, covers
@@ -58,8 +59,7 @@ class CurrentState:
 
     @property
     def expiry_periods(self) -> dict[str, str]:
-        periods = self.root.signed.unrecognized_fields.get(EXPIRY_FIELD)
-        return {**DEFAULT_EXPIRY, **periods} if isinstance(periods, dict) else dict(DEFAULT_EXPIRY)
+        return expiry_periods(self.root.signed.unrecognized_fields)
 
 
 def load_current(session: TrustedSession) -> CurrentState:

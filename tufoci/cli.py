@@ -689,6 +689,69 @@ def copy(source, destination, tag_pattern, quiet, replace_newer, plain_http, ins
            f"{report.blobs_skipped} already there")
 
 
+@cli.command()
+@click.argument("scope")
+@click.argument("references", nargs=-1)
+@click.option("--since", metavar="DATE", help="Only what was still signed at or after DATE (YYYY-MM-DD or an ISO time, UTC).")
+@registry_options
+@output_option
+def history(scope, references, since, plain_http, insecure, ca_file, output) -> None:
+    """The signed history of SCOPE's tags (or of REFERENCES), rebuilt from the versions the registry keeps.
+
+    Needs only the registry and the pinned root: every version is checked against
+    the root (or delegating role) of its time; one that does not verify is shown
+    as UNVERIFIED and never used, a missing one as a gap.
+    """
+    from tufoci.client.history import scope_history
+    from tufoci.repo_tool.sessions import key_names
+
+    state = _state()
+    result = scope_history(state, scope, list(references), since=_parse_since(since) if since else None,
+                           **_registry_kwargs(plain_http, insecure, ca_file))
+    names = key_names(state)
+    if output == "json":
+        _emit_json(result.to_dict(names))
+        return
+    _echo_history(result.to_dict(names))
+
+
+def _parse_since(text: str) -> datetime.datetime:
+    try:
+        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise UsageError(f"invalid --since {text!r}: use YYYY-MM-DD or an ISO 8601 time") from e
+    return when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)
+
+
+def _signers_text(signers: list[dict]) -> str:
+    return ", ".join(s["key"] or s["keyid"][:12] for s in signers) or "nobody"
+
+
+def _echo_history(h: dict) -> None:
+    """``history`` for people: every kept version and its check, the gaps, then each tag's story."""
+    _echo(f"history of {h['scope']} (metadata {h['metadata']}), from the pinned root v{h['pinnedRootVersion']}")
+    for v in h["versions"]:
+        if v["verified"]:
+            when = f" ~{v['signedAbout']}" if v["signedAbout"] else ""
+            _echo(f"  {v['role']} v{v['version']}{when}: signed by {_signers_text(v['signedBy'])}, "
+                  f"checked against {v['checkedAgainst']}")
+        else:
+            _echo(f"  UNVERIFIED: {v['role']} v{v['version']} ({v['tag']}): {v['problem']}")
+    for gap in h["gaps"]:
+        _echo(f"  gap: {gap['role']} v{gap['version']} is not in the registry")
+    for tag in h["tags"]:
+        _echo(tag["target"])
+        for e in tag["history"]:
+            span = (f"{e['role']} v{e['fromVersion']}.." + ("(latest)" if e["inLatestVersion"]
+                                                              else f"v{e['toVersion']}, replaced in v{e['endedByVersion']}"))
+            when = f"~{e['from']} → " + (f"~{e['until']}" if e["until"] else "now")
+            unknown = (f"; versions {', '.join(map(str, e['unknownVersions']))} unverified or missing"
+                       if e["unknownVersions"] else "")
+            under = "" if e["checkedAgainst"].startswith("root ") else f", root v{e['rootVersion']}"
+            _echo(f"  {e['digest']}  {span}  {when}  signed by {_signers_text(e['signedBy'])} "
+                  f"(checked against {e['checkedAgainst']}{under}){unknown}")
+
+
 @cli.command("log")
 @click.argument("scope", required=False)
 @output_option

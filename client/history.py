@@ -1,0 +1,393 @@
+"""The signed history of a scope, rebuilt from the versions its registry keeps (issue 15.5).
+
+Consistent snapshots keep every version of every role under its own tag
+(layout §3: ``root.<N>``, ``targets.<N>``, ``d.<enc(role)>.<N>``), so the
+registry already holds a change log that nobody can rewrite without the keys:
+this module reads it back and checks every version, needing nothing but the
+store and the pinned root (a consumer or an auditor runs it; no maintainer
+state, no server).
+
+What is believed, and why:
+
+* The root chain is verified from the pinned root: root N+1 must be signed by
+  the threshold of root N and of itself (client workflow 5.3.4). A missing
+  root version breaks the chain: every later root is shown UNVERIFIED.
+* A ``targets`` version is checked against the root of its time, a delegated
+  role's version against the delegating role's version of its time, with
+  python-tuf's ``verify_delegate``. "Of its time" is monotonic: version N+1 is
+  never checked against an older root (or delegator version) than version N
+  was, so a key that a later root revoked cannot sign a later version.
+* A version that does not verify, is malformed or lies about its role or
+  version is shown ``UNVERIFIED`` with the reason and is never used to build
+  a tag's history; a missing version is shown as a gap.
+
+Expiry is not checked (this is history: every old version has expired), and
+the registry's timestamp and snapshot are not used. Times are the signed
+expiry minus the role's expiry period in the root of its time (tufoci sets
+``expires`` to signing time + period), so they are marked as approximate.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+
+from tuf.api.exceptions import UnsignedMetadataError
+from tuf.api.metadata import DelegatedRole, Metadata, Root, Targets
+from tuf.ngclient import UpdaterConfig
+
+from tufoci.client.refresh import metadata_store
+from tufoci.client.trust_pins import pin_for_scope
+from tufoci.errors import TufociError
+from tufoci.expiry_periods import expiry_periods, parse_duration
+from tufoci.keyids import require_own_keyids
+from tufoci.layout_spec import MAX_METADATA_MANIFEST_BYTES, encode_role, parse_metadata_manifest, parse_metadata_tag
+from tufoci.reference import Repository, parse_reference, parse_repository, target_name
+from tufoci.state import State
+from tufoci.store.base import RepositoryStore
+
+_LIMITS = UpdaterConfig()  # python-tuf's size limits per role: the same caps a verify applies
+
+
+@dataclass
+class SignedVersion:
+    """One kept version of one role, and what checking it found."""
+
+    role: str
+    version: int
+    tag: str
+    verified: bool = False
+    problem: str | None = None
+    signed_by: list[str] = field(default_factory=list)  # key ids whose signatures count
+    checked_against: str | None = None  # "root v2", "targets v3"
+    root_version: int | None = None  # the root in force
+    expires: datetime.datetime | None = None
+    signed_about: datetime.datetime | None = None
+    metadata: Metadata | None = None
+
+    def to_dict(self, names: dict[str, str]) -> dict:
+        return {
+            "role": self.role, "version": self.version, "tag": self.tag, "verified": self.verified,
+            "problem": self.problem, "signedBy": [{"keyid": k, "key": names.get(k)} for k in self.signed_by],
+            "checkedAgainst": self.checked_against, "rootVersion": self.root_version,
+            "expires": _iso(self.expires), "signedAbout": _iso(self.signed_about),
+        }
+
+
+@dataclass
+class TagEntry:
+    """One digest a target name pointed to in one role, from a version to the version that changed it."""
+
+    target: str
+    digest: str
+    length: int
+    role: str
+    first: SignedVersion
+    last: SignedVersion  # the last verified version still listing it with this digest
+    ended_by: SignedVersion | None  # the verified version that changed or removed it; None: still signed
+    unknown_between: list[int] = field(default_factory=list)  # missing or unverified versions inside the span
+
+    def to_dict(self, names: dict[str, str]) -> dict:
+        return {
+            "target": self.target, "digest": self.digest, "length": self.length, "role": self.role,
+            "fromVersion": self.first.version, "toVersion": self.last.version,
+            "endedByVersion": self.ended_by.version if self.ended_by else None,
+            "from": _iso(self.first.signed_about), "until": _iso(self.ended_by.signed_about) if self.ended_by else None,
+            "inLatestVersion": self.ended_by is None,
+            "signedBy": [{"keyid": k, "key": names.get(k)} for k in self.first.signed_by],
+            "checkedAgainst": self.first.checked_against, "rootVersion": self.first.root_version,
+            "unknownVersions": self.unknown_between,
+        }
+
+
+@dataclass
+class History:
+    scope: str
+    metadata: str
+    pinned_root: int
+    versions: dict[str, list[SignedVersion]]  # role -> every kept version, in version order
+    gaps: list[tuple[str, int]]  # (role, version) missing from the registry
+    tags: dict[str, list[TagEntry]]  # target name -> entries in time order
+
+    def to_dict(self, names: dict[str, str]) -> dict:
+        return {
+            "scope": self.scope, "metadata": self.metadata, "pinnedRootVersion": self.pinned_root,
+            "versions": [v.to_dict(names) for role in self.versions.values() for v in role],
+            "gaps": [{"role": role, "version": version} for role, version in self.gaps],
+            "tags": [{"target": name, "history": [e.to_dict(names) for e in entries]}
+                     for name, entries in self.tags.items()],
+        }
+
+
+def _iso(when: datetime.datetime | None) -> str | None:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ") if when else None
+
+
+def scope_history(
+    state: State,
+    scope_text: str,
+    references: list[str] = (),
+    *,
+    since: datetime.datetime | None = None,
+    **registry_options: object,
+) -> History:
+    """The verified history of every tag (or of ``references``: target names or REGISTRY/SCOPE/REPO:TAG).
+
+    ``since`` keeps the entries still signed at or after that time.
+
+    Raises:
+        NotTrustedError: no trust pin for the scope.
+        UsageError: the pin reads a static HTTP mirror (it keeps no versions), or a reference is outside the scope.
+        RegistryError: the metadata repository cannot be listed (unreadable versions are reported, not raised).
+    """
+    pin = pin_for_scope(state, scope_text)
+    scope = parse_repository(pin.scope)
+    wanted = [_target_name(text, scope) for text in references]
+    store = metadata_store(pin, **registry_options)
+    with open(pin.root_file, "rb") as f:
+        pinned = Metadata[Root].from_bytes(f.read())
+    tags: dict[str, dict[int, str]] = {}  # encoded role -> version -> tag
+    for tag in store.list_tags():
+        parsed = parse_metadata_tag(tag)
+        if parsed and parsed.kind in ("top-level", "delegated") and parsed.role != "snapshot":
+            tags.setdefault(parsed.role if parsed.kind == "top-level" else "d." + parsed.role, {})[parsed.version] = tag
+    reader = _Reader(store)
+    gaps: list[tuple[str, int]] = []
+    roots = _root_chain(reader, pinned, tags.get("root", {}), gaps)
+    versions = {"root": roots, "targets": _check_role(reader, "targets", tags.get("targets", {}),
+                                                      _delegators_root(roots), roots, gaps)}
+    _delegated(reader, tags, versions, roots, gaps)
+    entries: dict[str, list[TagEntry]] = {}
+    for role, kept in versions.items():
+        if role != "root":
+            for entry in _entries(role, kept, versions, roots):
+                if (not wanted or entry.target in wanted) and _still_signed_at(entry, since):
+                    entries.setdefault(entry.target, []).append(entry)
+    for name in entries:
+        entries[name].sort(key=lambda e: (e.first.signed_about or datetime.datetime.min.replace(tzinfo=datetime.timezone.utc),
+                                          e.role != "targets", e.first.version))
+    return History(pin.scope, pin.metadata, pinned.signed.version, versions, sorted(gaps),
+                   dict(sorted(entries.items())))
+
+
+def _target_name(text: str, scope: Repository) -> str:
+    """A target name as given, or the name of a full reference under the scope."""
+    if not text.startswith(f"{scope}/"):
+        return text
+    return target_name(parse_reference(text), scope)
+
+
+def _still_signed_at(entry: TagEntry, since: datetime.datetime | None) -> bool:
+    return since is None or entry.ended_by is None or (entry.ended_by.signed_about or since) >= since
+
+
+class _Reader:
+    """Capped reads of one kept version: the manifest, then its blob by digest (hashed by the store)."""
+
+    def __init__(self, store: RepositoryStore):
+        self._store = store
+
+    def read(self, tag: str, cap: int) -> Metadata:
+        """Raises ValueError (with the reason) for anything but metadata within ``cap`` bytes."""
+        try:
+            layer = parse_metadata_manifest(self._store.get_manifest(tag, max_bytes=MAX_METADATA_MANIFEST_BYTES).data).layer
+            if layer.size > cap:
+                raise ValueError(f"{layer.size} bytes, more than the {cap} a client reads")
+            return Metadata.from_bytes(self._store.get_blob(layer.digest, max_bytes=layer.size))
+        except TufociError as e:
+            raise ValueError(str(e)) from e
+        except (TypeError, KeyError, AttributeError, RecursionError) as e:  # from_bytes on hostile JSON
+            raise ValueError(f"not TUF metadata: {type(e).__name__}: {e}") from e
+
+
+def _load(reader: _Reader, role: str, version: int, tag: str, cap: int, kind: str) -> SignedVersion:
+    """Read one version and check it is what its tag says (role type and version)."""
+    entry = SignedVersion(role, version, tag)
+    try:
+        md = reader.read(tag, cap)
+    except ValueError as e:
+        entry.problem = f"unreadable: {e}"
+        return entry
+    if md.signed.type != kind or md.signed.version != version:
+        entry.problem = f"the tag holds {md.signed.type} version {md.signed.version}"
+        return entry
+    entry.metadata, entry.expires = md, md.signed.expires
+    return entry
+
+
+def _root_chain(reader: _Reader, pinned: Metadata[Root], tags: dict[int, str], gaps: list) -> list[SignedVersion]:
+    """Roots from the pinned one up (client workflow 5.3.4: N+1 signed by N's and its own threshold)."""
+    require_own_keyids(pinned.signed.keys, f"pinned root v{pinned.signed.version}")
+    first = pinned.signed.version
+    chain = [SignedVersion("root", first, f"root.{first}", True, None, _signers(pinned.signed, "root", pinned),
+                           "pinned", first, pinned.signed.expires, metadata=pinned)]
+    chain[0].signed_about = _signed_about(chain[0], pinned.signed)
+    trusted: Metadata[Root] | None = pinned
+    for version in sorted(v for v in tags if v < first):
+        chain.insert(len(chain) - 1, SignedVersion("root", version, tags[version],
+                                                   problem=f"older than the pinned root v{first}: not checked"))
+    for version in range(first + 1, max(tags, default=0) + 1):
+        if version not in tags:
+            gaps.append(("root", version))
+            trusted = None  # the chain is broken: nothing after it can be verified from the pin
+            continue
+        entry = _load(reader, "root", version, tags[version], _LIMITS.root_max_length, "root")
+        chain.append(entry)
+        if entry.metadata is None:
+            trusted = None
+            continue
+        if trusted is None:
+            entry.problem = f"the root chain from the pinned root v{first} is broken before it"
+            continue
+        new: Metadata[Root] = entry.metadata
+        try:
+            trusted.signed.verify_delegate("root", new.signed_bytes, new.signatures)
+            new.signed.verify_delegate("root", new.signed_bytes, new.signatures)
+            require_own_keyids(new.signed.keys, f"root v{version}")
+        except (UnsignedMetadataError, TufociError) as e:
+            entry.problem = f"not signed by the threshold of root v{version - 1} and of itself: {e}"
+            trusted = None
+            continue
+        entry.verified, entry.checked_against, entry.root_version = True, f"root v{version - 1}", version
+        entry.signed_by = sorted(set(_signers(trusted.signed, "root", new)) | set(_signers(new.signed, "root", new)))
+        entry.signed_about = _signed_about(entry, new.signed)
+        trusted = new
+    return chain
+
+
+def _signers(delegator: Root | Targets, role: str, md: Metadata) -> list[str]:
+    return sorted(delegator.get_verification_result(role, md.signed_bytes, md.signatures).signed)
+
+
+def _signed_about(entry: SignedVersion, root: Root) -> datetime.datetime | None:
+    """Signing time as tufoci wrote it: expires − the role's period (delegated roles use targets')."""
+    periods = expiry_periods(root.unrecognized_fields)
+    period = periods.get(entry.role if entry.role in ("root", "targets") else "targets")
+    try:
+        return entry.expires - parse_duration(str(period)) if entry.expires else None
+    except TufociError:
+        return None
+
+
+@dataclass(frozen=True)
+class _Delegator:
+    """One verified version of a delegating role, as a candidate to check a delegated version against."""
+
+    label: str  # "root v2", "targets v3"
+    signed: Root | Targets
+    root_version: int
+    root: Root
+
+
+def _delegators_root(roots: list[SignedVersion]) -> list[_Delegator]:
+    return [_Delegator(f"root v{r.version}", r.metadata.signed, r.version, r.metadata.signed)
+            for r in roots if r.verified]
+
+
+def _check_role(reader: _Reader, role: str, tags: dict[int, str], delegators: list[_Delegator],
+                roots: list[SignedVersion], gaps: list) -> list[SignedVersion]:
+    """Every kept version of ``role``, each checked against the earliest delegator version, not older than
+    the previous version's, whose keys and threshold it meets (monotonic: see the module docstring)."""
+    kept, floor = [], 0
+    for version in range(1, max(tags, default=0) + 1):
+        if version not in tags:
+            gaps.append((role, version))
+            continue
+        entry = _load(reader, role, version, tags[version], _LIMITS.targets_max_length, "targets")
+        kept.append(entry)
+        if entry.metadata is None:
+            continue
+        md, reasons = entry.metadata, []
+        for index in range(floor, len(delegators)):
+            delegator = delegators[index]
+            try:
+                delegator.signed.verify_delegate(role, md.signed_bytes, md.signatures)
+                if md.signed.delegations is not None and md.signed.delegations.keys:
+                    require_own_keyids(md.signed.delegations.keys, f"{role} v{version}")
+            except (UnsignedMetadataError, ValueError, TufociError) as e:
+                reasons.append(f"{delegator.label}: {e}")
+                continue
+            floor = index
+            entry.verified, entry.checked_against, entry.root_version = True, delegator.label, delegator.root_version
+            entry.signed_by = _signers(delegator.signed, role, md)
+            entry.signed_about = _signed_about(entry, delegator.root)
+            break
+        else:
+            tried = "; ".join(reasons[-2:]) or "no verified delegator version to check it against"
+            entry.problem = f"signatures do not verify: {tried}"
+    return kept
+
+
+def _delegated(reader: _Reader, tags: dict[str, dict[int, str]], versions: dict[str, list[SignedVersion]],
+               roots: list[SignedVersion], gaps: list) -> None:
+    """Delegated roles, breadth first from ``targets``: each against its delegator's verified versions."""
+    queue = ["targets"]
+    while queue:
+        parent = queue.pop(0)
+        for child, delegators in _children(parent, versions[parent], roots).items():
+            encoded = "d." + encode_role(child)
+            if child in versions or encoded not in tags:
+                continue
+            versions[child] = _check_role(reader, child, tags[encoded], delegators, roots, gaps)
+            queue.append(child)
+
+
+def _children(parent: str, kept: list[SignedVersion], roots: list[SignedVersion]) -> dict[str, list[_Delegator]]:
+    """Role name -> the verified versions of ``parent`` that delegate it, in version order."""
+    children: dict[str, list[_Delegator]] = {}
+    for entry in kept:
+        delegations = entry.metadata.signed.delegations if entry.verified else None
+        if delegations is None:
+            continue
+        root = next(r.metadata.signed for r in roots if r.version == entry.root_version)
+        delegator = _Delegator(f"{parent} v{entry.version}", entry.metadata.signed, entry.root_version, root)
+        names = list(delegations.roles or {}) if delegations.roles else []
+        if delegations.succinct_roles is not None:
+            names = delegations.succinct_roles.get_roles()
+        for name in names:
+            children.setdefault(name, []).append(delegator)
+    return children
+
+
+def _entries(role: str, kept: list[SignedVersion], versions: dict[str, list[SignedVersion]],
+             roots: list[SignedVersion]) -> list[TagEntry]:
+    """Walk a role's verified versions in order: each (name, digest) run becomes one entry."""
+    entries: list[TagEntry] = []
+    open_entries: dict[str, TagEntry] = {}
+    unknown = [v.version for v in kept if not v.verified]
+    present = {v.version for v in kept}
+    unknown += [v for v in range(1, max(present, default=0) + 1) if v not in present]
+    for entry in (v for v in kept if v.verified):
+        listed = {}
+        for name, info in entry.metadata.signed.targets.items():
+            if _covers(role, entry, name, versions):
+                listed[name] = ("sha256:" + str(info.hashes.get("sha256", "")), info.length)
+        for name, current in list(open_entries.items()):
+            if listed.get(name) != (current.digest, current.length):
+                current.ended_by = entry
+                del open_entries[name]
+            else:
+                current.last = entry
+        for name, (digest, length) in listed.items():
+            if name not in open_entries:
+                open_entries[name] = TagEntry(name, digest, length, role, entry, entry, None)
+                entries.append(open_entries[name])
+    for e in entries:
+        end = e.ended_by.version if e.ended_by else float("inf")
+        e.unknown_between = sorted(v for v in unknown if e.first.version < v < end)
+    return entries
+
+
+def _covers(role: str, entry: SignedVersion, name: str, versions: dict[str, list[SignedVersion]]) -> bool:
+    """Whether the delegation this version was checked against lets it sign ``name`` (client workflow 5.6.7.2)."""
+    if role == "targets":
+        return True
+    parent, _, parent_version = (entry.checked_against or "").rpartition(" v")
+    for candidate in versions.get(parent, []):
+        if str(candidate.version) == parent_version and candidate.verified:
+            delegations = candidate.metadata.signed.delegations
+            if delegations.succinct_roles is not None:
+                return delegations.succinct_roles.get_role_for_target(name) == role
+            delegated: DelegatedRole = delegations.roles[role]
+            return delegated.is_delegated_path(name)
+    return False

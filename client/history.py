@@ -32,7 +32,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 
-from tuf.api.exceptions import UnsignedMetadataError
+from tuf.api.exceptions import RepositoryError, UnsignedMetadataError
 from tuf.api.metadata import DelegatedRole, Metadata, Root, Targets
 from tuf.ngclient import UpdaterConfig
 
@@ -196,7 +196,7 @@ class _Reader:
             return Metadata.from_bytes(self._store.get_blob(layer.digest, max_bytes=layer.size))
         except TufociError as e:
             raise ValueError(str(e)) from e
-        except (TypeError, KeyError, AttributeError, RecursionError) as e:  # from_bytes on hostile JSON
+        except (RepositoryError, TypeError, KeyError, AttributeError, RecursionError) as e:  # hostile JSON
             raise ValueError(f"not TUF metadata: {type(e).__name__}: {e}") from e
 
 
@@ -321,10 +321,11 @@ def _check_role(reader: _Reader, role: str, tags: dict[int, str], delegators: li
 def _delegated(reader: _Reader, tags: dict[str, dict[int, str]], versions: dict[str, list[SignedVersion]],
                roots: list[SignedVersion], gaps: list) -> None:
     """Delegated roles, breadth first from ``targets``: each against its delegator's verified versions."""
+    kept = {name.removeprefix("d.") for name in tags if name.startswith("d.")}
     queue = ["targets"]
     while queue:
         parent = queue.pop(0)
-        for child, delegators in _children(parent, versions[parent], roots).items():
+        for child, delegators in _children(parent, versions[parent], roots, kept).items():
             encoded = "d." + encode_role(child)
             if child in versions or encoded not in tags:
                 continue
@@ -332,8 +333,13 @@ def _delegated(reader: _Reader, tags: dict[str, dict[int, str]], versions: dict[
             queue.append(child)
 
 
-def _children(parent: str, kept: list[SignedVersion], roots: list[SignedVersion]) -> dict[str, list[_Delegator]]:
-    """Role name -> the verified versions of ``parent`` that delegate it, in version order."""
+def _children(parent: str, kept: list[SignedVersion], roots: list[SignedVersion],
+              encoded: set[str]) -> dict[str, list[_Delegator]]:
+    """Role name -> the verified versions of ``parent`` that delegate it, in version order.
+
+    Hashed bins are looked up by the tags the registry has (``encoded`` role names), never enumerated:
+    a signed ``bit_length`` of 32 names four billion bins.
+    """
     children: dict[str, list[_Delegator]] = {}
     for entry in kept:
         delegations = entry.metadata.signed.delegations if entry.verified else None
@@ -341,9 +347,9 @@ def _children(parent: str, kept: list[SignedVersion], roots: list[SignedVersion]
             continue
         root = next(r.metadata.signed for r in roots if r.version == entry.root_version)
         delegator = _Delegator(f"{parent} v{entry.version}", entry.metadata.signed, entry.root_version, root)
-        names = list(delegations.roles or {}) if delegations.roles else []
-        if delegations.succinct_roles is not None:
-            names = delegations.succinct_roles.get_roles()
+        bins = delegations.succinct_roles
+        names = list(delegations.roles or {}) if bins is None else sorted(
+            n for n in encoded if encode_role(n) == n and bins.is_delegated_role(n))
         for name in names:
             children.setdefault(name, []).append(delegator)
     return children

@@ -17,12 +17,16 @@ What is believed, and why:
   python-tuf's ``verify_delegate``. "Of its time" is monotonic: version N+1 is
   never checked against an older root (or delegator version) than version N
   was, so a key that a later root revoked cannot sign a later version.
+* The kept snapshots are checked against the roots the same way; a version
+  that a verified snapshot lists must be the bytes that snapshot recorded
+  (its sha256). So whoever holds a key that a later root revoked cannot
+  re-sign an old version into the history without the online key of its time.
 * A version that does not verify, is malformed or lies about its role or
   version is shown ``UNVERIFIED`` with the reason and is never used to build
   a tag's history; a missing version is shown as a gap.
 
 Expiry is not checked (this is history: every old version has expired), and
-the registry's timestamp and snapshot are not used. Times are the signed
+the moving ``timestamp`` is not read. Times are the signed
 expiry minus the role's expiry period in the root of its time (tufoci sets
 ``expires`` to signing time + period), so they are marked as approximate.
 """
@@ -63,6 +67,8 @@ class SignedVersion:
     root_version: int | None = None  # the root in force
     expires: datetime.datetime | None = None
     signed_about: datetime.datetime | None = None
+    snapshot_version: int | None = None  # the first verified snapshot that lists this version
+    digest: str | None = None  # sha256 of the kept bytes (what a snapshot records)
     metadata: Metadata | None = None
 
     def to_dict(self, names: dict[str, str]) -> dict:
@@ -71,6 +77,7 @@ class SignedVersion:
             "problem": self.problem, "signedBy": [{"keyid": k, "key": names.get(k)} for k in self.signed_by],
             "checkedAgainst": self.checked_against, "rootVersion": self.root_version,
             "expires": _iso(self.expires), "signedAbout": _iso(self.signed_about),
+            "snapshotVersion": self.snapshot_version,
         }
 
 
@@ -149,24 +156,26 @@ def scope_history(
     tags: dict[str, dict[int, str]] = {}  # encoded role -> version -> tag
     for tag in store.list_tags():
         parsed = parse_metadata_tag(tag)
-        if parsed and parsed.kind in ("top-level", "delegated") and parsed.role != "snapshot":
+        if parsed and parsed.kind in ("top-level", "delegated"):
             tags.setdefault(parsed.role if parsed.kind == "top-level" else "d." + parsed.role, {})[parsed.version] = tag
-    reader = _Reader(store)
-    gaps: list[tuple[str, int]] = []
-    roots = _root_chain(reader, pinned, tags.get("root", {}), gaps)
-    versions = {"root": roots, "targets": _check_role(reader, "targets", tags.get("targets", {}),
-                                                      _delegators_root(roots), roots, gaps)}
-    _delegated(reader, tags, versions, roots, gaps)
+    checker = _Checker(_Reader(store))
+    roots = _root_chain(checker.reader, pinned, tags.get("root", {}), checker.gaps)
+    versions = {"root": roots}
+    # the snapshots first: each later version must also be the bytes every snapshot listing it recorded
+    versions["snapshot"] = checker.check("snapshot", tags.get("snapshot", {}), _delegators_root(roots))
+    checker.record_snapshots(versions["snapshot"])
+    versions["targets"] = checker.check("targets", tags.get("targets", {}), _delegators_root(roots))
+    _delegated(checker, tags, versions, roots)
     entries: dict[str, list[TagEntry]] = {}
     for role, kept in versions.items():
-        if role != "root":
+        if role not in ("root", "snapshot"):
             for entry in _entries(role, kept, versions, roots):
                 if (not wanted or entry.target in wanted) and _still_signed_at(entry, since):
                     entries.setdefault(entry.target, []).append(entry)
     for name in entries:
         entries[name].sort(key=lambda e: (e.first.signed_about or datetime.datetime.min.replace(tzinfo=datetime.timezone.utc),
                                           e.role != "targets", e.first.version))
-    return History(pin.scope, pin.metadata, pinned.signed.version, versions, sorted(gaps),
+    return History(pin.scope, pin.metadata, pinned.signed.version, versions, sorted(checker.gaps),
                    dict(sorted(entries.items())))
 
 
@@ -187,13 +196,17 @@ class _Reader:
     def __init__(self, store: RepositoryStore):
         self._store = store
 
-    def read(self, tag: str, cap: int) -> Metadata:
-        """Raises ValueError (with the reason) for anything but metadata within ``cap`` bytes."""
+    def read(self, tag: str, cap: int) -> tuple[Metadata, str]:
+        """The metadata and the sha256 digest of its bytes.
+
+        Raises:
+            ValueError: (with the reason) for anything but metadata within ``cap`` bytes.
+        """
         try:
             layer = parse_metadata_manifest(self._store.get_manifest(tag, max_bytes=MAX_METADATA_MANIFEST_BYTES).data).layer
             if layer.size > cap:
                 raise ValueError(f"{layer.size} bytes, more than the {cap} a client reads")
-            return Metadata.from_bytes(self._store.get_blob(layer.digest, max_bytes=layer.size))
+            return Metadata.from_bytes(self._store.get_blob(layer.digest, max_bytes=layer.size)), layer.digest
         except TufociError as e:
             raise ValueError(str(e)) from e
         except (RepositoryError, TypeError, KeyError, AttributeError, RecursionError) as e:  # hostile JSON
@@ -204,7 +217,7 @@ def _load(reader: _Reader, role: str, version: int, tag: str, cap: int, kind: st
     """Read one version and check it is what its tag says (role type and version)."""
     entry = SignedVersion(role, version, tag)
     try:
-        md = reader.read(tag, cap)
+        md, entry.digest = reader.read(tag, cap)
     except ValueError as e:
         entry.problem = f"unreadable: {e}"
         return entry
@@ -262,7 +275,7 @@ def _signers(delegator: Root | Targets, role: str, md: Metadata) -> list[str]:
 def _signed_about(entry: SignedVersion, root: Root) -> datetime.datetime | None:
     """Signing time as tufoci wrote it: expires − the role's period (delegated roles use targets')."""
     periods = expiry_periods(root.unrecognized_fields)
-    period = periods.get(entry.role if entry.role in ("root", "targets") else "targets")
+    period = periods.get(entry.role if entry.role in ("root", "targets", "snapshot") else "targets")
     try:
         return entry.expires - parse_duration(str(period)) if entry.expires else None
     except TufociError:
@@ -284,42 +297,68 @@ def _delegators_root(roots: list[SignedVersion]) -> list[_Delegator]:
             for r in roots if r.verified]
 
 
-def _check_role(reader: _Reader, role: str, tags: dict[int, str], delegators: list[_Delegator],
-                roots: list[SignedVersion], gaps: list) -> list[SignedVersion]:
-    """Every kept version of ``role``, each checked against the earliest delegator version, not older than
-    the previous version's, whose keys and threshold it meets (monotonic: see the module docstring)."""
-    kept, floor = [], 0
-    for version in range(1, max(tags, default=0) + 1):
-        if version not in tags:
-            gaps.append((role, version))
-            continue
-        entry = _load(reader, role, version, tags[version], _LIMITS.targets_max_length, "targets")
-        kept.append(entry)
-        if entry.metadata is None:
-            continue
-        md, reasons = entry.metadata, []
+class _Checker:
+    """Checks the kept versions of one role after another, with what the verified snapshots recorded."""
+
+    def __init__(self, reader: _Reader):
+        self.reader = reader
+        self.gaps: list[tuple[str, int]] = []
+        self._recorded: dict[tuple[str, int], list[tuple[int, str | None]]] = {}  # (role, version) -> (snapshot, sha256)
+
+    def record_snapshots(self, snapshots: list[SignedVersion]) -> None:
+        """What each verified snapshot lists: role versions and, where it recorded them, their hashes."""
+        for snapshot in (s for s in snapshots if s.verified):
+            for filename, meta in snapshot.metadata.signed.meta.items():
+                digest = (meta.hashes or {}).get("sha256")
+                self._recorded.setdefault((filename.removesuffix(".json"), meta.version), []).append(
+                    (snapshot.version, f"sha256:{digest}" if digest else None))
+
+    def check(self, role: str, tags: dict[int, str], delegators: list[_Delegator]) -> list[SignedVersion]:
+        """Every kept version of ``role``, each checked against the earliest delegator version, not older than
+        the previous version's, whose keys and threshold it meets (monotonic: see the module docstring)."""
+        kind = "snapshot" if role == "snapshot" else "targets"
+        cap = _LIMITS.snapshot_max_length if kind == "snapshot" else _LIMITS.targets_max_length
+        kept, floor = [], 0
+        for version in range(1, max(tags, default=0) + 1):
+            if version not in tags:
+                self.gaps.append((role, version))
+                continue
+            entry = _load(self.reader, role, version, tags[version], cap, kind)
+            kept.append(entry)
+            if entry.metadata is not None:
+                floor = self._verify(entry, delegators, floor)
+        return kept
+
+    def _verify(self, entry: SignedVersion, delegators: list[_Delegator], floor: int) -> int:
+        """Check one version's signatures and snapshot records; returns the new floor."""
+        md, role, reasons = entry.metadata, entry.role, []
         for index in range(floor, len(delegators)):
             delegator = delegators[index]
             try:
                 delegator.signed.verify_delegate(role, md.signed_bytes, md.signatures)
-                if md.signed.delegations is not None and md.signed.delegations.keys:
-                    require_own_keyids(md.signed.delegations.keys, f"{role} v{version}")
+                if isinstance(md.signed, Targets) and md.signed.delegations is not None and md.signed.delegations.keys:
+                    require_own_keyids(md.signed.delegations.keys, f"{role} v{entry.version}")
             except (UnsignedMetadataError, ValueError, TufociError) as e:
                 reasons.append(f"{delegator.label}: {e}")
                 continue
-            floor = index
+            recorded = self._recorded.get((role, entry.version), [])
+            differs = [v for v, digest in recorded if digest is not None and digest != entry.digest]
+            if differs:  # signed, but not the bytes that were published under this version
+                entry.problem = (f"signed by {delegator.label}'s keys, but not the bytes snapshot v{differs[0]} "
+                                 f"recorded for {role} v{entry.version}")
+                return floor
             entry.verified, entry.checked_against, entry.root_version = True, delegator.label, delegator.root_version
             entry.signed_by = _signers(delegator.signed, role, md)
             entry.signed_about = _signed_about(entry, delegator.root)
-            break
-        else:
-            tried = "; ".join(reasons[-2:]) or "no verified delegator version to check it against"
-            entry.problem = f"signatures do not verify: {tried}"
-    return kept
+            entry.snapshot_version = min((v for v, _ in recorded), default=None)
+            return index
+        tried = "; ".join(reasons[-2:]) or "no verified delegator version to check it against"
+        entry.problem = f"signatures do not verify: {tried}"
+        return floor
 
 
-def _delegated(reader: _Reader, tags: dict[str, dict[int, str]], versions: dict[str, list[SignedVersion]],
-               roots: list[SignedVersion], gaps: list) -> None:
+def _delegated(checker: _Checker, tags: dict[str, dict[int, str]], versions: dict[str, list[SignedVersion]],
+               roots: list[SignedVersion]) -> None:
     """Delegated roles, breadth first from ``targets``: each against its delegator's verified versions."""
     kept = {name.removeprefix("d.") for name in tags if name.startswith("d.")}
     queue = ["targets"]
@@ -329,7 +368,7 @@ def _delegated(reader: _Reader, tags: dict[str, dict[int, str]], versions: dict[
             encoded = "d." + encode_role(child)
             if child in versions or encoded not in tags:
                 continue
-            versions[child] = _check_role(reader, child, tags[encoded], delegators, roots, gaps)
+            versions[child] = checker.check(child, tags[encoded], delegators)
             queue.append(child)
 
 

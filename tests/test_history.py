@@ -10,9 +10,11 @@ import pytest
 from securesystemslib.signer import CryptoSigner
 from tuf.api.metadata import Metadata
 
-from tests.conftest import Machine, needs_registry, push_test_image
+from tests.conftest import Machine, needs_registry, push_test_image, use_home
+from tufoci.keys import env_secrets_handler, list_keys, signer_for
 from tufoci.layout_spec import MANIFEST_MEDIA_TYPE, build_metadata_manifest, parse_metadata_manifest
 from tufoci.reference import Repository
+from tufoci.state import State
 from tufoci.store import open_repository
 
 pytestmark = needs_registry
@@ -54,7 +56,7 @@ def story(registry, tmp_path: Path, home: Path, monkeypatch):
     auditor.ok("trust", "add", scope, "--root", str(root_file))
     store = open_repository(Repository(registry.host, "acme/tuf"))
     return {"scope": scope, "security": security, "auditor": auditor, "first": first, "second": second,
-            "store": store}
+            "store": store, "monkeypatch": monkeypatch}
 
 
 def history(machine: Machine, scope: str, *args: str) -> dict:
@@ -109,24 +111,37 @@ def _kept(store, tag: str) -> Metadata:
 EVIL = "0" * 64
 
 
-@pytest.mark.parametrize("attack", ["altered bytes", "signed by another key"])
-def test_a_tampered_old_version_is_reported_not_believed(story, attack):
+def _revoked_signer(story):
+    """The security team's targets-2026 key, which root v2 revoked (as a thief of it would hold it)."""
+    use_home(story["monkeypatch"], story["security"].home)
+    state = State.open()
+    (key,) = [k for k in list_keys(state) if k.name == "targets-2026"]
+    return signer_for(state, key.keyid, env_secrets_handler())
+
+
+@pytest.mark.parametrize("attack, problem", [
+    ("altered bytes", "signatures do not verify: root v1: "),
+    ("signed by another key", "signatures do not verify: root v1: "),
+    # valid under root v1, but snapshot v2 (online key) recorded other bytes for targets v2
+    ("re-signed by the revoked key", "signed by root v1's keys, but not the bytes snapshot v2 recorded for targets v2"),
+])
+def test_a_tampered_old_version_is_reported_not_believed(story, attack, problem):
     scope, store, auditor = story["scope"], story["store"], story["auditor"]
     md = _kept(store, "targets.2")
     md.signed.targets["web:1.0"].hashes["sha256"] = EVIL
-    if attack == "signed by another key":
+    if attack != "altered bytes":
         md.signatures.clear()
-        md.sign(CryptoSigner.generate_ed25519())
+        md.sign(CryptoSigner.generate_ed25519() if attack == "signed by another key" else _revoked_signer(story))
     _repush(store, "targets.2", md.to_bytes())
     h = history(auditor, scope, "web:1.0")
     (bad,) = [v for v in h["versions"] if not v["verified"]]
-    assert (bad["role"], bad["version"]) == ("targets", 2) and "do not verify" in bad["problem"]
+    assert (bad["role"], bad["version"]) == ("targets", 2) and bad["problem"].startswith(problem)
     digests = [e["digest"] for e in h["tags"][0]["history"]]
     assert f"sha256:{EVIL}" not in digests
     old = h["tags"][0]["history"][0]
     assert old["fromVersion"] == 3 and old["unknownVersions"] == []
     text = auditor.ok("history", scope).stdout
-    assert "UNVERIFIED: targets v2 (targets.2): signatures do not verify" in text and EVIL not in text
+    assert f"UNVERIFIED: targets v2 (targets.2): {problem}" in text and EVIL not in text
 
 
 def test_gaps_and_a_tag_holding_another_version_are_shown(story):

@@ -166,3 +166,23 @@ def test_a_tampered_root_breaks_the_chain_after_it(story):
     bad = {(v["role"], v["version"]): v["problem"] for v in h["versions"] if not v["verified"]}
     assert "not signed by the threshold of root v1" in bad[("root", 2)]
     assert ("targets", 3) in bad and ("targets", 2) not in bad  # signed by the revoked key: only root v1 knew it
+
+
+def test_hashed_bins_are_found_by_their_tags_in_an_oci_layout(tmp_path: Path, home: Path, monkeypatch):
+    from tests.conftest import init_scope_on
+
+    scope = f"oci:{tmp_path / 'store'}/acme"
+    maintainer = Machine("maintainer", tmp_path, monkeypatch)
+    init_scope_on(maintainer, scope, tmp_path)
+    maintainer.new_key("bins", "--unencrypted")
+    maintainer.ok("delegate", scope, "bins", "--key", "bins", "--bins", "16")
+    maintainer.ok("publish", scope)
+    for n in (1, 2):
+        (tmp_path / "one.txt").write_text(f"{scope}/app:7 sha256:{n:064x} {1000 + n}\n")
+        maintainer.ok("target", "add", "--from-file", str(tmp_path / "one.txt"))
+        maintainer.ok("publish", scope)
+    h = history(maintainer, scope, "app:7")
+    first, second = h["tags"][0]["history"]
+    assert first["role"] == second["role"] and first["role"].startswith("bins-")
+    assert (first["digest"], first["endedByVersion"], second["digest"]) == (f"sha256:{1:064x}", 2, f"sha256:{2:064x}")
+    assert first["checkedAgainst"] == "targets v2" and not [v for v in h["versions"] if not v["verified"]]

@@ -70,6 +70,7 @@ class SignedVersion:
     snapshot_version: int | None = None  # the first verified snapshot that lists this version
     digest: str | None = None  # sha256 of the kept bytes (what a snapshot records)
     metadata: Metadata | None = None
+    delegator: Root | Targets | None = None  # the verified version it was checked against
 
     def to_dict(self, names: dict[str, str]) -> dict:
         return {
@@ -169,7 +170,7 @@ def scope_history(
     entries: dict[str, list[TagEntry]] = {}
     for role, kept in versions.items():
         if role not in ("root", "snapshot"):
-            for entry in _entries(role, kept, versions, roots):
+            for entry in _entries(role, kept):
                 if (not wanted or entry.target in wanted) and _still_signed_at(entry, since):
                     entries.setdefault(entry.target, []).append(entry)
     for name in entries:
@@ -348,6 +349,7 @@ class _Checker:
                                  f"recorded for {role} v{entry.version}")
                 return floor
             entry.verified, entry.checked_against, entry.root_version = True, delegator.label, delegator.root_version
+            entry.delegator = delegator.signed
             entry.signed_by = _signers(delegator.signed, role, md)
             entry.signed_about = _signed_about(entry, delegator.root)
             entry.snapshot_version = min((v for v, _ in recorded), default=None)
@@ -394,8 +396,7 @@ def _children(parent: str, kept: list[SignedVersion], roots: list[SignedVersion]
     return children
 
 
-def _entries(role: str, kept: list[SignedVersion], versions: dict[str, list[SignedVersion]],
-             roots: list[SignedVersion]) -> list[TagEntry]:
+def _entries(role: str, kept: list[SignedVersion]) -> list[TagEntry]:
     """Walk a role's verified versions in order: each (name, digest) run becomes one entry."""
     entries: list[TagEntry] = []
     open_entries: dict[str, TagEntry] = {}
@@ -405,7 +406,7 @@ def _entries(role: str, kept: list[SignedVersion], versions: dict[str, list[Sign
     for entry in (v for v in kept if v.verified):
         listed = {}
         for name, info in entry.metadata.signed.targets.items():
-            if _covers(role, entry, name, versions):
+            if _covers(role, entry, name):
                 listed[name] = ("sha256:" + str(info.hashes.get("sha256", "")), info.length)
         for name, current in list(open_entries.items()):
             if listed.get(name) != (current.digest, current.length):
@@ -423,16 +424,12 @@ def _entries(role: str, kept: list[SignedVersion], versions: dict[str, list[Sign
     return entries
 
 
-def _covers(role: str, entry: SignedVersion, name: str, versions: dict[str, list[SignedVersion]]) -> bool:
+def _covers(role: str, entry: SignedVersion, name: str) -> bool:
     """Whether the delegation this version was checked against lets it sign ``name`` (client workflow 5.6.7.2)."""
     if role == "targets":
         return True
-    parent, _, parent_version = (entry.checked_against or "").rpartition(" v")
-    for candidate in versions.get(parent, []):
-        if str(candidate.version) == parent_version and candidate.verified:
-            delegations = candidate.metadata.signed.delegations
-            if delegations.succinct_roles is not None:
-                return delegations.succinct_roles.get_role_for_target(name) == role
-            delegated: DelegatedRole = delegations.roles[role]
-            return delegated.is_delegated_path(name)
-    return False
+    delegations = entry.delegator.delegations
+    if delegations.succinct_roles is not None:
+        return delegations.succinct_roles.get_role_for_target(name) == role
+    delegated: DelegatedRole = delegations.roles[role]
+    return delegated.is_delegated_path(name)

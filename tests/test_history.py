@@ -55,7 +55,7 @@ def story(registry, tmp_path: Path, home: Path, monkeypatch):
     assert second != first
     auditor.ok("trust", "add", scope, "--root", str(root_file))
     store = open_repository(Repository(registry.host, "acme/tuf"))
-    return {"scope": scope, "security": security, "auditor": auditor, "first": first, "second": second,
+    return {"scope": scope, "security": security, "team": team, "auditor": auditor, "first": first, "second": second,
             "store": store, "monkeypatch": monkeypatch}
 
 
@@ -99,8 +99,8 @@ def test_since_keeps_only_what_was_still_signed(story):
 
 def _repush(store, tag: str, data: bytes) -> None:
     store.put_blob(data)
-    store.put_manifest(tag, build_metadata_manifest(tag.split(".")[0], int(tag.split(".")[1]), data),
-                       MANIFEST_MEDIA_TYPE)
+    role, version = tag.removeprefix("d.").rsplit(".", 1)
+    store.put_manifest(tag, build_metadata_manifest(role, int(version), data), MANIFEST_MEDIA_TYPE)
 
 
 def _kept(store, tag: str) -> Metadata:
@@ -111,12 +111,26 @@ def _kept(store, tag: str) -> Metadata:
 EVIL = "0" * 64
 
 
-def _revoked_signer(story):
-    """The security team's targets-2026 key, which root v2 revoked (as a thief of it would hold it)."""
-    use_home(story["monkeypatch"], story["security"].home)
+def _signer(story, machine: str, name: str):
+    """A private key of one of the story's machines (as its owner, or a thief of it, would hold it)."""
+    use_home(story["monkeypatch"], story[machine].home)
     state = State.open()
-    (key,) = [k for k in list_keys(state) if k.name == "targets-2026"]
+    (key,) = [k for k in list_keys(state) if k.name == name]
     return signer_for(state, key.keyid, env_secrets_handler())
+
+
+def test_a_name_outside_a_roles_delegation_is_not_part_of_the_history(story):
+    scope, store, auditor = story["scope"], story["store"], story["auditor"]
+    md = _kept(store, "d.web.1")
+    md.signed.version += 1
+    md.signed.targets["db:1.0"] = md.signed.targets["web:1.0"]  # the web team signs a name outside web:*
+    md.signatures.clear()
+    md.sign(_signer(story, "team", "web-release"))
+    _repush(store, "d.web.2", md.to_bytes())
+    h = history(auditor, scope)
+    web2 = [v for v in h["versions"] if (v["role"], v["version"]) == ("web", 2)][0]
+    assert web2["verified"] and web2["snapshotVersion"] is None  # signed, never published
+    assert [t["target"] for t in h["tags"]] == ["web:1.0"]
 
 
 @pytest.mark.parametrize("attack, problem", [
@@ -131,7 +145,7 @@ def test_a_tampered_old_version_is_reported_not_believed(story, attack, problem)
     md.signed.targets["web:1.0"].hashes["sha256"] = EVIL
     if attack != "altered bytes":
         md.signatures.clear()
-        md.sign(CryptoSigner.generate_ed25519() if attack == "signed by another key" else _revoked_signer(story))
+        md.sign(CryptoSigner.generate_ed25519() if attack == "signed by another key" else _signer(story, "security", "targets-2026"))
     _repush(store, "targets.2", md.to_bytes())
     h = history(auditor, scope, "web:1.0")
     (bad,) = [v for v in h["versions"] if not v["verified"]]

@@ -134,7 +134,7 @@ def _iso(when: datetime.datetime | None) -> str | None:
 def scope_history(
     state: State,
     scope_text: str,
-    references: list[str] = (),
+    references: list[str] | tuple[str, ...] = (),
     *,
     since: datetime.datetime | None = None,
     **registry_options: object,

@@ -69,7 +69,11 @@ def refresh_timestamp(
     with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
         current = load_current(session)
         seen = observed(session, current)
-        expiries = role_expiries(current, RoleTree(session, current.root.signed))
+        try:
+            expiries = role_expiries(current, RoleTree(session, current.root.signed))
+        except TufociError as e:  # a team's metadata must never stop the timestamp from being re-signed
+            logger.warning("%s: no expiry warnings for delegated roles: %s", pin.scope, e)
+            expiries = role_expiries(current, None)
     root, periods, now = current.root.signed, current.expiry_periods, now_utc()
     # never sign a state older than one seen or signed before (expiry is waived above)
     marks = load_marks(state, pin.scope)
@@ -105,10 +109,10 @@ def refresh_timestamp(
         state.audit(conn, "timestamp", scope=pin.scope, role="timestamp", version=timestamp.signed.version,
                     snapshot=snapshot.signed.version, snapshot_resigned=resign_snapshot)
     return Refreshed(pin.scope, timestamp.signed.version, timestamp.signed.expires, snapshot.signed.version,
-                     resign_snapshot, expiry_warnings(state, pin.scope, expiries, periods, now, signed=set(signed)))
+                     resign_snapshot, _expiry_warnings(state, pin.scope, expiries, periods, now, signed=set(signed)))
 
 
-def expiry_warnings(state: State, scope: str, expiries: list[RoleExpiry], periods: dict[str, str],
+def _expiry_warnings(state: State, scope: str, expiries: list[RoleExpiry], periods: dict[str, str],
                     now: datetime.datetime, *, signed: set[str]) -> tuple[str, ...]:
     """One line per role (other than those just re-signed) within a quarter of its period of expiring."""
     windows, names = warning_windows(periods), key_names(state)

@@ -28,17 +28,15 @@ from tufoci.repo_tool.roles import RoleTree
 from tufoci.repo_tool.staging import StagedChange, record_changes
 from tufoci.state import State
 
-RENEW_ACTION = "renew"
-
-
 def stage_renewal(
     state: State, scope_text: str, role: str, *, expires: str | None = None, **registry_options: object
 ) -> StagedChange:
     """Stage a renewal of ``role`` (root, targets or a delegated role); ``expires`` overrides its period.
 
     Raises:
-        UsageError: ``role`` is snapshot or timestamp (the online service re-signs them), is not delegated
-            or has never been published, or ``expires`` is not a duration.
+        UsageError: ``role`` is snapshot or timestamp (the online service re-signs them) or has never been
+            published, or ``expires`` is not a duration.
+        PublishError: nothing delegates ``role``.
     """
     pin = pin_for_scope(state, scope_text)
     if role in ONLINE_ROLES:
@@ -53,7 +51,7 @@ def stage_renewal(
             tree.parent_of(role)  # PublishError when nothing delegates it
             if tree.version(role) == 0:
                 raise UsageError(f"{role} has published no version yet: its first 'tufoci publish' creates one")
-    change = StagedChange(pin.scope, role, role, RENEW_ACTION, custom={"expires": expires} if expires else None)
+    change = StagedChange(pin.scope, role, role, "renew", custom={"expires": expires} if expires else None)
     record_changes(state, [change])
     return change
 
@@ -95,12 +93,18 @@ class RoleExpiry:
         return f"renew it: 'tufoci renew {scope} {self.role}', signed by {self.renewers(names)}"
 
 
-def role_expiries(current: CurrentState, tree: RoleTree) -> list[RoleExpiry]:
-    """Every live role: the four top-level roles, then every published delegated role in search order."""
+def role_expiries(current: CurrentState, tree: RoleTree | None) -> list[RoleExpiry]:
+    """Every live role: the four top-level roles, then (given the tree) every published delegated role in
+    search order.
+
+    Raises:
+        TufociError: a delegated role's metadata cannot be loaded or verified.
+    """
     root = current.root.signed
     rows = [_expiry(md.signed.type, md.signed, root) for md in
             (current.root, current.targets, current.snapshot, current.timestamp)]
-    rows += [_expiry(r, tree.metadata(r).signed, tree.delegator(r)) for r in tree.walk() if r != "targets"]
+    if tree is not None:
+        rows += [_expiry(r, tree.metadata(r).signed, tree.delegator(r)) for r in tree.walk() if r != "targets"]
     return rows
 
 

@@ -85,7 +85,7 @@ def test_the_full_story_of_a_tag_across_a_rotation_and_a_delegation_change(story
     assert [s["key"] for s in versions[("targets", 3)]["signedBy"]] == ["targets-2027"]
 
     text = story["auditor"].ok("history", scope, f"{scope}/web:1.0").stdout  # a consumer: no keys, no names
-    assert f"{story['first']}  targets v2..v3, replaced in v4" in text
+    assert f"{story['first']}  targets v2..v3, changed or removed in v4" in text
     assert f"{story['second']}  web v1..(latest)" in text and "UNVERIFIED" not in text
 
 

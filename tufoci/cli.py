@@ -731,6 +731,8 @@ def _echo_history(h: dict) -> None:
     """``history`` for people: every kept version and its check, the gaps, then each tag's story."""
     _echo(f"history of {h['scope']} (metadata {h['metadata']}), from the pinned root v{h['pinnedRootVersion']}")
     for v in h["versions"]:
+        if v["verified"] and v["role"] == "snapshot":
+            continue  # one per publish and per snapshot re-sign: in -o json; only a failed one is news
         if v["verified"]:
             when = f" ~{v['signedAbout']}" if v["signedAbout"] else ""
             _echo(f"  {v['role']} v{v['version']}{when}: signed by {_signers_text(v['signedBy'])}, "
@@ -743,7 +745,7 @@ def _echo_history(h: dict) -> None:
         _echo(tag["target"])
         for e in tag["history"]:
             span = (f"{e['role']} v{e['fromVersion']}.." + ("(latest)" if e["inLatestVersion"]
-                                                              else f"v{e['toVersion']}, replaced in v{e['endedByVersion']}"))
+                                                              else f"v{e['toVersion']}, changed or removed in v{e['endedByVersion']}"))
             when = f"~{e['from']} → " + (f"~{e['until']}" if e["until"] else "now")
             unknown = (f"; versions {', '.join(map(str, e['unknownVersions']))} unverified or missing"
                        if e["unknownVersions"] else "")

@@ -1,28 +1,17 @@
-"""Expiry periods of the four top-level roles, and duration parsing.
+"""Expiry periods of the four top-level roles as maintainers set and apply them.
 
-The periods live in root as ``x-tufoci-expiry`` so that every maintainer of a
-scope bumps versions with the same periods (they are signed with root).
+The periods and duration parsing themselves are core knowledge
+(tufoci/expiry_periods.py): a consumer reading the history needs them too.
 """
 
 from __future__ import annotations
 
 import datetime
-import re
 
 from tufoci.errors import UsageError
+from tufoci.expiry_periods import DEFAULT_EXPIRY, EXPIRY_FIELD, parse_duration
 
-DEFAULT_EXPIRY = {"root": "365d", "targets": "90d", "snapshot": "7d", "timestamp": "1d"}
-EXPIRY_FIELD = "x-tufoci-expiry"
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
-_DURATION_RE = re.compile(r"^([1-9][0-9]{0,6})([smhdwy])$")
-
-
-def parse_duration(text: str) -> datetime.timedelta:
-    """``90d``, ``12h``, ``1y`` … as a timedelta."""
-    match = _DURATION_RE.fullmatch(text.strip())
-    if not match:
-        raise UsageError(f"invalid duration {text!r}: use a number and one of s m h d w y (e.g. 90d)")
-    return datetime.timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+__all__ = ["DEFAULT_EXPIRY", "EXPIRY_FIELD", "expiry_for", "parse_duration", "parse_expiry_options"]
 
 
 def parse_expiry_options(options: list[str] | tuple[str, ...]) -> dict[str, str]:

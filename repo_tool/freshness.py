@@ -24,6 +24,9 @@ from tufoci.errors import ThresholdError, TufociError
 from tufoci.repo_tool.expiry import parse_duration
 from tufoci.repo_tool.high_water import Mark, check_not_older, check_revival, load_marks, observed, record_marks
 from tufoci.repo_tool.plan import load_current
+from tufoci.repo_tool.renew import RoleExpiry, role_expiries, warning_windows
+from tufoci.repo_tool.roles import RoleTree
+from tufoci.repo_tool.sessions import key_names
 from tufoci.repo_tool.push import MetadataFile, push_metadata
 from tufoci.repo_tool.signing import available_signers, sign_with
 from tufoci.repo_tool.versions import next_snapshot, next_timestamp, to_bytes
@@ -39,6 +42,7 @@ class Refreshed:
     timestamp_expires: datetime.datetime
     snapshot_version: int
     snapshot_resigned: bool
+    warnings: tuple[str, ...] = ()  # issue 15.4: roles expiring soon, and who must renew each
 
 
 def refresh_timestamp(
@@ -65,6 +69,11 @@ def refresh_timestamp(
     with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
         current = load_current(session)
         seen = observed(session, current)
+        try:
+            expiries = role_expiries(current, RoleTree(session, current.root.signed))
+        except TufociError as e:  # a team's metadata must never stop the timestamp from being re-signed
+            logger.warning("%s: no expiry warnings for delegated roles: %s", pin.scope, e)
+            expiries = role_expiries(current, None)
     root, periods, now = current.root.signed, current.expiry_periods, now_utc()
     # never sign a state older than one seen or signed before (expiry is waived above)
     marks = load_marks(state, pin.scope)
@@ -100,7 +109,18 @@ def refresh_timestamp(
         state.audit(conn, "timestamp", scope=pin.scope, role="timestamp", version=timestamp.signed.version,
                     snapshot=snapshot.signed.version, snapshot_resigned=resign_snapshot)
     return Refreshed(pin.scope, timestamp.signed.version, timestamp.signed.expires, snapshot.signed.version,
-                     resign_snapshot)
+                     resign_snapshot, _expiry_warnings(state, pin.scope, expiries, periods, now, signed=set(signed)))
+
+
+def _expiry_warnings(state: State, scope: str, expiries: list[RoleExpiry], periods: dict[str, str],
+                    now: datetime.datetime, *, signed: set[str]) -> tuple[str, ...]:
+    """One line per role (other than those just re-signed) within a quarter of its period of expiring."""
+    windows, names = warning_windows(periods), key_names(state)
+    return tuple(
+        f"{e.role} v{e.version} {warning} ({e.expires:%Y-%m-%dT%H:%M:%SZ}): {e.advice(scope, names)}"
+        for e in expiries
+        if e.role not in signed and (warning := e.warning(windows.get(e.role, windows["targets"]), now))
+    )
 
 
 def _sign_online(metadata, signers, threshold: int) -> None:
@@ -144,6 +164,8 @@ def run_every(
                     f"{result.timestamp_expires:%Y-%m-%dT%H:%M:%SZ}"
                     + (f", snapshot re-signed as v{result.snapshot_version}" if result.snapshot_resigned else "")
                 )
+                for warning in result.warnings:
+                    report(f"warning: {result.scope}: {warning}")
             stop.wait(wait.total_seconds())
         report("stopping: signal received")
     finally:

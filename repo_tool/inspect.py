@@ -6,17 +6,16 @@ maintainer reads is what consumers will trust.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 
 from tufoci.client.refresh import cache_dir, trusted_session
 from tufoci.client.trust_pins import pin_for_scope
-from tufoci.errors import TufociError, UsageError
+from tufoci.errors import TufociError
 from tufoci.json_keys import camel_keys
 from tufoci.layout_spec import target_media_type
-from tufoci.repo_tool.expiry import parse_duration
 from tufoci.repo_tool.plan import load_current
+from tufoci.repo_tool.renew import role_expiries, warning_windows
 from tufoci.repo_tool.roles import RoleTree
 from tufoci.repo_tool.sessions import key_names, review_session
 from tufoci.repo_tool.staging import staged_changes
@@ -31,17 +30,6 @@ def _expires_in(expires) -> str:
     days, rest = divmod(minutes, 24 * 60)
     hours, minutes = divmod(rest, 60)
     return f"in {days}d{hours:02d}h" if days else f"in {hours}h{minutes:02d}m"
-
-
-def warning_windows(periods: dict[str, str], overrides: list[str] | tuple[str, ...] = ()) -> dict[str, datetime.timedelta]:
-    """How long before expiry ``status`` warns: a quarter of each role's period unless overridden (ROLE=DUR)."""
-    windows = {role: parse_duration(period) / 4 for role, period in periods.items()}
-    for option in overrides:
-        role, sep, duration = option.partition("=")
-        if not sep:
-            raise UsageError(f"invalid --warn {option!r}: use ROLE=DUR (delegated roles use targets)")
-        windows[role] = parse_duration(duration)
-    return windows
 
 
 def scope_status(
@@ -61,28 +49,27 @@ def scope_status(
     try:
         # one refresh serves both the roles and the proposals
         with review_session(state, scope_text, registry_options) as (_, _, plan, reviews):
-            current, tree = plan.current, plan.tree
-            rows = [(md.signed.type, md.signed, current.root.signed.roles[md.signed.type])
-                    for md in (current.root, current.targets, current.snapshot, current.timestamp)]
-            rows += [(r, tree.metadata(r).signed, tree.delegation(r)) for r in tree.walk() if r != "targets"]
+            current, rows = plan.current, role_expiries(plan.current, plan.tree)
         report["proposals"] = [r.to_dict(key_names(state)) for r in reviews]
         report["ignoredProposals"] = [i.to_dict() for i in plan.ignored]
     except TufociError as e:
         report["error"] = str(e)
         return report
     windows = warning_windows(current.expiry_periods, warn)
-    now = now_utc()
-    for name, signed, role in rows:
-        window = windows.get(name, windows["targets"])
+    now, names = now_utc(), key_names(state)
+    for row in rows:
         report["roles"].append(
             {
-                "role": name,
-                "version": signed.version,
-                "expires": signed.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "expiresIn": _expires_in(signed.expires),
-                "warning": "expired" if signed.expires <= now else "expires soon" if signed.expires - now <= window else None,
-                "threshold": role.threshold,
-                "keys": len(role.keyids),
+                "role": row.role,
+                "version": row.version,
+                "expires": row.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "expiresIn": _expires_in(row.expires),
+                "warning": row.warning(windows.get(row.role, windows["targets"]), now),
+                "threshold": row.threshold,
+                "keys": len(row.keyids),
+                # issue 15.4: who must sign its next version (renew it, or the online service for snapshot/timestamp)
+                "renewBy": [{"keyid": k, "key": names.get(k)} for k in row.keyids],
+                "advice": row.advice(pin.scope, names),
             }
         )
     return report

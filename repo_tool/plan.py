@@ -32,7 +32,8 @@ from tufoci.client.refresh import TrustedSession
 from tufoci.errors import PublishError, TufociError, UsageError
 from tufoci.keys import require_distinct
 from tufoci.repo_tool.delegations import apply_delegation
-from tufoci.repo_tool.expiry import DEFAULT_EXPIRY, EXPIRY_FIELD, expiry_for
+from tufoci.expiry_periods import expiry_periods, parse_duration
+from tufoci.repo_tool.expiry import expiry_for
 from tufoci.layout_spec import proposal_tag
 from tufoci.repo_tool.proposals import IgnoredProposal, Proposal, evaluate, scan_proposals, threshold_states
 from tufoci.repo_tool.roles import RoleTree, covers
@@ -58,8 +59,7 @@ class CurrentState:
 
     @property
     def expiry_periods(self) -> dict[str, str]:
-        periods = self.root.signed.unrecognized_fields.get(EXPIRY_FIELD)
-        return {**DEFAULT_EXPIRY, **periods} if isinstance(periods, dict) else dict(DEFAULT_EXPIRY)
+        return expiry_periods(self.root.signed.unrecognized_fields)
 
 
 def load_current(session: TrustedSession) -> CurrentState:
@@ -276,9 +276,14 @@ class Plan:
                 )
             md = self.base(role)
             delegated = None if role in ("root", "targets") else self.delegator(role).get_delegated_role(role)
+            renewed = None
             for change in (c for c in changes if c.role == role):
                 if change.action == "rotate":
                     apply_rotation(md.signed, change)
+                    continue
+                if change.action == "renew":  # issue 15.4: same content, the bump below is the whole change
+                    period = (change.custom or {}).get("expires")
+                    renewed = self.now + parse_duration(period) if period else None
                     continue
                 if change.action in ("add", "remove") and delegated is not None \
                         and not covers(delegated, role, change.name):
@@ -288,6 +293,8 @@ class Plan:
                     )
                 apply_target_change(md.signed, change)
             bump(md, periods, self.now)
+            if renewed is not None:
+                md.signed.expires = renewed
             self.sign(state, role, md, secrets)
 
     def add_first_versions(self, state: State, secrets: SecretsHandler | None) -> None:

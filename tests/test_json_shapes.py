@@ -74,6 +74,7 @@ def test_every_command_prints_camel_case_field_names(registry, tmp_path, monkeyp
     record(alice, "log")
     record(alice, "verify", f"{scope}/web:1.0")
     record(alice, "copy", scope, f"{registry.host}/mirror", "-q")
+    record(bob, "history", scope)
 
     assert signed and status["proposals"], "a proposal was shown and signed"
     wrong = [(command, path, name) for command, answer in outputs

@@ -391,9 +391,7 @@ def status(scope, warn, check, plain_http, insecure, ca_file, output) -> None:
     report = scope_status(_state(), scope, warn=list(warn), **_registry_kwargs(plain_http, insecure, ca_file))
     warnings = [r for r in report.get("roles", []) if r["warning"]]
     for r in warnings:
-        _echo(f"tufoci: warning: {r['role']} v{r['version']} {r['warning']} ({r['expires']}): "
-               + ("re-sign it with 'tufoci timestamp'" if r["role"] in ("timestamp", "snapshot")
-                  else "publish a new version"), err=True)
+        _echo(f"tufoci: warning: {r['role']} v{r['version']} {r['warning']} ({r['expires']}): {r['advice']}", err=True)
     if output == "json":
         _emit_json(report)
         if check and (warnings or report.get("error")):
@@ -426,6 +424,8 @@ def _change_line(c: dict) -> str:
         return f"{'+' if c['action'] == 'delegate' else '-'} delegation {c['target']}"
     if c["action"] == "rotate":
         return f"~ keys of {c['target']}"
+    if c["action"] == "renew":
+        return f"~ renew {c['target']} (same content, fresh expiry)"
     return f"{'+' if c['action'] == 'add' else '-'} {c['target']}  {c['digest'] or ''}"
 
 
@@ -635,6 +635,24 @@ def rotate(scope, role, add_keys, remove_keys, threshold, plain_http, insecure, 
 
 @cli.command()
 @click.argument("scope")
+@click.argument("role")
+@click.option("--expires", metavar="DUR", help="Expire DUR from now (e.g. 120d) instead of after the role's period.")
+@registry_options
+def renew(scope, role, expires, plain_http, insecure, ca_file) -> None:
+    """Stage a new version of ROLE (root, targets or delegated) with the same content and a fresh expiry.
+
+    'tufoci publish' then signs it: it goes live, or becomes a proposal that the
+    other signers review (only version and expires change) and sign.
+    """
+    from tufoci.repo_tool.renew import stage_renewal
+
+    change = stage_renewal(_state(), scope, role, expires=expires, **_registry_kwargs(plain_http, insecure, ca_file))
+    _echo(f"staged: renew {role} in {change.scope}" + (f" (expires in {expires})" if expires else "")
+          + f"; run 'tufoci publish {change.scope}'")
+
+
+@cli.command()
+@click.argument("scope")
 @click.option("--every", metavar="DUR", help="Keep running: refresh every DUR (e.g. 6h) until SIGTERM.")
 @click.option("--snapshot", "force_snapshot", is_flag=True, help="Re-sign snapshot even when it is not due.")
 @click.option("--revive-expired", is_flag=True,
@@ -663,6 +681,8 @@ def timestamp(scope, every, force_snapshot, revive_expired, password_stdin, plai
         result = refresh()
         _echo(f"timestamp v{result.timestamp_version} expires {result.timestamp_expires:%Y-%m-%dT%H:%M:%SZ}"
                + (f"; snapshot v{result.snapshot_version}" if result.snapshot_resigned else ""))
+        for warning in result.warnings:
+            _echo(f"tufoci: warning: {warning}", err=True)
         return
 
     def report(line: str) -> None:
@@ -712,6 +732,71 @@ def copy(source, destination, tag_pattern, quiet, replace_newer, plain_http, ins
            f"{report.manifests_copied} manifests ({report.manifests_skipped} already there), "
            f"{report.blobs_copied} blobs streamed ({report.bytes_copied} bytes), {report.blobs_mounted} mounted, "
            f"{report.blobs_skipped} already there")
+
+
+@cli.command()
+@click.argument("scope")
+@click.argument("references", nargs=-1)
+@click.option("--since", metavar="DATE", help="Only what was still signed at or after DATE (YYYY-MM-DD or an ISO time, UTC).")
+@registry_options
+@output_option
+def history(scope, references, since, plain_http, insecure, ca_file, output) -> None:
+    """The signed history of SCOPE's tags (or of REFERENCES), rebuilt from the versions the registry keeps.
+
+    Needs only the registry and the pinned root: every version is checked against
+    the root (or delegating role) of its time; one that does not verify is shown
+    as UNVERIFIED and never used, a missing one as a gap.
+    """
+    from tufoci.client.history import scope_history
+    from tufoci.repo_tool.sessions import key_names
+
+    state = _state()
+    result = scope_history(state, scope, list(references), since=_parse_since(since) if since else None,
+                           **_registry_kwargs(plain_http, insecure, ca_file))
+    names = key_names(state)
+    if output == "json":
+        _emit_json(result.to_dict(names))
+        return
+    _echo_history(result.to_dict(names))
+
+
+def _parse_since(text: str) -> datetime.datetime:
+    try:
+        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise UsageError(f"invalid --since {text!r}: use YYYY-MM-DD or an ISO 8601 time") from e
+    return when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)
+
+
+def _signers_text(signers: list[dict]) -> str:
+    return ", ".join(s["key"] or s["keyid"][:12] for s in signers) or "nobody"
+
+
+def _echo_history(h: dict) -> None:
+    """``history`` for people: every kept version and its check, the gaps, then each tag's story."""
+    _echo(f"history of {h['scope']} (metadata {h['metadata']}), from the pinned root v{h['pinnedRootVersion']}")
+    for v in h["versions"]:
+        if v["verified"] and v["role"] == "snapshot":
+            continue  # one per publish and per snapshot re-sign: in -o json; only a failed one is news
+        if v["verified"]:
+            when = f" ~{v['signedAbout']}" if v["signedAbout"] else ""
+            _echo(f"  {v['role']} v{v['version']}{when}: signed by {_signers_text(v['signedBy'])}, "
+                  f"checked against {v['checkedAgainst']}")
+        else:
+            _echo(f"  UNVERIFIED: {v['role']} v{v['version']} ({v['tag']}): {v['problem']}")
+    for gap in h["gaps"]:
+        _echo(f"  gap: {gap['role']} v{gap['version']} is not in the registry")
+    for tag in h["tags"]:
+        _echo(tag["target"])
+        for e in tag["history"]:
+            span = (f"{e['role']} v{e['fromVersion']}.." + ("(latest)" if e["inLatestVersion"]
+                                                              else f"v{e['toVersion']}, changed or removed in v{e['endedByVersion']}"))
+            when = f"~{e['from']} → " + (f"~{e['until']}" if e["until"] else "now")
+            unknown = (f"; versions {', '.join(map(str, e['unknownVersions']))} unverified or missing"
+                       if e["unknownVersions"] else "")
+            under = "" if e["checkedAgainst"].startswith("root ") else f", root v{e['rootVersion']}"
+            _echo(f"  {e['digest']}  {span}  {when}  signed by {_signers_text(e['signedBy'])} "
+                  f"(checked against {e['checkedAgainst']}{under}){unknown}")
 
 
 @cli.command("log")

@@ -18,7 +18,7 @@ scope's root file.
 Measurements:
 
 - ``cold_scope``: a fresh server with an empty cache; the first admission, sent as soon as the server
-  prints ``listening on``, loads its scope within the request. Repeated ``--cold-runs`` times.
+  logs its ``listening`` line, loads its scope within the request. Repeated ``--cold-runs`` times.
 - ``warm``: ``--clients`` processes (each one persistent TLS connection) send Pod CREATEs with three
   signed images to ``/mutate`` for ``--duration`` seconds after the server is ready; every answer must
   be ``allowed`` with a patch (a sample is judged in full by the apiserver rules); admissions/s,
@@ -142,7 +142,7 @@ class Setup:
 
 @contextlib.contextmanager
 def admission_server(setup: Setup, policy: Path, *, ready: bool = True) -> Iterator[tuple[subprocess.Popen, int]]:
-    """``tufoci admission serve`` on 127.0.0.1 with an empty cache; yields once it prints ``listening on``
+    """``tufoci admission serve`` on 127.0.0.1 with an empty cache; yields once it logs its ``listening`` line
     (and, with ``ready``, once ``/readyz`` answers 200)."""
     port = free_port()
     cache = Path(tempfile.mkdtemp(prefix="cache-", dir=setup.work))
@@ -176,7 +176,7 @@ def wait_listening(proc: subprocess.Popen, port: int) -> None:
                 continue
             line = proc.stderr.readline()
             seen.append(line)
-            # the interface's `listening on https://HOST:PORT`, or a structured log line with both
+            # the JSON start-up line: {"event": "listening", "url": "https://HOST:PORT", ...}
             if "listening" in line and f"https://127.0.0.1:{port}" in line:
                 # a chatty server must never block on a full pipe
                 threading.Thread(target=proc.stderr.read, daemon=True).start()

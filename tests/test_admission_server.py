@@ -276,3 +276,20 @@ def test_the_request_parser_refuses_what_the_apiserver_never_sends(world, webhoo
     assert both == (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
                     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
     assert exchange(b"GET /healthz HTTP/1.0\r\n\r\n").endswith(b"Connection: close\r\n\r\nok\n")
+
+
+def test_the_server_writes_only_under_its_cache_dir(world, tmp_path):
+    """deploy/deployment.yaml runs it with a read-only root filesystem, HOME=/nonexistent (the image's user)
+    and ``--cache-dir`` on an emptyDir: nothing may be written anywhere else (no TUFOCI_HOME, no temp files)."""
+    home, temp = tmp_path / "nonexistent-home", tmp_path / "nonexistent-tmp"
+    server = WebhookProcess.start(tmp_path / "ro", world.policy("ro.yaml"),
+                                  env={"HOME": str(home), "TMPDIR": str(temp), "TUFOCI_HOME": ""})
+    try:
+        assert server.review("mutate", pod_review([world.web]))["allowed"] is True
+        assert not home.exists() and not temp.exists()
+        assert any((tmp_path / "ro" / "cache").iterdir())  # the verified metadata went where it was told
+    finally:
+        assert server.stop() == 0
+    # every line on stderr is JSON (log shippers parse them), the first one the start-up line
+    events = [json.loads(line)["event"] for line in server.log().splitlines()]
+    assert events[0] == "listening" and events[-1] == "stopped" and "admission" in events

@@ -362,10 +362,9 @@ def serve(
     signal.signal(signal.SIGINT, on_signal)
     host, port = server.server_address[:2]
     shown = f"[{host}]" if ":" in host else host
+    # the start-up line, JSON like every other: {"event": "listening", "url": "https://HOST:PORT", ...}
     log("listening", url=f"https://{shown}:{port}", scopes=views.scopes, mode=policy.mode.value,
         freshness=policy.freshness)
-    sys.stderr.write(f"listening on https://{shown}:{port}\n")
-    sys.stderr.flush()
     if ready_file:
         with open(ready_file, "w") as f:
             f.write(f"https://{shown}:{port}\n")

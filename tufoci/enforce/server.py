@@ -48,13 +48,11 @@ MAX_LINE = 65536  # request line or header line
 MAX_HEADERS = 100
 _REASONS = {code.value: code.phrase for code in http.HTTPStatus}
 _log_lock = threading.Lock()
-
-
-_stamp: tuple[int, str] = (0, "")
+_stamp: tuple[int, str] = (0, "")  # (second, its ISO text): the log's time, formatted once a second
 
 
 def log(event: str, **fields: Any) -> None:
-    """One JSON line on stderr (one write; the time formatted once a second, not per line)."""
+    """One JSON line on stderr."""
     global _stamp
     second = int(time.time())
     if second != _stamp[0]:

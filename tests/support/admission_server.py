@@ -132,8 +132,9 @@ class WebhookProcess:
                 connection.close()
 
     def apiserver(self, timeout: float = 10) -> ApiserverClient:
-        """A client calling this server exactly as kube-apiserver does (one kept-alive connection)."""
-        return ApiserverClient(self.port, self.ca.cert_file, timeout_seconds=timeout)
+        """A client calling this server exactly as kube-apiserver does (one kept-alive connection; the
+        webhook's ``timeoutSeconds`` is a whole number of seconds, sent as ``?timeout=10s``)."""
+        return ApiserverClient(self.port, self.ca.cert_file, timeout_seconds=int(timeout))
 
     def call(self, endpoint: str, review: dict[str, Any], *, timeout: str | float = "10s",
              client: ApiserverClient | None = None) -> AdmissionResult:

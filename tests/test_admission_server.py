@@ -251,3 +251,45 @@ def test_a_root_pinned_by_sha256_is_fetched_from_the_registry_and_checked(world,
     finally:
         good.stop()
         wrong.stop()
+
+
+def test_the_request_parser_refuses_what_the_apiserver_never_sends(world, webhook):
+    """The server reads request lines and headers itself (http.server's email parser cost more than an
+    admission): malformed lines, header floods and chunked bodies are refused and the connection closed."""
+    def exchange(raw: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", webhook.port), timeout=10) as sock:
+            with webhook.context.wrap_socket(sock, server_hostname=SERVICE_NAME) as tls:
+                tls.sendall(raw)
+                answer = b""
+                while chunk := tls.recv(65536):  # the server closes after a refusal
+                    answer += chunk
+                return answer
+
+    assert exchange(b"NONSENSE\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    flood = b"".join(b"X-%d: y\r\n" % i for i in range(200))
+    assert exchange(b"GET /healthz HTTP/1.1\r\n" + flood + b"\r\n").startswith(b"HTTP/1.1 431 ")
+    assert exchange(b"GET /healthz HTTP/1.1\r\nBad Header\r\n\r\n").startswith(b"HTTP/1.1 431 ")
+    chunked = exchange(b"POST /mutate HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n")
+    assert chunked.startswith(b"HTTP/1.1 411 ") and b"Connection: close\r\n" in chunked
+    # two requests on one connection, the second asking to close: both answered, in order
+    both = exchange(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\nGET /readyz HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert both == (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+    assert exchange(b"GET /healthz HTTP/1.0\r\n\r\n").endswith(b"Connection: close\r\n\r\nok\n")
+
+
+def test_the_server_writes_only_under_its_cache_dir(world, tmp_path):
+    """deploy/deployment.yaml runs it with a read-only root filesystem, HOME=/nonexistent (the image's user)
+    and ``--cache-dir`` on an emptyDir: nothing may be written anywhere else (no TUFOCI_HOME, no temp files)."""
+    home, temp = tmp_path / "nonexistent-home", tmp_path / "nonexistent-tmp"
+    server = WebhookProcess.start(tmp_path / "ro", world.policy("ro.yaml"),
+                                  env={"HOME": str(home), "TMPDIR": str(temp), "TUFOCI_HOME": ""})
+    try:
+        assert server.review("mutate", pod_review([world.web]))["allowed"] is True
+        assert not home.exists() and not temp.exists()
+        assert any((tmp_path / "ro" / "cache").iterdir())  # the verified metadata went where it was told
+    finally:
+        assert server.stop() == 0
+    # every line on stderr is JSON (log shippers parse them), the first one the start-up line
+    events = [json.loads(line)["event"] for line in server.log().splitlines()]
+    assert events[0] == "listening" and events[-1] == "stopped" and "admission" in events

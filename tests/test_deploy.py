@@ -148,6 +148,23 @@ def test_policy_configmap_is_a_documented_policy() -> None:
     assert policy["exempt"][0]["images"] == ["registry.k8s.io/**"]
 
 
+def test_policy_configmap_loads_as_the_server_loads_it(tmp_path: Path) -> None:
+    """The shipped policy passes ``load_policy`` (the server's start-up check), and its root files are the
+    paths the Deployment projects from the ConfigMap ``tufoci-roots``."""
+    from tufoci.enforce.policy import Mode, load_policy
+
+    text = _objects()[("ConfigMap", "tufoci-admission-policy")]["data"]["policy.yaml"]
+    (tmp_path / "policy.yaml").write_text(text)
+    policy = load_policy(str(tmp_path / "policy.yaml"))
+    assert policy.mode is Mode.WARN and policy.freshness == 60.0  # the documented rollout starts in warn
+    assert [rule.scope for rule in policy.rules] == [entry.scope for entry in policy.trust]
+    pod = _objects()[("Deployment", "tufoci-admission")]["spec"]["template"]["spec"]
+    (config,) = (v for v in pod["volumes"] if v["name"] == "config")
+    projected = {"/etc/tufoci/" + item["path"] for source in config["projected"]["sources"]
+                 for item in next(iter(source.values()))["items"]}
+    assert {entry.root_file for entry in policy.trust} <= projected
+
+
 def _run_make_certs(out: Path) -> None:
     subprocess.run([str(MAKE_CERTS), str(out)], check=True, capture_output=True, timeout=60)
 
@@ -192,6 +209,9 @@ def test_containerfile_matches_the_deployment() -> None:
     text = (DEPLOY / "Containerfile").read_text()
     entrypoint = json.loads(re.search(r"^ENTRYPOINT (\[.*?\])$", text, re.S | re.M).group(1).replace("\\\n", ""))
     assert entrypoint[:3] == ["tufoci", "admission", "serve"]
+    from tufoci.cli import admission_serve
+
+    admission_serve.make_context("serve", entrypoint[3:])  # every option exists and the required ones are there
     options = dict(zip(entrypoint[3::2], entrypoint[4::2], strict=True))
     pod = _objects()[("Deployment", "tufoci-admission")]["spec"]["template"]["spec"]
     (container,) = pod["containers"]

@@ -81,14 +81,14 @@ def test_concurrent_admissions_while_a_publisher_moves_a_tag(registry, tmp_path:
 
     def admit(job: tuple[int, list[str]]) -> tuple[list[str], dict]:
         index, images = job
-        if not hasattr(local, "connection"):
-            local.connection = server.connection()
+        if not hasattr(local, "client"):
+            local.client = server.apiserver()
         if index >= ADMISSIONS // 2:
             assert first_published.wait(120)
             time.sleep(max(0.0, first_seen[0] - time.monotonic()))
         elif publishing.is_alive():
             time.sleep(0.2)  # spread the first half over the first publish
-        return images, server.review("mutate", pod_review(images), connection=local.connection)
+        return images, server.review("mutate", pod_review(images), client=local.client)
 
     publishing = threading.Thread(target=publisher)
     try:

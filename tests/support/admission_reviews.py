@@ -5,7 +5,7 @@ Every builder returns a fresh ``dict`` shaped exactly as kube-apiserver sends it
 ``namespace``, ``operation``, ``userInfo``, ``object``, ``oldObject``, ``dryRun``, ``options``), a
 fresh ``uid`` per review, and ``options`` of the operation's kind (``CreateOptions``,
 ``UpdateOptions``, ``DeleteOptions``, with ``dryRun: ["All"]`` when the request is a dry run).
-The embedded objects are valid against the Kubernetes schema (``tests/test_admission_kit.py`` checks
+The embedded objects are valid against the Kubernetes schema (``tests/test_apiserver_helper.py`` checks
 every fixture), so a webhook's patch can be judged on a valid base.
 
 What each covers and why:

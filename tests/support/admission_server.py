@@ -4,6 +4,12 @@ The serving certificate comes from a throwaway CA with the SANs a cluster
 uses (``tufoci-admission.tufoci-system.svc``) plus ``IP:127.0.0.1``; clients
 verify it against that CA. The process listens on ``127.0.0.1:0`` and reports
 its URL through ``--ready-file``; its JSON log lines land in ``stderr.log``.
+
+Every admission goes through :class:`tests.support.apiserver.ApiserverClient` (the kit), so each
+answer is judged by the apiserver's acceptance rules, its patch applied and the patched object
+validated against the Kubernetes schema; the reviews are the kit's fixtures
+(:mod:`tests.support.admission_reviews`). ``request`` stays a plain HTTPS client for what the
+apiserver never sends (malformed bodies, probes).
 """
 
 from __future__ import annotations
@@ -17,15 +23,17 @@ import ssl
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from tests.support import admission_reviews as ar
+from tests.support.apiserver import SERVICE_HOST, AdmissionResult, ApiserverClient
 from tests.support.tls import CertificateAuthority, Issued
+from tufoci.enforce.policy import parse_duration
 
-SERVICE_NAME = "tufoci-admission.tufoci-system.svc"
+SERVICE_NAME = SERVICE_HOST
 
 
 def write_policy(path: Path, scopes: dict[str, Path], *, mode: str = "enforce", freshness: str = "60s",
@@ -42,28 +50,27 @@ def write_policy(path: Path, scopes: dict[str, Path], *, mode: str = "enforce", 
 
 
 def pod_review(images: list[str], *, init: list[str] = (), ephemeral: list[str] = (), operation: str = "CREATE",
-               uid: str | None = None, name: str = "app") -> dict[str, Any]:
-    """A minimal AdmissionReview v1 request for a Pod."""
-    def containers(prefix: str, refs) -> list[dict]:
-        return [{"name": f"{prefix}{i}", "image": ref} for i, ref in enumerate(refs)]
+               name: str = "web") -> dict[str, Any]:
+    """A Pod AdmissionReview v1 built by the kit (:mod:`tests.support.admission_reviews`).
 
-    spec: dict[str, Any] = {"containers": containers("c", images)}
-    if init:
-        spec["initContainers"] = containers("i", init)
-    if ephemeral:
-        spec["ephemeralContainers"] = containers("e", ephemeral)
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"}, "spec": spec}
-    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": uid or str(uuid.uuid4()), "kind": {"group": "", "version": "v1", "kind": "Pod"},
-        "resource": {"group": "", "version": "v1", "resource": "pods"}, "namespace": "default", "name": name,
-        "operation": operation, "userInfo": {"username": "tester"}, "object": pod, "oldObject": None,
-        "dryRun": False}}
+    CREATE and UPDATE carry the Pod; DELETE carries only the old Pod; CONNECT (``kubectl exec``) carries
+    the exec options and no Pod, as the apiserver sends them.
+    """
+    spec = {"init_images": init, "ephemeral_images": ephemeral}
+    if operation == "DELETE":
+        return ar.pod_delete(images)
+    review = ar.admission_review(ar.pod(images, name=name, **spec),
+                                 operation="UPDATE" if operation == "CONNECT" else operation)
+    if operation == "CONNECT":
+        review["request"].update(operation="CONNECT", object=None, oldObject=None, subResource="exec",
+                                 options={"apiVersion": "v1", "kind": "PodExecOptions", "command": ["sh"]})
+    return review
 
 
 def decode_patch(response: dict[str, Any]) -> list[dict] | None:
+    """The JSON Patch of an answer already judged by :func:`~tests.support.apiserver.judge_response`."""
     if "patch" not in response:
         return None
-    assert response["patchType"] == "JSONPatch"
     return json.loads(base64.b64decode(response["patch"]))
 
 
@@ -124,16 +131,36 @@ class WebhookProcess:
             if own:
                 connection.close()
 
-    def review(self, endpoint: str, review: dict[str, Any], *, timeout: str = "10s",
-               connection: http.client.HTTPSConnection | None = None) -> dict[str, Any]:
-        """POST an AdmissionReview as the apiserver does; the ``response`` part of the answer."""
-        status, _, body = self.request("POST", f"/{endpoint}?timeout={timeout}", json.dumps(review).encode(),
-                                       connection=connection)
-        assert status == 200, body
-        answer = json.loads(body)
-        assert answer["apiVersion"] == "admission.k8s.io/v1" and answer["kind"] == "AdmissionReview"
-        assert answer["response"]["uid"] == review["request"]["uid"]
-        return answer["response"]
+    def apiserver(self, timeout: float = 10) -> ApiserverClient:
+        """A client calling this server exactly as kube-apiserver does (one kept-alive connection; the
+        webhook's ``timeoutSeconds`` is a whole number of seconds, sent as ``?timeout=10s``)."""
+        return ApiserverClient(self.port, self.ca.cert_file, timeout_seconds=int(timeout))
+
+    def call(self, endpoint: str, review: dict[str, Any], *, timeout: str | float = "10s",
+             client: ApiserverClient | None = None) -> AdmissionResult:
+        """POST an AdmissionReview through :class:`ApiserverClient`: every answer passes the apiserver's rules,
+        its patch is applied and the patched object validated against the Kubernetes schema.
+
+        Raises:
+            WebhookCallError: the answer breaks a rule, or none came within ``timeout``.
+        """
+        seconds = parse_duration(timeout) if isinstance(timeout, str) else timeout
+        own = client is None
+        client = client or self.apiserver(seconds)
+        try:
+            return client.mutate(review) if endpoint == "mutate" else client.validate(review)
+        finally:
+            if own:
+                client.close()
+
+    def review(self, endpoint: str, review: dict[str, Any], *, timeout: str | float = "10s",
+               client: ApiserverClient | None = None) -> dict[str, Any]:
+        """:meth:`call`, returning the ``response`` part of the (accepted) answer.
+
+        Raises:
+            WebhookCallError: as :meth:`call`.
+        """
+        return self.call(endpoint, review, timeout=timeout, client=client).raw["response"]
 
     def log(self) -> str:
         return (self.workdir / "stderr.log").read_text()

@@ -181,6 +181,28 @@ def patch_for(obj: dict[str, Any], sites: Iterable[ImageSite], verdicts: dict[st
     return ops
 
 
+WARNING_CHARS = 256  # k8s.io/apiserver filters/warning.go: past 4,096 runes in all, each is cut to 256
+WARNINGS_TOTAL_CHARS = 4096
+
+
+def _deliverable(warnings: list[str]) -> list[str]:
+    """The warnings cut so that the apiserver delivers them unaltered: each at most 256 characters (one line),
+    at most 4,096 in all; what does not fit is counted in a last warning (the log has every image)."""
+    kept: list[str] = []
+    total = 0
+    for index, text in enumerate(warnings):
+        text = " ".join(text.split())  # control characters would make the apiserver drop it
+        text = text if len(text) <= WARNING_CHARS else text[: WARNING_CHARS - 1] + "…"
+        rest = len(warnings) - index
+        tail = f"{rest} more images not verified; see the webhook's log"
+        if total + len(text) + (len(tail) if rest > 1 else 0) > WARNINGS_TOTAL_CHARS:
+            kept.append(tail)
+            break
+        kept.append(text)
+        total += len(text)
+    return kept
+
+
 def response(
     uid: str,
     *,
@@ -197,5 +219,5 @@ def response(
         answer["patchType"] = "JSONPatch"
         answer["patch"] = base64.b64encode(json.dumps(patch, separators=(",", ":")).encode()).decode()
     if warnings:
-        answer["warnings"] = [w[:512] for w in warnings]  # the apiserver truncates long warnings anyway
+        answer["warnings"] = _deliverable(warnings)
     return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": answer}

@@ -20,6 +20,7 @@ admission webhook's messages and metrics and by the verifying mirror:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -28,6 +29,11 @@ from tufoci.enforce.policy import Exemption, Policy, Rule
 from tufoci.enforce.view import REJECTED, UNREACHABLE, ScopeView, ViewFailure
 from tufoci.errors import InvalidReferenceError
 from tufoci.reference import Reference, parse_reference, parse_repository
+
+# References and scopes are immutable and repeat across admissions (the same Pods, again and again):
+# parse each once (bounded, so a flood of distinct names only churns the cache)
+_parse_reference = functools.lru_cache(maxsize=4096)(parse_reference)
+_parse_scope = functools.lru_cache(maxsize=1024)(parse_repository)
 
 
 class Reason(str, Enum):
@@ -70,7 +76,7 @@ def decide(
     reference is then denied ``not-pinned``.
     """
     try:
-        reference = parse_reference(image)
+        reference = _parse_reference(image)
     except InvalidReferenceError as e:
         return Verdict(image, False, Reason.INVALID_REFERENCE, f"{image}: {e}")
     match = policy.match(reference)
@@ -103,7 +109,7 @@ def judge(
     if stale is not None:
         return Verdict(image, False, Reason.STALE, f"{image}: trust data stale since {stale}")
     signed = view.signed
-    relative = reference.repository.relative_to(parse_repository(rule.scope))
+    relative = reference.repository.relative_to(_parse_scope(rule.scope))
     if relative is None:  # the policy checks patterns lie inside their scope; never admit on a slip
         return Verdict(image, False, Reason.NO_POLICY, f"{image}: outside the scope {rule.scope}")
     repository = str(reference.repository)

@@ -6,9 +6,11 @@ refresh errors) are read from the views when ``/metrics`` is scraped.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -27,23 +29,26 @@ class Metrics:
         self._count = 0
         self._sum = 0.0
 
-    def admission(self, endpoint: str, verdict: str, reason: str) -> None:
-        with self._lock:
-            self._admissions[(endpoint, verdict, reason)] += 1
+    def record(self, endpoint: str, judged: Iterable[tuple[str, str]], seconds: float) -> None:
+        """One answered AdmissionReview: its images' (verdict, reason) and the time it took.
 
-    def latency(self, seconds: float) -> None:
+        One lock acquisition per request (the request threads contend for it); the histogram keeps
+        per-bucket counts and accumulates them when rendered.
+        """
+        bucket = bisect.bisect_left(LATENCY_BUCKETS, seconds)
         with self._lock:
+            for verdict, reason in judged:
+                self._admissions[(endpoint, verdict, reason)] += 1
             self._count += 1
             self._sum += seconds
-            for i, bound in enumerate(LATENCY_BUCKETS):
-                if seconds <= bound:
-                    self._buckets[i] += 1
+            if bucket < len(LATENCY_BUCKETS):
+                self._buckets[bucket] += 1
 
     def render(self, ages: Mapping[str, float | None], refresh_errors: Mapping[str, int]) -> str:
         """The exposition text; ``ages`` in seconds (None: never loaded)."""
         with self._lock:
             admissions = sorted(self._admissions.items())
-            buckets, count, total = list(self._buckets), self._count, self._sum
+            buckets, count, total = list(itertools.accumulate(self._buckets)), self._count, self._sum
         lines = [
             "# HELP tufoci_admissions_total Images judged, by endpoint, verdict and reason.",
             "# TYPE tufoci_admissions_total counter",

@@ -240,7 +240,7 @@ class _MirrorHandler(_Handler):
             try:
                 # read1: one socket read per call, so the deadline is checked at least every read timeout
                 chunk = response.read1(CHUNK, decode_content=False)
-            except (urllib3.exceptions.HTTPError, OSError) as e:
+            except (urllib3.exceptions.HTTPError, OSError, TufociError) as e:  # TufociError: the read deadline
                 raise _Cut(f"upstream read failed after {seen} of {size} bytes: {type(e).__name__}") from e
             if not chunk:
                 raise _Cut(f"upstream ended after {seen} of {size} bytes")

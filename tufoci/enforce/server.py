@@ -142,6 +142,16 @@ class Webhook:
         return answer
 
 
+class _HeaderFields(dict):
+    """Header fields by lower-case name; looked up by any case, as http.server's parsed headers are."""
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(name.lower() if isinstance(name, str) else name)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: AdmissionServer
@@ -176,6 +186,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, b'{"error":"bad request line"}')
             return
         self.command, self.path, self.request_version = (p.decode("latin-1") for p in parts)
+        self.requestline = self.raw_requestline.rstrip(b"\r\n").decode("latin-1")  # send_response logs it
         headers = self._read_headers()
         if headers is None:
             self._send(431, b'{"error":"bad or too many header lines"}')
@@ -186,17 +197,16 @@ class _Handler(BaseHTTPRequestHandler):
                                                            and connection != "keep-alive")
         if self.server.stopping.is_set():
             self.close_connection = True  # answer this one, then let the client reconnect elsewhere
-        if self.command == "GET":
-            self.do_GET()
-        elif self.command == "POST":
-            self.do_POST()
-        else:
+        method = getattr(self, f"do_{self.command}", None)  # the mirror adds HEAD (and refuses writes)
+        if method is None:
             self.close_connection = True
             self._send(405, b'{"error":"method not allowed"}')
+            return
+        method()
 
-    def _read_headers(self) -> dict[str, str] | None:
-        """Header fields by lower-case name (RFC 9112 §5); None when malformed or too many."""
-        headers: dict[str, str] = {}
+    def _read_headers(self) -> _HeaderFields | None:
+        """Header fields, names case-insensitive (RFC 9112 §5); None when malformed or too many."""
+        headers = _HeaderFields()
         for _ in range(MAX_HEADERS):
             line = self.rfile.readline(MAX_LINE + 1)
             if line in (b"\r\n", b"\n"):

@@ -366,7 +366,9 @@ class RegistryClient:
         origin = urllib.parse.urlsplit(url)[:2]  # scheme and host:port: no credentials over a downgrade either
         for _ in range(MAX_REDIRECTS + 1):
             self.request_count += 1
-            timeout, what = None, self._waiting_for(method, url)
+            # None would mean no timeout at all to urllib3: without a deadline, the pool's own timeouts
+            timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT, read=self._read_timeout)
+            what = self._waiting_for(method, url)
             if until is not None:
                 left = until - time.monotonic()
                 if left <= 0:

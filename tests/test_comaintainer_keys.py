@@ -227,6 +227,66 @@ def test_published_metadata_with_a_mismatched_key_id_is_rejected_by_verify_exit_
     assert security("status", scope, "--check").exit_code == 1  # maintainers refuse it as well
 
 
+@pytest.mark.parametrize("spelling", ["uppercase-hex", "extra-keyval-field"])
+def test_one_public_key_under_two_computed_ids_is_rejected_by_verify_exit_12(world, spelling):
+    """Independent review (2026-12): every key id is its material's, yet one public key has many spellings
+    (ed25519 hex in upper case, a keyval with an extra field), each with its own computed id. A delegation
+    the targets key holders were talked into lists mallory's key under two of them with threshold 2: she then
+    meets the threshold alone (python-tuf counts key ids). Clients must refuse it, maintainers too."""
+    from securesystemslib.signer import CryptoSigner
+    from tufoci.client.refresh import trusted_session
+    from tufoci.client.trust_pins import pin_for_scope
+    from tufoci.keyids import computed_keyid
+    from tufoci.keys import env_secrets_handler
+    from tufoci.repo_tool.plan import load_current
+    from tufoci.repo_tool.push import MetadataFile, push_metadata
+    from tufoci.repo_tool.roles import RoleTree
+    from tufoci.repo_tool.signing import available_signers, sign_with
+    from tufoci.repo_tool.versions import bump, next_snapshot, next_timestamp, to_bytes
+    from tufoci.state import State, now_utc
+
+    scope, security, cluster, store = (world[k] for k in ("scope", "security", "cluster", "store"))
+    use_home(security.monkeypatch, security.home)
+    state = State.open()
+    with trusted_session(state.home, pin_for_scope(state, scope), allow_expired=True) as session:
+        current = load_current(session)
+        web = Metadata.from_bytes(to_bytes(RoleTree(session, current.root.signed).metadata("web")))
+    periods, now = current.expiry_periods, now_utc()
+    honest = lambda name: available_signers(state, [keyid_of(security, name)], env_secrets_handler())  # noqa: E731
+    mallory = CryptoSigner.generate_ed25519()
+    key = mallory.public_key
+    public = key.keyval["public"]
+    keyval = {"public": public.upper()} if spelling == "uppercase-hex" else {"public": public, "comment": "db"}
+    alias = SSlibKey("0" * 64, key.keytype, key.scheme, keyval)
+    alias = SSlibKey(computed_keyid(alias), key.keytype, key.scheme, keyval)
+    assert alias.keyid != key.keyid
+
+    targets = Metadata.from_bytes(to_bytes(current.targets))
+    for listed in (key, alias):
+        targets.signed.delegations.keys[listed.keyid] = listed
+        targets.signed.delegations.roles["web"].keyids.append(listed.keyid)
+    targets.signed.delegations.roles["web"].threshold = 2
+    bump(targets, periods, now)
+    sign_with(targets, honest("targets"))
+    web.signed.targets["web/app:evil"] = TargetFile(123, {"sha256": "0" * 64}, "web/app:evil")
+    bump(web, periods, now)
+    sign_with(web, {k.keyid: CryptoSigner(mallory._private_key, k) for k in (key, alias)})  # noqa: SLF001
+    files = [MetadataFile("targets", targets.signed.version, to_bytes(targets)),
+             MetadataFile("web", web.signed.version, to_bytes(web))]
+    snapshot = next_snapshot(current.snapshot, {f.role: (f.version, f.data) for f in files}, periods, now)
+    sign_with(snapshot, honest("online"))
+    files.append(MetadataFile("snapshot", snapshot.signed.version, to_bytes(snapshot)))
+    timestamp = next_timestamp(current.timestamp, snapshot.signed.version, files[-1].data, periods, now)
+    sign_with(timestamp, honest("online"))
+    push_metadata(store, files, MetadataFile("timestamp", timestamp.signed.version, to_bytes(timestamp)),
+                  root_version=current.root.signed.version, expected_timestamp=current.timestamp_manifest_digest)
+
+    result = cluster("verify", "--skip-registry-check", f"{scope}/web/app:evil")
+    assert result.exit_code == 12, (result.stdout, result.stderr)
+    assert alias.keyid in result.stderr and "count twice" in result.stderr
+    assert security("status", scope, "--check").exit_code == 1  # maintainers refuse it as well
+
+
 # -- 20.6: the plan resolves delegators from the live graph ----------------------------------------------------
 
 def test_a_team_cannot_get_another_teams_role_published(world):

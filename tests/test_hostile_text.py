@@ -161,3 +161,18 @@ def test_a_library_warning_about_hostile_headers_is_one_inert_line(tmp_path):
     assert "Failed to parse headers" in result.stderr  # the warning is still shown: one line
     assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 2, result.stderr
     assert_inert(result.stderr)
+
+
+def test_import_notary_text_output_is_escaped(monkeypatch):
+    """Independent review (2026-12): the plan's text (Notary role names, certificate CNs, what the registry
+    answered a manifest check) was printed with click.echo, past tufoci.safe_text."""
+    from tests.conftest import run_tufoci
+    from tufoci.repo_tool import notary_import
+
+    monkeypatch.setattr(notary_import, "plan_import", lambda *args, **kwargs: [])
+    monkeypatch.setattr(notary_import, "render_text", lambda result: [f"  key 0123… (ecdsa CN={HOSTILE})"])
+    result = run_tufoci("import-notary", "example.com/acme", "--trust-dir", ".", "--root-sha256", "a" * 64,
+                        "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert_inert(result.stdout)
+    assert "CN=gone\\x0a\\x1b[2K" in result.stdout

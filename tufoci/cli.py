@@ -598,8 +598,9 @@ def sign(scope, role, expect, password_stdin, plain_http, insecure, ca_file, out
 
     def confirm(review) -> bool:
         p = review.proposal
-        return click.confirm(f"Sign {p.role} v{p.version} (fingerprint {review.to_dict(names)['fingerprint']})?",
-                             default=False, err=True)
+        # the role name is the delegator's to choose: escaped like every other line
+        question = f"Sign {p.role} v{p.version} (fingerprint {review.to_dict(names)['fingerprint']})?"
+        return click.confirm(printable(question), default=False, err=True)
 
     interactive = sys.stdin.isatty() and not password_stdin
     done = do_sign(state, scope, role, expect=list(expect), show=show, confirm=confirm if interactive else None,

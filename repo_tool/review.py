@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 
-
 class _Absent:
     """A field that one side does not have (distinct from a JSON null)."""
 

@@ -18,8 +18,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-FINGERPRINT_HEX = 32  # 128 bits: two crafted proposals with one fingerprint cost ~2**64 hashes
-
 
 class _Absent:
     """A field that one side does not have (distinct from a JSON null)."""
@@ -42,15 +40,20 @@ class FieldChange:
 
 
 def fingerprint(signed_digest: str) -> str:
-    """The short form of ``sha256:<hex>`` of the canonical signed bytes that ``status`` shows and ``sign`` checks."""
-    return signed_digest.removeprefix("sha256:")[:FINGERPRINT_HEX]
+    """The hex of ``sha256:<hex>`` of the canonical signed bytes, what ``status`` shows and ``sign`` checks.
+
+    All 256 bits: the proposer chooses the bytes of the proposal, so a truncated
+    fingerprint only has to resist a collision (two proposals, one benign and one
+    evil, sharing it), which costs the square root of its size: 128 bits fell to
+    ~2**64 hashes, within reach of rented hardware.
+    """
+    return signed_digest.removeprefix("sha256:")
 
 
 def fingerprint_matches(signed_digest: str, expected: str) -> bool:
-    """Whether ``expected`` (the short fingerprint or the full ``sha256:`` digest) names these signed bytes."""
-    text = expected.strip().lower()
-    full = signed_digest.removeprefix("sha256:")
-    return text in (fingerprint(signed_digest), full, "sha256:" + full)
+    """Whether ``expected`` (the fingerprint, or it with ``sha256:``) names these signed bytes; no prefix does."""
+    full = fingerprint(signed_digest)
+    return expected.strip().lower() in (full, "sha256:" + full)
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -157,30 +157,59 @@ def test_a_proposal_with_a_mismatched_key_id_is_refused_by_status_sign_and_publi
     assert status(web, scope)["ignoredProposals"] == []
 
 
+def _live(world: dict):
+    """The live state as the security team's machine verifies it: (current state, web's metadata, and a
+    function giving the honest signers of one of its key names)."""
+    from tufoci.client.refresh import trusted_session
+    from tufoci.client.trust_pins import pin_for_scope
+    from tufoci.keys import env_secrets_handler
+    from tufoci.repo_tool.plan import load_current
+    from tufoci.repo_tool.roles import RoleTree
+    from tufoci.repo_tool.signing import available_signers
+    from tufoci.repo_tool.versions import to_bytes
+    from tufoci.state import State
+
+    security = world["security"]
+    use_home(security.monkeypatch, security.home)
+    state = State.open()
+    with trusted_session(state.home, pin_for_scope(state, world["scope"]), allow_expired=True) as session:
+        current = load_current(session)
+        web = Metadata.from_bytes(to_bytes(RoleTree(session, current.root.signed).metadata("web")))
+    return current, web, lambda name: available_signers(state, [keyid_of(security, name)], env_secrets_handler())
+
+
+def _publish_forged(world: dict, current, files: list, online_signer: dict, root_version: int) -> None:
+    """Push ``files`` as the registry's state, with a snapshot and timestamp signed by ``online_signer``."""
+    from tufoci.repo_tool.push import MetadataFile, push_metadata
+    from tufoci.repo_tool.signing import sign_with
+    from tufoci.repo_tool.versions import next_snapshot, next_timestamp, to_bytes
+    from tufoci.state import now_utc
+
+    periods, now = current.expiry_periods, now_utc()
+    listed = {f.role: (f.version, f.data) for f in files if f.role != "root"}
+    snapshot = next_snapshot(current.snapshot, listed, periods, now)
+    sign_with(snapshot, online_signer)
+    files = [*files, MetadataFile("snapshot", snapshot.signed.version, to_bytes(snapshot))]
+    timestamp = next_timestamp(current.timestamp, snapshot.signed.version, files[-1].data, periods, now)
+    sign_with(timestamp, online_signer)
+    push_metadata(world["store"], files, MetadataFile("timestamp", timestamp.signed.version, to_bytes(timestamp)),
+                  root_version=root_version, expected_timestamp=current.timestamp_manifest_digest)
+
+
 @pytest.mark.parametrize("where", ["root", "targets"])
 def test_published_metadata_with_a_mismatched_key_id_is_rejected_by_verify_exit_12(world, where):
     """Metadata signed by the keys it needs, but listing mallory's key under another key's id, and then
     what mallory signs alone under that id. python-tuf alone accepts it (it counts her signatures as
     that key's): clients must refuse it."""
     from securesystemslib.signer import CryptoSigner
-    from tufoci.client.refresh import trusted_session
-    from tufoci.client.trust_pins import pin_for_scope
-    from tufoci.keys import env_secrets_handler
-    from tufoci.repo_tool.plan import load_current
-    from tufoci.repo_tool.push import MetadataFile, push_metadata
-    from tufoci.repo_tool.roles import RoleTree
-    from tufoci.repo_tool.signing import available_signers, sign_with
-    from tufoci.repo_tool.versions import bump, next_snapshot, next_timestamp, to_bytes
-    from tufoci.state import State, now_utc
+    from tufoci.repo_tool.push import MetadataFile
+    from tufoci.repo_tool.signing import sign_with
+    from tufoci.repo_tool.versions import bump, to_bytes
+    from tufoci.state import now_utc
 
-    scope, security, cluster, store = (world[k] for k in ("scope", "security", "cluster", "store"))
-    use_home(security.monkeypatch, security.home)
-    state = State.open()
-    with trusted_session(state.home, pin_for_scope(state, scope), allow_expired=True) as session:
-        current = load_current(session)
-        web = Metadata.from_bytes(to_bytes(RoleTree(session, current.root.signed).metadata("web")))
+    scope, security, cluster = (world[k] for k in ("scope", "security", "cluster"))
+    current, web, honest = _live(world)
     periods, now = current.expiry_periods, now_utc()
-    honest = lambda name: available_signers(state, [keyid_of(security, name)], env_secrets_handler())  # noqa: E731
     mallory = CryptoSigner.generate_ed25519()
 
     def as_(claimed: str) -> dict:  # mallory's private key, signing under ``claimed``
@@ -209,14 +238,7 @@ def test_published_metadata_with_a_mismatched_key_id_is_rejected_by_verify_exit_
         sign_with(web, as_(claimed))
         files.append(MetadataFile("web", web.signed.version, to_bytes(web)))
         reference = "web/app:evil"
-    listed = {f.role: (f.version, f.data) for f in files if f.role != "root"}
-    snapshot = next_snapshot(current.snapshot, listed, periods, now)
-    sign_with(snapshot, online_signer)
-    files.append(MetadataFile("snapshot", snapshot.signed.version, to_bytes(snapshot)))
-    timestamp = next_timestamp(current.timestamp, snapshot.signed.version, files[-1].data, periods, now)
-    sign_with(timestamp, online_signer)
-    push_metadata(store, files, MetadataFile("timestamp", timestamp.signed.version, to_bytes(timestamp)),
-                  root_version=root_version, expected_timestamp=current.timestamp_manifest_digest)
+    _publish_forged(world, current, files, online_signer, root_version)
 
     result = cluster("verify", "--skip-registry-check", f"{scope}/{reference}")
     assert result.exit_code == 12, (result.stdout, result.stderr)
@@ -224,6 +246,50 @@ def test_published_metadata_with_a_mismatched_key_id_is_rejected_by_verify_exit_
     fresh = Machine("fresh", world["tmp_path"], cluster.monkeypatch)  # a cold client too
     fresh.ok("trust", "add", scope, "--root", str(world["tmp_path"] / "root.json"))
     assert fresh("verify", "--skip-registry-check", f"{scope}/{reference}").exit_code == 12
+    assert security("status", scope, "--check").exit_code == 1  # maintainers refuse it as well
+
+
+@pytest.mark.parametrize("spelling", ["uppercase-hex", "extra-keyval-field"])
+def test_one_public_key_under_two_computed_ids_is_rejected_by_verify_exit_12(world, spelling):
+    """Independent review (2026-12): every key id is its material's, yet one public key has many spellings
+    (ed25519 hex in upper case, a keyval with an extra field), each with its own computed id. A delegation
+    the targets key holders were talked into lists mallory's key under two of them with threshold 2: she then
+    meets the threshold alone (python-tuf counts key ids). Clients must refuse it, maintainers too."""
+    from securesystemslib.signer import CryptoSigner
+    from tufoci.keyids import computed_keyid
+    from tufoci.repo_tool.push import MetadataFile
+    from tufoci.repo_tool.signing import sign_with
+    from tufoci.repo_tool.versions import bump, to_bytes
+    from tufoci.state import now_utc
+
+    scope, security, cluster = (world[k] for k in ("scope", "security", "cluster"))
+    current, web, honest = _live(world)
+    periods, now = current.expiry_periods, now_utc()
+    mallory = CryptoSigner.generate_ed25519()
+    key = mallory.public_key
+    public = key.keyval["public"]
+    keyval = {"public": public.upper()} if spelling == "uppercase-hex" else {"public": public, "comment": "db"}
+    alias = SSlibKey("0" * 64, key.keytype, key.scheme, keyval)
+    alias = SSlibKey(computed_keyid(alias), key.keytype, key.scheme, keyval)
+    assert alias.keyid != key.keyid
+
+    targets = Metadata.from_bytes(to_bytes(current.targets))
+    for listed in (key, alias):
+        targets.signed.delegations.keys[listed.keyid] = listed
+        targets.signed.delegations.roles["web"].keyids.append(listed.keyid)
+    targets.signed.delegations.roles["web"].threshold = 2
+    bump(targets, periods, now)
+    sign_with(targets, honest("targets"))
+    web.signed.targets["web/app:evil"] = TargetFile(123, {"sha256": "0" * 64}, "web/app:evil")
+    bump(web, periods, now)
+    sign_with(web, {k.keyid: CryptoSigner(mallory._private_key, k) for k in (key, alias)})  # noqa: SLF001
+    files = [MetadataFile("targets", targets.signed.version, to_bytes(targets)),
+             MetadataFile("web", web.signed.version, to_bytes(web))]
+    _publish_forged(world, current, files, honest("online"), current.root.signed.version)
+
+    result = cluster("verify", "--skip-registry-check", f"{scope}/web/app:evil")
+    assert result.exit_code == 12, (result.stdout, result.stderr)
+    assert alias.keyid in result.stderr and "count twice" in result.stderr
     assert security("status", scope, "--check").exit_code == 1  # maintainers refuse it as well
 
 

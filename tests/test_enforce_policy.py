@@ -121,3 +121,20 @@ def test_unreadable_and_non_yaml_files(tmp_path):
         load_policy(str(tmp_path / "missing.yaml"))
     with pytest.raises(PolicyError, match=r"policy\.yaml: not valid YAML \(line 3\)"):
         load_policy(write(tmp_path, "a: [\nb: c\n"))
+
+
+@pytest.mark.parametrize("pattern", ["**.k8s.io/**", "registry.k8s.io**", "**k8s.io/pause"])
+def test_an_exemption_with_globstar_in_the_host_is_refused(tmp_path, pattern):
+    """'**' in a host runs across the '/' after it: '**.k8s.io/**' would exempt evil.example/x.k8s.io/y, and
+    'registry.k8s.io**' registry.k8s.io.evil.example/x (independent review, 2026-12)."""
+    path = write(tmp_path, BASE + f"exempt:\n  - images: [\"{pattern}\"]\n")
+    with pytest.raises(PolicyError) as caught:
+        load_policy(path)
+    assert str(caught.value).startswith(f"{path}: field exempt[0].images[0]: ") and "registry name" in str(caught.value)
+
+
+def test_an_exemption_of_any_registry_or_one_host_label_still_loads(tmp_path):
+    policy = load_policy(write(tmp_path, BASE + "exempt:\n  - images: [\"**/pause\", \"*.k8s.io/**\"]\n"))
+    assert isinstance(policy.match(parse_reference("evil.example/pause")), Exemption)
+    assert isinstance(policy.match(parse_reference("dl.k8s.io/x")), Exemption)
+    assert policy.match(parse_reference("evil.example/x.k8s.io/y")) is None

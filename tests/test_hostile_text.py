@@ -122,3 +122,57 @@ def test_status_with_junk_tags_still_reports(hostile):
     hostile.proxy.add(on(r"/v2/acme/tuf/tags/list", junk))
     result = maintainer("status", hostile.ref("acme"))
     assert result.exit_code == 0 and "could not refresh" not in result.stdout, result.stdout + result.stderr
+
+
+def test_a_library_warning_about_hostile_headers_is_one_inert_line(tmp_path):
+    """Independent review (2026-12): urllib3 logs a WARNING, with a traceback, for headers it cannot parse,
+    quoting them. Any registry could thereby add a multi-line traceback to every command's stderr."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import threading
+    from pathlib import Path
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n" + FAKE_LINE.encode()
+                             + b"\xc2\x9b31m\r\n\r\nno")
+
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        result = subprocess.run(
+            [str(Path(sys.executable).with_name("tufoci")), "trust", "add", f"127.0.0.1:{port}/acme",
+             "--root-sha256", "a" * 64],
+            env={**os.environ, "TUFOCI_HOME": str(tmp_path / "home"), "TUFOCI_NO_AGENT": "1"},
+            capture_output=True, text=True, timeout=120)
+    finally:
+        server.close()
+    assert result.returncode != 0
+    assert "Failed to parse headers" in result.stderr  # the warning is still shown: one line
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 2, result.stderr
+    assert_inert(result.stderr)
+
+
+def test_import_notary_text_output_is_escaped(monkeypatch):
+    """Independent review (2026-12): the plan's text (Notary role names, certificate CNs, what the registry
+    answered a manifest check) was printed with click.echo, past tufoci.safe_text."""
+    from tests.conftest import run_tufoci
+    from tufoci.repo_tool import notary_import
+
+    monkeypatch.setattr(notary_import, "plan_import", lambda *args, **kwargs: [])
+    monkeypatch.setattr(notary_import, "render_text", lambda result: [f"  key 0123… (ecdsa CN={HOSTILE})"])
+    result = run_tufoci("import-notary", "example.com/acme", "--trust-dir", ".", "--root-sha256", "a" * 64,
+                        "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert_inert(result.stdout)
+    assert "CN=gone\\x0a\\x1b[2K" in result.stdout

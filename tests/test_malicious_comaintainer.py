@@ -199,7 +199,7 @@ def test_sign_refuses_a_proposal_swapped_after_review(team):
 
     proposal = max((p for p in read_proposals(store) if p.role == "targets"), key=lambda p: p.version)
     digest = hashlib.sha256(proposal.metadata.signed_bytes).hexdigest()
-    assert reviewed["signedDigest"] == "sha256:" + digest and digest.startswith(reviewed["fingerprint"])
+    assert reviewed["signedDigest"] == "sha256:" + digest and reviewed["fingerprint"] == digest
 
     def swap(targets) -> None:
         app = targets.targets.pop("web/app:3.0")
@@ -221,29 +221,35 @@ def test_sign_refuses_a_proposal_swapped_after_review(team):
     assert _status(alice, scope, "targets")[0]["complete"] is True
 
 
-def test_on_a_terminal_sign_asks_before_it_signs(team):
-    """11.2: without --expect, a signer at a terminal sees the diff and confirms it; 'no' signs nothing."""
+def _sign_on_terminal(machine: Machine, answer: str, *args: str):
+    """Run the real ``tufoci`` with a terminal as standard input that answers ``answer``."""
     import os
     import pty
     import subprocess
     import sys
 
+    controller, terminal = pty.openpty()
+    os.write(controller, answer.encode() + b"\n")
+    try:
+        return subprocess.run([str(Path(sys.executable).with_name("tufoci")), *args], stdin=terminal,
+                              env={**os.environ, "TUFOCI_HOME": str(machine.home)}, capture_output=True, text=True,
+                              timeout=60)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+
+
+def test_on_a_terminal_sign_asks_before_it_signs(team):
+    """11.2: without --expect, a signer at a terminal sees the diff and confirms it; 'no' signs nothing."""
+    import subprocess
+
     scope, alice, mallory = team["scope"], team["alice"], team["mallory"]
     push_test_image(team["tmp_path"], b"web app 4.0", f"{scope}/web/app:4.0")
     mallory.ok("target", "add", f"{scope}/web/app:4.0")
     mallory.ok("publish", scope)
-    tufoci = str(Path(sys.executable).with_name("tufoci"))
-    env = {**os.environ, "TUFOCI_HOME": str(alice.home)}
 
     def sign_answering(answer: str) -> subprocess.CompletedProcess:
-        controller, terminal = pty.openpty()
-        os.write(controller, answer.encode() + b"\n")
-        try:
-            return subprocess.run([tufoci, "sign", scope, "targets"], stdin=terminal, env=env, capture_output=True,
-                                  text=True, timeout=60)
-        finally:
-            os.close(terminal)
-            os.close(controller)
+        return _sign_on_terminal(alice, answer, "sign", scope, "targets")
 
     declined = sign_answering("n")
     assert declined.returncode == 1 and "you declined targets v4" in declined.stderr, declined.stderr
@@ -252,3 +258,22 @@ def test_on_a_terminal_sign_asks_before_it_signs(team):
     confirmed = sign_answering("y")
     assert confirmed.returncode == 0, confirmed.stderr
     assert _status(alice, scope, "targets")[0]["complete"] is True
+
+
+def test_the_terminal_question_escapes_a_role_name_its_delegator_chose(team):
+    """Independent review (2026-12): the 'Sign ROLE vN (fingerprint …)?' question was printed raw. Mallory
+    delegates a role whose name rewrites the line, listing alice's key so that alice is asked to sign it."""
+    scope, alice, mallory, tmp_path = team["scope"], team["alice"], team["mallory"], team["tmp_path"]
+    hostile = "evil\x1b[2K\rSign web"
+    mallory.ok("delegate", scope, hostile, "--key", str(tmp_path / "alice.pub.json"),
+               "--key", str(tmp_path / "mallory.pub.json"), "--threshold", "2", "--path", "evil/*")
+    mallory.ok("publish", scope)
+    reviewed_sign(alice, scope, "targets")
+    mallory.ok("publish", scope)
+    push_test_image(tmp_path, b"evil 1", f"{scope}/evil/x:1")
+    mallory.ok("target", "add", f"{scope}/evil/x:1", "--role", hostile)
+    mallory.ok("publish", scope)  # a proposal: the role needs alice's signature too
+    asked = _sign_on_terminal(alice, "n", "sign", scope, hostile)
+    assert asked.returncode == 1, asked.stderr
+    assert "Sign evil\\x1b[2K\\x0dSign web v" in asked.stderr
+    assert "\x1b" not in asked.stderr and "\r" not in asked.stderr

@@ -191,8 +191,18 @@ def test_a_type_change_that_json_equality_would_hide_is_shown():
 
 def test_fingerprints():
     digest = "sha256:" + "0123456789abcdef" * 4
-    assert fingerprint(digest) == "0123456789abcdef" * 2
+    assert fingerprint(digest) == "0123456789abcdef" * 4
     for text in (fingerprint(digest), digest, digest.removeprefix("sha256:"), fingerprint(digest).upper() + " "):
         assert fingerprint_matches(digest, text)
     for text in ("", "0123456789abcdef", fingerprint("sha256:" + "f" * 64)):
         assert not fingerprint_matches(digest, text)
+
+
+def test_a_fingerprint_tells_apart_proposals_that_share_128_bits():
+    """A proposer who grinds two proposals sharing the first 128 bits of their digest (~2**64 hashes, a
+    collision, not a preimage) must not get a signature for the evil one with the benign one's fingerprint."""
+    benign = "sha256:" + "0123456789abcdef" * 2 + "a" * 32
+    evil = "sha256:" + "0123456789abcdef" * 2 + "b" * 32
+    assert fingerprint(benign) != fingerprint(evil)
+    assert not fingerprint_matches(evil, fingerprint(benign))
+    assert not fingerprint_matches(evil, benign[:39])  # no prefix of the digest is accepted

@@ -137,6 +137,18 @@ def _echo(text: str = "", *, err: bool = False) -> None:
     click.echo(printable(text), err=err)
 
 
+class _LogLineFormatter(logging.Formatter):
+    """Log records as people see them: control characters escaped like every other line (a registry
+    chooses parts of what libraries log, e.g. urllib3's warning about headers it cannot parse), and a
+    traceback only with -v (that warning carries one, so a registry could print one on every command)."""
+
+    def formatException(self, ei) -> str:  # noqa: N802 - logging's name
+        return super().formatException(ei) if _VERBOSE else ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return "\n".join(printable(line) for line in super().format(record).split("\n"))
+
+
 # -- the group ------------------------------------------------------------------
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging and tracebacks.")
@@ -147,8 +159,9 @@ def cli(verbose: bool, home: str | None) -> None:
     """Sign and verify container images with TUF metadata stored in the registry."""
     global _VERBOSE
     _VERBOSE = verbose
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogLineFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler])
     if home:
         os.environ["TUFOCI_HOME"] = os.path.abspath(home)
 
@@ -585,8 +598,9 @@ def sign(scope, role, expect, password_stdin, plain_http, insecure, ca_file, out
 
     def confirm(review) -> bool:
         p = review.proposal
-        return click.confirm(f"Sign {p.role} v{p.version} (fingerprint {review.to_dict(names)['fingerprint']})?",
-                             default=False, err=True)
+        # the role name is the delegator's to choose: escaped like every other line
+        question = f"Sign {p.role} v{p.version} (fingerprint {review.to_dict(names)['fingerprint']})?"
+        return click.confirm(printable(question), default=False, err=True)
 
     interactive = sys.stdin.isatty() and not password_stdin
     done = do_sign(state, scope, role, expect=list(expect), show=show, confirm=confirm if interactive else None,

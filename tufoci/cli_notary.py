@@ -33,7 +33,7 @@ def import_notary(guns, server, ca_file, client_cert, client_key, trust_dir, roo
                   tofu, semantics, scope, allow_expired, dry_run, password_stdin, plain_http, insecure, output) -> None:
     """Verify Notary v1 / Docker Content Trust collections (GUNs), print the tufoci plan and, without --dry-run,
     check the images and publish the top-level tags into the scope initialised with 'tufoci init'."""
-    from tufoci.cli import _emit_json, _secrets_handler, _state
+    from tufoci.cli import _echo, _emit_json, _secrets_handler, _state
     from tufoci.repo_tool.notary_import import (
         DELEGATED_LATER, ImportResult, check_manifests, pins_for, plan_import, publish_top_level, render_text,
     )
@@ -56,7 +56,7 @@ def import_notary(guns, server, ca_file, client_cert, client_key, trust_dir, roo
         if output == "json":
             _emit_json(result.to_json())
         else:
-            for line in render_text(result):
-                click.echo(line)
+            for line in render_text(result):  # role names, certificate CNs, registry answers: escaped
+                _echo(line)
     if result.left_for_delegates:
         raise TufociError(f"{result.left_for_delegates} {DELEGATED_LATER}")

@@ -33,7 +33,7 @@ from securesystemslib.signer import (
 
 from tufoci.atomic_file import atomic_write
 from tufoci.errors import SigningKeyError, UsageError
-from tufoci.keyids import compute_default_keyid, require_own_keyids
+from tufoci.keyids import compute_default_keyid, public_identity, require_own_keyids
 from tufoci.state import State, now_iso
 
 KEY_TYPES = ("ed25519", "ecdsa-p256")
@@ -272,10 +272,10 @@ def _public_from_json(text: str, where: str) -> Key:
 def require_distinct(keys: list[KeyRef] | list[Key]) -> None:
     """Refuse one key listed under two keyids: python-tuf counts signatures per keyid, so
     such a key would count twice toward a threshold."""
-    seen: dict[str, str] = {}
+    seen: dict[tuple[str, bytes], str] = {}
     for item in keys:
         key = item.public if isinstance(item, KeyRef) else item
-        material = json.dumps([key.keytype, key.keyval], sort_keys=True)
+        material = public_identity(key)  # every spelling of one public key (tufoci/keyids.py)
         if material in seen and seen[material] != key.keyid:
             raise UsageError(f"keys {seen[material][:12]}… and {key.keyid[:12]}… are the same key under two keyids: "
                              "it would count twice toward a threshold")

@@ -168,11 +168,21 @@ class Policy:
 def compile_pattern(text: str) -> re.Pattern[str]:
     """An anchored regex: ``*`` is any run inside one path component, ``**`` any run across components.
 
+    A ``**`` inside the registry name (``**.k8s.io/**``, ``registry.k8s.io**``)
+    is refused: it would run across the ``/`` after the host and match
+    ``evil.example/x.k8s.io/y`` or ``registry.k8s.io.evil.example/x``, names of
+    registries the author never meant. ``*.k8s.io`` (one host) or a whole ``**``
+    (any registry, said plainly) say what they match.
+
     Raises:
-        ValueError: the pattern has characters no repository name has, or ``***``.
+        ValueError: the pattern has characters no repository name has, ``***``, or ``**`` inside the host.
     """
     if not _PATTERN_CHARS.fullmatch(text) or "***" in text:
         raise ValueError(f"invalid image pattern {text!r}: use a repository name with '*' or '**'")
+    host = text.split("/", 1)[0]
+    if "**" in host and host != "**":
+        raise ValueError(f"invalid image pattern {text!r}: '**' in the registry name also matches other registries "
+                         "and paths; use '*' for one host label run (e.g. '*.example.com/**')")
     parts = []
     for index, piece in enumerate(text.split("**")):
         if index:

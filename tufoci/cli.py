@@ -746,19 +746,24 @@ def trust() -> None:
 @click.option("--root", "root_file", type=click.Path(exists=True, dir_okay=False), help="Root metadata file to pin.")
 @click.option("--root-sha256", help="Pin the root in the registry whose sha256 is this.")
 @click.option("--metadata", help="Metadata repository (default SCOPE/tuf), or an http(s):// URL of a static mirror.")
+@click.option("--replace", is_flag=True, help="Replace the scope's existing pin (it is refused otherwise).")
 @registry_options
-def trust_add(scope, root_file, root_sha256, metadata, plain_http, insecure, ca_file) -> None:
+def trust_add(scope, root_file, root_sha256, metadata, replace, plain_http, insecure, ca_file) -> None:
     """Trust SCOPE's metadata, anchored at a root obtained out of band (no TOFU)."""
-    from tufoci.client.trust_pins import add_pin, fetch_root_by_sha256
+    from tufoci.client.trust_pins import add_pin, check_root_in_registry, fetch_root_by_sha256, full_sha256
 
     if bool(root_file) == bool(root_sha256):
         raise UsageError("give exactly one of --root FILE or --root-sha256 HEX")
+    options = _registry_kwargs(plain_http, insecure, ca_file)
     if root_file:
         with open(root_file, "rb") as f:
             data = f.read()
+        note = check_root_in_registry(scope, data, metadata, **options)
+        if note:
+            _echo(f"tufoci: warning: {note}", err=True)
     else:
-        data = fetch_root_by_sha256(scope, root_sha256, metadata, **_registry_kwargs(plain_http, insecure, ca_file))
-    pin = add_pin(_state(), scope, root_data=data, metadata=metadata, expected_sha256=root_sha256)
+        data = fetch_root_by_sha256(scope, full_sha256(root_sha256), metadata, **options)
+    pin = add_pin(_state(), scope, root_data=data, metadata=metadata, expected_sha256=root_sha256, replace=replace)
     _echo(f"trusting {pin.scope} (metadata {pin.metadata}, root sha256 {pin.root_sha256})")
 
 

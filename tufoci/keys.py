@@ -282,12 +282,31 @@ def require_distinct(keys: list[KeyRef] | list[Key]) -> None:
         seen[material] = key.keyid
 
 
+MIN_KEYID_PREFIX = 8
+
+
 def resolve_key(state: State, spec: str) -> KeyRef:
-    """Turn a KEY argument into a key: catalogue name, private key URI, or public key."""
-    rows = state.query("SELECT * FROM keys WHERE name = ? OR keyid = ?", (spec, spec))
+    """Turn a KEY argument into a key, named the way the user last saw it (issue 18): a catalogue
+    name, a key id or a unique prefix of one (at least 8 hex digits), the URI ``key generate``
+    printed, a private key URI, or a public key (JSON or file). A key the catalogue holds is
+    returned as the catalogue has it, so its private URI comes along.
+
+    Raises:
+        SigningKeyError: nothing matches, or a key id prefix matches several keys.
+    """
+    rows = state.query("SELECT * FROM keys WHERE name = ? OR keyid = ? OR uri = ?", (spec, spec, spec))
     if rows:
         return _row_to_key(rows[0])
-    return _parse_key_spec(spec)
+    if len(spec) >= MIN_KEYID_PREFIX and re.fullmatch(r"[0-9a-f]+", spec):
+        rows = state.query("SELECT * FROM keys WHERE keyid LIKE ?", (spec + "%",))
+        if len(rows) > 1:
+            raise SigningKeyError(f"key id prefix {spec} matches {len(rows)} keys "
+                                  f"({', '.join(r['name'] for r in rows)}): give more digits or the name")
+        if rows:
+            return _row_to_key(rows[0])
+    key = _parse_key_spec(spec)
+    rows = state.query("SELECT * FROM keys WHERE keyid = ?", (key.keyid,))
+    return _row_to_key(rows[0]) if rows and key.uri is None else key
 
 
 def held_key(state: State, keyid: str) -> KeyRef | None:

@@ -1,0 +1,120 @@
+"""Issue 18: mistakes caught when they are made, messages that say where, signing what the build pushed.
+
+Each test runs the commands the issue quotes, against real registries on loopback.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Machine, init_scope_on, needs_registry, ok, publish_web, push_test_image, run_tufoci
+
+
+def one_line(result) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+# -- keys named the way the user last saw them -------------------------------------------------------
+def test_a_key_is_named_by_name_keyid_prefix_generated_uri_or_public_file(home: Path, tmp_path: Path):
+    name, keyid, uri = ok(run_tufoci("key", "generate", "alice")).stdout.split()
+    public = tmp_path / "alice.pub.json"
+    public.write_text(ok(run_tufoci("key", "export", "alice")).stdout)
+    for spec in ("alice", keyid, keyid[:10], uri, str(public)):
+        exported = json.loads(ok(run_tufoci("key", "export", spec)).stdout)
+        assert exported["keyid"] == keyid, spec
+
+
+@needs_registry
+def test_init_takes_the_uri_key_generate_printed(registry, home: Path):
+    """`init --root-key <URI printed by key generate>` answered 'tufoci needs its public key too'."""
+    uris = {}
+    for key, options in (("root", ()), ("online", ("--unencrypted",))):
+        uris[key] = ok(run_tufoci("key", "generate", key, *options)).stdout.split()[2]
+    ok(run_tufoci("init", f"{registry.host}/acme", "--root-key", uris["root"], "--online-key", uris["online"]))
+
+
+def test_an_ambiguous_keyid_prefix_is_refused(home: Path, monkeypatch):
+    keyids = [ok(run_tufoci("key", "generate", f"k{i}", "--unencrypted")).stdout.split()[1] for i in range(17)]
+    shared = next(k[0] for k in keyids if sum(other[0] == k[0] for other in keyids) > 1)  # 17 keys, 16 digits
+    monkeypatch.setattr("tufoci.keys.MIN_KEYID_PREFIX", 1)
+    result = run_tufoci("key", "export", shared)
+    assert result.exit_code == 1 and f"key id prefix {shared} matches" in one_line(result)
+
+
+def test_a_registry_alone_is_not_a_scope(home: Path):
+    ok(run_tufoci("key", "generate", "k", "--unencrypted"))
+    result = run_tufoci("init", "localhost:5000", "--root-key", "k", "--online-key", "k")
+    assert result.exit_code == 2
+    line = one_line(result)
+    assert "a scope needs a namespace" in line and "localhost:5000/acme" in line and "library/" not in line
+
+
+# -- trust add ---------------------------------------------------------------------------------------
+def test_a_sha256_prefix_is_a_usage_error(home: Path):
+    result = run_tufoci("trust", "add", "localhost:5000/acme", "--root-sha256", "abcdef0123")
+    assert result.exit_code == 2 and "not a full sha256" in one_line(result)
+
+
+@needs_registry
+def test_trust_add_refuses_another_scopes_root_and_replacing_a_pin(registry, tmp_path: Path, home: Path,
+                                                                  monkeypatch):
+    scope, maintainer, root = publish_web(registry.host, tmp_path, monkeypatch)
+    other = Machine("other", tmp_path / "o", monkeypatch)
+    (tmp_path / "o").mkdir()
+    other_root = init_scope_on(other, f"{registry.host}/other", tmp_path / "o")
+    consumer = Machine("consumer", tmp_path, monkeypatch)
+    # `trust add SCOPE --root FILE` with another scope's root: refused, naming both digests
+    wrong = consumer("trust", "add", scope, "--root", str(other_root))
+    assert wrong.exit_code == 12, wrong.stderr
+    assert "not" in one_line(wrong) and f"{registry.host}/acme/tuf" in wrong.stderr
+    consumer.ok("trust", "add", scope, "--root", str(root))
+    # a second pin of the scope (even a root that matches the registry) needs --replace, and says what it replaces
+    maintainer_pin = json.loads(consumer.ok("trust", "list", "-o", "json").stdout)[0]["rootSha256"]
+    again = consumer("trust", "add", scope, "--root", str(other_root), "--metadata", f"{registry.host}/other/tuf")
+    assert again.exit_code == 2 and maintainer_pin in one_line(again) and "--replace" in again.stderr
+    consumer.ok("trust", "add", scope, "--root", str(other_root), "--metadata", f"{registry.host}/other/tuf",
+                "--replace")
+    # the same pin again is not a replacement
+    consumer.ok("trust", "add", scope, "--root", str(other_root), "--metadata", f"{registry.host}/other/tuf")
+
+
+@needs_registry
+def test_a_wrong_pin_is_reported_in_words_not_python_class_names(registry, tmp_path: Path, home: Path,
+                                                                 monkeypatch):
+    scope, maintainer, root = publish_web(registry.host, tmp_path, monkeypatch)
+    other = Machine("other", tmp_path / "o", monkeypatch)
+    (tmp_path / "o").mkdir()
+    other_root = init_scope_on(other, f"{registry.host}/other", tmp_path / "o")
+    consumer = Machine("consumer", tmp_path, monkeypatch)
+    # the registry cannot be asked (wrong port): the pin is taken with a warning saying it was not checked
+    added = consumer("trust", "add", scope, "--root", str(other_root), "--metadata", "127.0.0.1:9/acme/tuf")
+    assert added.exit_code == 0 and "could not be compared" in added.stderr
+    # a wrong pin made before trust add checked roots (the library call, as earlier versions made it)
+    from tufoci.client.trust_pins import add_pin
+    from tufoci.state import State
+
+    add_pin(State.open(), scope, root_data=other_root.read_bytes(), replace=True)
+    result = consumer("verify", f"{scope}/web:1.0")
+    assert result.exit_code == 12
+    line = one_line(result)
+    assert "UnsignedMetadataError" not in line and "RegistryRepository(" not in line
+    assert scope in line and "trust add --replace" in line
+
+
+@needs_registry
+def test_a_batch_names_the_scope_and_reference_of_every_error(registry, tmp_path: Path, home: Path, monkeypatch):
+    scope, maintainer, root = publish_web(registry.host, tmp_path, monkeypatch)
+    consumer = Machine("consumer", tmp_path, monkeypatch)
+    consumer.ok("trust", "add", scope, "--root", str(root))
+    result = consumer("verify", f"{scope}/web:1.0", f"{scope}/web:nosuch", f"{registry.host}/other/web:1.0")
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2, result.stderr
+    assert f"{scope}/web:nosuch" in lines[0] and scope in lines[0]
+    assert f"{registry.host}/other/web" in lines[1] and "SCOPE" not in lines[1]
+    assert f"trust add {registry.host}/other " in lines[1]

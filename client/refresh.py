@@ -127,9 +127,8 @@ def translate_tuf_errors(updater: Updater | None = None) -> Iterator[None]:
 
 # issue 18: what a python-tuf failure means, in the user's words (its class name only under -v)
 _REJECTED_HINTS = {
-    exceptions.UnsignedMetadataError: " (not signed by the keys the trusted root names: if this scope's root was "
-                                      "pinned from another scope's file, re-pin it with 'tufoci trust add --replace'; "
-                                      "otherwise the metadata was tampered with)",
+    exceptions.UnsignedMetadataError: " (not signed by enough of the keys trusted for it: tampered with, or the "
+                                      "pinned root is another scope's; then re-pin it with 'tufoci trust add --replace')",
     exceptions.BadVersionNumberError: " (an older version than one already trusted: a rollback)",
     exceptions.EqualVersionNumberError: " (the same version with other content)",
 }

@@ -90,6 +90,7 @@ def stage_targets(
         raise UsageError("no reference given")
     locate = _locator(state.pins())
     planned = [locate(text) for text in references]
+    _check_roles(state, role, [(scope, name) for _, scope, name in planned], registry_options)
     resolved = resolve_images([reference for reference, _, _ in planned], **registry_options)
     changes = [
         StagedChange(scope, role, name, "add", length, digest, custom)
@@ -97,6 +98,20 @@ def stage_targets(
     ]
     record_changes(state, changes)
     return changes
+
+
+def _check_roles(state: State, role: str, targets: list[tuple[str, str]], registry_options: dict) -> None:
+    """issue 18: a role that does not exist, or a name outside its paths, is refused now, not at publish.
+    Staging for ``targets`` needs no check (and no registry request)."""
+    if role == "targets":
+        return
+    from tufoci.repo_tool.staging_checks import check_staging
+
+    by_scope: dict[str, list[str]] = {}
+    for scope, name in targets:
+        by_scope.setdefault(scope, []).append(name)
+    for scope, names in by_scope.items():
+        check_staging(state, pin_for_scope(state, scope), role=role, adds=names, registry_options=registry_options)
 
 
 def _locator(pins: list[Pin]) -> Callable[[str], tuple[Reference, str, str]]:
@@ -129,7 +144,7 @@ def parse_build_record(line: str) -> tuple[str, str, int, str]:
 
 
 def stage_built_targets(
-    state: State, records: list[tuple[str, str, int, str]], *, role: str = "targets"
+    state: State, records: list[tuple[str, str, int, str]], *, role: str = "targets", **registry_options: object
 ) -> list[StagedChange]:
     """Stage digests the build already knows (no registry request): ``(ref, digest, size, media type)``.
 
@@ -142,12 +157,24 @@ def stage_built_targets(
     for text, digest, size, media_type in records:
         _, scope, name = locate(text)
         changes.append(StagedChange(scope, role, name, "add", size, digest, target_custom(media_type)))
+    _check_roles(state, role, [(c.scope, c.name) for c in changes], registry_options)
     record_changes(state, changes)
     return changes
 
 
-def stage_removals(state: State, scope_text: str, names: list[str], *, role: str = "targets") -> list[StagedChange]:
+def stage_removals(
+    state: State, scope_text: str, names: list[str], *, role: str = "targets", **registry_options: object
+) -> list[StagedChange]:
+    """Stage removals of targets ``role`` signs (issue 18: a revocation typo must never look like success).
+
+    Raises:
+        UsageError: the role does not exist or signs no such target (nothing is staged).
+        TufociError: the live trust repository could not be read.
+    """
+    from tufoci.repo_tool.staging_checks import check_staging
+
     pin = pin_for_scope(state, scope_text)
+    check_staging(state, pin, role=role, removes=names, registry_options=registry_options)
     changes = [StagedChange(pin.scope, role, name, "remove") for name in names]
     record_changes(state, changes)
     return changes

@@ -118,3 +118,42 @@ def test_a_batch_names_the_scope_and_reference_of_every_error(registry, tmp_path
     assert f"{scope}/web:nosuch" in lines[0] and scope in lines[0]
     assert f"{registry.host}/other/web" in lines[1] and "SCOPE" not in lines[1]
     assert f"trust add {registry.host}/other " in lines[1]
+
+
+# -- mistakes refused when staged --------------------------------------------------------------------
+@needs_registry
+def test_removing_a_tag_that_is_not_signed_is_an_error_at_staging(registry, tmp_path: Path, home: Path, monkeypatch):
+    """`target remove SCOPE nosuch:1.0` then `publish` printed 'published … targets v6', exit 0."""
+    scope, maintainer, root = publish_web(registry.host, tmp_path, monkeypatch)
+    typo = maintainer("target", "remove", scope, "nosuch:1.0")
+    assert typo.exit_code == 2
+    assert f"{scope}: role targets signs no target 'nosuch:1.0'" in one_line(typo)
+    assert "nothing staged" in maintainer.ok("status", scope).stdout
+    assert maintainer("publish", scope).exit_code != 0  # nothing to publish
+    wrong_role = maintainer("target", "remove", scope, "--role", "web", "web:1.0")
+    assert wrong_role.exit_code == 2 and "no role 'web'" in one_line(wrong_role)
+    maintainer.ok("target", "remove", scope, "web:1.0")  # the real revocation
+
+
+@needs_registry
+def test_unknown_roles_and_names_outside_a_roles_paths_are_refused_when_staged(registry, tmp_path: Path, home: Path,
+                                                                             monkeypatch):
+    scope, maintainer, root = publish_web(registry.host, tmp_path, monkeypatch)
+    push_test_image(tmp_path, b"db", f"{scope}/db/postgres:15")
+    nosuch = maintainer("target", "add", "--role", "nosuch", f"{scope}/web:1.0")
+    assert nosuch.exit_code == 2 and f"{scope} has no role 'nosuch'" in one_line(nosuch)
+    undelegate = maintainer("undelegate", scope, "nosuch")
+    assert undelegate.exit_code == 2 and f"targets of {scope} does not delegate to 'nosuch'" in one_line(undelegate)
+    key = maintainer.new_key("web1")
+    maintainer.ok("delegate", scope, "web", "--key", str(key), "--path", "web/*")
+    # staged (not yet published) delegation: its paths already count
+    outside = maintainer("target", "add", "--role", "web", f"{scope}/db/postgres:15")
+    assert outside.exit_code == 2 and "db/postgres:15 is outside the paths delegated to role web" in one_line(outside)
+    maintainer.ok("undelegate", scope, "web")  # staged here: may be undelegated
+    maintainer.ok("delegate", scope, "web", "--key", str(key), "--path", "web/*")
+    maintainer.ok("publish", scope)
+    outside = maintainer("target", "add", "--role", "web", f"{scope}/db/postgres:15")
+    assert outside.exit_code == 2 and "(web/*)" in one_line(outside)
+    push_test_image(tmp_path, b"front", f"{scope}/web/front:1.0")
+    maintainer.ok("target", "add", "--role", "web", f"{scope}/web/front:1.0")
+    maintainer.ok("undelegate", scope, "web")

@@ -272,7 +272,7 @@ def target_add(references, role, from_file, and_publish, password_stdin, plain_h
     state, options = _state(), _registry_kwargs(plain_http, insecure, ca_file)
     if from_file:
         records = [parse_build_record(line) for line in from_file if line.strip() and not line.startswith("#")]
-        changes = stage_built_targets(state, records, role=role)
+        changes = stage_built_targets(state, records, role=role, **options)
     else:
         changes = stage_targets(state, list(references), role=role, **options)
     results = _publish_scopes(state, [c.scope for c in changes], password_stdin, options) if and_publish else None
@@ -311,11 +311,13 @@ def _change_json(c) -> dict:
 @click.argument("scope")
 @click.argument("names", nargs=-1, required=True)
 @click.option("--role", default="targets", show_default=True, help="The role that signed them.")
-def target_remove(scope, names, role) -> None:
-    """Stage the removal of target NAMES (e.g. web:1.0) from SCOPE."""
+@registry_options
+def target_remove(scope, names, role, plain_http, insecure, ca_file) -> None:
+    """Stage the removal of target NAMES (e.g. web:1.0) from SCOPE; each must be signed by ROLE."""
     from tufoci.repo_tool.staging import stage_removals
 
-    for c in stage_removals(_state(), scope, list(names), role=role):
+    for c in stage_removals(_state(), scope, list(names), role=role,
+                            **_registry_kwargs(plain_http, insecure, ca_file)):
         _echo(f"staged removal of {c.name} from {c.scope}")
 
 
@@ -514,11 +516,12 @@ def delegate(scope, role, keys, paths, threshold, terminating, parent, bins) -> 
 @click.argument("scope")
 @click.argument("role")
 @click.option("--parent", default="targets", show_default=True, help="The delegating role.")
-def undelegate(scope, role, parent) -> None:
+@registry_options
+def undelegate(scope, role, parent, plain_http, insecure, ca_file) -> None:
     """Stage the removal of ROLE's delegation from its parent."""
     from tufoci.repo_tool.delegations import stage_undelegation
 
-    stage_undelegation(_state(), scope, role, parent=parent)
+    stage_undelegation(_state(), scope, role, parent=parent, **_registry_kwargs(plain_http, insecure, ca_file))
     _echo(f"staged: {parent} no longer delegates to {role}")
 
 

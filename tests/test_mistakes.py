@@ -6,6 +6,7 @@ Each test runs the commands the issue quotes, against real registries on loopbac
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,37 @@ def test_unknown_roles_and_names_outside_a_roles_paths_are_refused_when_staged(r
     push_test_image(tmp_path, b"front", f"{scope}/web/front:1.0")
     maintainer.ok("target", "add", "--role", "web", f"{scope}/web/front:1.0")
     maintainer.ok("undelegate", scope, "web")
+
+
+# -- key import --uri ----------------------------------------------------------------------------------
+def test_key_import_checks_the_private_key_uri_and_says_what_it_could_not_check(home: Path, tmp_path: Path,
+                                                                               monkeypatch):
+    _, _, online_uri = ok(run_tufoci("key", "generate", "online", "--unencrypted")).stdout.split()
+    _, _, other_uri = ok(run_tufoci("key", "generate", "other", "--unencrypted")).stdout.split()
+    _, _, enc_uri = ok(run_tufoci("key", "generate", "enc")).stdout.split()
+    public = tmp_path / "online.pub.json"
+    public.write_text(ok(run_tufoci("key", "export", "online")).stdout)
+    unreadable = tmp_path / "unreadable.pem"
+    unreadable.write_bytes(Path(online_uri.removeprefix("file2:")).read_bytes())
+    unreadable.chmod(0)
+    refused = {
+        "file2:/nonexistent/online.pem": "no private key file /nonexistent/online.pem",
+        other_uri: "not the public key given for copy",
+        "frob:/x": "unknown key URI scheme 'frob'",
+        f"encfile:{online_uri.removeprefix('file2:')}": "is not an encrypted PKCS#8 private key",
+        "hsm:2?label=nope": "no PKCS#11 module",
+    }
+    if os.geteuid() != 0:  # root reads any file
+        refused[f"file2:{unreadable}"] = "cannot read"
+    monkeypatch.delenv("PYKCS11LIB", raising=False)
+    for uri, needle in refused.items():
+        result = run_tufoci("key", "import", "copy", str(public), "--uri", uri)
+        assert result.exit_code == 1 and needle in one_line(result), (uri, result.stderr)
+    assert "copy" not in ok(run_tufoci("key", "list")).stdout
+    ok(run_tufoci("key", "import", "copy", str(public), "--uri", online_uri))
+    enc_public = tmp_path / "enc.pub.json"
+    enc_public.write_text(ok(run_tufoci("key", "export", "enc")).stdout)
+    encrypted = ok(run_tufoci("key", "import", "enc-copy", str(enc_public), "--uri", enc_uri))
+    assert "not checked" in encrypted.stderr and "passphrase" in encrypted.stderr
+    kms = run_tufoci("key", "import", "kms", str(public), "--uri", "awskms:arn:aws:kms:eu-west-1:1:key/x")
+    assert (kms.exit_code == 1 and "boto3" in kms.stderr) or "was not compared" in kms.stderr

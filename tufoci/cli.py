@@ -160,8 +160,11 @@ def key_import(name: str, public_key: str, uri: str | None) -> None:
     """Add a public key (a file or the JSON 'key export' prints), optionally with its signer URI."""
     from tufoci.keys import import_key
 
-    imported = import_key(_state(), name, public_key, uri=uri)
+    unchecked: list[str] = []
+    imported = import_key(_state(), name, public_key, uri=uri, unchecked=unchecked)
     _echo(f"{imported.name} {imported.keyid}")
+    for note in unchecked:
+        _echo(f"tufoci: note: not checked: {note}", err=True)
 
 
 @key.command("import-hsm")

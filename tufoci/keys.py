@@ -132,19 +132,27 @@ def generate_key(
     return key
 
 
-def import_key(state: State, name: str, spec: str, *, uri: str | None = None) -> KeyRef:
+def import_key(state: State, name: str, spec: str, *, uri: str | None = None,
+               unchecked: list[str] | None = None) -> KeyRef:
     """Add a key to the catalogue: another maintainer's public key, or a key
-    this machine can sign with (``uri``: an ``hsm:``/KMS URI for that public key)."""
+    this machine can sign with (``uri``: an ``hsm:``/KMS URI for that public key).
+
+    ``uri`` is checked as far as it can be without a secret (tufoci.key_uri_checks); what could
+    not be checked is appended to ``unchecked``, for the caller to say.
+
+    Raises:
+        SigningKeyError: a bad name, a name taken, or a URI that cannot sign for this public key.
+    """
+    from tufoci.key_uri_checks import check_private_uri
+
     _check_name(name)
     if state.query("SELECT 1 FROM keys WHERE name = ?", (name,)):
         raise SigningKeyError(f"a key named {name!r} already exists")
     key = _parse_key_spec(spec)
-    if uri and uri.partition(":")[0] == CryptoSigner.SCHEME:
-        # issue 20.8: a file that loads without a secret is checked now (others at their first signature)
-        held = _parse_key_spec(uri).public
-        if held.keyid != key.public.keyid:
-            raise SigningKeyError(f"{uri} holds key {held.keyid}, not the public key given for {name} "
-                                  f"({key.public.keyid}): refused")
+    if uri:
+        notes = check_private_uri(uri, key.public, name)
+        if unchecked is not None:
+            unchecked.extend(notes)
     key = KeyRef(key.public, uri or key.uri, name)
     _store(state, key, action="key-import")
     return key

@@ -88,11 +88,11 @@ def check_staging(
         live.require_role(role)
         for name in adds:
             live.require_covers(role, name)
-        staged_adds = {c.name for c in live.staged if c.action == "add"}
+        staged = {c.name for c in live.staged if c.action in ("add", "remove")}  # a staged one may be undone
         bins = role == "targets" and _delegates_to_bins(live.tree)
         for name in removes:
             signers = live.signer_of(name)
-            if name in staged_adds or role in signers or (bins and signers):
+            if name in staged or role in signers or (bins and signers):
                 continue
             where = f" (it is signed by role {', '.join(signers)}: use --role {signers[0]})" if signers else ""
             raise UsageError(f"{pin.scope}: role {role} signs no target {name!r}: nothing to remove{where}")

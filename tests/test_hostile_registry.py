@@ -907,6 +907,7 @@ def test_odd_role_names_publish_verify_and_write_nowhere_else(hostile, world, tm
 def test_target_names_outside_the_reference_grammar_are_refused(hostile, ref, message):
     """Target names come from references: what the distribution grammar refuses never becomes a name."""
     hostile.trust()
+    hostile.proxy.reset_log()  # trust add compares the root with the registry's root.1
     before = cache_snapshot(hostile.consumer.home)
     result = hostile.consumer("verify", f"{hostile.host}/{ref}")
     assert_rejected(result, 2, message)
@@ -935,7 +936,7 @@ def test_duplicate_signatures_in_a_metadata_file_exit_12(hostile, world, role):
         snapshot = forger.snapshot({"targets": (3, targets)}, version=4)
         timestamp = forger.timestamp(4, snapshot, version=4)
     hostile.attack(hostile.ref("acme/web:1.0"), *forger.rules(timestamp), code=12,
-                   message=("metadata rejected", "DeserializationError"))
+                   message=("metadata rejected", "Failed to deserialize"))
 
 
 def test_python_tuf_counts_one_key_listed_under_two_keyids_twice():
@@ -1026,8 +1027,8 @@ def test_a_delegated_key_whose_type_does_not_match_its_scheme_is_rejected_exit_1
     timestamp = _forge_mismatched_delegation(world, forger)
     before = cache_snapshot(hostile.consumer.home)
     hostile.proxy.add(*forger.rules(timestamp))
-    assert_rejected(hostile.consumer("verify", hostile.ref("acme/bad/app:1.0")), 12, "DeserializationError")
+    assert_rejected(hostile.consumer("verify", hostile.ref("acme/bad/app:1.0")), 12, "Failed to deserialize")
     hostile.proxy.clear()
     assert cache_snapshot(hostile.consumer.home) == before
     hostile.attack(hostile.ref("acme/web:1.0"), *forger.rules(timestamp), code=12,
-                   message=("metadata rejected", "DeserializationError"))
+                   message=("metadata rejected", "Failed to deserialize"))

@@ -18,12 +18,11 @@ from tufoci.errors import UsageError
 from tufoci.layout_spec import (
     DOCKER_LIST_MEDIA_TYPE,
     INDEX_MEDIA_TYPE,
-    MANIFEST_MEDIA_TYPE,
     image_media_type,
     index_platforms,
     target_custom,
 )
-from tufoci.reference import DIGEST_RE, Reference, Repository, parse_reference, target_name
+from tufoci.reference import Reference, Repository, parse_reference, target_name
 from tufoci.state import Pin, State, actor, now_iso
 from tufoci.store import Manifest, open_repository
 
@@ -83,21 +82,54 @@ def stage_targets(
     references: list[str],
     *,
     role: str = "targets",
+    allow_tag_mismatch: bool = False,
+    warn: Callable[[str], None] = lambda line: None,
     **registry_options: object,
 ) -> list[StagedChange]:
-    """Resolve and stage every reference; nothing is staged unless all resolve."""
+    """Resolve and stage every reference; nothing is staged unless all resolve.
+
+    A ``REPO:TAG@DIGEST`` whose tag serves another digest is refused unless ``allow_tag_mismatch``
+    (then ``warn`` is told, naming both digests).
+
+    Raises:
+        UsageError: a malformed reference, a role that does not fit, or a tag serving another digest.
+        TufociError: the registry or the trust repository could not be read.
+    """
     if not references:
         raise UsageError("no reference given")
     locate = _locator(state.pins())
     planned = [locate(text) for text in references]
     _check_roles(state, role, [(scope, name) for _, scope, name in planned], registry_options)
     resolved = resolve_images([reference for reference, _, _ in planned], **registry_options)
+    for message in _tag_mismatches([reference for reference, _, _ in planned], registry_options):
+        if not allow_tag_mismatch:
+            raise UsageError(f"{message}: add --allow-tag-mismatch to sign the digest given")
+        warn(message)
     changes = [
         StagedChange(scope, role, name, "add", length, digest, custom)
         for (_, scope, name), (digest, length, custom) in zip(planned, resolved, strict=True)
     ]
     record_changes(state, changes)
     return changes
+
+
+def _tag_mismatches(references: list[Reference], registry_options: dict) -> list[str]:
+    """issue 18: for each ``REPO:TAG@DIGEST``, what the registry serves for the tag when it is not DIGEST."""
+    from tufoci.errors import NotFoundError
+
+    messages = []
+    for reference in references:
+        if not (reference.tag and reference.digest):
+            continue
+        tagged = Reference(reference.repository, reference.tag)
+        try:
+            served = resolve_image(tagged, **registry_options)[0]
+        except NotFoundError:
+            messages.append(f"{tagged} does not exist in the registry (signing {reference.digest} for it)")
+            continue
+        if served != reference.digest:
+            messages.append(f"{tagged} serves {served}, not {reference.digest}")
+    return messages
 
 
 def _check_roles(state: State, role: str, targets: list[tuple[str, str]], registry_options: dict) -> None:
@@ -133,14 +165,6 @@ def _locator(pins: list[Pin]) -> Callable[[str], tuple[Reference, str, str]]:
         return reference, pin.scope, target_name(reference, scope)
 
     return locate
-
-
-def parse_build_record(line: str) -> tuple[str, str, int, str]:
-    """One line of a build's output: ``REF DIGEST SIZE [MEDIATYPE]``."""
-    fields = line.split()
-    if len(fields) not in (3, 4) or not DIGEST_RE.fullmatch(fields[1]) or not fields[2].isdigit():
-        raise UsageError(f"invalid line {line.strip()!r}: expected 'REF sha256:<64 hex> SIZE [MEDIATYPE]'")
-    return fields[0], fields[1], int(fields[2]), fields[3] if len(fields) == 4 else MANIFEST_MEDIA_TYPE
 
 
 def stage_built_targets(

@@ -192,3 +192,70 @@ def test_key_import_checks_the_private_key_uri_and_says_what_it_could_not_check(
     assert "not checked" in encrypted.stderr and "passphrase" in encrypted.stderr
     kms = run_tufoci("key", "import", "kms", str(public), "--uri", "awskms:arn:aws:kms:eu-west-1:1:key/x")
     assert (kms.exit_code == 1 and "boto3" in kms.stderr) or "was not compared" in kms.stderr
+
+
+# -- a tag pinned to another tag's digest ----------------------------------------------------------------
+@needs_registry
+def test_a_tag_pinned_to_another_digest_is_refused_naming_both_unless_allowed(registry, tmp_path: Path, home: Path,
+                                                                              monkeypatch):
+    scope, maintainer, root = publish_web(registry.host, tmp_path, monkeypatch)
+    push_test_image(tmp_path, b"web 2", f"{scope}/web:2.0")
+    signed = json.loads(maintainer.ok("target", "list", scope, "-o", "json").stdout)
+    old = next(t["digest"] for t in signed if t["target"] == "web:1.0")
+    new = json.loads(maintainer.ok("target", "add", f"{scope}/web:2.0", "-o", "json").stdout)[0]["digest"]
+    maintainer.ok("discard", scope, "targets")
+    result = maintainer("target", "add", f"{scope}/web:2.0@{old}")
+    assert result.exit_code == 2
+    line = one_line(result)
+    assert old in line and new in line and "--allow-tag-mismatch" in line
+    allowed = maintainer.ok("target", "add", f"{scope}/web:2.0@{old}", "--allow-tag-mismatch")
+    assert "warning" in allowed.stderr and old in allowed.stderr and new in allowed.stderr
+
+
+# -- signing what the build pushed ---------------------------------------------------------------------
+@needs_registry
+def test_target_add_takes_the_digest_files_build_and_copy_tools_write(registry, tmp_path: Path, home: Path,
+                                                                     monkeypatch):
+    import subprocess
+
+    from tests.support.images import build_image, layout_digest
+
+    scope, maintainer, root = publish_web(registry.host, tmp_path, monkeypatch)
+    layout = build_image(tmp_path / "images", b"built by CI")
+    digest = layout_digest(layout)
+    skopeo_digest = tmp_path / "skopeo.digest"
+    subprocess.run(["skopeo", "copy", "--insecure-policy", "--dest-tls-verify=false", "--preserve-digests",
+                    "--digestfile", str(skopeo_digest), f"oci:{layout}:latest", f"docker://{scope}/app:1.0"],
+                   check=True, capture_output=True)
+    for tag in ("2.0", "3.0", "latest"):
+        push_test_image(tmp_path, b"built by CI", f"{scope}/app:{tag}")
+    buildx = tmp_path / "metadata.json"
+    buildx.write_text(json.dumps({"containerimage.digest": digest, "image.name": f"{scope}/app:2.0",
+                                  "containerimage.descriptor": {"digest": digest}}))
+    iidfile = tmp_path / "iid"
+    iidfile.write_text(digest)
+    listing = tmp_path / "list.txt"
+    size = len((layout / "blobs" / "sha256" / digest.removeprefix("sha256:")).read_bytes())
+    listing.write_text(f"{scope}/app:4.0 {digest} {size}\n")
+    push_test_image(tmp_path, b"built by CI", f"{scope}/app:4.0")
+    cases = [  # the command, the target it stages
+        (("--digest-file", str(skopeo_digest), f"{scope}/app:1.0"), "app:1.0"),
+        (("--digest-file", str(buildx)), "app:2.0"),
+        (("--digest-file", str(iidfile), "--digest-format", "digest", f"{scope}/app:3.0"), "app:3.0"),
+        (("--digest-file", str(layout / "index.json"), f"{scope}/app"), "app:latest"),
+        (("--digest-file", str(listing)), "app:4.0"),
+    ]
+    for args, name in cases:
+        staged = json.loads(maintainer.ok("target", "add", *args, "-o", "json").stdout)
+        assert [(c["target"], c["digest"]) for c in staged] == [(name, digest)], args
+    maintainer.ok("publish", scope)
+    consumer = Machine("consumer", tmp_path, monkeypatch)
+    consumer.ok("trust", "add", scope, "--root", str(root))
+    verified = consumer.ok("verify", *(f"{scope}/{name}" for _, name in cases)).stdout.split()
+    assert verified == [f"{scope}/app@{digest}"] * len(cases)
+    # a digest file for a tag the registry serves differently: refused, naming both
+    push_test_image(tmp_path, b"something else", f"{scope}/app:1.0")
+    moved = maintainer("target", "add", "--digest-file", str(skopeo_digest), f"{scope}/app:1.0")
+    assert moved.exit_code == 2 and digest in moved.stderr
+    wrong = maintainer("target", "add", "--digest-file", str(skopeo_digest))
+    assert wrong.exit_code == 2 and "give exactly one REPO:TAG" in one_line(wrong)

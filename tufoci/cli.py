@@ -255,29 +255,47 @@ def target() -> None:
 @target.command("add")
 @click.argument("references", nargs=-1)
 @click.option("--role", default="targets", show_default=True, help="The role that signs them (a delegated role).")
+@click.option("--digest-file", "digest_file", type=click.File("r"),
+              help="Sign what the build pushed: skopeo copy --digestfile, docker buildx --metadata-file or "
+                   "--iidfile, an OCI layout's index.json, or lines 'REF DIGEST SIZE [MEDIATYPE]' ('-' for stdin).")
+@click.option("--digest-format", type=click.Choice(["auto", "list", "digest", "buildx-metadata", "oci-index"]),
+              default="auto", show_default=True, help="Format of --digest-file (auto: detected from its contents).")
 @click.option("--from-file", "from_file", type=click.File("r"),
-              help="Digests from the build: lines 'REF DIGEST SIZE [MEDIATYPE]' ('-' for stdin); no registry request.")
+              help="Same as --digest-file FILE --digest-format list (no registry request).")
+@click.option("--allow-tag-mismatch", is_flag=True,
+              help="Sign REPO:TAG@DIGEST although the registry serves another digest for TAG (warns).")
 @click.option("--publish", "and_publish", is_flag=True,
               help="Then publish what is staged in those scopes (one process: 'tufoci publish' after).")
 @password_stdin_option
 @registry_options
 @output_option
-def target_add(references, role, from_file, and_publish, password_stdin, plain_http, insecure, ca_file,
-               output) -> None:
+def target_add(references, role, digest_file, digest_format, from_file, allow_tag_mismatch, and_publish,
+               password_stdin, plain_http, insecure, ca_file, output) -> None:
     """Stage REGISTRY/SCOPE/REPO:TAG references; their digests come from the bytes downloaded
-    (or, with --from-file, from the build that pushed them)."""
-    from tufoci.repo_tool.staging import parse_build_record, stage_built_targets, stage_targets
+    (or, with --digest-file, from the build that pushed them)."""
+    from tufoci.repo_tool.build_records import read_digest_file
+    from tufoci.repo_tool.staging import stage_built_targets, stage_targets
 
-    if bool(references) == bool(from_file):
-        raise UsageError("give references or --from-file, not both (and not neither)")
-    if password_stdin and from_file is not None and getattr(from_file, "name", "<stdin>") == "<stdin>":
-        raise UsageError("--from-file - and --password-stdin both read standard input: give the records as a file")
-    state, options = _state(), _registry_kwargs(plain_http, insecure, ca_file)
     if from_file:
-        records = [parse_build_record(line) for line in from_file if line.strip() and not line.startswith("#")]
-        changes = stage_built_targets(state, records, role=role, **options)
-    else:
-        changes = stage_targets(state, list(references), role=role, **options)
+        if digest_file:
+            raise UsageError("give --digest-file or --from-file, not both")
+        digest_file, digest_format = from_file, "list"
+    if not references and not digest_file:
+        raise UsageError("give references, --digest-file or --from-file")
+    if password_stdin and digest_file is not None and getattr(digest_file, "name", "<stdin>") == "<stdin>":
+        raise UsageError("--digest-file - and --password-stdin both read standard input: give the records as a file")
+    state, options = _state(), _registry_kwargs(plain_http, insecure, ca_file)
+    warn = lambda line: _echo(f"tufoci: warning: {line}", err=True)  # noqa: E731
+    pinned, changes = list(references), []
+    if digest_file:
+        source = f"digest file {getattr(digest_file, 'name', '-')}"
+        targets = read_digest_file(digest_file.read(), list(references), digest_format, source=source)
+        pinned = targets.pinned
+        if targets.records:
+            changes = stage_built_targets(state, targets.records, role=role, **options)
+    if pinned:
+        changes += stage_targets(state, pinned, role=role, allow_tag_mismatch=allow_tag_mismatch, warn=warn,
+                                 **options)
     results = _publish_scopes(state, [c.scope for c in changes], password_stdin, options) if and_publish else None
     if output == "json":
         staged = [_change_json(c) for c in changes]

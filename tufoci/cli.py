@@ -314,13 +314,27 @@ def _publish_scopes(state, scopes: list[str], password_stdin: bool, options: dic
     secrets, results = _secrets_handler(password_stdin), []
     try:
         for scope in dict.fromkeys(scopes):
-            results.append(do_publish(state, scope, secrets=secrets, **options))
+            results.append(do_publish(state, scope, secrets=secrets, progress=_late_progress(), **options))
     except TufociError:
         for result in results:
             _echo(f"published {result.scope} before the error: "
                    + ", ".join(f"{role} v{v}" for role, v in result.published.items()), err=True)
         raise
     return results
+
+
+def _late_progress(after: float = 1.0) -> Callable[[str], None]:
+    """Progress lines on stderr, once the operation has taken ``after`` seconds (issue 18): a quick
+    publish stays quiet, a slow one says what it is doing."""
+    import time
+
+    start = time.monotonic()
+
+    def report(line: str) -> None:
+        if time.monotonic() - start >= after:
+            _echo(f"tufoci: {line}…", err=True)
+
+    return report
 
 
 def _change_json(c) -> dict:
@@ -454,7 +468,7 @@ def publish(scope, dry_run, password_stdin, plain_http, insecure, ca_file, outpu
 
     state = _state()
     result = do_publish(state, scope, secrets=_secrets_handler(password_stdin), dry_run=dry_run,
-                        **_registry_kwargs(plain_http, insecure, ca_file))
+                        progress=_late_progress(), **_registry_kwargs(plain_http, insecure, ca_file))
     if output == "json":
         _emit_json(result.to_dict())
         return

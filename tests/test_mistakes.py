@@ -259,3 +259,21 @@ def test_target_add_takes_the_digest_files_build_and_copy_tools_write(registry, 
     assert moved.exit_code == 2 and digest in moved.stderr
     wrong = maintainer("target", "add", "--digest-file", str(skopeo_digest))
     assert wrong.exit_code == 2 and "give exactly one REPO:TAG" in one_line(wrong)
+
+
+# -- make bench leaves the committed results alone --------------------------------------------------------
+def test_make_bench_writes_to_an_untracked_directory_and_results_only_on_purpose():
+    import subprocess
+
+    repo = Path(__file__).resolve().parent.parent
+    bench = subprocess.run(["make", "-n", "bench"], cwd=repo, capture_output=True, text=True, check=True).stdout
+    assert "--out bench/out/verify.json" in bench and "--out-dir bench/out" in bench
+    assert "bench/results" not in bench.replace("updates the committed bench/results/", "")
+    on_purpose = subprocess.run(["make", "-n", "bench-results"], cwd=repo, capture_output=True, text=True,
+                                check=True).stdout
+    assert "--out bench/results/verify.json" in on_purpose
+    for script in ("verify.py", "compare.py", "bins.py", "admission.py", "notary_import.py"):
+        source = (repo / "bench" / script).read_text()
+        assert '"bench" / "results"' not in source, script  # no default writes a tracked file
+    ignored = subprocess.run(["git", "check-ignore", "-q", "bench/out/verify.json"], cwd=repo)
+    assert ignored.returncode == 0

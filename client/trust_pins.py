@@ -133,7 +133,8 @@ def check_root_in_registry(
     version = json.loads(root_data)["signed"].get("version")
     digest = hashlib.sha256(root_data).hexdigest()
     try:
-        layer = parse_metadata_manifest(open_repository(repo, **registry_options).get_manifest(f"root.{version}").data).layer
+        manifest = open_repository(repo, **registry_options).get_manifest(f"root.{version}")
+        layer = parse_metadata_manifest(manifest.data).layer
     except NotFoundError:
         return f"{repo} has no root.{version}: the root could not be compared with the registry's"
     except RegistryError as e:

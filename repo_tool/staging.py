@@ -186,6 +186,34 @@ def stage_built_targets(
     return changes
 
 
+def stage_digest_file(
+    state: State,
+    text: str,
+    references: list[str],
+    *,
+    fmt: str = "auto",
+    source: str = "digest file",
+    role: str = "targets",
+    allow_tag_mismatch: bool = False,
+    warn: Callable[[str], None] = lambda line: None,
+    **registry_options: object,
+) -> list[StagedChange]:
+    """Stage what a build or copy tool says it pushed (repo_tool/build_records.py): complete records
+    without a registry request, a bare digest resolved by digest (its tag checked as in ``stage_targets``).
+
+    Raises:
+        UsageError: the file or the references do not fit its format, or as ``stage_targets``.
+        TufociError: as ``stage_targets``.
+    """
+    from tufoci.repo_tool.build_records import read_digest_file
+
+    targets = read_digest_file(text, references, fmt, source=source)
+    if targets.records:
+        return stage_built_targets(state, targets.records, role=role, **registry_options)
+    return stage_targets(state, targets.pinned, role=role, allow_tag_mismatch=allow_tag_mismatch, warn=warn,
+                         **registry_options)
+
+
 def stage_removals(
     state: State, scope_text: str, names: list[str], *, role: str = "targets", **registry_options: object
 ) -> list[StagedChange]:

@@ -62,14 +62,18 @@ def test_a_sha256_prefix_is_a_usage_error(home: Path):
     assert result.exit_code == 2 and "not a full sha256" in one_line(result)
 
 
+def _two_scopes(registry, tmp_path: Path, monkeypatch) -> tuple[str, Path, Path, Machine]:
+    """acme (web:1.0 signed) and other, two scopes of one registry; returns acme, both roots and a consumer."""
+    scope, _, root = publish_web(registry.host, tmp_path, monkeypatch)
+    (tmp_path / "o").mkdir()
+    other_root = init_scope_on(Machine("other", tmp_path / "o", monkeypatch), f"{registry.host}/other", tmp_path / "o")
+    return scope, root, other_root, Machine("consumer", tmp_path, monkeypatch)
+
+
 @needs_registry
 def test_trust_add_refuses_another_scopes_root_and_replacing_a_pin(registry, tmp_path: Path, home: Path,
                                                                   monkeypatch):
-    scope, maintainer, root = publish_web(registry.host, tmp_path, monkeypatch)
-    other = Machine("other", tmp_path / "o", monkeypatch)
-    (tmp_path / "o").mkdir()
-    other_root = init_scope_on(other, f"{registry.host}/other", tmp_path / "o")
-    consumer = Machine("consumer", tmp_path, monkeypatch)
+    scope, root, other_root, consumer = _two_scopes(registry, tmp_path, monkeypatch)
     # `trust add SCOPE --root FILE` with another scope's root: refused, naming both digests
     wrong = consumer("trust", "add", scope, "--root", str(other_root))
     assert wrong.exit_code == 12, wrong.stderr
@@ -88,11 +92,7 @@ def test_trust_add_refuses_another_scopes_root_and_replacing_a_pin(registry, tmp
 @needs_registry
 def test_a_wrong_pin_is_reported_in_words_not_python_class_names(registry, tmp_path: Path, home: Path,
                                                                  monkeypatch):
-    scope, maintainer, root = publish_web(registry.host, tmp_path, monkeypatch)
-    other = Machine("other", tmp_path / "o", monkeypatch)
-    (tmp_path / "o").mkdir()
-    other_root = init_scope_on(other, f"{registry.host}/other", tmp_path / "o")
-    consumer = Machine("consumer", tmp_path, monkeypatch)
+    scope, root, other_root, consumer = _two_scopes(registry, tmp_path, monkeypatch)
     # the registry cannot be asked (wrong port): the pin is taken with a warning saying it was not checked
     added = consumer("trust", "add", scope, "--root", str(other_root), "--metadata", "127.0.0.1:9/acme/tuf")
     assert added.exit_code == 0 and "could not be compared" in added.stderr

@@ -273,8 +273,7 @@ def target_add(references, role, digest_file, digest_format, from_file, allow_ta
                password_stdin, plain_http, insecure, ca_file, output) -> None:
     """Stage REGISTRY/SCOPE/REPO:TAG references; their digests come from the bytes downloaded
     (or, with --digest-file, from the build that pushed them)."""
-    from tufoci.repo_tool.build_records import read_digest_file
-    from tufoci.repo_tool.staging import stage_built_targets, stage_targets
+    from tufoci.repo_tool.staging import stage_digest_file, stage_targets
 
     if from_file:
         if digest_file:
@@ -285,17 +284,17 @@ def target_add(references, role, digest_file, digest_format, from_file, allow_ta
     if password_stdin and digest_file is not None and getattr(digest_file, "name", "<stdin>") == "<stdin>":
         raise UsageError("--digest-file - and --password-stdin both read standard input: give the records as a file")
     state, options = _state(), _registry_kwargs(plain_http, insecure, ca_file)
-    warn = lambda line: _echo(f"tufoci: warning: {line}", err=True)  # noqa: E731
-    pinned, changes = list(references), []
+
+    def warn(line: str) -> None:
+        _echo(f"tufoci: warning: {line}", err=True)
+
     if digest_file:
-        source = f"digest file {getattr(digest_file, 'name', '-')}"
-        targets = read_digest_file(digest_file.read(), list(references), digest_format, source=source)
-        pinned = targets.pinned
-        if targets.records:
-            changes = stage_built_targets(state, targets.records, role=role, **options)
-    if pinned:
-        changes += stage_targets(state, pinned, role=role, allow_tag_mismatch=allow_tag_mismatch, warn=warn,
-                                 **options)
+        changes = stage_digest_file(state, digest_file.read(), list(references), fmt=digest_format,
+                                    source=f"digest file {getattr(digest_file, 'name', '-')}", role=role,
+                                    allow_tag_mismatch=allow_tag_mismatch, warn=warn, **options)
+    else:
+        changes = stage_targets(state, list(references), role=role, allow_tag_mismatch=allow_tag_mismatch,
+                                warn=warn, **options)
     results = _publish_scopes(state, [c.scope for c in changes], password_stdin, options) if and_publish else None
     if output == "json":
         staged = [_change_json(c) for c in changes]

@@ -28,8 +28,9 @@ processes). Once, on a small separate repository: cold lookup through one delega
 ``app:*`` to the role ``releases``; Notary: ``targets/releases``, ``--all-paths``).
 
 Timed runs alternate the tools (ABAB…, order flipped every run) so load drifts hit both equally. Results:
-``--out-dir`` (default ``bench/out/``; ``make bench-results`` writes ``bench/results/``): ``compare.json`` (every figure with unit, both tools, ratio tufoci/notary),
-``compare.md`` (tables) and ``compare.png`` (time vs number of tags).
+``--out-dir`` (default ``bench/out/``; ``make bench-results`` writes ``bench/results/``): ``compare.json``
+(every figure with unit, both tools, ratio tufoci/notary), ``compare.md`` (tables) and ``compare.png``
+(time vs number of tags).
 """
 
 from __future__ import annotations

@@ -277,3 +277,12 @@ def test_make_bench_writes_to_an_untracked_directory_and_results_only_on_purpose
         assert '"bench" / "results"' not in source, script  # no default writes a tracked file
     ignored = subprocess.run(["git", "check-ignore", "-q", "bench/out/verify.json"], cwd=repo)
     assert ignored.returncode == 0
+
+
+@needs_registry
+def test_a_scope_without_metadata_is_named_as_users_name_it(registry, tmp_path: Path, home: Path, monkeypatch):
+    scope, root, _, consumer = _two_scopes(registry, tmp_path, monkeypatch)
+    consumer.ok("trust", "add", scope, "--root", str(root), "--metadata", f"{registry.host}/empty/tuf")
+    result = consumer("verify", f"{scope}/web:1.0")
+    line = one_line(result)
+    assert f"no 'timestamp' tag in {registry.host}/empty/tuf" in line and "Repository(" not in line

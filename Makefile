@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: setup system-deps venv demo test bench clean
+.PHONY: setup system-deps venv demo test bench bench-results bench-venv clean
 
 setup: system-deps venv
 
@@ -35,14 +35,25 @@ test: setup
 BENCH_VENV ?= .venv-bench
 BENCH_BIN   = $(BENCH_VENV)/bin
 
-bench: system-deps
+# `make bench` writes to bench/out/ (untracked); the committed figures in bench/results/ change only on purpose,
+# with `make bench-results` (BENCH_OUT=bench/results).
+BENCH_OUT ?= bench/out
+
+bench-venv: system-deps
 	@test -x $(BENCH_BIN)/python || $(PYTHON) -m venv $(BENCH_VENV)
 	@$(BENCH_BIN)/python -m pip install -q --upgrade pip >/dev/null
 	@$(BENCH_BIN)/python -m pip install -q '.[bench]'
 	@$(BENCH_BIN)/python -m pip install -q --no-deps --force-reinstall . && rm -rf build
-	@$(BENCH_BIN)/python bench/verify.py
-	@$(BENCH_BIN)/python bench/compare.py --profile
-	@$(BENCH_BIN)/python bench/bins.py
+
+bench: bench-venv
+	@mkdir -p $(BENCH_OUT)
+	@$(BENCH_BIN)/python bench/verify.py --out $(BENCH_OUT)/verify.json
+	@$(BENCH_BIN)/python bench/compare.py --profile --out-dir $(BENCH_OUT)
+	@$(BENCH_BIN)/python bench/bins.py --out $(BENCH_OUT)/bins.json
+	@echo "results in $(BENCH_OUT)/ ('make bench-results' updates the committed bench/results/)"
+
+bench-results:
+	@$(MAKE) --no-print-directory bench BENCH_OUT=bench/results
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache build *.egg-info demo-work

@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--tags", type=int, default=100_000)
     parser.add_argument("--bins", type=int, nargs="+", default=[512, 1024])
     parser.add_argument("--flat-tags", type=int, default=10_000, help="tags of the flat repository (0: none)")
-    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "bins.json"))
+    parser.add_argument("--out", default=str(REPO / "bench" / "out" / "bins.json"))  # make bench-results: results/
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="tufoci-bins-") as work:

@@ -28,8 +28,9 @@ processes). Once, on a small separate repository: cold lookup through one delega
 ``app:*`` to the role ``releases``; Notary: ``targets/releases``, ``--all-paths``).
 
 Timed runs alternate the tools (ABAB…, order flipped every run) so load drifts hit both equally. Results:
-``bench/results/compare.json`` (every figure with unit, both tools, ratio tufoci/notary),
-``bench/results/compare.md`` (tables) and ``bench/results/compare.png`` (time vs number of tags).
+``--out-dir`` (default ``bench/out/``; ``make bench-results`` writes ``bench/results/``): ``compare.json``
+(every figure with unit, both tools, ratio tufoci/notary), ``compare.md`` (tables) and ``compare.png``
+(time vs number of tags).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ from bench.verify import run_checked as _run_checked  # noqa: E402
 from tests.support.images import build_image, images_available, push_image  # noqa: E402
 from tests.support.registry import AccessLogLine, RegistryServer, registry_available  # noqa: E402
 
-RESULTS = REPO_ROOT / "bench" / "results"
+RESULTS = REPO_ROOT / "bench" / "out"  # untracked; make bench-results updates bench/results/
 PYTHON = sys.executable
 PASSPHRASE = "bench passphrase"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

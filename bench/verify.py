@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark ``tufoci verify`` against a real registry on loopback.
 
-    .venv/bin/python bench/verify.py [--runs N] [--out bench/results/verify.json] [--profile]
+    .venv/bin/python bench/verify.py [--runs N] [--out bench/out/verify.json] [--profile]
 
 Sets up everything it needs in a temporary directory and removes it at the end:
 a ``docker-registry`` (CNCF distribution, tests.support.registry) on 127.0.0.1,
@@ -63,7 +63,7 @@ os.environ["PYTHONSAFEPATH"] = "1"
 from tests.support.images import build_image, images_available, push_image  # noqa: E402
 from tests.support.registry import RegistryServer, registry_available  # noqa: E402
 
-DEFAULT_OUT = REPO_ROOT / "bench" / "results" / "verify.json"
+DEFAULT_OUT = REPO_ROOT / "bench" / "out" / "verify.json"  # untracked; make bench-results updates bench/results/
 PYTHON = sys.executable
 SCOPE_PREFIX = "acme"
 METADATA_PREFIX = f"/v2/{SCOPE_PREFIX}/tuf/"

@@ -71,7 +71,7 @@ class OCIMetadataFetcher(FetcherInterface):
         if filename == "timestamp.json":
             manifest = self._timestamp()
             if manifest is None:
-                raise NotFoundError(f"no '{TIMESTAMP_TAG}' tag in {self._store!r}: is the scope initialised?")
+                raise NotFoundError(f"no '{TIMESTAMP_TAG}' tag in {self._store}: is the scope initialised?")
             data = manifest.inline_data or self._blob(manifest.layer.digest, manifest.layer.size)
             self._learn(data)
             return data

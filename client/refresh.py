@@ -121,7 +121,8 @@ def translate_tuf_errors(updater: Updater | None = None) -> Iterator[None]:
             raise NotSignedError(
                 f"role {unpublished.group(1)} is delegated but has published no metadata yet: it has signed nothing"
             ) from e
-        raise MetadataRejectedError(f"metadata rejected: {type(e).__name__}: {e}") from e
+        _log.debug("python-tuf: %s: %s", type(e).__name__, e)
+        raise MetadataRejectedError(f"metadata rejected: {e}{_REJECTED_HINTS.get(type(e), '')}") from e
     except exceptions.DownloadLengthMismatchError as e:
         raise MetadataRejectedError(f"metadata rejected: {e}") from e
     except exceptions.DownloadError as e:
@@ -136,6 +137,14 @@ def translate_tuf_errors(updater: Updater | None = None) -> Iterator[None]:
         raise RegistryError(f"cannot download metadata: {e}") from e
 
 
+# issue 18: what a python-tuf failure means, in the user's words (its class name only under -v)
+_REJECTED_HINTS = {
+    exceptions.UnsignedMetadataError: " (not signed by enough of the keys trusted for it: tampered with, or the "
+                                      "pinned root is another scope's; then re-pin it with 'tufoci trust add --replace')",
+    exceptions.BadVersionNumberError: " (an older version than one already trusted: a rollback)",
+    exceptions.EqualVersionNumberError: " (the same version with other content)",
+}
+
 _EXPIRED = re.compile(r"^(?:New |Final )?(.+?)(?:\.json)? is expired$")
 
 
@@ -148,10 +157,27 @@ def _expired_message(text: str, updater: Updater | None) -> str:
     if trusted is not None and role in trusted:
         expires = trusted[role].expires
         when = f" at {expires:%Y-%m-%dT%H:%M:%SZ}"
-    fix = {"timestamp": "the online key holder must run 'tufoci timestamp SCOPE'",
-           "snapshot": "the online key holder must run 'tufoci timestamp SCOPE --snapshot'"}.get(
+    fix = {"timestamp": "the online key holder must run 'tufoci timestamp {scope}'",
+           "snapshot": "the online key holder must run 'tufoci timestamp {scope} --snapshot'"}.get(
         role, "its signers must publish a new version")
     return f"metadata rejected: {role} expired{when}; {fix}"
+
+
+@contextlib.contextmanager
+def _naming_scope(pin: Pin) -> Iterator[None]:
+    """issue 18: a refresh error says which scope it is about (a batch over two scopes printed two identical
+    lines), with the real scope in place of the '{scope}' of a suggested command.
+
+    Raises:
+        TufociError: the error raised inside, of the same class, its message naming the scope.
+    """
+    try:
+        yield
+    except TufociError as e:
+        message = str(e).replace("{scope}", pin.scope)
+        if pin.scope not in message:
+            message = f"{pin.scope}: {message}"
+        raise type(e)(message) from e
 
 
 def cache_dir(home: str, pin: Pin) -> str:
@@ -236,7 +262,7 @@ def trusted_session(
             # python-tuf checks expiry against this reference time; the epoch waives it
             updater._trusted_set.reference_time = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)  # noqa: SLF001
         try:
-            with translate_tuf_errors(updater):
+            with _naming_scope(pin), translate_tuf_errors(updater):
                 updater.refresh()
             yield TrustedSession(updater, work, fetcher)
         except BaseException:

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 
 from tufoci.atomic_file import atomic_write
 from tufoci.errors import MetadataRejectedError, NotTrustedError, UsageError
@@ -57,17 +58,31 @@ def add_pin(
     root_data: bytes,
     metadata: str | None = None,
     expected_sha256: str | None = None,
+    replace: bool = False,
 ) -> Pin:
-    """Pin ``root_data`` for a scope (replacing an earlier pin of the same scope)."""
+    """Pin ``root_data`` for a scope.
+
+    An existing, different pin of the scope is replaced only with ``replace`` (issue 18: a silently
+    replaced pin made every later verify fail as if under attack).
+
+    Raises:
+        UsageError: not root metadata, a malformed sha256, or a different pin exists and ``replace`` is not set.
+        MetadataRejectedError: the root's sha256 is not ``expected_sha256``.
+    """
     pin = make_pin(scope_text, root_data, directory=state.path("roots"), metadata=metadata,
                    expected_sha256=expected_sha256)
-    digest, metadata_repo = pin.root_sha256, pin.metadata
+    existing = next((p for p in state.pins() if p.scope == pin.scope), None)
+    if existing and not replace and (existing.root_sha256, existing.metadata) != (pin.root_sha256, pin.metadata):
+        raise UsageError(
+            f"{pin.scope} is already pinned to root sha256 {existing.root_sha256} (metadata {existing.metadata}): "
+            f"add --replace to replace it with root sha256 {pin.root_sha256} (metadata {pin.metadata})"
+        )
     with state.transaction() as conn:
         conn.execute(
             "INSERT OR REPLACE INTO pins (scope, metadata, root_sha256, root_file, added_at) VALUES (?,?,?,?,?)",
             (pin.scope, pin.metadata, pin.root_sha256, pin.root_file, now_iso()),
         )
-        state.audit(conn, "trust-add", scope=pin.scope, root_sha256=digest, metadata=metadata_repo)
+        state.audit(conn, "trust-add", scope=pin.scope, root_sha256=pin.root_sha256, metadata=pin.metadata)
     return pin
 
 
@@ -85,13 +100,14 @@ def make_pin(
     admission webhook) builds from its policy without any state.db.
 
     Raises:
-        UsageError: ``root_data`` is not TUF root metadata, or the scope does not parse.
+        UsageError: ``root_data`` is not TUF root metadata, the scope does not parse, or ``expected_sha256``
+            is not a full sha256.
         MetadataRejectedError: ``expected_sha256`` is given and the root does not hash to it.
     """
     scope = parse_repository(scope_text)
     _check_root(root_data)
     digest = hashlib.sha256(root_data).hexdigest()
-    if expected_sha256 and expected_sha256.lower().removeprefix("sha256:") != digest:
+    if expected_sha256 and full_sha256(expected_sha256) != digest:
         raise MetadataRejectedError(
             f"root sha256 is {digest}, not the pinned {expected_sha256}: refusing to trust it"
         )
@@ -100,6 +116,56 @@ def make_pin(
     root_file = os.path.join(directory, f"{digest}.root.json")
     atomic_write(root_file, root_data)
     return Pin(str(scope), metadata_repo, digest, root_file)
+
+
+def full_sha256(text: str) -> str:
+    """The 64 hex digits of a ``--root-sha256`` (``sha256:`` prefix optional).
+
+    Raises:
+        UsageError: anything else, a prefix of a digest included: a pin needs the whole digest.
+    """
+    hexdigest = text.lower().removeprefix("sha256:")
+    if not re.fullmatch(r"[0-9a-f]{64}", hexdigest):
+        raise UsageError(f"--root-sha256 {text!r} is not a full sha256 (64 hex digits): a pin needs the whole digest")
+    return hexdigest
+
+
+def check_root_in_registry(
+    scope_text: str, root_data: bytes, metadata: str | None = None, **registry_options: object
+) -> str | None:
+    """Compare a root file with the same version in the scope's metadata repository (issue 18: another
+    scope's root pinned by mistake reads, at every later verify, as an attack).
+
+    Returns a note when the registry could not be asked or has no such root (the pin may precede the
+    first publish, or the registry is offline), None when the root matched.
+
+    Raises:
+        MetadataRejectedError: the registry holds another root of that version.
+    """
+    from tufoci.errors import NotFoundError, RegistryError
+    from tufoci.layout_spec import parse_metadata_manifest
+    from tufoci.store import open_repository
+
+    if metadata and is_http_source(metadata):
+        return f"the root was not compared with {metadata} (a static mirror)"
+    _check_root(root_data)
+    scope = parse_repository(scope_text)
+    repo = parse_repository(metadata) if metadata else default_metadata_repository(scope)
+    version = json.loads(root_data)["signed"].get("version")
+    digest = hashlib.sha256(root_data).hexdigest()
+    try:
+        manifest = open_repository(repo, **registry_options).get_manifest(f"root.{version}")
+        layer = parse_metadata_manifest(manifest.data).layer
+    except NotFoundError:
+        return f"{repo} has no root.{version}: the root could not be compared with the registry's"
+    except RegistryError as e:
+        return f"the root could not be compared with the registry's ({e})"
+    if layer.digest != f"sha256:{digest}":
+        raise MetadataRejectedError(
+            f"the root file is not {scope}'s: {repo} serves root.{version} with {layer.digest}, the file has "
+            f"sha256:{digest} (another scope's root?): refused"
+        )
+    return None
 
 
 def remove_pin(state: State, scope_text: str) -> None:
@@ -145,9 +211,18 @@ def pin_for_reference(pins: list[Pin], reference: Reference) -> tuple[Pin, Repos
             best = (pin, scope)
     if best is None:
         raise NotTrustedError(
-            f"no trust pin covers {reference.repository}: run 'tufoci trust add SCOPE --root ROOT.json' first"
+            f"no trust pin covers {reference.repository}: run 'tufoci trust add {_scope_guess(reference)} --root "
+            "ROOT.json' (or the scope its maintainers named) first"
         )
     return best
+
+
+def _scope_guess(reference: Reference) -> str:
+    """The usual scope of a reference, ``registry/namespace``, to fill in a suggested command."""
+    repository = reference.repository
+    if repository.is_layout:
+        return str(repository)
+    return f"{repository.registry}/{repository.path.split('/')[0]}"
 
 
 def fetch_root_by_sha256(
@@ -163,7 +238,7 @@ def fetch_root_by_sha256(
     scope = parse_repository(scope_text)
     repo = parse_repository(metadata) if metadata else default_metadata_repository(scope)
     store = open_repository(repo, **registry_options)
-    wanted = sha256.lower().removeprefix("sha256:")
+    wanted = full_sha256(sha256)
     for version in root_versions(store.list_tags()):
         layer = parse_metadata_manifest(store.get_manifest(f"root.{version}").data).layer
         if layer.digest == f"sha256:{wanted}":

@@ -125,8 +125,18 @@ def stage_bins(
     return change
 
 
-def stage_undelegation(state: State, scope_text: str, role: str, *, parent: str = "targets") -> StagedChange:
+def stage_undelegation(
+    state: State, scope_text: str, role: str, *, parent: str = "targets", **registry_options: object
+) -> StagedChange:
+    """Stage ``parent`` no longer delegating to ``role``.
+
+    Raises:
+        UsageError: ``parent`` delegates no such role (issue 18: refused when staged, not at publish).
+    """
+    from tufoci.repo_tool.staging_checks import check_undelegation
+
     pin = pin_for_scope(state, scope_text)
+    check_undelegation(state, pin, role, parent, dict(registry_options))
     change = StagedChange(pin.scope, parent, role, "undelegate")
     record_changes(state, [change])
     return change

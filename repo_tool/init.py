@@ -109,7 +109,7 @@ def init_scope(
         root_version=1,
         expected_timestamp=None,
     )
-    pin = add_pin(state, str(scope), root_data=root_bytes, metadata=str(metadata_repo))
+    pin = add_pin(state, str(scope), root_data=root_bytes, metadata=str(metadata_repo), replace=True)
     if root_out:
         atomic_write(os.path.abspath(root_out), root_bytes)
     with state.transaction() as conn:

@@ -212,7 +212,9 @@ def publish_top_level(
                 references.append(f"{plan.scope}/{plan.repository}:{tag.tag}@{tag.digest}")
     if not references:
         return
-    changes = stage_targets(state, references, **(registry_options or {}))
+    # what Notary signed is migrated as signed, even where the tag has moved since (issue 18's tag check
+    # would refuse it): the plan's manifest checks already said what the registry serves
+    changes = stage_targets(state, references, allow_tag_mismatch=True, **(registry_options or {}))
     for scope in dict.fromkeys(c.scope for c in changes):
         result.published.append(publish(state, scope, secrets=secrets, **(registry_options or {})).to_dict())
 

@@ -272,7 +272,7 @@ class Plan:
                 proposal = self.from_registry[role]
                 raise PublishError(
                     f"a proposal for {role} v{proposal.version} by {proposal.proposer} is already open: sign it "
-                    f"('tufoci sign SCOPE {role}') or discard it ('tufoci discard SCOPE {role}') first"
+                    f"('tufoci sign {changes[0].scope} {role}') or discard it ('tufoci discard {changes[0].scope} {role}') first"
                 )
             md = self.base(role)
             delegated = None if role in ("root", "targets") else self.delegator(role).get_delegated_role(role)

@@ -15,6 +15,7 @@ without it, ready versions wait as complete proposals for whoever holds it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from securesystemslib.signer import SecretsHandler, Signer
@@ -22,7 +23,7 @@ from tuf.api.metadata import Root
 
 from tufoci.client.refresh import metadata_store, trusted_session
 from tufoci.client.trust_pins import pin_for_scope
-from tufoci.errors import NothingStagedError
+from tufoci.errors import InterruptedPublishError, NothingStagedError, TufociError
 from tufoci.repo_tool.plan import Plan, load_current
 from tufoci.repo_tool.proposals import IgnoredProposal, push_proposal, threshold_states
 from tufoci.repo_tool.push import MetadataFile, push_metadata
@@ -77,6 +78,7 @@ def publish(
     *,
     secrets: SecretsHandler | None = None,
     dry_run: bool = False,
+    progress: Callable[[str], None] = lambda line: None,
     **registry_options: object,
 ) -> PublishResult:
     """Sign staged changes; publish every version that meets its threshold, propose the rest.
@@ -84,10 +86,17 @@ def publish(
     A dry run decides exactly the same, but loads no key (no passphrase is asked),
     signs nothing and pushes nothing: ``would_sign`` says which roles and versions
     this machine's keys would sign, ``published``/``proposed`` what would be pushed.
+    ``progress`` is told each slow step (the CLI shows them once a publish takes over a second).
+
+    Raises:
+        NothingStagedError: nothing to publish.
+        InterruptedPublishError: Ctrl-C; its message says whether the new state went live.
+        TufociError: signing, the registry or the trust repository failed (nothing went live).
     """
     pin = pin_for_scope(state, scope_text)
     changes = staged_changes(state, pin.scope)
     store = metadata_store(pin, **registry_options)
+    progress(f"reading {pin.scope} through a verified refresh")
     with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
         current = load_current(session)
         plan = Plan(RoleTree(session, current.root.signed), current, now_utc(), dry_run=dry_run)
@@ -149,33 +158,69 @@ def publish(
                              for role, md in signed.items() if would_sign(md)}
         return result
 
-    if timestamp is not None:
-        push_metadata(
-            store,
-            files,
-            MetadataFile("timestamp", timestamp.signed.version, to_bytes(timestamp)),
-            root_version=root.version,
-            expected_timestamp=current.timestamp_manifest_digest,
-        )
-    who = actor()
-    for role, md in plan.short.items():
-        if role not in plan.from_registry:  # open proposals are already there
-            push_proposal(store, role, md, who)
+    recorded = False
+    try:
+        if timestamp is not None:
+            progress(f"pushing {len(files) + 1} metadata files to {pin.metadata}; the timestamp moves last")
+            push_metadata(
+                store,
+                files,
+                MetadataFile("timestamp", timestamp.signed.version, to_bytes(timestamp)),
+                root_version=root.version,
+                expected_timestamp=current.timestamp_manifest_digest,
+            )
+        who = actor()
+        for role, md in plan.short.items():
+            if role not in plan.from_registry:  # open proposals are already there
+                push_proposal(store, role, md, who)
+        _record(state, pin.scope, changes, result, plan)
+        recorded = True
+        if timestamp is not None:
+            # read back what went live through the client workflow: proves it verifies,
+            # and leaves this machine's cache at the new state
+            progress(f"reading back {pin.scope} as clients will")
+            with trusted_session(state.home, pin, **registry_options):
+                pass
+    except KeyboardInterrupt as e:
+        raise _interrupted(state, store, pin.scope, changes, result, plan, recorded,
+                           current.timestamp_manifest_digest if timestamp is not None else None) from e
+    return result
 
+
+def _interrupted(state: State, store, scope: str, changes: list[StagedChange], result: PublishResult, plan: Plan,
+                 recorded: bool, started_from: str | None) -> InterruptedPublishError:
+    """issue 18: after Ctrl-C, say exactly what happened. The timestamp move is one request: whether it
+    happened is read from the registry; if it did, the publish is recorded as any other."""
+    from tufoci.repo_tool.push import current_timestamp_digest
+
+    live = recorded and bool(result.published)
+    if not recorded and result.published:
+        try:
+            live = current_timestamp_digest(store) != started_from
+        except TufociError as e:
+            return InterruptedPublishError(
+                f"interrupted while moving the timestamp of {scope}; whether targets went live is unknown "
+                f"({e}): the staged changes are kept, run 'tufoci status {scope}' before publishing again")
+        if live:
+            _record(state, scope, changes, result, plan)
+    if live:
+        versions = ", ".join(f"{role} v{v}" for role, v in result.published.items())
+        return InterruptedPublishError(f"interrupted: published {versions} to {scope} before the interrupt "
+                                       "(it is live; the staged changes it applied are cleared)")
+    return InterruptedPublishError(f"interrupted: nothing went live in {scope}; staged changes kept "
+                                   f"(run 'tufoci publish {scope}' again)")
+
+
+def _record(state: State, scope: str, changes: list[StagedChange], result: PublishResult, plan: Plan) -> None:
+    """Clear what a publish applied from the staged changes and write its audit records, in one transaction."""
     promoted = [f"{role} v{p.version}" for role, p in plan.from_registry.items() if role in plan.ready]
     with state.transaction() as conn:
-        clear_staged(conn, pin.scope, changes)
+        clear_staged(conn, scope, changes)
         if result.published:
-            state.audit(conn, "publish", scope=pin.scope, role=",".join(sorted(result.published)),
+            state.audit(conn, "publish", scope=scope, role=",".join(sorted(result.published)),
                         versions=result.published,
                         changes=result.to_dict()["changes"], promoted=promoted)
         for role, info in result.proposed.items():
             if role not in plan.from_registry:
-                state.audit(conn, "propose", scope=pin.scope, role=role, version=info["version"],
+                state.audit(conn, "propose", scope=scope, role=role, version=info["version"],
                             thresholds=info["thresholds"])
-    if timestamp is not None:
-        # read back what went live through the client workflow: proves it verifies,
-        # and leaves this machine's cache at the new state
-        with trusted_session(state.home, pin, **registry_options):
-            pass
-    return result

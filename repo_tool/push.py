@@ -24,7 +24,8 @@ from tufoci.layout_spec import (
 from tufoci.store.base import RepositoryStore
 
 CRASH_ENV = "TUFOCI_TEST_CRASH_AT"
-STEPS = ("blobs", "manifests", "timestamp-check", "timestamp")
+INTERRUPT_ENV = "TUFOCI_TEST_INTERRUPT_AT"  # the same steps, with Ctrl-C (SIGINT) instead of SIGKILL
+STEPS = ("blobs", "manifests", "timestamp-check", "timestamp")  # before each, nothing is live yet
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,12 @@ class MetadataFile:
 
 
 def _crash_point(step: str) -> None:
-    """Test hook: SIGKILL ourselves before ``step`` when TUFOCI_TEST_CRASH_AT names it."""
+    """Test hook: SIGKILL ourselves before ``step`` when TUFOCI_TEST_CRASH_AT names it (SIGINT for
+    TUFOCI_TEST_INTERRUPT_AT)."""
     if os.environ.get(CRASH_ENV) == step:
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(INTERRUPT_ENV) == step:
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 def current_timestamp_digest(store: RepositoryStore) -> str | None:
@@ -85,6 +89,7 @@ def push_metadata(
     # from, and make sure ours is what stays live
     if digest is None or current_timestamp_digest(store) != digest:
         raise ConcurrentPublishError(_CONCURRENT)
+    _crash_point("after-timestamp")
     return digest
 
 

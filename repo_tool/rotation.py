@@ -8,9 +8,11 @@ same publish, so it keeps verifying (see ``plan.Plan.cascade``).
 
 from __future__ import annotations
 
+import re
+
 from tufoci.client.refresh import trusted_session
 from tufoci.client.trust_pins import pin_for_scope
-from tufoci.errors import UsageError
+from tufoci.errors import SigningKeyError, UsageError
 from tufoci.keys import resolve_key
 from tufoci.repo_tool.plan import load_current
 from tufoci.repo_tool.roles import RoleTree
@@ -50,10 +52,11 @@ def stage_rotation(
 
 
 def _keyid(state: State, spec: str) -> str:
-    """A key to remove: a catalogue name, or a keyid (it need not be in the catalogue)."""
-    rows = state.query("SELECT keyid FROM keys WHERE name = ? OR keyid = ?", (spec, spec))
-    if rows:
-        return rows[0]["keyid"]
-    if len(spec) < 8:
-        raise UsageError(f"{spec!r} is neither a key name nor a keyid")
-    return spec
+    """A key to remove, named as anywhere else (``keys.resolve_key``), or a full keyid that need not
+    be in the catalogue (a departed maintainer's key)."""
+    if re.fullmatch(r"[0-9a-f]{64}", spec):
+        return spec
+    try:
+        return resolve_key(state, spec).keyid
+    except SigningKeyError as e:
+        raise UsageError(f"{spec!r} is neither a key of this machine's catalogue nor a key id: {e}") from e

@@ -19,12 +19,11 @@ from tufoci.errors import UsageError
 from tufoci.layout_spec import (
     DOCKER_LIST_MEDIA_TYPE,
     INDEX_MEDIA_TYPE,
-    MANIFEST_MEDIA_TYPE,
     image_media_type,
     index_platforms,
     target_custom,
 )
-from tufoci.reference import DIGEST_RE, Reference, Repository, parse_reference, target_name
+from tufoci.reference import Reference, Repository, parse_reference, target_name
 from tufoci.state import Pin, State, actor, now_iso
 from tufoci.store import Manifest, open_repository
 
@@ -85,20 +84,68 @@ def stage_targets(
     references: list[str],
     *,
     role: str = "targets",
+    allow_tag_mismatch: bool = False,
+    warn: Callable[[str], None] = lambda line: None,
     **registry_options: object,
 ) -> list[StagedChange]:
-    """Resolve and stage every reference; nothing is staged unless all resolve."""
+    """Resolve and stage every reference; nothing is staged unless all resolve.
+
+    A ``REPO:TAG@DIGEST`` whose tag serves another digest is refused unless ``allow_tag_mismatch``
+    (then ``warn`` is told, naming both digests).
+
+    Raises:
+        UsageError: a malformed reference, a role that does not fit, or a tag serving another digest.
+        TufociError: the registry or the trust repository could not be read.
+    """
     if not references:
         raise UsageError("no reference given")
     locate = _locator(state.pins())
     planned = [locate(text) for text in references]
+    _check_roles(state, role, [(scope, name) for _, scope, name in planned], registry_options)
     resolved = resolve_images([reference for reference, _, _ in planned], **registry_options)
+    for message in _tag_mismatches([reference for reference, _, _ in planned], registry_options):
+        if not allow_tag_mismatch:
+            raise UsageError(f"{message}: add --allow-tag-mismatch to sign the digest given")
+        warn(message)
     changes = [
         StagedChange(scope, role, name, "add", length, digest, custom)
         for (_, scope, name), (digest, length, custom) in zip(planned, resolved, strict=True)
     ]
     record_changes(state, changes)
     return changes
+
+
+def _tag_mismatches(references: list[Reference], registry_options: dict) -> list[str]:
+    """issue 18: for each ``REPO:TAG@DIGEST``, what the registry serves for the tag when it is not DIGEST."""
+    from tufoci.errors import NotFoundError
+
+    messages = []
+    for reference in references:
+        if not (reference.tag and reference.digest):
+            continue
+        tagged = Reference(reference.repository, reference.tag)
+        try:
+            served = resolve_image(tagged, **registry_options)[0]
+        except NotFoundError:
+            messages.append(f"{tagged} does not exist in the registry (signing {reference.digest} for it)")
+            continue
+        if served != reference.digest:
+            messages.append(f"{tagged} serves {served}, not {reference.digest}")
+    return messages
+
+
+def _check_roles(state: State, role: str, targets: list[tuple[str, str]], registry_options: dict) -> None:
+    """issue 18: a role that does not exist, or a name outside its paths, is refused now, not at publish.
+    Staging for ``targets`` needs no check (and no registry request)."""
+    if role == "targets":
+        return
+    from tufoci.repo_tool.staging_checks import check_staging
+
+    by_scope: dict[str, list[str]] = {}
+    for scope, name in targets:
+        by_scope.setdefault(scope, []).append(name)
+    for scope, names in by_scope.items():
+        check_staging(state, pin_for_scope(state, scope), role=role, adds=names, registry_options=registry_options)
 
 
 def _locator(pins: list[Pin]) -> Callable[[str], tuple[Reference, str, str]]:
@@ -122,16 +169,8 @@ def _locator(pins: list[Pin]) -> Callable[[str], tuple[Reference, str, str]]:
     return locate
 
 
-def parse_build_record(line: str) -> tuple[str, str, int, str]:
-    """One line of a build's output: ``REF DIGEST SIZE [MEDIATYPE]``."""
-    fields = line.split()
-    if len(fields) not in (3, 4) or not DIGEST_RE.fullmatch(fields[1]) or not fields[2].isdigit():
-        raise UsageError(f"invalid line {line.strip()!r}: expected 'REF sha256:<64 hex> SIZE [MEDIATYPE]'")
-    return fields[0], fields[1], int(fields[2]), fields[3] if len(fields) == 4 else MANIFEST_MEDIA_TYPE
-
-
 def stage_built_targets(
-    state: State, records: list[tuple[str, str, int, str]], *, role: str = "targets"
+    state: State, records: list[tuple[str, str, int, str]], *, role: str = "targets", **registry_options: object
 ) -> list[StagedChange]:
     """Stage digests the build already knows (no registry request): ``(ref, digest, size, media type)``.
 
@@ -144,12 +183,52 @@ def stage_built_targets(
     for text, digest, size, media_type in records:
         _, scope, name = locate(text)
         changes.append(StagedChange(scope, role, name, "add", size, digest, target_custom(media_type)))
+    _check_roles(state, role, [(c.scope, c.name) for c in changes], registry_options)
     record_changes(state, changes)
     return changes
 
 
-def stage_removals(state: State, scope_text: str, names: list[str], *, role: str = "targets") -> list[StagedChange]:
+def stage_digest_file(
+    state: State,
+    text: str,
+    references: list[str],
+    *,
+    fmt: str = "auto",
+    source: str = "digest file",
+    role: str = "targets",
+    allow_tag_mismatch: bool = False,
+    warn: Callable[[str], None] = lambda line: None,
+    **registry_options: object,
+) -> list[StagedChange]:
+    """Stage what a build or copy tool says it pushed (repo_tool/build_records.py): complete records
+    without a registry request, a bare digest resolved by digest (its tag checked as in ``stage_targets``).
+
+    Raises:
+        UsageError: the file or the references do not fit its format, or as ``stage_targets``.
+        TufociError: as ``stage_targets``.
+    """
+    from tufoci.repo_tool.build_records import read_digest_file
+
+    targets = read_digest_file(text, references, fmt, source=source)
+    if targets.records:
+        return stage_built_targets(state, targets.records, role=role, **registry_options)
+    return stage_targets(state, targets.pinned, role=role, allow_tag_mismatch=allow_tag_mismatch, warn=warn,
+                         **registry_options)
+
+
+def stage_removals(
+    state: State, scope_text: str, names: list[str], *, role: str = "targets", **registry_options: object
+) -> list[StagedChange]:
+    """Stage removals of targets ``role`` signs (issue 18: a revocation typo must never look like success).
+
+    Raises:
+        UsageError: the role does not exist or signs no such target (nothing is staged).
+        TufociError: the live trust repository could not be read.
+    """
+    from tufoci.repo_tool.staging_checks import check_staging
+
     pin = pin_for_scope(state, scope_text)
+    check_staging(state, pin, role=role, removes=names, registry_options=registry_options)
     changes = [StagedChange(pin.scope, role, name, "remove") for name in names]
     record_changes(state, changes)
     return changes

@@ -103,7 +103,7 @@ def test_forged_timestamp_is_rejected_and_cache_unchanged(deployed):
     deployed.tuf.put_manifest("timestamp", build_metadata_manifest("timestamp", 99, data), MANIFEST_MEDIA_TYPE)
     result = deployed.verify()
     assert result.exit_code == 12, result.stderr
-    assert "UnsignedMetadataError" in result.stderr
+    assert "not signed by enough of the keys" in result.stderr
     assert cache_snapshot(deployed.consumer) == before
 
 
@@ -118,7 +118,7 @@ def test_rolled_back_timestamp_is_rejected_and_cache_unchanged(deployed, tmp_pat
     deployed.tuf.put_manifest("timestamp", old_manifest, MANIFEST_MEDIA_TYPE)  # replay the older, validly signed one
     result = deployed.verify()
     assert result.exit_code == 12
-    assert "BadVersionNumberError" in result.stderr or "version" in result.stderr
+    assert "a rollback" in result.stderr or "version" in result.stderr
     assert cache_snapshot(deployed.consumer) == before
 
 

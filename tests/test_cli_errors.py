@@ -64,14 +64,14 @@ def test_password_stdin_is_used_when_no_environment_passphrase(home: Path, monke
 def test_wrong_passphrase_and_missing_key_file(registry, tmp_path: Path, home: Path, monkeypatch):
     scope = f"{registry.host}/acme"
     init_scope(scope, tmp_path)
-    ok(run_tufoci("target", "remove", scope, "nothing:1"))
-    monkeypatch.setenv("TUFOCI_PASSPHRASE", "wrong")
+    ok(run_tufoci("rotate", scope, "targets", "--threshold", "1"))  # root signs it (issue 18: removing an
+    monkeypatch.setenv("TUFOCI_PASSPHRASE", "wrong")                    # unsigned tag is refused at staging)
     wrong = run_tufoci("publish", scope)
     assert wrong.exit_code == 1 and "wrong passphrase" in one_line(wrong)
     monkeypatch.setenv("TUFOCI_PASSPHRASE", "correct horse")
-    (home / "keys" / "targets.pem").unlink()
+    (home / "keys" / "root.pem").unlink()
     missing = run_tufoci("publish", scope)
-    assert missing.exit_code == 1 and "cannot load key targets" in one_line(missing)
+    assert missing.exit_code == 1 and "cannot load key root" in one_line(missing)
 
 
 def test_unreachable_registry_exits_13(home: Path):

@@ -35,7 +35,7 @@ def test_teams(backend: str, tmp_path: Path):
     result = run_example(EXAMPLES / "teams" / "run.sh", tmp_path, TUFOCI_DEMO_BACKEND=backend)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr.rstrip().endswith(f"teams finished ({backend} backend)")
-    assert "may only sign web/*" in result.stderr  # the web team's db tag is refused
+    assert "outside the paths delegated to role web" in result.stderr  # the web team's db tag is refused
     assert "proposed db v1: 1 of 2 signatures" in result.stdout
     for name in ("web/frontend", "db/postgres"):
         assert f"/acme/{name}@sha256:" in result.stdout, result.stdout
@@ -58,3 +58,17 @@ def test_rotate_keys(backend: str, tmp_path: Path):
     assert f"rotate-keys finished ({backend} backend)" in result.stderr
     assert "0 of 1 signatures" in result.stdout + result.stderr  # the revoked key counts for nothing
     assert result.stdout.count("/acme/web@sha256:") >= 4  # the cluster kept verifying through every rotation
+
+
+@needs_registry
+def test_ci_pipeline_signs_exactly_the_digest_skopeo_pushed(tmp_path: Path):
+    """examples/ci: umoci builds, skopeo copy --digestfile pushes, tufoci signs that digest, a consumer verifies."""
+    result = run_example(EXAMPLES / "ci" / "run.sh", tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.rstrip().endswith("ci finished (registry backend)")
+    pushed = next(line for line in result.stderr.splitlines() if line.startswith("pushed "))
+    digest = pushed.rsplit("@", 1)[1]
+    assert f"/acme/web@{digest}" in result.stdout, result.stdout
+    for name in ("github-actions.yml", "gitlab-ci.yml"):
+        text = (EXAMPLES / "ci" / name).read_text()
+        assert "examples/ci/push-and-sign.sh" in text and "tufoci verify" in text

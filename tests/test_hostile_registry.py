@@ -374,7 +374,7 @@ def test_metadata_bytes_that_differ_from_the_requested_digest_exit_12(hostile, w
         hostile.at(state)
     else:
         hostile.trust()
-    message = "UnsignedMetadataError" if what.startswith("timestamp") else "hash differently"
+    message = "not signed by enough of the keys" if what.startswith("timestamp") else "hash differently"
     rules = rule(world)
     hostile.attack(hostile.ref(ref), *(rules if isinstance(rules, tuple) else (rules,)), code=12,
                    message=("metadata rejected", message))
@@ -459,7 +459,7 @@ def test_rollback_of_the_timestamp_exits_12(hostile, world):
     hostile.at("B")
     rule = serve_manifest("acme/tuf", "timestamp", world.timestamps["A"])
     hostile.attack(hostile.ref("acme/web:1.0"), rule, code=12,
-                   message=("BadVersionNumberError", "timestamp version 2 must be >= 3"))
+                   message=("a rollback", "timestamp version 2 must be >= 3"))
 
 
 REPLAYED = {  # an older version's bytes served for the file the live timestamp/snapshot names
@@ -497,7 +497,7 @@ def test_rollback_signed_with_a_stolen_online_key_exits_12(hostile, world, role)
     timestamp = forger.timestamp(snapshot_version, snapshot, version=4)
     ref = "acme/team/app:1.0" if role == "delegated role" else "acme/web:1.0"
     hostile.attack(hostile.ref(ref), *forger.rules(timestamp), code=12,
-                   message=("BadVersionNumberError", *SIGNED_ROLLBACK[role]))
+                   message=("a rollback", *SIGNED_ROLLBACK[role]))
 
 
 def test_rollback_of_root_exits_12(hostile, world):
@@ -510,7 +510,7 @@ def test_rollback_of_root_exits_12(hostile, world):
     rules = [serve_manifest("rot/tuf", "timestamp", json.dumps(timestamp).encode()),
              serve_manifest("rot/tuf", "root.3", root1)]
     hostile.attack(hostile.ref("rot/web:1.0"), *rules, code=12,
-                   message=("BadVersionNumberError", "root version 3 instead got version 1"))
+                   message=("a rollback", "root version 3 instead got version 1"))
 
 
 def clone_maintainer(hostile: Hostile) -> Machine:
@@ -582,7 +582,7 @@ def test_mix_and_match_signed_with_a_stolen_online_key_exits_12(hostile, world):
     forger = Forger(world)
     snapshot = forger.snapshot({"targets": (3, world.file("acme/targets.2")[1])}, version=4)
     hostile.attack(hostile.ref("acme/web:1.0"), *forger.rules(forger.timestamp(4, snapshot, version=4)), code=12,
-                   message=("BadVersionNumberError", "Expected targets v3, got v2"))
+                   message=("a rollback", "Expected targets v3, got v2"))
 
 
 # -- endless data --------------------------------------------------------------------------------------------
@@ -752,13 +752,13 @@ NEXT_ROOT = {
                                    "requires credentials"),
     "403": (lambda w: Reply(403, [], b"{}"), 13, "refused access (HTTP 403)"),
     "500": (lambda w: Reply(500, [], b"{}"), 13, "answered HTTP 500"),
-    "404 (withheld)": (lambda w: Reply(404, [], b"{}"), 12, "UnsignedMetadataError"),
+    "404 (withheld)": (lambda w: Reply(404, [], b"{}"), 12, "not signed by enough of the keys"),
     "garbage manifest": (lambda w: Reply(200, [("Content-Type", OCI)], b"\x00garbage{"), 12,
                          "malformed metadata manifest"),
     "root.1 again": (lambda w: Reply(200, [("Content-Type", OCI)], w.registry.get_manifest("rot/tuf", "root.1")[0]), 12,
                      "Expected root version 2 instead got version 1"),
     "a root signed by nobody": (lambda w: Reply(200, [("Content-Type", OCI)], _unsigned_root(w)), 12,
-                                "UnsignedMetadataError"),
+                                "not signed by enough of the keys"),
 }
 
 
@@ -907,6 +907,7 @@ def test_odd_role_names_publish_verify_and_write_nowhere_else(hostile, world, tm
 def test_target_names_outside_the_reference_grammar_are_refused(hostile, ref, message):
     """Target names come from references: what the distribution grammar refuses never becomes a name."""
     hostile.trust()
+    hostile.proxy.reset_log()  # trust add compares the root with the registry's root.1
     before = cache_snapshot(hostile.consumer.home)
     result = hostile.consumer("verify", f"{hostile.host}/{ref}")
     assert_rejected(result, 2, message)
@@ -935,7 +936,7 @@ def test_duplicate_signatures_in_a_metadata_file_exit_12(hostile, world, role):
         snapshot = forger.snapshot({"targets": (3, targets)}, version=4)
         timestamp = forger.timestamp(4, snapshot, version=4)
     hostile.attack(hostile.ref("acme/web:1.0"), *forger.rules(timestamp), code=12,
-                   message=("metadata rejected", "DeserializationError"))
+                   message=("metadata rejected", "Failed to deserialize"))
 
 
 def test_python_tuf_counts_one_key_listed_under_two_keyids_twice():
@@ -1026,8 +1027,8 @@ def test_a_delegated_key_whose_type_does_not_match_its_scheme_is_rejected_exit_1
     timestamp = _forge_mismatched_delegation(world, forger)
     before = cache_snapshot(hostile.consumer.home)
     hostile.proxy.add(*forger.rules(timestamp))
-    assert_rejected(hostile.consumer("verify", hostile.ref("acme/bad/app:1.0")), 12, "DeserializationError")
+    assert_rejected(hostile.consumer("verify", hostile.ref("acme/bad/app:1.0")), 12, "Failed to deserialize")
     hostile.proxy.clear()
     assert cache_snapshot(hostile.consumer.home) == before
     hostile.attack(hostile.ref("acme/web:1.0"), *forger.rules(timestamp), code=12,
-                   message=("metadata rejected", "DeserializationError"))
+                   message=("metadata rejected", "Failed to deserialize"))

@@ -90,7 +90,7 @@ def test_revoked_key_is_rejected_and_earlier_tags_keep_verifying(signed, role, o
     publish_signed_by(signed, role, old_key)
     result = cluster("verify", f"{scope}/web:1.0", f"{scope}/team/app:1.0")
     assert result.exit_code == 12
-    assert "UnsignedMetadataError" in result.stderr
+    assert "not signed by enough of the keys" in result.stderr
 
 
 def test_root_rotation_clients_walk_the_chain(signed):
@@ -129,7 +129,7 @@ def test_fast_forward_attack_recovered_by_rotating_the_online_key(signed):
     cluster.ok("verify", f"{scope}/web:1.0")  # validly signed: the client now trusts version 10**9
     tuf.put_manifest("timestamp", legit, MANIFEST_MEDIA_TYPE)  # the attacker leaves
     stuck = cluster("verify", f"{scope}/web:1.0")
-    assert stuck.exit_code == 12 and "BadVersionNumberError" in stuck.stderr  # legit timestamp looks like a rollback
+    assert stuck.exit_code == 12 and "a rollback" in stuck.stderr  # legit timestamp looks like a rollback
 
     # recovery: the security team rotates the compromised online key in root
     maintainer.new_key("online2", "--unencrypted")

@@ -78,3 +78,40 @@ def test_concurrent_publish_is_refused_and_loses_nothing(published, tmp_path, ho
     use_home(monkeypatch, tmp_path / "consumer")
     ok(run_tufoci("verify", f"{scope}/web:1.1"))
     assert run_tufoci("verify", f"{scope}/web:1.0").exit_code == 10  # the other maintainer's removal survived
+
+
+@pytest.mark.parametrize("step,live", [("timestamp", False), ("after-timestamp", True)])
+def test_ctrl_c_during_or_after_publish_says_exactly_what_happened(published, step, live, tmp_path, home,
+                                                                   monkeypatch):
+    """Issue 18: Ctrl-C after the new state went live said 'aborted' (exit 130) although it was live."""
+    scope = published
+    ok(run_tufoci("target", "add", f"{scope}/web:1.1"))
+    tufoci = str(Path(sys.executable).with_name("tufoci"))
+    env = {**os.environ, push.INTERRUPT_ENV: step}
+    interrupted = subprocess.run([tufoci, "publish", scope], env=env, capture_output=True, text=True, timeout=60)
+    assert interrupted.returncode == 130, interrupted.stderr
+    assert len(interrupted.stderr.strip().splitlines()) == 1 and "Traceback" not in interrupted.stderr
+    staged = ok(run_tufoci("status", scope, "-o", "json")).stdout.count('"web:1.1"')
+    use_home(monkeypatch, tmp_path / "consumer")
+    if live:
+        assert f"published targets v3, snapshot v3, timestamp v3 to {scope} before the interrupt" \
+            in interrupted.stderr
+        ok(run_tufoci("verify", f"{scope}/web:1.1"))
+        assert staged == 0  # recorded as published: a re-run would not apply it again
+    else:
+        assert f"nothing went live in {scope}; staged changes kept" in interrupted.stderr
+        assert run_tufoci("verify", f"{scope}/web:1.1").exit_code == 10
+        assert staged == 1
+
+
+def test_a_slow_publish_shows_progress_on_stderr(published, monkeypatch):
+    """Issue 18: a publish over a second says what it is doing (stderr; stdout stays the result)."""
+    import tufoci.cli as cli
+
+    scope = published
+    ok(run_tufoci("target", "add", f"{scope}/web:1.1"))
+    quick = cli._late_progress
+    monkeypatch.setattr(cli, "_late_progress", lambda after=1.0: quick(0.0))  # as if every step were slow
+    result = ok(run_tufoci("publish", scope))
+    assert "tufoci: pushing 3 metadata files" in result.stderr and "the timestamp moves last" in result.stderr
+    assert "pushing" not in result.stdout

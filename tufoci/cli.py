@@ -214,8 +214,11 @@ def key_import(name: str, public_key: str, uri: str | None) -> None:
     """Add a public key (a file or the JSON 'key export' prints), optionally with its signer URI."""
     from tufoci.keys import import_key
 
-    imported = import_key(_state(), name, public_key, uri=uri)
+    unchecked: list[str] = []
+    imported = import_key(_state(), name, public_key, uri=uri, unchecked=unchecked)
     _echo(f"{imported.name} {imported.keyid}")
+    for note in unchecked:
+        _echo(f"tufoci: note: not checked: {note}", err=True)
 
 
 @key.command("import-hsm")
@@ -306,29 +309,46 @@ def target() -> None:
 @target.command("add")
 @click.argument("references", nargs=-1)
 @click.option("--role", default="targets", show_default=True, help="The role that signs them (a delegated role).")
+@click.option("--digest-file", "digest_file", type=click.File("r"),
+              help="Sign what the build pushed: skopeo copy --digestfile, docker buildx --metadata-file or "
+                   "--iidfile, an OCI layout's index.json, or lines 'REF DIGEST SIZE [MEDIATYPE]' ('-' for stdin).")
+@click.option("--digest-format", type=click.Choice(["auto", "list", "digest", "buildx-metadata", "oci-index"]),
+              default="auto", show_default=True, help="Format of --digest-file (auto: detected from its contents).")
 @click.option("--from-file", "from_file", type=click.File("r"),
-              help="Digests from the build: lines 'REF DIGEST SIZE [MEDIATYPE]' ('-' for stdin); no registry request.")
+              help="Same as --digest-file FILE --digest-format list (no registry request).")
+@click.option("--allow-tag-mismatch", is_flag=True,
+              help="Sign REPO:TAG@DIGEST although the registry serves another digest for TAG (warns).")
 @click.option("--publish", "and_publish", is_flag=True,
               help="Then publish what is staged in those scopes (one process: 'tufoci publish' after).")
 @password_stdin_option
 @registry_options
 @output_option
-def target_add(references, role, from_file, and_publish, password_stdin, plain_http, insecure, ca_file,
-               output) -> None:
+def target_add(references, role, digest_file, digest_format, from_file, allow_tag_mismatch, and_publish,
+               password_stdin, plain_http, insecure, ca_file, output) -> None:
     """Stage REGISTRY/SCOPE/REPO:TAG references; their digests come from the bytes downloaded
-    (or, with --from-file, from the build that pushed them)."""
-    from tufoci.repo_tool.staging import parse_build_record, stage_built_targets, stage_targets
+    (or, with --digest-file, from the build that pushed them)."""
+    from tufoci.repo_tool.staging import stage_digest_file, stage_targets
 
-    if bool(references) == bool(from_file):
-        raise UsageError("give references or --from-file, not both (and not neither)")
-    if password_stdin and from_file is not None and getattr(from_file, "name", "<stdin>") == "<stdin>":
-        raise UsageError("--from-file - and --password-stdin both read standard input: give the records as a file")
-    state, options = _state(), _registry_kwargs(plain_http, insecure, ca_file)
     if from_file:
-        records = [parse_build_record(line) for line in from_file if line.strip() and not line.startswith("#")]
-        changes = stage_built_targets(state, records, role=role)
+        if digest_file:
+            raise UsageError("give --digest-file or --from-file, not both")
+        digest_file, digest_format = from_file, "list"
+    if not references and not digest_file:
+        raise UsageError("give references, --digest-file or --from-file")
+    if password_stdin and digest_file is not None and getattr(digest_file, "name", "<stdin>") == "<stdin>":
+        raise UsageError("--digest-file - and --password-stdin both read standard input: give the records as a file")
+    state, options = _state(), _registry_kwargs(plain_http, insecure, ca_file)
+
+    def warn(line: str) -> None:
+        _echo(f"tufoci: warning: {line}", err=True)
+
+    if digest_file:
+        changes = stage_digest_file(state, digest_file.read(), list(references), fmt=digest_format,
+                                    source=f"digest file {getattr(digest_file, 'name', '-')}", role=role,
+                                    allow_tag_mismatch=allow_tag_mismatch, warn=warn, **options)
     else:
-        changes = stage_targets(state, list(references), role=role, **options)
+        changes = stage_targets(state, list(references), role=role, allow_tag_mismatch=allow_tag_mismatch,
+                                warn=warn, **options)
     results = _publish_scopes(state, [c.scope for c in changes], password_stdin, options) if and_publish else None
     if output == "json":
         staged = [_change_json(c) for c in changes]
@@ -347,13 +367,27 @@ def _publish_scopes(state, scopes: list[str], password_stdin: bool, options: dic
     secrets, results = _secrets_handler(password_stdin), []
     try:
         for scope in dict.fromkeys(scopes):
-            results.append(do_publish(state, scope, secrets=secrets, **options))
+            results.append(do_publish(state, scope, secrets=secrets, progress=_late_progress(), **options))
     except TufociError:
         for result in results:
             _echo(f"published {result.scope} before the error: "
                    + ", ".join(f"{role} v{v}" for role, v in result.published.items()), err=True)
         raise
     return results
+
+
+def _late_progress(after: float = 1.0) -> Callable[[str], None]:
+    """Progress lines on stderr, once the operation has taken ``after`` seconds (issue 18): a quick
+    publish stays quiet, a slow one says what it is doing."""
+    import time
+
+    start = time.monotonic()
+
+    def report(line: str) -> None:
+        if time.monotonic() - start >= after:
+            _echo(f"tufoci: {line}…", err=True)
+
+    return report
 
 
 def _change_json(c) -> dict:
@@ -365,11 +399,13 @@ def _change_json(c) -> dict:
 @click.argument("scope")
 @click.argument("names", nargs=-1, required=True)
 @click.option("--role", default="targets", show_default=True, help="The role that signed them.")
-def target_remove(scope, names, role) -> None:
-    """Stage the removal of target NAMES (e.g. web:1.0) from SCOPE."""
+@registry_options
+def target_remove(scope, names, role, plain_http, insecure, ca_file) -> None:
+    """Stage the removal of target NAMES (e.g. web:1.0) from SCOPE; each must be signed by ROLE."""
     from tufoci.repo_tool.staging import stage_removals
 
-    for c in stage_removals(_state(), scope, list(names), role=role):
+    for c in stage_removals(_state(), scope, list(names), role=role,
+                            **_registry_kwargs(plain_http, insecure, ca_file)):
         _echo(f"staged removal of {c.name} from {c.scope}")
 
 
@@ -485,7 +521,7 @@ def publish(scope, dry_run, password_stdin, plain_http, insecure, ca_file, outpu
 
     state = _state()
     result = do_publish(state, scope, secrets=_secrets_handler(password_stdin), dry_run=dry_run,
-                        **_registry_kwargs(plain_http, insecure, ca_file))
+                        progress=_late_progress(), **_registry_kwargs(plain_http, insecure, ca_file))
     if output == "json":
         _emit_json(result.to_dict())
         return
@@ -568,11 +604,12 @@ def delegate(scope, role, keys, paths, threshold, terminating, parent, bins) -> 
 @click.argument("scope")
 @click.argument("role")
 @click.option("--parent", default="targets", show_default=True, help="The delegating role.")
-def undelegate(scope, role, parent) -> None:
+@registry_options
+def undelegate(scope, role, parent, plain_http, insecure, ca_file) -> None:
     """Stage the removal of ROLE's delegation from its parent."""
     from tufoci.repo_tool.delegations import stage_undelegation
 
-    stage_undelegation(_state(), scope, role, parent=parent)
+    stage_undelegation(_state(), scope, role, parent=parent, **_registry_kwargs(plain_http, insecure, ca_file))
     _echo(f"staged: {parent} no longer delegates to {role}")
 
 
@@ -890,19 +927,24 @@ def trust() -> None:
 @click.option("--root", "root_file", type=click.Path(exists=True, dir_okay=False), help="Root metadata file to pin.")
 @click.option("--root-sha256", help="Pin the root in the registry whose sha256 is this.")
 @click.option("--metadata", help="Metadata repository (default SCOPE/tuf), or an http(s):// URL of a static mirror.")
+@click.option("--replace", is_flag=True, help="Replace the scope's existing pin (it is refused otherwise).")
 @registry_options
-def trust_add(scope, root_file, root_sha256, metadata, plain_http, insecure, ca_file) -> None:
+def trust_add(scope, root_file, root_sha256, metadata, replace, plain_http, insecure, ca_file) -> None:
     """Trust SCOPE's metadata, anchored at a root obtained out of band (no TOFU)."""
-    from tufoci.client.trust_pins import add_pin, fetch_root_by_sha256
+    from tufoci.client.trust_pins import add_pin, check_root_in_registry, fetch_root_by_sha256, full_sha256
 
     if bool(root_file) == bool(root_sha256):
         raise UsageError("give exactly one of --root FILE or --root-sha256 HEX")
+    options = _registry_kwargs(plain_http, insecure, ca_file)
     if root_file:
         with open(root_file, "rb") as f:
             data = f.read()
+        note = check_root_in_registry(scope, data, metadata, **options)
+        if note:
+            _echo(f"tufoci: warning: {note}", err=True)
     else:
-        data = fetch_root_by_sha256(scope, root_sha256, metadata, **_registry_kwargs(plain_http, insecure, ca_file))
-    pin = add_pin(_state(), scope, root_data=data, metadata=metadata, expected_sha256=root_sha256)
+        data = fetch_root_by_sha256(scope, full_sha256(root_sha256), metadata, **options)
+    pin = add_pin(_state(), scope, root_data=data, metadata=metadata, expected_sha256=root_sha256, replace=replace)
     _echo(f"trusting {pin.scope} (metadata {pin.metadata}, root sha256 {pin.root_sha256})")
 
 

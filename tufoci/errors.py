@@ -53,6 +53,12 @@ class ThresholdError(PublishError):
     """Not enough signatures are available to meet a role's threshold."""
 
 
+class InterruptedPublishError(PublishError):
+    """Ctrl-C during a publish: the message says whether the new state went live (exit 130, as for SIGINT)."""
+
+    exit_code = 130
+
+
 class NotSignedError(TufociError):
     """The trusted metadata has no entry for this target (exit 10)."""
 

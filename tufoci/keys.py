@@ -132,19 +132,27 @@ def generate_key(
     return key
 
 
-def import_key(state: State, name: str, spec: str, *, uri: str | None = None) -> KeyRef:
+def import_key(state: State, name: str, spec: str, *, uri: str | None = None,
+               unchecked: list[str] | None = None) -> KeyRef:
     """Add a key to the catalogue: another maintainer's public key, or a key
-    this machine can sign with (``uri``: an ``hsm:``/KMS URI for that public key)."""
+    this machine can sign with (``uri``: an ``hsm:``/KMS URI for that public key).
+
+    ``uri`` is checked as far as it can be without a secret (tufoci.key_uri_checks); what could
+    not be checked is appended to ``unchecked``, for the caller to say.
+
+    Raises:
+        SigningKeyError: a bad name, a name taken, or a URI that cannot sign for this public key.
+    """
+    from tufoci.key_uri_checks import check_private_uri
+
     _check_name(name)
     if state.query("SELECT 1 FROM keys WHERE name = ?", (name,)):
         raise SigningKeyError(f"a key named {name!r} already exists")
     key = _parse_key_spec(spec)
-    if uri and uri.partition(":")[0] == CryptoSigner.SCHEME:
-        # issue 20.8: a file that loads without a secret is checked now (others at their first signature)
-        held = _parse_key_spec(uri).public
-        if held.keyid != key.public.keyid:
-            raise SigningKeyError(f"{uri} holds key {held.keyid}, not the public key given for {name} "
-                                  f"({key.public.keyid}): refused")
+    if uri:
+        notes = check_private_uri(uri, key.public, name)
+        if unchecked is not None:
+            unchecked.extend(notes)
     key = KeyRef(key.public, uri or key.uri, name)
     _store(state, key, action="key-import")
     return key
@@ -282,12 +290,31 @@ def require_distinct(keys: list[KeyRef] | list[Key]) -> None:
         seen[material] = key.keyid
 
 
+MIN_KEYID_PREFIX = 8
+
+
 def resolve_key(state: State, spec: str) -> KeyRef:
-    """Turn a KEY argument into a key: catalogue name, private key URI, or public key."""
-    rows = state.query("SELECT * FROM keys WHERE name = ? OR keyid = ?", (spec, spec))
+    """Turn a KEY argument into a key, named the way the user last saw it (issue 18): a catalogue
+    name, a key id or a unique prefix of one (at least 8 hex digits), the URI ``key generate``
+    printed, a private key URI, or a public key (JSON or file). A key the catalogue holds is
+    returned as the catalogue has it, so its private URI comes along.
+
+    Raises:
+        SigningKeyError: nothing matches, or a key id prefix matches several keys.
+    """
+    rows = state.query("SELECT * FROM keys WHERE name = ? OR keyid = ? OR uri = ?", (spec, spec, spec))
     if rows:
         return _row_to_key(rows[0])
-    return _parse_key_spec(spec)
+    if len(spec) >= MIN_KEYID_PREFIX and re.fullmatch(r"[0-9a-f]+", spec):
+        rows = state.query("SELECT * FROM keys WHERE keyid LIKE ?", (spec + "%",))
+        if len(rows) > 1:
+            raise SigningKeyError(f"key id prefix {spec} matches {len(rows)} keys "
+                                  f"({', '.join(r['name'] for r in rows)}): give more digits or the name")
+        if rows:
+            return _row_to_key(rows[0])
+    key = _parse_key_spec(spec)
+    rows = state.query("SELECT * FROM keys WHERE keyid = ?", (key.keyid,))
+    return _row_to_key(rows[0]) if rows and key.uri is None else key
 
 
 def held_key(state: State, keyid: str) -> KeyRef | None:

@@ -124,6 +124,10 @@ def parse_repository(text: str) -> Repository:
     if not text or len(text) > _MAX_NAME:
         raise InvalidReferenceError(f"invalid repository name {text!r}")
     first, sep, rest = text.partition("/")
+    if not sep and ":" in first and _DOMAIN_RE.fullmatch(first):
+        # issue 18: 'localhost:5000' is a registry; read as a Docker Hub path it would be 'library/localhost:5000'
+        raise InvalidReferenceError(f"{text!r} names a registry, not a scope: a scope needs a namespace "
+                                    f"(e.g. {text}/acme)")
     is_domain = sep and ("." in first or ":" in first or first == "localhost" or first != first.lower())
     if is_domain:
         registry, path = first, rest

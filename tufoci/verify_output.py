@@ -22,5 +22,9 @@ def render_results(results: list[dict], output: str, out: "TextIO", err: "TextIO
                     err.write(printable(f"tufoci: {r['pinned']} is signed as tag(s) {', '.join(r['tags'])}") + "\n")
     failures = [r for r in results if not r["verified"]]
     for r in failures:
-        err.write(f"tufoci: error: {printable(r['error']['message'])}\n")
+        # issue 18: in a batch every line says which reference it is about
+        message = r["error"]["message"]
+        if len(results) > 1 and r["reference"] not in message:
+            message = f"{r['reference']}: {message}"
+        err.write(f"tufoci: error: {printable(message)}\n")
     return failures[0]["error"]["code"] if failures else 0

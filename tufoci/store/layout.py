@@ -40,6 +40,9 @@ class LayoutRepository(RepositoryStore):
     def __repr__(self) -> str:
         return f"LayoutRepository({self.path!r})"
 
+    def __str__(self) -> str:  # the name users know, for messages (issue 18: no Python internals)
+        return f"oci:{self.path}"
+
     # -- helpers -----------------------------------------------------------
     def _blob_path(self, digest: str) -> str:
         # layout §6: only well-formed digests become paths (no traversal)

@@ -529,6 +529,9 @@ class RegistryRepository(RepositoryStore):
     def __repr__(self) -> str:
         return f"RegistryRepository({self.client.registry}/{self.path})"
 
+    def __str__(self) -> str:  # the name users know, for messages (issue 18: no Python internals)
+        return f"{self.client.registry}/{self.path}"
+
     def get_manifest(self, reference: str, *, max_bytes: int = MAX_MANIFEST_BYTES) -> Manifest:
         what = f"manifest {self.client.registry}/{self.path}:{reference}"
         status, headers, data = self.client.request(

@@ -2,8 +2,8 @@
 
 Clients reject an expired timestamp, so a trust repository needs its timestamp
 re-signed well before it expires (default period 1 day). ``refresh_timestamp``
-does one refresh; ``run_every`` keeps doing it as a long-running service that
-survives registry outages and stops cleanly on SIGTERM.
+does one refresh; the online service (online_service.py) keeps doing it, and
+promotes complete proposals, as a long-running process.
 """
 
 from __future__ import annotations
@@ -11,16 +11,13 @@ from __future__ import annotations
 import datetime
 import hashlib
 import logging
-import signal
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from securesystemslib.signer import SecretsHandler
 
 from tufoci.client.refresh import metadata_store, trusted_session
 from tufoci.client.trust_pins import pin_for_scope
-from tufoci.errors import ThresholdError, TufociError
+from tufoci.errors import ThresholdError
 from tufoci.repo_tool.expiry import parse_duration
 from tufoci.repo_tool.high_water import Mark, check_not_older, check_revival, load_marks, observed, record_marks
 from tufoci.repo_tool.plan import load_current
@@ -110,43 +107,3 @@ def _sign_online(metadata, signers, threshold: int) -> None:
             "run the timestamp service where the online key is"
         )
     sign_with(metadata, signers)
-
-
-def run_every(
-    every: datetime.timedelta,
-    refresh: Callable[[], Refreshed],
-    report: Callable[[str], None],
-    *,
-    stop: threading.Event | None = None,
-    retry_after: datetime.timedelta = datetime.timedelta(seconds=30),
-) -> int:
-    """Refresh every ``every`` until SIGTERM/SIGINT; a failed refresh is retried sooner.
-
-    Returns the number of successful refreshes. Never raises for a registry
-    outage: it reports it and keeps going, because stopping would let the
-    timestamp expire.
-    """
-    stop = stop or threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    done = 0
-    try:
-        while not stop.is_set():
-            try:
-                result = refresh()
-            except TufociError as e:
-                wait = min(every, retry_after)
-                report(f"refresh failed: {e}; retrying in {int(wait.total_seconds())} s")
-            else:
-                done += 1
-                wait = every
-                report(
-                    f"{result.scope}: timestamp v{result.timestamp_version} expires "
-                    f"{result.timestamp_expires:%Y-%m-%dT%H:%M:%SZ}"
-                    + (f", snapshot re-signed as v{result.snapshot_version}" if result.snapshot_resigned else "")
-                )
-            stop.wait(wait.total_seconds())
-        report("stopping: signal received")
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return done

@@ -17,6 +17,7 @@ from tufoci.json_keys import camel_keys
 from tufoci.layout_spec import target_media_type
 from tufoci.repo_tool.expiry import parse_duration
 from tufoci.repo_tool.plan import load_current
+from tufoci.repo_tool.next_steps import expiry_step, proposal_step, staged_step
 from tufoci.repo_tool.roles import RoleTree
 from tufoci.repo_tool.sessions import key_names, review_session
 from tufoci.repo_tool.staging import staged_changes
@@ -65,11 +66,20 @@ def scope_status(
             rows = [(md.signed.type, md.signed, current.root.signed.roles[md.signed.type])
                     for md in (current.root, current.targets, current.snapshot, current.timestamp)]
             rows += [(r, tree.metadata(r).signed, tree.delegation(r)) for r in tree.walk() if r != "targets"]
-        report["proposals"] = [r.to_dict(key_names(state)) for r in reviews]
+        names = key_names(state)
+        report["proposals"] = [r.to_dict(names) for r in reviews]
         report["ignoredProposals"] = [i.to_dict() for i in plan.ignored]
     except TufociError as e:
         report["error"] = str(e)
         return report
+    # issue 15.6: what happens next, per role, and who must do it
+    steps = []
+    for proposal in report["proposals"]:
+        proposal["next"] = proposal_step(pin.scope, proposal)
+        steps.append({"role": proposal["role"], **proposal["next"]})
+    for role in dict.fromkeys(c["role"] for c in report["staged"]):
+        opened = plan.from_registry.get(role)
+        steps.append({"role": role, **staged_step(pin.scope, role, opened.version if opened else None)})
     windows = warning_windows(current.expiry_periods, warn)
     now = now_utc()
     for name, signed, role in rows:
@@ -83,8 +93,14 @@ def scope_status(
                 "warning": "expired" if signed.expires <= now else "expires soon" if signed.expires - now <= window else None,
                 "threshold": role.threshold,
                 "keys": len(role.keyids),
+                "keyNames": [names.get(k) or k[:16] for k in role.keyids],
             }
         )
+        row = report["roles"][-1]
+        row["next"] = expiry_step(pin.scope, name, row["warning"], list(role.keyids), names)
+        if row["next"]:
+            steps.append({"role": name, **row["next"]})
+    report["next"] = steps
     return report
 
 

@@ -10,7 +10,14 @@ with the keys this machine holds. If that meets the role's threshold the
 version is published; otherwise it is pushed as a proposal for other
 maintainers to sign (``tufoci sign``). Complete proposals found in the registry
 are published too. Publishing needs the online key (snapshot and timestamp);
-without it, ready versions wait as complete proposals for whoever holds it.
+without it, ready versions wait as complete proposals that the online service
+(``tufoci online-service``, repo_tool/online_service.py) promotes with this same
+function (``promote_only``): the same plan, the same compare-and-swap on
+``timestamp``, plus its high-water marks.
+
+A change staged for a role whose next version is an open proposal is queued
+behind it (it stays staged) or, with ``fold``, folded into a new proposal of
+that version.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from tuf.api.metadata import Root
 from tufoci.client.refresh import metadata_store, trusted_session
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import NothingStagedError
+from tufoci.identity import actor_name, machine_id
+from tufoci.repo_tool.high_water import check_not_older, check_revival, load_marks, observed, record_marks
 from tufoci.repo_tool.plan import Plan, load_current
 from tufoci.repo_tool.proposals import IgnoredProposal, push_proposal, threshold_states
 from tufoci.repo_tool.push import MetadataFile, push_metadata
@@ -30,7 +39,7 @@ from tufoci.repo_tool.roles import RoleTree
 from tufoci.repo_tool.signing import available_signers, sign_with, would_sign
 from tufoci.repo_tool.staging import StagedChange, clear_staged, staged_changes
 from tufoci.repo_tool.versions import next_snapshot, next_timestamp, to_bytes
-from tufoci.state import State, actor, now_utc
+from tufoci.state import State, now_utc
 
 
 @dataclass
@@ -44,6 +53,8 @@ class PublishResult:
     awaiting_first_version: list[str] = field(default_factory=list)
     would_sign: dict[str, dict] = field(default_factory=dict)  # dry run: role -> {"version", "keyids"}
     ignored: list[IgnoredProposal] = field(default_factory=list)  # proposal tags nobody can publish, and why
+    queued: dict[str, int] = field(default_factory=dict)  # role -> open proposal version its changes wait behind
+    folded: dict[str, int] = field(default_factory=dict)  # role -> proposal version replaced (signatures asked again)
 
     def to_dict(self) -> dict:
         return {
@@ -55,6 +66,8 @@ class PublishResult:
             "awaitingFirstVersion": self.awaiting_first_version,
             "wouldSign": self.would_sign,
             "ignoredProposals": [i.to_dict() for i in self.ignored],
+            "queued": self.queued,
+            "folded": self.folded,
             "changes": [{"action": c.action, "role": c.role, "target": c.name, "digest": c.digest} for c in self.applied],
         }
 
@@ -77,6 +90,8 @@ def publish(
     *,
     secrets: SecretsHandler | None = None,
     dry_run: bool = False,
+    fold: bool = False,
+    promote_only: bool = False,
     **registry_options: object,
 ) -> PublishResult:
     """Sign staged changes; publish every version that meets its threshold, propose the rest.
@@ -84,20 +99,32 @@ def publish(
     A dry run decides exactly the same, but loads no key (no passphrase is asked),
     signs nothing and pushes nothing: ``would_sign`` says which roles and versions
     this machine's keys would sign, ``published``/``proposed`` what would be pushed.
+    ``promote_only`` is the online service's publish: this machine's staged changes
+    are left alone, only complete proposals go live, and never on top of a state
+    older than the high-water marks (then raised to what it published).
+
+    Raises:
+        NothingStagedError: nothing staged and no complete proposal.
+        ConcurrentPublishError: another publisher moved ``timestamp`` meanwhile (nothing lost).
+        MetadataRejectedError: (``promote_only``) the registry's state is older than the marks.
     """
     pin = pin_for_scope(state, scope_text)
-    changes = staged_changes(state, pin.scope)
+    changes = [] if promote_only else staged_changes(state, pin.scope)
     store = metadata_store(pin, **registry_options)
     with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
         current = load_current(session)
+        if promote_only:  # the online service never signs over a state older than one it saw, nor revives one
+            marks = load_marks(state, pin.scope)
+            check_not_older(pin.scope, marks, observed(session, current))
+            check_revival(pin.scope, current, now_utc(), have_marks=bool(marks), revive_expired=False)
         plan = Plan(RoleTree(session, current.root.signed), current, now_utc(), dry_run=dry_run)
         plan.add_registry_proposals(store)
-        plan.build_from_changes(state, changes, secrets)
+        applied = plan.build_from_changes(state, changes, secrets, fold=fold)
         plan.add_first_versions(state, secrets)
         plan.cascade(state, secrets)
         plan.hold_incomplete_sets()
     ignored = "".join(f"; ignored {i.tag}: {i.reason}" for i in plan.ignored)
-    if not plan.ready and not plan.short:
+    if not plan.ready and not plan.short and not plan.queued:
         raise NothingStagedError(
             f"nothing staged for {pin.scope} and no complete proposal: stage changes with 'tufoci target add' "
             f"first{ignored}"
@@ -108,8 +135,9 @@ def publish(
             f"{ignored}"
         )
 
-    result = PublishResult(pin.scope, applied=changes, dry_run=dry_run,
-                           awaiting_first_version=plan.awaiting_first_version, ignored=plan.ignored)
+    result = PublishResult(pin.scope, applied=applied, dry_run=dry_run,
+                           awaiting_first_version=plan.awaiting_first_version, ignored=plan.ignored,
+                           queued=plan.queued, folded={r: p.version for r, p in plan.folded.items()})
     root = plan.ready["root"].signed if "root" in plan.ready else current.root.signed
     online = _online_signers(state, root, secrets, dry_run) if plan.ready else None
     if plan.ready and online is None:
@@ -157,14 +185,14 @@ def publish(
             root_version=root.version,
             expected_timestamp=current.timestamp_manifest_digest,
         )
-    who = actor()
     for role, md in plan.short.items():
         if role not in plan.from_registry:  # open proposals are already there
-            push_proposal(store, role, md, who)
+            push_proposal(store, role, md, actor_name(state, md.signatures), machine_id(state),
+                          replace=plan.folded.get(role))
 
     promoted = [f"{role} v{p.version}" for role, p in plan.from_registry.items() if role in plan.ready]
     with state.transaction() as conn:
-        clear_staged(conn, pin.scope, changes)
+        clear_staged(conn, pin.scope, applied)
         if result.published:
             state.audit(conn, "publish", scope=pin.scope, role=",".join(sorted(result.published)),
                         versions=result.published,
@@ -176,6 +204,8 @@ def publish(
     if timestamp is not None:
         # read back what went live through the client workflow: proves it verifies,
         # and leaves this machine's cache at the new state
-        with trusted_session(state.home, pin, **registry_options):
-            pass
+        with trusted_session(state.home, pin, **registry_options) as session:
+            if promote_only:
+                with state.transaction() as conn:
+                    record_marks(conn, pin.scope, observed(session, load_current(session)))
     return result

@@ -45,6 +45,7 @@ def refresh_timestamp(
     secrets: SecretsHandler | None = None,
     force_snapshot: bool = False,
     revive_expired: bool = False,
+    settle: float = 0.0,
     **registry_options: object,
 ) -> Refreshed:
     """Publish the next timestamp; re-sign snapshot too when it would expire before the new timestamp.
@@ -52,11 +53,14 @@ def refresh_timestamp(
     The state signed over is never older than one this machine has seen or
     signed (its high-water marks in state.db, raised by every refresh); without
     marks, an expired timestamp is extended only with ``revive_expired``.
+    ``settle``: see push.push_metadata (the online service waits to see its
+    timestamp stay, so two services never both believe they wrote it).
 
     Raises:
         MetadataRejectedError: the registry's state is older than the marks, or expired with no marks
             and ``revive_expired`` not given (nothing is pushed).
         ThresholdError: this machine does not hold the online key(s).
+        ConcurrentPublishError: another publisher moved ``timestamp`` meanwhile.
     """
     pin = pin_for_scope(state, scope_text)
     with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
@@ -88,6 +92,7 @@ def refresh_timestamp(
         root_version=root.version,
         expected_timestamp=current.timestamp_manifest_digest,
         snapshot_data=snapshot_bytes,
+        settle=settle,
     )
     signed = {"timestamp": Mark(timestamp.signed.version, hashlib.sha256(timestamp_bytes).hexdigest())}
     if resign_snapshot:

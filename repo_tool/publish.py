@@ -42,6 +42,10 @@ from tufoci.repo_tool.versions import next_snapshot, next_timestamp, to_bytes
 from tufoci.state import State, now_utc
 
 
+SERVICE_FIELD = "x-tufoci-online-service"  # snapshot field: the publishing service's machine id
+ONLINE_SETTLE = 1.0  # seconds an online service waits to see that its timestamp stayed (push_metadata)
+
+
 @dataclass
 class PublishResult:
     scope: str
@@ -156,6 +160,11 @@ def publish(
         bins = plan.bins()
         snapshot = next_snapshot(current.snapshot, listed, periods, plan.now,
                                  without_hashes=bins.is_delegated_role if bins is not None else lambda role: False)
+        # two online services never write the same bytes, so the settle check of push_metadata
+        # tells their publishes apart (identical bytes would let both believe they won)
+        snapshot.signed.unrecognized_fields.pop(SERVICE_FIELD, None)
+        if promote_only:
+            snapshot.signed.unrecognized_fields[SERVICE_FIELD] = machine_id(state)
         sign_with(snapshot, online["snapshot"])
         snapshot_bytes = to_bytes(snapshot)
         files.append(MetadataFile("snapshot", snapshot.signed.version, snapshot_bytes))
@@ -184,6 +193,7 @@ def publish(
             MetadataFile("timestamp", timestamp.signed.version, to_bytes(timestamp)),
             root_version=root.version,
             expected_timestamp=current.timestamp_manifest_digest,
+            settle=ONLINE_SETTLE if promote_only else 0.0,
         )
     for role, md in plan.short.items():
         if role not in plan.from_registry:  # open proposals are already there

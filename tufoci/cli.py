@@ -641,14 +641,15 @@ def _run_online(scope, every, poll, force_snapshot, revive_expired, password_std
     from tufoci.repo_tool.expiry import parse_duration
     from tufoci.repo_tool.freshness import refresh_timestamp
     from tufoci.repo_tool.online_service import DEFAULT_POLL, STATUS_FILE, run_service
+    from tufoci.repo_tool.publish import ONLINE_SETTLE
     from tufoci.repo_tool.publish import publish as do_publish
 
     state = _state()
     secrets = _secrets_handler(password_stdin)
 
-    def refresh():
+    def refresh(settle: float = 0.0):
         return refresh_timestamp(state, scope, secrets=secrets, force_snapshot=force_snapshot,
-                                 revive_expired=revive_expired, **options)
+                                 revive_expired=revive_expired, settle=settle, **options)
 
     if every is None:
         if poll is not None:
@@ -663,7 +664,7 @@ def _run_online(scope, every, poll, force_snapshot, revive_expired, password_std
         _echo(json.dumps({"time": stamp, **record}), err=True)
 
     run_service(scope, promote=lambda: do_publish(state, scope, secrets=secrets, promote_only=True, **options),
-                refresh=refresh, every=parse_duration(every),
+                refresh=lambda: refresh(ONLINE_SETTLE), every=parse_duration(every),
                 poll=parse_duration(poll) if poll else DEFAULT_POLL,
                 status_path=state.path(STATUS_FILE), log=log)
 

@@ -58,3 +58,14 @@ def test_rotate_keys(backend: str, tmp_path: Path):
     assert f"rotate-keys finished ({backend} backend)" in result.stderr
     assert "0 of 1 signatures" in result.stdout + result.stderr  # the revoked key counts for nothing
     assert result.stdout.count("/acme/web@sha256:") >= 4  # the cluster kept verifying through every rotation
+
+
+@pytest.mark.parametrize("backend", [pytest.param("registry", marks=needs_registry), "layout"])
+def test_online_service(backend: str, tmp_path: Path):
+    """Issue 15 story: the team publishes without the online key; the online service makes it live."""
+    result = run_example(EXAMPLES / "online-service" / "run.sh", tmp_path, TUFOCI_DEMO_BACKEND=backend)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.rstrip().endswith(f"online-service finished ({backend} backend)")
+    assert "proposed web v1: 1 of 2 signatures" in result.stdout
+    assert '"promoted": ["web"]' in result.stderr
+    assert "/acme/web/frontend@sha256:" in result.stdout

@@ -587,7 +587,8 @@ def sign(scope, role, expect, password_stdin, plain_http, insecure, ca_file, out
     for item, keyids in done:
         who = ", ".join(names.get(k, k[:12]) for k in keyids)
         _echo(f"signed {item.proposal.role} v{item.proposal.version} with {who}")
-    _echo(f"see 'tufoci status {scope}'; 'tufoci publish {scope}' makes complete proposals live", err=True)
+    _echo(f"see 'tufoci status {scope}'; the online service (or 'tufoci publish {scope}' where the online key "
+          f"is) makes complete proposals live", err=True)
 
 
 @cli.command()

@@ -17,6 +17,7 @@ from tufoci.json_keys import camel_keys
 from tufoci.layout_spec import target_media_type
 from tufoci.repo_tool.expiry import parse_duration
 from tufoci.repo_tool.plan import load_current
+from tufoci.repo_tool.genesis import GenesisTree
 from tufoci.repo_tool.next_steps import expiry_step, proposal_step, staged_step
 from tufoci.repo_tool.roles import RoleTree
 from tufoci.repo_tool.sessions import key_names, review_session
@@ -63,8 +64,11 @@ def scope_status(
         # one refresh serves both the roles and the proposals
         with review_session(state, scope_text, registry_options) as (_, _, plan, reviews):
             current, tree = plan.current, plan.tree
+            genesis = isinstance(tree, GenesisTree)  # issue 15.1: only the pinned root v1 exists yet
+            report["awaitingFirstSignatures"] = genesis
             rows = [(md.signed.type, md.signed, current.root.signed.roles[md.signed.type])
-                    for md in (current.root, current.targets, current.snapshot, current.timestamp)]
+                    for md in (current.root, *(() if genesis else (current.targets, current.snapshot,
+                                                                   current.timestamp)))]
             rows += [(r, tree.metadata(r).signed, tree.delegation(r)) for r in tree.walk() if r != "targets"]
         names = key_names(state)
         report["proposals"] = [r.to_dict(names) for r in reviews]

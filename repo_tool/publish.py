@@ -28,6 +28,7 @@ from securesystemslib.signer import SecretsHandler, Signer
 from tuf.api.metadata import Root
 
 from tufoci.client.refresh import metadata_store, trusted_session
+from tufoci.repo_tool.genesis import maintainer_view
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import NothingStagedError
 from tufoci.identity import actor_name, machine_id
@@ -35,7 +36,6 @@ from tufoci.repo_tool.high_water import check_not_older, check_revival, load_mar
 from tufoci.repo_tool.plan import Plan, load_current
 from tufoci.repo_tool.proposals import IgnoredProposal, push_proposal, threshold_states
 from tufoci.repo_tool.push import MetadataFile, push_metadata
-from tufoci.repo_tool.roles import RoleTree
 from tufoci.repo_tool.signing import available_signers, sign_with, would_sign
 from tufoci.repo_tool.staging import StagedChange, clear_staged, staged_changes
 from tufoci.repo_tool.versions import next_snapshot, next_timestamp, to_bytes
@@ -115,13 +115,13 @@ def publish(
     pin = pin_for_scope(state, scope_text)
     changes = [] if promote_only else staged_changes(state, pin.scope)
     store = metadata_store(pin, **registry_options)
-    with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
-        current = load_current(session)
-        if promote_only:  # the online service never signs over a state older than one it saw, nor revives one
+    with maintainer_view(state.home, pin, store, now_utc(), registry_options) as (current, tree, session):
+        genesis = session is None  # issue 15.1: version 1 is still being signed
+        if promote_only and not genesis:  # the online service never signs over a state older than one it saw
             marks = load_marks(state, pin.scope)
             check_not_older(pin.scope, marks, observed(session, current))
             check_revival(pin.scope, current, now_utc(), have_marks=bool(marks), revive_expired=False)
-        plan = Plan(RoleTree(session, current.root.signed), current, now_utc(), dry_run=dry_run)
+        plan = Plan(tree, current, now_utc(), dry_run=dry_run)
         plan.add_registry_proposals(store)
         applied = plan.build_from_changes(state, changes, secrets, fold=fold)
         plan.add_first_versions(state, secrets)
@@ -165,10 +165,15 @@ def publish(
         snapshot.signed.unrecognized_fields.pop(SERVICE_FIELD, None)
         if promote_only:
             snapshot.signed.unrecognized_fields[SERVICE_FIELD] = machine_id(state)
+        if genesis:  # the first complete set: root v1 (pinned), snapshot v1, timestamp v1
+            snapshot.signed.version = 1
+            files.insert(0, MetadataFile("root", 1, to_bytes(current.root)))
         sign_with(snapshot, online["snapshot"])
         snapshot_bytes = to_bytes(snapshot)
         files.append(MetadataFile("snapshot", snapshot.signed.version, snapshot_bytes))
         timestamp = next_timestamp(current.timestamp, snapshot.signed.version, snapshot_bytes, periods, plan.now)
+        if genesis:
+            timestamp.signed.version = 1
         sign_with(timestamp, online["timestamp"])
         result.published = {f.role: f.version for f in files} | {"timestamp": timestamp.signed.version}
     for role, md in plan.short.items():

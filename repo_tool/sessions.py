@@ -15,15 +15,15 @@ from dataclasses import dataclass
 
 from securesystemslib.signer import SecretsHandler
 
-from tufoci.client.refresh import metadata_store, trusted_session
+from tufoci.client.refresh import metadata_store
+from tufoci.repo_tool.genesis import maintainer_view
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import ReviewMismatchError, SigningKeyError, UsageError
 from tufoci.keys import list_keys
 from tufoci.layout_spec import proposal_tag
-from tufoci.repo_tool.plan import Plan, load_current
+from tufoci.repo_tool.plan import Plan
 from tufoci.repo_tool.proposals import Proposal, discard_proposal, push_signatures, sign_proposal
 from tufoci.repo_tool.review import describe, fingerprint, fingerprint_matches
-from tufoci.repo_tool.roles import RoleTree
 from tufoci.repo_tool.signing import available_signers
 from tufoci.identity import actor_name, machine_id
 from tufoci.state import Pin, State, now_utc
@@ -68,9 +68,8 @@ def review_session(state: State, scope_text: str, registry_options: dict) -> Ite
     against its delegator as it will be (a pending root decides the targets keys)."""
     pin = pin_for_scope(state, scope_text)
     store = metadata_store(pin, **registry_options)
-    with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
-        current = load_current(session)
-        plan = Plan(RoleTree(session, current.root.signed), current, now_utc())
+    with maintainer_view(state.home, pin, store, now_utc(), registry_options) as (current, tree, _):
+        plan = Plan(tree, current, now_utc())
         plan.add_registry_proposals(store)
         plan.hold_incomplete_sets()
         reviews = []

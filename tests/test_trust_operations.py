@@ -193,3 +193,46 @@ def test_status_says_what_happens_next_and_who(team):
     roles = {r["role"]: r for r in status_of(bob, scope)["roles"]}
     assert "bob" in roles["targets"]["keyNames"]  # alice's key is not in bob's catalogue: a key id prefix
     assert roles["targets"]["next"] is None
+
+
+def test_init_with_a_threshold_this_machine_cannot_meet_is_an_initial_signing_session(registry, tmp_path: Path,
+                                                                                      home: Path, monkeypatch):
+    """Issue 15.1: targets 2 of 3 from init. Consumers see nothing until bob signs; then version 1 goes live
+    through the online service, which alice's machine hands the online key to."""
+    scope = f"{registry.host}/acme"
+    alice, bob, cluster, online = (Machine(n, tmp_path, monkeypatch) for n in ("alice", "bob", "cluster", "online"))
+    keys = [m.new_key(n) for m, n in ((alice, "alice"), (bob, "bob"), (cluster, "carol"))]
+    alice.new_key("root")
+    alice.new_key("online", "--unencrypted")
+    root_file = tmp_path / "root.json"
+    init = alice.ok("init", scope, "--root-key", "root", "--online-key", "online", "--root-out", str(root_file),
+                    "--targets-key", "alice", "--targets-key", str(keys[1]), "--targets-key", str(keys[2]),
+                    "--targets-threshold", "2", "-o", "json")
+    assert json.loads(init.stdout)["awaiting"] == {"targets": {"version": 1, "have": 1, "need": 2}}
+    assert registry.get_manifest("acme/tuf", "staged.targets.1")
+    for machine in (bob, cluster, online):
+        machine.ok("trust", "add", scope, "--root", str(root_file))
+    missing = cluster("verify", f"{scope}/web:1.0")
+    assert missing.exit_code == 13 and "awaiting its first signatures" in missing.stderr
+    by_hash = Machine("late", tmp_path, monkeypatch)("trust", "add", scope, "--root-sha256", "0" * 64)
+    assert by_hash.exit_code == 13 and "awaiting its first signatures" in by_hash.stderr
+
+    report = status_of(bob, scope)
+    assert report["awaitingFirstSignatures"] and [r["role"] for r in report["roles"]] == ["root"]
+    assert report["proposals"][0]["next"]["who"][0] == "bob"
+    reviewed_sign(bob, scope, "targets")
+    assert "targets v1 complete; goes live within 30 s (online service)" in bob.ok("publish", scope).stdout
+    assert cluster("verify", f"{scope}/web:1.0").exit_code == 13  # still nothing live
+
+    alice.share_key(online, "online")
+    service = start_service(online, scope)
+    try:
+        deadline = time.monotonic() + 60
+        while cluster("verify", f"{scope}/web:1.0").exit_code != 10:  # live: the tag is simply not signed
+            assert time.monotonic() < deadline, "version 1 did not go live"
+            time.sleep(0.5)
+    finally:
+        log = stop_service(service)
+    (published,) = [r for r in log if r["event"] == "published"]
+    assert published["versions"] == {"root": 1, "targets": 1, "snapshot": 1, "timestamp": 1}
+    assert status_of(alice, scope)["proposals"] == [] and not status_of(alice, scope)["awaitingFirstSignatures"]

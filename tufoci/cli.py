@@ -238,7 +238,13 @@ def init(scope, root_keys, root_threshold, targets_keys, targets_threshold, onli
     if output == "json":
         _emit_json(camel_keys(result.__dict__))
         return
-    _echo(f"initialised {result.scope} in {result.metadata_repository}", err=True)
+    if result.awaiting:
+        counts = ", ".join(f"{role} v{a['version']}: {a['have']} of {a['need']} signatures"
+                           for role, a in result.awaiting.items())
+        _echo(f"initial signing session for {result.scope} in {result.metadata_repository}: proposed {counts}; "
+              f"nothing is live until the other key holders sign ('tufoci status', 'tufoci sign')", err=True)
+    else:
+        _echo(f"initialised {result.scope} in {result.metadata_repository}", err=True)
     _echo(f"root for consumers to pin: {result.root_out or result.root_file} (sha256 {result.root_sha256})", err=True)
     _echo(result.root_out or result.root_file)
 
@@ -361,6 +367,8 @@ def status(scope, warn, check, plain_http, insecure, ca_file, output) -> None:
     _echo(f"scope {report['scope']} (metadata {report['metadata']})")
     if report.get("error"):
         _echo(f"  could not refresh: {report['error']}")
+    if report.get("awaitingFirstSignatures"):
+        _echo("  awaiting its first signatures: nothing is live until version 1 of every role is complete")
     width = max([len(r["role"]) for r in report.get("roles", [])] + [10])
     for role in report.get("roles", []):
         _echo(f"  {role['role']:<{width}} v{role['version']:<4} expires {role['expires']} "

@@ -43,7 +43,7 @@ def staged_step(scope: str, role: str, open_version: int | None) -> dict:
     """Staged changes: this machine publishes them, or they wait behind the open proposal of their role."""
     if open_version is not None:
         return {"action": "queued", "who": ["this machine"], "command": f"tufoci publish --fold {scope}",
-                "why": f"waits behind the open proposal {role} v{open_version}: proposed when it goes live, "
+                "why": f"waits behind the open proposal {role} v{open_version}: publish again once it is live, "
                        f"or fold it in now"}
     return {"action": "publish", "who": ["this machine"], "command": f"tufoci publish {scope}"}
 

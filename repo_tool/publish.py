@@ -28,10 +28,10 @@ from securesystemslib.signer import SecretsHandler, Signer
 from tuf.api.metadata import Root
 
 from tufoci.client.refresh import metadata_store, trusted_session
-from tufoci.repo_tool.genesis import maintainer_view
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import NothingStagedError
 from tufoci.identity import actor_name, machine_id
+from tufoci.repo_tool.genesis import maintainer_view
 from tufoci.repo_tool.high_water import check_not_older, check_revival, load_marks, observed, record_marks
 from tufoci.repo_tool.plan import Plan, load_current
 from tufoci.repo_tool.proposals import IgnoredProposal, push_proposal, threshold_states
@@ -40,7 +40,6 @@ from tufoci.repo_tool.signing import available_signers, sign_with, would_sign
 from tufoci.repo_tool.staging import StagedChange, clear_staged, staged_changes
 from tufoci.repo_tool.versions import next_snapshot, next_timestamp, to_bytes
 from tufoci.state import State, now_utc
-
 
 SERVICE_FIELD = "x-tufoci-online-service"  # snapshot field: the publishing service's machine id
 ONLINE_SETTLE = 1.0  # seconds an online service waits to see that its timestamp stayed (push_metadata)

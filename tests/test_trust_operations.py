@@ -42,6 +42,9 @@ def team(registry, tmp_path: Path, home: Path, monkeypatch):
     security.ok("publish", scope)
     for machine in (alice, bob, cluster):
         machine.ok("trust", "add", scope, "--root", str(root_file))
+    review = alice.ok("status", scope).stdout  # key ids in full, then the name this machine knows them by
+    alice_keyid = json.loads(alice.ok("key", "list", "-o", "json").stdout)[0]["keyid"]
+    assert f"+key {alice_keyid} (alice)" in review, review
     reviewed_sign(alice, scope, "targets")
     reviewed_sign(bob, scope, "targets")
     security.ok("publish", scope)

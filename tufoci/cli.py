@@ -352,8 +352,11 @@ def target_list(scope, plain_http, insecure, ca_file, output) -> None:
 def status(scope, warn, check, plain_http, insecure, ca_file, output) -> None:
     """Show staged changes, open proposals, role versions, thresholds and expiries."""
     from tufoci.repo_tool.inspect import scope_status
+    from tufoci.repo_tool.sessions import key_names
 
-    report = scope_status(_state(), scope, warn=list(warn), **_registry_kwargs(plain_http, insecure, ca_file))
+    state = _state()
+    names = key_names(state)
+    report = scope_status(state, scope, warn=list(warn), **_registry_kwargs(plain_http, insecure, ca_file))
     warnings = [r for r in report.get("roles", []) if r["warning"]]
     for r in warnings:
         _echo(f"tufoci: warning: {r['role']} v{r['version']} {r['warning']} ({r['expires']}): "
@@ -381,7 +384,7 @@ def status(scope, warn, check, plain_http, insecure, ca_file, output) -> None:
         for c in staged:
             _echo(f"  {_change_line(c)}  [{c['role']}]")
     for p in report.get("proposals", []):
-        _echo_proposal(p)
+        _echo_proposal(p, names=names)
     for i in report.get("ignoredProposals", []):
         _echo(f"ignored {i['tag']}: {i['reason']}")
     from tufoci.repo_tool.next_steps import step_line
@@ -402,9 +405,18 @@ def _change_line(c: dict) -> str:
     return f"{'+' if c['action'] == 'add' else '-'} {c['target']}  {c['digest'] or ''}"
 
 
-def _echo_proposal(p: dict, *, err: bool = False) -> None:
-    """A proposal as ``status`` shows it: its fingerprint, every change, its signatures and thresholds."""
+def _echo_proposal(p: dict, *, err: bool = False, names: dict[str, str] | None = None) -> None:
+    """A proposal as ``status`` shows it: its fingerprint, every change, its signatures and thresholds.
+
+    Key ids in changes stay in full (a look-alike id must not pass for another); the catalogue's name
+    for a key follows its id, so a reviewer reads "+key 3f9c… (carol)".
+    """
     from tufoci.repo_tool.review import change_line
+
+    def named(line: str) -> str:
+        for keyid, name in (names or {}).items():
+            line = line.replace(keyid, f"{keyid} ({name})")
+        return line
 
     if p.get("held"):
         state = f"signed, but {p['held']}"
@@ -415,7 +427,7 @@ def _echo_proposal(p: dict, *, err: bool = False) -> None:
     _echo(f"proposal {p['role']} v{p['version']} by {p['proposer']} ({state})", err=err)
     _echo(f"    fingerprint {p['fingerprint']}", err=err)
     for c in p["changes"]:
-        _echo(f"    {change_line(c)}", err=err)
+        _echo(f"    {named(change_line(c))}", err=err)
     if not p["changes"]:
         _echo("    (identical to the live version)", err=err)
     for sig in p["signatures"]:
@@ -576,7 +588,7 @@ def sign(scope, role, expect, password_stdin, plain_http, insecure, ca_file, out
     names = key_names(state)
 
     def show(review) -> None:  # the diff goes to stderr: stdout stays data (-o json)
-        _echo_proposal(review.to_dict(names), err=True)
+        _echo_proposal(review.to_dict(names), err=True, names=names)
 
     def confirm(review) -> bool:
         p = review.proposal

@@ -32,6 +32,7 @@ from tufoci.layout_spec import (
     MetadataManifest,
     metadata_tag,
     parse_metadata_manifest,
+    proposal_tag,
     sha256_digest,
 )
 from tufoci.store.base import RepositoryStore
@@ -71,7 +72,7 @@ class OCIMetadataFetcher(FetcherInterface):
         if filename == "timestamp.json":
             manifest = self._timestamp()
             if manifest is None:
-                raise NotFoundError(f"no '{TIMESTAMP_TAG}' tag in {self._store}: is the scope initialised?")
+                raise NotFoundError(self._no_timestamp())
             data = manifest.inline_data or self._blob(manifest.layer.digest, manifest.layer.size)
             self._learn(data)
             return data
@@ -107,6 +108,18 @@ class OCIMetadataFetcher(FetcherInterface):
             self.timestamp_manifest_digest = manifest.digest
             self._timestamp_manifest = parse_metadata_manifest(manifest.data)
         return self._timestamp_manifest
+
+    def _no_timestamp(self) -> str:
+        """Why there is no timestamp: an initial signing session (layout §9: a proposal of version 1), or no
+        trust repository. Only on this failure path: one more request, never on a working refresh."""
+        for role in ("targets", "root"):
+            try:
+                self._store.get_manifest(proposal_tag(role, 1), max_bytes=MAX_METADATA_MANIFEST_BYTES)
+            except NotFoundError:
+                continue
+            return (f"trust data missing: the repository is awaiting its first signatures ({role} v1 is proposed "
+                    f"in {self._store}; nothing is live until its key holders sign it)")
+        return f"trust data missing: no '{TIMESTAMP_TAG}' tag in {self._store}: is the scope initialised?"
 
     def _by_tag(self, tag: str) -> bytes:
         manifest = parse_metadata_manifest(self._store.get_manifest(tag, max_bytes=MAX_METADATA_MANIFEST_BYTES).data)

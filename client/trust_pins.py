@@ -15,7 +15,7 @@ import os
 import re
 
 from tufoci.atomic_file import atomic_write
-from tufoci.errors import MetadataRejectedError, NotTrustedError, UsageError
+from tufoci.errors import MetadataRejectedError, NotTrustedError, RegistryError, UsageError
 from tufoci.reference import LAYOUT_PREFIX, Reference, Repository, parse_repository
 from tufoci.state import Pin, State, now_iso
 
@@ -232,14 +232,19 @@ def fetch_root_by_sha256(
 
     The hash is the trust anchor; the registry is only asked where the bytes are.
     """
-    from tufoci.layout_spec import parse_metadata_manifest, root_versions
+    from tufoci.layout_spec import TIMESTAMP_TAG, parse_metadata_manifest, proposal_tag, root_versions
     from tufoci.store import open_repository
 
     scope = parse_repository(scope_text)
     repo = parse_repository(metadata) if metadata else default_metadata_repository(scope)
     store = open_repository(repo, **registry_options)
     wanted = full_sha256(sha256)
-    for version in root_versions(store.list_tags()):
+    tags = store.list_tags()
+    if TIMESTAMP_TAG not in tags and any(t in tags for t in (proposal_tag("targets", 1), proposal_tag("root", 1))):
+        # issue 15.1: an initial signing session publishes no root until version 1 is complete
+        raise RegistryError(f"trust data missing: {repo} is awaiting its first signatures (version 1 is proposed, "
+                            f"nothing is live yet): pin the root file its maintainers hand out, or try again later")
+    for version in root_versions(tags):
         layer = parse_metadata_manifest(store.get_manifest(f"root.{version}").data).layer
         if layer.digest == f"sha256:{wanted}":
             # python-tuf's own limit for a root, whatever size the registry announces

@@ -2,8 +2,8 @@
 
 Clients reject an expired timestamp, so a trust repository needs its timestamp
 re-signed well before it expires (default period 1 day). ``refresh_timestamp``
-does one refresh; ``run_every`` keeps doing it as a long-running service that
-survives registry outages and stops cleanly on SIGTERM.
+does one refresh; the online service (online_service.py) keeps doing it, and
+promotes complete proposals, as a long-running process.
 """
 
 from __future__ import annotations
@@ -11,16 +11,13 @@ from __future__ import annotations
 import datetime
 import hashlib
 import logging
-import signal
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from securesystemslib.signer import SecretsHandler
 
 from tufoci.client.refresh import metadata_store, trusted_session
 from tufoci.client.trust_pins import pin_for_scope
-from tufoci.errors import ThresholdError, TufociError
+from tufoci.errors import ThresholdError
 from tufoci.repo_tool.expiry import parse_duration
 from tufoci.repo_tool.high_water import Mark, check_not_older, check_revival, load_marks, observed, record_marks
 from tufoci.repo_tool.plan import load_current
@@ -52,6 +49,7 @@ def refresh_timestamp(
     secrets: SecretsHandler | None = None,
     force_snapshot: bool = False,
     revive_expired: bool = False,
+    settle: float = 0.0,
     **registry_options: object,
 ) -> Refreshed:
     """Publish the next timestamp; re-sign snapshot too when it would expire before the new timestamp.
@@ -59,11 +57,14 @@ def refresh_timestamp(
     The state signed over is never older than one this machine has seen or
     signed (its high-water marks in state.db, raised by every refresh); without
     marks, an expired timestamp is extended only with ``revive_expired``.
+    ``settle``: see push.push_metadata (the online service waits to see its
+    timestamp stay, so two services never both believe they wrote it).
 
     Raises:
         MetadataRejectedError: the registry's state is older than the marks, or expired with no marks
             and ``revive_expired`` not given (nothing is pushed).
         ThresholdError: this machine does not hold the online key(s).
+        ConcurrentPublishError: another publisher moved ``timestamp`` meanwhile.
     """
     pin = pin_for_scope(state, scope_text)
     with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
@@ -100,6 +101,7 @@ def refresh_timestamp(
         root_version=root.version,
         expected_timestamp=current.timestamp_manifest_digest,
         snapshot_data=snapshot_bytes,
+        settle=settle,
     )
     signed = {"timestamp": Mark(timestamp.signed.version, hashlib.sha256(timestamp_bytes).hexdigest())}
     if resign_snapshot:
@@ -130,45 +132,3 @@ def _sign_online(metadata, signers, threshold: int) -> None:
             "run the timestamp service where the online key is"
         )
     sign_with(metadata, signers)
-
-
-def run_every(
-    every: datetime.timedelta,
-    refresh: Callable[[], Refreshed],
-    report: Callable[[str], None],
-    *,
-    stop: threading.Event | None = None,
-    retry_after: datetime.timedelta = datetime.timedelta(seconds=30),
-) -> int:
-    """Refresh every ``every`` until SIGTERM/SIGINT; a failed refresh is retried sooner.
-
-    Returns the number of successful refreshes. Never raises for a registry
-    outage: it reports it and keeps going, because stopping would let the
-    timestamp expire.
-    """
-    stop = stop or threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    done = 0
-    try:
-        while not stop.is_set():
-            try:
-                result = refresh()
-            except TufociError as e:
-                wait = min(every, retry_after)
-                report(f"refresh failed: {e}; retrying in {int(wait.total_seconds())} s")
-            else:
-                done += 1
-                wait = every
-                report(
-                    f"{result.scope}: timestamp v{result.timestamp_version} expires "
-                    f"{result.timestamp_expires:%Y-%m-%dT%H:%M:%SZ}"
-                    + (f", snapshot re-signed as v{result.snapshot_version}" if result.snapshot_resigned else "")
-                )
-                for warning in result.warnings:
-                    report(f"warning: {result.scope}: {warning}")
-            stop.wait(wait.total_seconds())
-        report("stopping: signal received")
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return done

@@ -16,7 +16,9 @@ from tufoci.keys import KeyRef, require_distinct, resolve_key
 from tufoci.reference import parse_repository
 from tufoci.repo_tool.expiry import EXPIRY_FIELD, expiry_for, parse_expiry_options
 from tufoci.repo_tool.push import MetadataFile, current_timestamp_digest, push_metadata
-from tufoci.repo_tool.signing import available_signers, require_threshold, sign_with
+from tufoci.identity import actor_name, machine_id
+from tufoci.repo_tool.proposals import push_proposal
+from tufoci.repo_tool.signing import available_signers, require_threshold, sign_with, threshold_status
 from tufoci.repo_tool.versions import meta_file, to_bytes
 from tufoci.state import State, now_utc
 from tufoci.store import open_repository
@@ -29,6 +31,7 @@ class InitResult:
     root_file: str
     root_sha256: str
     root_out: str | None
+    awaiting: dict[str, dict] | None = None  # role -> {"version", "have", "need"} when v1 awaits signatures
 
 
 def _role(keys: list[KeyRef], threshold: int, name: str) -> Role:
@@ -55,7 +58,14 @@ def init_scope(
 ) -> InitResult:
     """Create and publish version 1 of every top-level role, and pin the new root locally.
 
-    Refuses to touch a metadata repository that already has a timestamp.
+    Refuses to touch a metadata repository that already has a timestamp. When this
+    machine holds too few targets keys, targets v1 becomes a proposal instead and
+    nothing is published (``awaiting``; see genesis.py).
+
+    Raises:
+        UsageError: no keys, or an impossible threshold.
+        PublishError: the metadata repository already holds a trust repository.
+        ThresholdError: this machine cannot meet the root threshold.
     """
     scope = parse_repository(scope_text)
     metadata_repo = parse_repository(metadata) if metadata else default_metadata_repository(scope)
@@ -86,7 +96,15 @@ def init_scope(
 
     targets_md = Metadata(Targets(expires=expiry_for(periods, "targets", now)))
     sign_with(targets_md, available_signers(state, root.roles["targets"].keyids, secrets))
-    require_threshold(root, "targets", targets_md)
+    have, need = threshold_status(root, "targets", targets_md)
+    if have < need:
+        # issue 15.1: an initial signing session. Nothing goes live (no timestamp) until the other
+        # targets key holders, who pin the same root, sign targets v1; then 'publish' or the online
+        # service makes root v1, targets v1, snapshot v1 and timestamp v1 live together.
+        root_bytes = to_bytes(root_md)
+        push_proposal(store, "targets", targets_md, actor_name(state, targets_md.signatures), machine_id(state))
+        return _pin_and_record(state, scope, metadata_repo, root_bytes, root_out, roots, targets_refs, online,
+                               awaiting={"targets": {"version": 1, "have": have, "need": need}})
     targets_bytes = to_bytes(targets_md)
 
     online_signers = available_signers(state, [online.keyid], secrets)
@@ -109,6 +127,13 @@ def init_scope(
         root_version=1,
         expected_timestamp=None,
     )
+    return _pin_and_record(state, scope, metadata_repo, root_bytes, root_out, roots, targets_refs, online)
+
+
+def _pin_and_record(state: State, scope, metadata_repo, root_bytes: bytes, root_out: str | None,
+                    roots: list[KeyRef], targets_refs: list[KeyRef], online: KeyRef,
+                    awaiting: dict[str, dict] | None = None) -> InitResult:
+    """Pin root v1 here, write it for consumers, and audit the init."""
     pin = add_pin(state, str(scope), root_data=root_bytes, metadata=str(metadata_repo), replace=True)
     if root_out:
         atomic_write(os.path.abspath(root_out), root_bytes)
@@ -123,5 +148,6 @@ def init_scope(
             root_keys=[k.keyid for k in roots],
             targets_keys=[k.keyid for k in targets_refs],
             online_key=online.keyid,
+            awaiting=awaiting,
         )
-    return InitResult(str(scope), str(metadata_repo), pin.root_file, pin.root_sha256, root_out)
+    return InitResult(str(scope), str(metadata_repo), pin.root_file, pin.root_sha256, root_out, awaiting)

@@ -15,6 +15,8 @@ from tufoci.errors import TufociError
 from tufoci.json_keys import camel_keys
 from tufoci.layout_spec import target_media_type
 from tufoci.repo_tool.plan import load_current
+from tufoci.repo_tool.genesis import GenesisTree
+from tufoci.repo_tool.next_steps import expiry_step, proposal_step, staged_step
 from tufoci.repo_tool.renew import role_expiries, warning_windows
 from tufoci.repo_tool.roles import RoleTree
 from tufoci.repo_tool.sessions import key_names, review_session
@@ -49,29 +51,46 @@ def scope_status(
     try:
         # one refresh serves both the roles and the proposals
         with review_session(state, scope_text, registry_options) as (_, _, plan, reviews):
-            current, rows = plan.current, role_expiries(plan.current, plan.tree)
-        report["proposals"] = [r.to_dict(key_names(state)) for r in reviews]
+            current, tree = plan.current, plan.tree
+            genesis = isinstance(tree, GenesisTree)  # issue 15.1: only the pinned root v1 exists yet
+            report["awaitingFirstSignatures"] = genesis
+            rows = role_expiries(current, None if genesis else tree, genesis=genesis)
+        names = key_names(state)
+        report["proposals"] = [r.to_dict(names) for r in reviews]
         report["ignoredProposals"] = [i.to_dict() for i in plan.ignored]
     except TufociError as e:
         report["error"] = str(e)
         return report
+    # issue 15.6: what happens next, per role, and who must do it
+    steps = []
+    for proposal in report["proposals"]:
+        proposal["next"] = proposal_step(pin.scope, proposal)
+        steps.append({"role": proposal["role"], **proposal["next"]})
+    for role in dict.fromkeys(c["role"] for c in report["staged"]):
+        opened = plan.from_registry.get(role)
+        steps.append({"role": role, **staged_step(pin.scope, role, opened.version if opened else None)})
     windows = warning_windows(current.expiry_periods, warn)
-    now, names = now_utc(), key_names(state)
-    for row in rows:
-        report["roles"].append(
-            {
-                "role": row.role,
-                "version": row.version,
-                "expires": row.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "expiresIn": _expires_in(row.expires),
-                "warning": row.warning(windows.get(row.role, windows["targets"]), now),
-                "threshold": row.threshold,
-                "keys": len(row.keyids),
-                # issue 15.4: who must sign its next version (renew it, or the online service for snapshot/timestamp)
-                "renewBy": [{"keyid": k, "key": names.get(k)} for k in row.keyids],
-                "advice": row.advice(pin.scope, names),
-            }
-        )
+    now = now_utc()
+    for expiry in rows:
+        entry = {
+            "role": expiry.role,
+            "version": expiry.version,
+            "expires": expiry.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "expiresIn": _expires_in(expiry.expires),
+            "warning": expiry.warning(windows.get(expiry.role, windows["targets"]), now),
+            "threshold": expiry.threshold,
+            "keys": len(expiry.keyids),
+            "keyNames": [names.get(k) or k[:16] for k in expiry.keyids],
+            # issue 15.4: who must sign its next version (renew it, or the online service for snapshot/timestamp)
+            "renewBy": [{"keyid": k, "key": names.get(k)} for k in expiry.keyids],
+            "advice": expiry.advice(pin.scope, names),
+        }
+        # issue 15.6: what happens next
+        entry["next"] = expiry_step(pin.scope, expiry.role, entry["warning"], list(expiry.keyids), names)
+        report["roles"].append(entry)
+        if entry["next"]:
+            steps.append({"role": expiry.role, **entry["next"]})
+    report["next"] = steps
     return report
 
 

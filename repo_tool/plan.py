@@ -120,6 +120,8 @@ class Plan:
         self.from_registry: dict[str, Proposal] = {}  # roles whose new version is an open proposal
         self.awaiting_first_version: list[str] = []
         self.ignored: list[IgnoredProposal] = []  # proposal tags nobody can sign or publish, and why
+        self.queued: dict[str, int] = {}  # role -> the open proposal version its staged changes wait behind
+        self.folded: dict[str, Proposal] = {}  # role -> the open proposal a new proposal of that version replaces
 
     # -- the role graph as it will be after this publish -----------------------
     def pending(self, role: str) -> Metadata | None:
@@ -260,7 +262,15 @@ class Plan:
                                                         f"no role delegates {role}", role, proposal.version))
                     changed = True
 
-    def build_from_changes(self, state: State, changes: list[StagedChange], secrets: SecretsHandler | None) -> None:
+    def build_from_changes(self, state: State, changes: list[StagedChange], secrets: SecretsHandler | None,
+                           *, fold: bool = False) -> list[StagedChange]:
+        """Build and sign the next version of every role with staged changes; returns the changes applied.
+
+        A role with an open proposal is never a dead end: with ``fold`` its changes go into a
+        new proposal of the same version built on the open one (its signatures are asked for
+        again); otherwise they stay staged, queued until the open proposal goes live.
+        """
+        original = changes
         staged_bins = [c for c in changes if c.action == "delegate-bins"]
         bins = _succinct(staged_bins[-1]) if staged_bins else self.bins()
         if bins is not None:  # targets delegates to hashed bins: each target goes to the bin its name hashes to
@@ -268,13 +278,17 @@ class Plan:
                        if c.role == "targets" and c.action in ("add", "remove") else c for c in changes]
         periods = self.current.expiry_periods
         for role in sorted(dict.fromkeys(c.role for c in changes), key=_depth):  # parents first
-            if role in self.from_registry:
-                proposal = self.from_registry[role]
-                raise PublishError(
-                    f"a proposal for {role} v{proposal.version} by {proposal.proposer} is already open: sign it "
-                    f"('tufoci sign {changes[0].scope} {role}') or discard it ('tufoci discard {changes[0].scope} {role}') first"
-                )
-            md = self.base(role)
+            proposal = self.from_registry.get(role)
+            if proposal is not None and not fold:
+                self.queued[role] = proposal.version
+                continue
+            if proposal is not None:  # fold: the open proposal's content plus these changes, same version
+                md = Metadata.from_bytes(to_bytes(proposal.metadata))
+                md.signatures.clear()
+                del self.from_registry[role]
+                self.folded[role] = proposal
+            else:
+                md = self.base(role)
             delegated = None if role in ("root", "targets") else self.delegator(role).get_delegated_role(role)
             renewed = None
             for change in (c for c in changes if c.role == role):
@@ -292,10 +306,12 @@ class Plan:
                         f"{change.name} is outside its delegation from {self.parent_of(role)}"
                     )
                 apply_target_change(md.signed, change)
-            bump(md, periods, self.now)
+            if proposal is None:
+                bump(md, periods, self.now)
             if renewed is not None:
                 md.signed.expires = renewed
             self.sign(state, role, md, secrets)
+        return [o for o, c in zip(original, changes) if c.role not in self.queued]
 
     def add_first_versions(self, state: State, secrets: SecretsHandler | None) -> None:
         """A role delegated now gets an empty version 1 when this machine can sign it;

@@ -31,6 +31,7 @@ from tufoci.layout_spec import (
     ANNOTATION_DISCARDED,
     ANNOTATION_KEYID,
     ANNOTATION_PROPOSER,
+    ANNOTATION_PROPOSER_MACHINE,
     ANNOTATION_ROLE,
     ANNOTATION_VERSION,
     MANIFEST_MEDIA_TYPE,
@@ -89,6 +90,7 @@ class Proposal:
     version: int
     metadata: Metadata
     proposer: str
+    machine: str | None = None  # the proposing machine's random id (identity.machine_id), when recorded
     collected: list[DetachedSignature] = field(default_factory=list)
     checks: list[SignatureCheck] = field(default_factory=list)
     thresholds: list[ThresholdState] = field(default_factory=list)
@@ -115,21 +117,37 @@ def _upload_artifact(store: RepositoryStore, config_media_type: str, layer_media
     return build_artifact_manifest(config_media_type, layer_media_type, data, annotations)
 
 
-def push_proposal(store: RepositoryStore, role: str, metadata: Metadata, proposer: str) -> Proposal:
+def push_proposal(store: RepositoryStore, role: str, metadata: Metadata, proposer: str,
+                  machine: str | None = None, *, replace: Proposal | None = None) -> Proposal:
     """Push ``metadata`` without its signatures as the proposal of its version,
-    then each of its signatures as a detached signature artifact."""
+    then each of its signatures as a detached signature artifact.
+
+    ``replace`` is the open proposal of the same version that this one folds in
+    (``publish --fold``): its tag is swapped only if it is still that proposal,
+    and signatures collected for it stop counting (they signed other bytes).
+
+    Raises:
+        PublishError: a proposal for this version is open (and is not ``replace``).
+        ConcurrentPublishError: someone else wrote the proposal's tag meanwhile.
+    """
     unsigned = Metadata.from_bytes(to_bytes(metadata))
     unsigned.signatures.clear()
     data = to_bytes(unsigned)
     version = unsigned.signed.version
-    manifest = _upload_artifact(store, PROPOSAL_CONFIG_MEDIA_TYPE, METADATA_MEDIA_TYPE, data,
-                                {ANNOTATION_ROLE: role, ANNOTATION_VERSION: str(version), ANNOTATION_PROPOSER: proposer})
+    notes = {ANNOTATION_ROLE: role, ANNOTATION_VERSION: str(version), ANNOTATION_PROPOSER: proposer}
+    if machine:
+        notes[ANNOTATION_PROPOSER_MACHINE] = machine
+    manifest = _upload_artifact(store, PROPOSAL_CONFIG_MEDIA_TYPE, METADATA_MEDIA_TYPE, data, notes)
     tag = proposal_tag(role, version)
     try:
         existing = store.get_manifest(tag)
     except NotFoundError:
         existing = None
-    if existing is not None and isinstance(_read_proposal(store, tag, lambda *_: True), Proposal):
+    open_now = _read_proposal(store, tag, lambda *_: True) if existing is not None else None
+    if replace is not None and not (isinstance(open_now, Proposal) and open_now.signed_digest == replace.signed_digest):
+        raise ConcurrentPublishError(f"the open proposal for {role} v{version} changed while folding into it; "
+                                     "your staged changes are kept: review it again with 'tufoci status'")
+    if replace is None and isinstance(open_now, Proposal):
         raise PublishError(f"a proposal for {role} v{version} is already open: sign it or discard it first")
     # compare-and-swap: two maintainers proposing at once must not overwrite each other
     if store.replace_manifest(tag, manifest, MANIFEST_MEDIA_TYPE, existing.digest if existing else None) is None:
@@ -269,7 +287,8 @@ def _read_proposal(store: RepositoryStore, tag: str,
         require_own_keyids(listed or {}, f"proposal {tag}")
     except MetadataRejectedError as e:  # issue 20.3: nobody may sign or publish it
         return IgnoredProposal(tag, str(e), role, version)
-    return Proposal(role, version, metadata, notes.get(ANNOTATION_PROPOSER, "unknown"))
+    return Proposal(role, version, metadata, notes.get(ANNOTATION_PROPOSER, "unknown"),
+                    notes.get(ANNOTATION_PROPOSER_MACHINE))
 
 
 def _read_signature(store: RepositoryStore, tag: str, proposal: Proposal) -> DetachedSignature:

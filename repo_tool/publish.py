@@ -10,7 +10,14 @@ with the keys this machine holds. If that meets the role's threshold the
 version is published; otherwise it is pushed as a proposal for other
 maintainers to sign (``tufoci sign``). Complete proposals found in the registry
 are published too. Publishing needs the online key (snapshot and timestamp);
-without it, ready versions wait as complete proposals for whoever holds it.
+without it, ready versions wait as complete proposals that the online service
+(``tufoci online-service``, repo_tool/online_service.py) promotes with this same
+function (``promote_only``): the same plan, the same compare-and-swap on
+``timestamp``, plus its high-water marks.
+
+A change staged for a role whose next version is an open proposal is queued
+behind it (it stays staged) or, with ``fold``, folded into a new proposal of
+that version.
 """
 
 from __future__ import annotations
@@ -24,14 +31,19 @@ from tuf.api.metadata import Root
 from tufoci.client.refresh import metadata_store, trusted_session
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import InterruptedPublishError, NothingStagedError, TufociError
+from tufoci.identity import actor_name, machine_id
+from tufoci.repo_tool.genesis import maintainer_view
+from tufoci.repo_tool.high_water import check_not_older, check_revival, load_marks, observed, record_marks
 from tufoci.repo_tool.plan import Plan, load_current
 from tufoci.repo_tool.proposals import IgnoredProposal, push_proposal, threshold_states
 from tufoci.repo_tool.push import MetadataFile, push_metadata
-from tufoci.repo_tool.roles import RoleTree
 from tufoci.repo_tool.signing import available_signers, sign_with, would_sign
 from tufoci.repo_tool.staging import StagedChange, clear_staged, staged_changes
 from tufoci.repo_tool.versions import next_snapshot, next_timestamp, to_bytes
-from tufoci.state import State, actor, now_utc
+from tufoci.state import State, now_utc
+
+SERVICE_FIELD = "x-tufoci-online-service"  # snapshot field: the publishing service's machine id
+ONLINE_SETTLE = 1.0  # seconds an online service waits to see that its timestamp stayed (push_metadata)
 
 
 @dataclass
@@ -45,6 +57,8 @@ class PublishResult:
     awaiting_first_version: list[str] = field(default_factory=list)
     would_sign: dict[str, dict] = field(default_factory=dict)  # dry run: role -> {"version", "keyids"}
     ignored: list[IgnoredProposal] = field(default_factory=list)  # proposal tags nobody can publish, and why
+    queued: dict[str, int] = field(default_factory=dict)  # role -> open proposal version its changes wait behind
+    folded: dict[str, int] = field(default_factory=dict)  # role -> proposal version replaced (signatures asked again)
 
     def to_dict(self) -> dict:
         return {
@@ -56,6 +70,8 @@ class PublishResult:
             "awaitingFirstVersion": self.awaiting_first_version,
             "wouldSign": self.would_sign,
             "ignoredProposals": [i.to_dict() for i in self.ignored],
+            "queued": self.queued,
+            "folded": self.folded,
             "changes": [{"action": c.action, "role": c.role, "target": c.name, "digest": c.digest} for c in self.applied],
         }
 
@@ -79,6 +95,8 @@ def publish(
     secrets: SecretsHandler | None = None,
     dry_run: bool = False,
     progress: Callable[[str], None] = lambda line: None,
+    fold: bool = False,
+    promote_only: bool = False,
     **registry_options: object,
 ) -> PublishResult:
     """Sign staged changes; publish every version that meets its threshold, propose the rest.
@@ -86,27 +104,36 @@ def publish(
     A dry run decides exactly the same, but loads no key (no passphrase is asked),
     signs nothing and pushes nothing: ``would_sign`` says which roles and versions
     this machine's keys would sign, ``published``/``proposed`` what would be pushed.
+    ``promote_only`` is the online service's publish: this machine's staged changes
+    are left alone, only complete proposals go live, and never on top of a state
+    older than the high-water marks (then raised to what it published).
     ``progress`` is told each slow step (the CLI shows them once a publish takes over a second).
 
     Raises:
-        NothingStagedError: nothing to publish.
+        NothingStagedError: nothing staged and no complete proposal.
+        ConcurrentPublishError: another publisher moved ``timestamp`` meanwhile (nothing lost).
+        MetadataRejectedError: (``promote_only``) the registry's state is older than the marks.
         InterruptedPublishError: Ctrl-C; its message says whether the new state went live.
         TufociError: signing, the registry or the trust repository failed (nothing went live).
     """
     pin = pin_for_scope(state, scope_text)
-    changes = staged_changes(state, pin.scope)
+    changes = [] if promote_only else staged_changes(state, pin.scope)
     store = metadata_store(pin, **registry_options)
     progress(f"reading {pin.scope} through a verified refresh")
-    with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
-        current = load_current(session)
-        plan = Plan(RoleTree(session, current.root.signed), current, now_utc(), dry_run=dry_run)
+    with maintainer_view(state.home, pin, store, now_utc(), registry_options) as (current, tree, session):
+        genesis = session is None  # issue 15.1: version 1 is still being signed
+        if promote_only and not genesis:  # the online service never signs over a state older than one it saw
+            marks = load_marks(state, pin.scope)
+            check_not_older(pin.scope, marks, observed(session, current))
+            check_revival(pin.scope, current, now_utc(), have_marks=bool(marks), revive_expired=False)
+        plan = Plan(tree, current, now_utc(), dry_run=dry_run)
         plan.add_registry_proposals(store)
-        plan.build_from_changes(state, changes, secrets)
+        applied = plan.build_from_changes(state, changes, secrets, fold=fold)
         plan.add_first_versions(state, secrets)
         plan.cascade(state, secrets)
         plan.hold_incomplete_sets()
     ignored = "".join(f"; ignored {i.tag}: {i.reason}" for i in plan.ignored)
-    if not plan.ready and not plan.short:
+    if not plan.ready and not plan.short and not plan.queued:
         raise NothingStagedError(
             f"nothing staged for {pin.scope} and no complete proposal: stage changes with 'tufoci target add' "
             f"first{ignored}"
@@ -117,8 +144,9 @@ def publish(
             f"{ignored}"
         )
 
-    result = PublishResult(pin.scope, applied=changes, dry_run=dry_run,
-                           awaiting_first_version=plan.awaiting_first_version, ignored=plan.ignored)
+    result = PublishResult(pin.scope, applied=applied, dry_run=dry_run,
+                           awaiting_first_version=plan.awaiting_first_version, ignored=plan.ignored,
+                           queued=plan.queued, folded={r: p.version for r, p in plan.folded.items()})
     root = plan.ready["root"].signed if "root" in plan.ready else current.root.signed
     online = _online_signers(state, root, secrets, dry_run) if plan.ready else None
     if plan.ready and online is None:
@@ -137,10 +165,20 @@ def publish(
         bins = plan.bins()
         snapshot = next_snapshot(current.snapshot, listed, periods, plan.now,
                                  without_hashes=bins.is_delegated_role if bins is not None else lambda role: False)
+        # two online services never write the same bytes, so the settle check of push_metadata
+        # tells their publishes apart (identical bytes would let both believe they won)
+        snapshot.signed.unrecognized_fields.pop(SERVICE_FIELD, None)
+        if promote_only:
+            snapshot.signed.unrecognized_fields[SERVICE_FIELD] = machine_id(state)
+        if genesis:  # the first complete set: root v1 (pinned), snapshot v1, timestamp v1
+            snapshot.signed.version = 1
+            files.insert(0, MetadataFile("root", 1, to_bytes(current.root)))
         sign_with(snapshot, online["snapshot"])
         snapshot_bytes = to_bytes(snapshot)
         files.append(MetadataFile("snapshot", snapshot.signed.version, snapshot_bytes))
         timestamp = next_timestamp(current.timestamp, snapshot.signed.version, snapshot_bytes, periods, plan.now)
+        if genesis:
+            timestamp.signed.version = 1
         sign_with(timestamp, online["timestamp"])
         result.published = {f.role: f.version for f in files} | {"timestamp": timestamp.signed.version}
     for role, md in plan.short.items():
@@ -168,21 +206,24 @@ def publish(
                 MetadataFile("timestamp", timestamp.signed.version, to_bytes(timestamp)),
                 root_version=root.version,
                 expected_timestamp=current.timestamp_manifest_digest,
+                settle=ONLINE_SETTLE if promote_only else 0.0,
             )
-        who = actor()
         for role, md in plan.short.items():
             if role not in plan.from_registry:  # open proposals are already there
-                push_proposal(store, role, md, who)
-        _record(state, pin.scope, changes, result, plan)
+                push_proposal(store, role, md, actor_name(state, md.signatures), machine_id(state),
+                              replace=plan.folded.get(role))
+        _record(state, pin.scope, applied, result, plan)
         recorded = True
         if timestamp is not None:
             # read back what went live through the client workflow: proves it verifies,
             # and leaves this machine's cache at the new state
             progress(f"reading back {pin.scope} as clients will")
-            with trusted_session(state.home, pin, **registry_options):
-                pass
+            with trusted_session(state.home, pin, **registry_options) as session:
+                if promote_only:
+                    with state.transaction() as conn:
+                        record_marks(conn, pin.scope, observed(session, load_current(session)))
     except KeyboardInterrupt as e:
-        raise _interrupted(state, store, pin.scope, changes, result, plan, recorded,
+        raise _interrupted(state, store, pin.scope, applied, result, plan, recorded,
                            current.timestamp_manifest_digest if timestamp is not None else None) from e
     return result
 

@@ -9,17 +9,21 @@ before (4) changes nothing a client trusts, and running it again completes it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
+import time
 from dataclasses import dataclass
 
-from tufoci.errors import ConcurrentPublishError, NotFoundError
+from tufoci.errors import ConcurrentPublishError, NotFoundError, TufociError
 from tufoci.layout_spec import (
     EMPTY_CONFIG,
     MANIFEST_MEDIA_TYPE,
     TIMESTAMP_TAG,
     build_metadata_manifest,
     metadata_tag,
+    parse_metadata_manifest,
 )
 from tufoci.store.base import RepositoryStore
 
@@ -59,8 +63,20 @@ def push_metadata(
     root_version: int,
     expected_timestamp: str | None,
     snapshot_data: bytes | None = None,
+    settle: float = 0.0,
 ) -> str:
     """Publish ``files`` then ``timestamp``; returns the new timestamp manifest digest.
+
+    ``settle`` (seconds) closes most of the re-read-then-write window the
+    distribution API leaves (layout §4): after moving ``timestamp``, wait and
+    read it again; a racer who checked before our write and wrote after it has
+    overwritten us by then, so exactly one of two racing publishers reports
+    success (the online services use it: a proposal is promoted once). A
+    timestamp written since that still lists our snapshot (a refresh built on
+    our state) leaves our publish live.
+
+    Raises:
+        ConcurrentPublishError: ``timestamp`` is not (or no longer) the one this publish started from or wrote.
 
     ``expected_timestamp`` is the digest of the ``timestamp`` manifest this
     publish started from (None for a new repository). ``snapshot_data`` (the
@@ -90,7 +106,30 @@ def push_metadata(
     if digest is None or current_timestamp_digest(store) != digest:
         raise ConcurrentPublishError(_CONCURRENT)
     _crash_point("after-timestamp")
+    if settle:
+        time.sleep(settle)
+        if not _still_live(store, digest, snapshot_data):
+            raise ConcurrentPublishError(_CONCURRENT)
     return digest
+
+
+def _still_live(store: RepositoryStore, digest: str, snapshot_data: bytes | None) -> bool:
+    """Whether ``timestamp`` is still ours, or a later one listing our snapshot (built on our state).
+
+    Only decides what a publisher reports (nothing here is trusted by anyone:
+    clients verify every byte); unreadable means "not ours".
+    """
+    try:
+        current = store.get_manifest(TIMESTAMP_TAG)
+        if current.digest == digest:
+            return True
+        if snapshot_data is None:
+            return False
+        inline = parse_metadata_manifest(current.data).inline_data
+        listed = json.loads(inline)["signed"]["meta"]["snapshot.json"]["hashes"]["sha256"] if inline else None
+    except (TufociError, ValueError, KeyError, TypeError):
+        return False
+    return listed == hashlib.sha256(snapshot_data).hexdigest()
 
 
 _CONCURRENT = (

@@ -93,16 +93,16 @@ class RoleExpiry:
         return f"renew it: 'tufoci renew {scope} {self.role}', signed by {self.renewers(names)}"
 
 
-def role_expiries(current: CurrentState, tree: RoleTree | None) -> list[RoleExpiry]:
-    """Every live role: the four top-level roles, then (given the tree) every published delegated role in
-    search order.
+def role_expiries(current: CurrentState, tree: RoleTree | None, *, genesis: bool = False) -> list[RoleExpiry]:
+    """Every live role: the four top-level roles (only root while an initial signing session waits for
+    its first signatures: ``genesis``), then (given the tree) every published delegated role in search order.
 
     Raises:
         TufociError: a delegated role's metadata cannot be loaded or verified.
     """
     root = current.root.signed
-    rows = [_expiry(md.signed.type, md.signed, root) for md in
-            (current.root, current.targets, current.snapshot, current.timestamp)]
+    top = (current.root,) if genesis else (current.root, current.targets, current.snapshot, current.timestamp)
+    rows = [_expiry(md.signed.type, md.signed, root) for md in top]
     if tree is not None:
         rows += [_expiry(r, tree.metadata(r).signed, tree.delegator(r)) for r in tree.walk() if r != "targets"]
     return rows

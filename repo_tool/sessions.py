@@ -15,17 +15,18 @@ from dataclasses import dataclass
 
 from securesystemslib.signer import SecretsHandler
 
-from tufoci.client.refresh import metadata_store, trusted_session
+from tufoci.client.refresh import metadata_store
+from tufoci.repo_tool.genesis import maintainer_view
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import ReviewMismatchError, SigningKeyError, UsageError
 from tufoci.keys import list_keys
 from tufoci.layout_spec import proposal_tag
-from tufoci.repo_tool.plan import Plan, load_current
+from tufoci.repo_tool.plan import Plan
 from tufoci.repo_tool.proposals import Proposal, discard_proposal, push_signatures, sign_proposal
 from tufoci.repo_tool.review import describe, fingerprint, fingerprint_matches
-from tufoci.repo_tool.roles import RoleTree
 from tufoci.repo_tool.signing import available_signers
-from tufoci.state import Pin, State, actor, now_utc
+from tufoci.identity import actor_name, machine_id
+from tufoci.state import Pin, State, now_utc
 from tufoci.store.base import RepositoryStore
 
 
@@ -67,9 +68,8 @@ def review_session(state: State, scope_text: str, registry_options: dict) -> Ite
     against its delegator as it will be (a pending root decides the targets keys)."""
     pin = pin_for_scope(state, scope_text)
     store = metadata_store(pin, **registry_options)
-    with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
-        current = load_current(session)
-        plan = Plan(RoleTree(session, current.root.signed), current, now_utc())
+    with maintainer_view(state.home, pin, store, now_utc(), registry_options) as (current, tree, _):
+        plan = Plan(tree, current, now_utc())
         plan.add_registry_proposals(store)
         plan.hold_incomplete_sets()
         reviews = []
@@ -164,20 +164,37 @@ def _confirm_reviewed(scope: str, item: Review, expect: Collection[str],
         raise ReviewMismatchError(f"not signed: you declined {name} (fingerprint {actual})")
 
 
-def discard(state: State, scope_text: str, role: str, **registry_options: object) -> list[str]:
-    """Abandon the open proposal for ``role`` (and any ignored one under its own tag: it goes out
-    of the listing) and this machine's staged changes to it."""
+def discard(state: State, scope_text: str, role: str, *, force: bool = False,
+            **registry_options: object) -> list[tuple[str, str]]:
+    """Abandon this machine's open proposal for ``role`` (and any ignored one under its own tag: it goes
+    out of the listing) and this machine's staged changes to it; returns (tag, whose it was) pairs.
+
+    Another maintainer's proposal is discarded only with ``force``: a colleague's
+    collected signatures must never vanish without a word.
+
+    Raises:
+        UsageError: the open proposal is another machine's and ``force`` was not given, or nothing to discard.
+    """
     discarded = []
+    mine, me = machine_id(state), actor_name(state)
     with review_session(state, scope_text, registry_options) as (pin, store, plan, reviews):
-        versions = [item.proposal.version for item in reviews if item.proposal.role == role]
-        versions += [i.version for i in plan.ignored if i.role == role and i.version is not None
-                     and i.tag == proposal_tag(role, i.version)]
-        for version in versions:
-            discarded.append(discard_proposal(store, role, version, actor()))
+        found = [(item.proposal.version, item.proposal.proposer,
+                  item.proposal.machine == mine or (item.proposal.machine is None and item.proposal.proposer == me))
+                 for item in reviews if item.proposal.role == role]
+        found += [(i.version, "unknown", True) for i in plan.ignored
+                  if i.role == role and i.version is not None and i.tag == proposal_tag(role, i.version)]
+        for version, proposer, own in found:
+            if not own and not force:
+                raise UsageError(
+                    f"the open proposal {role} v{version} in {pin.scope} is not this machine's (proposed by "
+                    f"{proposer}): ask them, or discard it anyway with 'tufoci discard --force {pin.scope} {role}'"
+                )
+        for version, proposer, _ in found:
+            discarded.append((discard_proposal(store, role, version, me), proposer))
     with state.transaction() as conn:
         local = conn.execute("DELETE FROM staged WHERE scope = ? AND role = ?", (pin.scope, role)).rowcount
         if not discarded and not local:
             raise UsageError(f"nothing to discard for {role} in {pin.scope}")
-        state.audit(conn, "discard", scope=pin.scope, role=role, proposals=discarded, staged=local)
+        state.audit(conn, "discard", scope=pin.scope, role=role, proposals=[t for t, _ in discarded],
+                    proposers=[p for _, p in discarded], staged=local)
     return discarded
-

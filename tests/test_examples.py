@@ -72,3 +72,25 @@ def test_ci_pipeline_signs_exactly_the_digest_skopeo_pushed(tmp_path: Path):
     for name in ("github-actions.yml", "gitlab-ci.yml"):
         text = (EXAMPLES / "ci" / name).read_text()
         assert "examples/ci/push-and-sign.sh" in text and "tufoci verify" in text
+
+
+@pytest.mark.parametrize("backend", [pytest.param("registry", marks=needs_registry), "layout"])
+def test_online_service(backend: str, tmp_path: Path):
+    """Issue 15 story: the team publishes without the online key; the online service makes it live."""
+    result = run_example(EXAMPLES / "online-service" / "run.sh", tmp_path, TUFOCI_DEMO_BACKEND=backend)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.rstrip().endswith(f"online-service finished ({backend} backend)")
+    assert "proposed web v1: 1 of 2 signatures" in result.stdout
+    assert '"promoted": ["web"]' in result.stderr
+    assert "/acme/web/frontend@sha256:" in result.stdout
+
+
+@pytest.mark.parametrize("backend", [pytest.param("registry", marks=needs_registry), "layout"])
+def test_threshold_from_init(backend: str, tmp_path: Path):
+    """Issue 15.1 story: 2-of-3 targets from init; nothing is live until the first complete set."""
+    result = run_example(EXAMPLES / "threshold-from-init" / "run.sh", tmp_path, TUFOCI_DEMO_BACKEND=backend)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.rstrip().endswith(f"threshold-from-init finished ({backend} backend)")
+    assert "awaiting its first signatures" in result.stderr and "exit code 13" in result.stderr
+    assert "published to" in result.stdout and "root v1, targets v1, snapshot v1, timestamp v1" in result.stdout
+    assert "/acme/web@sha256:" in result.stdout

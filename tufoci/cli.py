@@ -295,7 +295,13 @@ def init(scope, root_keys, root_threshold, targets_keys, targets_threshold, onli
     if output == "json":
         _emit_json(camel_keys(result.__dict__))
         return
-    _echo(f"initialised {result.scope} in {result.metadata_repository}", err=True)
+    if result.awaiting:
+        counts = ", ".join(f"{role} v{a['version']}: {a['have']} of {a['need']} signatures"
+                           for role, a in result.awaiting.items())
+        _echo(f"initial signing session for {result.scope} in {result.metadata_repository}: proposed {counts}; "
+              f"nothing is live until the other key holders sign ('tufoci status', 'tufoci sign')", err=True)
+    else:
+        _echo(f"initialised {result.scope} in {result.metadata_repository}", err=True)
     _echo(f"root for consumers to pin: {result.root_out or result.root_file} (sha256 {result.root_sha256})", err=True)
     _echo(result.root_out or result.root_file)
 
@@ -436,8 +442,11 @@ def target_list(scope, plain_http, insecure, ca_file, output) -> None:
 def status(scope, warn, check, plain_http, insecure, ca_file, output) -> None:
     """Show staged changes, open proposals, role versions, thresholds and expiries."""
     from tufoci.repo_tool.inspect import scope_status
+    from tufoci.repo_tool.sessions import key_names
 
-    report = scope_status(_state(), scope, warn=list(warn), **_registry_kwargs(plain_http, insecure, ca_file))
+    state = _state()
+    names = key_names(state)
+    report = scope_status(state, scope, warn=list(warn), **_registry_kwargs(plain_http, insecure, ca_file))
     warnings = [r for r in report.get("roles", []) if r["warning"]]
     for r in warnings:
         _echo(f"tufoci: warning: {r['role']} v{r['version']} {r['warning']} ({r['expires']}): {r['advice']}", err=True)
@@ -449,6 +458,8 @@ def status(scope, warn, check, plain_http, insecure, ca_file, output) -> None:
     _echo(f"scope {report['scope']} (metadata {report['metadata']})")
     if report.get("error"):
         _echo(f"  could not refresh: {report['error']}")
+    if report.get("awaitingFirstSignatures"):
+        _echo("  awaiting its first signatures: nothing is live until version 1 of every role is complete")
     width = max([len(r["role"]) for r in report.get("roles", [])] + [10])
     for role in report.get("roles", []):
         _echo(f"  {role['role']:<{width}} v{role['version']:<4} expires {role['expires']} "
@@ -461,9 +472,15 @@ def status(scope, warn, check, plain_http, insecure, ca_file, output) -> None:
         for c in staged:
             _echo(f"  {_change_line(c)}  [{c['role']}]")
     for p in report.get("proposals", []):
-        _echo_proposal(p)
+        _echo_proposal(p, names=names)
     for i in report.get("ignoredProposals", []):
         _echo(f"ignored {i['tag']}: {i['reason']}")
+    from tufoci.repo_tool.next_steps import step_line
+
+    for step in report.get("next", []):
+        _echo(step_line(step["role"], step))
+    if "next" in report and not report["next"]:
+        _echo("next: nothing to do (no proposal open, nothing staged, no role close to expiry)")
     if check and (warnings or report.get("error")):
         sys.exit(1)
 
@@ -478,20 +495,29 @@ def _change_line(c: dict) -> str:
     return f"{'+' if c['action'] == 'add' else '-'} {c['target']}  {c['digest'] or ''}"
 
 
-def _echo_proposal(p: dict, *, err: bool = False) -> None:
-    """A proposal as ``status`` shows it: its fingerprint, every change, its signatures and thresholds."""
+def _echo_proposal(p: dict, *, err: bool = False, names: dict[str, str] | None = None) -> None:
+    """A proposal as ``status`` shows it: its fingerprint, every change, its signatures and thresholds.
+
+    Key ids in changes stay in full (a look-alike id must not pass for another); the catalogue's name
+    for a key follows its id, so a reviewer reads "+key 3f9c… (carol)".
+    """
     from tufoci.repo_tool.review import change_line
+
+    def named(line: str) -> str:
+        for keyid, name in (names or {}).items():
+            line = line.replace(keyid, f"{keyid} ({name})")
+        return line
 
     if p.get("held"):
         state = f"signed, but {p['held']}"
     elif p["complete"]:
-        state = "complete: 'tufoci publish' makes it live"
+        state = "complete: the online service makes it live"
     else:
         state = "needs signatures"
     _echo(f"proposal {p['role']} v{p['version']} by {p['proposer']} ({state})", err=err)
     _echo(f"    fingerprint {p['fingerprint']}", err=err)
     for c in p["changes"]:
-        _echo(f"    {change_line(c)}", err=err)
+        _echo(f"    {named(change_line(c))}", err=err)
     if not p["changes"]:
         _echo("    (identical to the live version)", err=err)
     for sig in p["signatures"]:
@@ -511,16 +537,22 @@ def _echo_proposal(p: dict, *, err: bool = False) -> None:
 @click.argument("scope")
 @click.option("--dry-run", is_flag=True, help="Load no key (no passphrase), sign nothing, push nothing: show which "
               "roles and versions this machine's keys would sign, and what would be published.")
+@click.option("--fold", is_flag=True, help="Put changes staged for a role with an open proposal into a new proposal "
+              "of that version (the signatures collected so far are asked for again).")
+@click.option("--queue", is_flag=True, help="Leave changes staged for a role with an open proposal until it goes "
+              "live (the default; this flag only says so).")
 @password_stdin_option
 @registry_options
 @output_option
-def publish(scope, dry_run, password_stdin, plain_http, insecure, ca_file, output) -> None:
+def publish(scope, dry_run, fold, queue, password_stdin, plain_http, insecure, ca_file, output) -> None:
     """Sign staged changes and publish them: targets, snapshot, then timestamp."""
     from tufoci.repo_tool.publish import publish as do_publish
     from tufoci.repo_tool.sessions import key_names
 
+    if fold and queue:
+        raise click.UsageError("--fold and --queue exclude each other")
     state = _state()
-    result = do_publish(state, scope, secrets=_secrets_handler(password_stdin), dry_run=dry_run,
+    result = do_publish(state, scope, secrets=_secrets_handler(password_stdin), dry_run=dry_run, fold=fold,
                         progress=_late_progress(), **_registry_kwargs(plain_http, insecure, ca_file))
     if output == "json":
         _emit_json(result.to_dict())
@@ -528,10 +560,18 @@ def publish(scope, dry_run, password_stdin, plain_http, insecure, ca_file, outpu
     names = key_names(state)
     for role, info in result.would_sign.items():
         _echo(f"would sign {role} v{info['version']} with {', '.join(names.get(k, k[:12]) for k in info['keyids'])}")
-    _echo_publish(result, dry_run=dry_run)
+    _echo_publish(result, dry_run=dry_run, poll=_online_poll(state))
 
 
-def _echo_publish(result, *, dry_run: bool) -> None:
+def _online_poll(state) -> int:
+    """How soon the online service promotes a complete proposal, as this machine was told (``config set``)."""
+    from tufoci.repo_tool.expiry import parse_duration
+    from tufoci.repo_tool.online_service import DEFAULT_POLL, POLL_SETTING
+
+    return int(parse_duration(state.setting(POLL_SETTING) or f"{int(DEFAULT_POLL.total_seconds())}s").total_seconds())
+
+
+def _echo_publish(result, *, dry_run: bool, poll: int = 30) -> None:
     verb = "would publish" if dry_run else "published"
     if result.published:
         versions = ", ".join(f"{role} v{v}" for role, v in result.published.items())
@@ -540,8 +580,13 @@ def _echo_publish(result, *, dry_run: bool) -> None:
         counts = "; ".join(f"{t['have']} of {t['need']} signatures ({t['label']})" if t["have"] <= t["need"]
                            else f"{t['have']} signatures, {t['need']} needed ({t['label']})"
                            for t in info["thresholds"])
+        if result.waiting_for_online_key and info.get("held") and all(t["have"] >= t["need"] for t in info["thresholds"]):
+            _echo(f"{role} v{info['version']} complete; goes live within {poll} s (online service)")
+            continue
         held = f" — complete, {info['held']}" if info.get("held") else ""
-        _echo(f"{'would propose' if dry_run else 'proposed'} {role} v{info['version']}: {counts}{held}")
+        folded = (f" (replaces the open v{result.folded[role]}: its signers must sign again)"
+                  if role in result.folded else "")
+        _echo(f"{'would propose' if dry_run else 'proposed'} {role} v{info['version']}: {counts}{held}{folded}")
         if not dry_run and any(t["have"] < t["need"] for t in info["thresholds"]):
             _echo(f"  other maintainers: tufoci sign {result.scope} {role}", err=True)
     if result.awaiting_first_version:
@@ -549,9 +594,12 @@ def _echo_publish(result, *, dry_run: bool) -> None:
                f"'tufoci publish' creates its metadata", err=True)
     for i in result.ignored:
         _echo(f"tufoci: warning: ignored {i.tag}: {i.reason}", err=True)
+    for role, version in result.queued.items():
+        _echo(f"queued: your changes to {role} stay staged until the open proposal {role} v{version} goes live "
+              f"(then run 'tufoci publish {result.scope}' again); 'tufoci publish --fold' puts them into it", err=True)
     if result.waiting_for_online_key:
-        _echo(f"signed, but this machine cannot sign snapshot/timestamp: whoever holds the online key runs "
-               f"'tufoci publish {result.scope}' to make it live", err=True)
+        _echo("this machine does not hold the online key: the online service ('tufoci online-service') "
+              "publishes it", err=True)
 
 
 @cli.command()
@@ -631,7 +679,7 @@ def sign(scope, role, expect, password_stdin, plain_http, insecure, ca_file, out
     names = key_names(state)
 
     def show(review) -> None:  # the diff goes to stderr: stdout stays data (-o json)
-        _echo_proposal(review.to_dict(names), err=True)
+        _echo_proposal(review.to_dict(names), err=True, names=names)
 
     def confirm(review) -> bool:
         p = review.proposal
@@ -651,19 +699,22 @@ def sign(scope, role, expect, password_stdin, plain_http, insecure, ca_file, out
     for item, keyids in done:
         who = ", ".join(names.get(k, k[:12]) for k in keyids)
         _echo(f"signed {item.proposal.role} v{item.proposal.version} with {who}")
-    _echo(f"see 'tufoci status {scope}'; 'tufoci publish {scope}' makes complete proposals live", err=True)
+    _echo(f"see 'tufoci status {scope}'; the online service (or 'tufoci publish {scope}' where the online key "
+          f"is) makes complete proposals live", err=True)
 
 
 @cli.command()
 @click.argument("scope")
 @click.argument("role")
+@click.option("--force", is_flag=True, help="Discard the open proposal even when another machine proposed it.")
 @registry_options
-def discard(scope, role, plain_http, insecure, ca_file) -> None:
-    """Abandon the open proposal for ROLE and this machine's staged changes to it."""
+def discard(scope, role, force, plain_http, insecure, ca_file) -> None:
+    """Abandon this machine's open proposal for ROLE and its staged changes to it."""
     from tufoci.repo_tool.sessions import discard as do_discard
 
-    tags = do_discard(_state(), scope, role, **_registry_kwargs(plain_http, insecure, ca_file))
-    _echo(f"discarded {role}" + (f" ({', '.join(tags)})" if tags else " (local staged changes)"))
+    found = do_discard(_state(), scope, role, force=force, **_registry_kwargs(plain_http, insecure, ca_file))
+    _echo(f"discarded {role}" + (f" ({', '.join(f'{tag}, proposed by {who}' for tag, who in found)})"
+                                  if found else " (local staged changes)"))
 
 
 @cli.command()
@@ -702,33 +753,42 @@ def renew(scope, role, expires, plain_http, insecure, ca_file) -> None:
           + f"; run 'tufoci publish {change.scope}'")
 
 
-@cli.command()
-@click.argument("scope")
-@click.option("--every", metavar="DUR", help="Keep running: refresh every DUR (e.g. 6h) until SIGTERM.")
-@click.option("--snapshot", "force_snapshot", is_flag=True, help="Re-sign snapshot even when it is not due.")
-@click.option("--revive-expired", is_flag=True,
-              help="Extend an expired timestamp although this machine has no record of the scope's state "
-                   "(its high-water marks): only after checking that it is the current state.")
-@password_stdin_option
-@registry_options(per_request=True)
-def timestamp(scope, every, force_snapshot, revive_expired, password_stdin, plain_http, insecure, ca_file,
-              timeout) -> None:
-    """Re-sign the timestamp (and snapshot when due) with the online key; --every runs it as a service."""
+def _service_options(f: Callable) -> Callable:
+    for option in reversed([
+        click.option("--every", metavar="DUR", help="Keep running: refresh the timestamp every DUR (e.g. 6h) and "
+                     "promote complete proposals every --poll, until SIGTERM."),
+        click.option("--poll", metavar="DUR", help="With --every: how often to look for complete proposals "
+                     "(default 30s)."),
+        click.option("--snapshot", "force_snapshot", is_flag=True, help="Re-sign snapshot even when it is not due."),
+        click.option("--revive-expired", is_flag=True,
+                     help="Extend an expired timestamp although this machine has no record of the scope's state "
+                          "(its high-water marks): only after checking that it is the current state."),
+    ]):
+        f = option(f)
+    return password_stdin_option(registry_options(per_request=True)(f))
+
+
+def _run_online(scope, every, poll, force_snapshot, revive_expired, password_stdin, options,
+                timeout: float) -> None:
     from tufoci.repo_tool.expiry import parse_duration
-    from tufoci.repo_tool.freshness import refresh_timestamp, run_every
+    from tufoci.repo_tool.freshness import refresh_timestamp
+    from tufoci.repo_tool.online_service import DEFAULT_POLL, STATUS_FILE, run_service
+    from tufoci.repo_tool.publish import ONLINE_SETTLE
+    from tufoci.repo_tool.publish import publish as do_publish
 
     state = _state()
     secrets = _secrets_handler(password_stdin)
-    options = _registry_kwargs(plain_http, insecure, ca_file)
 
-    def refresh():
+    def refresh(settle: float = 0.0):
         from tufoci.budget import budget
 
         with budget(timeout):  # each round has the whole budget (with --every this runs for months)
             return refresh_timestamp(state, scope, secrets=secrets, force_snapshot=force_snapshot,
-                                     revive_expired=revive_expired, **options)
+                                     revive_expired=revive_expired, settle=settle, **options)
 
     if every is None:
+        if poll is not None:
+            raise click.UsageError("--poll needs --every (the service keeps running)")
         result = refresh()
         _echo(f"timestamp v{result.timestamp_version} expires {result.timestamp_expires:%Y-%m-%dT%H:%M:%SZ}"
                + (f"; snapshot v{result.snapshot_version}" if result.snapshot_resigned else ""))
@@ -736,11 +796,75 @@ def timestamp(scope, every, force_snapshot, revive_expired, password_stdin, plai
             _echo(f"tufoci: warning: {warning}", err=True)
         return
 
-    def report(line: str) -> None:
+    def log(record: dict) -> None:  # one JSON object per line on stderr
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        _echo(f"{stamp} {line}", err=True)
+        _echo(json.dumps({"time": stamp, **record}), err=True)
 
-    run_every(parse_duration(every), refresh, report)
+    run_service(scope, promote=lambda: do_publish(state, scope, secrets=secrets, promote_only=True, **options),
+                refresh=lambda: refresh(ONLINE_SETTLE), every=parse_duration(every),
+                poll=parse_duration(poll) if poll else DEFAULT_POLL,
+                status_path=state.path(STATUS_FILE), log=log)
+
+
+@cli.command("online-service")
+@click.argument("scope")
+@_service_options
+def online_service(scope, every, poll, force_snapshot, revive_expired, password_stdin, plain_http, insecure,
+                   ca_file, timeout) -> None:
+    """The online key's service: with --every, keep the timestamp fresh and make complete proposals live.
+
+    It signs snapshot and timestamp only, and promotes only proposals whose signatures already meet every
+    threshold. Without --every it re-signs the timestamp once (like 'tufoci timestamp').
+    """
+    _run_online(scope, every, poll, force_snapshot, revive_expired, password_stdin,
+                _registry_kwargs(plain_http, insecure, ca_file), timeout)
+
+
+@cli.command()
+@click.argument("scope")
+@_service_options
+def timestamp(scope, every, poll, force_snapshot, revive_expired, password_stdin, plain_http, insecure,
+              ca_file, timeout) -> None:
+    """Re-sign the timestamp (and snapshot when due) with the online key; --every runs 'online-service'."""
+    _run_online(scope, every, poll, force_snapshot, revive_expired, password_stdin,
+                _registry_kwargs(plain_http, insecure, ca_file), timeout)
+
+
+CONFIG_SETTINGS = {
+    "actor": "your name on proposals and signatures, e.g. alice@acme (default: your keys' names)",
+    "online-poll": "how often the online service looks for complete proposals, e.g. 30s (publish says it)",
+}
+
+
+@cli.group()
+def config() -> None:
+    """Per-machine settings, kept in state.db."""
+
+
+@config.command("set")
+@click.argument("name", type=click.Choice(sorted(CONFIG_SETTINGS)))
+@click.argument("value")
+def config_set(name: str, value: str) -> None:
+    """Set NAME to VALUE on this machine (see 'tufoci config list')."""
+    if name == "online-poll":
+        from tufoci.repo_tool.expiry import parse_duration
+
+        parse_duration(value)
+    _state().set_setting(name, value)
+    _echo(f"{name} = {value}")
+
+
+@config.command("list")
+@output_option
+def config_list(output: str) -> None:
+    """Every setting, its value on this machine, and what it is for."""
+    state = _state()
+    rows = [{"name": n, "value": state.setting(n), "help": h} for n, h in sorted(CONFIG_SETTINGS.items())]
+    if output == "json":
+        _emit_json(rows)
+        return
+    for row in rows:
+        _echo(f"{row['name']:<12} {row['value'] or '(unset)':<20} {row['help']}")
 
 
 @cli.command("export-metadata")

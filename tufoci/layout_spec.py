@@ -54,6 +54,7 @@ PROPOSAL_TAG_PREFIX = "staged."
 SIGNATURE_TAG_PREFIX = "sig."
 ANNOTATION_DISCARDED = "dev.tufoci.proposal.discarded"
 ANNOTATION_PROPOSER = "dev.tufoci.proposal.by"
+ANNOTATION_PROPOSER_MACHINE = "dev.tufoci.proposal.machine"  # random per TUFOCI_HOME: whose proposal it is
 ANNOTATION_KEYID = "dev.tufoci.signature.keyid"
 
 # Caps on what is read from a store (DESIGN §3: cap every read).

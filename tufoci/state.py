@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS pins (
 CREATE TABLE IF NOT EXISTS marks (
     scope TEXT NOT NULL, role TEXT NOT NULL, version INTEGER NOT NULL, sha256 TEXT, recorded_at TEXT NOT NULL,
     PRIMARY KEY (scope, role));
+CREATE TABLE IF NOT EXISTS settings (
+    name TEXT PRIMARY KEY, value TEXT NOT NULL, set_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL, scope TEXT,
     action TEXT NOT NULL, role TEXT, version INTEGER, details TEXT);
@@ -162,6 +164,17 @@ class State:
             [(at, who, scope, action, role, version, json.dumps(details, sort_keys=True))
              for action, scope, role, version, details in records],
         )
+
+    # -- settings (tufoci config) ---------------------------------------------
+    def setting(self, name: str) -> str | None:
+        """A value set once per machine with ``tufoci config set`` (e.g. ``actor``), or None."""
+        rows = self.query("SELECT value FROM settings WHERE name = ?", (name,))
+        return rows[0]["value"] if rows else None
+
+    def set_setting(self, name: str, value: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO settings (name, value, set_at) VALUES (?,?,?)",
+                         (name, value, now_iso()))
 
     # -- trust pins ------------------------------------------------------------
     def pins(self) -> list[Pin]:

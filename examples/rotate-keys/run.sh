@@ -61,7 +61,7 @@ expect_exit 10 tufoci verify "$scope/web:evil"
 
 say "5. the online key leaked: rotate snapshot and timestamp to a new one (clients fed a fast-forward recover)"
 machine security
-run tufoci discard "$scope" targets     # drop the attacker's proposal
+run tufoci discard --force "$scope" targets     # drop the attacker's proposal (not ours: --force names whose it was)
 run tufoci key generate online-b --unencrypted
 run tufoci rotate "$scope" snapshot --add-key online-b --remove-key online-a
 run tufoci rotate "$scope" timestamp --add-key online-b --remove-key online-a

@@ -1,0 +1,67 @@
+"""What happens next in a scope, and who must do it (issue 15.6).
+
+``status`` must never leave a maintainer guessing: for every open proposal,
+every role with staged changes and every role close to its expiry, one step
+``{action, who, command}`` names the action, the people (key names from this
+machine's catalogue, or key id prefixes) or service that can take it, and the
+command. Pure functions over the dicts ``status`` reports: no I/O.
+"""
+
+from __future__ import annotations
+
+ONLINE = "the online service"
+
+
+def _name(keyid: str, names: dict[str, str]) -> str:
+    return names.get(keyid) or keyid[:16]
+
+
+def proposal_step(scope: str, proposal: dict) -> dict:
+    """Sign (who is missing), or publish (the online service) a complete proposal."""
+    role = proposal["role"]
+    if proposal.get("held") and not proposal["complete"]:
+        return {"action": "sign", "who": _missing(proposal), "command": f"tufoci sign {scope} {role} --expect "
+                f"{proposal['fingerprint']}"}
+    if proposal["complete"] and proposal.get("held") and "online key" not in proposal["held"]:
+        return {"action": "wait", "who": [], "command": None, "why": proposal["held"]}
+    if proposal["complete"]:
+        return {"action": "publish", "who": [ONLINE, "anyone holding the online key"],
+                "command": f"tufoci publish {scope}"}
+    return {"action": "sign", "who": _missing(proposal),
+            "command": f"tufoci sign {scope} {role} --expect {proposal['fingerprint']}"}
+
+
+def _missing(proposal: dict) -> list[str]:
+    who: list[str] = []
+    for t in proposal["thresholds"]:
+        if t["have"] < t["need"]:
+            who += [m["key"] or m["keyid"][:16] for m in t["missing"] if (m["key"] or m["keyid"][:16]) not in who]
+    return who
+
+
+def staged_step(scope: str, role: str, open_version: int | None) -> dict:
+    """Staged changes: this machine publishes them, or they wait behind the open proposal of their role."""
+    if open_version is not None:
+        return {"action": "queued", "who": ["this machine"], "command": f"tufoci publish --fold {scope}",
+                "why": f"waits behind the open proposal {role} v{open_version}: publish again once it is live, "
+                       f"or fold it in now"}
+    return {"action": "publish", "who": ["this machine"], "command": f"tufoci publish {scope}"}
+
+
+def expiry_step(scope: str, role: str, warning: str | None, keyids: list[str], names: dict[str, str]) -> dict | None:
+    """A role that expired or expires soon: the online service re-signs snapshot/timestamp; key holders renew the rest."""
+    if warning is None:
+        return None
+    if role in ("snapshot", "timestamp"):
+        return {"action": "refresh", "who": [ONLINE], "command": f"tufoci online-service {scope} --every 6h"}
+    return {"action": "renew", "who": [_name(k, names) for k in keyids],
+            "command": f"tufoci renew {scope} {role}"}
+
+
+def step_line(role: str, step: dict) -> str:
+    """One line of ``status`` text: ``next for targets: sign — bob, carol: tufoci sign …``."""
+    who = ", ".join(step["who"]) or "nobody yet"
+    line = f"next for {role}: {step['action']} — {who}"
+    if step.get("why"):
+        line += f" ({step['why']})"
+    return line + (f": {step['command']}" if step.get("command") else "")

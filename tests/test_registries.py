@@ -19,8 +19,10 @@ from tests.support.forward_proxy import ForwardProxy
 from tests.support.registry import write_htpasswd
 from tests.support.tls import MutualTLSRegistryServer, TLSRegistryServer, make_server_pki
 from tufoci.errors import RegistryError
+from tufoci.enforce.policy import parse_policy
+from tufoci.enforce.view import loaders_for_policy
 from tufoci.registry_config import (
-    Proxies, RegistryConfig, RegistryConfigError, RegistryEntry, TLSFlags, read_registries_conf,
+    Proxies, RegistryConfig, RegistryConfigError, RegistryEntry, TLSFlags, load_config, read_registries_conf,
 )
 
 
@@ -63,6 +65,19 @@ def test_per_registry_flags_win_and_location_and_blocked(tmp_path: Path):
         config.settings_for("evil.example")
     with pytest.raises(RegistryConfigError, match="both source and destination"):
         config.with_flags_for("127.0.0.1:6000", TLSFlags(insecure=True))
+
+
+def test_credentials_follow_the_location_not_the_name(tmp_path: Path, monkeypatch):
+    from tufoci.store.registry import RegistryClient
+
+    auth = base64.b64encode(b"alice:s3cret").decode()
+    (tmp_path / "config.json").write_text('{"auths": {"registry.example": {"auth": "%s"}}}' % auth)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    for var in ("TUFOCI_REGISTRY_USERNAME", "TUFOCI_REGISTRY_PASSWORD", "TUFOCI_REGISTRY_HOST"):
+        monkeypatch.delenv(var, raising=False)
+    moved = RegistryConfig(registries=(RegistryEntry("registry.example", "elsewhere.example"),))
+    assert RegistryClient("registry.example", config=moved)._get_credentials() is None  # not sent elsewhere
+    assert RegistryClient("registry.example")._get_credentials().username == "alice"
 
 
 @pytest.mark.parametrize("no_proxy, url, proxied", [
@@ -136,6 +151,13 @@ def test_copy_and_verify_across_three_registries_configured_by_certs_d(three, tm
     digests = _verify_three(Machine("cluster", tmp_path, monkeypatch),
                             [scope, f"{a.host}/acme", f"{b.host}/acme"], root)
     assert len(digests) == 1
+
+    # the admission webhook's loaders get the same configuration (tufoci admission serve passes it)
+    policy = parse_policy({"apiVersion": "tufoci.dev/v1", "kind": "AdmissionPolicy",
+                           "trust": [{"scope": f"{b.host}/acme", "root": str(root)}]}, "policy.yaml")
+    config = load_config(TLSFlags(), home=None, certs_dir=str(certs))
+    loaded = loaders_for_policy(policy, str(tmp_path / "webhook-cache"), config)[f"{b.host}/acme"]()
+    assert loaded is not None
 
     # the client certificate is what lets the cluster in: without it, exit 13
     bare = tmp_path / "bare.d"

@@ -46,6 +46,8 @@ def _certs(root: Path, host: str, *names: str) -> Path:
     dict(flags=TLSFlags(), files=(), entry=RegistryEntry("127.0.0.1:5000", None, insecure=True),
          expect=(True, False, 0, True, False)),  # insecure local registry: still plain, never verified
     dict(flags=TLSFlags(insecure=True), files=(), entry=None, expect=(False, False, 0, True, False)),
+    dict(flags=TLSFlags(client_cert="/me.pem"), files=("c.cert", "c.key"), entry=None,
+         expect=(False, True, 0, True, True)),  # a flag's client certificate wins over certs.d
 ])
 def test_settings_resolution(case, tmp_path: Path):
     _certs(tmp_path, "127.0.0.1:5000", *case["files"])
@@ -53,6 +55,8 @@ def test_settings_resolution(case, tmp_path: Path):
                             registries=(case["entry"],) if case["entry"] else ())
     s = config.settings_for("127.0.0.1:5000")
     assert (s.plain_http, s.verify, len(s.ca_files), s.system_cas, s.client_cert is not None) == case["expect"]
+    if case["flags"].client_cert:
+        assert s.client_cert == ("/me.pem", "/me.pem")
 
 
 def test_per_registry_flags_win_and_location_and_blocked(tmp_path: Path):

@@ -23,7 +23,7 @@ import os
 import ssl
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from tufoci.errors import RegistryError, UsageError
 
@@ -51,6 +51,8 @@ class TLSFlags:
     insecure: bool = False
     ca_file: str | None = None
     cert_dir: str | None = None  # one registry's files directly (skopeo's --src-cert-dir), instead of certs.d
+    client_cert: str | None = None  # a client certificate (PEM), over any certs.d one
+    client_key: str | None = None  # its key, when not in the same file
 
     def over(self, other: TLSFlags) -> TLSFlags:
         """These flags, and ``other``'s where these say nothing."""
@@ -59,6 +61,8 @@ class TLSFlags:
             self.insecure or other.insecure,
             self.ca_file or other.ca_file,
             self.cert_dir or other.cert_dir,
+            self.client_cert or other.client_cert,
+            self.client_key or other.client_key,
         )
 
 
@@ -142,7 +146,7 @@ class RegistrySettings:
     ca_files: tuple[str, ...] = ()
     system_cas: bool = True  # certs.d CAs add to the system's; --ca-file replaces them (as before)
     client_cert: tuple[str, str] | None = None  # (certificate, key)
-    proxies: Proxies = field(default_factory=Proxies)
+    proxies: Proxies = Proxies()
 
     def ssl_context(self) -> ssl.SSLContext:
         """The TLS context both transports (urllib3, manifest_batch) use.
@@ -215,6 +219,8 @@ class RegistryConfig:
         address = entry.location if entry is not None and entry.location else registry
         directory = flags.cert_dir or self._certs_directory(registry)
         cas, client_cert = read_cert_dir(directory) if directory else ((), None)
+        if flags.client_cert:
+            client_cert = (flags.client_cert, flags.client_key or flags.client_cert)
         if flags.ca_file:
             cas, system_cas = (flags.ca_file,), False
         else:

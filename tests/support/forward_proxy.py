@@ -57,13 +57,10 @@ class _Handler(socketserver.StreamRequestHandler):
     server: _Server
 
     def handle(self) -> None:
-        while self._one():
-            pass
-
-    def _one(self) -> bool:
+        """One request per client connection: a tunnel, or one forwarded request answered with Connection: close."""
         head = _read_head(self.rfile)
         if head is None:
-            return False
+            return
         request_line, headers = head
         method, target, _ = request_line.split(" ", 2)
         self.server.owner._record(ProxiedRequest(method, target, tuple(headers)))
@@ -73,10 +70,10 @@ class _Handler(socketserver.StreamRequestHandler):
             self.wfile.flush()
             threading.Thread(target=_pipe, args=(upstream, self.connection), daemon=True).start()
             _pipe(self.connection, upstream)
-            return False
+            return
         if not target.startswith("http://"):
             self.wfile.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            return False
+            return
         authority, _, path = target[len("http://"):].partition("/")
         length = int(next((v for k, v in headers if k.lower() == "content-length"), "0"))
         body = self.rfile.read(length) if length else b""
@@ -92,7 +89,6 @@ class _Handler(socketserver.StreamRequestHandler):
                              + "".join(f"{k}: {v}\r\n" for k, v in kept).encode("latin-1") + b"\r\n")
             while data := reader.read1(65536):
                 self.wfile.write(data)
-        return False
 
 
 class _Server(socketserver.ThreadingTCPServer):

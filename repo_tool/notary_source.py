@@ -17,6 +17,7 @@ from typing import Protocol
 
 from tufoci.credentials import lookup_credentials
 from tufoci.errors import RegistryError, UsageError
+from tufoci.registry_config import RegistryConfig, TLSFlags
 from tufoci.store.registry import RegistryClient
 
 MAX_FILE_BYTES = 16 * 1024 * 1024  # a 1,000-tag targets.json is ~100 kB; delegations are smaller
@@ -112,13 +113,9 @@ class ServerSource:
         # docker keeps the login under the registry's name, and the registry's token service is the one
         # a notary-server's challenge points to: look the credentials up there first
         credentials = lookup_credentials(credentials_registry) if credentials_registry else None
-        self._client = RegistryClient(
-            parts.netloc, plain_http=parts.scheme == "http", ca_file=ca_file, insecure=insecure,
-            credentials=credentials,
-        )
-        if client_cert:
-            # mutual TLS: every pooled connection presents the certificate (set before the first request)
-            self._client._pool.connection_pool_kw.update(cert_file=client_cert, key_file=client_key or client_cert)
+        # mutual TLS: the client certificate goes into the client's TLS context, as certs.d ones do
+        tls = TLSFlags(parts.scheme == "http", insecure, ca_file, client_cert=client_cert, client_key=client_key)
+        self._client = RegistryClient(parts.netloc, config=RegistryConfig(tls), credentials=credentials)
         self._scope = f"repository:{gun}:pull"
         self.request_count = 0
 

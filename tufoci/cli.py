@@ -18,7 +18,7 @@ import sqlite3
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -26,6 +26,9 @@ from tufoci import __version__
 from tufoci.errors import SigningKeyError, TufociError, UsageError
 from tufoci.json_keys import camel_keys
 from tufoci.safe_text import printable
+
+if TYPE_CHECKING:
+    from tufoci.registry_config import RegistryConfig
 
 _VERBOSE = False
 
@@ -53,7 +56,8 @@ def registry_options(f: Callable | None = None, *, timeout: str = MAINTAINER_TIM
     """
     def decorate(f: Callable) -> Callable:
         @functools.wraps(f)
-        def run(*args: Any, timeout: str, **kwargs: Any) -> Any:
+        def run(*args: Any, timeout: str, certs_dir: str | None, **kwargs: Any) -> Any:
+            click.get_current_context().meta[_CERTS_DIR] = certs_dir  # read by _registry_kwargs
             seconds = _timeout_seconds(timeout)
             if per_request:
                 return f(*args, timeout=seconds, **kwargs)
@@ -68,10 +72,27 @@ def registry_options(f: Callable | None = None, *, timeout: str = MAINTAINER_TIM
         run = click.option("--plain-http", is_flag=True, default=None,
                            help="Use HTTP, not HTTPS (default only for localhost/127.0.0.1).")(run)
         run = click.option("--insecure", is_flag=True, help="Do not verify the registry's TLS certificate.")(run)
+        run = click.option("--certs-dir", type=click.Path(exists=True, file_okay=False), envvar="TUFOCI_CERTS_DIR",
+                           help="certs.d directory: HOST[:PORT]/ca.crt, client *.cert + *.key "
+                                "(instead of ~/.config/containers, /etc/containers and /etc/docker certs.d; "
+                                "$TUFOCI_CERTS_DIR).")(run)
         return click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
                             help="CA bundle for a registry with a private CA.")(run)
 
     return decorate if f is None else decorate(f)
+
+
+def _side_options(prefix: str, side: str) -> Callable[[Callable], Callable]:
+    """``copy``'s per-side TLS options, as skopeo names them (``--src-…``, ``--dest-…``)."""
+    def decorate(f: Callable) -> Callable:
+        f = click.option(f"--{prefix}-plain-http", is_flag=True, help=f"{side} over plain HTTP.")(f)
+        f = click.option(f"--{prefix}-insecure", is_flag=True, help=f"Do not verify {side}'s TLS certificate.")(f)
+        f = click.option(f"--{prefix}-ca-file", type=click.Path(exists=True, dir_okay=False),
+                         help=f"CA bundle for {side}'s registry.")(f)
+        return click.option(f"--{prefix}-certs-dir", type=click.Path(exists=True, file_okay=False),
+                            help=f"{side}'s own directory: *.crt CAs, client *.cert + *.key.")(f)
+
+    return decorate
 
 
 def _timeout_seconds(text: str) -> float:
@@ -87,15 +108,23 @@ def _timeout_seconds(text: str) -> float:
     return seconds
 
 
+_CERTS_DIR = "tufoci.certs_dir"
+
+
+def _registry_config(plain_http: bool | None, insecure: bool, ca_file: str | None) -> RegistryConfig:
+    """The flags, certs.d, registries.conf and proxy variables: the one place that reads the environment
+    for them (docs/registries.md)."""
+    from tufoci.registry_config import Proxies, TLSFlags, load_config
+
+    context = click.get_current_context(silent=True)
+    certs_dir = (context.meta.get(_CERTS_DIR) if context else None) or os.environ.get("TUFOCI_CERTS_DIR")
+    return load_config(TLSFlags(plain_http or None, insecure, ca_file), home=os.environ.get("HOME"),
+                       certs_dir=certs_dir, registries_conf=os.environ.get("CONTAINERS_REGISTRIES_CONF"),
+                       proxies=Proxies.from_environment(os.environ))
+
+
 def _registry_kwargs(plain_http: bool | None, insecure: bool, ca_file: str | None) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    if plain_http:
-        options["plain_http"] = True
-    if insecure:
-        options["insecure"] = True
-    if ca_file:
-        options["ca_file"] = ca_file
-    return options
+    return {"config": _registry_config(plain_http, insecure, ca_file)}
 
 
 def password_stdin_option(f: Callable) -> Callable:
@@ -888,18 +917,29 @@ def export_metadata(scope, directory, plain_http, insecure, ca_file) -> None:
 @click.option("--replace-newer", is_flag=True,
               help="Replace a destination whose trust state is newer than SOURCE's (moves it backwards).")
 @registry_options(timeout="1h")  # it moves whole images
+@_side_options("src", "SOURCE")
+@_side_options("dest", "DESTINATION")
 @output_option
-def copy(source, destination, tag_pattern, quiet, replace_newer, plain_http, insecure, ca_file, output) -> None:
+def copy(source, destination, tag_pattern, quiet, replace_newer, plain_http, insecure, ca_file, output,
+         **sides) -> None:
     """Copy SOURCE scope's signed images and trust data to DESTINATION (a registry scope or oci:DIR).
 
     Digests are preserved, present blobs and manifests are skipped (re-run to resume), and the
     timestamp moves last. Copying to oci:DIR and from it again is the air-gapped transfer.
+    --src-… and --dest-… options apply to one side and win over the unprefixed ones.
     """
+    from tufoci.registry_config import TLSFlags
     from tufoci.repo_tool.copy import copy_scope
 
+    config = _registry_config(plain_http, insecure, ca_file)
+    for side, scope in (("src", source), ("dest", destination)):
+        flags = TLSFlags(sides[f"{side}_plain_http"] or None, sides[f"{side}_insecure"], sides[f"{side}_ca_file"],
+                         sides[f"{side}_certs_dir"])
+        if flags != TLSFlags() and not scope.startswith("oci:"):
+            config = config.with_flags_for(scope.split("/", 1)[0], flags)
     report = copy_scope(_state(), source, destination, tag_pattern=tag_pattern, replace_newer=replace_newer,
                         progress=(lambda line: None) if quiet else (lambda line: _echo(line, err=True)),
-                        **_registry_kwargs(plain_http, insecure, ca_file))
+                        config=config)
     if output == "json":
         _emit_json(report.to_dict())
         return
@@ -1174,7 +1214,8 @@ def admission_serve(policy_file, tls_cert, tls_key, listen, cache_dir, ready_fil
         raise UsageError(str(e)) from e
     policy = load_policy(policy_file)
     cache = cache_dir or tempfile.mkdtemp(prefix="tufoci-admission-")
-    views = Views(loaders_for_policy(policy, cache), policy.freshness)
+    # certs.d, registries.conf and proxies as for every command; a policy entry's own options win
+    views = Views(loaders_for_policy(policy, cache, _registry_config(None, False, None)), policy.freshness)
     sys.exit(serve(policy, views, cert_file=tls_cert, key_file=tls_key, listen=address, ready_file=ready_file))
 
 

@@ -33,7 +33,7 @@ def import_notary(guns, server, ca_file, client_cert, client_key, trust_dir, roo
                   tofu, semantics, scope, allow_expired, dry_run, password_stdin, plain_http, insecure, output) -> None:
     """Verify Notary v1 / Docker Content Trust collections (GUNs), print the tufoci plan and, without --dry-run,
     check the images and publish the top-level tags into the scope initialised with 'tufoci init'."""
-    from tufoci.cli import _echo, _emit_json, _secrets_handler, _state
+    from tufoci.cli import _echo, _emit_json, _registry_kwargs, _secrets_handler, _state
     from tufoci.repo_tool.notary_import import (
         DELEGATED_LATER, ImportResult, check_manifests, pins_for, plan_import, publish_top_level, render_text,
     )
@@ -46,9 +46,7 @@ def import_notary(guns, server, ca_file, client_cert, client_key, trust_dir, roo
     result = ImportResult(plans)
     try:
         if not dry_run:
-            registry_options = {"plain_http": True} if plain_http else {}
-            if insecure:
-                registry_options["insecure"] = True
+            registry_options = _registry_kwargs(plain_http, insecure, None)  # certs.d and proxies too
             result.checks = {plan.gun: check_manifests(plan, registry_options) for plan in plans}
             publish_top_level(_state(), result, secrets=_secrets_handler(password_stdin),
                               registry_options=registry_options)

@@ -37,6 +37,7 @@ __all__ = [
     "CertificateAuthority",
     "Issued",
     "ServerPKI",
+    "MutualTLSRegistryServer",
     "TLSRegistryServer",
     "make_server_pki",
     "new_private_key",
@@ -219,6 +220,8 @@ _TLS_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}),
 class TLSRegistryServer(RegistryServer):
     """A docker-registry speaking HTTPS on 127.0.0.1 (start it with :meth:`start_tls`)."""
 
+    _opener = _TLS_OPENER
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.url = f"https://{self.host}"
@@ -235,7 +238,7 @@ class TLSRegistryServer(RegistryServer):
     def _probe(self, path: str) -> int | None:
         req = urllib.request.Request(self.url + path, headers={"User-Agent": SUPPORT_USER_AGENT})
         try:
-            with _TLS_OPENER.open(req, timeout=2) as resp:
+            with self._opener.open(req, timeout=2) as resp:
                 return int(resp.status)
         except urllib.error.HTTPError as err:
             return int(err.code)
@@ -252,7 +255,28 @@ class TLSRegistryServer(RegistryServer):
             hdrs["Authorization"] = "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
         req = urllib.request.Request(self.url + path, data=data, method=method, headers=hdrs)
         try:
-            with _TLS_OPENER.open(req, timeout=timeout) as resp:
+            with self._opener.open(req, timeout=timeout) as resp:
                 return int(resp.status), {k.lower(): v for k, v in resp.headers.items()}, resp.read()
         except urllib.error.HTTPError as err:
             return int(err.code), {k.lower(): v for k, v in err.headers.items()}, err.read()
+
+
+class MutualTLSRegistryServer(TLSRegistryServer):
+    """A TLS registry that requires a client certificate issued by its CA (``http.tls.clientcas``).
+
+    Its own probes present ``client``; everything a test exercises must bring its own.
+    """
+
+    @classmethod
+    def start_mutual(cls, workdir: Path, pki: ServerPKI, client: Issued, **kwargs: Any) -> MutualTLSRegistryServer:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.load_cert_chain(client.cert_file, client.key_file)
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                             urllib.request.HTTPSHandler(context=context))
+        probing = type(cls.__name__, (cls,), {"_opener": opener})
+        config = {"http": {"tls": {"clientcas": [str(pki.ca_file)]}}}
+        server = probing.start_tls(workdir, pki, extra_config=config, **kwargs)
+        assert isinstance(server, MutualTLSRegistryServer)
+        return server

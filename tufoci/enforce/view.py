@@ -29,6 +29,7 @@ from tufoci.client.trust_pins import fetch_root_by_sha256, make_pin
 from tufoci.client.verify import Verifier
 from tufoci.errors import MetadataRejectedError, NotSignedError, TufociError, UsageError
 from tufoci.enforce.policy import Policy, PolicyError, TrustEntry
+from tufoci.registry_config import RegistryConfig
 from tufoci.state import Pin
 
 _log = logging.getLogger(__name__)
@@ -182,8 +183,9 @@ class Views:
         return {scope: s.errors for scope, s in self._scopes.items()}
 
 
-def loaders_for_policy(policy: Policy, cache: str) -> dict[str, Loader]:
-    """One loader per trust entry, each with its own in-process ``Verifier`` (no state.db, no TUFOCI_HOME).
+def loaders_for_policy(policy: Policy, cache: str, config: RegistryConfig | None = None) -> dict[str, Loader]:
+    """One loader per trust entry, each with its own in-process ``Verifier`` (no state.db, no TUFOCI_HOME),
+    reaching registries as ``config`` says (certs.d, registries.conf, proxies), the entry's own options first.
 
     Root files are read now, so that a missing or invalid one stops the start;
     a ``rootSha256`` pin fetches its root from the registry on first load, and
@@ -205,12 +207,12 @@ def loaders_for_policy(policy: Policy, cache: str) -> dict[str, Loader]:
                                   f"{e.strerror}") from e
             except UsageError as e:
                 raise PolicyError(f"{policy.source}: field trust[{index}].root: {entry.root_file}: {e}") from e
-        loaders[entry.scope] = _loader(entry, pin, cache)
+        loaders[entry.scope] = _loader(entry, pin, cache, config)
     return loaders
 
 
-def _loader(entry: TrustEntry, pin: Pin | None, cache: str) -> Loader:
-    options = entry.registry_options()
+def _loader(entry: TrustEntry, pin: Pin | None, cache: str, config: RegistryConfig | None) -> Loader:
+    options = {**entry.registry_options(), **({"config": config} if config is not None else {})}
     pinned: list[Pin] = [pin] if pin is not None else []
 
     def load() -> SignedTargets:

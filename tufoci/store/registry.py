@@ -12,6 +12,8 @@ import cost. It does exactly what tufoci needs and nothing else:
 * ``tags/list`` with ``Link`` pagination and a page cap;
 * basic auth and the bearer-token flow (anonymous tokens too), tokens reused per
   repository scope; credentials never follow a redirect to another host;
+* per-registry TLS (CAs, client certificate, plain HTTP) and HTTP proxies as
+  ``tufoci.registry_config`` resolves them for the host;
 * timeouts on every request, an overall per-request deadline, and bounded
   retries with backoff only for idempotent reads, all inside the command's
   budget (``tufoci.budget``). The deadline holds for every byte: each read from
@@ -25,16 +27,15 @@ import base64
 import contextlib
 import http.client
 import io
-import ipaddress
 import json
 import math
 import os
 import re
-import ssl
 import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import urllib3
@@ -45,6 +46,7 @@ from tufoci.credentials import Credentials, lookup_credentials
 from tufoci.errors import ContentMismatchError, NotFoundError, RegistryError, TimedOutError, TooLargeError
 from tufoci.layout_spec import IMAGE_MEDIA_TYPES, MAX_MANIFEST_BYTES, sha256_digest
 from tufoci.reference import DIGEST_RE
+from tufoci.registry_config import RegistryConfig, RegistrySettings, TLSFlags
 from tufoci.safe_text import printable
 from tufoci.store.base import Manifest, RepositoryStore, VerifyingReader
 
@@ -69,15 +71,26 @@ _TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
 _BUDGET_SPENT = 0.05  # seconds: a timeout that fired with less of the budget left than this is the budget's
 
 
-def is_loopback(registry: str) -> bool:
-    """``localhost``, 127.0.0.0/8 and ::1: plain HTTP by default, like docker."""
-    host = urllib.parse.urlsplit(f"//{registry}").hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def resolve_settings(
+    registry: str,
+    config: RegistryConfig | None = None,
+    *,
+    plain_http: bool | None = None,
+    insecure: bool = False,
+    ca_file: str | None = None,
+) -> RegistrySettings:
+    """``registry``'s settings from ``config``, the loose ``plain_http``/``insecure``/``ca_file``
+    options (what callers without a ``RegistryConfig`` pass) winning over it.
+
+    Raises:
+        RegistryConfigError: the registry's certs.d directory or a CA file cannot be used.
+        RegistryError: registries.conf blocks the registry.
+    """
+    config = config or RegistryConfig()
+    flags = TLSFlags(plain_http, insecure, ca_file)
+    if flags != TLSFlags():
+        config = replace(config, flags=flags.over(config.flags))
+    return config.settings_for(registry)
 
 
 def _env_seconds(name: str, default: float) -> float:
@@ -180,6 +193,7 @@ class RegistryClient:
         self,
         registry: str,
         *,
+        config: RegistryConfig | None = None,
         plain_http: bool | None = None,
         insecure: bool = False,
         ca_file: str | None = None,
@@ -187,29 +201,19 @@ class RegistryClient:
         timeout: float | None = None,
         deadline: float | None = None,
     ):
+        """Raises: RegistryConfigError, RegistryError as ``resolve_settings``."""
         self.registry = registry
-        if plain_http is None:
-            # loopback defaults to plain HTTP, but asking for TLS settings (--ca-file, --insecure) means TLS
-            plain_http = is_loopback(registry) and not (insecure or ca_file)
-        scheme = "http" if plain_http else "https"
-        self.base_url = f"{scheme}://{registry}"
+        self.settings = resolve_settings(registry, config, plain_http=plain_http, insecure=insecure, ca_file=ca_file)
+        # loopback defaults to plain HTTP, but any TLS setting (a CA, a client certificate, --insecure) means TLS
+        self.base_url = f"{'http' if self.settings.plain_http else 'https'}://{self.settings.address}"
         timeout = timeout if timeout is not None else _env_seconds("TUFOCI_REGISTRY_TIMEOUT", READ_TIMEOUT)
         self._deadline = deadline if deadline is not None else _env_seconds("TUFOCI_REGISTRY_DEADLINE", REQUEST_DEADLINE)
-        tls = {"cert_reqs": "CERT_NONE"} if insecure else {"cert_reqs": "CERT_REQUIRED"}
-        if insecure:  # asked for explicitly: no warning on every request
+        if not self.settings.verify:  # asked for explicitly: no warning on every request
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-        if ca_file:
-            tls["ca_certs"] = ca_file
-        self._insecure, self._ca_file, self._read_timeout = insecure, ca_file, timeout
-        self._pool = urllib3.PoolManager(
-            num_pools=4,
-            maxsize=16,
-            headers={"User-Agent": USER_AGENT},
-            retries=False,
-            timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=timeout),
-            **tls,
-        )
-        self._pool.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}  # responses read under a deadline
+        # one context for every connection (urllib3 would build one, and load the system's CAs, per connection)
+        self._tls = None if self.settings.plain_http else self.settings.ssl_context()
+        self._read_timeout = timeout
+        self._pools: dict[str | None, urllib3.PoolManager] = {}  # by proxy URL (None: direct)
         self._credentials = credentials
         self._credentials_given = credentials is not None
         self._credentials_loaded = credentials is not None
@@ -219,22 +223,48 @@ class RegistryClient:
 
     def close(self) -> None:
         """Close every pooled connection."""
-        self._pool.clear()
+        for pool in list(self._pools.values()):
+            pool.clear()
+
+    def _pool_for(self, url: str) -> urllib3.PoolManager:
+        """The pool a request to ``url`` goes through: direct, or its proxy's (CONNECT for HTTPS).
+
+        A proxy's own credentials (``http://user:pass@proxy``) go to the proxy alone, as
+        Proxy-Authorization; the registry's never do (see ``_is_own``).
+        """
+        proxy = self.settings.proxies.for_url(url)
+        with self._lock:
+            pool = self._pools.get(proxy)
+            if pool is None:
+                options: dict[str, Any] = {
+                    "num_pools": 4, "maxsize": 16, "headers": {"User-Agent": USER_AGENT}, "retries": False,
+                    "timeout": urllib3.Timeout(connect=CONNECT_TIMEOUT, read=self._read_timeout),
+                    "ssl_context": self._tls,
+                }
+                if proxy is None:
+                    pool = urllib3.PoolManager(**options)
+                else:
+                    parsed = urllib3.util.parse_url(proxy)
+                    if parsed.auth:
+                        auth = urllib.parse.unquote(parsed.auth)
+                        options["proxy_headers"] = urllib3.make_headers(proxy_basic_auth=auth)
+                    pool = urllib3.ProxyManager(parsed._replace(auth=None).url, **options)
+                pool.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}  # responses read under a deadline
+                self._pools[proxy] = pool
+            return pool
 
     def repository(self, path: str) -> RegistryRepository:
         return RegistryRepository(self, path)
 
-    def endpoint(self) -> Endpoint:
-        """Where ``manifest_batch`` connects, with this client's TLS settings and limits."""
+    def endpoint(self) -> Endpoint | None:
+        """Where ``manifest_batch`` connects, with this client's TLS settings and limits; None when
+        requests to this registry go through a proxy (the regular client alone then reads)."""
         from tufoci.store.manifest_batch import Endpoint
 
+        if self.settings.proxies.for_url(self.base_url) is not None:
+            return None
         url = urllib.parse.urlsplit(self.base_url)
-        tls = None
-        if url.scheme == "https":
-            tls = ssl.create_default_context(cafile=self._ca_file)
-            if self._insecure:
-                tls.check_hostname = False
-                tls.verify_mode = ssl.CERT_NONE
+        tls = self._tls
         host, default_port = url.hostname or "", 443 if tls else 80
         port = url.port or default_port
         # the Host header urllib3 sends: lowercase, IPv6 in brackets, no default port
@@ -248,7 +278,8 @@ class RegistryClient:
     # -- auth ----------------------------------------------------------------
     def _get_credentials(self) -> Credentials | None:
         if not self._credentials_loaded:
-            self._credentials = lookup_credentials(self.registry)
+            # the host they are sent to: a registries.conf location gets its own, not the name's
+            self._credentials = lookup_credentials(self.settings.address)
             self._credentials_loaded = True
         return self._credentials
 
@@ -376,7 +407,7 @@ class RegistryClient:
                 timeout = urllib3.Timeout(connect=min(CONNECT_TIMEOUT, left), read=min(self._read_timeout, left))
             _reading.until, _reading.what = until, what
             try:
-                response = self._pool.request(
+                response = self._pool_for(url).request(
                     method, url, headers=headers, body=body, preload_content=False, redirect=False, timeout=timeout
                 )
             finally:
@@ -508,8 +539,11 @@ def _describe(error: BaseException) -> str:
     text = str(reason or error)
     if "Connection refused" in text:
         return "connection refused"
+    if isinstance(error, urllib3.exceptions.ProxyError):
+        return f"through the proxy: {_describe(error.original_error)}"
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
-        return "its TLS certificate is not trusted (--ca-file FILE for a private CA; --insecure to skip checks)"
+        return ("its TLS certificate is not trusted (a private CA: its ca.crt in certs.d, or --ca-file FILE; "
+                "--insecure to skip checks)")
     if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
         return "it does not speak TLS here (--plain-http for an HTTP-only registry)"
     if "timed out" in text.lower():
@@ -565,9 +599,9 @@ class RegistryRepository(RepositoryStore):
 
             headers = {"Accept": MANIFEST_ACCEPT, "Accept-Encoding": "identity", "User-Agent": USER_AGENT,
                        **self.client.authorization(self._pull)}
-            fetched, left = fetch_manifests(
-                self.client.endpoint(), self.path, left, headers, max_bytes=MAX_MANIFEST_BYTES
-            )
+            endpoint = self.client.endpoint()
+            if endpoint is not None:
+                fetched, left = fetch_manifests(endpoint, self.path, left, headers, max_bytes=MAX_MANIFEST_BYTES)
         fetched.update(zip(left, _side_by_side(self.get_manifest, left, BATCH_FALLBACK_WORKERS)))
         return [first, *(fetched[reference] for reference in references[1:])]
 

@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from tufoci import __version__
+from tufoci.budget import VERIFY_TIMEOUT
 from tufoci.errors import SigningKeyError, TufociError, UsageError
 from tufoci.json_keys import camel_keys
 from tufoci.safe_text import printable
@@ -75,16 +76,9 @@ def registry_options(f: Callable | None = None, *, timeout: str = MAINTAINER_TIM
 
 
 def _timeout_seconds(text: str) -> float:
-    """``--timeout``: seconds (``30``, ``2.5``) or a duration (``30s``, ``5m``)."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        from tufoci.repo_tool.expiry import parse_duration
+    from tufoci.budget import parse_seconds  # shared with the verify fast path (tufoci/entry.py)
 
-        seconds = parse_duration(text).total_seconds()
-    if not 0 < seconds < float("inf"):
-        raise UsageError(f"invalid --timeout {text!r}: it must be more than 0")
-    return seconds
+    return parse_seconds(text)
 
 
 def _registry_kwargs(plain_http: bool | None, insecure: bool, ca_file: str | None) -> dict[str, Any]:
@@ -832,7 +826,7 @@ def trust_remove(scope) -> None:
 @click.argument("references", nargs=-1, required=True)
 @click.option("--skip-registry-check", is_flag=True,
               help="Do not compare the registry's current tag with the signed digest (offline resolution).")
-@registry_options(timeout="30s")
+@registry_options(timeout=VERIFY_TIMEOUT)
 @output_option
 def verify(references, skip_registry_check, plain_http, insecure, ca_file, output) -> None:
     """Verify REFERENCES and print the digest each must be deployed by.

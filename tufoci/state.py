@@ -86,6 +86,9 @@ def actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+PINS_QUERY = "SELECT scope, metadata, root_sha256, root_file FROM pins"  # also the verify fast path's
+
+
 @dataclass(frozen=True)
 class Pin:
     scope: str
@@ -165,7 +168,7 @@ class State:
 
     # -- trust pins ------------------------------------------------------------
     def pins(self) -> list[Pin]:
-        return [Pin(r["scope"], r["metadata"], r["root_sha256"], r["root_file"]) for r in self.query("SELECT * FROM pins")]
+        return [Pin(*r) for r in self.query(PINS_QUERY)]
 
     def close(self) -> None:
         self._conn.close()

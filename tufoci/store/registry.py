@@ -21,41 +21,44 @@ import cost. It does exactly what tufoci needs and nothing else:
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import http.client
-import io
-import ipaddress
 import json
 import math
-import os
 import re
-import ssl
 import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import urllib3
 import urllib3.connection
 
-from tufoci import __version__, budget
+from tufoci import budget
 from tufoci.credentials import Credentials, lookup_credentials
-from tufoci.errors import ContentMismatchError, NotFoundError, RegistryError, TimedOutError, TooLargeError
-from tufoci.layout_spec import IMAGE_MEDIA_TYPES, MAX_MANIFEST_BYTES, sha256_digest
+from tufoci.errors import ContentMismatchError, NotFoundError, RegistryError, TooLargeError
+from tufoci.layout_spec import MAX_MANIFEST_BYTES, sha256_digest
 from tufoci.reference import DIGEST_RE
+from tufoci.registry_http import (  # the decisions the verify fast path shares (registry_http's docstring)
+    CONNECT_TIMEOUT,
+    MANIFEST_ACCEPT,
+    USER_AGENT,
+    DeadlinePassed as _DeadlinePassed,
+    DeadlineResponse as _DeadlineResponse,
+    base_url,
+    basic_authorization,
+    parse_challenge as _parse_challenge,
+    read_timeout,
+    reading as _reading,
+    request_deadline,
+    tls_context,
+)
 from tufoci.safe_text import printable
 from tufoci.store.base import Manifest, RepositoryStore, VerifyingReader
 
 if TYPE_CHECKING:
     from tufoci.store.manifest_batch import Endpoint
 
-MANIFEST_ACCEPT = ", ".join(IMAGE_MEDIA_TYPES)
-USER_AGENT = f"tufoci/{__version__}"
-CONNECT_TIMEOUT = 5.0
-READ_TIMEOUT = 30.0
-REQUEST_DEADLINE = 120.0
 READ_RETRIES = 2
 MAX_REDIRECTS = 5
 MAX_TAG_PAGES = 100
@@ -67,88 +70,6 @@ _CHUNK = 64 * 1024
 _RETRY_STATUSES = {500, 502, 503, 504}  # 500: distribution serves a tag link caught mid-write as a 500
 _TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
 _BUDGET_SPENT = 0.05  # seconds: a timeout that fired with less of the budget left than this is the budget's
-
-
-def is_loopback(registry: str) -> bool:
-    """``localhost``, 127.0.0.0/8 and ::1: plain HTTP by default, like docker."""
-    host = urllib.parse.urlsplit(f"//{registry}").hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _env_seconds(name: str, default: float) -> float:
-    """A timeout from the environment (seconds), for slow links or impatient tests."""
-    try:
-        value = float(os.environ.get(name, default))
-    except ValueError:
-        return default
-    return value if value > 0 else default
-
-
-class _DeadlinePassed(TimedOutError):
-    """The request's deadline passed while reading. Not an OSError, so urllib3 neither retries nor wraps
-    it; a TufociError, so one that escapes (a streamed blob read by the caller) is still one clear line."""
-
-    def __init__(self, what: str):
-        super().__init__(str(budget.exceeded(what)))
-
-
-_reading = threading.local()  # .until, .what: the deadline and the request this thread is sending
-
-
-class _DeadlineReader(io.RawIOBase):
-    """The socket as http.client reads a response from it, every read bounded by the deadline.
-
-    A socket timeout restarts with each byte received; here each read waits at
-    most the read timeout and never past ``until``, so the status line, the
-    headers and the body all finish by then or fail.
-    """
-
-    def __init__(self, sock: Any, until: float, what: str):
-        self._sock, self._until, self._what, self._timeout = sock, until, what, sock.gettimeout()
-        self._raw = sock.makefile("rb", buffering=0)  # counts as a reference: the socket stays open while read
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int | None:
-        left = self._until - time.monotonic()
-        if left <= 0:
-            raise _DeadlinePassed(self._what)
-        limited = self._timeout is None or left < self._timeout
-        self._sock.settimeout(left if limited else self._timeout)
-        try:
-            return self._raw.readinto(buffer)
-        except TimeoutError:
-            if limited:  # it was the deadline, not the read timeout, that ran out
-                raise _DeadlinePassed(self._what) from None
-            raise
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
-
-
-class _DeadlineSocket:
-    """What ``http.client.HTTPResponse`` is built on: only ``makefile`` is asked of it."""
-
-    def __init__(self, sock: Any, until: float, what: str):
-        self._sock, self._until, self._what = sock, until, what
-
-    def makefile(self, mode: str, *args: object, **kwargs: object) -> io.BufferedReader:
-        return io.BufferedReader(_DeadlineReader(self._sock, self._until, self._what))
-
-
-class _DeadlineResponse(http.client.HTTPResponse):
-    def __init__(self, sock: Any, *args: Any, **kwargs: Any):
-        until = getattr(_reading, "until", None)
-        if until is not None:
-            sock = _DeadlineSocket(sock, until, _reading.what)
-        super().__init__(sock, *args, **kwargs)
 
 
 class _Connection(urllib3.connection.HTTPConnection):
@@ -167,12 +88,6 @@ class _TLSPool(urllib3.HTTPSConnectionPool):
     ConnectionCls = _TLSConnection
 
 
-def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
-    scheme, _, rest = header.strip().partition(" ")
-    params = dict(re.findall(r'(\w+)="([^"]*)"', rest))
-    return scheme.lower(), params
-
-
 class RegistryClient:
     """A connection pool and the auth state for one registry host."""
 
@@ -188,13 +103,9 @@ class RegistryClient:
         deadline: float | None = None,
     ):
         self.registry = registry
-        if plain_http is None:
-            # loopback defaults to plain HTTP, but asking for TLS settings (--ca-file, --insecure) means TLS
-            plain_http = is_loopback(registry) and not (insecure or ca_file)
-        scheme = "http" if plain_http else "https"
-        self.base_url = f"{scheme}://{registry}"
-        timeout = timeout if timeout is not None else _env_seconds("TUFOCI_REGISTRY_TIMEOUT", READ_TIMEOUT)
-        self._deadline = deadline if deadline is not None else _env_seconds("TUFOCI_REGISTRY_DEADLINE", REQUEST_DEADLINE)
+        self.base_url = base_url(registry, plain_http=plain_http, insecure=insecure, ca_file=ca_file)
+        timeout = read_timeout(timeout)
+        self._deadline = request_deadline(deadline)
         tls = {"cert_reqs": "CERT_NONE"} if insecure else {"cert_reqs": "CERT_REQUIRED"}
         if insecure:  # asked for explicitly: no warning on every request
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
@@ -229,12 +140,7 @@ class RegistryClient:
         from tufoci.store.manifest_batch import Endpoint
 
         url = urllib.parse.urlsplit(self.base_url)
-        tls = None
-        if url.scheme == "https":
-            tls = ssl.create_default_context(cafile=self._ca_file)
-            if self._insecure:
-                tls.check_hostname = False
-                tls.verify_mode = ssl.CERT_NONE
+        tls = tls_context(insecure=self._insecure, ca_file=self._ca_file) if url.scheme == "https" else None
         host, default_port = url.hostname or "", 443 if tls else 80
         port = url.port or default_port
         # the Host header urllib3 sends: lowercase, IPv6 in brackets, no default port
@@ -259,8 +165,7 @@ class RegistryClient:
             if credentials is None:
                 raise RegistryError(f"{self.registry} refused access (HTTP 401): it requires credentials; "
                                     f"run 'tufoci login {self.registry}'")
-            token = base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
-            header = f"Basic {token}"
+            header = basic_authorization(credentials)
         elif scheme == "bearer" and params.get("realm"):
             header = f"Bearer {self._fetch_token(params, scope, credentials)}"
         else:
@@ -275,8 +180,7 @@ class RegistryClient:
         url = params["realm"] + ("&" if "?" in params["realm"] else "?") + urllib.parse.urlencode(query)
         headers = {}
         if credentials is not None:
-            basic = base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
-            headers["Authorization"] = f"Basic {basic}"
+            headers["Authorization"] = basic_authorization(credentials)
         status, _, body = self._send("GET", url, headers, None, max_bytes=1024 * 1024, idempotent=True)
         if status == 401:
             raise RegistryError(f"token service for {self.registry} refused the credentials (HTTP 401): "
@@ -716,10 +620,8 @@ def registry_client(registry: str, **options: object) -> RegistryClient:
     of the key: a client made before TUFOCI_REGISTRY_TIMEOUT or _DEADLINE changed must
     not go on serving with the old limits.
     """
-    if options.get("timeout") is None:
-        options["timeout"] = _env_seconds("TUFOCI_REGISTRY_TIMEOUT", READ_TIMEOUT)
-    if options.get("deadline") is None:
-        options["deadline"] = _env_seconds("TUFOCI_REGISTRY_DEADLINE", REQUEST_DEADLINE)
+    options["timeout"] = read_timeout(options.get("timeout"))  # type: ignore[arg-type]
+    options["deadline"] = request_deadline(options.get("deadline"))  # type: ignore[arg-type]
     key = (registry, tuple(sorted((k, repr(v)) for k, v in options.items())))
     with _CLIENTS_LOCK:
         client = _CLIENTS.get(key)

@@ -1,0 +1,167 @@
+"""What decides how tufoci talks to a registry, standard library only (shared by both verify paths).
+
+The full client (tufoci/store/registry.py, on urllib3) and the warm verify fast
+path (client/fast_verify.py, on http.client) must reach the same URL with the
+same TLS settings, limits and credentials: a fast path that chose differently
+could answer where the full path would refuse. So the decisions live here,
+once, and both import them: plain HTTP or TLS, the TLS context, the timeouts
+(and their environment overrides), the User-Agent and Accept headers, the Basic
+authorization header, and the per-request deadline that holds for every byte
+read (``DeadlineResponse``).
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import os
+import re
+import threading
+import time
+import urllib.parse
+from typing import TYPE_CHECKING, Any
+
+from tufoci import __version__, budget
+from tufoci.errors import TimedOutError
+from tufoci.layout_spec import IMAGE_MEDIA_TYPES
+
+if TYPE_CHECKING:
+    import ssl
+
+    from tufoci.credentials import Credentials
+
+MANIFEST_ACCEPT = ", ".join(IMAGE_MEDIA_TYPES)
+USER_AGENT = f"tufoci/{__version__}"
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 30.0
+REQUEST_DEADLINE = 120.0
+
+
+def is_loopback(registry: str) -> bool:
+    """``localhost``, 127.0.0.0/8 and ::1: plain HTTP by default, like docker."""
+    host = urllib.parse.urlsplit(f"//{registry}").hostname or ""
+    if host == "localhost":
+        return True
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def env_seconds(name: str, default: float) -> float:
+    """A timeout from the environment (seconds), for slow links or impatient tests."""
+    try:
+        value = float(os.environ.get(name, default))
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+def read_timeout(given: float | None = None) -> float:
+    return given if given is not None else env_seconds("TUFOCI_REGISTRY_TIMEOUT", READ_TIMEOUT)
+
+
+def request_deadline(given: float | None = None) -> float:
+    return given if given is not None else env_seconds("TUFOCI_REGISTRY_DEADLINE", REQUEST_DEADLINE)
+
+
+def base_url(registry: str, *, plain_http: bool | None, insecure: bool, ca_file: str | None) -> str:
+    """``http://`` or ``https://`` and the registry: loopback defaults to plain HTTP, but asking for TLS
+    settings (--ca-file, --insecure) means TLS."""
+    if plain_http is None:
+        plain_http = is_loopback(registry) and not (insecure or ca_file)
+    return f"{'http' if plain_http else 'https'}://{registry}"
+
+
+def tls_context(*, insecure: bool, ca_file: str | None) -> ssl.SSLContext:
+    """The TLS settings of every registry connection: the system CAs, or ``ca_file`` alone; ``insecure``
+    checks nothing (asked for explicitly)."""
+    import ssl
+
+    context = ssl.create_default_context(cafile=ca_file)
+    if insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def basic_authorization(credentials: Credentials) -> str:
+    """The ``Authorization`` header value of HTTP Basic authentication."""
+    return "Basic " + base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """A ``WWW-Authenticate`` header: its scheme (lower case) and parameters."""
+    scheme, _, rest = header.strip().partition(" ")
+    params = dict(re.findall(r'(\w+)="([^"]*)"', rest))
+    return scheme.lower(), params
+
+
+# -- a deadline for every byte of a response ----------------------------------------------------------
+
+
+class DeadlinePassed(TimedOutError):
+    """The request's deadline passed while reading. Not an OSError, so urllib3 neither retries nor wraps
+    it; a TufociError, so one that escapes (a streamed blob read by the caller) is still one clear line."""
+
+    def __init__(self, what: str):
+        super().__init__(str(budget.exceeded(what)))
+
+
+reading = threading.local()  # .until, .what: the deadline and the request this thread is sending
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket as http.client reads a response from it, every read bounded by the deadline.
+
+    A socket timeout restarts with each byte received; here each read waits at
+    most the read timeout and never past ``until``, so the status line, the
+    headers and the body all finish by then or fail.
+    """
+
+    def __init__(self, sock: Any, until: float, what: str):
+        self._sock, self._until, self._what, self._timeout = sock, until, what, sock.gettimeout()
+        self._raw = sock.makefile("rb", buffering=0)  # counts as a reference: the socket stays open while read
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        left = self._until - time.monotonic()
+        if left <= 0:
+            raise DeadlinePassed(self._what)
+        limited = self._timeout is None or left < self._timeout
+        self._sock.settimeout(left if limited else self._timeout)
+        try:
+            return self._raw.readinto(buffer)
+        except TimeoutError:
+            if limited:  # it was the deadline, not the read timeout, that ran out
+                raise DeadlinePassed(self._what) from None
+            raise
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _DeadlineSocket:
+    """What ``http.client.HTTPResponse`` is built on: only ``makefile`` is asked of it."""
+
+    def __init__(self, sock: Any, until: float, what: str):
+        self._sock, self._until, self._what = sock, until, what
+
+    def makefile(self, mode: str, *args: object, **kwargs: object) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self._sock, self._until, self._what))
+
+
+class DeadlineResponse(http.client.HTTPResponse):
+    """An HTTP response read under the deadline this thread set in ``reading.until`` (if any)."""
+
+    def __init__(self, sock: Any, *args: Any, **kwargs: Any):
+        until = getattr(reading, "until", None)
+        if until is not None:
+            sock = _DeadlineSocket(sock, until, reading.what)
+        super().__init__(sock, *args, **kwargs)

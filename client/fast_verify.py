@@ -290,6 +290,7 @@ class _Session:
                 if total > cap:
                     raise _FallThrough
                 hasher.update(chunk)
+            response.close()  # read to its end: the connection serves the next request (http.client needs this)
         finally:
             reading.until = None
         if response.will_close:

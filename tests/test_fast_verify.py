@@ -206,3 +206,11 @@ def test_without_a_record_the_process_runs_the_full_path(warm):
     assert done.returncode == 0, done.stderr
     assert "| tuf" in done.stderr  # the full refresh ran
     assert _record_file(cluster).exists()  # and left a record for the next process
+
+
+def test_many_references_share_kept_alive_connections(warm):
+    """More tag checks than connections: each connection serves several requests in turn."""
+    scope, cluster, _ = warm
+    refs = [f"{scope}/web:1.0", f"{scope}/web:1.1"] * 6
+    answer = fast_verify(refs, str(cluster.home))
+    assert answer is not None and answer == full(cluster, *refs)

@@ -28,36 +28,25 @@ tufoci/entry.py opens around this and the full path alike.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import io
 import os
-import threading
 import time
 import urllib.parse
 
-from tufoci import budget
-from tufoci.errors import TufociError
 from tufoci.layout_spec import MAX_MANIFEST_BYTES, MAX_METADATA_MANIFEST_BYTES, TIMESTAMP_TAG
 from tufoci.ownership import home_problem
 from tufoci.reference import parse_reference, parse_repository, target_name
 from tufoci.registry_http import (
-    CONNECT_TIMEOUT,
     MANIFEST_ACCEPT,
     USER_AGENT,
-    DeadlineResponse,
     base_url,
     basic_authorization,
+    endpoint,
     parse_challenge,
     read_timeout,
-    reading,
     request_deadline,
-    tls_context,
 )
 from tufoci.client.verified_record import cache_dir, file_sha256, read_record
-
-MAX_CONNECTIONS = 4  # per registry: tag checks side by side on kept-alive connections
-_CHUNK = 64 * 1024
-
 
 class _FallThrough(Exception):
     """Something the fast path does not answer: the full refresh will."""
@@ -100,7 +89,7 @@ def fast_verify(args: list[str], home: str) -> tuple[int, str, str] | None:
         return None
     try:
         return _answer(options, home)
-    except (_FallThrough, TufociError, OSError, ValueError, http.client.HTTPException):
+    except Exception:  # noqa: BLE001  (_FallThrough, a TufociError, a refused connection, a bug: the full path)
         return None
 
 
@@ -169,130 +158,53 @@ def _pins(home: str) -> list:
 def _expect_all(requests: list[tuple], registry: dict) -> None:
     """GET each manifest (repository, reference, expected digest, size cap) and require the expected bytes.
 
-    Per registry, up to ``MAX_CONNECTIONS`` kept-alive connections side by side.
+    Per registry: the first request alone (it meets an auth challenge, if any), then the rest pipelined over
+    kept-alive connections (tufoci/store/manifest_batch.py, the bare transport ``target add`` uses).
     """
+    from tufoci.store.manifest_batch import fetch_manifests, fetch_one
+
     by_host: dict[str, list[tuple]] = {}
     for repository, reference, digest, cap in requests:
         by_host.setdefault(repository.registry, []).append((repository.path, reference, digest, cap))
     for host, items in by_host.items():
-        session = _Session(host, **registry)
-        workers = min(MAX_CONNECTIONS, len(items))
-        if workers == 1:
-            session.expect(items)
-            continue
-        failures: list[BaseException] = []
-        chunks = [items[i::workers] for i in range(workers)]
-        run = budget.carry(session.expect)
-
-        def work(chunk: list[tuple]) -> None:
-            try:
-                run(chunk)
-            except BaseException as e:  # noqa: BLE001  (any failure means: the full path)
-                failures.append(e)
-
-        threads = [threading.Thread(target=work, args=(chunk,)) for chunk in chunks[1:]]
-        for thread in threads:
-            thread.start()
-        work(chunks[0])
-        for thread in threads:
-            thread.join()
-        if failures:
-            raise _FallThrough from failures[0]
+        url = base_url(host, **registry)
+        endpoint_ = endpoint(url, insecure=registry["insecure"], ca_file=registry["ca_file"],
+                             read_timeout=read_timeout(), deadline=request_deadline())
+        headers = {"Accept": MANIFEST_ACCEPT, "Accept-Encoding": "identity", "User-Agent": USER_AGENT}
+        (path, reference, digest, cap), rest = items[0], items[1:]
+        answer = fetch_one(endpoint_, path, reference, headers, max_bytes=cap)
+        if answer.status == 401:
+            headers["Authorization"] = _basic(host, answer.headers.get("www-authenticate", ""))
+            answer = fetch_one(endpoint_, path, reference, headers, max_bytes=cap)
+        if answer.status != 200 or answer.body is None or _digest(answer.body) != digest:
+            raise _FallThrough
+        groups: dict[tuple[str, int], dict[str, str]] = {}
+        for path, reference, digest, cap in rest:
+            groups.setdefault((path, cap), {})[reference] = digest
+        for (path, cap), expected in groups.items():
+            fetched, left = fetch_manifests(endpoint_, path, list(expected), headers, max_bytes=cap,
+                                            connections=min(3, len(expected)))
+            if left or any(fetched[r].digest != d for r, d in expected.items()):
+                raise _FallThrough
 
 
-class _Connection(http.client.HTTPConnection):
-    response_class = DeadlineResponse
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-class _TLSConnection(http.client.HTTPSConnection):
-    response_class = DeadlineResponse
+def _basic(registry: str, challenge: str) -> str:
+    """The Authorization header the full client would answer ``challenge`` with: HTTP Basic and the same
+    credentials. Any other flow (a token service), no credentials, or a credential helper: the full path."""
+    from tufoci.credentials import lookup_credentials
 
-
-class _Session:
-    """One registry as the full client would reach it: same URL, TLS, limits and Basic credentials."""
-
-    def __init__(self, registry: str, *, plain_http: bool | None, insecure: bool, ca_file: str | None):
-        self.registry = registry
-        url = urllib.parse.urlsplit(base_url(registry, plain_http=plain_http, insecure=insecure, ca_file=ca_file))
-        self._https = url.scheme == "https"
-        self._tls = tls_context(insecure=insecure, ca_file=ca_file) if self._https else None
-        self._host = url.netloc
-        self._read_timeout, self._deadline = read_timeout(), request_deadline()
-        self._authorization: str | None = None
-        self._lock = threading.Lock()
-
-    def connect(self) -> http.client.HTTPConnection:
-        if self._https:
-            return _TLSConnection(self._host, timeout=CONNECT_TIMEOUT, context=self._tls)
-        return _Connection(self._host, timeout=CONNECT_TIMEOUT)
-
-    def expect(self, items: list[tuple]) -> None:
-        """Each (path, reference, digest, cap) must be served as exactly those bytes, on one connection."""
-        connection = self.connect()
-        try:
-            for path, reference, digest, cap in items:
-                if self._get(connection, f"/v2/{path}/manifests/{reference}", cap) != digest:
-                    raise _FallThrough
-        finally:
-            connection.close()
-
-    def _get(self, connection: http.client.HTTPConnection, path: str, cap: int) -> str:
-        """The digest of what the registry serves for ``path`` (answering a Basic challenge once)."""
-        for attempt in range(2):
-            headers = {"Accept": MANIFEST_ACCEPT, "User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
-            if self._authorization:
-                headers["Authorization"] = self._authorization
-            status, challenge, digest = self._send(connection, path, headers, cap)
-            if status == 200:
-                return digest
-            if status == 401 and challenge and attempt == 0:
-                self._answer(challenge)
-                continue
-            raise _FallThrough  # 404, a redirect, a 5xx the full client would retry: its answer
+    scheme, _ = parse_challenge(challenge)
+    if scheme != "basic":
         raise _FallThrough
 
-    def _answer(self, challenge: str) -> None:
-        """HTTP Basic with the credentials the full client would send; any other flow is the full path's."""
-        from tufoci.credentials import lookup_credentials
+    def no_helpers(name: str, registry: str) -> None:
+        raise _FallThrough  # docker-credential-* helpers: a subprocess the full path runs
 
-        scheme, _ = parse_challenge(challenge)
-        if scheme != "basic":
-            raise _FallThrough  # the token flow (and whatever else) stays with the full client
-
-        def no_helpers(name: str, registry: str) -> None:
-            raise _FallThrough  # docker-credential-* helpers: a subprocess the full path runs
-
-        credentials = lookup_credentials(self.registry, helper=no_helpers)
-        if credentials is None:
-            raise _FallThrough
-        with self._lock:
-            self._authorization = basic_authorization(credentials)
-
-    def _send(self, connection: http.client.HTTPConnection, path: str, headers: dict[str, str],
-              cap: int) -> tuple[int, str | None, str]:
-        until = time.monotonic() + self._deadline
-        overall = budget.until()
-        until = until if overall is None else min(until, overall)
-        left = until - time.monotonic()
-        if left <= 0:
-            raise _FallThrough
-        connection.timeout = min(CONNECT_TIMEOUT, left)
-        if connection.sock is None:
-            connection.connect()
-        connection.sock.settimeout(min(self._read_timeout, left))
-        reading.until, reading.what = until, f"registry {self.registry} to answer GET {path}"
-        try:
-            connection.request("GET", path, headers=headers)
-            response = connection.getresponse()
-            hasher, total = hashlib.sha256(), 0
-            while chunk := response.read1(_CHUNK):
-                total += len(chunk)
-                if total > cap:
-                    raise _FallThrough
-                hasher.update(chunk)
-            response.close()  # read to its end: the connection serves the next request (http.client needs this)
-        finally:
-            reading.until = None
-        if response.will_close:
-            connection.close()
-        return response.status, response.getheader("WWW-Authenticate"), f"sha256:{hasher.hexdigest()}"
+    credentials = lookup_credentials(registry, helper=no_helpers)
+    if credentials is None:
+        raise _FallThrough
+    return basic_authorization(credentials)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import ssl
 
     from tufoci.credentials import Credentials
+    from tufoci.store.manifest_batch import Endpoint
 
 MANIFEST_ACCEPT = ", ".join(IMAGE_MEDIA_TYPES)
 USER_AGENT = f"tufoci/{__version__}"
@@ -86,6 +87,20 @@ def tls_context(*, insecure: bool, ca_file: str | None) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def endpoint(base: str, *, insecure: bool, ca_file: str | None, read_timeout: float, deadline: float) -> Endpoint:
+    """Where ``base`` (``base_url``'s answer) is reached by bare connections (``manifest_batch``), with the TLS
+    settings, limits and the ``--timeout`` budget of the regular client."""
+    from tufoci.store.manifest_batch import Endpoint
+
+    url = urllib.parse.urlsplit(base)
+    tls = tls_context(insecure=insecure, ca_file=ca_file) if url.scheme == "https" else None
+    host, default_port = url.hostname or "", 443 if tls else 80
+    port = url.port or default_port
+    # the Host header urllib3 sends: lowercase, IPv6 in brackets, no default port
+    host_header = (f"[{host}]" if ":" in host else host) + ("" if port == default_port else f":{port}")
+    return Endpoint(host, port, host_header, tls, CONNECT_TIMEOUT, read_timeout, deadline, budget.until())
 
 
 def basic_authorization(credentials: Credentials) -> str:

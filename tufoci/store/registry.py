@@ -47,11 +47,11 @@ from tufoci.registry_http import (  # the decisions the verify fast path shares 
     DeadlineResponse as _DeadlineResponse,
     base_url,
     basic_authorization,
+    endpoint,
     parse_challenge as _parse_challenge,
     read_timeout,
     reading as _reading,
     request_deadline,
-    tls_context,
 )
 from tufoci.safe_text import printable
 from tufoci.store.base import Manifest, RepositoryStore, VerifyingReader
@@ -137,15 +137,8 @@ class RegistryClient:
 
     def endpoint(self) -> Endpoint:
         """Where ``manifest_batch`` connects, with this client's TLS settings and limits."""
-        from tufoci.store.manifest_batch import Endpoint
-
-        url = urllib.parse.urlsplit(self.base_url)
-        tls = tls_context(insecure=self._insecure, ca_file=self._ca_file) if url.scheme == "https" else None
-        host, default_port = url.hostname or "", 443 if tls else 80
-        port = url.port or default_port
-        # the Host header urllib3 sends: lowercase, IPv6 in brackets, no default port
-        host_header = (f"[{host}]" if ":" in host else host) + ("" if port == default_port else f":{port}")
-        return Endpoint(host, port, host_header, tls, CONNECT_TIMEOUT, self._read_timeout, self._deadline, budget.until())
+        return endpoint(self.base_url, insecure=self._insecure, ca_file=self._ca_file,
+                        read_timeout=self._read_timeout, deadline=self._deadline)
 
     def authorization(self, scope: str) -> dict[str, str]:
         """The Authorization header this client holds for ``scope`` (empty before the first challenge)."""

@@ -6,24 +6,18 @@ same TLS settings, limits and credentials: a fast path that chose differently
 could answer where the full path would refuse. So the decisions live here,
 once, and both import them: plain HTTP or TLS, the TLS context, the timeouts
 (and their environment overrides), the User-Agent and Accept headers, the Basic
-authorization header, and the per-request deadline that holds for every byte
-read (``DeadlineResponse``).
+authorization header, and the bare-connection ``Endpoint``.
 """
 
 from __future__ import annotations
 
 import base64
-import http.client
-import io
 import os
 import re
-import threading
-import time
 import urllib.parse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tufoci import __version__, budget
-from tufoci.errors import TimedOutError
 from tufoci.layout_spec import IMAGE_MEDIA_TYPES
 
 if TYPE_CHECKING:
@@ -113,70 +107,3 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     scheme, _, rest = header.strip().partition(" ")
     params = dict(re.findall(r'(\w+)="([^"]*)"', rest))
     return scheme.lower(), params
-
-
-# -- a deadline for every byte of a response ----------------------------------------------------------
-
-
-class DeadlinePassed(TimedOutError):
-    """The request's deadline passed while reading. Not an OSError, so urllib3 neither retries nor wraps
-    it; a TufociError, so one that escapes (a streamed blob read by the caller) is still one clear line."""
-
-    def __init__(self, what: str):
-        super().__init__(str(budget.exceeded(what)))
-
-
-reading = threading.local()  # .until, .what: the deadline and the request this thread is sending
-
-
-class _DeadlineReader(io.RawIOBase):
-    """The socket as http.client reads a response from it, every read bounded by the deadline.
-
-    A socket timeout restarts with each byte received; here each read waits at
-    most the read timeout and never past ``until``, so the status line, the
-    headers and the body all finish by then or fail.
-    """
-
-    def __init__(self, sock: Any, until: float, what: str):
-        self._sock, self._until, self._what, self._timeout = sock, until, what, sock.gettimeout()
-        self._raw = sock.makefile("rb", buffering=0)  # counts as a reference: the socket stays open while read
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int | None:
-        left = self._until - time.monotonic()
-        if left <= 0:
-            raise DeadlinePassed(self._what)
-        limited = self._timeout is None or left < self._timeout
-        self._sock.settimeout(left if limited else self._timeout)
-        try:
-            return self._raw.readinto(buffer)
-        except TimeoutError:
-            if limited:  # it was the deadline, not the read timeout, that ran out
-                raise DeadlinePassed(self._what) from None
-            raise
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
-
-
-class _DeadlineSocket:
-    """What ``http.client.HTTPResponse`` is built on: only ``makefile`` is asked of it."""
-
-    def __init__(self, sock: Any, until: float, what: str):
-        self._sock, self._until, self._what = sock, until, what
-
-    def makefile(self, mode: str, *args: object, **kwargs: object) -> io.BufferedReader:
-        return io.BufferedReader(_DeadlineReader(self._sock, self._until, self._what))
-
-
-class DeadlineResponse(http.client.HTTPResponse):
-    """An HTTP response read under the deadline this thread set in ``reading.until`` (if any)."""
-
-    def __init__(self, sock: Any, *args: Any, **kwargs: Any):
-        until = getattr(reading, "until", None)
-        if until is not None:
-            sock = _DeadlineSocket(sock, until, reading.what)
-        super().__init__(sock, *args, **kwargs)

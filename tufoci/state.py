@@ -10,10 +10,8 @@ root files, the client cache) are written atomically.
 from __future__ import annotations
 
 import datetime
-import getpass
 import json
 import os
-import socket
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,6 +77,9 @@ def actor() -> str:
     explicit = os.environ.get("TUFOCI_ACTOR")
     if explicit:
         return explicit
+    import getpass  # here, not at the top: the verify fast path reads pins and never acts
+    import socket
+
     try:
         user = getpass.getuser()
     except (OSError, KeyError):

@@ -22,6 +22,8 @@ import cost. It does exactly what tufoci needs and nothing else:
 from __future__ import annotations
 
 import contextlib
+import http.client
+import io
 import json
 import math
 import re
@@ -29,28 +31,25 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import urllib3
 import urllib3.connection
 
 from tufoci import budget
 from tufoci.credentials import Credentials, lookup_credentials
-from tufoci.errors import ContentMismatchError, NotFoundError, RegistryError, TooLargeError
+from tufoci.errors import ContentMismatchError, NotFoundError, RegistryError, TimedOutError, TooLargeError
 from tufoci.layout_spec import MAX_MANIFEST_BYTES, sha256_digest
 from tufoci.reference import DIGEST_RE
 from tufoci.registry_http import (  # the decisions the verify fast path shares (registry_http's docstring)
     CONNECT_TIMEOUT,
     MANIFEST_ACCEPT,
     USER_AGENT,
-    DeadlinePassed as _DeadlinePassed,
-    DeadlineResponse as _DeadlineResponse,
     base_url,
     basic_authorization,
     endpoint,
     parse_challenge as _parse_challenge,
     read_timeout,
-    reading as _reading,
     request_deadline,
 )
 from tufoci.safe_text import printable
@@ -70,6 +69,68 @@ _CHUNK = 64 * 1024
 _RETRY_STATUSES = {500, 502, 503, 504}  # 500: distribution serves a tag link caught mid-write as a 500
 _TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
 _BUDGET_SPENT = 0.05  # seconds: a timeout that fired with less of the budget left than this is the budget's
+
+
+class _DeadlinePassed(TimedOutError):
+    """The request's deadline passed while reading. Not an OSError, so urllib3 neither retries nor wraps
+    it; a TufociError, so one that escapes (a streamed blob read by the caller) is still one clear line."""
+
+    def __init__(self, what: str):
+        super().__init__(str(budget.exceeded(what)))
+
+
+_reading = threading.local()  # .until, .what: the deadline and the request this thread is sending
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket as http.client reads a response from it, every read bounded by the deadline.
+
+    A socket timeout restarts with each byte received; here each read waits at
+    most the read timeout and never past ``until``, so the status line, the
+    headers and the body all finish by then or fail.
+    """
+
+    def __init__(self, sock: Any, until: float, what: str):
+        self._sock, self._until, self._what, self._timeout = sock, until, what, sock.gettimeout()
+        self._raw = sock.makefile("rb", buffering=0)  # counts as a reference: the socket stays open while read
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        left = self._until - time.monotonic()
+        if left <= 0:
+            raise _DeadlinePassed(self._what)
+        limited = self._timeout is None or left < self._timeout
+        self._sock.settimeout(left if limited else self._timeout)
+        try:
+            return self._raw.readinto(buffer)
+        except TimeoutError:
+            if limited:  # it was the deadline, not the read timeout, that ran out
+                raise _DeadlinePassed(self._what) from None
+            raise
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _DeadlineSocket:
+    """What ``http.client.HTTPResponse`` is built on: only ``makefile`` is asked of it."""
+
+    def __init__(self, sock: Any, until: float, what: str):
+        self._sock, self._until, self._what = sock, until, what
+
+    def makefile(self, mode: str, *args: object, **kwargs: object) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self._sock, self._until, self._what))
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    def __init__(self, sock: Any, *args: Any, **kwargs: Any):
+        until = getattr(_reading, "until", None)
+        if until is not None:
+            sock = _DeadlineSocket(sock, until, _reading.what)
+        super().__init__(sock, *args, **kwargs)
 
 
 class _Connection(urllib3.connection.HTTPConnection):

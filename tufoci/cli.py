@@ -23,7 +23,7 @@ from typing import Any
 import click
 
 from tufoci import __version__
-from tufoci.budget import VERIFY_TIMEOUT
+from tufoci.budget import VERIFY_TIMEOUT, parse_seconds
 from tufoci.errors import SigningKeyError, TufociError, UsageError
 from tufoci.json_keys import camel_keys
 from tufoci.safe_text import printable
@@ -55,7 +55,7 @@ def registry_options(f: Callable | None = None, *, timeout: str = MAINTAINER_TIM
     def decorate(f: Callable) -> Callable:
         @functools.wraps(f)
         def run(*args: Any, timeout: str, **kwargs: Any) -> Any:
-            seconds = _timeout_seconds(timeout)
+            seconds = parse_seconds(timeout)  # shared with the verify fast path (tufoci/entry.py)
             if per_request:
                 return f(*args, timeout=seconds, **kwargs)
             from tufoci.budget import budget
@@ -73,12 +73,6 @@ def registry_options(f: Callable | None = None, *, timeout: str = MAINTAINER_TIM
                             help="CA bundle for a registry with a private CA.")(run)
 
     return decorate if f is None else decorate(f)
-
-
-def _timeout_seconds(text: str) -> float:
-    from tufoci.budget import parse_seconds  # shared with the verify fast path (tufoci/entry.py)
-
-    return parse_seconds(text)
 
 
 def _registry_kwargs(plain_http: bool | None, insecure: bool, ca_file: str | None) -> dict[str, Any]:

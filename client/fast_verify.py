@@ -94,7 +94,7 @@ def fast_verify(args: list[str], home: str) -> tuple[int, str, str] | None:
 
 
 def _answer(options: dict, home: str) -> tuple[int, str, str]:
-    from tufoci.client.trust_pins import pin_for_reference
+    from tufoci.client.trust_pins import is_http_source, pin_for_reference
     from tufoci.verify_output import Outcome, VerifiedImage, render_results
 
     if home_problem(home):
@@ -107,7 +107,7 @@ def _answer(options: dict, home: str) -> tuple[int, str, str]:
     for text in options["references"]:
         reference = parse_reference(text)
         pin, scope = pin_for_reference(pins, reference)
-        if reference.tag is None or scope.is_layout or pin.metadata.startswith(("http://", "https://")):
+        if reference.tag is None or scope.is_layout or is_http_source(pin.metadata):
             raise _FallThrough  # digest-only references, layouts and HTTP sources: the full path
         name = target_name(reference, scope)
         if pin.scope not in records:

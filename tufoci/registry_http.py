@@ -1,7 +1,7 @@
 """What decides how tufoci talks to a registry, standard library only (shared by both verify paths).
 
 The full client (tufoci/store/registry.py, on urllib3) and the warm verify fast
-path (client/fast_verify.py, on http.client) must reach the same URL with the
+path (client/fast_verify.py, on tufoci/store/manifest_batch.py's bare connections) must reach the same URL with the
 same TLS settings, limits and credentials: a fast path that chose differently
 could answer where the full path would refuse. So the decisions live here,
 once, and both import them: plain HTTP or TLS, the TLS context, the timeouts

@@ -23,7 +23,6 @@ import contextlib
 import datetime
 import fcntl
 import filecmp
-import hashlib
 import json
 import logging
 import os
@@ -57,6 +56,7 @@ from tufoci.store import open_repository
 from tufoci.store.base import RepositoryStore
 from tufoci.client.fetcher import OCIMetadataFetcher
 from tufoci.client.trust_pins import is_http_source
+from tufoci.client.verified_record import cache_dir, file_sha256  # noqa: F401  (stdlib: shared with the fast path)
 
 
 _log = logging.getLogger(__name__)
@@ -178,17 +178,6 @@ def _naming_scope(pin: Pin) -> Iterator[None]:
         if pin.scope not in message:
             message = f"{pin.scope}: {message}"
         raise type(e)(message) from e
-
-
-def cache_dir(home: str, pin: Pin) -> str:
-    """The pin's ngclient cache, keyed by the pinned root and the scope.
-
-    DESIGN §4 keys it by the root alone; two scopes that happen to have
-    byte-identical roots (same keys, same second) would then mix their metadata
-    and trip each other's rollback checks, so the scope is part of the key.
-    """
-    digest = hashlib.sha256(f"{pin.scope}\n{pin.root_sha256}".encode()).hexdigest()
-    return os.path.join(home, "cache", f"{pin.root_sha256[:16]}-{digest[:16]}")
 
 
 def metadata_store(pin: Pin, **registry_options: object) -> RepositoryStore:
@@ -330,15 +319,6 @@ def _fingerprints(directory: str) -> dict[str, str | None]:
         os.path.relpath(os.path.join(path, name), directory): file_sha256(os.path.join(path, name))
         for path, _, files in os.walk(directory) for name in files
     }
-
-
-def file_sha256(path: str) -> str | None:
-    """sha256 (hex) of a file's bytes, or None when it cannot be read."""
-    try:
-        with open(path, "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()
-    except OSError:
-        return None
 
 
 def _commit(work: str, cache: str, copied: dict[str, str | None]) -> None:

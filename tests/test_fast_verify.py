@@ -132,7 +132,7 @@ def test_a_record_of_another_pin_for_the_scope_is_ignored(warm, tmp_path):
     other.new_key("online", "--unencrypted")
     other.ok("init", f"{scope}-other", "--root-key", "root", "--targets-key", "targets", "--online-key", "online",
              "--root-out", str(other_root))
-    cluster.ok("trust", "add", scope, "--root", str(other_root), "--metadata", f"{scope}-other/tuf")
+    cluster.ok("trust", "add", scope, "--root", str(other_root), "--metadata", f"{scope}-other/tuf", "--replace")
     new = _record_file(cluster)
     assert new != old
     new.write_bytes(old.read_bytes())
@@ -214,3 +214,16 @@ def test_many_references_share_kept_alive_connections(warm):
     refs = [f"{scope}/web:1.0", f"{scope}/web:1.1"] * 6
     answer = fast_verify(refs, str(cluster.home))
     assert answer is not None and answer == full(cluster, *refs)
+
+
+def test_the_fast_path_connects_as_the_full_path_is_configured(warm, tmp_path, monkeypatch):
+    """Registry configuration (docs/registries.md) decides the fast path's connections too: a registry that
+    is reached through a proxy is left to the full path, never reached directly behind the user's back."""
+    scope, cluster, _ = warm
+    assert fast_verify([f"{scope}/web:1.0"], str(cluster.home)) is not None
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there: only a direct connection works
+    monkeypatch.setenv("NO_PROXY", "")
+    assert fast_verify([f"{scope}/web:1.0"], str(cluster.home)) is None
+    assert full(cluster, f"{scope}/web:1.0")[0] == 13
+    monkeypatch.setenv("NO_PROXY", scope.split("/")[0].split(":")[0])
+    assert fast_verify([f"{scope}/web:1.0"], str(cluster.home)) is not None

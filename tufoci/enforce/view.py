@@ -166,9 +166,10 @@ class Views:
         error = state.last_error
         if not finished or error is None:
             return ViewFailure(UNREACHABLE, f"trust data of {scope} could not be loaded within {budget:.1f}s")
+        reason = str(error).removeprefix(f"{scope}: ")  # the refresh names its scope (issue 18): once is enough
         if isinstance(error, (MetadataRejectedError, NotSignedError)):
-            return ViewFailure(REJECTED, f"trust data of {scope} rejected: {error}")
-        return ViewFailure(UNREACHABLE, f"trust data of {scope} unreachable: {error}")
+            return ViewFailure(REJECTED, f"trust data of {scope} rejected: {reason}")
+        return ViewFailure(UNREACHABLE, f"trust data of {scope} unreachable: {reason}")
 
     def ready(self) -> bool:
         """Every pinned scope has been loaded at least once."""

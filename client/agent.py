@@ -34,18 +34,18 @@ import signal
 import socketserver
 import threading
 
+from tufoci.budget import budget
 from tufoci.client.agent_client import (  # noqa: F401 - default_socket_path is re-exported for the CLI
     MAX_REQUEST_BYTES,
     default_socket_path,
     format_rendered,
     peer_uid,
 )
-from tufoci.budget import budget
 from tufoci.client.verify import Verifier
-from tufoci.verify_output import render_results
 from tufoci.errors import StateError, UsageError
 from tufoci.ownership import path_problem
 from tufoci.state import State
+from tufoci.verify_output import render_results
 
 logger = logging.getLogger(__name__)
 

@@ -41,6 +41,8 @@ from tuf.ngclient._internal.trusted_metadata_set import TrustedMetadataSet
 
 from tufoci import budget
 from tufoci.atomic_file import atomic_write
+from tufoci.client.fetcher import OCIMetadataFetcher
+from tufoci.client.trust_pins import is_http_source
 from tufoci.errors import (
     ContentMismatchError,
     MetadataRejectedError,
@@ -55,9 +57,6 @@ from tufoci.reference import parse_repository
 from tufoci.state import Pin
 from tufoci.store import open_repository
 from tufoci.store.base import RepositoryStore
-from tufoci.client.fetcher import OCIMetadataFetcher
-from tufoci.client.trust_pins import is_http_source
-
 
 _log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from tuf.api.metadata import DelegatedRole, SuccinctRoles, TargetFile
 
-from tufoci.errors import NotSignedError
 from tufoci.client.refresh import TrustedSession, translate_tuf_errors
+from tufoci.errors import NotSignedError
 
 MAX_ROLES = 65536  # a bound on the walk: 2^16 hashed bins is far beyond any repository seen
 

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from tuf.api.metadata import TargetFile
 
 from tufoci import budget
+from tufoci.client.refresh import cache_dir, file_sha256, metadata_store, trusted_session
+from tufoci.client.signed_targets import SignedTargets, list_signed_targets
+from tufoci.client.trust_pins import pin_for_reference
 from tufoci.errors import (
     DigestMismatchError,
     NotFoundError,
@@ -32,10 +35,6 @@ from tufoci.layout_spec import MAX_METADATA_MANIFEST_BYTES, TIMESTAMP_TAG, targe
 from tufoci.reference import Reference, Repository, parse_reference, target_name
 from tufoci.state import Pin, State
 from tufoci.store import Manifest, open_repository
-from tufoci.client.refresh import cache_dir, file_sha256, metadata_store, trusted_session
-from tufoci.client.signed_targets import SignedTargets, list_signed_targets
-from tufoci.client.trust_pins import pin_for_reference
-
 
 # target names a long-lived Verifier keeps answering from one refresh (beyond those asked in a call)
 MAX_REMEMBERED_NAMES = 1024

@@ -12,12 +12,12 @@ from tuf.api.metadata import Metadata, Role, Root, Snapshot, Targets, Timestamp
 from tufoci.atomic_file import atomic_write
 from tufoci.client.trust_pins import add_pin, default_metadata_repository
 from tufoci.errors import PublishError, UsageError
+from tufoci.identity import actor_name, machine_id
 from tufoci.keys import KeyRef, require_distinct, resolve_key
 from tufoci.reference import parse_repository
 from tufoci.repo_tool.expiry import EXPIRY_FIELD, expiry_for, parse_expiry_options
-from tufoci.repo_tool.push import MetadataFile, current_timestamp_digest, push_metadata
-from tufoci.identity import actor_name, machine_id
 from tufoci.repo_tool.proposals import push_proposal
+from tufoci.repo_tool.push import MetadataFile, current_timestamp_digest, push_metadata
 from tufoci.repo_tool.signing import available_signers, require_threshold, sign_with, threshold_status
 from tufoci.repo_tool.versions import meta_file, to_bytes
 from tufoci.state import State, now_utc

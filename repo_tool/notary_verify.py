@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from cryptography.x509.oid import NameOID
 
+from tufoci.errors import UsageError
 from tufoci.repo_tool.notary_format import (
     NotaryKey,
     check_file_meta,
@@ -27,7 +28,6 @@ from tufoci.repo_tool.notary_format import (
     verify_signatures,
 )
 from tufoci.repo_tool.notary_source import MAX_ROOT_VERSIONS, NotarySource
-from tufoci.errors import UsageError
 
 MAX_ROLES = 1000
 MAX_DEPTH = 16

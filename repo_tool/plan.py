@@ -30,11 +30,11 @@ from tuf.api.metadata import Metadata, Root, Snapshot, SuccinctRoles, TargetFile
 
 from tufoci.client.refresh import TrustedSession
 from tufoci.errors import PublishError, TufociError, UsageError
-from tufoci.keys import require_distinct
-from tufoci.repo_tool.delegations import apply_delegation
 from tufoci.expiry_periods import expiry_periods, parse_duration
-from tufoci.repo_tool.expiry import expiry_for
+from tufoci.keys import require_distinct
 from tufoci.layout_spec import proposal_tag
+from tufoci.repo_tool.delegations import apply_delegation
+from tufoci.repo_tool.expiry import expiry_for
 from tufoci.repo_tool.proposals import IgnoredProposal, Proposal, evaluate, scan_proposals, threshold_states
 from tufoci.repo_tool.roles import RoleTree, covers
 from tufoci.repo_tool.signing import available_signers, sign_with

@@ -28,6 +28,7 @@ from tufoci.repo_tool.roles import RoleTree
 from tufoci.repo_tool.staging import StagedChange, record_changes
 from tufoci.state import State
 
+
 def stage_renewal(
     state: State, scope_text: str, role: str, *, expires: str | None = None, **registry_options: object
 ) -> StagedChange:

@@ -16,16 +16,16 @@ from dataclasses import dataclass
 from securesystemslib.signer import SecretsHandler
 
 from tufoci.client.refresh import metadata_store
-from tufoci.repo_tool.genesis import maintainer_view
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import ReviewMismatchError, SigningKeyError, UsageError
+from tufoci.identity import actor_name, machine_id
 from tufoci.keys import list_keys
 from tufoci.layout_spec import proposal_tag
+from tufoci.repo_tool.genesis import maintainer_view
 from tufoci.repo_tool.plan import Plan
 from tufoci.repo_tool.proposals import Proposal, discard_proposal, push_signatures, sign_proposal
 from tufoci.repo_tool.review import describe, fingerprint, fingerprint_matches
 from tufoci.repo_tool.signing import available_signers
-from tufoci.identity import actor_name, machine_id
 from tufoci.state import Pin, State, now_utc
 from tufoci.store.base import RepositoryStore
 

@@ -25,8 +25,8 @@ import pytest
 from securesystemslib.signer import CryptoSigner, Signature
 from tuf.api.metadata import (
     TOP_LEVEL_ROLE_NAMES,
-    MetaFile,
     Metadata,
+    MetaFile,
     Root,
     Snapshot,
     TargetFile,

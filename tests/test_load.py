@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import re
 import statistics
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
 
 from tests.conftest import needs_registry, ok, push_test_image, run_tufoci
 from tufoci.errors import DigestMismatchError, TufociError

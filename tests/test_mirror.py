@@ -242,9 +242,9 @@ def test_routing_by_ns_by_first_component_or_by_default():
 
 
 def test_cli_refuses_warn_mode_and_a_policy_without_mirror_section(world, tmp_path):
-    from tests.conftest import run_tufoci
-
     import yaml
+
+    from tests.conftest import run_tufoci
 
     config = yaml.safe_load(world.config().read_text())
     (tmp_path / "warn.yaml").write_text(yaml.safe_dump({**config, "mode": "warn"}))

@@ -18,13 +18,18 @@ from tests.conftest import Machine, needs_registry, ok, publish_web, run_tufoci,
 from tests.support.forward_proxy import ForwardProxy
 from tests.support.registry import write_htpasswd
 from tests.support.tls import MutualTLSRegistryServer, TLSRegistryServer, make_server_pki
-from tufoci.errors import RegistryError
 from tufoci.enforce.policy import parse_policy
 from tufoci.enforce.view import loaders_for_policy
+from tufoci.errors import RegistryError
 from tufoci.registry_config import (
-    Proxies, RegistryConfig, RegistryConfigError, RegistryEntry, TLSFlags, load_config, read_registries_conf,
+    Proxies,
+    RegistryConfig,
+    RegistryConfigError,
+    RegistryEntry,
+    TLSFlags,
+    load_config,
+    read_registries_conf,
 )
-
 
 # -- resolution, table-driven (no network) --------------------------------------------------------------
 

@@ -702,7 +702,8 @@ def undelegate(scope, role, parent, plain_http, insecure, ca_file) -> None:
 def sign(scope, role, expect, password_stdin, plain_http, insecure, ca_file, output) -> None:
     """Show the open proposal of ROLE (or every one this machine can sign) and sign it if it is the one
     you reviewed: its fingerprint matches --expect, or you confirm on the terminal."""
-    from tufoci.repo_tool.sessions import key_names, sign as do_sign
+    from tufoci.repo_tool.sessions import key_names
+    from tufoci.repo_tool.sessions import sign as do_sign
 
     state = _state()
     names = key_names(state)

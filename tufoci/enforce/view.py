@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from tufoci.client.signed_targets import SignedTargets
 from tufoci.client.trust_pins import fetch_root_by_sha256, make_pin
 from tufoci.client.verify import Verifier
-from tufoci.errors import MetadataRejectedError, NotSignedError, TufociError, UsageError
 from tufoci.enforce.policy import Policy, PolicyError, TrustEntry
+from tufoci.errors import MetadataRejectedError, NotSignedError, TufociError, UsageError
 from tufoci.registry_config import RegistryConfig
 from tufoci.state import Pin
 

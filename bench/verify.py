@@ -260,7 +260,7 @@ def machine_info() -> dict[str, Any]:
     commit = tool_version("git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD")
     dirty = tool_version("git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no")
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "nproc": nproc,
         "cpu_model": cpu_model,
         "platform": platform.platform(),

@@ -174,7 +174,7 @@ def scope_history(
                 if (not wanted or entry.target in wanted) and _still_signed_at(entry, since):
                     entries.setdefault(entry.target, []).append(entry)
     for name in entries:
-        entries[name].sort(key=lambda e: (e.first.signed_about or datetime.datetime.min.replace(tzinfo=datetime.timezone.utc),
+        entries[name].sort(key=lambda e: (e.first.signed_about or datetime.datetime.min.replace(tzinfo=datetime.UTC),
                                           e.role != "targets", e.first.version))
     return History(pin.scope, pin.metadata, pinned.signed.version, versions, sorted(checker.gaps),
                    dict(sorted(entries.items())))

@@ -259,7 +259,7 @@ def trusted_session(
                 raise MetadataRejectedError(f"cached or pinned root is not valid metadata: {e}") from e
         if allow_expired:
             # python-tuf checks expiry against this reference time; the epoch waives it
-            updater._trusted_set.reference_time = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)  # noqa: SLF001
+            updater._trusted_set.reference_time = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)  # noqa: SLF001
         try:
             with _naming_scope(pin), translate_tuf_errors(updater):
                 updater.refresh()

@@ -234,7 +234,7 @@ class Verifier:
             timestamp_manifest = getattr(session.fetcher, "timestamp_manifest_digest", None)
             trusted_timestamp = file_sha256(os.path.join(session.metadata_dir, "timestamp.json"))
             timestamp_version = session.updater._trusted_set.timestamp.version  # noqa: SLF001
-        expires_in = (expires - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+        expires_in = (expires - datetime.datetime.now(datetime.UTC)).total_seconds()
         resolved = _Resolutions(
             targets, time.monotonic() + min(self.freshness, max(expires_in, 0.0)),
             (pin.root_sha256, pin.metadata), expires, timestamp_manifest, trusted_timestamp, timestamp_version,
@@ -249,7 +249,7 @@ class Verifier:
 
     def _unchanged(self, pin: Pin, known: _Resolutions) -> bool:
         """Whether the registry still serves the timestamp manifest ``known`` was verified from (one request)."""
-        if known.timestamp_manifest is None or datetime.datetime.now(datetime.timezone.utc) >= known.expires:
+        if known.timestamp_manifest is None or datetime.datetime.now(datetime.UTC) >= known.expires:
             return False
         if file_sha256(os.path.join(cache_dir(self._home, pin), "timestamp.json")) != known.trusted_timestamp:
             return False

@@ -358,6 +358,6 @@ def verify_collection(
     """
     verifier = _Verifier(
         source, pin, allow_expired=allow_expired,
-        now=now or datetime.datetime.now(datetime.timezone.utc), known_versions=known_versions,
+        now=now or datetime.datetime.now(datetime.UTC), known_versions=known_versions,
     )
     return verifier.run()

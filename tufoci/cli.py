@@ -827,7 +827,7 @@ def _run_online(scope, every, poll, force_snapshot, revive_expired, password_std
         return
 
     def log(record: dict) -> None:  # one JSON object per line on stderr
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         _echo(json.dumps({"time": stamp, **record}), err=True)
 
     run_service(scope, promote=lambda: do_publish(state, scope, secrets=secrets, promote_only=True, **options),
@@ -981,7 +981,7 @@ def _parse_since(text: str) -> datetime.datetime:
         when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as e:
         raise UsageError(f"invalid --since {text!r}: use YYYY-MM-DD or an ISO 8601 time") from e
-    return when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=datetime.UTC)
 
 
 def _signers_text(signers: list[dict]) -> str:

@@ -7,7 +7,7 @@ import json
 from tufoci.safe_text import printable
 
 
-def render_results(results: list[dict], output: str, out: "TextIO", err: "TextIO") -> int:  # noqa: F821
+def render_results(results: list[dict], output: str, out: TextIO, err: TextIO) -> int:  # noqa: F821
     """Print ``verify`` results as text (one ``repo@digest`` line each) or JSON; returns the exit code.
 
     The exit code is that of the first failing reference, 0 when all verified.

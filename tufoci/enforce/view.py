@@ -55,7 +55,7 @@ class ScopeView:
         limit = min(self.loaded_at + window, expires)
         if now < limit:
             return None
-        return datetime.datetime.fromtimestamp(limit, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return datetime.datetime.fromtimestamp(limit, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)

@@ -74,8 +74,8 @@ def pins_for(guns: list[str], sha256: list[str], fingerprints: list[str], tofu: 
     if len(values) != len(guns):
         raise UsageError(f"{len(values)} root pin(s) for {len(guns)} GUN(s): give one per GUN, in order")
     if sha256:
-        return {gun: RootPin(sha256=v) for gun, v in zip(guns, values)}
-    return {gun: RootPin(cert_fingerprint=v) for gun, v in zip(guns, values)}
+        return {gun: RootPin(sha256=v) for gun, v in zip(guns, values, strict=True)}
+    return {gun: RootPin(cert_fingerprint=v) for gun, v in zip(guns, values, strict=True)}
 
 
 def _seen_path() -> str:

@@ -311,13 +311,13 @@ class Plan:
             if renewed is not None:
                 md.signed.expires = renewed
             self.sign(state, role, md, secrets)
-        return [o for o, c in zip(original, changes) if c.role not in self.queued]
+        return [o for o, c in zip(original, changes, strict=True) if c.role not in self.queued]
 
     def add_first_versions(self, state: State, secrets: SecretsHandler | None) -> None:
         """A role delegated now gets an empty version 1 when this machine can sign it;
         otherwise the team's own first publish creates it."""
         periods = self.current.expiry_periods
-        for parent, md in list(self.ready.items()):
+        for md in list(self.ready.values()):
             delegations = md.signed.delegations if isinstance(md.signed, Targets) else None
             for child, delegated in (delegations.roles or {}).items() if delegations else ():
                 if self.pending(child) is not None or self.live_version(child) > 0:

@@ -144,5 +144,5 @@ class RepositoryStore(abc.ABC):
         """Make ``source``'s blob available here without moving bytes, when the backends allow."""
         return False
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a concrete no-op on purpose: stores without connections inherit it
         """Release connections; the default has none."""

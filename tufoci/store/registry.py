@@ -602,7 +602,7 @@ class RegistryRepository(RepositoryStore):
             endpoint = self.client.endpoint()
             if endpoint is not None:
                 fetched, left = fetch_manifests(endpoint, self.path, left, headers, max_bytes=MAX_MANIFEST_BYTES)
-        fetched.update(zip(left, _side_by_side(self.get_manifest, left, BATCH_FALLBACK_WORKERS)))
+        fetched.update(zip(left, _side_by_side(self.get_manifest, left, BATCH_FALLBACK_WORKERS), strict=True))
         return [first, *(fetched[reference] for reference in references[1:])]
 
     def put_manifest(self, tag: str, data: bytes, media_type: str) -> str:
@@ -660,7 +660,7 @@ class RegistryRepository(RepositoryStore):
         missing one alone: it obtains the push token the others reuse instead of each asking for one."""
         digests = [sha256_digest(data) for data in blobs]
         present = _side_by_side(self.has_blob, digests, PARALLEL_UPLOADS)
-        missing = [data for data, there in zip(blobs, present) if not there]
+        missing = [data for data, there in zip(blobs, present, strict=True) if not there]
         if missing:
             self._upload(missing[0])
             _side_by_side(self._upload, missing[1:], PARALLEL_UPLOADS)

@@ -380,7 +380,7 @@ class Bench:
         }
         if count_requests:
             result["requests"] = {
-                "total": count_stats([m + i for m, i in zip(meta_counts, image_counts)], "requests/run"),
+                "total": count_stats([m + i for m, i in zip(meta_counts, image_counts, strict=True)], "requests/run"),
                 "metadata_repository": count_stats(meta_counts, "requests/run"),
                 "image": count_stats(image_counts, "requests/run"),
             }

@@ -466,7 +466,8 @@ class Bench:
             setup += time.perf_counter() - t0
             refs = [f"{scope}/{IMAGE_REPO}:{tag}" for tag, _, _ in tags]
             build = self.work / f"build-{ns}.txt"
-            build.write_text("".join(f"{ref} sha256:{h} {size}\n" for ref, (_, size, h) in zip(refs, tags, strict=True)))
+            lines = (f"{ref} sha256:{h} {size}\n" for ref, (_, size, h) in zip(refs, tags, strict=True))
+            build.write_text("".join(lines))
             prefix = f"/v2/{ns}/tuf/"
             t_case.metadata_prefix = f_case.metadata_prefix = prefix
 

@@ -33,6 +33,7 @@ import os
 import signal
 import socketserver
 import threading
+from typing import Any
 
 from tufoci.budget import budget
 from tufoci.client.agent_client import (  # noqa: F401 - default_socket_path is re-exported for the CLI
@@ -65,7 +66,7 @@ def serve(
     freshness: float = 10.0,
     stop: threading.Event | None = None,
     request_timeout: float = REQUEST_TIMEOUT,
-    **registry_options: object,
+    **registry_options: Any,
 ) -> None:
     """Answer verify requests on ``path`` until SIGTERM/SIGINT (or ``stop``), each on its own thread
     and within ``request_timeout`` seconds."""

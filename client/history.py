@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
+from typing import Any
 
 from tuf.api.exceptions import RepositoryError, UnsignedMetadataError
 from tuf.api.metadata import DelegatedRole, Metadata, Root, Targets
@@ -137,7 +138,7 @@ def scope_history(
     references: list[str] | tuple[str, ...] = (),
     *,
     since: datetime.datetime | None = None,
-    **registry_options: object,
+    **registry_options: Any,
 ) -> History:
     """The verified history of every tag (or of ``references``: target names or REGISTRY/SCOPE/REPO:TAG).
 

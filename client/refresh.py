@@ -33,6 +33,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from tuf.api import exceptions
 from tuf.api.metadata import Root, TargetFile, Targets
@@ -190,7 +191,7 @@ def cache_dir(home: str, pin: Pin) -> str:
     return os.path.join(home, "cache", f"{pin.root_sha256[:16]}-{digest[:16]}")
 
 
-def metadata_store(pin: Pin, **registry_options: object) -> RepositoryStore:
+def metadata_store(pin: Pin, **registry_options: Any) -> RepositoryStore:
     """The OCI repository holding a pin's metadata (HTTP sources are read-only)."""
     if is_http_source(pin.metadata):
         raise UsageError(f"{pin.scope} reads its metadata from {pin.metadata}: an HTTP source cannot be written")
@@ -205,7 +206,7 @@ def trusted_session(
     allow_expired: bool = False,
     cache: str | None = None,
     keep_verified: bool = False,
-    **registry_options: object,
+    **registry_options: Any,
 ) -> Iterator[TrustedSession]:
     """Refresh the pin's metadata; keep the result only if the block succeeds.
 

@@ -16,6 +16,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from tuf.api.metadata import TargetFile
 
@@ -131,7 +132,7 @@ class Verifier:
         cache: str | None = None,
         freshness: float = 0.0,
         check_registry: bool = True,
-        **registry_options: object,
+        **registry_options: Any,
     ):
         if pins is not None:
             if cache is None:
@@ -266,7 +267,7 @@ def verify(
     *,
     state: State | None = None,
     check_registry: bool = True,
-    **registry_options: object,
+    **registry_options: Any,
 ) -> list[Outcome]:
     """Verify references now (a fresh refresh of each trust repository they need)."""
     return Verifier(state, check_registry=check_registry, **registry_options).verify(references)

@@ -12,6 +12,7 @@ import datetime
 import hashlib
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from securesystemslib.signer import SecretsHandler
 
@@ -50,7 +51,7 @@ def refresh_timestamp(
     force_snapshot: bool = False,
     revive_expired: bool = False,
     settle: float = 0.0,
-    **registry_options: object,
+    **registry_options: Any,
 ) -> Refreshed:
     """Publish the next timestamp; re-sign snapshot too when it would expire before the new timestamp.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from securesystemslib.signer import SecretsHandler
 from tuf.api.metadata import Metadata, Role, Root, Snapshot, Targets, Timestamp
@@ -54,7 +55,7 @@ def init_scope(
     root_out: str | None = None,
     metadata: str | None = None,
     secrets: SecretsHandler | None = None,
-    **registry_options: object,
+    **registry_options: Any,
 ) -> InitResult:
     """Create and publish version 1 of every top-level role, and pin the new root locally.
 

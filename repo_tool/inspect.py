@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from tufoci.client.refresh import cache_dir, trusted_session
 from tufoci.client.trust_pins import pin_for_scope
@@ -35,7 +36,7 @@ def _expires_in(expires) -> str:
 
 
 def scope_status(
-    state: State, scope_text: str, *, warn: list[str] | tuple[str, ...] = (), **registry_options: object
+    state: State, scope_text: str, *, warn: list[str] | tuple[str, ...] = (), **registry_options: Any
 ) -> dict:
     """Staged changes, open proposals, and per role: version, expiry (with warnings), threshold."""
     pin = pin_for_scope(state, scope_text)
@@ -94,7 +95,7 @@ def scope_status(
     return report
 
 
-def signed_targets(state: State, scope_text: str, **registry_options: object) -> list[dict]:
+def signed_targets(state: State, scope_text: str, **registry_options: Any) -> list[dict]:
     """Every signed target of every role, verified, in the order clients search roles.
 
     An entry outside its role's delegated paths signs nothing (clients never

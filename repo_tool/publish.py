@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from securesystemslib.signer import SecretsHandler, Signer
 from tuf.api.metadata import Root
@@ -97,7 +98,7 @@ def publish(
     progress: Callable[[str], None] = lambda line: None,
     fold: bool = False,
     promote_only: bool = False,
-    **registry_options: object,
+    **registry_options: Any,
 ) -> PublishResult:
     """Sign staged changes; publish every version that meets its threshold, propose the rest.
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
+from typing import Any
 
 from tuf.api.metadata import Root, Targets
 
@@ -30,7 +31,7 @@ from tufoci.state import State
 
 
 def stage_renewal(
-    state: State, scope_text: str, role: str, *, expires: str | None = None, **registry_options: object
+    state: State, scope_text: str, role: str, *, expires: str | None = None, **registry_options: Any
 ) -> StagedChange:
     """Stage a renewal of ``role`` (root, targets or a delegated role); ``expires`` overrides its period.
 

@@ -9,6 +9,7 @@ same publish, so it keeps verifying (see ``plan.Plan.cascade``).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from tufoci.client.refresh import trusted_session
 from tufoci.client.trust_pins import pin_for_scope
@@ -30,7 +31,7 @@ def stage_rotation(
     add_keys: list[str] = (),
     remove_keys: list[str] = (),
     threshold: int | None = None,
-    **registry_options: object,
+    **registry_options: Any,
 ) -> StagedChange:
     """Stage adding/removing keys of ``role`` and/or changing its threshold."""
     pin = pin_for_scope(state, scope_text)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tufoci.reference import Repository
 from tufoci.store.base import Manifest, RepositoryStore
 
 __all__ = ["Manifest", "RepositoryStore", "open_repository"]
 
 
-def open_repository(repository: Repository, **registry_options: object) -> RepositoryStore:
+def open_repository(repository: Repository, **registry_options: Any) -> RepositoryStore:
     """A store for ``repository``: a layout directory or a registry path.
 
     ``registry_options`` go to the registry backend (TLS, credentials,

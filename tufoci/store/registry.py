@@ -748,7 +748,7 @@ _CLIENTS: dict[tuple, RegistryClient] = {}
 _CLIENTS_LOCK = threading.Lock()
 
 
-def registry_client(registry: str, **options: object) -> RegistryClient:
+def registry_client(registry: str, **options: Any) -> RegistryClient:
     """A shared client per registry and options, so connections and tokens are reused.
 
     The timeouts are resolved here, from the environment when not given, and are part
@@ -781,7 +781,7 @@ def forget_clients() -> None:
         client.close()
 
 
-def check_login(registry: str, credentials: Credentials, **options: object) -> None:
+def check_login(registry: str, credentials: Credentials, **options: Any) -> None:
     """Prove ``credentials`` work against ``GET /v2/`` (basic or token flow); raises RegistryError."""
     client = RegistryClient(registry, credentials=credentials, **options)  # type: ignore[arg-type]
     status, _, body = client.request("GET", "/v2/", scope="")

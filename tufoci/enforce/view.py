@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from tufoci.client.signed_targets import SignedTargets
 from tufoci.client.trust_pins import fetch_root_by_sha256, make_pin
@@ -212,7 +213,7 @@ def loaders_for_policy(policy: Policy, cache: str, config: RegistryConfig | None
 
 
 def _loader(entry: TrustEntry, pin: Pin | None, cache: str, config: RegistryConfig | None) -> Loader:
-    options = {**entry.registry_options(), **({"config": config} if config is not None else {})}
+    options: dict[str, Any] = {**entry.registry_options(), **({"config": config} if config is not None else {})}
     pinned: list[Pin] = [pin] if pin is not None else []
 
     def load() -> SignedTargets:

@@ -134,6 +134,7 @@ class Verifier:
         check_registry: bool = True,
         **registry_options: Any,
     ):
+        self._pins: list[Pin] | None
         if pins is not None:
             if cache is None:
                 raise TypeError("Verifier(pins=...) needs cache=DIRECTORY")
@@ -164,7 +165,9 @@ class Verifier:
                 reference = parse_reference(text)
                 pin, scope = pin_for_reference(pins, reference)
                 if reference.tag is None:  # digest only: signed under some tag of the repository?
-                    by_digest[pin.scope].append((index, reference, reference.repository.relative_to(scope)))
+                    relative = reference.repository.relative_to(scope)
+                    assert relative is not None  # the pin's scope holds the reference
+                    by_digest[pin.scope].append((index, reference, relative))
                     pin_by_scope[pin.scope] = pin
                     continue
                 name = target_name(reference, scope)
@@ -174,23 +177,23 @@ class Verifier:
             groups[pin.scope].append((index, reference, name))
             pin_by_scope[pin.scope] = pin
 
-        for scope, items in by_digest.items():
+        for scope_name, items in by_digest.items():
             try:
-                signed = self.signed_targets(pin_by_scope[scope])
+                signed = self.signed_targets(pin_by_scope[scope_name])
             except TufociError as e:
                 outcomes.update({index: Outcome(str(reference), error=e) for index, reference, _ in items})
                 continue
             for index, reference, relative in items:
-                outcomes[index] = digest_outcome(reference, relative, scope, signed)
+                outcomes[index] = digest_outcome(reference, relative, scope_name, signed)
 
-        for scope, items in groups.items():
+        for scope_name, items in groups.items():
             try:
-                resolved = self._resolve(pin_by_scope[scope], [name for _, _, name in items])
+                resolved = self._resolve(pin_by_scope[scope_name], [name for _, _, name in items])
             except TufociError as e:  # the refresh itself failed: every ref of the scope fails
                 outcomes.update({index: Outcome(str(reference), error=e) for index, reference, _ in items})
                 continue
             for index, reference, name in items:
-                outcomes[index] = _outcome(reference, name, scope, resolved.get(name))
+                outcomes[index] = _outcome(reference, name, scope_name, resolved.get(name))
 
         if self.check_registry if check_registry is None else check_registry:
             _check_registry(outcomes, self.registry_options)
@@ -201,6 +204,7 @@ class Verifier:
         connection (SQLite's cannot cross threads; the agent answers on many)."""
         if self._pins is not None:
             return self._pins
+        assert self.state is not None  # a verifier has pins or a state
         if threading.get_ident() == self._owner:
             return self.state.pins()
         if getattr(self._local, "state", None) is None:
@@ -319,6 +323,7 @@ def _check_registry(outcomes: dict[int, Outcome], registry_options) -> None:
 
     def compare(index: int, outcome: Outcome, served: Manifest) -> tuple[int, Outcome]:
         image = outcome.image
+        assert image is not None  # only verified outcomes are compared
         if served.digest != image.digest:
             return index, Outcome(
                 outcome.reference,

@@ -94,7 +94,7 @@ def serve(
                 request = json.loads(line)
                 references = [str(r) for r in request["references"]]
                 outcomes = verifier.verify(references, check_registry=bool(request.get("checkRegistry", True)))
-                answer = {"results": [o.to_dict() for o in outcomes]}
+                answer: dict[str, object] = {"results": [o.to_dict() for o in outcomes]}
             except (ValueError, KeyError, TypeError) as e:
                 answer = {"error": f"bad request: {e}"}
             self.wfile.write(json.dumps(answer).encode() + b"\n")

@@ -71,7 +71,7 @@ class TrustedSession:
 
     updater: Updater
     metadata_dir: str
-    fetcher: OCIMetadataFetcher
+    fetcher: FetcherInterface  # OCIMetadataFetcher, or urllib3 for a static mirror
 
     def lookup(self, target: str) -> TargetFile | None:
         """Signed target info for ``target`` (delegations walked as TUF says)."""

@@ -6,8 +6,12 @@ import json
 
 from tufoci.safe_text import printable
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, which mypy reads, without importing typing on the fast path
+if TYPE_CHECKING:
+    from typing import TextIO
 
-def render_results(results: list[dict], output: str, out: TextIO, err: TextIO) -> int:  # noqa: F821
+
+def render_results(results: list[dict], output: str, out: TextIO, err: TextIO) -> int:
     """Print ``verify`` results as text (one ``repo@digest`` line each) or JSON; returns the exit code.
 
     The exit code is that of the first failing reference, 0 when all verified.

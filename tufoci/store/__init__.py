@@ -16,7 +16,7 @@ def open_repository(repository: Repository, **registry_options: Any) -> Reposito
     ``registry_options`` go to the registry backend (TLS, credentials,
     timeouts); the layout backend needs none.
     """
-    if repository.is_layout:
+    if repository.registry is None:  # repository.is_layout
         from tufoci.store.layout import LayoutRepository
 
         return LayoutRepository(repository.path)

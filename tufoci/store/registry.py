@@ -36,7 +36,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import urllib3
 import urllib3.connection
@@ -48,7 +48,7 @@ from tufoci.layout_spec import IMAGE_MEDIA_TYPES, MAX_MANIFEST_BYTES, sha256_dig
 from tufoci.reference import DIGEST_RE
 from tufoci.registry_config import RegistryConfig, RegistrySettings, TLSFlags
 from tufoci.safe_text import printable
-from tufoci.store.base import Manifest, RepositoryStore, VerifyingReader
+from tufoci.store.base import Manifest, Readable, RepositoryStore, VerifyingReader
 
 if TYPE_CHECKING:
     from tufoci.store.manifest_batch import Endpoint
@@ -387,7 +387,7 @@ class RegistryClient:
         return response.status, response.headers, data
 
     def _open(
-        self, method: str, url: str, headers: dict[str, str], body: object, *, until: float | None
+        self, method: str, url: str, headers: dict[str, str], body: bytes | Readable | None, *, until: float | None
     ) -> urllib3.BaseHTTPResponse:
         """Send one request following redirects; the caller reads and releases the response.
 
@@ -407,8 +407,10 @@ class RegistryClient:
                 timeout = urllib3.Timeout(connect=min(CONNECT_TIMEOUT, left), read=min(self._read_timeout, left))
             _reading.until, _reading.what = until, what
             try:
+                # urllib3 streams any body with read() (body_to_chunks); its annotation names only typing.IO
                 response = self._pool_for(url).request(
-                    method, url, headers=headers, body=body, preload_content=False, redirect=False, timeout=timeout
+                    method, url, headers=headers, body=body,  # type: ignore[arg-type]
+                    preload_content=False, redirect=False, timeout=timeout,
                 )
             finally:
                 _reading.until = None
@@ -430,7 +432,8 @@ class RegistryClient:
         raise RegistryError(f"{self.registry}: too many redirects")
 
     def open_stream(
-        self, method: str, path_or_url: str, *, scope: str, headers: dict[str, str] | None = None, body: object = None
+        self, method: str, path_or_url: str, *, scope: str, headers: dict[str, str] | None = None,
+        body: bytes | Readable | None = None,
     ) -> urllib3.BaseHTTPResponse:
         """Like ``request`` but the body is not read: for streaming blobs of any size.
 
@@ -667,7 +670,7 @@ class RegistryRepository(RepositoryStore):
         return digests
 
     @contextlib.contextmanager
-    def open_blob(self, digest: str, size: int) -> Iterator[BinaryIO]:
+    def open_blob(self, digest: str, size: int) -> Iterator[Readable]:
         response = self.client.open_stream("GET", f"/v2/{self.path}/blobs/{digest}", scope=self._pull)
         try:
             if response.status != 200:
@@ -678,7 +681,7 @@ class RegistryRepository(RepositoryStore):
             raise
         response.release_conn()
 
-    def put_blob_from(self, digest: str, size: int, stream: BinaryIO) -> None:
+    def put_blob_from(self, digest: str, size: int, stream: Readable) -> None:
         if self.has_blob(digest):
             return
         location = self._start_upload()
@@ -763,7 +766,7 @@ def registry_client(registry: str, **options: Any) -> RegistryClient:
     with _CLIENTS_LOCK:
         client = _CLIENTS.get(key)
         if client is None:
-            client = RegistryClient(registry, **options)  # type: ignore[arg-type]
+            client = RegistryClient(registry, **options)
             _CLIENTS[key] = client
         return client
 
@@ -783,7 +786,7 @@ def forget_clients() -> None:
 
 def check_login(registry: str, credentials: Credentials, **options: Any) -> None:
     """Prove ``credentials`` work against ``GET /v2/`` (basic or token flow); raises RegistryError."""
-    client = RegistryClient(registry, credentials=credentials, **options)  # type: ignore[arg-type]
+    client = RegistryClient(registry, credentials=credentials, **options)
     status, _, body = client.request("GET", "/v2/", scope="")
     if status == 401:
         raise RegistryError(f"login to {registry}: {registry} refused the credentials (HTTP 401)")

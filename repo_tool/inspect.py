@@ -73,7 +73,7 @@ def scope_status(
     windows = warning_windows(current.expiry_periods, warn)
     now = now_utc()
     for expiry in rows:
-        entry = {
+        entry: dict[str, Any] = {
             "role": expiry.role,
             "version": expiry.version,
             "expires": expiry.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -283,7 +283,7 @@ class Plan:
                 self.queued[role] = proposal.version
                 continue
             if proposal is not None:  # fold: the open proposal's content plus these changes, same version
-                md = Metadata.from_bytes(to_bytes(proposal.metadata))
+                md: Metadata = Metadata.from_bytes(to_bytes(proposal.metadata))  # any role: root, targets, delegated
                 md.signatures.clear()
                 del self.from_registry[role]
                 self.folded[role] = proposal
@@ -350,6 +350,7 @@ class Plan:
         if parent != "root" and self.live_version(parent) == 0:
             return []
         old = self.live(parent)
+        names: tuple[str, ...]
         if isinstance(new, Root):
             names = TOP_LEVEL_CHILDREN
         elif new.delegations is not None and new.delegations.succinct_roles is not None:

@@ -9,6 +9,7 @@ same publish, so it keeps verifying (see ``plan.Plan.cascade``).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from tufoci.client.refresh import trusted_session
@@ -28,8 +29,8 @@ def stage_rotation(
     scope_text: str,
     role: str,
     *,
-    add_keys: list[str] = (),
-    remove_keys: list[str] = (),
+    add_keys: Sequence[str] = (),
+    remove_keys: Sequence[str] = (),
     threshold: int | None = None,
     **registry_options: Any,
 ) -> StagedChange:

@@ -145,6 +145,7 @@ def check_manifests(plan: CollectionPlan, registry_options: dict | None = None) 
     from tufoci.store.registry import registry_client
 
     scope = parse_repository(plan.scope)
+    assert scope.registry is not None  # split_gun: the scope holds the GUN, a registry's repository
     repository = registry_client(scope.registry, **(registry_options or {})).repository(
         f"{scope.path}/{plan.repository}"
     )

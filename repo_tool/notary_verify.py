@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography.x509.oid import NameOID
 
@@ -89,7 +90,8 @@ class Collection:
     warnings: list[str] = field(default_factory=list)
 
 
-def _signed_role(signed: dict, role: str, where: str) -> tuple[list[str], int]:
+def _signed_role(signed: dict, role: str, where: str) -> tuple[list[str], Any]:
+    """The role's key ids and its threshold as the document states it (verify_signatures checks it)."""
     entry = (signed.get("roles") or {}).get(role)
     if not isinstance(entry, dict) or not isinstance(entry.get("keyids"), list):
         raise reject(where, f"the root does not define the {role} role")

@@ -69,8 +69,9 @@ def resolve_images(references: list[Reference], **registry_options: Any) -> list
         resolve = budget.carry(resolve_group)  # the workers keep the command's --timeout budget
         for future in [pool.submit(resolve, repository, indices) for repository, indices in groups.items()]:
             future.result()
-    assert all(manifests), "every reference resolved or the first failure raised"
-    return [_described(manifest) for manifest in manifests]
+    resolved = [manifest for manifest in manifests if manifest is not None]
+    assert len(resolved) == len(manifests), "every reference resolved or the first failure raised"
+    return [_described(manifest) for manifest in resolved]
 
 
 def _described(manifest: Manifest) -> tuple[str, int, dict]:

@@ -14,7 +14,8 @@ Every verify is a separate ``tufoci`` process timed by wall clock (what a
 deployment script pays), N runs each, reported as median and p90:
 
 - cold verify of one tag (the consumer's ``$TUFOCI_HOME/cache`` deleted first),
-- warm verify of one tag,
+- warm verify of one tag (answered by the fast path, client/fast_verify.py), and the same with
+  ``TUFOCI_NO_FAST_PATH=1`` (the full python-tuf path),
 - warm verify of one tag with ``--skip-registry-check``,
 - warm verify of ten tags in one call,
 
@@ -411,6 +412,10 @@ class Bench:
         results["verify_warm_1_tag"] = self.measure(
             "verify_warm_1_tag", "verify one tag, warm cache, registry tag checked",
             [self.tufoci, "verify", one], self.consumer_env, warmup=1,
+        )
+        results["verify_warm_1_tag_full_path"] = self.measure(
+            "verify_warm_1_tag_full_path", "verify one tag, warm cache, without the fast path (TUFOCI_NO_FAST_PATH=1)",
+            [self.tufoci, "verify", one], dict(self.consumer_env, TUFOCI_NO_FAST_PATH="1"), warmup=1,
         )
         results["verify_warm_1_tag_skip_registry_check"] = self.measure(
             "verify_warm_1_tag_skip_registry_check", "verify one tag, warm cache, --skip-registry-check",

@@ -23,7 +23,6 @@ import contextlib
 import datetime
 import fcntl
 import filecmp
-import hashlib
 import json
 import logging
 import os
@@ -33,7 +32,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from tuf.api import exceptions
 from tuf.api.metadata import Root, TargetFile, Targets
@@ -44,6 +42,7 @@ from tufoci import budget
 from tufoci.atomic_file import atomic_write
 from tufoci.client.fetcher import OCIMetadataFetcher
 from tufoci.client.trust_pins import is_http_source
+from tufoci.client.verified_record import cache_dir, file_sha256  # noqa: F401  (stdlib: shared with the fast path)
 from tufoci.errors import (
     ContentMismatchError,
     MetadataRejectedError,
@@ -180,18 +179,7 @@ def _naming_scope(pin: Pin) -> Iterator[None]:
         raise type(e)(message) from e
 
 
-def cache_dir(home: str, pin: Pin) -> str:
-    """The pin's ngclient cache, keyed by the pinned root and the scope.
-
-    DESIGN §4 keys it by the root alone; two scopes that happen to have
-    byte-identical roots (same keys, same second) would then mix their metadata
-    and trip each other's rollback checks, so the scope is part of the key.
-    """
-    digest = hashlib.sha256(f"{pin.scope}\n{pin.root_sha256}".encode()).hexdigest()
-    return os.path.join(home, "cache", f"{pin.root_sha256[:16]}-{digest[:16]}")
-
-
-def metadata_store(pin: Pin, **registry_options: Any) -> RepositoryStore:
+def metadata_store(pin: Pin, **registry_options: object) -> RepositoryStore:
     """The OCI repository holding a pin's metadata (HTTP sources are read-only)."""
     if is_http_source(pin.metadata):
         raise UsageError(f"{pin.scope} reads its metadata from {pin.metadata}: an HTTP source cannot be written")
@@ -206,7 +194,7 @@ def trusted_session(
     allow_expired: bool = False,
     cache: str | None = None,
     keep_verified: bool = False,
-    **registry_options: Any,
+    **registry_options: object,
 ) -> Iterator[TrustedSession]:
     """Refresh the pin's metadata; keep the result only if the block succeeds.
 
@@ -330,15 +318,6 @@ def _fingerprints(directory: str) -> dict[str, str | None]:
         os.path.relpath(os.path.join(path, name), directory): file_sha256(os.path.join(path, name))
         for path, _, files in os.walk(directory) for name in files
     }
-
-
-def file_sha256(path: str) -> str | None:
-    """sha256 (hex) of a file's bytes, or None when it cannot be read."""
-    try:
-        with open(path, "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()
-    except OSError:
-        return None
 
 
 def _commit(work: str, cache: str, copied: dict[str, str | None]) -> None:

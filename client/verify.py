@@ -24,6 +24,7 @@ from tufoci import budget
 from tufoci.client.refresh import cache_dir, file_sha256, metadata_store, trusted_session
 from tufoci.client.signed_targets import SignedTargets, list_signed_targets
 from tufoci.client.trust_pins import pin_for_reference
+from tufoci.client.verified_record import target_names, write_record
 from tufoci.errors import (
     DigestMismatchError,
     NotFoundError,
@@ -36,59 +37,10 @@ from tufoci.layout_spec import MAX_METADATA_MANIFEST_BYTES, TIMESTAMP_TAG, targe
 from tufoci.reference import Reference, Repository, parse_reference, target_name
 from tufoci.state import Pin, State
 from tufoci.store import Manifest, open_repository
+from tufoci.verify_output import Outcome, VerifiedImage  # noqa: F401  (their home: the fast path shares them)
 
 # target names a long-lived Verifier keeps answering from one refresh (beyond those asked in a call)
 MAX_REMEMBERED_NAMES = 1024
-
-
-@dataclass(frozen=True)
-class VerifiedImage:
-    """A reference resolved to the digest its signers published."""
-
-    reference: str
-    target: str
-    scope: str
-    repository: str
-    digest: str
-    length: int
-    media_type: str | None
-    tags: tuple[str, ...] = ()  # for a digest-only reference: the signed tags of the repository that sign it
-
-    @property
-    def pinned(self) -> str:
-        """What to deploy: ``repository@sha256:…``."""
-        return f"{self.repository}@{self.digest}"
-
-    def to_dict(self) -> dict:
-        """The documented ``-o json`` shape (docs/cli.md)."""
-        return {
-            "reference": self.reference,
-            "target": self.target,
-            "scope": self.scope,
-            "repository": self.repository,
-            "digest": self.digest,
-            "length": self.length,
-            "mediaType": self.media_type,
-            "pinned": self.pinned,
-            **({"tags": list(self.tags)} if self.tags else {}),
-        }
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """The result for one reference: an image, or the error that stopped it."""
-
-    reference: str
-    image: VerifiedImage | None = None
-    error: TufociError | None = None
-
-    def to_dict(self) -> dict:
-        """The documented ``-o json`` shape of one result (docs/cli.md)."""
-        if self.image is not None:
-            return {"reference": self.reference, "verified": True, **self.image.to_dict()}
-        assert self.error is not None
-        return {"reference": self.reference, "verified": False,
-                "error": {"code": self.error.exit_code, "type": type(self.error).__name__, "message": str(self.error)}}
 
 
 @dataclass
@@ -231,7 +183,10 @@ class Verifier:
             targets = {name: session.lookup(name) for name in sorted(set(names))}
             # names asked before are answered again from the same refresh, so that asking for them next
             # time costs nothing; one that no longer resolves is forgotten, it never fails this call
-            carried = [n for n in (known.targets if known else ()) if n not in targets]
+            # a new process starts from the names the last one's refresh resolved (the record's names only:
+            # every answer comes from this refresh)
+            asked_before = known.targets if known else target_names(cache_dir(self._home, pin), pin)
+            carried = [n for n in asked_before if n not in targets]
             for name in carried[: max(0, MAX_REMEMBERED_NAMES - len(targets))]:
                 with contextlib.suppress(TufociError):
                     targets[name] = session.lookup(name)
@@ -239,6 +194,8 @@ class Verifier:
             timestamp_manifest = getattr(session.fetcher, "timestamp_manifest_digest", None)
             trusted_timestamp = file_sha256(os.path.join(session.metadata_dir, "timestamp.json"))
             timestamp_version = session.updater._trusted_set.timestamp.version  # noqa: SLF001
+        if timestamp_manifest is not None and trusted_timestamp is not None:
+            self._record(pin, targets, timestamp_manifest, trusted_timestamp, expires)
         expires_in = (expires - datetime.datetime.now(datetime.UTC)).total_seconds()
         resolved = _Resolutions(
             targets, time.monotonic() + min(self.freshness, max(expires_in, 0.0)),
@@ -251,6 +208,18 @@ class Verifier:
             if current is None or current.pin != resolved.pin or current.timestamp_version <= timestamp_version:
                 self._resolutions[pin.scope] = resolved
         return targets
+
+    def _record(self, pin: Pin, targets: dict[str, TargetFile | None], timestamp_manifest: str,
+                trusted_timestamp: str, expires: datetime.datetime) -> None:
+        """Leave what this full refresh verified for the next ``tufoci verify`` process (client/fast_verify.py).
+
+        A record that cannot be written only costs the next process a full refresh: never an error here.
+        """
+        resolved = {name: ("sha256:" + info.hashes["sha256"], info.length, target_media_type(info.custom))
+                    for name, info in targets.items() if info is not None and "sha256" in info.hashes}
+        with contextlib.suppress(OSError, TufociError):
+            write_record(cache_dir(self._home, pin), pin, timestamp_manifest=timestamp_manifest,
+                         trusted_timestamp=trusted_timestamp, expires=expires, targets=resolved)
 
     def _unchanged(self, pin: Pin, known: _Resolutions) -> bool:
         """Whether the registry still serves the timestamp manifest ``known`` was verified from (one request)."""

@@ -25,11 +25,13 @@ pytestmark = needs_registry
 
 
 def cache_snapshot(home: Path) -> dict[str, bytes]:
-    """Every file of the client's trusted cache, by relative path (not the lock files beside each pin's cache)."""
+    """Every file of the client's trusted cache, by relative path (not the lock files beside each pin's cache,
+    nor the verify fast path's record: every refresh that succeeded rewrites it, even in a call whose tag check
+    then fails; it never holds more than that refresh verified, docs/security.md §9)."""
     root = home / "cache"
     files = {}
     for path in sorted(root.rglob("*")):
-        if (path.is_file() or path.is_symlink()) and path.suffix != ".lock":
+        if (path.is_file() or path.is_symlink()) and path.suffix not in (".lock", ".verified"):
             files[str(path.relative_to(root))] = os.readlink(path).encode() if path.is_symlink() else path.read_bytes()
     return files
 

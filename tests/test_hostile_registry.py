@@ -1032,3 +1032,88 @@ def test_a_delegated_key_whose_type_does_not_match_its_scheme_is_rejected_exit_1
     assert cache_snapshot(hostile.consumer.home) == before
     hostile.attack(hostile.ref("acme/web:1.0"), *forger.rules(timestamp), code=12,
                    message=("metadata rejected", "Failed to deserialize"))
+
+
+# -- the warm verify fast path (issue 19) ---------------------------------------------------------------------
+# For every attack above, a consumer that verified honestly before (so the full path left its record) must get
+# from the fast path either exactly the full path's answer or nothing (the full path then runs): it can never
+# say more. The fast path only ever answers success, so under an attack it must fall through.
+
+
+def _at_rot(hostile: Hostile) -> str:
+    hostile.trust("rot")
+    hostile.consumer.ok("verify", hostile.ref("rot/web:1.0"))  # on root v2, the record written
+    return hostile.ref("rot/web:1.0")
+
+
+def _root_rollback_rules(hostile: Hostile, world: World) -> list[Callable]:
+    timestamp = json.loads(world.registry.get_manifest("rot/tuf", "timestamp")[0])
+    timestamp["annotations"]["dev.tufoci.hint.root-version"] = "3"
+    return [serve_manifest("rot/tuf", "timestamp", json.dumps(timestamp).encode()),
+            serve_manifest("rot/tuf", "root.3", world.registry.get_manifest("rot/tuf", "root.1")[0])]
+
+
+def _revoked_key_rules(hostile: Hostile, world: World) -> list[Callable]:
+    """A newer rot timestamp signed with the online key root v2 revoked."""
+    forger = Forger(world, "rot")
+    live = json.loads(world.registry.get_manifest("rot/tuf", "timestamp")[0])
+    md = Metadata.from_bytes(base64.b64decode(live["annotations"]["dev.tufoci.hint.timestamp"]))
+    return forger.rules(forger.sign(md, version=md.signed.version + 1), root_version=2)
+
+
+def _signed_snapshot_rollback(hostile: Hostile, world: World) -> list[Callable]:
+    forger = Forger(world)
+    return forger.rules(forger.timestamp(2, world.file("acme/snapshot.2")[1], version=4))
+
+
+def _expired_timestamp(hostile: Hostile, world: World) -> list[Callable]:
+    forger = Forger(world)
+    past = datetime.datetime.now(datetime.UTC).replace(microsecond=0) - datetime.timedelta(minutes=5)
+    return forger.rules(forger.timestamp(3, world.file("acme/snapshot.3")[1], version=4, expires=past))
+
+
+FAST_PATH_CASES = {  # case: (the consumer's warm state, the attacker's rules, the full path's exit code)
+    "honest": ("B", lambda h, w: [], 0),
+    "moved tag": ("B", lambda h, w: [serve_manifest("acme/web", "1.0", w.manifests["acme/web:evil"])], 11),
+    "rollback of the timestamp": ("B", lambda h, w: [serve_manifest("acme/tuf", "timestamp", w.timestamps["A"])], 12),
+    "rollback signed with a stolen online key": ("B", _signed_snapshot_rollback, 12),
+    "validly signed but expired": ("B", _expired_timestamp, 12),
+    "tampered timestamp": ("B", lambda h, w: [on(r"/v2/acme/tuf/manifests/timestamp",
+                                                upstream_with(_tamper_timestamp))], 12),
+    "rollback of a rotated root": ("rot", _root_rollback_rules, 12),
+    "a key the root rotation revoked": ("rot", _revoked_key_rules, 12),
+}
+
+
+@pytest.mark.parametrize("case", list(FAST_PATH_CASES))
+def test_the_fast_path_never_says_more_than_the_full_path(hostile, world, case):
+    from tufoci.client.fast_verify import fast_verify
+
+    state, rules, code = FAST_PATH_CASES[case]
+    if state == "rot":
+        ref = _at_rot(hostile)
+    else:
+        hostile.at(state)
+        ref = hostile.ref("acme/web:1.0")
+    hostile.proxy.add(*rules(hostile, world))
+    fast = fast_verify([ref], str(hostile.consumer.home))
+    full = hostile.consumer("verify", ref)
+    assert full.exit_code == code, full.stderr
+    if code == 0:
+        assert fast == (full.exit_code, full.stdout, full.stderr)  # the honest case is answered, identically
+    else:
+        assert fast is None  # an attack: the full refresh, which rejects it
+
+
+@pytest.mark.skipif(shutil.which("faketime") is None, reason="Debian faketime is needed")
+def test_the_fast_path_leaves_a_frozen_timestamp_to_the_full_refresh(hostile, world):
+    """Freeze: two days later the registry still serves the recorded timestamp manifest, now expired: the
+    process (fast path first) must say what the full path says: exit 12, timestamp expired."""
+    hostile.at("B")
+    hostile.proxy.add(serve_manifest("acme/tuf", "timestamp", world.timestamps["B"]))
+    env = {**os.environ, "TUFOCI_HOME": str(hostile.consumer.home), "TUFOCI_NO_AGENT": "1"}
+    command = [sys.executable, "-m", "tufoci.entry", "verify", hostile.ref("acme/web:1.0")]
+    now = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert now.returncode == 0 and now.stdout == hostile.pinned("acme/web:1.0"), now.stderr
+    later = subprocess.run(["faketime", "-f", "+2d", *command], capture_output=True, text=True, env=env, timeout=60)
+    assert_rejected(CliResult(later.returncode, later.stdout, later.stderr), 12, ("timestamp expired",))

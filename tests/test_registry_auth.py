@@ -79,6 +79,15 @@ def cli(tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     registry_module._CLIENTS.clear()  # no client (and no credentials) outlives the test
 
 
+def fast(cli: Cli, machine: str, *args: str, docker_config: Path | None = None) -> tuple[int, str, str] | None:
+    """The verify fast path (client/fast_verify.py) as ``machine`` runs it, with the same environment."""
+    from tufoci.client.fast_verify import fast_verify
+
+    use_home(cli.monkeypatch, cli.tmp_path / machine)
+    cli.monkeypatch.setenv("DOCKER_CONFIG", str(docker_config or cli.tmp_path / "docker-config"))
+    return fast_verify(list(args), str(cli.tmp_path / machine))
+
+
 def make_keys(cli: Cli, machine: str) -> None:
     for name, options in (("root", ()), ("targets", ()), ("online", ("--unencrypted",))):
         cli.ok(machine, "key", "generate", name, *options)
@@ -157,6 +166,14 @@ def test_tls_and_basic_auth(tls_basic, cli: Cli, tmp_path: Path, caplog: pytest.
     pinned = cli.ok("cluster", "-v", "verify", f"{scope}/web:1.0", *ca).stdout.strip()
     assert pinned.startswith(f"{scope}/web@sha256:")
     assert registry.get_manifest("acme/web", pinned.split("@")[1])  # the registry serves that digest
+    # the fast path: the same TLS settings and Basic credentials as the full client, or nothing
+    assert fast(cli, "cluster", f"{scope}/web:1.0", *ca) == (0, pinned + "\n", "")
+    assert fast(cli, "cluster", f"{scope}/web:1.0") is None  # plain HTTP to a TLS port: the full path's error
+    assert fast(cli, "cluster", f"{scope}/web:1.0", "--ca-file", str(other.ca_file)) is None
+    helper_config = tmp_path / "helper-docker-config"
+    helper_config.mkdir()
+    (helper_config / "config.json").write_text(json.dumps({"credHelpers": {host: "tufoci-test-none"}}))
+    assert fast(cli, "cluster", f"{scope}/web:1.0", *ca, docker_config=helper_config) is None  # helpers: full path
     cli.ok("maintainer", "log", "-o", "json")
     assert_secret_absent(PASSWORD, cli, caplog, tmp_path / "maintainer", tmp_path / "cluster")
 
@@ -166,15 +183,18 @@ def test_tls_and_basic_auth(tls_basic, cli: Cli, tmp_path: Path, caplog: pytest.
     assert cli("maintainer", "logout", host).exit_code == 2
     line = cli.fails(13, "cluster", "verify", f"{scope}/web:1.0", *ca)
     assert "HTTP 401" in line and "tufoci login" in line
+    assert fast(cli, "cluster", f"{scope}/web:1.0", *ca) is None
 
     # CI: credentials from the environment, nothing on disk
     cli.monkeypatch.setenv("TUFOCI_REGISTRY_USERNAME", USER)
     cli.monkeypatch.setenv("TUFOCI_REGISTRY_PASSWORD", PASSWORD)
     cli.monkeypatch.setenv("TUFOCI_REGISTRY_HOST", host)
     assert cli.ok("cluster", "verify", f"{scope}/web:1.0", *ca).stdout.strip() == pinned
+    assert fast(cli, "cluster", f"{scope}/web:1.0", *ca) == (0, pinned + "\n", "")
     cli.monkeypatch.setenv("TUFOCI_REGISTRY_PASSWORD", "not-the-password")
     line = cli.fails(13, "cluster", "verify", f"{scope}/web:1.0", *ca)
     assert "HTTP 401" in line
+    assert fast(cli, "cluster", f"{scope}/web:1.0", *ca) is None
     assert_secret_absent(PASSWORD, cli, caplog, tmp_path / "maintainer", tmp_path / "cluster")
 
 
@@ -259,6 +279,10 @@ def test_token_auth_anonymous_pull_authenticated_push(token_registry, cli: Cli, 
         ("acme/tuf", ("pull",)), ("acme/web", ("pull",))}
     assert registry.request_count(since_requests) > len(issued)
     assert_secret_absent(CI_PASSWORD, cli, caplog, tmp_path / "maintainer", tmp_path / "cluster")
+    # the token flow is the full client's: the fast path falls through (and asks the token service nothing)
+    since_tokens = tokens.mark()
+    assert fast(cli, "cluster", f"{scope}/web:1.0", docker_config=anonymous) is None
+    assert not tokens.issued(since_tokens)
     for request in tokens.requests:
         assert CI_PASSWORD not in request.path
 

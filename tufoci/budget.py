@@ -21,6 +21,7 @@ from typing import TypeVar
 from tufoci.errors import TimedOutError
 
 _T = TypeVar("_T")
+VERIFY_TIMEOUT = "30s"  # ``tufoci verify``'s default --timeout, on the full path and the fast path alike
 _current: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar("tufoci_budget", default=None)
 
 
@@ -63,3 +64,22 @@ def carry(function: Callable[..., _T]) -> Callable[..., _T]:
         return context.copy().run(function, *args)
 
     return run
+
+
+def parse_seconds(text: str) -> float:
+    """``--timeout``/``TUFOCI_TIMEOUT``: seconds (``30``, ``2.5``) or a duration (``30s``, ``5m``).
+
+    Raises:
+        UsageError: not a positive, finite duration.
+    """
+    from tufoci.errors import UsageError
+
+    try:
+        seconds = float(text)
+    except ValueError:
+        from tufoci.expiry_periods import parse_duration
+
+        seconds = parse_duration(text).total_seconds()
+    if not 0 < seconds < float("inf"):
+        raise UsageError(f"invalid --timeout {text!r}: it must be more than 0")
+    return seconds

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from tufoci import __version__
+from tufoci.budget import VERIFY_TIMEOUT, parse_seconds
 from tufoci.errors import SigningKeyError, TufociError, UsageError
 from tufoci.json_keys import camel_keys
 from tufoci.safe_text import printable
@@ -58,7 +59,7 @@ def registry_options(f: Callable | None = None, *, timeout: str = MAINTAINER_TIM
         @functools.wraps(f)
         def run(*args: Any, timeout: str, certs_dir: str | None, **kwargs: Any) -> Any:
             click.get_current_context().meta[_CERTS_DIR] = certs_dir  # read by _registry_kwargs
-            seconds = _timeout_seconds(timeout)
+            seconds = parse_seconds(timeout)  # shared with the verify fast path (tufoci/entry.py)
             if per_request:
                 return f(*args, timeout=seconds, **kwargs)
             from tufoci.budget import budget
@@ -95,32 +96,17 @@ def _side_options(prefix: str, side: str) -> Callable[[Callable], Callable]:
     return decorate
 
 
-def _timeout_seconds(text: str) -> float:
-    """``--timeout``: seconds (``30``, ``2.5``) or a duration (``30s``, ``5m``)."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        from tufoci.repo_tool.expiry import parse_duration
-
-        seconds = parse_duration(text).total_seconds()
-    if not 0 < seconds < float("inf"):
-        raise UsageError(f"invalid --timeout {text!r}: it must be more than 0")
-    return seconds
-
-
 _CERTS_DIR = "tufoci.certs_dir"
 
 
 def _registry_config(plain_http: bool | None, insecure: bool, ca_file: str | None) -> RegistryConfig:
     """The flags, certs.d, registries.conf and proxy variables: the one place that reads the environment
     for them (docs/registries.md)."""
-    from tufoci.registry_config import Proxies, TLSFlags, load_config
+    from tufoci.registry_config import TLSFlags, config_from_environment
 
     context = click.get_current_context(silent=True)
-    certs_dir = (context.meta.get(_CERTS_DIR) if context else None) or os.environ.get("TUFOCI_CERTS_DIR")
-    return load_config(TLSFlags(plain_http or None, insecure, ca_file), home=os.environ.get("HOME"),
-                       certs_dir=certs_dir, registries_conf=os.environ.get("CONTAINERS_REGISTRIES_CONF"),
-                       proxies=Proxies.from_environment(os.environ))
+    return config_from_environment(TLSFlags(plain_http or None, insecure, ca_file), os.environ,
+                                   context.meta.get(_CERTS_DIR) if context else None)
 
 
 def _registry_kwargs(plain_http: bool | None, insecure: bool, ca_file: str | None) -> dict[str, Any]:
@@ -1138,7 +1124,7 @@ def trust_remove(scope) -> None:
 @click.argument("references", nargs=-1, required=True)
 @click.option("--skip-registry-check", is_flag=True,
               help="Do not compare the registry's current tag with the signed digest (offline resolution).")
-@registry_options(timeout="30s")
+@registry_options(timeout=VERIFY_TIMEOUT)
 @output_option
 def verify(references, skip_registry_check, plain_http, insecure, ca_file, output) -> None:
     """Verify REFERENCES and print the digest each must be deployed by.

@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tufoci.errors import UsageError
@@ -95,16 +96,20 @@ def _from_environment(registry: str) -> Credentials | None:
     return Credentials(username, password) if _same_registry(host, registry) else None
 
 
-def lookup_credentials(registry: str) -> Credentials | None:
+def lookup_credentials(registry: str, *, helper: Callable[[str, str], Credentials | None] | None = None
+                       ) -> Credentials | None:
     """Credentials for ``registry`` (``host[:port]``), or None for anonymous access.
 
     ``TUFOCI_REGISTRY_USERNAME``/``TUFOCI_REGISTRY_PASSWORD`` win for the registry
     ``TUFOCI_REGISTRY_HOST`` names (for pipelines that inject secrets as environment
-    variables), then docker's config.json.
+    variables), then docker's config.json. ``helper(name, registry)`` is asked when
+    config.json names a credential helper (default: run ``docker-credential-<name>``;
+    the verify fast path passes one that gives up, and leaves helpers to the full path).
 
     Raises:
         UsageError: environment credentials that name no registry.
     """
+    helper = helper or _from_helper
     from_environment = _from_environment(registry)
     if from_environment is not None:
         return from_environment
@@ -112,7 +117,7 @@ def lookup_credentials(registry: str) -> Credentials | None:
     helpers = config.get("credHelpers") or {}
     for key in _candidate_keys(registry):
         if isinstance(helpers, dict) and key in helpers:
-            return _from_helper(str(helpers[key]), registry)
+            return helper(str(helpers[key]), registry)
     auths = config.get("auths") or {}
     for key in _candidate_keys(registry):
         entry = auths.get(key) if isinstance(auths, dict) else None
@@ -128,7 +133,7 @@ def lookup_credentials(registry: str) -> Credentials | None:
             return Credentials(str(entry["username"]), str(entry["password"]))
     store = config.get("credsStore")
     if isinstance(store, str) and store:
-        return _from_helper(store, registry)
+        return helper(store, registry)
     return None
 
 

@@ -9,6 +9,11 @@ An agent another user could have put there (its socket, the socket's directory o
 its process belongs to another uid, or others can write them) is refused with one
 line (client/agent_client.py). Anything else, or no agent, runs ``tufoci.cli`` as usual. Set
 ``TUFOCI_NO_AGENT=1`` to bypass the agent; ``--timeout`` or ``TUFOCI_TIMEOUT`` bypass it too.
+
+Without an agent, a warm ``verify`` is answered from the record the last full
+refresh left (client/fast_verify.py: standard library only) when the registry
+still serves what that refresh verified; anything else runs the full CLI. Set
+``TUFOCI_NO_FAST_PATH=1`` to always run the full CLI.
 """
 
 from __future__ import annotations
@@ -58,9 +63,39 @@ def main() -> None:
         code = _agent_verify(args[1:])
         if code is not None:
             sys.exit(code)
+    if args[:1] == ["verify"] and os.environ.get("TUFOCI_NO_FAST_PATH") != "1":
+        _fast_verify(args[1:])
     from tufoci.cli import main as cli_main
 
     cli_main()
+
+
+def _fast_verify(args: list[str]) -> None:
+    """Answer from the last full refresh's record (client/fast_verify.py), else the full CLI; both under
+    one ``--timeout`` budget, opened here (the CLI's own, opened later, ends later: this one holds)."""
+    from tufoci import budget
+    from tufoci.client.fast_verify import fast_verify, parse_options
+    from tufoci.errors import TufociError
+
+    options = parse_options(args)
+    if options is None:
+        return  # options only the full CLI knows
+    try:
+        seconds = budget.parse_seconds(options["timeout"] or os.environ.get("TUFOCI_TIMEOUT") or budget.VERIFY_TIMEOUT)
+    except TufociError:
+        return  # the CLI says what is wrong with it
+    home = os.environ.get("TUFOCI_HOME") or os.path.join(os.path.expanduser("~"), ".tufoci")
+    with budget.budget(seconds):
+        answer = fast_verify(args, home)
+        if answer is None:
+            from tufoci.cli import main as cli_main
+
+            cli_main()
+            return
+    code, out, err = answer
+    sys.stdout.write(out)
+    sys.stderr.write(err)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

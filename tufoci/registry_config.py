@@ -347,3 +347,16 @@ def load_config(
         registries_conf = next((path for path in candidates if os.path.isfile(path)), None)
     registries = read_registries_conf(registries_conf) if registries_conf else ()
     return RegistryConfig(flags, (), roots, registries, proxies)
+
+
+def config_from_environment(flags: TLSFlags, environ: Mapping[str, str], certs_dir: str | None = None) -> RegistryConfig:
+    """The configuration a command runs with: its flags, ``certs_dir`` (``--certs-dir``) or ``$TUFOCI_CERTS_DIR``,
+    ``$CONTAINERS_REGISTRIES_CONF`` and the proxy variables of ``environ``. One function for the CLI and the
+    verify fast path, so both connect to a registry exactly alike.
+
+    Raises:
+        RegistryConfigError: registries.conf or a proxy variable is malformed.
+    """
+    return load_config(flags, home=environ.get("HOME"), certs_dir=certs_dir or environ.get("TUFOCI_CERTS_DIR"),
+                       registries_conf=environ.get("CONTAINERS_REGISTRIES_CONF"),
+                       proxies=Proxies.from_environment(environ))

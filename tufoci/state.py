@@ -10,10 +10,8 @@ root files, the client cache) are written atomically.
 from __future__ import annotations
 
 import datetime
-import getpass
 import json
 import os
-import socket
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,11 +79,17 @@ def actor() -> str:
     explicit = os.environ.get("TUFOCI_ACTOR")
     if explicit:
         return explicit
+    import getpass  # here, not at the top: the verify fast path reads pins and never acts
+    import socket
+
     try:
         user = getpass.getuser()
     except (OSError, KeyError):
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
+
+
+PINS_QUERY = "SELECT scope, metadata, root_sha256, root_file FROM pins"  # also the verify fast path's
 
 
 @dataclass(frozen=True)
@@ -178,7 +182,7 @@ class State:
 
     # -- trust pins ------------------------------------------------------------
     def pins(self) -> list[Pin]:
-        return [Pin(r["scope"], r["metadata"], r["root_sha256"], r["root_file"]) for r in self.query("SELECT * FROM pins")]
+        return [Pin(*r) for r in self.query(PINS_QUERY)]
 
     def close(self) -> None:
         self._conn.close()

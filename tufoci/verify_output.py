@@ -1,14 +1,68 @@
-"""Printing verify results (standard library only): shared by the CLI and the agent, for the fast path."""
+"""Verify results and how they print (standard library only): shared by the CLI, the agent and the warm
+fast path (client/fast_verify.py), so that every path says exactly the same."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
+from tufoci.errors import TufociError
 from tufoci.safe_text import printable
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, which mypy reads, without importing typing on the fast path
 if TYPE_CHECKING:
     from typing import TextIO
+
+
+@dataclass(frozen=True)
+class VerifiedImage:
+    """A reference resolved to the digest its signers published."""
+
+    reference: str
+    target: str
+    scope: str
+    repository: str
+    digest: str
+    length: int
+    media_type: str | None
+    tags: tuple[str, ...] = ()  # for a digest-only reference: the signed tags of the repository that sign it
+
+    @property
+    def pinned(self) -> str:
+        """What to deploy: ``repository@sha256:…``."""
+        return f"{self.repository}@{self.digest}"
+
+    def to_dict(self) -> dict:
+        """The documented ``-o json`` shape (docs/cli.md)."""
+        return {
+            "reference": self.reference,
+            "target": self.target,
+            "scope": self.scope,
+            "repository": self.repository,
+            "digest": self.digest,
+            "length": self.length,
+            "mediaType": self.media_type,
+            "pinned": self.pinned,
+            **({"tags": list(self.tags)} if self.tags else {}),
+        }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result for one reference: an image, or the error that stopped it."""
+
+    reference: str
+    image: VerifiedImage | None = None
+    error: TufociError | None = None
+
+    def to_dict(self) -> dict:
+        """The documented ``-o json`` shape of one result (docs/cli.md)."""
+        if self.image is not None:
+            return {"reference": self.reference, "verified": True, **self.image.to_dict()}
+        assert self.error is not None
+        return {"reference": self.reference, "verified": False,
+                "error": {"code": self.error.exit_code, "type": type(self.error).__name__, "message": str(self.error)}}
+
 
 
 def render_results(results: list[dict], output: str, out: TextIO, err: TextIO) -> int:

@@ -31,14 +31,16 @@ import collections
 import math
 import re
 import socket
-import ssl
 import threading
 import time
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from tufoci.reference import DIGEST_RE, PATH_RE, TAG_RE
 from tufoci.store.base import Manifest
+
+if TYPE_CHECKING:
+    import ssl  # only the TLS context's type: plain HTTP (the verify fast path on loopback) never loads ssl
 
 CONNECTIONS = 3
 DEPTH = 64  # requests in flight per connection
@@ -187,6 +189,29 @@ class _Connection:
         if not chunk:
             raise _Unusable("the server closed the connection")
         self._buffer += chunk
+
+
+def fetch_one(endpoint: Endpoint, repository: str, reference: str, headers: dict[str, str], *,
+              max_bytes: int) -> Answer:
+    """One ``GET /v2/REPOSITORY/manifests/REF`` on a new connection, answered as read: status, headers and
+    (for a plain 200 within the cap) the body. For a caller that must see the status (an auth challenge).
+
+    Raises:
+        ValueError: a repository, reference or header that would not go into a request as is.
+        OSError: the connection failed.
+        Exception: the answer was malformed, unframed or late (this module's own, never a decision).
+    """
+    fields = {"Host": endpoint.host_header, **headers}
+    if not PATH_RE.fullmatch(repository) or not (TAG_RE.fullmatch(reference) or DIGEST_RE.fullmatch(reference)) \
+            or not all(_TOKEN.fullmatch(k) and _FIELD_VALUE.fullmatch(v) for k, v in fields.items()):
+        raise ValueError("not a request this module sends")
+    connection = _Connection(endpoint)
+    try:
+        head = "".join(f"{k}: {v}\r\n" for k, v in fields.items())
+        connection.send(f"GET /v2/{repository}/manifests/{reference} HTTP/1.1\r\n{head}\r\n".encode())
+        return connection.receive(max_bytes)
+    finally:
+        connection.close()
 
 
 def fetch_manifests(

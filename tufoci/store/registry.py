@@ -23,13 +23,11 @@ import cost. It does exactly what tufoci needs and nothing else:
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import http.client
 import io
 import json
 import math
-import os
 import re
 import threading
 import time
@@ -41,23 +39,30 @@ from typing import TYPE_CHECKING, Any
 import urllib3
 import urllib3.connection
 
-from tufoci import __version__, budget
+from tufoci import budget
 from tufoci.credentials import Credentials, lookup_credentials
 from tufoci.errors import ContentMismatchError, NotFoundError, RegistryError, TimedOutError, TooLargeError
-from tufoci.layout_spec import IMAGE_MEDIA_TYPES, MAX_MANIFEST_BYTES, sha256_digest
+from tufoci.layout_spec import MAX_MANIFEST_BYTES, sha256_digest
 from tufoci.reference import DIGEST_RE
 from tufoci.registry_config import RegistryConfig, RegistrySettings, TLSFlags
+from tufoci.registry_http import (  # the decisions the verify fast path shares (registry_http's docstring)
+    CONNECT_TIMEOUT,
+    MANIFEST_ACCEPT,
+    USER_AGENT,
+    basic_authorization,
+    endpoint,
+    read_timeout,
+    request_deadline,
+)
+from tufoci.registry_http import (
+    parse_challenge as _parse_challenge,
+)
 from tufoci.safe_text import printable
 from tufoci.store.base import Manifest, Readable, RepositoryStore, VerifyingReader
 
 if TYPE_CHECKING:
     from tufoci.store.manifest_batch import Endpoint
 
-MANIFEST_ACCEPT = ", ".join(IMAGE_MEDIA_TYPES)
-USER_AGENT = f"tufoci/{__version__}"
-CONNECT_TIMEOUT = 5.0
-READ_TIMEOUT = 30.0
-REQUEST_DEADLINE = 120.0
 READ_RETRIES = 2
 MAX_REDIRECTS = 5
 MAX_TAG_PAGES = 100
@@ -91,15 +96,6 @@ def resolve_settings(
     if flags != TLSFlags():
         config = replace(config, flags=flags.over(config.flags))
     return config.settings_for(registry)
-
-
-def _env_seconds(name: str, default: float) -> float:
-    """A timeout from the environment (seconds), for slow links or impatient tests."""
-    try:
-        value = float(os.environ.get(name, default))
-    except ValueError:
-        return default
-    return value if value > 0 else default
 
 
 class _DeadlinePassed(TimedOutError):
@@ -180,12 +176,6 @@ class _TLSPool(urllib3.HTTPSConnectionPool):
     ConnectionCls = _TLSConnection
 
 
-def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
-    scheme, _, rest = header.strip().partition(" ")
-    params = dict(re.findall(r'(\w+)="([^"]*)"', rest))
-    return scheme.lower(), params
-
-
 class RegistryClient:
     """A connection pool and the auth state for one registry host."""
 
@@ -206,8 +196,8 @@ class RegistryClient:
         self.settings = resolve_settings(registry, config, plain_http=plain_http, insecure=insecure, ca_file=ca_file)
         # loopback defaults to plain HTTP, but any TLS setting (a CA, a client certificate, --insecure) means TLS
         self.base_url = f"{'http' if self.settings.plain_http else 'https'}://{self.settings.address}"
-        timeout = timeout if timeout is not None else _env_seconds("TUFOCI_REGISTRY_TIMEOUT", READ_TIMEOUT)
-        self._deadline = deadline if deadline is not None else _env_seconds("TUFOCI_REGISTRY_DEADLINE", REQUEST_DEADLINE)
+        timeout = read_timeout(timeout)
+        self._deadline = request_deadline(deadline)
         if not self.settings.verify:  # asked for explicitly: no warning on every request
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         # one context for every connection (urllib3 would build one, and load the system's CAs, per connection)
@@ -259,17 +249,9 @@ class RegistryClient:
     def endpoint(self) -> Endpoint | None:
         """Where ``manifest_batch`` connects, with this client's TLS settings and limits; None when
         requests to this registry go through a proxy (the regular client alone then reads)."""
-        from tufoci.store.manifest_batch import Endpoint
-
         if self.settings.proxies.for_url(self.base_url) is not None:
             return None
-        url = urllib.parse.urlsplit(self.base_url)
-        tls = self._tls
-        host, default_port = url.hostname or "", 443 if tls else 80
-        port = url.port or default_port
-        # the Host header urllib3 sends: lowercase, IPv6 in brackets, no default port
-        host_header = (f"[{host}]" if ":" in host else host) + ("" if port == default_port else f":{port}")
-        return Endpoint(host, port, host_header, tls, CONNECT_TIMEOUT, self._read_timeout, self._deadline, budget.until())
+        return endpoint(self.base_url, tls=self._tls, read_timeout=self._read_timeout, deadline=self._deadline)
 
     def authorization(self, scope: str) -> dict[str, str]:
         """The Authorization header this client holds for ``scope`` (empty before the first challenge)."""
@@ -290,8 +272,7 @@ class RegistryClient:
             if credentials is None:
                 raise RegistryError(f"{self.registry} refused access (HTTP 401): it requires credentials; "
                                     f"run 'tufoci login {self.registry}'")
-            token = base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
-            header = f"Basic {token}"
+            header = basic_authorization(credentials)
         elif scheme == "bearer" and params.get("realm"):
             header = f"Bearer {self._fetch_token(params, scope, credentials)}"
         else:
@@ -306,8 +287,7 @@ class RegistryClient:
         url = params["realm"] + ("&" if "?" in params["realm"] else "?") + urllib.parse.urlencode(query)
         headers = {}
         if credentials is not None:
-            basic = base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
-            headers["Authorization"] = f"Basic {basic}"
+            headers["Authorization"] = basic_authorization(credentials)
         status, _, body = self._send("GET", url, headers, None, max_bytes=1024 * 1024, idempotent=True)
         if status == 401:
             raise RegistryError(f"token service for {self.registry} refused the credentials (HTTP 401): "
@@ -758,10 +738,8 @@ def registry_client(registry: str, **options: Any) -> RegistryClient:
     of the key: a client made before TUFOCI_REGISTRY_TIMEOUT or _DEADLINE changed must
     not go on serving with the old limits.
     """
-    if options.get("timeout") is None:
-        options["timeout"] = _env_seconds("TUFOCI_REGISTRY_TIMEOUT", READ_TIMEOUT)
-    if options.get("deadline") is None:
-        options["deadline"] = _env_seconds("TUFOCI_REGISTRY_DEADLINE", REQUEST_DEADLINE)
+    options["timeout"] = read_timeout(options.get("timeout"))
+    options["deadline"] = request_deadline(options.get("deadline"))
     key = (registry, tuple(sorted((k, repr(v)) for k, v in options.items())))
     with _CLIENTS_LOCK:
         client = _CLIENTS.get(key)

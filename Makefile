@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: setup system-deps venv demo test bench bench-results bench-venv clean
+.PHONY: setup system-deps venv demo test lint bench bench-results bench-venv clean
 
 setup: system-deps venv
 
@@ -27,8 +27,14 @@ $(STAMP): pyproject.toml
 demo: setup
 	@bash examples/quickstart/run.sh
 
-test: setup
+test: setup lint
 	@$(BIN)/python -m pytest -q
+
+# ruff (pyflakes, bugbear, imports, pyupgrade) and mypy over tufoci, tufoci.client and tufoci.repo_tool; both
+# configured in pyproject.toml. mypy runs through scripts/typecheck, which explains the package-dir mapping.
+lint: venv
+	@$(BIN)/ruff check --quiet .
+	@MYPY=$(BIN)/mypy scripts/typecheck
 
 # Benchmarks run tufoci as users install it: a regular (wheel) install in its own venv. The editable
 # install of $(VENV) adds an import hook that costs every process ~17 ms of start-up.

@@ -474,11 +474,12 @@ class Bench:
             setup += time.perf_counter() - t0
             refs = [f"{scope}/{IMAGE_REPO}:{tag}" for tag, _, _ in tags]
             build = self.work / f"build-{ns}.txt"
-            build.write_text("".join(f"{ref} sha256:{h} {size}\n" for ref, (_, size, h) in zip(refs, tags)))
+            lines = (f"{ref} sha256:{h} {size}\n" for ref, (_, size, h) in zip(refs, tags, strict=True))
+            build.write_text("".join(lines))
             prefix = f"/v2/{ns}/tuf/"
             t_case.metadata_prefix = f_case.metadata_prefix = prefix
 
-            def run_tufoci(case: Case, *args: str) -> None:
+            def run_tufoci(case: Case, *args: str, prefix: str = prefix) -> None:
                 mark = self.registry.mark()
                 t0 = time.perf_counter()
                 self.tufoci_m("target", "add", "--publish", *args)
@@ -488,7 +489,7 @@ class Bench:
                 if not case.uris:
                     case.uris = uris
 
-            def run_notary() -> None:
+            def run_notary(gun: str = gun, tags: list = tags) -> None:
                 mark = self.notary.mark()
                 t0 = time.perf_counter()
                 self.publisher.addhash_many(gun, tags)
@@ -503,8 +504,9 @@ class Bench:
                 if not n_case.uris:
                     n_case.uris = uris
 
-            runs = [lambda: run_tufoci(t_case, *refs), lambda: run_tufoci(f_case, "--from-file", str(build)),
-                    run_notary, lambda: floor.append(self.registry_floor(ns, [t for t, _, _ in tags]))]
+            runs = [lambda refs=refs: run_tufoci(t_case, *refs),
+                    lambda build=build: run_tufoci(f_case, "--from-file", str(build)),
+                    run_notary, lambda ns=ns, tags=tags: floor.append(self.registry_floor(ns, [t for t, _, _ in tags]))]
             for run in (runs if rep % 2 == 0 else runs[::-1]):
                 time.sleep(SETTLE_SECONDS)  # not charged for the registry's clean-up after the previous run
                 run()
@@ -977,7 +979,7 @@ def chart(data: dict[str, Any], path: Path) -> bool:
     fig, grid = plt.subplots(2, 2, figsize=(13, 9.5))
     axes = list(grid.flat)
     colors = {TUFOCI: "tab:blue", NOTARY: "tab:orange"}
-    for ax, (fid, title) in zip(axes, panels):
+    for ax, (fid, title) in zip(axes, panels, strict=False):
         figs = sorted((f for f in data["figures"] if f["id"] == fid), key=lambda f: f["tags"])
         if not figs:
             ax.set_visible(False)
@@ -988,7 +990,7 @@ def chart(data: dict[str, Any], path: Path) -> bool:
             p90 = [f[tool]["wall_time"]["p90"]["value"] for f in figs]
             label = {TUFOCI: "tufoci verify" if fid != "publish" else "tufoci target add --publish",
                      NOTARY: "notary lookup" if fid != "publish" else "notary addhash×N + publish"}[tool]
-            ax.errorbar(xs, med, yerr=[[0] * len(med), [p - m for p, m in zip(p90, med)]], marker="o",
+            ax.errorbar(xs, med, yerr=[[0] * len(med), [p - m for p, m in zip(p90, med, strict=True)]], marker="o",
                         capsize=3, color=colors[tool], label=label)
             if fid == "publish" and tool == TUFOCI:
                 built = sorted((f for f in data["figures"] if f["id"] == "publish_from_file"), key=lambda f: f["tags"])

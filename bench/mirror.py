@@ -91,7 +91,7 @@ def main() -> int:
     if reason:
         print(f"bench/mirror.py: {reason}", file=sys.stderr)
         return 2
-    results: dict = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    results: dict = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                      "nproc": os.cpu_count(), "runs": options.runs, "size_mb": options.size_mb}
     with tempfile.TemporaryDirectory(prefix="tufoci-bench-mirror-") as work_dir:
         work = Path(work_dir)

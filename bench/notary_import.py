@@ -89,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tufoci-bench-notary-") as tmp, NotaryServer.start(Path(tmp)) as server:
         work = Path(tmp)
         publisher, build_seconds = build(server, work, args.tags)
-        import urllib.request
         import ssl
+        import urllib.request
 
         context = ssl.create_default_context(cafile=str(server.certs.ca))
         with urllib.request.urlopen(f"{server.url}/v2/{GUN}/_trust/tuf/1.root.json", context=context) as r:

@@ -261,7 +261,7 @@ def machine_info() -> dict[str, Any]:
     commit = tool_version("git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD")
     dirty = tool_version("git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no")
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "nproc": nproc,
         "cpu_model": cpu_model,
         "platform": platform.platform(),
@@ -381,7 +381,7 @@ class Bench:
         }
         if count_requests:
             result["requests"] = {
-                "total": count_stats([m + i for m, i in zip(meta_counts, image_counts)], "requests/run"),
+                "total": count_stats([m + i for m, i in zip(meta_counts, image_counts, strict=True)], "requests/run"),
                 "metadata_repository": count_stats(meta_counts, "requests/run"),
                 "image": count_stats(image_counts, "requests/run"),
             }

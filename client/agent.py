@@ -33,19 +33,20 @@ import os
 import signal
 import socketserver
 import threading
+from typing import Any
 
+from tufoci.budget import budget
 from tufoci.client.agent_client import (  # noqa: F401 - default_socket_path is re-exported for the CLI
     MAX_REQUEST_BYTES,
     default_socket_path,
     format_rendered,
     peer_uid,
 )
-from tufoci.budget import budget
 from tufoci.client.verify import Verifier
-from tufoci.verify_output import render_results
 from tufoci.errors import StateError, UsageError
 from tufoci.ownership import path_problem
 from tufoci.state import State
+from tufoci.verify_output import render_results
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def serve(
     freshness: float = 10.0,
     stop: threading.Event | None = None,
     request_timeout: float = REQUEST_TIMEOUT,
-    **registry_options: object,
+    **registry_options: Any,
 ) -> None:
     """Answer verify requests on ``path`` until SIGTERM/SIGINT (or ``stop``), each on its own thread
     and within ``request_timeout`` seconds."""
@@ -93,7 +94,7 @@ def serve(
                 request = json.loads(line)
                 references = [str(r) for r in request["references"]]
                 outcomes = verifier.verify(references, check_registry=bool(request.get("checkRegistry", True)))
-                answer = {"results": [o.to_dict() for o in outcomes]}
+                answer: dict[str, object] = {"results": [o.to_dict() for o in outcomes]}
             except (ValueError, KeyError, TypeError) as e:
                 answer = {"error": f"bad request: {e}"}
             self.wfile.write(json.dumps(answer).encode() + b"\n")

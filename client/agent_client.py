@@ -14,6 +14,10 @@ import sys
 
 from tufoci.ownership import ownership_problem
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, which mypy reads, without importing typing on this path
+if TYPE_CHECKING:
+    import _socket
+
 SOCKET_NAME = "agent.sock"
 MAX_REQUEST_BYTES = 1024 * 1024  # one request line; a longer one is verified by the process itself
 MAX_REPLY_BYTES = 64 * 1024 * 1024
@@ -47,7 +51,7 @@ def socket_problem(path: str) -> str | None:
     return problem
 
 
-def peer_uid(connection: object) -> int | None:
+def peer_uid(connection: _socket.socket) -> int | None:
     """The uid of the process on the other end of a Unix socket (SO_PEERCRED); None where there is none."""
     import _socket
 

@@ -34,6 +34,7 @@ import time
 import urllib.parse
 from typing import TYPE_CHECKING
 
+from tufoci.client.verified_record import cache_dir, file_sha256, read_record
 from tufoci.layout_spec import MAX_MANIFEST_BYTES, MAX_METADATA_MANIFEST_BYTES, TIMESTAMP_TAG
 from tufoci.ownership import home_problem
 from tufoci.reference import parse_reference, parse_repository, target_name
@@ -46,10 +47,10 @@ from tufoci.registry_http import (
     read_timeout,
     request_deadline,
 )
-from tufoci.client.verified_record import cache_dir, file_sha256, read_record
 
 if TYPE_CHECKING:
     from tufoci.registry_config import RegistryConfig
+    from tufoci.store.manifest_batch import Answer
 
 class _FallThrough(Exception):
     """Something the fast path does not answer: the full refresh will."""
@@ -205,7 +206,7 @@ def _expect_all(requests: list[tuple], registry: RegistryConfig) -> None:
                 raise _FallThrough
 
 
-def _expect(answer: object, digest: str) -> None:
+def _expect(answer: Answer, digest: str) -> None:
     if answer.status != 200 or answer.body is None or _digest(answer.body) != digest:
         raise _FallThrough
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
+from typing import Any
 
 from tuf.api.exceptions import RepositoryError, UnsignedMetadataError
 from tuf.api.metadata import DelegatedRole, Metadata, Root, Targets
@@ -71,6 +72,12 @@ class SignedVersion:
     digest: str | None = None  # sha256 of the kept bytes (what a snapshot records)
     metadata: Metadata | None = None
     delegator: Root | Targets | None = None  # the verified version it was checked against
+
+    @property
+    def md(self) -> Metadata:
+        """The metadata of a version that was read: every verified version was (None only with a ``problem``)."""
+        assert self.metadata is not None, f"{self.role} v{self.version} was not read"
+        return self.metadata
 
     def to_dict(self, names: dict[str, str]) -> dict:
         return {
@@ -137,7 +144,7 @@ def scope_history(
     references: list[str] | tuple[str, ...] = (),
     *,
     since: datetime.datetime | None = None,
-    **registry_options: object,
+    **registry_options: Any,
 ) -> History:
     """The verified history of every tag (or of ``references``: target names or REGISTRY/SCOPE/REPO:TAG).
 
@@ -157,7 +164,7 @@ def scope_history(
     tags: dict[str, dict[int, str]] = {}  # encoded role -> version -> tag
     for tag in store.list_tags():
         parsed = parse_metadata_tag(tag)
-        if parsed and parsed.kind in ("top-level", "delegated"):
+        if parsed and parsed.kind in ("top-level", "delegated") and parsed.version is not None:
             tags.setdefault(parsed.role if parsed.kind == "top-level" else "d." + parsed.role, {})[parsed.version] = tag
     checker = _Checker(_Reader(store))
     roots = _root_chain(checker.reader, pinned, tags.get("root", {}), checker.gaps)
@@ -174,7 +181,7 @@ def scope_history(
                 if (not wanted or entry.target in wanted) and _still_signed_at(entry, since):
                     entries.setdefault(entry.target, []).append(entry)
     for name in entries:
-        entries[name].sort(key=lambda e: (e.first.signed_about or datetime.datetime.min.replace(tzinfo=datetime.timezone.utc),
+        entries[name].sort(key=lambda e: (e.first.signed_about or datetime.datetime.min.replace(tzinfo=datetime.UTC),
                                           e.role != "targets", e.first.version))
     return History(pin.scope, pin.metadata, pinned.signed.version, versions, sorted(checker.gaps),
                    dict(sorted(entries.items())))
@@ -294,7 +301,7 @@ class _Delegator:
 
 
 def _delegators_root(roots: list[SignedVersion]) -> list[_Delegator]:
-    return [_Delegator(f"root v{r.version}", r.metadata.signed, r.version, r.metadata.signed)
+    return [_Delegator(f"root v{r.version}", r.md.signed, r.version, r.md.signed)
             for r in roots if r.verified]
 
 
@@ -309,7 +316,7 @@ class _Checker:
     def record_snapshots(self, snapshots: list[SignedVersion]) -> None:
         """What each verified snapshot lists: role versions and, where it recorded them, their hashes."""
         for snapshot in (s for s in snapshots if s.verified):
-            for filename, meta in snapshot.metadata.signed.meta.items():
+            for filename, meta in snapshot.md.signed.meta.items():
                 digest = (meta.hashes or {}).get("sha256")
                 self._recorded.setdefault((filename.removesuffix(".json"), meta.version), []).append(
                     (snapshot.version, f"sha256:{digest}" if digest else None))
@@ -332,7 +339,7 @@ class _Checker:
 
     def _verify(self, entry: SignedVersion, delegators: list[_Delegator], floor: int) -> int:
         """Check one version's signatures and snapshot records; returns the new floor."""
-        md, role, reasons = entry.metadata, entry.role, []
+        md, role, reasons = entry.md, entry.role, []
         for index in range(floor, len(delegators)):
             delegator = delegators[index]
             try:
@@ -383,11 +390,12 @@ def _children(parent: str, kept: list[SignedVersion], roots: list[SignedVersion]
     """
     children: dict[str, list[_Delegator]] = {}
     for entry in kept:
-        delegations = entry.metadata.signed.delegations if entry.verified else None
+        delegations = entry.md.signed.delegations if entry.verified else None
         if delegations is None:
             continue
-        root = next(r.metadata.signed for r in roots if r.version == entry.root_version)
-        delegator = _Delegator(f"{parent} v{entry.version}", entry.metadata.signed, entry.root_version, root)
+        assert entry.root_version is not None  # set with verified
+        root = next(r.md.signed for r in roots if r.version == entry.root_version)
+        delegator = _Delegator(f"{parent} v{entry.version}", entry.md.signed, entry.root_version, root)
         bins = delegations.succinct_roles
         names = list(delegations.roles or {}) if bins is None else sorted(
             n for n in encoded if encode_role(n) == n and bins.is_delegated_role(n))
@@ -405,7 +413,7 @@ def _entries(role: str, kept: list[SignedVersion]) -> list[TagEntry]:
     unknown += [v for v in range(1, max(present, default=0) + 1) if v not in present]
     for entry in (v for v in kept if v.verified):
         listed = {}
-        for name, info in entry.metadata.signed.targets.items():
+        for name, info in entry.md.signed.targets.items():
             if _covers(role, entry, name):
                 listed[name] = ("sha256:" + str(info.hashes.get("sha256", "")), info.length)
         for name, current in list(open_entries.items()):
@@ -428,8 +436,10 @@ def _covers(role: str, entry: SignedVersion, name: str) -> bool:
     """Whether the delegation this version was checked against lets it sign ``name`` (client workflow 5.6.7.2)."""
     if role == "targets":
         return True
-    delegations = entry.delegator.delegations
+    delegator = entry.delegator  # a delegated role's is a targets role that delegates it
+    assert isinstance(delegator, Targets) and delegator.delegations is not None
+    delegations = delegator.delegations
     if delegations.succinct_roles is not None:
         return delegations.succinct_roles.get_role_for_target(name) == role
-    delegated: DelegatedRole = delegations.roles[role]
+    delegated: DelegatedRole = (delegations.roles or {})[role]
     return delegated.is_delegated_path(name)

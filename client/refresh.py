@@ -40,6 +40,9 @@ from tuf.ngclient._internal.trusted_metadata_set import TrustedMetadataSet
 
 from tufoci import budget
 from tufoci.atomic_file import atomic_write
+from tufoci.client.fetcher import OCIMetadataFetcher
+from tufoci.client.trust_pins import is_http_source
+from tufoci.client.verified_record import cache_dir, file_sha256  # noqa: F401  (stdlib: shared with the fast path)
 from tufoci.errors import (
     ContentMismatchError,
     MetadataRejectedError,
@@ -54,10 +57,6 @@ from tufoci.reference import parse_repository
 from tufoci.state import Pin
 from tufoci.store import open_repository
 from tufoci.store.base import RepositoryStore
-from tufoci.client.fetcher import OCIMetadataFetcher
-from tufoci.client.trust_pins import is_http_source
-from tufoci.client.verified_record import cache_dir, file_sha256  # noqa: F401  (stdlib: shared with the fast path)
-
 
 _log = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ class TrustedSession:
 
     updater: Updater
     metadata_dir: str
-    fetcher: OCIMetadataFetcher
+    fetcher: FetcherInterface  # OCIMetadataFetcher, or urllib3 for a static mirror
 
     def lookup(self, target: str) -> TargetFile | None:
         """Signed target info for ``target`` (delegations walked as TUF says)."""
@@ -249,7 +248,7 @@ def trusted_session(
                 raise MetadataRejectedError(f"cached or pinned root is not valid metadata: {e}") from e
         if allow_expired:
             # python-tuf checks expiry against this reference time; the epoch waives it
-            updater._trusted_set.reference_time = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)  # noqa: SLF001
+            updater._trusted_set.reference_time = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)  # noqa: SLF001
         try:
             with _naming_scope(pin), translate_tuf_errors(updater):
                 updater.refresh()

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 from tuf.api.metadata import DelegatedRole, SuccinctRoles, TargetFile
 
-from tufoci.errors import NotSignedError
 from tufoci.client.refresh import TrustedSession, translate_tuf_errors
+from tufoci.errors import NotSignedError
 
 MAX_ROLES = 65536  # a bound on the walk: 2^16 hashed bins is far beyond any repository seen
 
@@ -79,6 +79,7 @@ def list_signed_targets(session: TrustedSession, scope: str) -> SignedTargets:
         delegations = targets.delegations
         if delegations is None:
             continue
+        children: list[tuple[DelegatedRole | SuccinctRoles, str]]
         if delegations.succinct_roles is not None:
             children = [(delegations.succinct_roles, c) for c in delegations.succinct_roles.get_roles()]
         else:
@@ -89,11 +90,11 @@ def list_signed_targets(session: TrustedSession, scope: str) -> SignedTargets:
     resolved: dict[str, TargetFile] = {}
     for name in listed:
         try:
-            info = session.lookup(name)
+            found = session.lookup(name)
         except NotSignedError:
-            info = None
-        if info is not None:
-            resolved[name] = info
+            found = None
+        if found is not None:
+            resolved[name] = found
     expires = min(signed.expires for signed in trusted)
     return SignedTargets(scope, resolved, listed, expires)
 

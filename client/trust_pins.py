@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+from typing import Any
 
 from tufoci.atomic_file import atomic_write
 from tufoci.errors import MetadataRejectedError, NotTrustedError, RegistryError, UsageError
@@ -131,7 +132,7 @@ def full_sha256(text: str) -> str:
 
 
 def check_root_in_registry(
-    scope_text: str, root_data: bytes, metadata: str | None = None, **registry_options: object
+    scope_text: str, root_data: bytes, metadata: str | None = None, **registry_options: Any
 ) -> str | None:
     """Compare a root file with the same version in the scope's metadata repository (issue 18: another
     scope's root pinned by mistake reads, at every later verify, as an attack).
@@ -226,7 +227,7 @@ def _scope_guess(reference: Reference) -> str:
 
 
 def fetch_root_by_sha256(
-    scope_text: str, sha256: str, metadata: str | None = None, **registry_options: object
+    scope_text: str, sha256: str, metadata: str | None = None, **registry_options: Any
 ) -> bytes:
     """Find, in the metadata repository, the root version whose bytes hash to ``sha256``.
 

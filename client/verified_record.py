@@ -28,6 +28,7 @@ from tufoci.ownership import ownership_problem
 
 if TYPE_CHECKING:
     import datetime
+    from collections.abc import Mapping
 
     from tufoci.state import Pin
 
@@ -67,7 +68,7 @@ def write_record(
     timestamp_manifest: str,
     trusted_timestamp: str,
     expires: datetime.datetime,
-    targets: dict[str, tuple[str, int, str | None]],
+    targets: Mapping[str, tuple[str, int, str | None]],
 ) -> bool:
     """Record what a full refresh of ``pin`` just verified and committed; False when the cache has moved on.
 

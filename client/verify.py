@@ -16,10 +16,15 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from tuf.api.metadata import TargetFile
 
 from tufoci import budget
+from tufoci.client.refresh import cache_dir, file_sha256, metadata_store, trusted_session
+from tufoci.client.signed_targets import SignedTargets, list_signed_targets
+from tufoci.client.trust_pins import pin_for_reference
+from tufoci.client.verified_record import target_names, write_record
 from tufoci.errors import (
     DigestMismatchError,
     NotFoundError,
@@ -31,13 +36,8 @@ from tufoci.errors import (
 from tufoci.layout_spec import MAX_METADATA_MANIFEST_BYTES, TIMESTAMP_TAG, target_media_type
 from tufoci.reference import Reference, Repository, parse_reference, target_name
 from tufoci.state import Pin, State
-from tufoci.verify_output import Outcome, VerifiedImage  # noqa: F401  (their home: the fast path shares them)
 from tufoci.store import Manifest, open_repository
-from tufoci.client.refresh import cache_dir, file_sha256, metadata_store, trusted_session
-from tufoci.client.signed_targets import SignedTargets, list_signed_targets
-from tufoci.client.trust_pins import pin_for_reference
-from tufoci.client.verified_record import target_names, write_record
-
+from tufoci.verify_output import Outcome, VerifiedImage  # noqa: F401  (their home: the fast path shares them)
 
 # target names a long-lived Verifier keeps answering from one refresh (beyond those asked in a call)
 MAX_REMEMBERED_NAMES = 1024
@@ -84,8 +84,9 @@ class Verifier:
         cache: str | None = None,
         freshness: float = 0.0,
         check_registry: bool = True,
-        **registry_options: object,
+        **registry_options: Any,
     ):
+        self._pins: list[Pin] | None
         if pins is not None:
             if cache is None:
                 raise TypeError("Verifier(pins=...) needs cache=DIRECTORY")
@@ -116,7 +117,9 @@ class Verifier:
                 reference = parse_reference(text)
                 pin, scope = pin_for_reference(pins, reference)
                 if reference.tag is None:  # digest only: signed under some tag of the repository?
-                    by_digest[pin.scope].append((index, reference, reference.repository.relative_to(scope)))
+                    relative = reference.repository.relative_to(scope)
+                    assert relative is not None  # the pin's scope holds the reference
+                    by_digest[pin.scope].append((index, reference, relative))
                     pin_by_scope[pin.scope] = pin
                     continue
                 name = target_name(reference, scope)
@@ -126,23 +129,23 @@ class Verifier:
             groups[pin.scope].append((index, reference, name))
             pin_by_scope[pin.scope] = pin
 
-        for scope, items in by_digest.items():
+        for scope_name, items in by_digest.items():
             try:
-                signed = self.signed_targets(pin_by_scope[scope])
+                signed = self.signed_targets(pin_by_scope[scope_name])
             except TufociError as e:
                 outcomes.update({index: Outcome(str(reference), error=e) for index, reference, _ in items})
                 continue
             for index, reference, relative in items:
-                outcomes[index] = digest_outcome(reference, relative, scope, signed)
+                outcomes[index] = digest_outcome(reference, relative, scope_name, signed)
 
-        for scope, items in groups.items():
+        for scope_name, items in groups.items():
             try:
-                resolved = self._resolve(pin_by_scope[scope], [name for _, _, name in items])
+                resolved = self._resolve(pin_by_scope[scope_name], [name for _, _, name in items])
             except TufociError as e:  # the refresh itself failed: every ref of the scope fails
                 outcomes.update({index: Outcome(str(reference), error=e) for index, reference, _ in items})
                 continue
             for index, reference, name in items:
-                outcomes[index] = _outcome(reference, name, scope, resolved.get(name))
+                outcomes[index] = _outcome(reference, name, scope_name, resolved.get(name))
 
         if self.check_registry if check_registry is None else check_registry:
             _check_registry(outcomes, self.registry_options)
@@ -153,6 +156,7 @@ class Verifier:
         connection (SQLite's cannot cross threads; the agent answers on many)."""
         if self._pins is not None:
             return self._pins
+        assert self.state is not None  # a verifier has pins or a state
         if threading.get_ident() == self._owner:
             return self.state.pins()
         if getattr(self._local, "state", None) is None:
@@ -192,7 +196,7 @@ class Verifier:
             timestamp_version = session.updater._trusted_set.timestamp.version  # noqa: SLF001
         if timestamp_manifest is not None and trusted_timestamp is not None:
             self._record(pin, targets, timestamp_manifest, trusted_timestamp, expires)
-        expires_in = (expires - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+        expires_in = (expires - datetime.datetime.now(datetime.UTC)).total_seconds()
         resolved = _Resolutions(
             targets, time.monotonic() + min(self.freshness, max(expires_in, 0.0)),
             (pin.root_sha256, pin.metadata), expires, timestamp_manifest, trusted_timestamp, timestamp_version,
@@ -219,7 +223,7 @@ class Verifier:
 
     def _unchanged(self, pin: Pin, known: _Resolutions) -> bool:
         """Whether the registry still serves the timestamp manifest ``known`` was verified from (one request)."""
-        if known.timestamp_manifest is None or datetime.datetime.now(datetime.timezone.utc) >= known.expires:
+        if known.timestamp_manifest is None or datetime.datetime.now(datetime.UTC) >= known.expires:
             return False
         if file_sha256(os.path.join(cache_dir(self._home, pin), "timestamp.json")) != known.trusted_timestamp:
             return False
@@ -236,7 +240,7 @@ def verify(
     *,
     state: State | None = None,
     check_registry: bool = True,
-    **registry_options: object,
+    **registry_options: Any,
 ) -> list[Outcome]:
     """Verify references now (a fresh refresh of each trust repository they need)."""
     return Verifier(state, check_registry=check_registry, **registry_options).verify(references)
@@ -288,6 +292,7 @@ def _check_registry(outcomes: dict[int, Outcome], registry_options) -> None:
 
     def compare(index: int, outcome: Outcome, served: Manifest) -> tuple[int, Outcome]:
         image = outcome.image
+        assert image is not None  # only verified outcomes are compared
         if served.digest != image.digest:
             return index, Outcome(
                 outcome.reference,

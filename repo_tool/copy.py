@@ -21,6 +21,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from tufoci.client.refresh import metadata_store, trusted_session
 from tufoci.client.trust_pins import default_metadata_repository, pin_for_scope
@@ -112,7 +113,7 @@ class _Copier:
         self.report.manifests_copied += 1
 
 
-def _destination_state(state: State, pin: Pin, destination: Repository, **registry_options: object) -> dict[str, Mark]:
+def _destination_state(state: State, pin: Pin, destination: Repository, **registry_options: Any) -> dict[str, Mark]:
     """The trust state the destination serves, verified with the source's pinned root (expiry waived).
 
     Empty when there is none: no ``timestamp`` yet, or metadata that does not
@@ -140,7 +141,7 @@ def copy_scope(
     tag_pattern: str | None = None,
     replace_newer: bool = False,
     progress: Progress = lambda line: None,
-    **registry_options: object,
+    **registry_options: Any,
 ) -> CopyReport:
     """Copy every signed image of a trusted scope (or those matching ``tag_pattern``) and its metadata.
 

@@ -9,6 +9,7 @@ next version.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from securesystemslib.signer import SSlibKey
 from tuf.api.metadata import DelegatedRole, Delegations, SuccinctRoles, Targets
@@ -126,7 +127,7 @@ def stage_bins(
 
 
 def stage_undelegation(
-    state: State, scope_text: str, role: str, *, parent: str = "targets", **registry_options: object
+    state: State, scope_text: str, role: str, *, parent: str = "targets", **registry_options: Any
 ) -> StagedChange:
     """Stage ``parent`` no longer delegating to ``role``.
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from typing import Any
 from urllib import parse
 
 from tufoci.atomic_file import atomic_write
@@ -21,7 +22,7 @@ from tufoci.repo_tool.roles import RoleTree
 from tufoci.state import State
 
 
-def export_metadata(state: State, scope_text: str, directory: str, **registry_options: object) -> list[str]:
+def export_metadata(state: State, scope_text: str, directory: str, **registry_options: Any) -> list[str]:
     """Write the current verified metadata of a scope into ``directory``; returns the file names."""
     pin = pin_for_scope(state, scope_text)
     os.makedirs(directory, exist_ok=True)

@@ -12,6 +12,7 @@ import datetime
 import hashlib
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from securesystemslib.signer import SecretsHandler
 
@@ -21,10 +22,10 @@ from tufoci.errors import ThresholdError, TufociError
 from tufoci.repo_tool.expiry import parse_duration
 from tufoci.repo_tool.high_water import Mark, check_not_older, check_revival, load_marks, observed, record_marks
 from tufoci.repo_tool.plan import load_current
+from tufoci.repo_tool.push import MetadataFile, push_metadata
 from tufoci.repo_tool.renew import RoleExpiry, role_expiries, warning_windows
 from tufoci.repo_tool.roles import RoleTree
 from tufoci.repo_tool.sessions import key_names
-from tufoci.repo_tool.push import MetadataFile, push_metadata
 from tufoci.repo_tool.signing import available_signers, sign_with
 from tufoci.repo_tool.versions import next_snapshot, next_timestamp, to_bytes
 from tufoci.state import State, now_utc
@@ -50,7 +51,7 @@ def refresh_timestamp(
     force_snapshot: bool = False,
     revive_expired: bool = False,
     settle: float = 0.0,
-    **registry_options: object,
+    **registry_options: Any,
 ) -> Refreshed:
     """Publish the next timestamp; re-sign snapshot too when it would expire before the new timestamp.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from securesystemslib.signer import SecretsHandler
 from tuf.api.metadata import Metadata, Role, Root, Snapshot, Targets, Timestamp
@@ -12,12 +13,12 @@ from tuf.api.metadata import Metadata, Role, Root, Snapshot, Targets, Timestamp
 from tufoci.atomic_file import atomic_write
 from tufoci.client.trust_pins import add_pin, default_metadata_repository
 from tufoci.errors import PublishError, UsageError
+from tufoci.identity import actor_name, machine_id
 from tufoci.keys import KeyRef, require_distinct, resolve_key
 from tufoci.reference import parse_repository
 from tufoci.repo_tool.expiry import EXPIRY_FIELD, expiry_for, parse_expiry_options
-from tufoci.repo_tool.push import MetadataFile, current_timestamp_digest, push_metadata
-from tufoci.identity import actor_name, machine_id
 from tufoci.repo_tool.proposals import push_proposal
+from tufoci.repo_tool.push import MetadataFile, current_timestamp_digest, push_metadata
 from tufoci.repo_tool.signing import available_signers, require_threshold, sign_with, threshold_status
 from tufoci.repo_tool.versions import meta_file, to_bytes
 from tufoci.state import State, now_utc
@@ -54,7 +55,7 @@ def init_scope(
     root_out: str | None = None,
     metadata: str | None = None,
     secrets: SecretsHandler | None = None,
-    **registry_options: object,
+    **registry_options: Any,
 ) -> InitResult:
     """Create and publish version 1 of every top-level role, and pin the new root locally.
 

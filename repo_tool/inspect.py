@@ -8,20 +8,21 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from tufoci.client.refresh import cache_dir, trusted_session
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import TufociError
 from tufoci.json_keys import camel_keys
 from tufoci.layout_spec import target_media_type
-from tufoci.repo_tool.plan import load_current
+from tufoci.reference import parse_repository
 from tufoci.repo_tool.genesis import GenesisTree
 from tufoci.repo_tool.next_steps import expiry_step, proposal_step, staged_step
+from tufoci.repo_tool.plan import load_current
 from tufoci.repo_tool.renew import role_expiries, warning_windows
 from tufoci.repo_tool.roles import RoleTree
 from tufoci.repo_tool.sessions import key_names, review_session
 from tufoci.repo_tool.staging import staged_changes
-from tufoci.reference import parse_repository
 from tufoci.state import State, now_utc
 
 
@@ -35,7 +36,7 @@ def _expires_in(expires) -> str:
 
 
 def scope_status(
-    state: State, scope_text: str, *, warn: list[str] | tuple[str, ...] = (), **registry_options: object
+    state: State, scope_text: str, *, warn: list[str] | tuple[str, ...] = (), **registry_options: Any
 ) -> dict:
     """Staged changes, open proposals, and per role: version, expiry (with warnings), threshold."""
     pin = pin_for_scope(state, scope_text)
@@ -72,7 +73,7 @@ def scope_status(
     windows = warning_windows(current.expiry_periods, warn)
     now = now_utc()
     for expiry in rows:
-        entry = {
+        entry: dict[str, Any] = {
             "role": expiry.role,
             "version": expiry.version,
             "expires": expiry.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -94,7 +95,7 @@ def scope_status(
     return report
 
 
-def signed_targets(state: State, scope_text: str, **registry_options: object) -> list[dict]:
+def signed_targets(state: State, scope_text: str, **registry_options: Any) -> list[dict]:
     """Every signed target of every role, verified, in the order clients search roles.
 
     An entry outside its role's delegated paths signs nothing (clients never

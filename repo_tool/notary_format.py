@@ -31,6 +31,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from securesystemslib.formats import encode_canonical
 
@@ -90,10 +91,17 @@ class NotaryKey:
         return self.certificate.fingerprint(hashes.SHA256()).hex()
 
 
+def _canonical(value: Any) -> bytes:
+    """Canonical JSON, as Notary signs and hashes it (securesystemslib returns None only to an output function)."""
+    text = encode_canonical(value)
+    assert text is not None
+    return text.encode()
+
+
 def key_id(key: dict) -> str:
     """Notary's key id: sha256 over the canonical JSON of the key with ``private`` set to null."""
     public = {"keytype": key.get("keytype"), "keyval": {"private": None, "public": key["keyval"].get("public")}}
-    return hashlib.sha256(encode_canonical(public).encode()).hexdigest()
+    return hashlib.sha256(_canonical(public)).hexdigest()
 
 
 def parse_key(keyid: str, key: object, where: str) -> NotaryKey:
@@ -105,6 +113,7 @@ def parse_key(keyid: str, key: object, where: str) -> NotaryKey:
     keytype = key.get("keytype")
     raw = decode_b64(key["keyval"].get("public"), where, f"key {keyid}")
     certificate = None
+    public: PublicKeyTypes
     try:
         if keytype in X509_TYPES:
             certificate = x509.load_pem_x509_certificate(raw)
@@ -160,7 +169,7 @@ def verify_signatures(
     """
     if not isinstance(threshold, int) or isinstance(threshold, bool) or threshold < 1:
         raise reject(where, f"threshold {threshold!r} is not a positive integer")
-    data = encode_canonical(envelope["signed"]).encode()
+    data = _canonical(envelope["signed"])
     good: set[str] = set()
     for sig in envelope.get("signatures") or []:
         keyid = sig.get("keyid") if isinstance(sig, dict) else None

@@ -74,8 +74,8 @@ def pins_for(guns: list[str], sha256: list[str], fingerprints: list[str], tofu: 
     if len(values) != len(guns):
         raise UsageError(f"{len(values)} root pin(s) for {len(guns)} GUN(s): give one per GUN, in order")
     if sha256:
-        return {gun: RootPin(sha256=v) for gun, v in zip(guns, values)}
-    return {gun: RootPin(cert_fingerprint=v) for gun, v in zip(guns, values)}
+        return {gun: RootPin(sha256=v) for gun, v in zip(guns, values, strict=True)}
+    return {gun: RootPin(cert_fingerprint=v) for gun, v in zip(guns, values, strict=True)}
 
 
 def _seen_path() -> str:
@@ -145,6 +145,7 @@ def check_manifests(plan: CollectionPlan, registry_options: dict | None = None) 
     from tufoci.store.registry import registry_client
 
     scope = parse_repository(plan.scope)
+    assert scope.registry is not None  # split_gun: the scope holds the GUN, a registry's repository
     repository = registry_client(scope.registry, **(registry_options or {})).repository(
         f"{scope.path}/{plan.repository}"
     )

@@ -222,14 +222,16 @@ def make_plan(collection: Collection, semantics: str = "dct", scope: str | None 
         per_role[chosen.role] = per_role.get(chosen.role, 0) + 1
         plan.tags.append(TagPlan(name, f"{relative}:{name}", f"sha256:{chosen.sha256}", chosen.length,
                                  chosen.role, role))
-    for role in collection.roles.values():
-        if role.parent is None:
+    for notary_role in collection.roles.values():
+        if notary_role.parent is None:
             continue
         plan.delegations.append(DelegationPlan(
-            role.name, tufoci_role_name(relative, role.name), tufoci_role_name(relative, role.parent),
-            role.threshold, [key_plan(k) for k in role.keys.values()], list(role.paths or []),
-            [prefix_pattern(relative, p) for p in role.paths or []], role.published, per_role.get(role.name, 0),
+            notary_role.name, tufoci_role_name(relative, notary_role.name),
+            tufoci_role_name(relative, notary_role.parent), notary_role.threshold,
+            [key_plan(k) for k in notary_role.keys.values()], list(notary_role.paths or []),
+            [prefix_pattern(relative, p) for p in notary_role.paths or []], notary_role.published,
+            per_role.get(notary_role.name, 0),
         ))
-        if not role.published:
-            plan.warnings.append(f"{role.name}: declared but never published; carried over empty")
+        if not notary_role.published:
+            plan.warnings.append(f"{notary_role.name}: declared but never published; carried over empty")
     return plan

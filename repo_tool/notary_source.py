@@ -13,7 +13,7 @@ import os
 import re
 import urllib.parse
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from tufoci.credentials import lookup_credentials
 from tufoci.errors import RegistryError, UsageError
@@ -150,7 +150,7 @@ def open_source(
     *,
     server: str | None = None,
     trust_dir: str | None = None,
-    **server_options: object,
+    **server_options: Any,
 ) -> NotarySource:
     """The source for ``gun``: exactly one of a server URL or a trust directory.
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 import datetime
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography.x509.oid import NameOID
 
+from tufoci.errors import UsageError
 from tufoci.repo_tool.notary_format import (
     NotaryKey,
     check_file_meta,
@@ -27,7 +29,6 @@ from tufoci.repo_tool.notary_format import (
     verify_signatures,
 )
 from tufoci.repo_tool.notary_source import MAX_ROOT_VERSIONS, NotarySource
-from tufoci.errors import UsageError
 
 MAX_ROLES = 1000
 MAX_DEPTH = 16
@@ -89,7 +90,8 @@ class Collection:
     warnings: list[str] = field(default_factory=list)
 
 
-def _signed_role(signed: dict, role: str, where: str) -> tuple[list[str], int]:
+def _signed_role(signed: dict, role: str, where: str) -> tuple[list[str], Any]:
+    """The role's key ids and its threshold as the document states it (verify_signatures checks it)."""
     entry = (signed.get("roles") or {}).get(role)
     if not isinstance(entry, dict) or not isinstance(entry.get("keyids"), list):
         raise reject(where, f"the root does not define the {role} role")
@@ -358,6 +360,6 @@ def verify_collection(
     """
     verifier = _Verifier(
         source, pin, allow_expired=allow_expired,
-        now=now or datetime.datetime.now(datetime.timezone.utc), known_versions=known_versions,
+        now=now or datetime.datetime.now(datetime.UTC), known_versions=known_versions,
     )
     return verifier.run()

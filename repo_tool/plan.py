@@ -30,11 +30,11 @@ from tuf.api.metadata import Metadata, Root, Snapshot, SuccinctRoles, TargetFile
 
 from tufoci.client.refresh import TrustedSession
 from tufoci.errors import PublishError, TufociError, UsageError
-from tufoci.keys import require_distinct
-from tufoci.repo_tool.delegations import apply_delegation
 from tufoci.expiry_periods import expiry_periods, parse_duration
-from tufoci.repo_tool.expiry import expiry_for
+from tufoci.keys import require_distinct
 from tufoci.layout_spec import proposal_tag
+from tufoci.repo_tool.delegations import apply_delegation
+from tufoci.repo_tool.expiry import expiry_for
 from tufoci.repo_tool.proposals import IgnoredProposal, Proposal, evaluate, scan_proposals, threshold_states
 from tufoci.repo_tool.roles import RoleTree, covers
 from tufoci.repo_tool.signing import available_signers, sign_with
@@ -283,7 +283,7 @@ class Plan:
                 self.queued[role] = proposal.version
                 continue
             if proposal is not None:  # fold: the open proposal's content plus these changes, same version
-                md = Metadata.from_bytes(to_bytes(proposal.metadata))
+                md: Metadata = Metadata.from_bytes(to_bytes(proposal.metadata))  # any role: root, targets, delegated
                 md.signatures.clear()
                 del self.from_registry[role]
                 self.folded[role] = proposal
@@ -311,13 +311,13 @@ class Plan:
             if renewed is not None:
                 md.signed.expires = renewed
             self.sign(state, role, md, secrets)
-        return [o for o, c in zip(original, changes) if c.role not in self.queued]
+        return [o for o, c in zip(original, changes, strict=True) if c.role not in self.queued]
 
     def add_first_versions(self, state: State, secrets: SecretsHandler | None) -> None:
         """A role delegated now gets an empty version 1 when this machine can sign it;
         otherwise the team's own first publish creates it."""
         periods = self.current.expiry_periods
-        for parent, md in list(self.ready.items()):
+        for md in list(self.ready.values()):
             delegations = md.signed.delegations if isinstance(md.signed, Targets) else None
             for child, delegated in (delegations.roles or {}).items() if delegations else ():
                 if self.pending(child) is not None or self.live_version(child) > 0:
@@ -350,6 +350,7 @@ class Plan:
         if parent != "root" and self.live_version(parent) == 0:
             return []
         old = self.live(parent)
+        names: tuple[str, ...]
         if isinstance(new, Root):
             names = TOP_LEVEL_CHILDREN
         elif new.delegations is not None and new.delegations.succinct_roles is not None:

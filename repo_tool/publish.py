@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from securesystemslib.signer import SecretsHandler, Signer
 from tuf.api.metadata import Root
@@ -97,7 +98,7 @@ def publish(
     progress: Callable[[str], None] = lambda line: None,
     fold: bool = False,
     promote_only: bool = False,
-    **registry_options: object,
+    **registry_options: Any,
 ) -> PublishResult:
     """Sign staged changes; publish every version that meets its threshold, propose the rest.
 
@@ -122,7 +123,8 @@ def publish(
     progress(f"reading {pin.scope} through a verified refresh")
     with maintainer_view(state.home, pin, store, now_utc(), registry_options) as (current, tree, session):
         genesis = session is None  # issue 15.1: version 1 is still being signed
-        if promote_only and not genesis:  # the online service never signs over a state older than one it saw
+        # the online service never signs over a state older than one it saw
+        if promote_only and session is not None:  # not genesis
             marks = load_marks(state, pin.scope)
             check_not_older(pin.scope, marks, observed(session, current))
             check_revival(pin.scope, current, now_utc(), have_marks=bool(marks), revive_expired=False)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
+from typing import Any
 
 from tuf.api.metadata import Root, Targets
 
@@ -28,8 +29,9 @@ from tufoci.repo_tool.roles import RoleTree
 from tufoci.repo_tool.staging import StagedChange, record_changes
 from tufoci.state import State
 
+
 def stage_renewal(
-    state: State, scope_text: str, role: str, *, expires: str | None = None, **registry_options: object
+    state: State, scope_text: str, role: str, *, expires: str | None = None, **registry_options: Any
 ) -> StagedChange:
     """Stage a renewal of ``role`` (root, targets or a delegated role); ``expires`` overrides its period.
 

@@ -117,7 +117,9 @@ def _sha256(target: Any) -> str | None:
 def _key_summary(key: Any) -> dict | None:
     if not isinstance(key, dict):
         return None
-    keyval = key.get("keyval") if isinstance(key.get("keyval"), dict) else {}
+    keyval = key.get("keyval")
+    if not isinstance(keyval, dict):
+        keyval = {}
     return {"keytype": key.get("keytype"), "scheme": key.get("scheme"), "public": keyval.get("public")}
 
 
@@ -201,7 +203,9 @@ def describe(old: dict | None, new: dict) -> list[dict]:
     The result is empty only when the two signed dicts are identical.
     """
     before = old or {}
-    kind = new.get("_type") if isinstance(new.get("_type"), str) else ""
+    kind = new.get("_type")
+    if not isinstance(kind, str):
+        kind = ""
     entries: dict[tuple, dict] = {}
     for leaf in field_changes(before, new):
         found = _friendly(kind, leaf, before, new)

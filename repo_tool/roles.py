@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from urllib import parse
 
-from tuf.api.metadata import DelegatedRole, Metadata, Role, Root, SuccinctRoles, Targets
+from tuf.api.metadata import DelegatedRole, Metadata, Role, Root, Snapshot, SuccinctRoles, Targets
 
 from tufoci.client.refresh import TrustedSession, translate_tuf_errors
 from tufoci.errors import PublishError
@@ -87,7 +87,7 @@ class RoleTree:
         """Whether the role has published metadata (listed in the snapshot)."""
         if self._snapshot_meta is None:
             with open(os.path.join(self._session.metadata_dir, "snapshot.json"), "rb") as f:
-                self._snapshot_meta = set(Metadata.from_bytes(f.read()).signed.meta)
+                self._snapshot_meta = set(Metadata[Snapshot].from_bytes(f.read()).signed.meta)
         return f"{role}.json" in self._snapshot_meta
 
     def delegation(self, role: str) -> Role | None:

@@ -9,6 +9,8 @@ same publish, so it keeps verifying (see ``plan.Plan.cascade``).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import Any
 
 from tufoci.client.refresh import trusted_session
 from tufoci.client.trust_pins import pin_for_scope
@@ -27,10 +29,10 @@ def stage_rotation(
     scope_text: str,
     role: str,
     *,
-    add_keys: list[str] = (),
-    remove_keys: list[str] = (),
+    add_keys: Sequence[str] = (),
+    remove_keys: Sequence[str] = (),
     threshold: int | None = None,
-    **registry_options: object,
+    **registry_options: Any,
 ) -> StagedChange:
     """Stage adding/removing keys of ``role`` and/or changing its threshold."""
     pin = pin_for_scope(state, scope_text)

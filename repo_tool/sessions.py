@@ -12,20 +12,21 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from securesystemslib.signer import SecretsHandler
 
 from tufoci.client.refresh import metadata_store
-from tufoci.repo_tool.genesis import maintainer_view
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import ReviewMismatchError, SigningKeyError, UsageError
+from tufoci.identity import actor_name, machine_id
 from tufoci.keys import list_keys
 from tufoci.layout_spec import proposal_tag
+from tufoci.repo_tool.genesis import maintainer_view
 from tufoci.repo_tool.plan import Plan
 from tufoci.repo_tool.proposals import Proposal, discard_proposal, push_signatures, sign_proposal
 from tufoci.repo_tool.review import describe, fingerprint, fingerprint_matches
 from tufoci.repo_tool.signing import available_signers
-from tufoci.identity import actor_name, machine_id
 from tufoci.state import Pin, State, now_utc
 from tufoci.store.base import RepositoryStore
 
@@ -80,7 +81,7 @@ def review_session(state: State, scope_text: str, registry_options: dict) -> Ite
         yield pin, store, plan, reviews
 
 
-def review(state: State, scope_text: str, **registry_options: object) -> list[Review]:
+def review(state: State, scope_text: str, **registry_options: Any) -> list[Review]:
     """Every open proposal of a scope, evaluated against the live state."""
     with review_session(state, scope_text, registry_options) as (_, _, _, reviews):
         return reviews
@@ -99,7 +100,7 @@ def sign(
     show: Callable[[Review], None] | None = None,
     confirm: Callable[[Review], bool] | None = None,
     secrets: SecretsHandler | None = None,
-    **registry_options: object,
+    **registry_options: Any,
 ) -> list[tuple[Review, list[str]]]:
     """Add this machine's signatures to the open proposals (of ``role``, or all it can sign).
 
@@ -165,7 +166,7 @@ def _confirm_reviewed(scope: str, item: Review, expect: Collection[str],
 
 
 def discard(state: State, scope_text: str, role: str, *, force: bool = False,
-            **registry_options: object) -> list[tuple[str, str]]:
+            **registry_options: Any) -> list[tuple[str, str]]:
     """Abandon this machine's open proposal for ``role`` (and any ignored one under its own tag: it goes
     out of the listing) and this machine's staged changes to it; returns (tag, whose it was) pairs.
 

@@ -42,7 +42,7 @@ def available_signers(
     for keyid in keyids:
         if dry_run:
             key = held_key(state, keyid)
-            signer = WouldSign(key.public) if key is not None else None
+            signer: Signer | None = WouldSign(key.public) if key is not None else None
         else:
             signer = signer_for(state, keyid, secrets)
         if signer is not None:

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from tufoci import budget
 from tufoci.client.trust_pins import pin_for_reference, pin_for_scope
@@ -41,12 +42,12 @@ class StagedChange:
     custom: dict | None = None
 
 
-def resolve_image(reference: Reference, **registry_options: object) -> tuple[str, int, dict]:
+def resolve_image(reference: Reference, **registry_options: Any) -> tuple[str, int, dict]:
     """(digest, length, custom) of the manifest a reference points at, from its bytes."""
     return resolve_images([reference], **registry_options)[0]
 
 
-def resolve_images(references: list[Reference], **registry_options: object) -> list[tuple[str, int, dict]]:
+def resolve_images(references: list[Reference], **registry_options: Any) -> list[tuple[str, int, dict]]:
     """``resolve_image`` of each reference, in order; the first failure raises.
 
     References are grouped by repository, so a repository's many tags come through
@@ -68,8 +69,9 @@ def resolve_images(references: list[Reference], **registry_options: object) -> l
         resolve = budget.carry(resolve_group)  # the workers keep the command's --timeout budget
         for future in [pool.submit(resolve, repository, indices) for repository, indices in groups.items()]:
             future.result()
-    assert all(manifests), "every reference resolved or the first failure raised"
-    return [_described(manifest) for manifest in manifests]
+    resolved = [manifest for manifest in manifests if manifest is not None]
+    assert len(resolved) == len(manifests), "every reference resolved or the first failure raised"
+    return [_described(manifest) for manifest in resolved]
 
 
 def _described(manifest: Manifest) -> tuple[str, int, dict]:
@@ -86,7 +88,7 @@ def stage_targets(
     role: str = "targets",
     allow_tag_mismatch: bool = False,
     warn: Callable[[str], None] = lambda line: None,
-    **registry_options: object,
+    **registry_options: Any,
 ) -> list[StagedChange]:
     """Resolve and stage every reference; nothing is staged unless all resolve.
 
@@ -170,7 +172,7 @@ def _locator(pins: list[Pin]) -> Callable[[str], tuple[Reference, str, str]]:
 
 
 def stage_built_targets(
-    state: State, records: list[tuple[str, str, int, str]], *, role: str = "targets", **registry_options: object
+    state: State, records: list[tuple[str, str, int, str]], *, role: str = "targets", **registry_options: Any
 ) -> list[StagedChange]:
     """Stage digests the build already knows (no registry request): ``(ref, digest, size, media type)``.
 
@@ -198,7 +200,7 @@ def stage_digest_file(
     role: str = "targets",
     allow_tag_mismatch: bool = False,
     warn: Callable[[str], None] = lambda line: None,
-    **registry_options: object,
+    **registry_options: Any,
 ) -> list[StagedChange]:
     """Stage what a build or copy tool says it pushed (repo_tool/build_records.py): complete records
     without a registry request, a bare digest resolved by digest (its tag checked as in ``stage_targets``).
@@ -217,7 +219,7 @@ def stage_digest_file(
 
 
 def stage_removals(
-    state: State, scope_text: str, names: list[str], *, role: str = "targets", **registry_options: object
+    state: State, scope_text: str, names: list[str], *, role: str = "targets", **registry_options: Any
 ) -> list[StagedChange]:
     """Stage removals of targets ``role`` signs (issue 18: a revocation typo must never look like success).
 

@@ -8,6 +8,8 @@ through a verified refresh (what consumers trust), plus this machine's staged de
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from tuf.api.metadata import DelegatedRole
 
 from tufoci.client.refresh import trusted_session
@@ -72,8 +74,8 @@ def check_staging(
     pin: Pin,
     *,
     role: str,
-    adds: list[str] = (),
-    removes: list[str] = (),
+    adds: Sequence[str] = (),
+    removes: Sequence[str] = (),
     registry_options: dict,
 ) -> None:
     """Refuse a staged add or removal that could not do what it says (the role exists, covers each added

@@ -51,7 +51,7 @@ def next_snapshot(
     a client needs (they are then fetched by tag, one request more; versions
     still prevent mix-and-match).
     """
-    snapshot = Metadata.from_bytes(to_bytes(current))
+    snapshot = Metadata[Snapshot].from_bytes(to_bytes(current))
     for role, (version, data) in changed.items():
         meta = meta_file(version, data)
         if without_hashes(role):
@@ -68,7 +68,7 @@ def next_timestamp(
     periods: dict[str, str],
     now: datetime.datetime,
 ) -> Metadata[Timestamp]:
-    timestamp = Metadata.from_bytes(to_bytes(current))
+    timestamp = Metadata[Timestamp].from_bytes(to_bytes(current))
     timestamp.signed.snapshot_meta = meta_file(snapshot_version, snapshot_data)
     bump(timestamp, periods, now)
     return timestamp

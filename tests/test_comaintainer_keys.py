@@ -18,7 +18,12 @@ from securesystemslib.signer import SSlibKey
 from tuf.api.metadata import DelegatedRole, Metadata, TargetFile
 
 from tests.conftest import Machine, init_scope_on, needs_registry, use_home
-from tufoci.layout_spec import MANIFEST_MEDIA_TYPE, METADATA_MEDIA_TYPE, PROPOSAL_CONFIG_MEDIA_TYPE, build_artifact_manifest
+from tufoci.layout_spec import (
+    MANIFEST_MEDIA_TYPE,
+    METADATA_MEDIA_TYPE,
+    PROPOSAL_CONFIG_MEDIA_TYPE,
+    build_artifact_manifest,
+)
 from tufoci.reference import Repository
 from tufoci.store import open_repository
 
@@ -108,9 +113,9 @@ def test_key_import_refuses_a_public_key_claiming_the_online_keys_id(world):
 def _crafted_targets_proposal(world) -> tuple[str, str]:
     """Mallory pushes targets v(N+1) delegating team ``ops`` to her key listed under the online key's id,
     already signed by the targets key (the honest co-signature she talked someone into)."""
+    from tufoci.keys import env_secrets_handler
     from tufoci.repo_tool.proposals import push_proposal
     from tufoci.repo_tool.signing import available_signers, sign_with
-    from tufoci.keys import env_secrets_handler
     from tufoci.state import State
 
     scope, security, mallory, store = world["scope"], world["security"], world["mallory"], world["store"]
@@ -202,6 +207,7 @@ def test_published_metadata_with_a_mismatched_key_id_is_rejected_by_verify_exit_
     what mallory signs alone under that id. python-tuf alone accepts it (it counts her signatures as
     that key's): clients must refuse it."""
     from securesystemslib.signer import CryptoSigner
+
     from tufoci.repo_tool.push import MetadataFile
     from tufoci.repo_tool.signing import sign_with
     from tufoci.repo_tool.versions import bump, to_bytes
@@ -256,6 +262,7 @@ def test_one_public_key_under_two_computed_ids_is_rejected_by_verify_exit_12(wor
     the targets key holders were talked into lists mallory's key under two of them with threshold 2: she then
     meets the threshold alone (python-tuf counts key ids). Clients must refuse it, maintainers too."""
     from securesystemslib.signer import CryptoSigner
+
     from tufoci.keyids import computed_keyid
     from tufoci.repo_tool.push import MetadataFile
     from tufoci.repo_tool.signing import sign_with

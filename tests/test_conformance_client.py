@@ -17,7 +17,7 @@ import sysconfig
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib import parse
 
@@ -25,8 +25,8 @@ import pytest
 from securesystemslib.signer import CryptoSigner, Signature
 from tuf.api.metadata import (
     TOP_LEVEL_ROLE_NAMES,
-    MetaFile,
     Metadata,
+    MetaFile,
     Root,
     Snapshot,
     TargetFile,
@@ -48,7 +48,7 @@ class Repository:
         self.metadata_dir.mkdir()
         self.targets_dir.mkdir()
         self.signers = {role: CryptoSigner.generate_ed25519() for role in TOP_LEVEL_ROLE_NAMES}
-        expires = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=7)
+        expires = datetime.now(UTC).replace(microsecond=0) + timedelta(days=7)
         root = Root(expires=expires, consistent_snapshot=True)
         for role, signer in self.signers.items():
             root.add_key(signer.public_key, role)

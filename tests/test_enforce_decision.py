@@ -40,7 +40,7 @@ def view(*, loaded_at: float = NOW - 10, expires_in: float = 3600) -> ScopeView:
     signers = {name: {"targets": digest} for name, digest in targets.items()}
     signers["qa/app:1"]["qa"] = A  # qa signed app:1 as the same digest; app:2 it signed differently
     signers["qa/app:2"]["qa"] = C
-    expires = datetime.datetime.fromtimestamp(NOW + expires_in, datetime.timezone.utc)
+    expires = datetime.datetime.fromtimestamp(NOW + expires_in, datetime.UTC)
     return ScopeView(SignedTargets(SCOPE, {n: target(d) for n, d in targets.items()}, signers, expires), loaded_at)
 
 

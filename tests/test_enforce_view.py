@@ -30,7 +30,7 @@ class Loader:
         time.sleep(self.delay)
         if self.error is not None:
             raise self.error
-        expires = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+        expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
         return SignedTargets("s", {}, {}, expires)
 
 

@@ -287,7 +287,7 @@ class Forger:
     def sign(self, md: Metadata, *, version: int | None = None, expires: datetime.datetime | None = None) -> bytes:
         if version is not None:
             md.signed.version = version
-        md.signed.expires = expires or datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0) + \
+        md.signed.expires = expires or datetime.datetime.now(datetime.UTC).replace(microsecond=0) + \
             datetime.timedelta(hours=1)
         md.signatures.clear()
         md.sign(self.online)
@@ -545,7 +545,7 @@ def test_freeze_a_held_back_timestamp_expires_exit_12(hostile, world):
 def test_freeze_validly_signed_but_expired_metadata_exits_12(hostile, world, role):
     hostile.at("A")
     forger = Forger(world)
-    past = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0) - datetime.timedelta(minutes=5)
+    past = datetime.datetime.now(datetime.UTC).replace(microsecond=0) - datetime.timedelta(minutes=5)
     if role == "snapshot":
         snapshot = forger.snapshot({}, version=4, expires=past)
         timestamp = forger.timestamp(4, snapshot, version=4)
@@ -1007,7 +1007,7 @@ def _forge_mismatched_delegation(world: World, forger: Forger) -> bytes:
     targets.sign(targets_signer)
     targets_data = Forger.to_bytes(targets)
 
-    expires = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0) + datetime.timedelta(days=1)
+    expires = datetime.datetime.now(datetime.UTC).replace(microsecond=0) + datetime.timedelta(days=1)
     digest = world.digests["acme/web:1.0"].split(":")[1]
     target = TargetFile(len(world.manifests["acme/web:1.0"]), {"sha256": digest}, "bad/app:1.0")
     bad = Metadata(Targets(expires=expires, targets={"bad/app:1.0": target}))
@@ -1068,7 +1068,7 @@ def _signed_snapshot_rollback(hostile: Hostile, world: World) -> list[Callable]:
 
 def _expired_timestamp(hostile: Hostile, world: World) -> list[Callable]:
     forger = Forger(world)
-    past = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0) - datetime.timedelta(minutes=5)
+    past = datetime.datetime.now(datetime.UTC).replace(microsecond=0) - datetime.timedelta(minutes=5)
     return forger.rules(forger.timestamp(3, world.file("acme/snapshot.3")[1], version=4, expires=past))
 
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 
 import pytest
-from tuf.api.metadata import Metadata, TargetFile
+from tuf.api.metadata import TargetFile
 
 from tests.conftest import needs_registry
 from tests.support.tamper_proxy import Reply, on

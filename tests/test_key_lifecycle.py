@@ -110,11 +110,12 @@ def test_fast_forward_attack_recovered_by_rotating_the_online_key(signed):
     legit = tuf.get_manifest("timestamp").data
 
     # the attacker stole the online key and serves a timestamp with a huge version
+    from tuf.api.metadata import Metadata
+
     from tufoci.keys import env_secrets_handler, signer_for
     from tufoci.layout_spec import parse_metadata_manifest
     from tufoci.repo_tool.versions import to_bytes
     from tufoci.state import State
-    from tuf.api.metadata import Metadata
 
     use_home(maintainer.monkeypatch, maintainer.home)
     state = State.open()

@@ -10,16 +10,16 @@ import pytest
 from tufoci.errors import MetadataRejectedError
 from tufoci.layout_spec import (
     ANNOTATION_TIMESTAMP_HINT,
+    MetadataTag,
     build_metadata_manifest,
     encode_role,
-    MetadataTag,
     metadata_tag,
+    parse_metadata_manifest,
     parse_metadata_tag,
     proposal_tag,
     root_versions,
-    signature_tag,
-    parse_metadata_manifest,
     sha256_digest,
+    signature_tag,
 )
 from tufoci.reference import TAG_RE
 

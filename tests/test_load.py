@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import re
 import statistics
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
 
 from tests.conftest import needs_registry, ok, push_test_image, run_tufoci
 from tufoci.errors import DigestMismatchError, TufociError
@@ -189,7 +188,7 @@ def test_concurrent_verifiers_while_publishing(registry, tmp_path: Path, home: P
     ready = threading.Barrier(VERIFIERS + 2)
     per_thread: list[list[Sample]] = [[] for _ in homes]
     threads = [threading.Thread(target=_verifier, args=(h, web, stop, s, ready), name=f"verifier-{i}")
-               for i, (h, s) in enumerate(zip(homes, per_thread))]
+               for i, (h, s) in enumerate(zip(homes, per_thread, strict=True))]
     threads.append(threading.Thread(target=_publisher, name="publisher",
                                     args=(home, scope, web, images, timeline, stop, ready)))
     for thread in threads:

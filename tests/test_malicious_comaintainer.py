@@ -105,7 +105,7 @@ def test_a_team_key_replaced_under_its_key_id_is_refused(team):
 
     def edit(targets) -> None:
         targets.delegations.keys[web_keyid] = SSlibKey.from_dict(web_keyid, _mallory_key_material(team))
-        targets.expires = datetime.datetime(2099, 1, 1, tzinfo=datetime.timezone.utc)
+        targets.expires = datetime.datetime(2099, 1, 1, tzinfo=datetime.UTC)
 
     _replace_proposal(team, "targets", edit)
     ignored, text = _ignored(alice, scope, "targets")
@@ -128,7 +128,7 @@ def test_a_team_key_replaced_under_its_own_key_id_is_shown(team):
         del targets.delegations.keys[web_keyid]
         targets.delegations.keys[mallory_keyid] = SSlibKey.from_dict(mallory_keyid, _mallory_key_material(team))
         targets.delegations.roles["web"].keyids = [mallory_keyid]
-        targets.expires = datetime.datetime(2099, 1, 1, tzinfo=datetime.timezone.utc)
+        targets.expires = datetime.datetime(2099, 1, 1, tzinfo=datetime.UTC)
 
     _replace_proposal(team, "targets", edit)
     proposal, text = _status(alice, scope, "targets")

@@ -29,8 +29,8 @@ from tests.support.tls import TLSRegistryServer, make_server_pki
 from tufoci.credentials import Credentials
 from tufoci.errors import ContentMismatchError, NotFoundError, TooLargeError
 from tufoci.layout_spec import INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
-from tufoci.store.registry import BATCH_MIN, RegistryClient, RegistryRepository
 from tufoci.store.manifest_batch import DEPTH, Endpoint, fetch_manifests
+from tufoci.store.registry import BATCH_MIN, RegistryClient, RegistryRepository
 
 pytestmark = needs_registry
 

@@ -79,7 +79,7 @@ def test_concurrent_pulls_while_a_publisher_moves_tags_all_get_signed_digests(re
     try:
         publishing.start()
         with ThreadPoolExecutor(len(names)) as clients:
-            results = dict(zip(names, clients.map(pulls, names)))
+            results = dict(zip(names, clients.map(pulls, names), strict=True))
         publishing.join(120)
         for name in names[7:]:
             push(name, f"{name} unsigned".encode())  # the registry's tag moves once more, never signed

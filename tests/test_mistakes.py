@@ -9,8 +9,6 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import Machine, init_scope_on, needs_registry, ok, publish_web, push_test_image, run_tufoci
 
 

@@ -102,9 +102,9 @@ def test_key_ids_are_checked():
 
 
 @pytest.mark.parametrize("text,expected", [
-    ("2036-12-01T23:48:58.110151902Z", datetime.datetime(2036, 12, 1, 23, 48, 58, 110151, datetime.timezone.utc)),
-    ("2030-01-01T00:00:00Z", datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)),
-    ("2030-01-01T02:00:00.5+02:00", datetime.datetime(2030, 1, 1, 0, 0, 0, 500000, datetime.timezone.utc)),
+    ("2036-12-01T23:48:58.110151902Z", datetime.datetime(2036, 12, 1, 23, 48, 58, 110151, datetime.UTC)),
+    ("2030-01-01T00:00:00Z", datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)),
+    ("2030-01-01T02:00:00.5+02:00", datetime.datetime(2030, 1, 1, 0, 0, 0, 500000, datetime.UTC)),
 ])
 def test_nanosecond_dates(text, expected):
     assert parse_date(text, "x") == expected
@@ -193,7 +193,7 @@ class _Simulator:
         self.private = {role: ec.generate_private_key(ec.SECP256R1()) for role in ("root", "targets", "snapshot",
                                                                                      "timestamp")}
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.gun)])
-        start = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)
+        start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
         cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
                 .public_key(self.private["root"].public_key()).serial_number(1).not_valid_before(start)
                 .not_valid_after(start + datetime.timedelta(days=30)).sign(self.private["root"], hashes.SHA256()))

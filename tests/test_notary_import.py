@@ -65,7 +65,7 @@ def _rsa_delegate(directory: Path) -> tuple[Path, Path]:
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rsa-dev")])
-    start = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
+    start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(start)
@@ -331,7 +331,7 @@ def test_expired_collection_needs_allow_expired(built, tmp_path):
     from tufoci.repo_tool.notary_verify import RootPin, verify_collection
 
     source = TrustDirSource(trust_dir_copy(built, tmp_path / "trust"), GUN)
-    later = datetime.datetime(2031, 1, 1, tzinfo=datetime.timezone.utc)  # targets expire after 3 years
+    later = datetime.datetime(2031, 1, 1, tzinfo=datetime.UTC)  # targets expire after 3 years
     with pytest.raises(NotaryRejectedError, match="expired at .*--allow-expired"):
         verify_collection(source, RootPin(tofu=True), now=later)
     collection = verify_collection(source, RootPin(tofu=True), now=later, allow_expired=True)

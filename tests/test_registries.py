@@ -8,6 +8,7 @@ forward proxy on loopback (tests/support/forward_proxy.py) through which every r
 from __future__ import annotations
 
 import base64
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,13 +19,18 @@ from tests.conftest import Machine, needs_registry, ok, publish_web, run_tufoci,
 from tests.support.forward_proxy import ForwardProxy
 from tests.support.registry import write_htpasswd
 from tests.support.tls import MutualTLSRegistryServer, TLSRegistryServer, make_server_pki
-from tufoci.errors import RegistryError
 from tufoci.enforce.policy import parse_policy
 from tufoci.enforce.view import loaders_for_policy
+from tufoci.errors import RegistryError
 from tufoci.registry_config import (
-    Proxies, RegistryConfig, RegistryConfigError, RegistryEntry, TLSFlags, load_config, read_registries_conf,
+    Proxies,
+    RegistryConfig,
+    RegistryConfigError,
+    RegistryEntry,
+    TLSFlags,
+    load_config,
+    read_registries_conf,
 )
-
 
 # -- resolution, table-driven (no network) --------------------------------------------------------------
 
@@ -75,7 +81,7 @@ def test_credentials_follow_the_location_not_the_name(tmp_path: Path, monkeypatc
     from tufoci.store.registry import RegistryClient
 
     auth = base64.b64encode(b"alice:s3cret").decode()
-    (tmp_path / "config.json").write_text('{"auths": {"registry.example": {"auth": "%s"}}}' % auth)
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {"registry.example": {"auth": auth}}}))
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
     for var in ("TUFOCI_REGISTRY_USERNAME", "TUFOCI_REGISTRY_PASSWORD", "TUFOCI_REGISTRY_HOST"):
         monkeypatch.delenv(var, raising=False)

@@ -37,7 +37,7 @@ def test_cold_warm_and_delegated_refreshes_stay_within_budget(registry, tmp_path
 
     mark = registry.mark()
     cluster.ok("verify", "--skip-registry-check", f"{scope}/web:1.0")
-    assert metadata_requests(registry, mark) == [f"GET /v2/acme/tuf/manifests/timestamp"]  # unchanged: one
+    assert metadata_requests(registry, mark) == ["GET /v2/acme/tuf/manifests/timestamp"]  # unchanged: one
 
     shutil.rmtree(cluster.home / "cache")
     mark = registry.mark()

@@ -30,7 +30,7 @@ from tuf.api.metadata import (
 
 from tufoci.repo_tool.review import change_line, describe, fingerprint, fingerprint_matches
 
-EXPIRES = datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)
+EXPIRES = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
 
 
 @functools.cache

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-
 from securesystemslib.signer import Signature
 from tuf.api.metadata import Metadata
 

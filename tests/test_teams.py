@@ -282,7 +282,7 @@ def test_copy_and_target_list_ignore_targets_outside_a_roles_paths(acme, registr
 
 
 def test_publish_refuses_a_complete_proposal_outside_its_paths(acme):
-    scope, web, security, consumer = acme["scope"], acme["web"], acme["security"], acme["consumer"]
+    scope, web, security = acme["scope"], acme["web"], acme["security"]
     web.ok("target", "add", "--role", "web", f"{scope}/web/frontend:1.4")
     web.ok("publish", scope)
     _publish_raw_web_version_with(acme, "db/postgres:16", propose=True)  # signed by a web key: complete

@@ -14,7 +14,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Machine, needs_registry, push_test_image, reviewed_sign
-from tufoci.layout_spec import MANIFEST_MEDIA_TYPE, SIGNATURE_CONFIG_MEDIA_TYPE, SIGNATURE_MEDIA_TYPE, build_artifact_manifest
+from tufoci.layout_spec import (
+    MANIFEST_MEDIA_TYPE,
+    SIGNATURE_CONFIG_MEDIA_TYPE,
+    SIGNATURE_MEDIA_TYPE,
+    build_artifact_manifest,
+)
 from tufoci.reference import Repository
 from tufoci.store import open_repository
 
@@ -135,11 +140,11 @@ def test_signatures_that_do_not_count_and_why(release):
     alice_sig_tag = next(t for t in store.list_tags() if t.startswith("sig.targets.4."))
 
     # a signature from a key that is not a targets key (the security team's bootstrap key)
+    from tests.conftest import use_home
+    from tufoci.keys import env_secrets_handler
     from tufoci.repo_tool.proposals import push_signatures, read_proposals, sign_proposal
     from tufoci.repo_tool.signing import available_signers
-    from tufoci.keys import env_secrets_handler
     from tufoci.state import State
-    from tests.conftest import use_home
 
     (proposal,) = [p for p in read_proposals(store) if p.role == "targets" and p.version == 4]
     use_home(security.monkeypatch, security.home)

@@ -150,7 +150,7 @@ def test_my_own_proposal_is_named_after_my_key_and_discarded_without_force(team)
 
 
 def test_a_change_staged_behind_an_open_proposal_is_queued_or_folded(team):
-    scope, alice, bob, cluster = team["scope"], team["alice"], team["bob"], team["cluster"]
+    scope, alice, bob = team["scope"], team["alice"], team["bob"]
     push_test_image(team["tmp_path"], b"web 1.1", f"{scope}/web:1.1")
     push_test_image(team["tmp_path"], b"api 1.0", f"{scope}/api:1.0")
     alice.ok("target", "add", f"{scope}/web:1.1")

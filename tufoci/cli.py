@@ -688,7 +688,8 @@ def undelegate(scope, role, parent, plain_http, insecure, ca_file) -> None:
 def sign(scope, role, expect, password_stdin, plain_http, insecure, ca_file, output) -> None:
     """Show the open proposal of ROLE (or every one this machine can sign) and sign it if it is the one
     you reviewed: its fingerprint matches --expect, or you confirm on the terminal."""
-    from tufoci.repo_tool.sessions import key_names, sign as do_sign
+    from tufoci.repo_tool.sessions import key_names
+    from tufoci.repo_tool.sessions import sign as do_sign
 
     state = _state()
     names = key_names(state)
@@ -812,7 +813,7 @@ def _run_online(scope, every, poll, force_snapshot, revive_expired, password_std
         return
 
     def log(record: dict) -> None:  # one JSON object per line on stderr
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         _echo(json.dumps({"time": stamp, **record}), err=True)
 
     run_service(scope, promote=lambda: do_publish(state, scope, secrets=secrets, promote_only=True, **options),
@@ -966,7 +967,7 @@ def _parse_since(text: str) -> datetime.datetime:
         when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as e:
         raise UsageError(f"invalid --since {text!r}: use YYYY-MM-DD or an ISO 8601 time") from e
-    return when if when.tzinfo else when.replace(tzinfo=datetime.timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=datetime.UTC)
 
 
 def _signers_text(signers: list[dict]) -> str:

@@ -35,7 +35,13 @@ def import_notary(guns, server, ca_file, client_cert, client_key, trust_dir, roo
     check the images and publish the top-level tags into the scope initialised with 'tufoci init'."""
     from tufoci.cli import _echo, _emit_json, _registry_kwargs, _secrets_handler, _state
     from tufoci.repo_tool.notary_import import (
-        DELEGATED_LATER, ImportResult, check_manifests, pins_for, plan_import, publish_top_level, render_text,
+        DELEGATED_LATER,
+        ImportResult,
+        check_manifests,
+        pins_for,
+        plan_import,
+        publish_top_level,
+        render_text,
     )
 
     pins = pins_for(list(guns), list(root_sha256), list(root_cert_fingerprint), tofu)

@@ -270,6 +270,8 @@ def _public_from_json(text: str, where: str) -> Key:
         # Key.from_dict (unlike SSlibKey.from_dict) checks the type/scheme pair; loading the
         # key material checks that it is a key of that type
         key = Key.from_dict(keyid, data)
+        if not isinstance(key, SSlibKey):
+            raise TypeError(f"{type(key).__name__} keys cannot be loaded")
         key._crypto_key()  # noqa: SLF001
     except Exception as e:  # noqa: BLE001 - securesystemslib and cryptography raise various errors here
         raise UsageError(f"public key of type {keytype!r} does not go with scheme {scheme!r} "
@@ -365,7 +367,7 @@ def signer_for(state: State, keyid: str, secrets: SecretsHandler | None) -> Sign
     """A signer for ``keyid`` if this machine's catalogue has its private URI (its signatures are
     verified before use: ``VerifyingSigner``)."""
     key = held_key(state, keyid)
-    if key is not None:
+    if key is not None and key.uri is not None:  # held_key's rows have one
         try:
             return VerifyingSigner(Signer.from_priv_key_uri(key.uri, key.public, _named(secrets, key.label)), key)
         except (OSError, ValueError, TypeError) as e:

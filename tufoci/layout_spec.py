@@ -159,7 +159,8 @@ def parse_metadata_tag(tag: str) -> MetadataTag | None:
 def root_versions(tags: list[str]) -> list[int]:
     """The root versions a list of metadata-repository tags holds, in order (layout §3: ``root.<N>``)."""
     parsed = (parse_metadata_tag(t) for t in tags)
-    return sorted(p.version for p in parsed if p and p.kind == "top-level" and p.role == "root")
+    return sorted(p.version for p in parsed
+                  if p and p.kind == "top-level" and p.role == "root" and p.version is not None)
 
 
 def metadata_filename(role: str, version: int | None) -> str:
@@ -372,5 +373,5 @@ def index_platforms(raw: bytes) -> list[str]:
         if platform.get("variant"):
             parts.append(platform["variant"])
         if all(isinstance(p, str) and _PLATFORM_PART_RE.fullmatch(p) for p in parts):
-            platforms.append("/".join(parts))
+            platforms.append("/".join(map(str, parts)))
     return platforms

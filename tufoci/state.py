@@ -67,7 +67,7 @@ def require_own_home(home: str) -> None:
 
 
 def now_utc() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 
 
 def now_iso() -> str:

@@ -9,6 +9,10 @@ from dataclasses import dataclass
 from tufoci.errors import TufociError
 from tufoci.safe_text import printable
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, which mypy reads, without importing typing on the fast path
+if TYPE_CHECKING:
+    from typing import TextIO
+
 
 @dataclass(frozen=True)
 class VerifiedImage:
@@ -61,7 +65,7 @@ class Outcome:
 
 
 
-def render_results(results: list[dict], output: str, out: "TextIO", err: "TextIO") -> int:  # noqa: F821
+def render_results(results: list[dict], output: str, out: TextIO, err: TextIO) -> int:
     """Print ``verify`` results as text (one ``repo@digest`` line each) or JSON; returns the exit code.
 
     The exit code is that of the first failing reference, 0 when all verified.

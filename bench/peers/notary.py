@@ -191,7 +191,7 @@ def make_certificates(directory: Path, *, days: int = 30) -> Certificates:
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
+    now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
     until = now + datetime.timedelta(days=days)
 
     ca_key = _ec_key()
@@ -271,7 +271,7 @@ def make_delegation_key(directory: Path, name: str = "releases", *, days: int = 
     directory.mkdir(parents=True, exist_ok=True)
     key = _ec_key()
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
+    now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)

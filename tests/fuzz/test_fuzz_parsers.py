@@ -290,7 +290,7 @@ def test_metadata_tags_are_valid_and_injective(entries: list[tuple[str, int]]) -
     for tag in tags:
         assert TAG_RE.fullmatch(tag), tag
         assert "/" not in tag
-    assert len(set(tags)) == len(tags), list(zip(entries, tags))
+    assert len(set(tags)) == len(tags), list(zip(entries, tags, strict=True))
     # encode_role alone is injective too
     roles = {role for role, _ in entries}
     assert len({encode_role(r) for r in roles}) == len(roles)

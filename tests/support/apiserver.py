@@ -369,7 +369,7 @@ class ApiserverClient:
                 if time.monotonic() > deadline:
                     raise TimeoutError
                 return answer.status, {k.lower(): v for k, v in answer.getheaders()}, data
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 self.close()
                 raise _fail("timeout", f"no answer within {self.timeout_seconds}s "
                                        "(context deadline exceeded)") from None

@@ -272,7 +272,7 @@ class _Handler(BaseHTTPRequestHandler):
             reply = Reply(599, [("Content-Type", "text/plain")], f"tamper proxy rule failed: {e!r}".encode())
         try:
             self._send(reply)
-        except (BrokenPipeError, ConnectionResetError, socket.timeout, OSError):
+        except (TimeoutError, BrokenPipeError, ConnectionResetError, OSError):
             self.close_connection = True
 
     def _send(self, reply: Reply) -> None:

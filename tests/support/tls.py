@@ -106,7 +106,7 @@ class CertificateAuthority:
         self.private_key = new_private_key("ec")
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         public = self.private_key.public_key()
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         self.certificate = (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -139,7 +139,7 @@ class CertificateAuthority:
         key = private_key or new_private_key(key_type)
         public = key.public_key()
         hosts = list(hosts)
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         ca_ski = self.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         builder = (
             x509.CertificateBuilder()

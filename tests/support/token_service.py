@@ -260,7 +260,7 @@ class TokenService:
 
     # -- JWT -----------------------------------------------------------------------
     def _sign(self, subject: str, access: list[dict[str, Any]]) -> tuple[str, str]:
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         epoch = int(now.timestamp())
         header: dict[str, Any] = {"typ": "JWT", "alg": self.algorithm}
         if self.key_id == "x5c":

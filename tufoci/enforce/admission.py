@@ -93,7 +93,7 @@ def image_sites(request: dict[str, Any]) -> list[ImageSite]:
     subresource = request.get("subResource") or ""
     if subresource and not (resource == "pods" and subresource == "ephemeralcontainers"):
         return []  # pods/status, pods/binding…: no image a runtime would newly pull
-    path = POD_SPEC.get(kind) if not subresource else ("spec",)
+    path = POD_SPEC.get(kind or "") if not subresource else ("spec",)
     if path is None:
         return []
     lists = ("ephemeralContainers",) if subresource == "ephemeralcontainers" else CONTAINER_LISTS
@@ -162,7 +162,8 @@ def review(
 
 def patch_for(obj: dict[str, Any], sites: Iterable[ImageSite], verdicts: dict[str, Verdict]) -> list[dict]:
     """JSONPatch operations: each rewritten image, then the annotation with the originals."""
-    ops, originals = [], {}
+    ops: list[dict[str, Any]] = []
+    originals: dict[str, str] = {}
     for site in sites:
         verdict = verdicts[site.image]
         if verdict.allowed and verdict.mutate and verdict.pinned and verdict.pinned != site.image:

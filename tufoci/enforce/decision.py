@@ -21,7 +21,7 @@ admission webhook's messages and metrics and by the verifying mirror:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
@@ -119,9 +119,9 @@ def judge(
         tags = [t for t in signed.tags_signing(relative, digest)
                 if _roles_missing(signed.signers.get(f"{relative}:{t}", {}), rule, digest) == []]
         if not tags:
-            missing = "" if not rule.required_roles else f" with every required role ({', '.join(rule.required_roles)})"
+            every = "" if not rule.required_roles else f" with every required role ({', '.join(rule.required_roles)})"
             return Verdict(image, False, Reason.NOT_SIGNED,
-                           f"{image}: no signed tag of {repository} signs {digest}{missing}")
+                           f"{image}: no signed tag of {repository} signs {digest}{every}")
         pinned = f"{repository}@{digest}"
         return Verdict(image, True, Reason.SIGNED, f"{image}: signed as {', '.join(tags)}", pinned, not require_digest)
 
@@ -143,7 +143,7 @@ def judge(
     return Verdict(image, True, Reason.SIGNED, f"{image}: signed as {digest}", pinned, not require_digest)
 
 
-def _roles_missing(signers: dict[str, str], rule: Rule, digest: str) -> list[str]:
+def _roles_missing(signers: Mapping[str, str], rule: Rule, digest: str) -> list[str]:
     return [role for role in rule.required_roles if signers.get(role) != digest]
 
 

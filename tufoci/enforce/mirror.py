@@ -266,8 +266,9 @@ class Mirror:
             raise OciError(status, code, verdict.message.replace(probe, route.image))
         reference = parse_reference(probe)  # decide() parsed it already: it is valid
         rule = self.policy.match(reference)
-        view = self._view(rule.scope)  # type: ignore[union-attr] - decide() found a rule
-        assert isinstance(rule, Rule) and isinstance(view, ScopeView)
+        assert isinstance(rule, Rule)  # decide() found a rule
+        view = self._view(rule.scope)
+        assert isinstance(view, ScopeView)
         relative = reference.repository.relative_to(parse_repository(rule.scope)) or ""
         return signed_digests(rule, view, relative)
 

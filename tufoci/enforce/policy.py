@@ -244,7 +244,7 @@ def parse_policy(data: Any, source: str) -> Policy:
     except ValueError as e:
         fields.fail("freshness", str(e))
 
-    trust = []
+    trust: list[TrustEntry] = []
     for i, entry in enumerate(fields.sequence(doc.get("trust", []), "trust")):
         where = f"trust[{i}]"
         item = fields.mapping(entry, where, {"scope", "root", "rootSha256", "metadata", "plainHTTP", "caFile"})

@@ -74,7 +74,7 @@ class CertificateFiles:
         self._checked = time.monotonic()
 
     def _read_stamp(self) -> tuple:
-        stamps = []
+        stamps: list[tuple[int, int, int] | None] = []
         for path in (self.cert_file, self.key_file):
             try:
                 st = os.stat(path)
@@ -145,7 +145,7 @@ class Webhook:
 class _HeaderFields(dict):
     """Header fields by lower-case name; looked up by any case, as http.server's parsed headers are."""
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, name: str, default: Any = None) -> Any:
         return super().get(name.lower(), default)
 
     def __contains__(self, name: object) -> bool:
@@ -155,6 +155,8 @@ class _HeaderFields(dict):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: AdmissionServer
+    # parsed by _read_headers into _HeaderFields, not by http.client into an email Message
+    headers: Any
     timeout = IDLE_TIMEOUT
     # the headers and the body go out in separate writes: with Nagle's algorithm the body waits for the
     # client's delayed ACK of the headers (~40 ms per answer on a kept-alive connection)
@@ -379,7 +381,9 @@ def run_until_signalled(server: AdmissionServer, views: Views, scheme: str, read
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    host, port = server.server_address[:2]
+    # the bound address as the socket reports it: str for an IP socket (typeshed's server_address also allows
+    # bytes, which an f-string would print as b'...')
+    host, port = server.socket.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     # the start-up line, JSON like every other: {"event": "listening", "url": "https://HOST:PORT", ...}
     url = f"{scheme}://{shown}:{port}"

@@ -23,12 +23,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from tufoci.client.signed_targets import SignedTargets
 from tufoci.client.trust_pins import fetch_root_by_sha256, make_pin
 from tufoci.client.verify import Verifier
-from tufoci.errors import MetadataRejectedError, NotSignedError, TufociError, UsageError
 from tufoci.enforce.policy import Policy, PolicyError, TrustEntry
+from tufoci.errors import MetadataRejectedError, NotSignedError, TufociError, UsageError
 from tufoci.registry_config import RegistryConfig
 from tufoci.state import Pin
 
@@ -55,7 +56,7 @@ class ScopeView:
         limit = min(self.loaded_at + window, expires)
         if now < limit:
             return None
-        return datetime.datetime.fromtimestamp(limit, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return datetime.datetime.fromtimestamp(limit, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,7 @@ def loaders_for_policy(policy: Policy, cache: str, config: RegistryConfig | None
 
 
 def _loader(entry: TrustEntry, pin: Pin | None, cache: str, config: RegistryConfig | None) -> Loader:
-    options = {**entry.registry_options(), **({"config": config} if config is not None else {})}
+    options: dict[str, Any] = {**entry.registry_options(), **({"config": config} if config is not None else {})}
     pinned: list[Pin] = [pin] if pin is not None else []
 
     def load() -> SignedTargets:

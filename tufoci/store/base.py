@@ -16,7 +16,7 @@ import hashlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Protocol
 
 from tufoci.errors import ContentMismatchError, TooLargeError
 from tufoci.layout_spec import MAX_MANIFEST_BYTES, sha256_digest
@@ -34,6 +34,12 @@ class Manifest:
         object.__setattr__(self, "digest", sha256_digest(self.data))
 
 
+class Readable(Protocol):
+    """What a blob's source is to the reader that checks it: a file, or an unread HTTP response."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class VerifyingReader(io.RawIOBase):
     """A read-only stream that hashes what passes through and refuses bytes that are not ``digest``.
 
@@ -41,7 +47,7 @@ class VerifyingReader(io.RawIOBase):
     a copy never completes with content other than what was asked for.
     """
 
-    def __init__(self, source: BinaryIO, digest: str, size: int, what: str):
+    def __init__(self, source: Readable, digest: str, size: int, what: str):
         self._source, self._digest, self._size, self._what = source, digest, size, what
         self._hash = hashlib.sha256()
         self._seen = 0
@@ -49,7 +55,7 @@ class VerifyingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer) -> int:
         chunk = self._source.read(min(len(buffer), self._size - self._seen + 1))
         if not chunk:
             if self._seen != self._size or "sha256:" + self._hash.hexdigest() != self._digest:
@@ -125,14 +131,14 @@ class RepositoryStore(abc.ABC):
         """Every tag in the repository (empty when the repository is unknown)."""
 
     @contextlib.contextmanager
-    def open_blob(self, digest: str, size: int) -> Iterator[BinaryIO]:
+    def open_blob(self, digest: str, size: int) -> Iterator[Readable]:
         """A stream of the blob's bytes, verified against ``digest`` and ``size`` as it is read.
 
         Backends override this to stream; the default reads the blob whole.
         """
         yield io.BytesIO(self.get_blob(digest, max_bytes=size))
 
-    def put_blob_from(self, digest: str, size: int, stream: BinaryIO) -> None:
+    def put_blob_from(self, digest: str, size: int, stream: Readable) -> None:
         """Store a blob read from ``stream`` unless present (backends stream; the default buffers)."""
         if not self.has_blob(digest):
             data = stream.read(size + 1)
@@ -144,5 +150,5 @@ class RepositoryStore(abc.ABC):
         """Make ``source``'s blob available here without moving bytes, when the backends allow."""
         return False
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a concrete no-op on purpose: stores without connections inherit it
         """Release connections; the default has none."""

@@ -18,13 +18,12 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
-from typing import BinaryIO
 
 from tufoci.atomic_file import atomic_write
 from tufoci.errors import ContentMismatchError, NotFoundError, RegistryError, TooLargeError
 from tufoci.layout_spec import MAX_MANIFEST_BYTES, sha256_digest
 from tufoci.reference import DIGEST_RE, TAG_RE
-from tufoci.store.base import Manifest, RepositoryStore, VerifyingReader
+from tufoci.store.base import Manifest, Readable, RepositoryStore, VerifyingReader
 
 REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
 _ANY = object()  # replace_manifest: write whatever the tag points at now
@@ -215,15 +214,15 @@ class LayoutRepository(RepositoryStore):
         return self._read_blob_file(digest, max_bytes)
 
     @contextlib.contextmanager
-    def open_blob(self, digest: str, size: int) -> Iterator[BinaryIO]:
+    def open_blob(self, digest: str, size: int) -> Iterator[Readable]:
         try:
             f = os.fdopen(self._open_regular(self._blob_path(digest), f"blob {digest}"), "rb")
         except FileNotFoundError:
             raise NotFoundError(f"blob {digest} not found in {self.path}") from None
         with f:
-            yield VerifyingReader(f, digest, size, f"blob {digest} in {self.path}")  # type: ignore[arg-type]
+            yield VerifyingReader(f, digest, size, f"blob {digest} in {self.path}")
 
-    def put_blob_from(self, digest: str, size: int, stream: BinaryIO) -> None:
+    def put_blob_from(self, digest: str, size: int, stream: Readable) -> None:
         path = self._blob_path(digest)
         if os.path.exists(path):
             return

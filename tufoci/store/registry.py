@@ -34,7 +34,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import urllib3
 import urllib3.connection
@@ -51,12 +51,14 @@ from tufoci.registry_http import (  # the decisions the verify fast path shares 
     USER_AGENT,
     basic_authorization,
     endpoint,
-    parse_challenge as _parse_challenge,
     read_timeout,
     request_deadline,
 )
+from tufoci.registry_http import (
+    parse_challenge as _parse_challenge,
+)
 from tufoci.safe_text import printable
-from tufoci.store.base import Manifest, RepositoryStore, VerifyingReader
+from tufoci.store.base import Manifest, Readable, RepositoryStore, VerifyingReader
 
 if TYPE_CHECKING:
     from tufoci.store.manifest_batch import Endpoint
@@ -365,7 +367,7 @@ class RegistryClient:
         return response.status, response.headers, data
 
     def _open(
-        self, method: str, url: str, headers: dict[str, str], body: object, *, until: float | None
+        self, method: str, url: str, headers: dict[str, str], body: bytes | Readable | None, *, until: float | None
     ) -> urllib3.BaseHTTPResponse:
         """Send one request following redirects; the caller reads and releases the response.
 
@@ -385,8 +387,10 @@ class RegistryClient:
                 timeout = urllib3.Timeout(connect=min(CONNECT_TIMEOUT, left), read=min(self._read_timeout, left))
             _reading.until, _reading.what = until, what
             try:
+                # urllib3 streams any body with read() (body_to_chunks); its annotation names only typing.IO
                 response = self._pool_for(url).request(
-                    method, url, headers=headers, body=body, preload_content=False, redirect=False, timeout=timeout
+                    method, url, headers=headers, body=body,  # type: ignore[arg-type]
+                    preload_content=False, redirect=False, timeout=timeout,
                 )
             finally:
                 _reading.until = None
@@ -408,7 +412,8 @@ class RegistryClient:
         raise RegistryError(f"{self.registry}: too many redirects")
 
     def open_stream(
-        self, method: str, path_or_url: str, *, scope: str, headers: dict[str, str] | None = None, body: object = None
+        self, method: str, path_or_url: str, *, scope: str, headers: dict[str, str] | None = None,
+        body: bytes | Readable | None = None,
     ) -> urllib3.BaseHTTPResponse:
         """Like ``request`` but the body is not read: for streaming blobs of any size.
 
@@ -580,7 +585,7 @@ class RegistryRepository(RepositoryStore):
             endpoint = self.client.endpoint()
             if endpoint is not None:
                 fetched, left = fetch_manifests(endpoint, self.path, left, headers, max_bytes=MAX_MANIFEST_BYTES)
-        fetched.update(zip(left, _side_by_side(self.get_manifest, left, BATCH_FALLBACK_WORKERS)))
+        fetched.update(zip(left, _side_by_side(self.get_manifest, left, BATCH_FALLBACK_WORKERS), strict=True))
         return [first, *(fetched[reference] for reference in references[1:])]
 
     def put_manifest(self, tag: str, data: bytes, media_type: str) -> str:
@@ -638,14 +643,14 @@ class RegistryRepository(RepositoryStore):
         missing one alone: it obtains the push token the others reuse instead of each asking for one."""
         digests = [sha256_digest(data) for data in blobs]
         present = _side_by_side(self.has_blob, digests, PARALLEL_UPLOADS)
-        missing = [data for data, there in zip(blobs, present) if not there]
+        missing = [data for data, there in zip(blobs, present, strict=True) if not there]
         if missing:
             self._upload(missing[0])
             _side_by_side(self._upload, missing[1:], PARALLEL_UPLOADS)
         return digests
 
     @contextlib.contextmanager
-    def open_blob(self, digest: str, size: int) -> Iterator[BinaryIO]:
+    def open_blob(self, digest: str, size: int) -> Iterator[Readable]:
         response = self.client.open_stream("GET", f"/v2/{self.path}/blobs/{digest}", scope=self._pull)
         try:
             if response.status != 200:
@@ -656,7 +661,7 @@ class RegistryRepository(RepositoryStore):
             raise
         response.release_conn()
 
-    def put_blob_from(self, digest: str, size: int, stream: BinaryIO) -> None:
+    def put_blob_from(self, digest: str, size: int, stream: Readable) -> None:
         if self.has_blob(digest):
             return
         location = self._start_upload()
@@ -726,20 +731,20 @@ _CLIENTS: dict[tuple, RegistryClient] = {}
 _CLIENTS_LOCK = threading.Lock()
 
 
-def registry_client(registry: str, **options: object) -> RegistryClient:
+def registry_client(registry: str, **options: Any) -> RegistryClient:
     """A shared client per registry and options, so connections and tokens are reused.
 
     The timeouts are resolved here, from the environment when not given, and are part
     of the key: a client made before TUFOCI_REGISTRY_TIMEOUT or _DEADLINE changed must
     not go on serving with the old limits.
     """
-    options["timeout"] = read_timeout(options.get("timeout"))  # type: ignore[arg-type]
-    options["deadline"] = request_deadline(options.get("deadline"))  # type: ignore[arg-type]
+    options["timeout"] = read_timeout(options.get("timeout"))
+    options["deadline"] = request_deadline(options.get("deadline"))
     key = (registry, tuple(sorted((k, repr(v)) for k, v in options.items())))
     with _CLIENTS_LOCK:
         client = _CLIENTS.get(key)
         if client is None:
-            client = RegistryClient(registry, **options)  # type: ignore[arg-type]
+            client = RegistryClient(registry, **options)
             _CLIENTS[key] = client
         return client
 
@@ -757,9 +762,9 @@ def forget_clients() -> None:
         client.close()
 
 
-def check_login(registry: str, credentials: Credentials, **options: object) -> None:
+def check_login(registry: str, credentials: Credentials, **options: Any) -> None:
     """Prove ``credentials`` work against ``GET /v2/`` (basic or token flow); raises RegistryError."""
-    client = RegistryClient(registry, credentials=credentials, **options)  # type: ignore[arg-type]
+    client = RegistryClient(registry, credentials=credentials, **options)
     status, _, body = client.request("GET", "/v2/", scope="")
     if status == 401:
         raise RegistryError(f"login to {registry}: {registry} refused the credentials (HTTP 401)")

@@ -19,6 +19,7 @@ from securesystemslib.signer import SecretsHandler
 
 from tufoci.atomic_file import atomic_write
 from tufoci.errors import ContentMismatchError, NotFoundError, RegistryError, StateError, UsageError
+from tufoci.json_keys import camel_fields
 from tufoci.reference import parse_repository
 from tufoci.repo_tool.notary_plan import CollectionPlan, make_plan
 from tufoci.repo_tool.notary_source import open_source
@@ -51,7 +52,7 @@ class ImportResult:
     def to_json(self) -> dict:
         return {
             "collections": [
-                dict(plan.to_json(), manifests=[asdict(c) for c in self.checks.get(plan.gun, [])])
+                dict(plan.to_json(), manifests=[asdict(c, dict_factory=camel_fields) for c in self.checks.get(plan.gun, [])])
                 for plan in self.plans
             ],
             "published": self.published,
@@ -110,6 +111,7 @@ def plan_import(
     allow_expired: bool = False,
     scope: str | None = None,
     server_options: dict | None = None,
+    unpublished: str = "carry",
 ) -> list[CollectionPlan]:
     """Verify every collection, then plan each; remember the versions seen (rollback protection).
 
@@ -130,7 +132,7 @@ def plan_import(
             options.setdefault("credentials_registry", parse_repository(gun).registry)
         source = open_source(gun, server=server, trust_dir=trust_dir, **options)
         verified.append(verify_collection(source, pins[gun], allow_expired=allow_expired, known_versions=seen.get(gun)))
-    plans = [make_plan(collection, semantics, scope) for collection in verified]
+    plans = [make_plan(collection, semantics, scope, unpublished) for collection in verified]
     for collection in verified:
         seen[collection.gun] = {**seen.get(collection.gun, {}), **collection.versions}
     save_seen(seen)

@@ -12,6 +12,7 @@ import base64
 import datetime
 import hashlib
 import json
+import re
 import shutil
 import ssl
 import subprocess
@@ -176,8 +177,8 @@ def test_dct_plan_from_the_server(built, home):
     root_pin = hashlib.sha256(built.root1).hexdigest()
     plan = _plan(_import(GUN, *_server_args(built), "--root-sha256", root_pin, "--dry-run", "-o", "json"))
     assert plan["scope"] == "registry.example.com/acme" and plan["repository"] == "web"
-    assert plan["root_version"] == 2  # the rotation was followed from the pinned version 1
-    tags = {t["tag"]: (t["notary_role"], t["digest"], t["length"], t["role"]) for t in plan["tags"]}
+    assert plan["rootVersion"] == 2  # the rotation was followed from the pinned version 1
+    tags = {t["tag"]: (t["notaryRole"], t["digest"], t["length"], t["role"]) for t in plan["tags"]}
     assert tags == {
         "1.0": ("targets/releases", f"sha256:{_digest(11)}", 511, "web/releases"),
         "2.0": ("targets", f"sha256:{_digest(2)}", 502, "targets"),
@@ -188,12 +189,35 @@ def test_dct_plan_from_the_server(built, home):
     assert conflicts["1.0"]["dct"]["sha256"] == _digest(11) and conflicts["1.0"]["notary"]["sha256"] == _digest(1)
     assert conflicts["v1"]["dct"] is None and conflicts["v1"]["notary"]["role"] == "targets/rsa"
     assert sorted(s.split("'")[1] for s in plan["skipped"]) == ["qa-1", "rc1", "v1"]
-    delegations = {d["notary_role"]: d for d in plan["delegations"]}
+    delegations = {d["notaryRole"]: d for d in plan["delegations"]}
     assert delegations["targets/qa"]["patterns"] == ["web:qa-*", "web:rc*"]
     assert delegations["targets/rsa"]["keys"][0]["scheme"] == "rsassa-pss-sha256"
-    assert delegations["targets/rsa"]["keys"][0]["certificate_cn"] == "rsa-dev"
+    assert delegations["targets/rsa"]["keys"][0]["certificateCn"] == "rsa-dev"
     assert delegations["targets/ci"]["published"] is False
     assert any("targets/ci" in w and "never published" in w for w in plan["warnings"])
+
+
+def test_plan_json_field_names_are_camel_case(built, home):
+    from tests.test_json_shapes import field_names
+    from tufoci.json_keys import FIELD_NAME
+
+    result = _import(GUN, *_server_args(built), "--tofu", "--dry-run", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    names = field_names(json.loads(result.stdout))
+    wrong = [(path, name) for path, name in names
+             if not re.fullmatch(FIELD_NAME, name) and not path.endswith(".listedIn")]  # role → digest: data
+    assert not wrong, wrong
+    assert any(name == "listedIn" for _, name in names)
+
+
+def test_unpublished_delegation_carried_over_empty_or_dropped_with_a_warning(built, home):
+    carried = _plan(_import(GUN, *_server_args(built), "--tofu", "--dry-run", "-o", "json"))
+    assert {d["notaryRole"]: d["published"] for d in carried["delegations"]}["targets/ci"] is False
+    assert any(w == "targets/ci: declared but never published; carried over empty" for w in carried["warnings"])
+    dropped = _import(GUN, *_server_args(built), "--tofu", "--dry-run", "--unpublished", "drop")
+    assert dropped.exit_code == 0, dropped.stderr
+    assert "targets/ci: declared but never published; dropped" in dropped.stdout
+    assert "role targets/ci" not in dropped.stdout and "role targets/releases" in dropped.stdout
 
 
 def test_notary_semantics_agree_with_notary_lookup(built, home):
@@ -377,7 +401,7 @@ def test_import_checks_manifests_and_publishes_top_level_tags(built, home, regis
     (collection,) = output["collections"]
     status = {c["tag"]: c["status"] for c in collection["manifests"]}
     assert status == {"real": "ok", "gone": "missing", "short": "mismatch", "rel": "ok"}
-    assert next(c for c in collection["manifests"] if c["tag"] == "real")["media_type"] == manifest.content_type
+    assert next(c for c in collection["manifests"] if c["tag"] == "real")["mediaType"] == manifest.content_type
     assert [c["target"] for c in output["published"][0]["changes"]] == ["app:real"]
     assert output["leftForDelegates"] == 1
     verified = run_tufoci("verify", "--skip-registry-check", f"{gun}:real")  # Notary's tags are not registry tags

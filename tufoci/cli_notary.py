@@ -22,6 +22,8 @@ from tufoci.errors import TufociError
 @click.option("--tofu", is_flag=True, help="Trust the root the source serves (trust on first use), explicitly.")
 @click.option("--semantics", type=click.Choice(["dct", "notary"]), default="dct", show_default=True,
               help="Whose answer a tag gets: docker pull with content trust, or notary lookup.")
+@click.option("--unpublished", type=click.Choice(["carry", "drop"]), default="carry", show_default=True,
+              help="A delegation declared but never published: carried over empty, or dropped (warned either way).")
 @click.option("--scope", help="tufoci scope (default: the GUN's parent, registry/namespace).")
 @click.option("--allow-expired", is_flag=True, help="Import an expired collection (reported).")
 @click.option("--dry-run", is_flag=True, help="Verify and print the plan; touch no registry.")
@@ -30,7 +32,7 @@ from tufoci.errors import TufociError
 @click.option("--insecure", is_flag=True, help="Do not verify the servers' TLS certificates.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def import_notary(guns, server, ca_file, client_cert, client_key, trust_dir, root_sha256, root_cert_fingerprint,
-                  tofu, semantics, scope, allow_expired, dry_run, password_stdin, plain_http, insecure, output) -> None:
+                  tofu, semantics, unpublished, scope, allow_expired, dry_run, password_stdin, plain_http, insecure, output) -> None:
     """Verify Notary v1 / Docker Content Trust collections (GUNs), print the tufoci plan and, without --dry-run,
     check the images and publish the top-level tags into the scope initialised with 'tufoci init'."""
     from tufoci.cli import _echo, _emit_json, _registry_kwargs, _secrets_handler, _state
@@ -42,7 +44,8 @@ def import_notary(guns, server, ca_file, client_cert, client_key, trust_dir, roo
     server_options = {"ca_file": ca_file, "client_cert": client_cert, "client_key": client_key,
                       "insecure": insecure} if server else {}
     plans = plan_import(list(guns), pins, server=server, trust_dir=trust_dir, semantics=semantics,
-                        allow_expired=allow_expired, scope=scope, server_options=server_options)
+                        allow_expired=allow_expired, scope=scope, server_options=server_options,
+                        unpublished=unpublished)
     result = ImportResult(plans)
     try:
         if not dry_run:

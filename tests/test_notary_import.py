@@ -522,3 +522,25 @@ def test_client_certificate_is_presented(built, home, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_key_import_from_a_notary_key_file(built, home, monkeypatch):
+    from cryptography.hazmat.primitives import serialization
+
+    root = json.loads(_get(built.server, GUN, "root"))["signed"]
+    targets_keyid = root["roles"]["targets"]["keyids"][0]
+    path = built.publisher.trust_dir / "private" / f"{targets_keyid}.key"
+    monkeypatch.setenv("TUFOCI_PASSPHRASE", "tufoci passphrase")
+    monkeypatch.delenv("NOTARY_TARGETS_PASSPHRASE", raising=False)
+    missing = run_tufoci("key", "import", "from-notary", "--from-notary-key", str(path))
+    assert missing.exit_code == 2 and "NOTARY_TARGETS_PASSPHRASE" in missing.stderr
+    monkeypatch.setenv("NOTARY_TARGETS_PASSPHRASE", "wrong")
+    assert run_tufoci("key", "import", "from-notary", "--from-notary-key", str(path)).exit_code != 0
+    monkeypatch.setenv("NOTARY_TARGETS_PASSPHRASE", notary_peer.CLIENT_ENV["NOTARY_TARGETS_PASSPHRASE"])
+    imported = run_tufoci("key", "import", "from-notary", "--from-notary-key", str(path))
+    assert imported.exit_code == 0, imported.stderr
+    assert imported.stdout.split()[2].startswith("encfile:")  # kept encrypted with the tufoci passphrase
+    exported = json.loads(run_tufoci("key", "export", "from-notary").stdout)
+    public = serialization.load_pem_public_key(exported["keyval"]["public"].encode())
+    der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert base64.b64encode(der).decode() == root["keys"][targets_keyid]["keyval"]["public"]

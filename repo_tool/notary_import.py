@@ -23,14 +23,14 @@ from tufoci.json_keys import camel_fields
 from tufoci.reference import parse_repository
 from tufoci.repo_tool.notary_plan import CollectionPlan, make_plan
 from tufoci.repo_tool.notary_source import open_source
+from tufoci.repo_tool.notary_stage import (
+    ImportDiff, diff_since, for_delegates, load_imported, publish_scopes, record_import, stage_import,
+)
+from tufoci.repo_tool.staging import staged_changes
 from tufoci.repo_tool.notary_verify import RootPin, verify_collection
 from tufoci.state import State, home_dir
 
 SEEN_FILE = "notary-seen.json"
-DELEGATED_LATER = (
-    "tag(s) of delegated roles were not imported: a delegated role must be signed by its delegates, and staging "
-    "it for them (each signs with 'tufoci sign') lands with the signing-session work"
-)
 
 
 @dataclass
@@ -47,16 +47,22 @@ class ImportResult:
     plans: list[CollectionPlan]
     checks: dict[str, list[ManifestCheck]] = field(default_factory=dict)  # gun → checks
     published: list[dict] = field(default_factory=list)  # PublishResult.to_dict() per scope
-    left_for_delegates: int = 0  # planned tags of delegated roles, not imported yet
+    diffs: dict[str, ImportDiff] = field(default_factory=dict)  # gun → what changed since the last import
+
+    def __post_init__(self) -> None:
+        imported = load_imported()
+        self.diffs = {plan.gun: diff_since(plan, imported) for plan in self.plans}
 
     def to_json(self) -> dict:
         return {
             "collections": [
-                dict(plan.to_json(), manifests=[asdict(c, dict_factory=camel_fields) for c in self.checks.get(plan.gun, [])])
+                dict(plan.to_json(),
+                     manifests=[asdict(c, dict_factory=camel_fields) for c in self.checks.get(plan.gun, [])],
+                     sinceLastImport=asdict(self.diffs[plan.gun], dict_factory=camel_fields),
+                     forDelegates=for_delegates(plan, self.diffs[plan.gun]))
                 for plan in self.plans
             ],
             "published": self.published,
-            "leftForDelegates": self.left_for_delegates,
         }
 
 
@@ -176,29 +182,27 @@ def check_manifests(plan: CollectionPlan, registry_options: dict | None = None) 
     return checks
 
 
-def publish_top_level(
+def import_plans(
     state: State, result: ImportResult, *, secrets: SecretsHandler | None, registry_options: dict | None = None
 ) -> None:
-    """Stage and publish the planned tags of the top-level ``targets`` role whose manifest checked ``ok``.
+    """Stage what changed since the last import (``notary_stage``) and publish it: the top-level tags go live,
+    each delegated role's next version is a proposal for its delegates.
 
-    Only into a scope the user initialised (``tufoci init``) and whose target names are the plan's: staging goes
-    through ``target add REF@digest`` (the manifest fetched by digest once more), publishing through ``publish``.
-    Tags of delegated roles are counted in ``left_for_delegates``, never signed by the top-level key.
+    Only into a scope the user initialised (``tufoci init``); a tag whose manifest did not check ``ok`` is
+    left out (and tried again by the next run).
 
     Raises:
         StateError: a plan's scope is not initialised here.
-        RegistryError: the registry could not be reached to check the images (nothing published).
-        TufociError: from staging or publishing (the registry keeps the previous state).
+        RegistryError: the registry could not be reached to check the images (nothing staged).
+        TufociError: from staging or publishing (the registry keeps the previous state; staged changes stay,
+            and the next run finishes them).
     """
     from tufoci.client.trust_pins import pin_for_scope
     from tufoci.errors import NotTrustedError
-    from tufoci.repo_tool.publish import publish
-    from tufoci.repo_tool.staging import stage_targets
 
-    references: list[str] = []
+    options = registry_options or {}
     for plan in result.plans:
-        checks = result.checks.get(plan.gun, [])
-        unchecked = [c for c in checks if c.status == "unchecked"]
+        unchecked = [c for c in result.checks.get(plan.gun, []) if c.status == "unchecked"]
         if unchecked:
             raise RegistryError(f"{plan.gun}: nothing published, the images could not be checked ({unchecked[0].detail})")
         try:
@@ -206,19 +210,16 @@ def publish_top_level(
         except NotTrustedError as exc:
             raise StateError(f"scope {plan.scope} is not initialised on this machine: run 'tufoci init "
                              f"{plan.scope} …' first (or --scope for another), or use --dry-run") from exc
-        ok = {c.tag for c in checks if c.status == "ok"}
-        for tag in plan.tags:
-            if tag.role != "targets":
-                result.left_for_delegates += 1
-            elif tag.tag in ok:
-                references.append(f"{plan.scope}/{plan.repository}:{tag.tag}@{tag.digest}")
-    if not references:
-        return
-    # what Notary signed is migrated as signed, even where the tag has moved since (issue 18's tag check
-    # would refuse it): the plan's manifest checks already said what the registry serves
-    changes = stage_targets(state, references, allow_tag_mismatch=True, **(registry_options or {}))
-    for scope in dict.fromkeys(c.scope for c in changes):
-        result.published.append(publish(state, scope, secrets=secrets, **(registry_options or {})).to_dict())
+    scopes, ok = [], {}
+    for plan in result.plans:
+        ok[plan.gun] = {c.tag for c in result.checks.get(plan.gun, []) if c.status == "ok"}
+        staged, warnings = stage_import(state, plan, result.diffs[plan.gun], ok[plan.gun], options)
+        plan.warnings.extend(warnings)
+        if staged or staged_changes(state, plan.scope):  # a run that stopped before publishing left them
+            scopes.append(plan.scope)
+    result.published = publish_scopes(state, scopes, secrets, options)
+    for plan in result.plans:
+        record_import(plan, result.diffs[plan.gun], ok[plan.gun])
 
 
 def _answer(answer) -> str:
@@ -248,7 +249,20 @@ def render_text(result: ImportResult) -> list[str]:
         lines.extend(f"  skipped {s}" for s in plan.skipped)
         lines.extend(f"  warning: {w}" for w in plan.warnings)
         lines.extend(f"  EXPIRED (allowed): {e}" for e in plan.expired)
+        diff = result.diffs[plan.gun]
+        since = "first import" if diff.first else "since the last import"
+        lines.append(f"  {since}: {len(diff.added)} added, {len(diff.changed)} changed, {len(diff.removed)} removed, "
+                     f"{diff.unchanged} unchanged; {len(diff.delegations)} delegation(s) to stage")
+        lines.extend(f"  {what} {name}" for what, names in (("added", diff.added), ("changed", diff.changed),
+                                                            ("removed", diff.removed)) for name in names)
+        for p in for_delegates(plan, diff):
+            lines.append(f"  for the delegates of {p['role']} (threshold {p['threshold']} of {len(p['keyids'])} "
+                         f"key(s)): {len(p['tags'])} tag(s) to propose")
     for published in result.published:
         roles = ", ".join(f"{role} v{version}" for role, version in published["published"].items()) or "nothing"
         lines.append(f"published {published['scope']}: {roles} ({len(published['changes'])} change(s))")
+        for role, info in published["proposed"].items():
+            lines.append(f"proposed {role} v{info['version']} to its delegates: each reviews it with 'tufoci status "
+                         f"{published['scope']}' and signs with 'tufoci sign {published['scope']} {role} --expect "
+                         f"FINGERPRINT'")
     return lines

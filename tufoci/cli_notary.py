@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import click
 
-from tufoci.errors import TufociError
-
 
 @click.command("import-notary")
 @click.argument("guns", nargs=-1, required=True)
@@ -34,10 +32,11 @@ from tufoci.errors import TufociError
 def import_notary(guns, server, ca_file, client_cert, client_key, trust_dir, root_sha256, root_cert_fingerprint,
                   tofu, semantics, unpublished, scope, allow_expired, dry_run, password_stdin, plain_http, insecure, output) -> None:
     """Verify Notary v1 / Docker Content Trust collections (GUNs), print the tufoci plan and, without --dry-run,
-    check the images and publish the top-level tags into the scope initialised with 'tufoci init'."""
+    check the images, stage what changed since the last import into the scope initialised with 'tufoci init'
+    and publish: the top-level tags go live, each delegated role is proposed to its delegates ('tufoci sign')."""
     from tufoci.cli import _echo, _emit_json, _registry_kwargs, _secrets_handler, _state
     from tufoci.repo_tool.notary_import import (
-        DELEGATED_LATER, ImportResult, check_manifests, pins_for, plan_import, publish_top_level, render_text,
+        ImportResult, check_manifests, import_plans, pins_for, plan_import, render_text,
     )
 
     pins = pins_for(list(guns), list(root_sha256), list(root_cert_fingerprint), tofu)
@@ -51,7 +50,7 @@ def import_notary(guns, server, ca_file, client_cert, client_key, trust_dir, roo
         if not dry_run:
             registry_options = _registry_kwargs(plain_http, insecure, None)  # certs.d and proxies too
             result.checks = {plan.gun: check_manifests(plan, registry_options) for plan in plans}
-            publish_top_level(_state(), result, secrets=_secrets_handler(password_stdin),
+            import_plans(_state(), result, secrets=_secrets_handler(password_stdin),
                               registry_options=registry_options)
     finally:  # the verified plan and the checks are shown even when publishing stops
         if output == "json":
@@ -59,5 +58,3 @@ def import_notary(guns, server, ca_file, client_cert, client_key, trust_dir, roo
         else:
             for line in render_text(result):  # role names, certificate CNs, registry answers: escaped
                 _echo(line)
-    if result.left_for_delegates:
-        raise TufociError(f"{result.left_for_delegates} {DELEGATED_LATER}")

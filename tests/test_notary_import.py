@@ -592,7 +592,11 @@ def test_delegate_signs_with_the_key_notary_generated_and_reruns_import_only_cha
         "svc:rel-1", "svc:rel-2", "svc:top"]
     assert {p["role"]: p["tags"] for p in dry["forDelegates"]} == {
         "svc/releases": ["svc:rel-1", "svc:rel-2"], "svc/ci": []}
-    imported = maintainer.ok("import-notary", *args)
+    monkeypatch.setenv("TUFOCI_PASSPHRASE", "not the passphrase")  # staged, then publishing stops
+    stopped = maintainer("import-notary", *args)
+    assert stopped.exit_code != 0 and not (maintainer.home / "notary-imported.json").exists()
+    monkeypatch.setenv("TUFOCI_PASSPHRASE", "correct horse")
+    imported = maintainer.ok("import-notary", *args)  # continues where it stopped
     assert "proposed svc/releases v1 to its delegates" in imported.stdout
     assert "targets/ci: declared but never published; carried over empty" in imported.stdout
     assert maintainer("verify", "--skip-registry-check", f"{gun}:rel-1").exit_code == 10  # not signed yet
@@ -630,3 +634,14 @@ def test_delegate_signs_with_the_key_notary_generated_and_reruns_import_only_cha
         f"{gun}@sha256:{digests['rel-3'][0]}"
     nothing = json.loads(maintainer.ok("import-notary", *args, "-o", "json").stdout)
     assert nothing["published"] == [] and nothing["collections"][0]["sinceLastImport"]["unchanged"] == 4
+
+    # a tag removed in Notary is removed by the next run (by the delegate's signature too)
+    pub.run("remove", gun, "rel-1", "--roles", "targets/releases")
+    pub.publish(gun)
+    removed = json.loads(maintainer.ok("import-notary", *args, "-o", "json").stdout)
+    assert removed["collections"][0]["sinceLastImport"]["removed"] == ["svc:rel-1"]
+    assert [(c["action"], c["role"], c["target"]) for c in removed["published"][0]["changes"]] == [
+        ("remove", "svc/releases", "svc:rel-1")]
+    reviewed_sign(delegate, scope, "svc/releases")
+    maintainer.ok("publish", scope)
+    assert consumer("verify", "--skip-registry-check", f"{gun}:rel-1").exit_code == 10

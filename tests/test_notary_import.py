@@ -645,3 +645,10 @@ def test_delegate_signs_with_the_key_notary_generated_and_reruns_import_only_cha
     reviewed_sign(delegate, scope, "svc/releases")
     maintainer.ok("publish", scope)
     assert consumer("verify", "--skip-registry-check", f"{gun}:rel-1").exit_code == 10
+
+
+def test_an_unreadable_import_record_stops_the_import(built, home):
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "notary-imported.json").write_text("{not json")
+    result = _import(GUN, *_server_args(built), "--tofu", "--dry-run")
+    assert result.exit_code == 1 and "notary-imported.json is unreadable" in result.stderr

@@ -145,9 +145,13 @@ def plan_import(
     return plans
 
 
-def check_manifests(plan: CollectionPlan, registry_options: dict | None = None) -> list[ManifestCheck]:
+def check_manifests(
+    plan: CollectionPlan, registry_options: dict | None = None, diff: ImportDiff | None = None
+) -> list[ManifestCheck]:
     """Fetch each planned tag's manifest by digest: length and digest checked, a missing one reported.
 
+    With ``diff``, only the tags added or changed since the last import (the others were checked then and are
+    not staged again): a re-run of an unchanged collection asks the registry nothing.
     A registry that cannot be reached leaves the rest ``unchecked`` (reported), never assumed present.
     """
     from tufoci.store.registry import registry_client
@@ -158,7 +162,10 @@ def check_manifests(plan: CollectionPlan, registry_options: dict | None = None) 
     )
     checks: list[ManifestCheck] = []
     unreachable = ""
+    wanted = None if diff is None else set(diff.added) | set(diff.changed)
     for tag in plan.tags:
+        if wanted is not None and tag.target not in wanted:
+            continue
         if unreachable:
             checks.append(ManifestCheck(tag.tag, tag.digest, "unchecked", detail=unreachable))
             continue

@@ -49,9 +49,9 @@ def import_notary(guns, server, ca_file, client_cert, client_key, trust_dir, roo
     try:
         if not dry_run:
             registry_options = _registry_kwargs(plain_http, insecure, None)  # certs.d and proxies too
-            result.checks = {plan.gun: check_manifests(plan, registry_options) for plan in plans}
-            import_plans(_state(), result, secrets=_secrets_handler(password_stdin),
-                              registry_options=registry_options)
+            result.checks = {plan.gun: check_manifests(plan, registry_options, result.diffs[plan.gun])
+                             for plan in plans}
+            import_plans(_state(), result, secrets=_secrets_handler(password_stdin), registry_options=registry_options)
     finally:  # the verified plan and the checks are shown even when publishing stops
         if output == "json":
             _emit_json(result.to_json())

@@ -1,9 +1,8 @@
 """``tufoci import-notary``: read, verify and plan Notary collections; check the images they name.
 
-This is the first half of the migration (issue 16). Every collection is verified completely before any plan is
-made; a plan is printed, its manifests checked in the registry, and the tags of the top-level ``targets`` role
-published into a scope the user initialised. Delegated roles must be signed by their delegates: staging them
-lands with the signing sessions.
+Every collection is verified completely before any plan is made (issue 16); a plan is printed, the manifests of
+the tags added or changed since the last import checked in the registry, and the import staged and published
+into a scope the user initialised (``notary_stage``): delegated roles as proposals their delegates sign.
 
 The versions seen by each verified import are kept in ``$TUFOCI_HOME/notary-seen.json``, like a Notary
 client's cache: a later import refuses an older timestamp, snapshot or targets (a rollback).
@@ -11,23 +10,22 @@ client's cache: a later import refuses an older timestamp, snapshot or targets (
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 
 from securesystemslib.signer import SecretsHandler
 
-from tufoci.atomic_file import atomic_write
 from tufoci.errors import ContentMismatchError, NotFoundError, RegistryError, StateError, UsageError
 from tufoci.json_keys import camel_fields
 from tufoci.reference import parse_repository
 from tufoci.repo_tool.notary_plan import CollectionPlan, make_plan
 from tufoci.repo_tool.notary_source import open_source
 from tufoci.repo_tool.notary_stage import (
-    ImportDiff, diff_since, for_delegates, load_imported, publish_scopes, record_import, stage_import,
+    ImportDiff, diff_since, for_delegates, load_imported, load_record, publish_scopes, record_import, save_record,
+    stage_import,
 )
-from tufoci.repo_tool.staging import staged_changes
 from tufoci.repo_tool.notary_verify import RootPin, verify_collection
+from tufoci.repo_tool.staging import staged_changes
 from tufoci.state import State, home_dir
 
 SEEN_FILE = "notary-seen.json"
@@ -90,21 +88,14 @@ def _seen_path() -> str:
 
 
 def load_seen() -> dict[str, dict[str, int]]:
-    try:
-        with open(_seen_path(), "rb") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        # never start afresh silently: that would turn rollback protection off
-        raise StateError(f"{_seen_path()} is unreadable ({exc}); move it away to start afresh") from exc
-    if not isinstance(data, dict):
-        raise StateError(f"{_seen_path()} is not a JSON object; move it away to start afresh")
-    return data
+    """Raises:
+        StateError: the file is unreadable (never start afresh silently: rollback protection would be off).
+    """
+    return load_record(_seen_path(), "start afresh")
 
 
 def save_seen(seen: dict[str, dict[str, int]]) -> None:
-    atomic_write(_seen_path(), (json.dumps(seen, indent=2, sort_keys=True) + "\n").encode(), 0o600)
+    save_record(_seen_path(), seen)
 
 
 def plan_import(

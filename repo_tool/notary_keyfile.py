@@ -169,4 +169,6 @@ def notary_passphrase_env(headers: dict[str, str]) -> str:
     """The variable the Notary client reads this key's passphrase from: ``NOTARY_ROOT_PASSPHRASE``,
     ``…_TARGETS_…``, ``…_SNAPSHOT_…``, or ``NOTARY_DELEGATION_PASSPHRASE`` for a delegated role (or no role)."""
     role = headers.get("role", "")
-    return f"NOTARY_{role.upper()}_PASSPHRASE" if role in ("root", "targets", "snapshot") else "NOTARY_DELEGATION_PASSPHRASE"
+    if role in ("root", "targets", "snapshot"):
+        return f"NOTARY_{role.upper()}_PASSPHRASE"
+    return "NOTARY_DELEGATION_PASSPHRASE"

@@ -43,22 +43,36 @@ def _imported_path() -> str:
     return os.path.join(home_dir(), IMPORTED_FILE)
 
 
-def load_imported() -> dict[str, dict]:
-    """GUN → {"tags": {target: {"role", "digest"}}, "delegations": [role]} of the earlier imports.
+def load_record(path: str, afresh: str) -> dict:
+    """A JSON object this machine keeps about Notary imports, ``{}`` before the first.
 
     Raises:
-        StateError: the file is unreadable (never start afresh silently: removed tags would stay signed).
+        StateError: the file is unreadable or not an object (never start afresh silently: what it protects
+            — rollback protection, removals — would be lost); the message says to move it away to ``afresh``.
     """
     try:
-        with open(_imported_path(), "rb") as fh:
+        with open(path, "rb") as fh:
             data = json.load(fh)
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        raise StateError(f"{_imported_path()} is unreadable ({exc}); move it away to import afresh") from exc
+        raise StateError(f"{path} is unreadable ({exc}); move it away to {afresh}") from exc
     if not isinstance(data, dict):
-        raise StateError(f"{_imported_path()} is not a JSON object; move it away to import afresh")
+        raise StateError(f"{path} is not a JSON object; move it away to {afresh}")
     return data
+
+
+def save_record(path: str, data: dict) -> None:
+    atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), 0o600)
+
+
+def load_imported() -> dict[str, dict]:
+    """GUN → {"tags": {target: {"role", "digest"}}, "delegations": [role]} of the earlier imports.
+
+    Raises:
+        StateError: the file is unreadable (removed tags would otherwise stay signed).
+    """
+    return load_record(_imported_path(), "import afresh")
 
 
 def diff_since(plan: CollectionPlan, imported: dict[str, dict]) -> ImportDiff:
@@ -156,7 +170,7 @@ def record_import(plan: CollectionPlan, diff: ImportDiff, ok: set[str]) -> None:
             tags[tag.target] = {"role": tag.role, "digest": tag.digest}
     delegated = set(before.get("delegations", [])) | {d.role for d in plan.delegations if d.patterns}
     imported[plan.gun] = {"tags": tags, "delegations": sorted(delegated)}
-    atomic_write(_imported_path(), (json.dumps(imported, indent=2, sort_keys=True) + "\n").encode(), 0o600)
+    save_record(_imported_path(), imported)
 
 
 def publish_scopes(state: State, scopes: list[str], secrets: SecretsHandler | None,

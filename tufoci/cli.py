@@ -211,7 +211,8 @@ def key_generate(name: str, keytype: str, unencrypted: bool, password_stdin: boo
     """Generate a key pair; the private key is stored encrypted, mode 0600."""
     from tufoci.keys import generate_key
 
-    created = generate_key(_state(), name, keytype=keytype, passphrase=_new_passphrase(name, unencrypted, password_stdin))
+    passphrase = _new_passphrase(name, unencrypted, password_stdin)
+    created = generate_key(_state(), name, keytype=keytype, passphrase=passphrase)
     if output == "json":
         _emit_json(_key_json(created))
     else:

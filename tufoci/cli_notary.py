@@ -30,7 +30,8 @@ import click
 @click.option("--insecure", is_flag=True, help="Do not verify the servers' TLS certificates.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def import_notary(guns, server, ca_file, client_cert, client_key, trust_dir, root_sha256, root_cert_fingerprint,
-                  tofu, semantics, unpublished, scope, allow_expired, dry_run, password_stdin, plain_http, insecure, output) -> None:
+                  tofu, semantics, unpublished, scope, allow_expired, dry_run, password_stdin, plain_http, insecure,
+                  output) -> None:
     """Verify Notary v1 / Docker Content Trust collections (GUNs), print the tufoci plan and, without --dry-run,
     check the images, stage what changed since the last import into the scope initialised with 'tufoci init'
     and publish: the top-level tags go live, each delegated role is proposed to its delegates ('tufoci sign')."""

@@ -1,9 +1,8 @@
 """``tufoci import-notary``: read, verify and plan Notary collections; check the images they name.
 
-This is the first half of the migration (issue 16). Every collection is verified completely before any plan is
-made; a plan is printed, its manifests checked in the registry, and the tags of the top-level ``targets`` role
-published into a scope the user initialised. Delegated roles must be signed by their delegates: staging them
-lands with the signing sessions.
+Every collection is verified completely before any plan is made (issue 16); a plan is printed, the manifests of
+the tags added or changed since the last import checked in the registry, and the import staged and published
+into a scope the user initialised (``notary_stage``): delegated roles as proposals their delegates sign.
 
 The versions seen by each verified import are kept in ``$TUFOCI_HOME/notary-seen.json``, like a Notary
 client's cache: a later import refuses an older timestamp, snapshot or targets (a rollback).
@@ -11,25 +10,32 @@ client's cache: a later import refuses an older timestamp, snapshot or targets (
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 
 from securesystemslib.signer import SecretsHandler
 
-from tufoci.atomic_file import atomic_write
 from tufoci.errors import ContentMismatchError, NotFoundError, RegistryError, StateError, UsageError
+from tufoci.json_keys import camel_fields
 from tufoci.reference import parse_repository
 from tufoci.repo_tool.notary_plan import CollectionPlan, make_plan
 from tufoci.repo_tool.notary_source import open_source
+from tufoci.repo_tool.notary_stage import (
+    ImportDiff,
+    diff_since,
+    for_delegates,
+    load_imported,
+    load_record,
+    publish_scopes,
+    record_import,
+    save_record,
+    stage_import,
+)
 from tufoci.repo_tool.notary_verify import RootPin, verify_collection
+from tufoci.repo_tool.staging import staged_changes
 from tufoci.state import State, home_dir
 
 SEEN_FILE = "notary-seen.json"
-DELEGATED_LATER = (
-    "tag(s) of delegated roles were not imported: a delegated role must be signed by its delegates, and staging "
-    "it for them (each signs with 'tufoci sign') lands with the signing-session work"
-)
 
 
 @dataclass
@@ -46,16 +52,22 @@ class ImportResult:
     plans: list[CollectionPlan]
     checks: dict[str, list[ManifestCheck]] = field(default_factory=dict)  # gun → checks
     published: list[dict] = field(default_factory=list)  # PublishResult.to_dict() per scope
-    left_for_delegates: int = 0  # planned tags of delegated roles, not imported yet
+    diffs: dict[str, ImportDiff] = field(default_factory=dict)  # gun → what changed since the last import
+
+    def __post_init__(self) -> None:
+        imported = load_imported()
+        self.diffs = {plan.gun: diff_since(plan, imported) for plan in self.plans}
 
     def to_json(self) -> dict:
         return {
             "collections": [
-                dict(plan.to_json(), manifests=[asdict(c) for c in self.checks.get(plan.gun, [])])
+                dict(plan.to_json(),
+                     manifests=[asdict(c, dict_factory=camel_fields) for c in self.checks.get(plan.gun, [])],
+                     sinceLastImport=asdict(self.diffs[plan.gun], dict_factory=camel_fields),
+                     forDelegates=for_delegates(plan, self.diffs[plan.gun]))
                 for plan in self.plans
             ],
             "published": self.published,
-            "leftForDelegates": self.left_for_delegates,
         }
 
 
@@ -83,21 +95,14 @@ def _seen_path() -> str:
 
 
 def load_seen() -> dict[str, dict[str, int]]:
-    try:
-        with open(_seen_path(), "rb") as fh:
-            data = json.load(fh)
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        # never start afresh silently: that would turn rollback protection off
-        raise StateError(f"{_seen_path()} is unreadable ({exc}); move it away to start afresh") from exc
-    if not isinstance(data, dict):
-        raise StateError(f"{_seen_path()} is not a JSON object; move it away to start afresh")
-    return data
+    """Raises:
+        StateError: the file is unreadable (never start afresh silently: rollback protection would be off).
+    """
+    return load_record(_seen_path(), "start afresh")
 
 
 def save_seen(seen: dict[str, dict[str, int]]) -> None:
-    atomic_write(_seen_path(), (json.dumps(seen, indent=2, sort_keys=True) + "\n").encode(), 0o600)
+    save_record(_seen_path(), seen)
 
 
 def plan_import(
@@ -110,6 +115,7 @@ def plan_import(
     allow_expired: bool = False,
     scope: str | None = None,
     server_options: dict | None = None,
+    unpublished: str = "carry",
 ) -> list[CollectionPlan]:
     """Verify every collection, then plan each; remember the versions seen (rollback protection).
 
@@ -130,16 +136,20 @@ def plan_import(
             options.setdefault("credentials_registry", parse_repository(gun).registry)
         source = open_source(gun, server=server, trust_dir=trust_dir, **options)
         verified.append(verify_collection(source, pins[gun], allow_expired=allow_expired, known_versions=seen.get(gun)))
-    plans = [make_plan(collection, semantics, scope) for collection in verified]
+    plans = [make_plan(collection, semantics, scope, unpublished) for collection in verified]
     for collection in verified:
         seen[collection.gun] = {**seen.get(collection.gun, {}), **collection.versions}
     save_seen(seen)
     return plans
 
 
-def check_manifests(plan: CollectionPlan, registry_options: dict | None = None) -> list[ManifestCheck]:
+def check_manifests(
+    plan: CollectionPlan, registry_options: dict | None = None, diff: ImportDiff | None = None
+) -> list[ManifestCheck]:
     """Fetch each planned tag's manifest by digest: length and digest checked, a missing one reported.
 
+    With ``diff``, only the tags added or changed since the last import (the others were checked then and are
+    not staged again): a re-run of an unchanged collection asks the registry nothing.
     A registry that cannot be reached leaves the rest ``unchecked`` (reported), never assumed present.
     """
     from tufoci.store.registry import registry_client
@@ -151,7 +161,10 @@ def check_manifests(plan: CollectionPlan, registry_options: dict | None = None) 
     )
     checks: list[ManifestCheck] = []
     unreachable = ""
+    wanted = None if diff is None else set(diff.added) | set(diff.changed)
     for tag in plan.tags:
+        if wanted is not None and tag.target not in wanted:
+            continue
         if unreachable:
             checks.append(ManifestCheck(tag.tag, tag.digest, "unchecked", detail=unreachable))
             continue
@@ -175,29 +188,27 @@ def check_manifests(plan: CollectionPlan, registry_options: dict | None = None) 
     return checks
 
 
-def publish_top_level(
+def import_plans(
     state: State, result: ImportResult, *, secrets: SecretsHandler | None, registry_options: dict | None = None
 ) -> None:
-    """Stage and publish the planned tags of the top-level ``targets`` role whose manifest checked ``ok``.
+    """Stage what changed since the last import (``notary_stage``) and publish it: the top-level tags go live,
+    each delegated role's next version is a proposal for its delegates.
 
-    Only into a scope the user initialised (``tufoci init``) and whose target names are the plan's: staging goes
-    through ``target add REF@digest`` (the manifest fetched by digest once more), publishing through ``publish``.
-    Tags of delegated roles are counted in ``left_for_delegates``, never signed by the top-level key.
+    Only into a scope the user initialised (``tufoci init``); a tag whose manifest did not check ``ok`` is
+    left out (and tried again by the next run).
 
     Raises:
         StateError: a plan's scope is not initialised here.
-        RegistryError: the registry could not be reached to check the images (nothing published).
-        TufociError: from staging or publishing (the registry keeps the previous state).
+        RegistryError: the registry could not be reached to check the images (nothing staged).
+        TufociError: from staging or publishing (the registry keeps the previous state; staged changes stay,
+            and the next run finishes them).
     """
     from tufoci.client.trust_pins import pin_for_scope
     from tufoci.errors import NotTrustedError
-    from tufoci.repo_tool.publish import publish
-    from tufoci.repo_tool.staging import stage_targets
 
-    references: list[str] = []
+    options = registry_options or {}
     for plan in result.plans:
-        checks = result.checks.get(plan.gun, [])
-        unchecked = [c for c in checks if c.status == "unchecked"]
+        unchecked = [c for c in result.checks.get(plan.gun, []) if c.status == "unchecked"]
         if unchecked:
             raise RegistryError(f"{plan.gun}: nothing published, the images could not be checked ({unchecked[0].detail})")
         try:
@@ -205,19 +216,16 @@ def publish_top_level(
         except NotTrustedError as exc:
             raise StateError(f"scope {plan.scope} is not initialised on this machine: run 'tufoci init "
                              f"{plan.scope} …' first (or --scope for another), or use --dry-run") from exc
-        ok = {c.tag for c in checks if c.status == "ok"}
-        for tag in plan.tags:
-            if tag.role != "targets":
-                result.left_for_delegates += 1
-            elif tag.tag in ok:
-                references.append(f"{plan.scope}/{plan.repository}:{tag.tag}@{tag.digest}")
-    if not references:
-        return
-    # what Notary signed is migrated as signed, even where the tag has moved since (issue 18's tag check
-    # would refuse it): the plan's manifest checks already said what the registry serves
-    changes = stage_targets(state, references, allow_tag_mismatch=True, **(registry_options or {}))
-    for scope in dict.fromkeys(c.scope for c in changes):
-        result.published.append(publish(state, scope, secrets=secrets, **(registry_options or {})).to_dict())
+    scopes, ok = [], {}
+    for plan in result.plans:
+        ok[plan.gun] = {c.tag for c in result.checks.get(plan.gun, []) if c.status == "ok"}
+        staged, warnings = stage_import(state, plan, result.diffs[plan.gun], ok[plan.gun], options)
+        plan.warnings.extend(warnings)
+        if staged or staged_changes(state, plan.scope):  # a run that stopped before publishing left them
+            scopes.append(plan.scope)
+    result.published = publish_scopes(state, scopes, secrets, options)
+    for plan in result.plans:
+        record_import(plan, result.diffs[plan.gun], ok[plan.gun])
 
 
 def _answer(answer) -> str:
@@ -247,7 +255,20 @@ def render_text(result: ImportResult) -> list[str]:
         lines.extend(f"  skipped {s}" for s in plan.skipped)
         lines.extend(f"  warning: {w}" for w in plan.warnings)
         lines.extend(f"  EXPIRED (allowed): {e}" for e in plan.expired)
+        diff = result.diffs[plan.gun]
+        since = "first import" if diff.first else "since the last import"
+        lines.append(f"  {since}: {len(diff.added)} added, {len(diff.changed)} changed, {len(diff.removed)} removed, "
+                     f"{diff.unchanged} unchanged; {len(diff.delegations)} delegation(s) to stage")
+        lines.extend(f"  {what} {name}" for what, names in (("added", diff.added), ("changed", diff.changed),
+                                                            ("removed", diff.removed)) for name in names)
+        for p in for_delegates(plan, diff):
+            lines.append(f"  for the delegates of {p['role']} (threshold {p['threshold']} of {len(p['keyids'])} "
+                         f"key(s)): {len(p['tags'])} tag(s) to propose")
     for published in result.published:
         roles = ", ".join(f"{role} v{version}" for role, version in published["published"].items()) or "nothing"
         lines.append(f"published {published['scope']}: {roles} ({len(published['changes'])} change(s))")
+        for role, info in published["proposed"].items():
+            lines.append(f"proposed {role} v{info['version']} to its delegates: each reviews it with 'tufoci status "
+                         f"{published['scope']}' and signs with 'tufoci sign {published['scope']} {role} --expect "
+                         f"FINGERPRINT'")
     return lines

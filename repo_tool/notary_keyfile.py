@@ -165,3 +165,12 @@ def notary_key_headers(text: str) -> dict[str, str]:
         if sep and " " not in name:
             headers[name.strip()] = value.strip()
     return headers
+
+
+def notary_passphrase_env(headers: dict[str, str]) -> str:
+    """The variable the Notary client reads this key's passphrase from: ``NOTARY_ROOT_PASSPHRASE``,
+    ``…_TARGETS_…``, ``…_SNAPSHOT_…``, or ``NOTARY_DELEGATION_PASSPHRASE`` for a delegated role (or no role)."""
+    role = headers.get("role", "")
+    if role in ("root", "targets", "snapshot"):
+        return f"NOTARY_{role.upper()}_PASSPHRASE"
+    return "NOTARY_DELEGATION_PASSPHRASE"

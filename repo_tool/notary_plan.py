@@ -23,10 +23,12 @@ from cryptography.x509.oid import NameOID
 from securesystemslib.signer import SSlibKey
 
 from tufoci.errors import UsageError
+from tufoci.json_keys import camel_fields
 from tufoci.reference import TAG_RE, Repository, parse_repository
 from tufoci.repo_tool.notary_format import NotaryKey
 from tufoci.repo_tool.notary_verify import Collection
 
+UNPUBLISHED = ("carry", "drop")  # what becomes of a delegation declared but never published
 SEMANTICS = ("dct", "notary")
 RELEASES = "targets/releases"
 _FNMATCH_SPECIAL = re.compile(r"([*?\[])")
@@ -120,7 +122,7 @@ class CollectionPlan:
     expired: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return asdict(self, dict_factory=camel_fields)  # -o json: camelCase (docs/cli.md)
 
 
 # -- resolution ---------------------------------------------------------------------------------------------
@@ -191,14 +193,21 @@ def split_gun(gun: str, scope: str | None = None) -> tuple[Repository, str]:
     return scope_repo, relative
 
 
-def make_plan(collection: Collection, semantics: str = "dct", scope: str | None = None) -> CollectionPlan:
+def make_plan(
+    collection: Collection, semantics: str = "dct", scope: str | None = None, unpublished: str = "carry"
+) -> CollectionPlan:
     """Translate a verified collection under ``semantics``; report every tag the two semantics disagree on.
 
+    A delegation declared but never published is carried over empty (its delegates can publish into it later,
+    as they could in Notary) or, with ``unpublished="drop"``, left out; a warning says which, either way.
+
     Raises:
-        UsageError: unknown semantics, or a GUN that is not an image repository under the scope.
+        UsageError: unknown semantics or ``unpublished``, or a GUN that is not an image repository under the scope.
     """
     if semantics not in SEMANTICS:
         raise UsageError(f"unknown semantics {semantics!r}: dct or notary")
+    if unpublished not in UNPUBLISHED:
+        raise UsageError(f"unknown choice for unpublished delegations {unpublished!r}: carry or drop")
     scope_repo, relative = split_gun(collection.gun, scope)
     plan = CollectionPlan(
         collection.gun, str(scope_repo), relative, semantics, collection.root_version, collection.root_sha256,
@@ -225,6 +234,11 @@ def make_plan(collection: Collection, semantics: str = "dct", scope: str | None 
     for notary_role in collection.roles.values():
         if notary_role.parent is None:
             continue
+        if not role.published:
+            verb = "carried over empty" if unpublished == "carry" else "dropped (--unpublished drop)"
+            plan.warnings.append(f"{role.name}: declared but never published; {verb}")
+            if unpublished == "drop":
+                continue
         plan.delegations.append(DelegationPlan(
             notary_role.name, tufoci_role_name(relative, notary_role.name),
             tufoci_role_name(relative, notary_role.parent), notary_role.threshold,
@@ -232,6 +246,4 @@ def make_plan(collection: Collection, semantics: str = "dct", scope: str | None 
             [prefix_pattern(relative, p) for p in notary_role.paths or []], notary_role.published,
             per_role.get(notary_role.name, 0),
         ))
-        if not notary_role.published:
-            plan.warnings.append(f"{notary_role.name}: declared but never published; carried over empty")
     return plan

@@ -12,6 +12,7 @@ import base64
 import datetime
 import hashlib
 import json
+import re
 import shutil
 import ssl
 import subprocess
@@ -176,8 +177,8 @@ def test_dct_plan_from_the_server(built, home):
     root_pin = hashlib.sha256(built.root1).hexdigest()
     plan = _plan(_import(GUN, *_server_args(built), "--root-sha256", root_pin, "--dry-run", "-o", "json"))
     assert plan["scope"] == "registry.example.com/acme" and plan["repository"] == "web"
-    assert plan["root_version"] == 2  # the rotation was followed from the pinned version 1
-    tags = {t["tag"]: (t["notary_role"], t["digest"], t["length"], t["role"]) for t in plan["tags"]}
+    assert plan["rootVersion"] == 2  # the rotation was followed from the pinned version 1
+    tags = {t["tag"]: (t["notaryRole"], t["digest"], t["length"], t["role"]) for t in plan["tags"]}
     assert tags == {
         "1.0": ("targets/releases", f"sha256:{_digest(11)}", 511, "web/releases"),
         "2.0": ("targets", f"sha256:{_digest(2)}", 502, "targets"),
@@ -188,12 +189,35 @@ def test_dct_plan_from_the_server(built, home):
     assert conflicts["1.0"]["dct"]["sha256"] == _digest(11) and conflicts["1.0"]["notary"]["sha256"] == _digest(1)
     assert conflicts["v1"]["dct"] is None and conflicts["v1"]["notary"]["role"] == "targets/rsa"
     assert sorted(s.split("'")[1] for s in plan["skipped"]) == ["qa-1", "rc1", "v1"]
-    delegations = {d["notary_role"]: d for d in plan["delegations"]}
+    delegations = {d["notaryRole"]: d for d in plan["delegations"]}
     assert delegations["targets/qa"]["patterns"] == ["web:qa-*", "web:rc*"]
     assert delegations["targets/rsa"]["keys"][0]["scheme"] == "rsassa-pss-sha256"
-    assert delegations["targets/rsa"]["keys"][0]["certificate_cn"] == "rsa-dev"
+    assert delegations["targets/rsa"]["keys"][0]["certificateCn"] == "rsa-dev"
     assert delegations["targets/ci"]["published"] is False
     assert any("targets/ci" in w and "never published" in w for w in plan["warnings"])
+
+
+def test_plan_json_field_names_are_camel_case(built, home):
+    from tests.test_json_shapes import field_names
+    from tufoci.json_keys import FIELD_NAME
+
+    result = _import(GUN, *_server_args(built), "--tofu", "--dry-run", "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    names = field_names(json.loads(result.stdout))
+    wrong = [(path, name) for path, name in names
+             if not re.fullmatch(FIELD_NAME, name) and not path.endswith(".listedIn")]  # role → digest: data
+    assert not wrong, wrong
+    assert any(name == "listedIn" for _, name in names)
+
+
+def test_unpublished_delegation_carried_over_empty_or_dropped_with_a_warning(built, home):
+    carried = _plan(_import(GUN, *_server_args(built), "--tofu", "--dry-run", "-o", "json"))
+    assert {d["notaryRole"]: d["published"] for d in carried["delegations"]}["targets/ci"] is False
+    assert any(w == "targets/ci: declared but never published; carried over empty" for w in carried["warnings"])
+    dropped = _import(GUN, *_server_args(built), "--tofu", "--dry-run", "--unpublished", "drop")
+    assert dropped.exit_code == 0, dropped.stderr
+    assert "targets/ci: declared but never published; dropped" in dropped.stdout
+    assert "role targets/ci" not in dropped.stdout and "role targets/releases" in dropped.stdout
 
 
 def test_notary_semantics_agree_with_notary_lookup(built, home):
@@ -372,14 +396,17 @@ def test_import_checks_manifests_and_publishes_top_level_tags(built, home, regis
     assert sorted(registry_client(registry.host).repository("acme/tuf").list_tags()) == metadata_tags
 
     result = _import(*args)
-    assert result.exit_code == 1 and "1 tag(s) of delegated roles were not imported" in result.stderr
+    assert result.exit_code == 0, result.stderr
     output = json.loads(result.stdout)
     (collection,) = output["collections"]
     status = {c["tag"]: c["status"] for c in collection["manifests"]}
     assert status == {"real": "ok", "gone": "missing", "short": "mismatch", "rel": "ok"}
-    assert next(c for c in collection["manifests"] if c["tag"] == "real")["media_type"] == manifest.content_type
-    assert [c["target"] for c in output["published"][0]["changes"]] == ["app:real"]
-    assert output["leftForDelegates"] == 1
+    assert next(c for c in collection["manifests"] if c["tag"] == "real")["mediaType"] == manifest.content_type
+    (published,) = output["published"]
+    assert [(c["action"], c["role"], c["target"]) for c in published["changes"]] == [
+        ("delegate", "targets", "app/releases"), ("add", "targets", "app:real"), ("add", "app/releases", "app:rel")]
+    assert set(published["published"]) == {"targets", "snapshot", "timestamp"}
+    assert set(published["proposed"]) == {"app/releases"}  # for its delegate to sign, never signed here
     verified = run_tufoci("verify", "--skip-registry-check", f"{gun}:real")  # Notary's tags are not registry tags
     assert verified.exit_code == 0 and verified.stdout.strip() == f"{gun}@{manifest.digest}"
     for tag in ("gone", "short", "rel"):
@@ -498,3 +525,131 @@ def test_client_certificate_is_presented(built, home, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_key_import_from_a_notary_key_file(built, home, monkeypatch):
+    from cryptography.hazmat.primitives import serialization
+
+    root = json.loads(_get(built.server, GUN, "root"))["signed"]
+    targets_keyid = root["roles"]["targets"]["keyids"][0]
+    path = built.publisher.trust_dir / "private" / f"{targets_keyid}.key"
+    monkeypatch.setenv("TUFOCI_PASSPHRASE", "tufoci passphrase")
+    monkeypatch.delenv("NOTARY_TARGETS_PASSPHRASE", raising=False)
+    missing = run_tufoci("key", "import", "from-notary", "--from-notary-key", str(path))
+    assert missing.exit_code == 2 and "NOTARY_TARGETS_PASSPHRASE" in missing.stderr
+    monkeypatch.setenv("NOTARY_TARGETS_PASSPHRASE", "wrong")
+    assert run_tufoci("key", "import", "from-notary", "--from-notary-key", str(path)).exit_code != 0
+    monkeypatch.setenv("NOTARY_TARGETS_PASSPHRASE", notary_peer.CLIENT_ENV["NOTARY_TARGETS_PASSPHRASE"])
+    imported = run_tufoci("key", "import", "from-notary", "--from-notary-key", str(path))
+    assert imported.exit_code == 0, imported.stderr
+    assert imported.stdout.split()[2].startswith("encfile:")  # kept encrypted with the tufoci passphrase
+    exported = json.loads(run_tufoci("key", "export", "from-notary").stdout)
+    public = serialization.load_pem_public_key(exported["keyval"]["public"].encode())
+    der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert base64.b64encode(der).decode() == root["keys"][targets_keyid]["keyval"]["public"]
+
+
+# -- delegates sign their roles; re-runs import what changed ---------------------------------------------------
+@needs_registry
+def test_delegate_signs_with_the_key_notary_generated_and_reruns_import_only_changes(
+        built, home, registry, tmp_path, monkeypatch):
+    from cryptography.hazmat.primitives import serialization
+
+    from tests.conftest import Machine, init_scope_on, reviewed_sign
+    from tufoci.repo_tool.notary_keyfile import load_notary_private_key
+    from tufoci.store.registry import registry_client
+
+    gun, scope = f"{registry.host}/acme/svc", f"{registry.host}/acme"
+    digests = {}
+    for tag in ("top", "rel-1", "rel-2", "rel-3"):
+        push_test_image(tmp_path, f"svc {tag}".encode(), f"{gun}:{tag}")
+        manifest = registry_client(registry.host).repository("acme/svc").get_manifest(tag)
+        digests[tag] = (manifest.digest.removeprefix("sha256:"), len(manifest.data))
+    pub = built.publisher
+    _init(pub, gun)
+    pub.addhash(gun, "top", digests["top"][1], digests["top"][0])
+    # the delegate's key, generated by Notary in its key store (encrypted with NOTARY_DELEGATION_PASSPHRASE)
+    private = pub.trust_dir / "private"
+    before = set(private.glob("*.key"))
+    pub.run("key", "generate", "ecdsa", "--role", "targets/releases")
+    (notary_key,) = set(private.glob("*.key")) - before
+    public_pem = tmp_path / "releases.pub.pem"
+    public_pem.write_bytes(load_notary_private_key(
+        notary_key.read_text(), notary_peer.CLIENT_ENV["NOTARY_DELEGATION_PASSPHRASE"].encode()
+    ).public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    pub.run("delegation", "add", gun, "targets/releases", str(public_pem), "--all-paths")
+    ci_key, ci_cert = notary_peer.make_delegation_key(tmp_path / "keys", "svc-ci")
+    pub.delegation_add(gun, "targets/ci", ci_cert)  # declared, never published
+    for tag in ("rel-1", "rel-2"):
+        pub.addhash(gun, tag, digests[tag][1], digests[tag][0], role="targets/releases")
+    pub.publish(gun)
+
+    maintainer, delegate = Machine("maintainer", tmp_path, monkeypatch), Machine("delegate", tmp_path, monkeypatch)
+    root = init_scope_on(maintainer, scope, tmp_path)
+    args = [gun, *_server_args(built), "--tofu"]
+    dry = json.loads(maintainer.ok("import-notary", *args, "--dry-run", "-o", "json").stdout)["collections"][0]
+    assert dry["sinceLastImport"]["first"] and sorted(dry["sinceLastImport"]["added"]) == [
+        "svc:rel-1", "svc:rel-2", "svc:top"]
+    assert {p["role"]: p["tags"] for p in dry["forDelegates"]} == {
+        "svc/releases": ["svc:rel-1", "svc:rel-2"], "svc/ci": []}
+    monkeypatch.setenv("TUFOCI_PASSPHRASE", "not the passphrase")  # staged, then publishing stops
+    stopped = maintainer("import-notary", *args)
+    assert stopped.exit_code != 0 and not (maintainer.home / "notary-imported.json").exists()
+    monkeypatch.setenv("TUFOCI_PASSPHRASE", "correct horse")
+    imported = maintainer.ok("import-notary", *args)  # continues where it stopped
+    assert "proposed svc/releases v1 to its delegates" in imported.stdout
+    assert "targets/ci: declared but never published; carried over empty" in imported.stdout
+    assert maintainer("verify", "--skip-registry-check", f"{gun}:rel-1").exit_code == 10  # not signed yet
+
+    # the delegate: their own machine, the key Notary generated for them, a review, a signature
+    monkeypatch.setenv("NOTARY_DELEGATION_PASSPHRASE", notary_peer.CLIENT_ENV["NOTARY_DELEGATION_PASSPHRASE"])
+    delegate.ok("key", "import", "releases", "--from-notary-key", str(notary_key))
+    delegate.ok("trust", "add", scope, "--root", str(root))
+    review = json.loads(delegate.ok("status", scope, "-o", "json").stdout)["proposals"]
+    assert [p["role"] for p in review] == ["svc/releases"]
+    reviewed_sign(delegate, scope, "svc/releases")
+    maintainer.ok("publish", scope)  # the complete proposal goes live (or the online service does it)
+
+    consumer = Machine("consumer", tmp_path, monkeypatch)
+    consumer.ok("trust", "add", scope, "--root", str(root))
+    for tag in ("top", "rel-1", "rel-2"):
+        dct = pub.lookup(gun, tag)  # what docker pull with content trust resolves
+        assert consumer.ok("verify", "--skip-registry-check", f"{gun}:{tag}").stdout.strip() == \
+            f"{gun}@sha256:{dct.sha256}"
+
+    # Notary moves on: one tag added; a re-run imports only that one, for the delegate to sign again
+    pub.addhash(gun, "rel-3", digests["rel-3"][1], digests["rel-3"][0], role="targets/releases")
+    pub.publish(gun)
+    again = json.loads(maintainer.ok("import-notary", *args, "-o", "json").stdout)
+    since = again["collections"][0]["sinceLastImport"]
+    assert (since["added"], since["changed"], since["removed"], since["unchanged"], since["delegations"]) == (
+        ["svc:rel-3"], [], [], 3, [])
+    (published,) = again["published"]
+    assert [(c["action"], c["role"], c["target"]) for c in published["changes"]] == [
+        ("add", "svc/releases", "svc:rel-3")]
+    assert set(published["proposed"]) == {"svc/releases"} and published["proposed"]["svc/releases"]["version"] == 2
+    reviewed_sign(delegate, scope, "svc/releases")
+    maintainer.ok("publish", scope)
+    assert consumer.ok("verify", "--skip-registry-check", f"{gun}:rel-3").stdout.strip() == \
+        f"{gun}@sha256:{digests['rel-3'][0]}"
+    nothing = json.loads(maintainer.ok("import-notary", *args, "-o", "json").stdout)
+    assert nothing["published"] == [] and nothing["collections"][0]["sinceLastImport"]["unchanged"] == 4
+    assert nothing["collections"][0]["manifests"] == []  # checked when imported: the registry is not asked again
+
+    # a tag removed in Notary is removed by the next run (by the delegate's signature too)
+    pub.run("remove", gun, "rel-1", "--roles", "targets/releases")
+    pub.publish(gun)
+    removed = json.loads(maintainer.ok("import-notary", *args, "-o", "json").stdout)
+    assert removed["collections"][0]["sinceLastImport"]["removed"] == ["svc:rel-1"]
+    assert [(c["action"], c["role"], c["target"]) for c in removed["published"][0]["changes"]] == [
+        ("remove", "svc/releases", "svc:rel-1")]
+    reviewed_sign(delegate, scope, "svc/releases")
+    maintainer.ok("publish", scope)
+    assert consumer("verify", "--skip-registry-check", f"{gun}:rel-1").exit_code == 10
+
+
+def test_an_unreadable_import_record_stops_the_import(built, home):
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "notary-imported.json").write_text("{not json")
+    result = _import(GUN, *_server_args(built), "--tofu", "--dry-run")
+    assert result.exit_code == 1 and "notary-imported.json is unreadable" in result.stderr

@@ -195,25 +195,33 @@ def key() -> None:
 @output_option
 def key_generate(name: str, keytype: str, unencrypted: bool, password_stdin: bool, output: str) -> None:
     """Generate a key pair; the private key is stored encrypted, mode 0600."""
-    from tufoci.keys import PASSPHRASE_ENV, generate_key
+    from tufoci.keys import generate_key
 
-    passphrase = None
-    if not unencrypted:
-        if PASSPHRASE_ENV in os.environ:
-            passphrase = os.environ[PASSPHRASE_ENV]
-        elif password_stdin:
-            passphrase = sys.stdin.readline().rstrip("\r\n")
-        elif sys.stdin.isatty():
-            passphrase = click.prompt(f"Passphrase for {name}", hide_input=True, confirmation_prompt=True, err=True)
-        else:
-            raise UsageError(f"no passphrase: set {PASSPHRASE_ENV}, use --password-stdin, or --unencrypted")
-        if not passphrase:
-            raise UsageError("empty passphrase: use --unencrypted for a key without one")
+    passphrase = _new_passphrase(name, unencrypted, password_stdin)
     created = generate_key(_state(), name, keytype=keytype, passphrase=passphrase)
     if output == "json":
         _emit_json(_key_json(created))
     else:
         _echo(f"{created.name} {created.keyid} {created.uri}")
+
+
+def _new_passphrase(name: str, unencrypted: bool, password_stdin: bool) -> str | None:
+    """The passphrase a private key kept on this machine is encrypted with (None: --unencrypted)."""
+    from tufoci.keys import PASSPHRASE_ENV
+
+    if unencrypted:
+        return None
+    if PASSPHRASE_ENV in os.environ:
+        passphrase = os.environ[PASSPHRASE_ENV]
+    elif password_stdin:
+        passphrase = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        passphrase = click.prompt(f"Passphrase for {name}", hide_input=True, confirmation_prompt=True, err=True)
+    else:
+        raise UsageError(f"no passphrase: set {PASSPHRASE_ENV}, use --password-stdin, or --unencrypted")
+    if not passphrase:
+        raise UsageError("empty passphrase: use --unencrypted for a key without one")
+    return passphrase
 
 
 def _key_json(k) -> dict:
@@ -223,17 +231,51 @@ def _key_json(k) -> dict:
 
 @key.command("import")
 @click.argument("name")
-@click.argument("public_key")
+@click.argument("public_key", required=False)
 @click.option("--uri", help="Private key URI for this public key (hsm:, awskms:, gcpkms:, azurekms:, hv:, file2:, encfile:).")
-def key_import(name: str, public_key: str, uri: str | None) -> None:
-    """Add a public key (a file or the JSON 'key export' prints), optionally with its signer URI."""
+@click.option("--from-notary-key", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+              help="A Notary client's encrypted private key file (~/.docker/trust/private/KEYID.key): sign with the "
+                   "key Notary knew (its passphrase from NOTARY_*_PASSPHRASE or a prompt).")
+@click.option("--unencrypted", is_flag=True, help="With --from-notary-key: keep the key unencrypted.")
+@password_stdin_option
+def key_import(name: str, public_key: str | None, uri: str | None, from_notary_key: str | None,
+               unencrypted: bool, password_stdin: bool) -> None:
+    """Add a public key (a file or the JSON 'key export' prints), optionally with its signer URI; or, with
+    --from-notary-key, a private key a Notary client kept (re-encrypted with the tufoci passphrase)."""
     from tufoci.keys import import_key
 
+    if bool(public_key) == bool(from_notary_key) or (from_notary_key and uri):
+        raise UsageError("give PUBLIC_KEY (optionally with --uri), or --from-notary-key FILE alone")
+    if from_notary_key:
+        imported = _import_notary_key(name, from_notary_key, unencrypted, password_stdin)
+        _echo(f"{imported.name} {imported.keyid} {imported.uri}")
+        return
     unchecked: list[str] = []
     imported = import_key(_state(), name, public_key, uri=uri, unchecked=unchecked)
     _echo(f"{imported.name} {imported.keyid}")
     for note in unchecked:
         _echo(f"tufoci: note: not checked: {note}", err=True)
+
+
+def _import_notary_key(name: str, path: str, unencrypted: bool, password_stdin: bool):
+    from tufoci.keys import import_private_key
+    from tufoci.repo_tool.notary_keyfile import load_notary_private_key, notary_key_headers, notary_passphrase_env
+
+    try:
+        with open(path, encoding="ascii") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read the Notary key file ({exc})") from exc
+    variable = notary_passphrase_env(notary_key_headers(text))
+    if variable in os.environ:
+        notary_passphrase = os.environ[variable]
+    elif sys.stdin.isatty():
+        notary_passphrase = click.prompt(f"Notary passphrase of {path}", hide_input=True, err=True)
+    else:
+        raise UsageError(f"no Notary passphrase for {path}: set {variable}")
+    private_key = load_notary_private_key(text, notary_passphrase.encode("utf-8"))
+    return import_private_key(_state(), name, private_key,
+                              passphrase=_new_passphrase(name, unencrypted, password_stdin))
 
 
 @key.command("import-hsm")

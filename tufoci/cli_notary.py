@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import click
 
-from tufoci.errors import TufociError
-
 
 @click.command("import-notary")
 @click.argument("guns", nargs=-1, required=True)
@@ -22,6 +20,8 @@ from tufoci.errors import TufociError
 @click.option("--tofu", is_flag=True, help="Trust the root the source serves (trust on first use), explicitly.")
 @click.option("--semantics", type=click.Choice(["dct", "notary"]), default="dct", show_default=True,
               help="Whose answer a tag gets: docker pull with content trust, or notary lookup.")
+@click.option("--unpublished", type=click.Choice(["carry", "drop"]), default="carry", show_default=True,
+              help="A delegation declared but never published: carried over empty, or dropped (warned either way).")
 @click.option("--scope", help="tufoci scope (default: the GUN's parent, registry/namespace).")
 @click.option("--allow-expired", is_flag=True, help="Import an expired collection (reported).")
 @click.option("--dry-run", is_flag=True, help="Verify and print the plan; touch no registry.")
@@ -30,17 +30,18 @@ from tufoci.errors import TufociError
 @click.option("--insecure", is_flag=True, help="Do not verify the servers' TLS certificates.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def import_notary(guns, server, ca_file, client_cert, client_key, trust_dir, root_sha256, root_cert_fingerprint,
-                  tofu, semantics, scope, allow_expired, dry_run, password_stdin, plain_http, insecure, output) -> None:
+                  tofu, semantics, unpublished, scope, allow_expired, dry_run, password_stdin, plain_http, insecure,
+                  output) -> None:
     """Verify Notary v1 / Docker Content Trust collections (GUNs), print the tufoci plan and, without --dry-run,
-    check the images and publish the top-level tags into the scope initialised with 'tufoci init'."""
+    check the images, stage what changed since the last import into the scope initialised with 'tufoci init'
+    and publish: the top-level tags go live, each delegated role is proposed to its delegates ('tufoci sign')."""
     from tufoci.cli import _echo, _emit_json, _registry_kwargs, _secrets_handler, _state
     from tufoci.repo_tool.notary_import import (
-        DELEGATED_LATER,
         ImportResult,
         check_manifests,
+        import_plans,
         pins_for,
         plan_import,
-        publish_top_level,
         render_text,
     )
 
@@ -48,19 +49,18 @@ def import_notary(guns, server, ca_file, client_cert, client_key, trust_dir, roo
     server_options = {"ca_file": ca_file, "client_cert": client_cert, "client_key": client_key,
                       "insecure": insecure} if server else {}
     plans = plan_import(list(guns), pins, server=server, trust_dir=trust_dir, semantics=semantics,
-                        allow_expired=allow_expired, scope=scope, server_options=server_options)
+                        allow_expired=allow_expired, scope=scope, server_options=server_options,
+                        unpublished=unpublished)
     result = ImportResult(plans)
     try:
         if not dry_run:
             registry_options = _registry_kwargs(plain_http, insecure, None)  # certs.d and proxies too
-            result.checks = {plan.gun: check_manifests(plan, registry_options) for plan in plans}
-            publish_top_level(_state(), result, secrets=_secrets_handler(password_stdin),
-                              registry_options=registry_options)
+            result.checks = {plan.gun: check_manifests(plan, registry_options, result.diffs[plan.gun])
+                             for plan in plans}
+            import_plans(_state(), result, secrets=_secrets_handler(password_stdin), registry_options=registry_options)
     finally:  # the verified plan and the checks are shown even when publishing stops
         if output == "json":
             _emit_json(result.to_json())
         else:
             for line in render_text(result):  # role names, certificate CNs, registry answers: escaped
                 _echo(line)
-    if result.left_for_delegates:
-        raise TufociError(f"{result.left_for_delegates} {DELEGATED_LATER}")

@@ -24,3 +24,9 @@ def camel(name: str) -> str:
 def camel_keys(fields: Mapping[str, Any]) -> dict[str, Any]:
     """The same fields under camelCase names (top level only: nested values are data or already named)."""
     return {camel(name): value for name, value in fields.items()}
+
+
+def camel_fields(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``dataclasses.asdict(obj, dict_factory=camel_fields)``: a dataclass's fields under camelCase names, all the
+    way down; plain dicts inside (role → digest maps) are data and keep their keys."""
+    return {camel(name): value for name, value in pairs}

@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib import parse
 
 from securesystemslib.exceptions import UnverifiedSignatureError, VerificationError
@@ -105,12 +106,6 @@ def generate_key(
     With ``passphrase=None`` the key is written unencrypted (``file2:``), which
     is meant for online keys used by unattended timestamping.
     """
-    from cryptography.hazmat.primitives.serialization import (
-        BestAvailableEncryption,
-        Encoding,
-        NoEncryption,
-        PrivateFormat,
-    )
 
     _check_name(name)
     if keytype not in KEY_TYPES:
@@ -118,8 +113,41 @@ def generate_key(
     if state.query("SELECT 1 FROM keys WHERE name = ?", (name,)):
         raise SigningKeyError(f"a key named {name!r} already exists")
     signer = CryptoSigner.generate_ed25519() if keytype == "ed25519" else CryptoSigner.generate_ecdsa()
+    return _keep_private(state, name, signer._private_key, passphrase=passphrase, action="key-generate",
+                         public=signer.public_key)
+
+
+def import_private_key(state: State, name: str, private_key: Any, *, passphrase: str | None) -> KeyRef:
+    """Keep a private key this machine already holds elsewhere (a Notary delegate's key, read by
+    ``repo_tool.notary_keyfile``) under ``name``, so the delegate signs with the key its collaborators know.
+
+    Stored like a generated key (encrypted with ``passphrase``, mode 0600); the public key and its scheme are
+    what ``SSlibKey.from_crypto`` gives, the same as the import plan's, so the key ids agree.
+
+    Raises:
+        SigningKeyError: a bad or taken name, or a key TUF has no scheme for.
+    """
+    _check_name(name)
+    if state.query("SELECT 1 FROM keys WHERE name = ?", (name,)):
+        raise SigningKeyError(f"a key named {name!r} already exists")
+    return _keep_private(state, name, private_key, passphrase=passphrase, action="key-import-private")
+
+
+def _keep_private(state: State, name: str, private_key: Any, *, passphrase: str | None, action: str,
+                  public: Key | None = None) -> KeyRef:
+    from cryptography.hazmat.primitives.serialization import (
+        BestAvailableEncryption,
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    try:
+        public = public or SSlibKey.from_crypto(private_key.public_key())
+    except ValueError as exc:
+        raise SigningKeyError(f"key {name!r}: TUF has no scheme for it ({exc})") from exc
     encryption = BestAvailableEncryption(passphrase.encode("utf-8")) if passphrase else NoEncryption()
-    pem = signer._private_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, encryption)
+    pem = private_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, encryption)
     key_dir = state.path("keys")
     os.makedirs(key_dir, mode=0o700, exist_ok=True)
     path = os.path.join(key_dir, f"{name}.pem")
@@ -127,8 +155,8 @@ def generate_key(
         raise SigningKeyError(f"key file {path} already exists")
     atomic_write(path, pem, mode=0o600)
     uri = f"{EncryptedFileSigner.SCHEME if passphrase else CryptoSigner.SCHEME}:{path}"
-    key = KeyRef(signer.public_key, uri, name)
-    _store(state, key, action="key-generate")
+    key = KeyRef(public, uri, name)
+    _store(state, key, action=action)
     return key
 
 

@@ -234,9 +234,9 @@ def make_plan(
     for notary_role in collection.roles.values():
         if notary_role.parent is None:
             continue
-        if not role.published:
+        if not notary_role.published:
             verb = "carried over empty" if unpublished == "carry" else "dropped (--unpublished drop)"
-            plan.warnings.append(f"{role.name}: declared but never published; {verb}")
+            plan.warnings.append(f"{notary_role.name}: declared but never published; {verb}")
             if unpublished == "drop":
                 continue
         plan.delegations.append(DelegationPlan(

@@ -250,6 +250,7 @@ def key_import(name: str, public_key: str | None, uri: str | None, from_notary_k
         imported = _import_notary_key(name, from_notary_key, unencrypted, password_stdin)
         _echo(f"{imported.name} {imported.keyid} {imported.uri}")
         return
+    assert public_key is not None  # one of the two, checked above
     unchecked: list[str] = []
     imported = import_key(_state(), name, public_key, uri=uri, unchecked=unchecked)
     _echo(f"{imported.name} {imported.keyid}")

@@ -1,7 +1,7 @@
-"""Independent review of the enforcement and operations (2026-12): the online service and the initial signing session.
+"""Independent review of the enforcement and operations (2026-12): findings and their regression tests.
 
-Every person is a separate TUFOCI_HOME sharing only the registry and the root file; the online service runs as a
-real process, the attacker has push (and delete) access to the registry and nothing else.
+In the registry tests every person is a separate TUFOCI_HOME sharing only the registry and the root file; the
+online service runs as a real process, the attacker has push (and delete) access to the registry and nothing else.
 """
 
 from __future__ import annotations
@@ -10,13 +10,31 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Machine, needs_registry, reviewed_sign
 from tests.test_trust_operations import start_service, stop_service
+from tufoci.registry_config import Proxies
 
-pytestmark = needs_registry
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
+@pytest.mark.parametrize(("no_proxy", "url", "proxied"), [
+    ("[::1]:5000", "http://[::1]:5000/v2/", False),  # the bracketed HOST:PORT docs/registries.md promises
+    ("[::1]:5000", "http://[::1]:6000/v2/", True),
+    ("[fd00::1]", "https://[fd00::1]:8443/v2/", False),
+    ("fd00::1", "https://[fd00::1]/v2/", False),
+    ("[fd00::1]:443", "https://[fd00::1]:8443/v2/", True),
+])
+def test_no_proxy_with_an_ipv6_host_and_port(no_proxy: str, url: str, proxied: bool):
+    """``NO_PROXY=[::1]:5000`` was not honoured: a plain-HTTP registry the user excluded from the proxy sent its
+    requests, credentials included, through it."""
+    proxies = Proxies.from_environment({"HTTPS_PROXY": "http://proxy:3128", "HTTP_PROXY": "http://proxy:3128",
+                                        "NO_PROXY": no_proxy})
+    assert (proxies.for_url(url) is not None) == proxied
+
+
+@needs_registry
 def test_a_removed_timestamp_does_not_send_a_live_repository_back_to_its_initial_signing_session(
         registry, tmp_path: Path, home: Path, monkeypatch):
     """Version 1 went live through the online service. Someone with push access deletes ``timestamp`` and puts the

@@ -97,8 +97,8 @@ def refuse_genesis_seen_live(home: str, pin: Pin) -> None:
         version = "a version"
     raise MetadataRejectedError(
         f"{pin.scope}: the registry has no timestamp, but this machine has trusted timestamp {version} of it: "
-        "refusing to publish version 1 again (a rollback). Find out who removed 'timestamp' and put "
-        "the last one back (from a backup or a copy of the repository)"
+        "it is not awaiting its first signatures (publishing version 1 again would be a rollback). Find out who "
+        "removed 'timestamp' and put the last one back (from a backup or a copy of the repository)"
     )
 
 

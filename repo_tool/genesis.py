@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
+import os
 from collections.abc import Iterator
 
 from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
 
 from tufoci.client.refresh import TrustedSession, trusted_session
+from tufoci.client.verified_record import cache_dir
 from tufoci.errors import MetadataRejectedError, PublishError
 from tufoci.repo_tool.plan import CurrentState, load_current
 from tufoci.repo_tool.push import current_timestamp_digest
@@ -73,6 +76,32 @@ def pinned_root(pin: Pin) -> Metadata[Root]:
     return root
 
 
+def refuse_genesis_seen_live(home: str, pin: Pin) -> None:
+    """A registry without ``timestamp`` is an initial signing session only for a machine that never trusted one.
+
+    Anyone with push access can delete the ``timestamp`` tag (and put the old, fully signed targets v1 proposal
+    back): the genesis view would then publish "version 1" again over a live repository — a rollback every new
+    consumer trusts, and one the high-water marks never see (they compare verified states). This machine's
+    trusted cache for the pin remembers the scope went live: then the missing timestamp is an attack, or a loss.
+
+    Raises:
+        MetadataRejectedError: this machine has trusted a timestamp of the scope.
+    """
+    path = os.path.join(cache_dir(home, pin), "timestamp.json")
+    if not os.path.exists(path):
+        return
+    try:
+        with open(path, "rb") as f:
+            version = f"v{json.load(f)['signed']['version']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        version = "a version"
+    raise MetadataRejectedError(
+        f"{pin.scope}: the registry has no timestamp, but this machine has trusted timestamp {version} of it: "
+        "it is not awaiting its first signatures (publishing version 1 again would be a rollback). Find out who "
+        "removed 'timestamp' and put the last one back (from a backup or a copy of the repository)"
+    )
+
+
 def genesis_state(root: Metadata[Root], now: datetime.datetime) -> CurrentState:
     """Placeholders for what does not exist yet; ``publish`` makes snapshot and timestamp version 1."""
     targets = Metadata(Targets(expires=now))
@@ -88,6 +117,7 @@ def maintainer_view(
     """The verified live state (a refresh), or, before version 1 went live, the pinned root's genesis view
     (then the session is None)."""
     if current_timestamp_digest(store) is None:
+        refuse_genesis_seen_live(home, pin)
         root = pinned_root(pin)
         yield genesis_state(root, now), GenesisTree(root.signed, now), None
         return

@@ -122,10 +122,16 @@ class Proxies:
         for entry in self.no_proxy:
             if entry == "*":
                 return True
-            name, _, entry_port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+            if entry.startswith("["):  # [V6] or [V6]:PORT
+                name, _, entry_port = entry[1:].partition("]")
+                entry_port = entry_port.removeprefix(":")
+            elif entry.count(":") == 1:  # HOST:PORT (more colons: a bare IPv6 address)
+                name, _, entry_port = entry.rpartition(":")
+            else:
+                name, entry_port = entry, ""
             if entry_port and str(port) != entry_port:
                 continue
-            name = name.strip("[]").lstrip(".")
+            name = name.lstrip(".")
             if host == name or host.endswith("." + name):
                 return True
             try:

@@ -199,6 +199,23 @@ def test_the_warm_path_imports_no_tuf_no_crypto_no_urllib3(warm):
     assert done.stdout == full(cluster, f"{scope}/web:1.0")[1]
 
 
+def test_the_plain_http_warm_path_loads_no_tls_no_idna_and_no_registries_conf_parser(warm, tmp_path, monkeypatch):
+    """ssl (~5 ms) is imported only where a TLS context is built, tomllib (~11 ms) only for a registries.conf
+    with content (not for the all-comments file distributions install), and an ASCII registry host is
+    resolved without the idna codec (unicodedata, stringprep: ~2 ms)."""
+    scope, cluster, _ = warm
+    conf = tmp_path / "registries.conf"
+    conf.write_text("# containers-registries.conf(5)\n#\n# unqualified-search-registries = []\n")
+    monkeypatch.setenv("CONTAINERS_REGISTRIES_CONF", str(conf))
+    done = _warm_process(cluster, f"{scope}/web:1.0", importtime=True)
+    assert done.returncode == 0, done.stderr
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "tufoci.client.fast_verify" in imported
+    costly = {"ssl", "_ssl", "tomllib", "encodings.idna", "unicodedata"}
+    assert not imported & costly, sorted(imported & costly)
+    assert done.stdout == full(cluster, f"{scope}/web:1.0")[1]
+
+
 def test_without_a_record_the_process_runs_the_full_path(warm):
     scope, cluster, _ = warm
     _record_file(cluster).unlink()

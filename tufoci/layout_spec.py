@@ -64,8 +64,9 @@ MAX_METADATA_BYTES = 32 * 1024 * 1024
 # timestamp, whose own limit in python-tuf is 16 KiB
 MAX_METADATA_MANIFEST_BYTES = 128 * 1024
 
-_PLATFORM_PART_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
-_PLAIN_ROLE_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+# patterns as text, compiled by re (and cached there) when first used: the verify fast path uses none of them
+_PLATFORM_PART = r"[A-Za-z0-9._-]{1,64}"
+_PLAIN_ROLE = r"[A-Za-z0-9-]{1,64}"
 _HASHED_ROLE_PREFIX = "_"
 
 
@@ -82,7 +83,7 @@ def encode_role(role: str) -> str:
     the two forms can never collide, and the hashed form is injective as far as
     sha256 is collision resistant.
     """
-    if _PLAIN_ROLE_RE.fullmatch(role):
+    if re.fullmatch(_PLAIN_ROLE, role):
         return role
     # surrogatepass: a JSON "\ud800" escape yields a lone surrogate, which strict UTF-8 cannot encode
     return _HASHED_ROLE_PREFIX + hashlib.sha256(role.encode("utf-8", "surrogatepass")).hexdigest()
@@ -121,11 +122,11 @@ def signature_tag(role: str, version: int, keyid: str) -> str:
 _VERSION = r"([1-9][0-9]{0,11})"
 _ENCODED_ROLE = r"([A-Za-z0-9-]{1,64}|_[0-9a-f]{64})"
 _TAG_GRAMMAR = (
-    ("top-level", re.compile(rf"(root|targets|snapshot)\.{_VERSION}")),
-    ("timestamp", re.compile(TIMESTAMP_TAG)),
-    ("delegated", re.compile(rf"d\.{_ENCODED_ROLE}\.{_VERSION}")),
-    ("proposal", re.compile(rf"{re.escape(PROPOSAL_TAG_PREFIX)}{_ENCODED_ROLE}\.{_VERSION}")),
-    ("signature", re.compile(rf"{re.escape(SIGNATURE_TAG_PREFIX)}{_ENCODED_ROLE}\.{_VERSION}\.([0-9a-f]{{32}})")),
+    ("top-level", rf"(root|targets|snapshot)\.{_VERSION}"),
+    ("timestamp", re.escape(TIMESTAMP_TAG)),
+    ("delegated", rf"d\.{_ENCODED_ROLE}\.{_VERSION}"),
+    ("proposal", rf"{re.escape(PROPOSAL_TAG_PREFIX)}{_ENCODED_ROLE}\.{_VERSION}"),
+    ("signature", rf"{re.escape(SIGNATURE_TAG_PREFIX)}{_ENCODED_ROLE}\.{_VERSION}\.([0-9a-f]{{32}})"),
 )
 
 
@@ -146,7 +147,7 @@ def parse_metadata_tag(tag: str) -> MetadataTag | None:
     recognise instead of failing on it (``root.²``, ``root.01``, ``d.a/b.1``).
     """
     for kind, pattern in _TAG_GRAMMAR:
-        match = pattern.fullmatch(tag) if isinstance(tag, str) else None
+        match = re.fullmatch(pattern, tag) if isinstance(tag, str) else None
         if match is None:
             continue
         if kind == "timestamp":
@@ -372,6 +373,6 @@ def index_platforms(raw: bytes) -> list[str]:
         parts = [platform.get("os"), platform.get("architecture")]
         if platform.get("variant"):
             parts.append(platform["variant"])
-        if all(isinstance(p, str) and _PLATFORM_PART_RE.fullmatch(p) for p in parts):
+        if all(isinstance(p, str) and re.fullmatch(_PLATFORM_PART, p) for p in parts):
             platforms.append("/".join(map(str, parts)))
     return platforms

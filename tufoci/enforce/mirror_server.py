@@ -107,8 +107,9 @@ class _MirrorHandler(_Handler):
         self._read(head=True)
 
     def _write_method(self) -> None:
-        self._discard_body()
-        self._refuse(OciError(405, "UNSUPPORTED", "this mirror is read-only: push to the upstream registry"), False)
+        if self._discard_body():
+            self._refuse(OciError(405, "UNSUPPORTED", "this mirror is read-only: push to the upstream registry"),
+                         False)
 
     do_PUT = do_POST = do_PATCH = do_DELETE = _write_method
 

@@ -217,6 +217,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self.rfile.close()  # socketserver's buffered file: reads go through the deadline reader instead
         self.reader = _DeadlineReader(self.connection)
         self.rfile = io.BufferedReader(self.reader)
         if isinstance(self.connection, ssl.SSLSocket):  # the mirror may serve plain HTTP
@@ -310,8 +311,8 @@ class _Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         endpoint = url.path.strip("/")
         if endpoint not in ("mutate", "validate"):
-            self._discard_body()
-            self._send(404, b'{"error":"not found"}')
+            if self._discard_body():
+                self._send(404, b'{"error":"not found"}')
             return
         if "transfer-encoding" in self.headers:  # the apiserver sends a length; anything else is not for us
             self.close_connection = True
@@ -339,10 +340,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(200, json.dumps(answer, separators=(",", ":")).encode())
 
-    def _discard_body(self) -> None:
+    def _discard_body(self) -> bool:
+        """Read past a body not wanted, so the connection can serve the next request; False: it did not
+        arrive in time (the connection is closed unanswered)."""
         length = self.headers.get("content-length", "0")
-        if not (length.isdigit() and int(length) <= MAX_BODY and self._read_body(int(length)) is not None):
-            self.close_connection = True
+        if not (length.isdigit() and int(length) <= MAX_BODY):
+            self.close_connection = True  # answered, then closed: the body is not read
+            return True
+        return self._read_body(int(length)) is not None
 
     def _read_body(self, length: int) -> bytes | None:
         """``length`` bytes of body within ``BODY_DEADLINE``; None (the connection is closed unanswered)

@@ -1230,7 +1230,9 @@ def admission() -> None:
 @click.option("--cache-dir", type=click.Path(file_okay=False),
               help="Where verified metadata is cached (default: a new temporary directory).")
 @click.option("--ready-file", type=click.Path(dir_okay=False), help="Write the URL here once listening.")
-def admission_serve(policy_file, tls_cert, tls_key, listen, cache_dir, ready_file) -> None:
+@click.option("--max-connections", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Connections served at once; more are closed at accept (counted in /metrics).")
+def admission_serve(policy_file, tls_cert, tls_key, listen, cache_dir, ready_file, max_connections) -> None:
     """Serve /mutate, /validate, /healthz, /readyz and /metrics over HTTPS until SIGTERM."""
     import tempfile
 
@@ -1246,7 +1248,8 @@ def admission_serve(policy_file, tls_cert, tls_key, listen, cache_dir, ready_fil
     cache = cache_dir or tempfile.mkdtemp(prefix="tufoci-admission-")
     # certs.d, registries.conf and proxies as for every command; a policy entry's own options win
     views = Views(loaders_for_policy(policy, cache, _registry_config(None, False, None)), policy.freshness)
-    sys.exit(serve(policy, views, cert_file=tls_cert, key_file=tls_key, listen=address, ready_file=ready_file))
+    sys.exit(serve(policy, views, cert_file=tls_cert, key_file=tls_key, listen=address, ready_file=ready_file,
+                   max_connections=max_connections))
 
 
 @cli.group()
@@ -1264,7 +1267,9 @@ def mirror() -> None:
 @click.option("--cache-dir", type=click.Path(file_okay=False),
               help="Where verified metadata is cached (default: a new temporary directory).")
 @click.option("--ready-file", type=click.Path(dir_okay=False), help="Write the URL here once listening.")
-def mirror_serve(config_file, listen, tls_cert, tls_key, cache_dir, ready_file) -> None:
+@click.option("--max-connections", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Connections served at once; more are closed at accept (counted in /metrics).")
+def mirror_serve(config_file, listen, tls_cert, tls_key, cache_dir, ready_file, max_connections) -> None:
     """Serve the OCI read API (/v2/), /healthz, /readyz and /metrics until SIGTERM."""
     import tempfile
 
@@ -1290,7 +1295,7 @@ def mirror_serve(config_file, listen, tls_cert, tls_key, cache_dir, ready_file) 
     views = Views(loaders_for_policy(policy, cache), policy.freshness)
     served = Mirror(policy, views, Upstreams(policy.mirror))
     sys.exit(serve(policy, views, served, listen=address, cert_file=tls_cert, key_file=tls_key,
-                   ready_file=ready_file))
+                   ready_file=ready_file, max_connections=max_connections))
 
 
 # -- entry point ----------------------------------------------------------------------------

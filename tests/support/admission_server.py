@@ -84,7 +84,7 @@ class WebhookProcess:
 
     @classmethod
     def start(cls, workdir: Path, policy: Path, *, prefix: list[str] = (), env: dict[str, str] | None = None,
-              wait_ready: bool = True) -> WebhookProcess:
+              args: list[str] = (), wait_ready: bool = True) -> WebhookProcess:
         workdir.mkdir(parents=True, exist_ok=True)
         ca = CertificateAuthority(workdir / "pki")
         leaf = ca.issue("webhook", hosts=[SERVICE_NAME, "127.0.0.1"])
@@ -92,7 +92,7 @@ class WebhookProcess:
         ready.unlink(missing_ok=True)  # a restart in the same directory
         command = [*prefix, sys.executable, "-c", "from tufoci.cli import main; main()", "admission", "serve",
                    "--policy", str(policy), "--tls-cert", str(leaf.cert_file), "--tls-key", str(leaf.key_file),
-                   "--listen", "127.0.0.1:0", "--cache-dir", str(workdir / "cache"), "--ready-file", str(ready)]
+                   "--listen", "127.0.0.1:0", "--cache-dir", str(workdir / "cache"), "--ready-file", str(ready), *args]
         stderr = open(workdir / "stderr.log", "wb")  # noqa: SIM115 - the process owns it
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, env={**os.environ, **(env or {})},
                                    cwd=str(Path(__file__).resolve().parents[2]))

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import re
 import socket
-import socketserver
 import ssl
 import time
 import urllib.parse
@@ -36,6 +35,7 @@ from tufoci.enforce.mirror import Mirror, OciError, Route, route
 from tufoci.enforce.mirror_metrics import MirrorMetrics
 from tufoci.enforce.policy import Policy
 from tufoci.enforce.server import (
+    DEFAULT_MAX_CONNECTIONS,
     IDLE_TIMEOUT,
     AdmissionServer,
     CertificateFiles,
@@ -86,11 +86,6 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 class _MirrorHandler(_Handler):
     server: MirrorServer
 
-    def setup(self) -> None:
-        socketserver.StreamRequestHandler.setup(self)
-        if isinstance(self.connection, ssl.SSLSocket):
-            self.connection.do_handshake()  # in the connection's thread: a slow client holds no one else up
-
     def _answer(self, status: int, headers: dict[str, str], body: bytes = b"", *, head: bool = False) -> None:
         self.send_response(status)
         headers = {**API_HEADERS, "Content-Length": str(len(body)), **headers}
@@ -112,8 +107,9 @@ class _MirrorHandler(_Handler):
         self._read(head=True)
 
     def _write_method(self) -> None:
-        self._discard_body()
-        self._refuse(OciError(405, "UNSUPPORTED", "this mirror is read-only: push to the upstream registry"), False)
+        if self._discard_body():
+            self._refuse(OciError(405, "UNSUPPORTED", "this mirror is read-only: push to the upstream registry"),
+                         False)
 
     do_PUT = do_POST = do_PATCH = do_DELETE = _write_method
 
@@ -125,6 +121,7 @@ class _MirrorHandler(_Handler):
                 self._answer(503, {"Content-Type": "text/plain"}, b"not ready\n", head=head)
             elif path == "/metrics":
                 text = server.metrics.render(server.views.ages(), server.views.refresh_errors())
+                text += server.connection_metrics()
                 self._answer(200, {"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}, text.encode(),
                              head=head)
             else:
@@ -282,9 +279,9 @@ class MirrorServer(AdmissionServer):
     """The webhook's server (thread per connection, drain on stop), with plain HTTP as an option."""
 
     def __init__(self, address: tuple[str, int], certificates: CertificateFiles | None, mirror: Mirror,
-                 views: Views, metrics: MirrorMetrics):
+                 views: Views, metrics: MirrorMetrics, max_connections: int = DEFAULT_MAX_CONNECTIONS):
         self.mirror, self.views, self.metrics = mirror, views, metrics
-        super().__init__(address, certificates, None)  # type: ignore[arg-type]
+        super().__init__(address, certificates, None, max_connections)  # type: ignore[arg-type]
         self.RequestHandlerClass = _MirrorHandler
 
     def get_request(self) -> tuple[socket.socket, Any]:
@@ -305,6 +302,7 @@ def serve(
     cert_file: str | None = None,
     key_file: str | None = None,
     ready_file: str | None = None,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
 ) -> int:
     """Serve until SIGTERM or SIGINT; returns the exit code (0 after a clean stop).
 
@@ -320,7 +318,7 @@ def serve(
             raise UsageError(f"cannot load the TLS certificate {cert_file} and key {key_file}: {e}") from e
     metrics = mirror_metrics(mirror)
     try:
-        server = MirrorServer(listen, certificates, mirror, views, metrics)
+        server = MirrorServer(listen, certificates, mirror, views, metrics, max_connections)
     except OSError as e:
         raise TufociError(f"cannot listen on {listen[0]}:{listen[1]}: {e.strerror}") from e
     return run_until_signalled(server, views, "https" if certificates else "http", ready_file,

@@ -15,12 +15,22 @@ size), checked on a new connection at most once per second, so cert-manager's
 rotation needs no restart; a half-written pair keeps the previous one. SIGTERM
 stops accepting, lets in-flight requests finish, closes idle keep-alive
 connections and exits 0. Logs are JSON lines on stderr.
+
+Slow clients are bounded (shared with the mirror, which subclasses this server):
+at most ``max_connections`` connections at once (more are closed at accept and
+counted in ``tufoci_connections_refused_total``); the TLS handshake, and the
+request line with its headers, must each arrive within ``HEAD_DEADLINE`` (from the
+request's first byte), a body within ``BODY_DEADLINE``, and a kept-alive
+connection may wait ``IDLE_TIMEOUT`` for its next request. The deadlines are
+overall: the socket timeout is set to the time left before every read, so a
+client sending a byte just before each timeout gains nothing.
 """
 
 from __future__ import annotations
 
 import functools
 import http
+import io
 import json
 import os
 import signal
@@ -44,6 +54,9 @@ MAX_BODY = 3 * 1024 * 1024  # the apiserver's own request limit is about 3 MiB
 DEFAULT_TIMEOUT = 10.0  # the apiserver's default webhook timeout
 TIMEOUT_MARGIN = 0.5  # answer this long before the apiserver gives up
 IDLE_TIMEOUT = 30.0  # a keep-alive connection idle this long is closed
+HEAD_DEADLINE = 10.0  # the TLS handshake; the request line and headers, from the request's first byte
+BODY_DEADLINE = 10.0  # a request body (3 MiB at 300 KiB/s), from the end of its headers
+DEFAULT_MAX_CONNECTIONS = 256  # connections served at once; more are closed at accept
 MAX_LINE = 65536  # request line or header line
 MAX_HEADERS = 100
 _REASONS = {code.value: code.phrase for code in http.HTTPStatus}
@@ -152,11 +165,48 @@ class _HeaderFields(dict):
         return super().__contains__(name.lower() if isinstance(name, str) else name)
 
 
+class _DeadlineReader(io.RawIOBase):
+    """The connection's reads, each with the socket timeout set to the time left before ``deadline``.
+
+    A socket timeout restarts with every byte received; this makes a read deadline overall (a
+    client dripping one byte just before each timeout is still cut off when it passes). Without a
+    deadline a read waits ``IDLE_TIMEOUT``. TLS: one ``recv_into`` is one ``SSL_read``, whose
+    timeout CPython also applies to the whole call.
+    """
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.deadline: float | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """Raises:
+            TimeoutError: the deadline passed, or no byte came within the idle timeout."""
+        if self.deadline is None:
+            self.sock.settimeout(IDLE_TIMEOUT)
+        else:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("read deadline passed")
+            self.sock.settimeout(left)
+        return self.sock.recv_into(buffer)
+
+    def until(self, deadline: float | None) -> None:
+        """Bound the following reads by ``deadline`` (monotonic); None: back to the idle timeout, also for
+        writes (the socket keeps the last read's timeout otherwise)."""
+        self.deadline = deadline
+        if deadline is None:
+            self.sock.settimeout(IDLE_TIMEOUT)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: AdmissionServer
     # parsed by _read_headers into _HeaderFields, not by http.client into an email Message
     headers: Any
+    rfile: io.BufferedReader  # over _DeadlineReader, set in setup
     timeout = IDLE_TIMEOUT
     # the headers and the body go out in separate writes: with Nagle's algorithm the body waits for the
     # client's delayed ACK of the headers (~40 ms per answer on a kept-alive connection)
@@ -167,29 +217,45 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.connection.do_handshake()  # here, in the connection's thread: a slow client holds no one else up
+        self.rfile.close()  # socketserver's buffered file: reads go through the deadline reader instead
+        self.reader = _DeadlineReader(self.connection)
+        self.rfile = io.BufferedReader(self.reader)
+        if isinstance(self.connection, ssl.SSLSocket):  # the mirror may serve plain HTTP
+            # here, in the connection's thread: a slow client holds no one else up (for HEAD_DEADLINE at most)
+            self.connection.settimeout(HEAD_DEADLINE)
+            self.connection.do_handshake()
+            self.connection.settimeout(IDLE_TIMEOUT)
 
     def handle_one_request(self) -> None:
         """One request: the request line and headers read and parsed here (http.server's email parser
         costs more than the admission itself), the answer written in one TLS record."""
+        self.close_connection = True
         self.server.idle_connections.add(self.connection)
         try:
-            self.raw_requestline = self.rfile.readline(MAX_LINE + 1)
+            self.reader.until(None)
+            if not self.rfile.peek(1):  # kept alive: IDLE_TIMEOUT for the next request's first byte
+                return
         except (TimeoutError, OSError, ssl.SSLError):
-            self.close_connection = True
             return
         finally:
             self.server.idle_connections.discard(self.connection)
-        self.close_connection = True
-        if not self.raw_requestline:
+        try:
+            self.reader.until(time.monotonic() + HEAD_DEADLINE)
+            self.raw_requestline = self.rfile.readline(MAX_LINE + 1)
+            parts = self.raw_requestline.split()
+            bad_line = len(self.raw_requestline) > MAX_LINE or len(parts) != 3 or not parts[2].startswith(b"HTTP/1.")
+            headers = None if bad_line else self._read_headers()
+        except (TimeoutError, OSError, ssl.SSLError) as e:
+            if isinstance(e, TimeoutError):
+                log("request-timeout", part="head", client=self.client_address[0])
             return
-        parts = self.raw_requestline.split()
-        if len(self.raw_requestline) > MAX_LINE or len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+        finally:
+            self.reader.until(None)
+        if bad_line:
             self._send(400, b'{"error":"bad request line"}')
             return
         self.command, self.path, self.request_version = (p.decode("latin-1") for p in parts)
         self.requestline = self.raw_requestline.rstrip(b"\r\n").decode("latin-1")  # send_response logs it
-        headers = self._read_headers()
         if headers is None:
             self._send(431, b'{"error":"bad or too many header lines"}')
             return
@@ -236,6 +302,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200 if ready else 503, b"ok\n" if ready else b"not ready\n", "text/plain")
         elif path == "/metrics":
             text = self.server.webhook.metrics.render(views.ages(), views.refresh_errors())
+            text += self.server.connection_metrics()
             self._send(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
         else:
             self._send(404, b'{"error":"not found"}')
@@ -244,8 +311,8 @@ class _Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         endpoint = url.path.strip("/")
         if endpoint not in ("mutate", "validate"):
-            self._discard_body()
-            self._send(404, b'{"error":"not found"}')
+            if self._discard_body():
+                self._send(404, b'{"error":"not found"}')
             return
         if "transfer-encoding" in self.headers:  # the apiserver sends a length; anything else is not for us
             self.close_connection = True
@@ -261,7 +328,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._send(413, b'{"error":"body too large"}')
             return
-        body = self.rfile.read(length)
+        body = self._read_body(length)
+        if body is None:
+            return
         timeout = _timeout(url.query)
         try:
             answer = self.server.webhook.admit(endpoint, body, timeout)
@@ -271,12 +340,31 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(200, json.dumps(answer, separators=(",", ":")).encode())
 
-    def _discard_body(self) -> None:
+    def _discard_body(self) -> bool:
+        """Read past a body not wanted, so the connection can serve the next request; False: it did not
+        arrive in time (the connection is closed unanswered)."""
         length = self.headers.get("content-length", "0")
-        if length.isdigit() and int(length) <= MAX_BODY:
-            self.rfile.read(int(length))
-        else:
+        if not (length.isdigit() and int(length) <= MAX_BODY):
+            self.close_connection = True  # answered, then closed: the body is not read
+            return True
+        return self._read_body(int(length)) is not None
+
+    def _read_body(self, length: int) -> bytes | None:
+        """``length`` bytes of body within ``BODY_DEADLINE``; None (the connection is closed unanswered)
+        when they do not all arrive in time."""
+        self.reader.until(time.monotonic() + BODY_DEADLINE)
+        try:
+            body = self.rfile.read(length)
+        except (TimeoutError, OSError, ssl.SSLError) as e:
+            if isinstance(e, TimeoutError):
+                log("request-timeout", part="body", path=self.path, client=self.client_address[0])
+            body = b""
+        finally:
+            self.reader.until(None)
+        if len(body) < length:
             self.close_connection = True
+            return None
+        return body
 
 
 @functools.lru_cache(maxsize=64)
@@ -292,15 +380,20 @@ def _timeout(query: str) -> float:
 
 
 class AdmissionServer(ThreadingHTTPServer):
-    """A thread per connection; TLS handshakes in that thread, not in the accept loop."""
+    """A thread per connection, at most ``max_connections`` at once; TLS handshakes in that thread, not in the
+    accept loop."""
 
     daemon_threads = False
     block_on_close = True  # server_close() waits for in-flight requests
 
-    def __init__(self, address: tuple[str, int], certificates: CertificateFiles, webhook: Webhook):
+    def __init__(self, address: tuple[str, int], certificates: CertificateFiles, webhook: Webhook,
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS):
         self.certificates, self.webhook = certificates, webhook
         self.stopping = threading.Event()
         self.idle_connections: set[socket.socket] = set()
+        self.max_connections = max_connections
+        self._connections_lock = threading.Lock()
+        self.connections = self.connections_refused = 0
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.address_family = family
         super().__init__(address, _Handler)
@@ -309,6 +402,33 @@ class AdmissionServer(ThreadingHTTPServer):
         sock, address = self.socket.accept()
         sock.settimeout(IDLE_TIMEOUT)
         return self.certificates.context().wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """A free slot, or the connection is closed at once (before TLS): a flood of slow clients costs
+        ``max_connections`` threads, each for the handshake, head or body deadline at most."""
+        with self._connections_lock:
+            if self.connections < self.max_connections:
+                self.connections += 1
+                return True
+            self.connections_refused += 1
+            return False
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._connections_lock:
+                self.connections -= 1
+
+    def connection_metrics(self) -> str:
+        """The connection gauges and counters, appended to each server's /metrics."""
+        return ("# HELP tufoci_connections Connections being served.\n# TYPE tufoci_connections gauge\n"
+                f"tufoci_connections {self.connections}\n"
+                "# HELP tufoci_connections_max Connections served at once (--max-connections).\n"
+                f"# TYPE tufoci_connections_max gauge\ntufoci_connections_max {self.max_connections}\n"
+                "# HELP tufoci_connections_refused_total Connections closed at accept: every slot was taken.\n"
+                "# TYPE tufoci_connections_refused_total counter\n"
+                f"tufoci_connections_refused_total {self.connections_refused}\n")
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         error = sys.exc_info()[1]
@@ -347,6 +467,7 @@ def serve(
     key_file: str,
     listen: tuple[str, int],
     ready_file: str | None = None,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
 ) -> int:
     """Serve until SIGTERM or SIGINT; returns the exit code (0 after a clean stop).
 
@@ -359,7 +480,7 @@ def serve(
     except (OSError, ssl.SSLError) as e:
         raise UsageError(f"cannot load the TLS certificate {cert_file} and key {key_file}: {e}") from e
     try:
-        server = AdmissionServer(listen, certificates, Webhook(policy, views, Metrics()))
+        server = AdmissionServer(listen, certificates, Webhook(policy, views, Metrics()), max_connections)
     except OSError as e:
         raise TufociError(f"cannot listen on {listen[0]}:{listen[1]}: {e.strerror}") from e
     return run_until_signalled(server, views, "https", ready_file, mode=policy.mode.value,
@@ -387,7 +508,7 @@ def run_until_signalled(server: AdmissionServer, views: Views, scheme: str, read
     shown = f"[{host}]" if ":" in host else host
     # the start-up line, JSON like every other: {"event": "listening", "url": "https://HOST:PORT", ...}
     url = f"{scheme}://{shown}:{port}"
-    log("listening", url=url, scopes=views.scopes, **fields)
+    log("listening", url=url, scopes=views.scopes, max_connections=server.max_connections, **fields)
     if ready_file:
         with open(ready_file, "w") as f:
             f.write(url + "\n")

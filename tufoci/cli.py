@@ -1220,6 +1220,15 @@ def admission() -> None:
     """The Kubernetes admission webhook: admit only images signed in their trust repository."""
 
 
+def _enforcer_options(f: Callable) -> Callable:
+    """The options the admission webhook and the verifying mirror share (tufoci/enforce/server.py serves both)."""
+    f = click.option("--max-connections", type=click.IntRange(min=1), default=256, show_default=True,
+                     help="Connections served at once; more are closed at accept (counted in /metrics).")(f)
+    f = click.option("--ready-file", type=click.Path(dir_okay=False), help="Write the URL here once listening.")(f)
+    return click.option("--cache-dir", type=click.Path(file_okay=False),
+                        help="Where verified metadata is cached (default: a new temporary directory).")(f)
+
+
 @admission.command("serve")
 @click.option("--policy", "policy_file", required=True, type=click.Path(dir_okay=False),
               help="The policy file (YAML, docs/admission.md).")
@@ -1227,11 +1236,7 @@ def admission() -> None:
               "re-read when the file changes.")
 @click.option("--tls-key", required=True, type=click.Path(dir_okay=False), help="Its private key (PEM).")
 @click.option("--listen", default="0.0.0.0:8443", show_default=True, metavar="HOST:PORT")
-@click.option("--cache-dir", type=click.Path(file_okay=False),
-              help="Where verified metadata is cached (default: a new temporary directory).")
-@click.option("--ready-file", type=click.Path(dir_okay=False), help="Write the URL here once listening.")
-@click.option("--max-connections", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Connections served at once; more are closed at accept (counted in /metrics).")
+@_enforcer_options
 def admission_serve(policy_file, tls_cert, tls_key, listen, cache_dir, ready_file, max_connections) -> None:
     """Serve /mutate, /validate, /healthz, /readyz and /metrics over HTTPS until SIGTERM."""
     import tempfile
@@ -1264,11 +1269,7 @@ def mirror() -> None:
 @click.option("--tls-cert", type=click.Path(dir_okay=False), help="Serve HTTPS with this certificate (PEM), "
               "re-read when the file changes; default plain HTTP.")
 @click.option("--tls-key", type=click.Path(dir_okay=False), help="Its private key (PEM).")
-@click.option("--cache-dir", type=click.Path(file_okay=False),
-              help="Where verified metadata is cached (default: a new temporary directory).")
-@click.option("--ready-file", type=click.Path(dir_okay=False), help="Write the URL here once listening.")
-@click.option("--max-connections", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Connections served at once; more are closed at accept (counted in /metrics).")
+@_enforcer_options
 def mirror_serve(config_file, listen, tls_cert, tls_key, cache_dir, ready_file, max_connections) -> None:
     """Serve the OCI read API (/v2/), /healthz, /readyz and /metrics until SIGTERM."""
     import tempfile

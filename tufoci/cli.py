@@ -1229,6 +1229,27 @@ def _enforcer_options(f: Callable) -> Callable:
                         help="Where verified metadata is cached (default: a new temporary directory).")(f)
 
 
+def _listen_address(listen: str) -> tuple[str, int]:
+    from tufoci.enforce.server import parse_listen
+
+    try:
+        return parse_listen(listen)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+
+
+def _enforcer_views(policy: Any, cache_dir: str | None, name: str) -> Any:
+    """The verified views of a policy's scopes, cached in ``cache_dir`` (default: a new temporary directory).
+    Trust data is read with certs.d, registries.conf and proxies as for every command; a policy entry's own
+    options win."""
+    import tempfile
+
+    from tufoci.enforce.view import Views, loaders_for_policy
+
+    cache = cache_dir or tempfile.mkdtemp(prefix=f"tufoci-{name}-")
+    return Views(loaders_for_policy(policy, cache, _registry_config(None, False, None)), policy.freshness)
+
+
 @admission.command("serve")
 @click.option("--policy", "policy_file", required=True, type=click.Path(dir_okay=False),
               help="The policy file (YAML, docs/admission.md).")
@@ -1239,20 +1260,12 @@ def _enforcer_options(f: Callable) -> Callable:
 @_enforcer_options
 def admission_serve(policy_file, tls_cert, tls_key, listen, cache_dir, ready_file, max_connections) -> None:
     """Serve /mutate, /validate, /healthz, /readyz and /metrics over HTTPS until SIGTERM."""
-    import tempfile
-
     from tufoci.enforce.policy import load_policy
-    from tufoci.enforce.server import parse_listen, serve
-    from tufoci.enforce.view import Views, loaders_for_policy
+    from tufoci.enforce.server import serve
 
-    try:
-        address = parse_listen(listen)
-    except ValueError as e:
-        raise UsageError(str(e)) from e
+    address = _listen_address(listen)
     policy = load_policy(policy_file)
-    cache = cache_dir or tempfile.mkdtemp(prefix="tufoci-admission-")
-    # certs.d, registries.conf and proxies as for every command; a policy entry's own options win
-    views = Views(loaders_for_policy(policy, cache, _registry_config(None, False, None)), policy.freshness)
+    views = _enforcer_views(policy, cache_dir, "admission")
     sys.exit(serve(policy, views, cert_file=tls_cert, key_file=tls_key, listen=address, ready_file=ready_file,
                    max_connections=max_connections))
 
@@ -1272,18 +1285,11 @@ def mirror() -> None:
 @_enforcer_options
 def mirror_serve(config_file, listen, tls_cert, tls_key, cache_dir, ready_file, max_connections) -> None:
     """Serve the OCI read API (/v2/), /healthz, /readyz and /metrics until SIGTERM."""
-    import tempfile
-
     from tufoci.enforce.mirror import Mirror, Upstreams
     from tufoci.enforce.mirror_server import serve
     from tufoci.enforce.policy import Mode, PolicyError, load_policy
-    from tufoci.enforce.server import parse_listen
-    from tufoci.enforce.view import Views, loaders_for_policy
 
-    try:
-        address = parse_listen(listen)
-    except ValueError as e:
-        raise UsageError(str(e)) from e
+    address = _listen_address(listen)
     if bool(tls_cert) != bool(tls_key):
         raise UsageError("--tls-cert and --tls-key go together")
     policy = load_policy(config_file)
@@ -1292,8 +1298,7 @@ def mirror_serve(config_file, listen, tls_cert, tls_key, cache_dir, ready_file, 
     if policy.mode is Mode.WARN:
         raise PolicyError(f"{config_file}: field mode: the mirror has no warn mode (it would serve unverified "
                           "images): use enforce")
-    cache = cache_dir or tempfile.mkdtemp(prefix="tufoci-mirror-")
-    views = Views(loaders_for_policy(policy, cache), policy.freshness)
+    views = _enforcer_views(policy, cache_dir, "mirror")
     served = Mirror(policy, views, Upstreams(policy.mirror))
     sys.exit(serve(policy, views, served, listen=address, cert_file=tls_cert, key_file=tls_key,
                    ready_file=ready_file, max_connections=max_connections))

@@ -47,7 +47,8 @@ holding the whole chain up to root), a child waiting for its short parent, two
 proposals for one role, 3-of-5 with a revoked key (as a signer of a proposal and
 as a key this machine holds), a held set released when the blocking version goes
 live, expired live roles with ``allow_expired`` on and off, orphaned and cyclic
-proposals, and a first version this machine can sign at once.
+proposals (also orphaned by an undelegation), a raised threshold that re-signs the role,
+and a first version this machine can sign at once.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ from dataclasses import dataclass, field
 import pytest
 from tuf.api.exceptions import ExpiredMetadataError
 
-from tests.support.simulator import NOW, Simulator, adds, delegates, keyid, rotates
+from tests.support.simulator import NOW, Simulator, adds, delegates, keyid, rotates, undelegates
 from tufoci.errors import PublishError
 from tufoci.repo_tool.plan import Plan
 from tufoci.repo_tool.proposals import DetachedSignature, threshold_states
@@ -223,6 +224,14 @@ def orphans_and_cycles() -> tuple[Simulator, list[StagedChange]]:
     return sim.hold(0, 1, 2), []
 
 
+def orphaned_by_an_undelegation() -> tuple[Simulator, list[StagedChange]]:
+    """targets v2 (complete) undelegates y; y's proposal delegates x; x's proposal is read first."""
+    sim = Simulator().delegate("targets", "y", [3]).propose("x", signed_by=[4])
+    sim.propose("y", delegates("x", [4]), signed_by=[3])
+    sim.propose("targets", undelegates("y"), signed_by=[1])
+    return sim.hold(2), []
+
+
 def two_proposals_for_targets() -> tuple[Simulator, list[StagedChange]]:
     """targets v2 is short; a complete v3 beside it must not jump the queue."""
     sim = team_of_three().propose("targets", adds("web:1.1"), signed_by=[3])
@@ -282,6 +291,10 @@ CASES = [
     Case("rotated-targets-signed-releases-root", rotated_targets_proposals(3, 4), ready={"root", "targets"}),
     Case("rotated-targets-one-signature-holds-root", rotated_targets_proposals(3), short={"root", "targets"},
          held={"root": "waits for targets v2"}, have={"targets": [1]}),
+    Case("raised-threshold-cascades",
+         lambda: ((sim := Simulator(targets=(3, 4)).hold(0, 2, 3)), [sim.rotate("targets", threshold=2)]),
+         short={"root", "targets"}, held={"root": "waits for targets v2, re-signed by its new keys"},
+         have={"targets": [1]}),
     Case("revoked-targets-key-cascades",
          lambda: ((sim := Simulator().hold(0, 1, 2, 9)), [sim.rotate("targets", add=[9], remove=[1])]),
          ready={"root", "targets"}, check=signed_by("targets", 9)),
@@ -353,6 +366,8 @@ CASES = [
     Case("orphaned-and-cyclic-proposals-are-ignored", orphans_and_cycles,
          ignored={"staged.y.1": "no role delegates y", "staged.x.1": "no role delegates x",
                   "staged.p.1": "no role delegates p", "staged.q.1": "no role delegates q"}),
+    Case("orphaned-by-an-undelegation", orphaned_by_an_undelegation, ready={"targets"},
+         ignored={"staged.y.2": "no role delegates y", "staged.x.1": "no role delegates x"}),
     Case("bins-delegated", lambda: ((sim := Simulator().hold(0, 1, 2)), [sim.bins("bins", [13], 4)]),
          ready={"targets"}),
     Case("targets-go-to-their-bins", bins_world, ready=None, check=check_bins),

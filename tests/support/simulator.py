@@ -96,6 +96,18 @@ def delegates(role: str, numbers: Iterable[int], *, threshold: int = 1, paths: I
     return edit
 
 
+def undelegates(role: str) -> Edit:
+    """A proposal edit: stop delegating to ``role``."""
+    def edit(signed: Targets) -> None:
+        assert signed.delegations is not None and signed.delegations.roles is not None
+        for kid in signed.delegations.roles.pop(role).keyids:
+            if not any(kid in other.keyids for other in signed.delegations.roles.values()):
+                del signed.delegations.keys[kid]
+        if not signed.delegations.roles:
+            signed.delegations = None
+    return edit
+
+
 def rotates(role: str, *, add: Iterable[int] = (), remove: Iterable[int] = (), threshold: int | None = None) -> Edit:
     """A proposal edit (of root or a delegating role): change the keys or threshold of ``role``."""
     def edit(signed: Root | Targets) -> None:

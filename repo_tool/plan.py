@@ -8,10 +8,10 @@ versions that are *short* (they become or stay proposals).
 
 The plan does no I/O: no store, no state database, no clock, no environment.
 The caller reads the registry (``proposals.scan_proposals``), opens the state
-and loads keys (the keyring); the one way in which the outside is reached from
-here is the live role tree, whose delegated roles the publish path's
-``RoleTree`` loads lazily through the verified refresh (the walk a client makes;
-tests hand it an in-memory tree, tests/support/simulator.py).
+and loads keys (behind the keyring). The live delegated roles come through the
+role tree it is given: the publish path's ``RoleTree`` loads them on demand
+through the verified refresh (the walk a client makes, so a publish reads only
+the roles it touches); tests give it an in-memory tree (tests/support/simulator.py).
 
 Three rules keep every published state verifiable:
 
@@ -220,7 +220,11 @@ class Plan:
 
     def online_signers(self) -> dict[str, dict[str, Signer]] | None:
         """Signers for snapshot and timestamp (under the next root), or None when the keyring
-        cannot meet their thresholds: then the ready versions wait for whoever holds the online key."""
+        cannot meet their thresholds: then the ready versions wait for whoever holds the online key.
+
+        Raises:
+            SigningKeyError: the keyring could not load a key it holds.
+        """
         root, signers = self.next_root(), {}
         for role in ONLINE_ROLES:
             signers[role] = self.keyring(root.roles[role].keyids)
@@ -287,6 +291,11 @@ class Plan:
         A role with an open proposal is never a dead end: with ``fold`` its changes go into a
         new proposal of the same version built on the open one (its signatures are asked for
         again); otherwise they stay staged, queued until the open proposal goes live.
+
+        Raises:
+            PublishError: a change lists a target outside its role's delegation, or names a role nobody delegates.
+            UsageError: a rotation that leaves a role fewer keys than its threshold, or one key twice.
+            SigningKeyError: the keyring could not load a key or a signature failed.
         """
         original = changes
         staged_bins = [c for c in changes if c.action == "delegate-bins"]
@@ -333,7 +342,11 @@ class Plan:
 
     def add_first_versions(self) -> None:
         """A role delegated now gets an empty version 1 when this machine can sign it;
-        otherwise the team's own first publish creates it."""
+        otherwise the team's own first publish creates it.
+
+        Raises:
+            SigningKeyError: the keyring could not load a key or a signature failed.
+        """
         periods = self.current.expiry_periods
         for md in list(self.ready.values()):
             delegations = md.signed.delegations if isinstance(md.signed, Targets) else None
@@ -348,7 +361,11 @@ class Plan:
                     self.awaiting_first_version.append(child)
 
     def cascade(self) -> None:
-        """Re-sign every live child whose keys or threshold a pending delegator changes."""
+        """Re-sign every live child whose keys or threshold a pending delegator changes.
+
+        Raises:
+            SigningKeyError: the keyring could not load a key or a signature failed.
+        """
         periods = self.current.expiry_periods
         changed = True
         while changed:

@@ -232,6 +232,12 @@ class Plan:
                 return None
         return signers
 
+    def hold_for_online_key(self) -> None:
+        """Every ready version waits, complete, for whoever holds the online key (``online_signers`` is None)."""
+        for role in list(self.ready):
+            self.short[role] = self.ready.pop(role)
+            self.held[role] = "waits for the online key (snapshot/timestamp)"
+
     # -- sources of new versions -------------------------------------------------
     def add_proposals(self, proposals: list[Proposal], ignored: list[IgnoredProposal]) -> None:
         """Open proposals for the next version of a role join the plan (complete ones as ready).

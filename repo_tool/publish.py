@@ -144,9 +144,7 @@ def publish(
         # fully signed, but snapshot/timestamp cannot be: hand the versions over
         # as complete proposals to whoever holds the online key
         result.waiting_for_online_key = True
-        for role in list(plan.ready):
-            plan.short[role] = plan.ready.pop(role)
-            plan.held[role] = "waits for the online key (snapshot/timestamp)"
+        plan.hold_for_online_key()
 
     files = [MetadataFile(role, md.signed.version, to_bytes(md)) for role, md in plan.ready.items()]
     timestamp = None

@@ -220,9 +220,6 @@ class Simulator:
         self.publish()
         return self
 
-    def version(self, role: str) -> int:
-        return self.root.signed.version if role == "root" else self.roles[role].signed.version
-
     # -- this machine ---------------------------------------------------------------
     def hold(self, *numbers: int) -> Simulator:
         """This machine holds the private halves of keys ``numbers``."""
@@ -318,7 +315,8 @@ class Simulator:
 
     def plan(self, changes: Iterable[StagedChange] = (), *, fold: bool = False, allow_expired: bool = True) -> Plan:
         """Run the plan as ``publish`` does: proposals (filtered as the scan filters them: the next
-        version only), staged changes, first versions, the cascade, then the held sets."""
+        version only), staged changes, first versions, the cascade, the held sets, and without the
+        online key every ready version held."""
         current, tree = self.current(allow_expired=allow_expired)
         plan = Plan(tree, current, self.now, self.keyring)
         proposals = [p for p in self.proposals if plan.is_next_version(p.role, p.version)]
@@ -327,6 +325,8 @@ class Simulator:
         plan.add_first_versions()
         plan.cascade()
         plan.hold_incomplete_sets()
+        if plan.ready and plan.online_signers() is None:
+            plan.hold_for_online_key()
         return plan
 
 

@@ -40,6 +40,7 @@ decides the same:
 | folded-into-open-proposal                  | test_trust_operations::test_a_change_staged_behind_an_open_proposal_is_queued_or_folded |
 | threshold-renewal-proposes                 | test_renew::test_a_threshold_renewal_is_a_proposal_that_changes_only_version_and_expires |
 | team-renews                                | test_renew::test_a_team_renews_its_delegated_role                                      |
+| genesis-targets-v1-proposes / …-complete   | test_trust_operations::test_init_with_a_threshold_this_machine_cannot_meet_is_an_initial_signing_session |
 | bins-delegated / targets-go-to-their-bins  | test_bins::test_targets_spread_over_bins_and_one_tag_re_signs_one_bin                  |
 
 Cases the CLI tests are too slow for: a three-level cascade (and a short leaf
@@ -96,6 +97,11 @@ def team_of_three() -> Simulator:
 def with_web(*, published: bool = True) -> Simulator:
     """targets delegates web/* to the web team (key 3)."""
     return Simulator().delegate("targets", "web", [3], paths=("web/*",), published=published)
+
+
+def genesis() -> Simulator:
+    """``init`` with targets 2 of 3 (keys 3, 4, 5): only root v1 is pinned, targets v1 is being signed."""
+    return Simulator(targets=(3, 4, 5), targets_threshold=2, genesis=True)
 
 
 def with_db() -> Simulator:
@@ -367,6 +373,12 @@ CASES = [
                   "staged.p.1": "no role delegates p", "staged.q.1": "no role delegates q"}),
     Case("orphaned-by-an-undelegation", orphaned_by_an_undelegation, ready={"targets"},
          ignored={"staged.y.2": "no role delegates y", "staged.x.1": "no role delegates x"}),
+    Case("genesis-targets-v1-proposes",
+         lambda: (genesis().propose("targets", adds("web:1.0"), signed_by=[3]).hold(0, 2), []),
+         short={"targets"}, have={"targets": [1]}, check=lambda plan, sim: plan.short["targets"].signed.version == 1),
+    Case("genesis-targets-v1-complete",
+         lambda: (genesis().propose("targets", adds("web:1.0"), signed_by=[3, 4]).hold(0, 2), []),
+         ready={"targets"}, check=lambda plan, sim: plan.ready["targets"].signed.version == 1),
     Case("bins-delegated", lambda: ((sim := Simulator().hold(0, 1, 2)), [sim.bins("bins", [13], 4)]),
          ready={"targets"}),
     Case("targets-go-to-their-bins", bins_world, ready=None, check=check_bins),

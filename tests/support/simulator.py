@@ -42,6 +42,7 @@ from tuf.api.metadata import (
 )
 
 from tufoci.errors import PublishError
+from tufoci.repo_tool.genesis import GenesisTree, genesis_state
 from tufoci.repo_tool.plan import CurrentState, Plan
 from tufoci.repo_tool.proposals import DetachedSignature, IgnoredProposal, Proposal
 from tufoci.repo_tool.roles import RoleTree
@@ -143,8 +144,10 @@ class Simulator:
     """One trust repository: its live metadata, the keys this machine holds, proposals in the registry."""
 
     def __init__(self, *, root: Iterable[int] = (0,), root_threshold: int = 1, targets: Iterable[int] = (1,),
-                 targets_threshold: int = 1, online: Iterable[int] = (2,), now: datetime.datetime = NOW):
+                 targets_threshold: int = 1, online: Iterable[int] = (2,), now: datetime.datetime = NOW,
+                 genesis: bool = False):
         self.now = now
+        self.genesis = genesis  # issue 15.1: only the pinned root v1 exists; version 1 is being signed
         self.held: set[str] = set()
         self.proposals: list[Proposal] = []
         self.ignored: list[IgnoredProposal] = []  # what the scan of the registry ignored (the plan adds its own)
@@ -156,7 +159,7 @@ class Simulator:
                 top.add_key(key(n).public_key, role)
             top.roles[role].threshold = threshold
         self.root: Metadata[Root] = Metadata(top)
-        self.roles: dict[str, Metadata[Targets]] = {"targets": Metadata(Targets(expires=now + LIFETIME))}
+        self.roles: dict[str, Metadata[Targets]] = {} if genesis else {"targets": Metadata(Targets(expires=now + LIFETIME))}
         self.snapshot = Metadata(Snapshot(expires=now + LIFETIME))
         self.timestamp = Metadata(Timestamp(expires=now + LIFETIME))
         self.publish()
@@ -301,9 +304,14 @@ class Simulator:
         return StagedChange(SCOPE, role, role, "renew", custom={"expires": expires} if expires else None)
 
     # -- the plan's inputs ---------------------------------------------------------------
-    def current(self, *, allow_expired: bool = True) -> tuple[CurrentState, MemoryTree]:
+    def current(self, *, allow_expired: bool = True) -> tuple[CurrentState, RoleTree]:
         """The live state as the maintainer's refresh hands it over: every role verified against its
-        delegator (thresholds), expiry checked unless ``allow_expired`` (the maintainer view waives it)."""
+        delegator (thresholds), expiry checked unless ``allow_expired`` (the maintainer view waives it);
+        before version 1 went live, the pinned root's genesis view (genesis.maintainer_view)."""
+        if self.genesis:
+            self.root.signed.verify_delegate("root", self.root.signed_bytes, self.root.signatures)
+            root = Metadata.from_bytes(to_bytes(self.root))
+            return genesis_state(root, self.now), GenesisTree(root.signed, self.now)
         live = {"root": self.root, "snapshot": self.snapshot, "timestamp": self.timestamp, **self.roles}
         for role, md in live.items():
             self.delegator(role).verify_delegate(role, md.signed_bytes, md.signatures)

@@ -12,7 +12,7 @@ maintainer's plan, so the simulator builds what a publish hands it:
 * the keyring: the keys "this machine" holds (``hold``);
 * open proposals with k of n detached signatures (``propose``), as
   ``proposals.scan_proposals`` reads them;
-* staged changes (``add``, ``remove``, ``delegate``, ``rotate``, ``renew``, ``bins``).
+* staged changes (``add``, ``delegation``, ``bins``, ``rotate``, ``renew``), as ``state.db`` holds them.
 
 Keys are numbered: ``key(n)`` is the same signer for the whole test session
 (generated once, on first use), so a table can say ``keys=[0, 1, 2]``.
@@ -259,7 +259,7 @@ class Simulator:
         return self
 
     def go_live(self, role: str) -> Simulator:
-        """The open proposal of ``role`` goes live with its valid signatures (another maintainer published it)."""
+        """The open proposal of ``role`` goes live (its signers signed, someone published it)."""
         (proposal,) = [p for p in self.proposals if p.role == role]
         self.proposals.remove(proposal)
         md = Metadata.from_bytes(to_bytes(proposal.metadata))
@@ -274,10 +274,6 @@ class Simulator:
     @staticmethod
     def add(name: str, role: str = "targets") -> StagedChange:
         return StagedChange(SCOPE, role, name, "add", 1, digest_of(name), {"mediaType": "application/vnd.oci.image.manifest.v1+json"})
-
-    @staticmethod
-    def remove(name: str, role: str = "targets") -> StagedChange:
-        return StagedChange(SCOPE, role, name, "remove")
 
     def delegation(self, parent: str, role: str, numbers: Iterable[int], *, threshold: int = 1,
                    paths: Iterable[str] = ("*",)) -> StagedChange:

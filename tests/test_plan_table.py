@@ -109,10 +109,10 @@ def with_db() -> Simulator:
     return Simulator().delegate("targets", "db", [6, 7], threshold=2, paths=("db/*",), published=False)
 
 
-def signed_by(md_role: str, *numbers: int) -> Callable[[Plan, Simulator], None]:
-    """Assert which keys signed the plan's version of ``md_role``."""
+def signed_by(role: str, *numbers: int) -> Callable[[Plan, Simulator], None]:
+    """Assert which keys signed the plan's version of ``role``."""
     def check(plan: Plan, sim: Simulator) -> None:
-        md = plan.pending(md_role)
+        md = plan.pending(role)
         assert md is not None and set(md.signatures) == {keyid(n) for n in numbers}
     return check
 

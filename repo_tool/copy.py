@@ -35,8 +35,8 @@ from tufoci.layout_spec import (
     image_media_type,
 )
 from tufoci.reference import Repository, parse_repository, reference_for_target
+from tufoci.repo_tool.current import load_current
 from tufoci.repo_tool.high_water import Mark, observed, older_roles
-from tufoci.repo_tool.plan import load_current
 from tufoci.repo_tool.roles import RoleTree
 from tufoci.state import Pin, State
 from tufoci.store import open_repository

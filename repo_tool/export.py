@@ -17,7 +17,7 @@ from urllib import parse
 from tufoci.atomic_file import atomic_write
 from tufoci.client.refresh import trusted_session
 from tufoci.client.trust_pins import pin_for_scope
-from tufoci.repo_tool.plan import load_current
+from tufoci.repo_tool.current import load_current
 from tufoci.repo_tool.roles import RoleTree
 from tufoci.state import State
 

@@ -19,9 +19,9 @@ from securesystemslib.signer import SecretsHandler
 from tufoci.client.refresh import metadata_store, trusted_session
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import ThresholdError, TufociError
+from tufoci.repo_tool.current import load_current
 from tufoci.repo_tool.expiry import parse_duration
 from tufoci.repo_tool.high_water import Mark, check_not_older, check_revival, load_marks, observed, record_marks
-from tufoci.repo_tool.plan import load_current
 from tufoci.repo_tool.push import MetadataFile, push_metadata
 from tufoci.repo_tool.renew import RoleExpiry, role_expiries, warning_windows
 from tufoci.repo_tool.roles import RoleTree

@@ -29,7 +29,8 @@ from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
 from tufoci.client.refresh import TrustedSession, trusted_session
 from tufoci.client.verified_record import cache_dir
 from tufoci.errors import MetadataRejectedError, PublishError
-from tufoci.repo_tool.plan import CurrentState, load_current
+from tufoci.repo_tool.current import load_current
+from tufoci.repo_tool.plan import CurrentState
 from tufoci.repo_tool.push import current_timestamp_digest
 from tufoci.repo_tool.roles import RoleTree
 from tufoci.state import Pin

@@ -16,9 +16,9 @@ from tufoci.errors import TufociError
 from tufoci.json_keys import camel_keys
 from tufoci.layout_spec import target_media_type
 from tufoci.reference import parse_repository
+from tufoci.repo_tool.current import load_current
 from tufoci.repo_tool.genesis import GenesisTree
 from tufoci.repo_tool.next_steps import expiry_step, proposal_step, staged_step
-from tufoci.repo_tool.plan import load_current
 from tufoci.repo_tool.renew import role_expiries, warning_windows
 from tufoci.repo_tool.roles import RoleTree
 from tufoci.repo_tool.sessions import key_names, review_session

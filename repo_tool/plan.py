@@ -1,9 +1,17 @@
 """Deciding what a publish makes live, and what must wait for more signatures.
 
-Inputs: the verified live state (``CurrentState``, ``RoleTree``), this
-machine's staged changes and keys, and the open proposals in the registry.
-Output: versions that are *ready* (every threshold met: they go live together)
-and versions that are *short* (they become or stay proposals).
+Inputs, all passed in: the verified live state (``CurrentState``, ``RoleTree``),
+the keys this machine holds (a ``Keyring``), the open proposals the caller read
+from the registry and this machine's staged changes, and ``now``. Output:
+versions that are *ready* (every threshold met: they go live together) and
+versions that are *short* (they become or stay proposals).
+
+The plan does no I/O: no store, no state database, no clock, no environment.
+The caller reads the registry (``proposals.scan_proposals``), opens the state
+and loads keys (behind the keyring). The live delegated roles come through the
+role tree it is given: the publish path's ``RoleTree`` loads them on demand
+through the verified refresh (the walk a client makes, so a publish reads only
+the roles it touches); tests give it an in-memory tree (tests/support/simulator.py).
 
 Three rules keep every published state verifiable:
 
@@ -22,29 +30,39 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from securesystemslib.signer import SecretsHandler, SSlibKey
+from securesystemslib.signer import Signer, SSlibKey
 from tuf.api.metadata import Metadata, Root, Snapshot, SuccinctRoles, TargetFile, Targets, Timestamp
 
-from tufoci.client.refresh import TrustedSession
 from tufoci.errors import PublishError, TufociError, UsageError
 from tufoci.expiry_periods import expiry_periods, parse_duration
 from tufoci.keys import require_distinct
 from tufoci.layout_spec import proposal_tag
 from tufoci.repo_tool.delegations import apply_delegation
 from tufoci.repo_tool.expiry import expiry_for
-from tufoci.repo_tool.proposals import IgnoredProposal, Proposal, evaluate, scan_proposals, threshold_states
+from tufoci.repo_tool.proposals import IgnoredProposal, Proposal, evaluate, threshold_states
 from tufoci.repo_tool.roles import RoleTree, covers
-from tufoci.repo_tool.signing import available_signers, sign_with
+from tufoci.repo_tool.signing import sign_with
 from tufoci.repo_tool.staging import StagedChange
 from tufoci.repo_tool.versions import bump, to_bytes
-from tufoci.state import State
-from tufoci.store.base import RepositoryStore
 
 ONLINE_ROLES = ("snapshot", "timestamp")
 TOP_LEVEL_CHILDREN = ("targets", "snapshot", "timestamp")
+
+Keyring = Callable[[list[str]], dict[str, Signer]]
+"""Which of these key ids this machine can sign with: keyid -> signer, only for the keys it holds.
+
+The publish path passes ``signing.available_signers`` over the key catalogue (which loads a key only
+when asked, so a passphrase is asked only for a key the plan signs with; a dry run's stand-ins sign
+nothing); the simulator passes its in-memory keys.
+"""
+
+
+def no_keys(keyids: list[str]) -> dict[str, Signer]:
+    """The keyring of a plan that only evaluates (review, status): it signs nothing."""
+    return {}
 
 
 @dataclass
@@ -60,19 +78,6 @@ class CurrentState:
     @property
     def expiry_periods(self) -> dict[str, str]:
         return expiry_periods(self.root.signed.unrecognized_fields)
-
-
-def load_current(session: TrustedSession) -> CurrentState:
-    """Read what the session's refresh verified (ngclient keeps it in its metadata dir)."""
-
-    def read(role: str) -> Metadata:
-        with open(os.path.join(session.metadata_dir, f"{role}.json"), "rb") as f:
-            return Metadata.from_bytes(f.read())
-
-    return CurrentState(
-        read("root"), read("timestamp"), read("snapshot"), read("targets"),
-        getattr(session.fetcher, "timestamp_manifest_digest", None),
-    )
 
 
 def apply_target_change(targets: Targets, change: StagedChange) -> None:
@@ -111,9 +116,8 @@ def apply_rotation(delegator: Root | Targets, change: StagedChange) -> None:
 class Plan:
     """What one publish will do, decided inside one verified session."""
 
-    def __init__(self, tree: RoleTree, current: CurrentState, now: datetime.datetime, *, dry_run: bool = False):
-        self.tree, self.current, self.now = tree, current, now
-        self.dry_run = dry_run  # sign with WouldSign stand-ins: decide everything, load no key
+    def __init__(self, tree: RoleTree, current: CurrentState, now: datetime.datetime, keyring: Keyring = no_keys):
+        self.tree, self.current, self.now, self.keyring = tree, current, now, keyring
         self.ready: dict[str, Metadata] = {}  # every threshold met
         self.short: dict[str, Metadata] = {}  # below a threshold, or held back
         self.held: dict[str, str] = {}  # role -> why a ready version waits
@@ -206,18 +210,43 @@ class Plan:
         live = self.current.root if role == "root" else self.tree.metadata(role)
         return Metadata.from_bytes(to_bytes(live))
 
-    def sign(self, state: State, role: str, md: Metadata, secrets: SecretsHandler | None) -> None:
-        sign_with(md, available_signers(state, self.role_keys(role, md), secrets, dry_run=self.dry_run))
+    def sign(self, role: str, md: Metadata) -> None:
+        sign_with(md, self.keyring(self.role_keys(role, md)))
         self.settle(role, md)
 
+    def next_root(self) -> Root:
+        """Root as it will be once the ready versions go live."""
+        return self.ready["root"].signed if "root" in self.ready else self.current.root.signed
+
+    def online_signers(self) -> dict[str, dict[str, Signer]] | None:
+        """Signers for snapshot and timestamp (under the next root), or None when the keyring
+        cannot meet their thresholds: then the ready versions wait for whoever holds the online key.
+
+        Raises:
+            SigningKeyError: the keyring could not load a key it holds.
+        """
+        root, signers = self.next_root(), {}
+        for role in ONLINE_ROLES:
+            signers[role] = self.keyring(root.roles[role].keyids)
+            if len(signers[role]) < root.roles[role].threshold:
+                return None
+        return signers
+
+    def hold_for_online_key(self) -> None:
+        """Every ready version waits, complete, for whoever holds the online key (``online_signers`` is None)."""
+        for role in list(self.ready):
+            self.short[role] = self.ready.pop(role)
+            self.held[role] = "waits for the online key (snapshot/timestamp)"
+
     # -- sources of new versions -------------------------------------------------
-    def add_registry_proposals(self, store: RepositoryStore) -> None:
+    def add_proposals(self, proposals: list[Proposal], ignored: list[IgnoredProposal]) -> None:
         """Open proposals for the next version of a role join the plan (complete ones as ready).
 
+        The caller reads them (``proposals.scan_proposals(store, plan.is_next_version)``).
         Proposals nobody can evaluate (layout §9.4: garbage, a role nothing delegates) are
         ignored and listed in ``self.ignored``: they never stop anyone's work.
         """
-        proposals, self.ignored = scan_proposals(store, self.is_next_version)
+        self.ignored = list(ignored)
         for proposal in proposals:
             self.from_registry[proposal.role] = proposal
             self.short[proposal.role] = proposal.metadata
@@ -262,13 +291,17 @@ class Plan:
                                                         f"no role delegates {role}", role, proposal.version))
                     changed = True
 
-    def build_from_changes(self, state: State, changes: list[StagedChange], secrets: SecretsHandler | None,
-                           *, fold: bool = False) -> list[StagedChange]:
+    def build_from_changes(self, changes: list[StagedChange], *, fold: bool = False) -> list[StagedChange]:
         """Build and sign the next version of every role with staged changes; returns the changes applied.
 
         A role with an open proposal is never a dead end: with ``fold`` its changes go into a
         new proposal of the same version built on the open one (its signatures are asked for
         again); otherwise they stay staged, queued until the open proposal goes live.
+
+        Raises:
+            PublishError: a change lists a target outside its role's delegation, or names a role nobody delegates.
+            UsageError: a rotation that leaves a role fewer keys than its threshold, or one key twice.
+            SigningKeyError: the keyring could not load a key or a signature failed.
         """
         original = changes
         staged_bins = [c for c in changes if c.action == "delegate-bins"]
@@ -310,12 +343,16 @@ class Plan:
                 bump(md, periods, self.now)
             if renewed is not None:
                 md.signed.expires = renewed
-            self.sign(state, role, md, secrets)
+            self.sign(role, md)
         return [o for o, c in zip(original, changes, strict=True) if c.role not in self.queued]
 
-    def add_first_versions(self, state: State, secrets: SecretsHandler | None) -> None:
+    def add_first_versions(self) -> None:
         """A role delegated now gets an empty version 1 when this machine can sign it;
-        otherwise the team's own first publish creates it."""
+        otherwise the team's own first publish creates it.
+
+        Raises:
+            SigningKeyError: the keyring could not load a key or a signature failed.
+        """
         periods = self.current.expiry_periods
         for md in list(self.ready.values()):
             delegations = md.signed.delegations if isinstance(md.signed, Targets) else None
@@ -323,14 +360,18 @@ class Plan:
                 if self.pending(child) is not None or self.live_version(child) > 0:
                     continue
                 first = Metadata(Targets(version=1, expires=expiry_for(periods, child, self.now)))
-                sign_with(first, available_signers(state, delegated.keyids, secrets, dry_run=self.dry_run))
+                sign_with(first, self.keyring(delegated.keyids))
                 if threshold_states(set(first.signatures), [(child, md.signed)], child)[0].have >= delegated.threshold:
                     self.ready[child] = first
                 else:
                     self.awaiting_first_version.append(child)
 
-    def cascade(self, state: State, secrets: SecretsHandler | None) -> None:
-        """Re-sign every live child whose keys or threshold a pending delegator changes."""
+    def cascade(self) -> None:
+        """Re-sign every live child whose keys or threshold a pending delegator changes.
+
+        Raises:
+            SigningKeyError: the keyring could not load a key or a signature failed.
+        """
         periods = self.current.expiry_periods
         changed = True
         while changed:
@@ -343,7 +384,7 @@ class Plan:
                         continue
                     resigned = self.base(child)
                     bump(resigned, periods, self.now)
-                    self.sign(state, child, resigned, secrets)
+                    self.sign(child, resigned)
                     changed = True
 
     def _children_with_new_keys(self, parent: str, new: Root | Targets) -> list[str]:

@@ -26,17 +26,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from securesystemslib.signer import SecretsHandler, Signer
-from tuf.api.metadata import Root
+from securesystemslib.signer import SecretsHandler
 
 from tufoci.client.refresh import metadata_store, trusted_session
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import InterruptedPublishError, NothingStagedError, TufociError
 from tufoci.identity import actor_name, machine_id
+from tufoci.repo_tool.current import load_current
 from tufoci.repo_tool.genesis import maintainer_view
 from tufoci.repo_tool.high_water import check_not_older, check_revival, load_marks, observed, record_marks
-from tufoci.repo_tool.plan import Plan, load_current
-from tufoci.repo_tool.proposals import IgnoredProposal, push_proposal, threshold_states
+from tufoci.repo_tool.plan import Plan
+from tufoci.repo_tool.proposals import IgnoredProposal, push_proposal, scan_proposals, threshold_states
 from tufoci.repo_tool.push import MetadataFile, push_metadata
 from tufoci.repo_tool.signing import available_signers, sign_with, would_sign
 from tufoci.repo_tool.staging import StagedChange, clear_staged, staged_changes
@@ -75,18 +75,6 @@ class PublishResult:
             "folded": self.folded,
             "changes": [{"action": c.action, "role": c.role, "target": c.name, "digest": c.digest} for c in self.applied],
         }
-
-
-def _online_signers(
-    state: State, root: Root, secrets: SecretsHandler | None, dry_run: bool
-) -> dict[str, dict[str, Signer]] | None:
-    """Signers for snapshot and timestamp, or None when this machine cannot meet their thresholds."""
-    signers = {}
-    for role in ("snapshot", "timestamp"):
-        signers[role] = available_signers(state, root.roles[role].keyids, secrets, dry_run=dry_run)
-        if len(signers[role]) < root.roles[role].threshold:
-            return None
-    return signers
 
 
 def publish(
@@ -128,11 +116,12 @@ def publish(
             marks = load_marks(state, pin.scope)
             check_not_older(pin.scope, marks, observed(session, current))
             check_revival(pin.scope, current, now_utc(), have_marks=bool(marks), revive_expired=False)
-        plan = Plan(tree, current, now_utc(), dry_run=dry_run)
-        plan.add_registry_proposals(store)
-        applied = plan.build_from_changes(state, changes, secrets, fold=fold)
-        plan.add_first_versions(state, secrets)
-        plan.cascade(state, secrets)
+        plan = Plan(tree, current, now_utc(),
+                    lambda keyids: available_signers(state, keyids, secrets, dry_run=dry_run))
+        plan.add_proposals(*scan_proposals(store, plan.is_next_version))
+        applied = plan.build_from_changes(changes, fold=fold)
+        plan.add_first_versions()
+        plan.cascade()
         plan.hold_incomplete_sets()
     ignored = "".join(f"; ignored {i.tag}: {i.reason}" for i in plan.ignored)
     if not plan.ready and not plan.short and not plan.queued:
@@ -149,15 +138,13 @@ def publish(
     result = PublishResult(pin.scope, applied=applied, dry_run=dry_run,
                            awaiting_first_version=plan.awaiting_first_version, ignored=plan.ignored,
                            queued=plan.queued, folded={r: p.version for r, p in plan.folded.items()})
-    root = plan.ready["root"].signed if "root" in plan.ready else current.root.signed
-    online = _online_signers(state, root, secrets, dry_run) if plan.ready else None
+    root = plan.next_root()
+    online = plan.online_signers() if plan.ready else None
     if plan.ready and online is None:
         # fully signed, but snapshot/timestamp cannot be: hand the versions over
         # as complete proposals to whoever holds the online key
         result.waiting_for_online_key = True
-        for role in list(plan.ready):
-            plan.short[role] = plan.ready.pop(role)
-            plan.held[role] = "waits for the online key (snapshot/timestamp)"
+        plan.hold_for_online_key()
 
     files = [MetadataFile(role, md.signed.version, to_bytes(md)) for role, md in plan.ready.items()]
     timestamp = None

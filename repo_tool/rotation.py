@@ -16,7 +16,7 @@ from tufoci.client.refresh import trusted_session
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import SigningKeyError, UsageError
 from tufoci.keys import resolve_key
-from tufoci.repo_tool.plan import load_current
+from tufoci.repo_tool.current import load_current
 from tufoci.repo_tool.roles import RoleTree
 from tufoci.repo_tool.staging import StagedChange, record_changes
 from tufoci.state import State

@@ -24,7 +24,7 @@ from tufoci.keys import list_keys
 from tufoci.layout_spec import proposal_tag
 from tufoci.repo_tool.genesis import maintainer_view
 from tufoci.repo_tool.plan import Plan
-from tufoci.repo_tool.proposals import Proposal, discard_proposal, push_signatures, sign_proposal
+from tufoci.repo_tool.proposals import Proposal, discard_proposal, push_signatures, scan_proposals, sign_proposal
 from tufoci.repo_tool.review import describe, fingerprint, fingerprint_matches
 from tufoci.repo_tool.signing import available_signers
 from tufoci.state import Pin, State, now_utc
@@ -71,7 +71,7 @@ def review_session(state: State, scope_text: str, registry_options: dict) -> Ite
     store = metadata_store(pin, **registry_options)
     with maintainer_view(state.home, pin, store, now_utc(), registry_options) as (current, tree, _):
         plan = Plan(tree, current, now_utc())
-        plan.add_registry_proposals(store)
+        plan.add_proposals(*scan_proposals(store, plan.is_next_version))
         plan.hold_incomplete_sets()
         reviews = []
         for role, proposal in plan.from_registry.items():

@@ -14,7 +14,7 @@ from tuf.api.metadata import DelegatedRole
 
 from tufoci.client.refresh import trusted_session
 from tufoci.errors import PublishError, UsageError
-from tufoci.repo_tool.plan import load_current
+from tufoci.repo_tool.current import load_current
 from tufoci.repo_tool.roles import RoleTree, covers
 from tufoci.repo_tool.staging import staged_changes
 from tufoci.state import Pin, State

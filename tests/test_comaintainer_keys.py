@@ -168,7 +168,7 @@ def _live(world: dict):
     from tufoci.client.refresh import trusted_session
     from tufoci.client.trust_pins import pin_for_scope
     from tufoci.keys import env_secrets_handler
-    from tufoci.repo_tool.plan import load_current
+    from tufoci.repo_tool.current import load_current
     from tufoci.repo_tool.roles import RoleTree
     from tufoci.repo_tool.signing import available_signers
     from tufoci.repo_tool.versions import to_bytes

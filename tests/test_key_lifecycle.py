@@ -46,7 +46,7 @@ def publish_signed_by(signed, role: str, key_name: str, mutate=None) -> None:
     from tufoci.client.refresh import trusted_session
     from tufoci.client.trust_pins import pin_for_scope
     from tufoci.keys import env_secrets_handler, signer_for
-    from tufoci.repo_tool.plan import load_current
+    from tufoci.repo_tool.current import load_current
     from tufoci.repo_tool.push import MetadataFile, push_metadata
     from tufoci.repo_tool.roles import RoleTree
     from tufoci.repo_tool.signing import available_signers, sign_with

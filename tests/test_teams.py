@@ -84,7 +84,8 @@ def _publish_raw_web_version_with(acme, name: str, image: str | None = None, *, 
     from tufoci.client.trust_pins import pin_for_scope
     from tufoci.keys import env_secrets_handler
     from tufoci.reference import parse_reference
-    from tufoci.repo_tool.plan import apply_target_change, load_current
+    from tufoci.repo_tool.current import load_current
+    from tufoci.repo_tool.plan import apply_target_change
     from tufoci.repo_tool.push import MetadataFile, push_metadata
     from tufoci.repo_tool.roles import RoleTree
     from tufoci.repo_tool.signing import available_signers, sign_with

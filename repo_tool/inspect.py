@@ -22,7 +22,7 @@ from tufoci.repo_tool.plan import load_current
 from tufoci.repo_tool.renew import role_expiries, warning_windows
 from tufoci.repo_tool.roles import RoleTree
 from tufoci.repo_tool.sessions import key_names, review_session
-from tufoci.repo_tool.staging import staged_changes
+from tufoci.repo_tool.staging import staged_changes, to_row
 from tufoci.state import State, now_utc
 
 
@@ -44,8 +44,8 @@ def scope_status(
         "scope": pin.scope,
         "metadata": pin.metadata,
         "staged": [
-            {"action": c.action, "role": c.role, "target": c.name, "digest": c.digest, "length": c.length}
-            for c in staged_changes(state, pin.scope)
+            {"action": r.action, "role": r.role, "target": r.name, "digest": r.digest, "length": r.length}
+            for r in map(to_row, staged_changes(state, pin.scope))
         ],
         "roles": [],
     }

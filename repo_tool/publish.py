@@ -39,7 +39,7 @@ from tufoci.repo_tool.plan import Plan, load_current
 from tufoci.repo_tool.proposals import IgnoredProposal, push_proposal, threshold_states
 from tufoci.repo_tool.push import MetadataFile, push_metadata
 from tufoci.repo_tool.signing import available_signers, sign_with, would_sign
-from tufoci.repo_tool.staging import StagedChange, clear_staged, staged_changes
+from tufoci.repo_tool.staging import StagedChange, clear_staged, staged_changes, to_row
 from tufoci.repo_tool.versions import next_snapshot, next_timestamp, to_bytes
 from tufoci.state import State, now_utc
 
@@ -73,7 +73,8 @@ class PublishResult:
             "ignoredProposals": [i.to_dict() for i in self.ignored],
             "queued": self.queued,
             "folded": self.folded,
-            "changes": [{"action": c.action, "role": c.role, "target": c.name, "digest": c.digest} for c in self.applied],
+            "changes": [{"action": r.action, "role": r.role, "target": r.name, "digest": r.digest}
+                        for r in map(to_row, self.applied)],
         }
 
 

@@ -18,7 +18,7 @@ from tufoci.errors import SigningKeyError, UsageError
 from tufoci.keys import resolve_key
 from tufoci.repo_tool.plan import load_current
 from tufoci.repo_tool.roles import RoleTree
-from tufoci.repo_tool.staging import StagedChange, record_changes
+from tufoci.repo_tool.staging import KeyChange, record_changes
 from tufoci.state import State
 
 TOP_LEVEL = ("root", "targets", "snapshot", "timestamp")
@@ -33,7 +33,7 @@ def stage_rotation(
     remove_keys: Sequence[str] = (),
     threshold: int | None = None,
     **registry_options: Any,
-) -> StagedChange:
+) -> KeyChange:
     """Stage adding/removing keys of ``role`` and/or changing its threshold."""
     pin = pin_for_scope(state, scope_text)
     if not add_keys and not remove_keys and threshold is None:
@@ -47,8 +47,7 @@ def stage_rotation(
     else:
         with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
             delegator = RoleTree(session, load_current(session).root.signed).parent_of(role)
-    change = StagedChange(pin.scope, delegator, role, "rotate",
-                          custom={"add": added, "remove": removed, "threshold": threshold})
+    change = KeyChange(pin.scope, delegator, role, added, removed, threshold)
     record_changes(state, [change])
     return change
 

@@ -701,9 +701,8 @@ def delegate(scope, role, keys, paths, threshold, terminating, parent, bins) -> 
                               terminating=terminating, parent=parent)
     for warning in filter(None, map(pattern_warning, paths)):
         _echo(f"tufoci: warning: {warning}", err=True)
-    spec = change.custom or {}
-    _echo(f"staged: {parent} delegates {', '.join(spec['paths'])} to {role} "
-           f"({spec['threshold']} of {len(spec['keys'])} keys{', terminating' if terminating else ''})")
+    _echo(f"staged: {parent} delegates {', '.join(change.paths)} to {role} "
+           f"({change.threshold} of {len(change.keys)} keys{', terminating' if terminating else ''})")
 
 
 @cli.command()
@@ -789,8 +788,7 @@ def rotate(scope, role, add_keys, remove_keys, threshold, plain_http, insecure, 
 
     change = stage_rotation(_state(), scope, role, add_keys=list(add_keys), remove_keys=list(remove_keys),
                             threshold=threshold, **_registry_kwargs(plain_http, insecure, ca_file))
-    spec = change.custom or {}
-    _echo(f"staged in {change.role}: {role} +{len(spec['add'])} key(s), -{len(spec['remove'])} key(s)"
+    _echo(f"staged in {change.role}: {role} +{len(change.add)} key(s), -{len(change.remove)} key(s)"
            + (f", threshold {threshold}" if threshold else "") + f"; run 'tufoci publish {scope}'")
 
 

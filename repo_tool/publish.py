@@ -24,21 +24,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from securesystemslib.signer import SecretsHandler, Signer
 from tuf.api.metadata import Root
 
-from tufoci.client.refresh import metadata_store, trusted_session
-from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import InterruptedPublishError, NothingStagedError, TufociError
 from tufoci.identity import actor_name, machine_id
-from tufoci.repo_tool.genesis import maintainer_view
 from tufoci.repo_tool.high_water import check_not_older, check_revival, load_marks, observed, record_marks
+from tufoci.repo_tool.maintainer import MaintainerSession
 from tufoci.repo_tool.plan import Plan, load_current
 from tufoci.repo_tool.proposals import IgnoredProposal, push_proposal, threshold_states
 from tufoci.repo_tool.push import MetadataFile, push_metadata
-from tufoci.repo_tool.signing import available_signers, sign_with, would_sign
+from tufoci.repo_tool.signing import sign_with, would_sign
 from tufoci.repo_tool.staging import StagedChange, clear_staged, staged_changes, to_row
 from tufoci.repo_tool.versions import next_snapshot, next_timestamp, to_bytes
 from tufoci.state import State, now_utc
@@ -79,27 +76,25 @@ class PublishResult:
 
 
 def _online_signers(
-    state: State, root: Root, secrets: SecretsHandler | None, dry_run: bool
+    session: MaintainerSession, root: Root, secrets: SecretsHandler | None, dry_run: bool
 ) -> dict[str, dict[str, Signer]] | None:
     """Signers for snapshot and timestamp, or None when this machine cannot meet their thresholds."""
     signers = {}
     for role in ("snapshot", "timestamp"):
-        signers[role] = available_signers(state, root.roles[role].keyids, secrets, dry_run=dry_run)
+        signers[role] = session.signers(root.roles[role].keyids, secrets, dry_run=dry_run)
         if len(signers[role]) < root.roles[role].threshold:
             return None
     return signers
 
 
 def publish(
-    state: State,
-    scope_text: str,
+    session: MaintainerSession,
     *,
     secrets: SecretsHandler | None = None,
     dry_run: bool = False,
     progress: Callable[[str], None] = lambda line: None,
     fold: bool = False,
     promote_only: bool = False,
-    **registry_options: Any,
 ) -> PublishResult:
     """Sign staged changes; publish every version that meets its threshold, propose the rest.
 
@@ -118,19 +113,18 @@ def publish(
         InterruptedPublishError: Ctrl-C; its message says whether the new state went live.
         TufociError: signing, the registry or the trust repository failed (nothing went live).
     """
-    pin = pin_for_scope(state, scope_text)
+    state, pin = session.state, session.pin
     changes = [] if promote_only else staged_changes(state, pin.scope)
-    store = metadata_store(pin, **registry_options)
+    store = session.store
     progress(f"reading {pin.scope} through a verified refresh")
-    with maintainer_view(state.home, pin, store, now_utc(), registry_options) as (current, tree, session):
-        genesis = session is None  # issue 15.1: version 1 is still being signed
+    with session.view() as live:
+        current, genesis = live.current, live.genesis  # genesis, issue 15.1: version 1 is still being signed
         # the online service never signs over a state older than one it saw
-        if promote_only and session is not None:  # not genesis
+        if promote_only and live.refresh is not None:  # not genesis
             marks = load_marks(state, pin.scope)
-            check_not_older(pin.scope, marks, observed(session, current))
+            check_not_older(pin.scope, marks, observed(live.refresh, current))
             check_revival(pin.scope, current, now_utc(), have_marks=bool(marks), revive_expired=False)
-        plan = Plan(tree, current, now_utc(), dry_run=dry_run)
-        plan.add_registry_proposals(store)
+        plan = session.plan(live, dry_run=dry_run)
         applied = plan.build_from_changes(state, changes, secrets, fold=fold)
         plan.add_first_versions(state, secrets)
         plan.cascade(state, secrets)
@@ -151,7 +145,7 @@ def publish(
                            awaiting_first_version=plan.awaiting_first_version, ignored=plan.ignored,
                            queued=plan.queued, folded={r: p.version for r, p in plan.folded.items()})
     root = plan.ready["root"].signed if "root" in plan.ready else current.root.signed
-    online = _online_signers(state, root, secrets, dry_run) if plan.ready else None
+    online = _online_signers(session, root, secrets, dry_run) if plan.ready else None
     if plan.ready and online is None:
         # fully signed, but snapshot/timestamp cannot be: hand the versions over
         # as complete proposals to whoever holds the online key
@@ -221,10 +215,10 @@ def publish(
             # read back what went live through the client workflow: proves it verifies,
             # and leaves this machine's cache at the new state
             progress(f"reading back {pin.scope} as clients will")
-            with trusted_session(state.home, pin, **registry_options) as session:
+            with session.read_back() as refreshed:
                 if promote_only:
                     with state.transaction() as conn:
-                        record_marks(conn, pin.scope, observed(session, load_current(session)))
+                        record_marks(conn, pin.scope, observed(refreshed, load_current(refreshed)))
     except KeyboardInterrupt as e:
         raise _interrupted(state, store, pin.scope, applied, result, plan, recorded,
                            current.timestamp_manifest_digest if timestamp is not None else None) from e

@@ -113,6 +113,15 @@ def _registry_kwargs(plain_http: bool | None, insecure: bool, ca_file: str | Non
     return {"config": _registry_config(plain_http, insecure, ca_file)}
 
 
+def _maintainer(state, scope: str, options: dict[str, Any], *, allow_expired: bool = True):
+    """SCOPE's maintainer session (repo_tool/maintainer.py). Expiry is waived for maintainers, who must be able
+    to replace expired metadata; ``copy`` and ``export-metadata`` pass ``allow_expired=False``: they carry
+    metadata to consumers."""
+    from tufoci.repo_tool.maintainer import MaintainerSession
+
+    return MaintainerSession.open(state, scope, registry_options=options, allow_expired=allow_expired)
+
+
 def password_stdin_option(f: Callable) -> Callable:
     return click.option("--password-stdin", is_flag=True,
                         help="Read the key passphrase from standard input.")(f)
@@ -431,7 +440,7 @@ def _publish_scopes(state, scopes: list[str], password_stdin: bool, options: dic
     secrets, results = _secrets_handler(password_stdin), []
     try:
         for scope in dict.fromkeys(scopes):
-            results.append(do_publish(state, scope, secrets=secrets, progress=_late_progress(), **options))
+            results.append(do_publish(_maintainer(state, scope, options), secrets=secrets, progress=_late_progress()))
     except TufociError:
         for result in results:
             _echo(f"published {result.scope} before the error: "
@@ -481,7 +490,7 @@ def target_list(scope, plain_http, insecure, ca_file, output) -> None:
     """List the signed targets of SCOPE (verified from the registry)."""
     from tufoci.repo_tool.inspect import signed_targets
 
-    rows = signed_targets(_state(), scope, **_registry_kwargs(plain_http, insecure, ca_file))
+    rows = signed_targets(_maintainer(_state(), scope, _registry_kwargs(plain_http, insecure, ca_file)))
     if output == "json":
         _emit_json(rows)
         return
@@ -500,11 +509,11 @@ def target_list(scope, plain_http, insecure, ca_file, output) -> None:
 def status(scope, warn, check, plain_http, insecure, ca_file, output) -> None:
     """Show staged changes, open proposals, role versions, thresholds and expiries."""
     from tufoci.repo_tool.inspect import scope_status
-    from tufoci.repo_tool.sessions import key_names
+    from tufoci.repo_tool.maintainer import key_names
 
     state = _state()
     names = key_names(state)
-    report = scope_status(state, scope, warn=list(warn), **_registry_kwargs(plain_http, insecure, ca_file))
+    report = scope_status(_maintainer(state, scope, _registry_kwargs(plain_http, insecure, ca_file)), warn=list(warn))
     warnings = [r for r in report.get("roles", []) if r["warning"]]
     for r in warnings:
         _echo(f"tufoci: warning: {r['role']} v{r['version']} {r['warning']} ({r['expires']}): {r['advice']}", err=True)
@@ -604,14 +613,15 @@ def _echo_proposal(p: dict, *, err: bool = False, names: dict[str, str] | None =
 @output_option
 def publish(scope, dry_run, fold, queue, password_stdin, plain_http, insecure, ca_file, output) -> None:
     """Sign staged changes and publish them: targets, snapshot, then timestamp."""
+    from tufoci.repo_tool.maintainer import key_names
     from tufoci.repo_tool.publish import publish as do_publish
-    from tufoci.repo_tool.sessions import key_names
 
     if fold and queue:
         raise click.UsageError("--fold and --queue exclude each other")
     state = _state()
-    result = do_publish(state, scope, secrets=_secrets_handler(password_stdin), dry_run=dry_run, fold=fold,
-                        progress=_late_progress(), **_registry_kwargs(plain_http, insecure, ca_file))
+    result = do_publish(_maintainer(state, scope, _registry_kwargs(plain_http, insecure, ca_file)),
+                        secrets=_secrets_handler(password_stdin), dry_run=dry_run, fold=fold,
+                        progress=_late_progress())
     if output == "json":
         _emit_json(result.to_dict())
         return
@@ -730,7 +740,7 @@ def undelegate(scope, role, parent, plain_http, insecure, ca_file) -> None:
 def sign(scope, role, expect, password_stdin, plain_http, insecure, ca_file, output) -> None:
     """Show the open proposal of ROLE (or every one this machine can sign) and sign it if it is the one
     you reviewed: its fingerprint matches --expect, or you confirm on the terminal."""
-    from tufoci.repo_tool.sessions import key_names
+    from tufoci.repo_tool.maintainer import key_names
     from tufoci.repo_tool.sessions import sign as do_sign
 
     state = _state()
@@ -746,8 +756,9 @@ def sign(scope, role, expect, password_stdin, plain_http, insecure, ca_file, out
         return click.confirm(printable(question), default=False, err=True)
 
     interactive = sys.stdin.isatty() and not password_stdin
-    done = do_sign(state, scope, role, expect=list(expect), show=show, confirm=confirm if interactive else None,
-                   secrets=_secrets_handler(password_stdin), **_registry_kwargs(plain_http, insecure, ca_file))
+    done = do_sign(_maintainer(state, scope, _registry_kwargs(plain_http, insecure, ca_file)), role,
+                   expect=list(expect), show=show, confirm=confirm if interactive else None,
+                   secrets=_secrets_handler(password_stdin))
     if output == "json":
         _emit_json([{"role": r.proposal.role, "version": r.proposal.version, "keyids": k,
                      "signedDigest": r.proposal.signed_digest} for r, k in done])
@@ -770,7 +781,7 @@ def discard(scope, role, force, plain_http, insecure, ca_file) -> None:
     """Abandon this machine's open proposal for ROLE and its staged changes to it."""
     from tufoci.repo_tool.sessions import discard as do_discard
 
-    found = do_discard(_state(), scope, role, force=force, **_registry_kwargs(plain_http, insecure, ca_file))
+    found = do_discard(_maintainer(_state(), scope, _registry_kwargs(plain_http, insecure, ca_file)), role, force=force)
     _echo(f"discarded {role}" + (f" ({', '.join(f'{tag}, proposed by {who}' for tag, who in found)})"
                                   if found else " (local staged changes)"))
 
@@ -786,8 +797,8 @@ def rotate(scope, role, add_keys, remove_keys, threshold, plain_http, insecure, 
     """Stage a change of ROLE's keys or threshold (root, targets, snapshot, timestamp or delegated)."""
     from tufoci.repo_tool.rotation import stage_rotation
 
-    change = stage_rotation(_state(), scope, role, add_keys=list(add_keys), remove_keys=list(remove_keys),
-                            threshold=threshold, **_registry_kwargs(plain_http, insecure, ca_file))
+    change = stage_rotation(_maintainer(_state(), scope, _registry_kwargs(plain_http, insecure, ca_file)), role,
+                            add_keys=list(add_keys), remove_keys=list(remove_keys), threshold=threshold)
     _echo(f"staged in {change.role}: {role} +{len(change.add)} key(s), -{len(change.remove)} key(s)"
            + (f", threshold {threshold}" if threshold else "") + f"; run 'tufoci publish {scope}'")
 
@@ -840,8 +851,8 @@ def _run_online(scope, every, poll, force_snapshot, revive_expired, password_std
         from tufoci.budget import budget
 
         with budget(timeout):  # each round has the whole budget (with --every this runs for months)
-            return refresh_timestamp(state, scope, secrets=secrets, force_snapshot=force_snapshot,
-                                     revive_expired=revive_expired, settle=settle, **options)
+            return refresh_timestamp(_maintainer(state, scope, options), secrets=secrets,
+                                     force_snapshot=force_snapshot, revive_expired=revive_expired, settle=settle)
 
     if every is None:
         if poll is not None:
@@ -857,7 +868,8 @@ def _run_online(scope, every, poll, force_snapshot, revive_expired, password_std
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         _echo(json.dumps({"time": stamp, **record}), err=True)
 
-    run_service(scope, promote=lambda: do_publish(state, scope, secrets=secrets, promote_only=True, **options),
+    run_service(scope, promote=lambda: do_publish(_maintainer(state, scope, options), secrets=secrets,
+                                                  promote_only=True),
                 refresh=lambda: refresh(ONLINE_SETTLE), every=parse_duration(every),
                 poll=parse_duration(poll) if poll else DEFAULT_POLL,
                 status_path=state.path(STATUS_FILE), log=log)
@@ -932,7 +944,8 @@ def export_metadata(scope, directory, plain_http, insecure, ca_file) -> None:
     """Write SCOPE's verified metadata to DIRECTORY as a plain TUF repository (a static HTTP mirror)."""
     from tufoci.repo_tool.export import export_metadata as do_export
 
-    written = do_export(_state(), scope, directory, **_registry_kwargs(plain_http, insecure, ca_file))
+    written = do_export(_maintainer(_state(), scope, _registry_kwargs(plain_http, insecure, ca_file),
+                                    allow_expired=False), directory)
     _echo(f"wrote {len(written)} files to {directory}; serve them and pin with "
            f"'tufoci trust add {scope} --root ROOT --metadata https://HOST/PATH/'", err=True)
 
@@ -965,9 +978,9 @@ def copy(source, destination, tag_pattern, quiet, replace_newer, plain_http, ins
                          sides[f"{side}_certs_dir"])
         if flags != TLSFlags() and not scope.startswith("oci:"):
             config = config.with_flags_for(scope.split("/", 1)[0], flags)
-    report = copy_scope(_state(), source, destination, tag_pattern=tag_pattern, replace_newer=replace_newer,
-                        progress=(lambda line: None) if quiet else (lambda line: _echo(line, err=True)),
-                        config=config)
+    report = copy_scope(_maintainer(_state(), source, {"config": config}, allow_expired=False), destination,
+                        tag_pattern=tag_pattern, replace_newer=replace_newer,
+                        progress=(lambda line: None) if quiet else (lambda line: _echo(line, err=True)))
     if output == "json":
         _emit_json(report.to_dict())
         return
@@ -991,7 +1004,7 @@ def history(scope, references, since, plain_http, insecure, ca_file, output) -> 
     as UNVERIFIED and never used, a missing one as a gap.
     """
     from tufoci.client.history import scope_history
-    from tufoci.repo_tool.sessions import key_names
+    from tufoci.repo_tool.maintainer import key_names
 
     state = _state()
     result = scope_history(state, scope, list(references), since=_parse_since(since) if since else None,

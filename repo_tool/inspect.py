@@ -60,8 +60,8 @@ def scope_status(session: MaintainerSession, *, warn: list[str] | tuple[str, ...
         return report
     # issue 15.6: what happens next, per role, and who must do it
     steps = []
-    for proposal in report["proposals"]:
-        proposal["next"] = proposal_step(pin.scope, proposal)
+    for review, proposal in zip(reviews, report["proposals"], strict=True):
+        proposal["next"] = proposal_step(pin.scope, proposal, review.state)
         steps.append({"role": proposal["role"], **proposal["next"]})
     for role in dict.fromkeys(c["role"] for c in report["staged"]):
         opened = plan.from_registry.get(role)

@@ -33,7 +33,14 @@ from tufoci.identity import actor_name, machine_id
 from tufoci.repo_tool.high_water import check_not_older, check_revival, load_marks, observed, record_marks
 from tufoci.repo_tool.maintainer import MaintainerSession
 from tufoci.repo_tool.plan import Plan, load_current
-from tufoci.repo_tool.proposals import IgnoredProposal, push_proposal, threshold_states
+from tufoci.repo_tool.proposals import (
+    IgnoredProposal,
+    ProposalState,
+    ThresholdState,
+    push_proposal,
+    threshold_states,
+    thresholds_met,
+)
 from tufoci.repo_tool.push import MetadataFile, push_metadata
 from tufoci.repo_tool.signing import sign_with, would_sign
 from tufoci.repo_tool.staging import StagedChange, clear_staged, staged_changes, to_row
@@ -44,11 +51,25 @@ SERVICE_FIELD = "x-tufoci-online-service"  # snapshot field: the publishing serv
 ONLINE_SETTLE = 1.0  # seconds an online service waits to see that its timestamp stayed (push_metadata)
 
 
+@dataclass(frozen=True)
+class ProposedVersion:
+    """A version this publish leaves (or would leave) as a proposal, and why."""
+
+    version: int
+    thresholds: list[ThresholdState]
+    held: str | None  # why a version that meets its thresholds waits (plan.Plan.held)
+    state: ProposalState
+
+    def to_dict(self) -> dict:
+        return {"version": self.version, "held": self.held,
+                "thresholds": [{"label": s.label, "have": s.have, "need": s.need} for s in self.thresholds]}
+
+
 @dataclass
 class PublishResult:
     scope: str
     published: dict[str, int] = field(default_factory=dict)  # role -> new live version
-    proposed: dict[str, dict] = field(default_factory=dict)  # role -> {"version", "have", "need"}
+    proposed: dict[str, ProposedVersion] = field(default_factory=dict)  # role -> what waits for signatures
     applied: list[StagedChange] = field(default_factory=list)
     dry_run: bool = False
     waiting_for_online_key: bool = False
@@ -62,7 +83,7 @@ class PublishResult:
         return {
             "scope": self.scope,
             "published": self.published,
-            "proposed": self.proposed,
+            "proposed": {role: p.to_dict() for role, p in self.proposed.items()},
             "dryRun": self.dry_run,
             "waitingForOnlineKey": self.waiting_for_online_key,
             "awaitingFirstVersion": self.awaiting_first_version,
@@ -180,11 +201,9 @@ def publish(
         result.published = {f.role: f.version for f in files} | {"timestamp": timestamp.signed.version}
     for role, md in plan.short.items():
         states = threshold_states(set(md.signatures), plan.delegators(role, md), role)
-        result.proposed[role] = {
-            "version": md.signed.version,
-            "thresholds": [{"label": s.label, "have": s.have, "need": s.need} for s in states],
-            "held": plan.held.get(role),
-        }
+        held = plan.held.get(role)
+        result.proposed[role] = ProposedVersion(md.signed.version, states, held, ProposalState.of(
+            thresholds_met(states), held, online_key_missing=result.waiting_for_online_key))
     if dry_run:
         signed = {**plan.ready, **plan.short}
         if timestamp is not None:
@@ -258,7 +277,7 @@ def _record(state: State, scope: str, changes: list[StagedChange], result: Publi
             state.audit(conn, "publish", scope=scope, role=",".join(sorted(result.published)),
                         versions=result.published,
                         changes=result.to_dict()["changes"], promoted=promoted)
-        for role, info in result.proposed.items():
+        for role, proposed in result.proposed.items():
             if role not in plan.from_registry:
-                state.audit(conn, "propose", scope=scope, role=role, version=info["version"],
-                            thresholds=info["thresholds"])
+                state.audit(conn, "propose", scope=scope, role=role, version=proposed.version,
+                            thresholds=proposed.to_dict()["thresholds"])

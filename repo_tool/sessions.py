@@ -20,7 +20,7 @@ from tufoci.identity import actor_name, machine_id
 from tufoci.layout_spec import proposal_tag
 from tufoci.repo_tool.maintainer import MaintainerSession
 from tufoci.repo_tool.plan import Plan
-from tufoci.repo_tool.proposals import Proposal, discard_proposal, push_signatures, sign_proposal
+from tufoci.repo_tool.proposals import Proposal, ProposalState, discard_proposal, push_signatures, sign_proposal
 from tufoci.repo_tool.review import describe, fingerprint, fingerprint_matches
 
 
@@ -30,7 +30,11 @@ class Review:
 
     proposal: Proposal
     changes: list[dict]
-    held: str | None = None  # complete, but waits for another version (plan.Plan.hold_incomplete_sets)
+    held: str | None = None  # why it may not go live yet (plan.Plan.held): waits for another version, or refused
+
+    @property
+    def state(self) -> ProposalState:
+        return ProposalState.of(self.proposal.complete, self.held)
 
     def to_dict(self, names: dict[str, str]) -> dict:
         p = self.proposal

@@ -29,13 +29,24 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class ExpiryWarning:
+    """A role (other than those just re-signed) that expired or expires soon, and what to do about it."""
+
+    role: str
+    version: int
+    warning: str  # "expired" or "expires soon"
+    expires: datetime.datetime
+    advice: str  # the command to run and whose keys sign it (renew.RoleExpiry.advice)
+
+
+@dataclass(frozen=True)
 class Refreshed:
     scope: str
     timestamp_version: int
     timestamp_expires: datetime.datetime
     snapshot_version: int
     snapshot_resigned: bool
-    warnings: tuple[str, ...] = ()  # issue 15.4: roles expiring soon, and who must renew each
+    warnings: tuple[ExpiryWarning, ...] = ()  # issue 15.4: roles expiring soon, and who must renew each
 
 
 def refresh_timestamp(
@@ -109,11 +120,11 @@ def refresh_timestamp(
 
 
 def _expiry_warnings(session: MaintainerSession, expiries: list[RoleExpiry], periods: dict[str, str],
-                    now: datetime.datetime, *, signed: set[str]) -> tuple[str, ...]:
-    """One line per role (other than those just re-signed) within a quarter of its period of expiring."""
+                    now: datetime.datetime, *, signed: set[str]) -> tuple[ExpiryWarning, ...]:
+    """Every role (other than those just re-signed) within a quarter of its period of expiring."""
     scope, windows, names = session.scope, warning_windows(periods), session.key_names()
     return tuple(
-        f"{e.role} v{e.version} {warning} ({e.expires:%Y-%m-%dT%H:%M:%SZ}): {e.advice(scope, names)}"
+        ExpiryWarning(e.role, e.version, warning, e.expires, e.advice(scope, names))
         for e in expiries
         if e.role not in signed and (warning := e.warning(windows.get(e.role, windows["targets"]), now))
     )

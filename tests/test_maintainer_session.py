@@ -170,3 +170,19 @@ def test_each_maintainer_command_runs_the_opening_sequence_once(registry, tmp_pa
         calls.clear()
         assert machine(*command).exit_code == 0, command
         assert calls == expected, command
+
+
+def test_expiry_warnings_are_worded_once_for_status_and_timestamp():
+    import datetime
+
+    from tufoci.repo_tool.freshness import ExpiryWarning, Refreshed
+
+    expires = datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    advice = "renew it: 'tufoci renew r/acme targets', signed by 1 of targets"
+    result = Refreshed("r/acme", 8, expires, 5, True, (ExpiryWarning("targets", 3, "expires soon", expires, advice),))
+    expected = f"tufoci: warning: targets v3 expires soon (2030-01-02T03:04:05Z): {advice}"
+    assert [(line.text, line.err) for line in render.refreshed_lines(result)] == [
+        ("timestamp v8 expires 2030-01-02T03:04:05Z; snapshot v5", False), (expected, True)]
+    status = {"roles": [{"role": "targets", "version": 3, "warning": "expires soon", "expires": "2030-01-02T03:04:05Z",
+                         "advice": advice}, {"role": "root", "version": 1, "warning": None}]}
+    assert [line.text for line in render.expiry_warnings(status)] == [expected]

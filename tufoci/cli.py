@@ -751,11 +751,9 @@ def _run_online(scope, every, poll, force_snapshot, revive_expired, password_std
     if every is None:
         if poll is not None:
             raise click.UsageError("--poll needs --every (the service keeps running)")
-        result = refresh()
-        _echo(f"timestamp v{result.timestamp_version} expires {result.timestamp_expires:%Y-%m-%dT%H:%M:%SZ}"
-               + (f"; snapshot v{result.snapshot_version}" if result.snapshot_resigned else ""))
-        for warning in result.warnings:
-            _echo(f"tufoci: warning: {warning}", err=True)
+        from tufoci import render
+
+        _echo_lines(render.refreshed_lines(refresh()))
         return
 
     def log(record: dict) -> None:  # one JSON object per line on stderr

@@ -9,6 +9,7 @@ them (``cli._echo``). No I/O, no click.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tufoci.repo_tool.copy import CopyReport
+    from tufoci.repo_tool.freshness import Refreshed
     from tufoci.repo_tool.publish import PublishResult
     from tufoci.repo_tool.staging import BinsDelegation, DelegationAdd, KeyChange, Renewal, TargetAdd, Undelegation
 
@@ -141,10 +143,25 @@ def step_line(role: str, step: dict) -> str:
     return line + (f": {step['command']}" if step.get("command") else "")
 
 
+def expiry_warning(role: str, version: int, warning: str, expires: str | datetime.datetime, advice: str) -> str:
+    """A role that expired or expires soon, and what to do (``status``, ``timestamp``, the online service)."""
+    if isinstance(expires, datetime.datetime):
+        expires = f"{expires:%Y-%m-%dT%H:%M:%SZ}"
+    return f"{role} v{version} {warning} ({expires}): {advice}"
+
+
 def expiry_warnings(report: dict) -> list[Line]:
     """``tufoci: warning:`` lines of ``status`` for roles that expired or expire soon."""
-    return [Line(f"tufoci: warning: {r['role']} v{r['version']} {r['warning']} ({r['expires']}): {r['advice']}", True)
-            for r in report.get("roles", []) if r["warning"]]
+    return [Line(f"tufoci: warning: {expiry_warning(r['role'], r['version'], r['warning'], r['expires'], r['advice'])}",
+                 True) for r in report.get("roles", []) if r["warning"]]
+
+
+def refreshed_lines(result: Refreshed) -> list[Line]:
+    """What ``tufoci timestamp`` (once) did, and the roles that need renewing."""
+    lines = [Line(f"timestamp v{result.timestamp_version} expires {result.timestamp_expires:%Y-%m-%dT%H:%M:%SZ}"
+                  + (f"; snapshot v{result.snapshot_version}" if result.snapshot_resigned else ""))]
+    return lines + [Line(f"tufoci: warning: {expiry_warning(w.role, w.version, w.warning, w.expires, w.advice)}", True)
+                    for w in result.warnings]
 
 
 def status_lines(report: dict, *, names: dict[str, str]) -> list[Line]:

@@ -495,6 +495,7 @@ def target_remove(scope, names, role, plain_http, insecure, ca_file) -> None:
 @output_option
 def target_list(scope, plain_http, insecure, ca_file, output) -> None:
     """List the signed targets of SCOPE (verified from the registry)."""
+    from tufoci import render
     from tufoci.repo_tool.inspect import signed_targets
 
     rows = signed_targets(_maintainer(_state(), scope, _registry_kwargs(plain_http, insecure, ca_file)))
@@ -502,7 +503,7 @@ def target_list(scope, plain_http, insecure, ca_file, output) -> None:
         _emit_json(rows)
         return
     for row in rows:
-        _echo(f"{row['target']:<40} {row['digest']}")
+        _echo(render.signed_target_line(row))
 
 
 # -- status / publish / log -------------------------------------------------------------
@@ -650,10 +651,8 @@ def sign(scope, role, expect, password_stdin, plain_http, insecure, ca_file, out
         _echo_lines(render.proposal_lines(review.to_dict(names), names=names, err=True))
 
     def confirm(review) -> bool:
-        p = review.proposal
         # the role name is the delegator's to choose: escaped like every other line
-        question = f"Sign {p.role} v{p.version} (fingerprint {review.to_dict(names)['fingerprint']})?"
-        return click.confirm(printable(question), default=False, err=True)
+        return click.confirm(printable(render.sign_question(review)), default=False, err=True)
 
     interactive = sys.stdin.isatty() and not password_stdin
     done = do_sign(_maintainer(state, scope, _registry_kwargs(plain_http, insecure, ca_file)), role,

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from tufoci.repo_tool.copy import CopyReport
     from tufoci.repo_tool.freshness import Refreshed
     from tufoci.repo_tool.publish import PublishResult
+    from tufoci.repo_tool.sessions import Review
     from tufoci.repo_tool.staging import BinsDelegation, DelegationAdd, KeyChange, Renewal, TargetAdd, Undelegation
 
 
@@ -191,6 +192,14 @@ def status_lines(report: dict, *, names: dict[str, str]) -> list[Line]:
     return out
 
 
+def sign_question(review: Review) -> str:
+    """What ``tufoci sign`` asks on a terminal before it signs a proposal it showed."""
+    from tufoci.repo_tool.review import fingerprint
+
+    p = review.proposal
+    return f"Sign {p.role} v{p.version} (fingerprint {fingerprint(p.signed_digest)})?"
+
+
 def signed_lines(done: list, scope: str, names: dict[str, str]) -> list[Line]:
     """What ``tufoci sign`` did: (``sessions.Review``, key ids) pairs."""
     lines = [] if done else [Line("none of this machine's keys can sign an open proposal", True)]
@@ -283,6 +292,11 @@ def discarded_line(role: str, found: list[tuple[str, str]]) -> str:
     """What ``tufoci discard`` abandoned: (tag, whose it was) pairs, or only local staged changes."""
     return f"discarded {role}" + (f" ({', '.join(f'{tag}, proposed by {who}' for tag, who in found)})"
                                   if found else " (local staged changes)")
+
+
+def signed_target_line(row: dict) -> str:
+    """One signed target as ``tufoci target list`` shows it (an ``inspect.signed_targets`` row)."""
+    return f"{row['target']:<40} {row['digest']}"
 
 
 # -- copy, export ----------------------------------------------------------------------------------

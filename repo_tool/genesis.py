@@ -10,10 +10,10 @@ signatures", exit 13).
 Maintainer commands see such a repository through ``MaintainerSession.view``
 (repo_tool/maintainer.py): the pinned root, verified against itself (client
 workflow 5.3.4 for a trusted root), stands in for the live state, and every
-other role is at version 0. The
-same ``Plan`` then evaluates the proposals, and the same ``publish`` makes the
-first complete set live: root v1, targets v1, snapshot v1 and timestamp v1,
-the timestamp written only if none exists (two publishers: one wins).
+other role is at version 0. The same ``Plan`` then evaluates the proposals,
+and the same ``publish`` makes the first complete set live: root v1, targets
+v1, snapshot v1 and timestamp v1, the timestamp written only if none exists
+(two publishers: one wins).
 """
 
 from __future__ import annotations

@@ -74,10 +74,6 @@ class ProposalState(enum.Enum):
             return cls.COMPLETE
         return cls.AWAITING_ONLINE_KEY if online_key_missing else cls.HELD
 
-    @property
-    def needs_signatures(self) -> bool:
-        return self is ProposalState.SHORT
-
 
 @dataclass(frozen=True)
 class SignatureCheck:

@@ -21,10 +21,8 @@ import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from tufoci.client.refresh import metadata_store, trusted_session
-from tufoci.client.trust_pins import default_metadata_repository, pin_for_scope
+from tufoci.client.trust_pins import default_metadata_repository
 from tufoci.errors import MetadataRejectedError, NotFoundError, PublishError, RegistryError, UsageError
 from tufoci.json_keys import camel_keys
 from tufoci.layout_spec import (
@@ -35,11 +33,9 @@ from tufoci.layout_spec import (
     image_media_type,
 )
 from tufoci.reference import Repository, parse_repository, reference_for_target
-from tufoci.repo_tool.current import load_current
 from tufoci.repo_tool.high_water import Mark, observed, older_roles
-from tufoci.repo_tool.roles import RoleTree
-from tufoci.state import Pin, State
-from tufoci.store import open_repository
+from tufoci.repo_tool.maintainer import MaintainerSession
+from tufoci.state import Pin
 from tufoci.store.base import RepositoryStore
 
 Progress = Callable[[str], None]
@@ -64,12 +60,12 @@ class CopyReport:
 
 
 class _Copier:
-    def __init__(self, report: CopyReport, progress: Progress, registry_options: dict):
-        self.report, self.progress, self.options = report, progress, registry_options
+    def __init__(self, report: CopyReport, progress: Progress, session: MaintainerSession):
+        self.report, self.progress, self.session = report, progress, session
         self._done: set[tuple[str, str]] = set()
 
     def store(self, repository: Repository) -> RepositoryStore:
-        return open_repository(repository, **self.options)
+        return self.session.open_repository(repository)
 
     def blob(self, source: RepositoryStore, destination: RepositoryStore, descriptor: dict) -> None:
         digest, size = str(descriptor["digest"]), int(descriptor["size"])
@@ -113,7 +109,7 @@ class _Copier:
         self.report.manifests_copied += 1
 
 
-def _destination_state(state: State, pin: Pin, destination: Repository, **registry_options: Any) -> dict[str, Mark]:
+def _destination_state(session: MaintainerSession, destination: Repository) -> dict[str, Mark]:
     """The trust state the destination serves, verified with the source's pinned root (expiry waived).
 
     Empty when there is none: no ``timestamp`` yet, or metadata that does not
@@ -123,57 +119,55 @@ def _destination_state(state: State, pin: Pin, destination: Repository, **regist
     Raises:
         RegistryError: the destination cannot be reached.
     """
+    pin = session.pin
     target = Pin(str(destination), str(default_metadata_repository(destination)), pin.root_sha256, pin.root_file)
-    with tempfile.TemporaryDirectory(prefix=".copy-", dir=state.home) as scratch:
+    there = MaintainerSession(session.state, target, registry_options=session.registry_options, allow_expired=True)
+    with tempfile.TemporaryDirectory(prefix=".copy-", dir=session.state.home) as scratch:
         try:
-            with trusted_session(state.home, target, allow_expired=True, cache=os.path.join(scratch, "cache"),
-                                 **registry_options) as session:
-                return observed(session, load_current(session))
+            with there.live(cache=os.path.join(scratch, "cache")) as live:
+                return observed(live.verified, live.current)
         except (NotFoundError, MetadataRejectedError):
             return {}
 
 
 def copy_scope(
-    state: State,
-    source_text: str,
+    session: MaintainerSession,
     destination_text: str,
     *,
     tag_pattern: str | None = None,
     replace_newer: bool = False,
     progress: Progress = lambda line: None,
-    **registry_options: Any,
 ) -> CopyReport:
     """Copy every signed image of a trusted scope (or those matching ``tag_pattern``) and its metadata.
 
     The ``timestamp`` copied is the one this copy verified (by manifest digest),
     never a second read of the tag. A destination whose trust state (verified with
     the same root) is newer than the source's is not moved backwards unless
-    ``replace_newer``.
+    ``replace_newer``. The session decides whether expired metadata may be copied (the CLI's does not).
 
     Raises:
         PublishError: the destination is newer and ``replace_newer`` is not set (nothing copied).
         MetadataRejectedError: the source's metadata does not verify.
         RegistryError: a registry cannot be reached or misbehaves.
     """
-    pin = pin_for_scope(state, source_text)
+    pin = session.pin
     source_scope, destination_scope = parse_repository(pin.scope), parse_repository(destination_text)
     report = CopyReport(str(source_scope), str(destination_scope))
-    copier = _Copier(report, progress, dict(registry_options))
+    copier = _Copier(report, progress, session)
 
-    with trusted_session(state.home, pin, **registry_options) as session:
-        current = load_current(session)
-        source_state = observed(session, current)
+    with session.live() as live:
+        current, tree = live.current, live.tree
+        source_state = observed(live.verified, current)
         verified_timestamp = current.timestamp_manifest_digest
-        tree = RoleTree(session, current.root.signed)
         signed = {}
         for name in sorted({name for role in tree.walk() for name in tree.metadata(role).signed.targets}):
             if tag_pattern is None or fnmatch.fnmatchcase(name, tag_pattern):
-                info = session.lookup(name)  # the client's delegation walk: paths, order, terminating
+                info = live.verified.lookup(name)  # the client's delegation walk: paths, order, terminating
                 if info is not None:
                     signed[name] = "sha256:" + info.hashes.get("sha256", "")
     if verified_timestamp is None:  # an HTTP source: no manifest to copy
         raise UsageError(f"{pin.scope} reads its metadata from {pin.metadata}: copy needs an OCI source")
-    newer = older_roles(_destination_state(state, pin, destination_scope, **registry_options), source_state)
+    newer = older_roles(_destination_state(session, destination_scope), source_state)
     if newer and not replace_newer:
         raise PublishError(
             f"{destination_scope} serves a newer trust state than {pin.scope} (source vs destination: "
@@ -189,7 +183,7 @@ def copy_scope(
         report.images += 1
         report.targets.append(name)
 
-    source_metadata = metadata_store(pin, **registry_options)
+    source_metadata = session.store
     destination_metadata = copier.store(default_metadata_repository(destination_scope))
     for tag in sorted(t for t in source_metadata.list_tags() if t != TIMESTAMP_TAG):
         manifest = source_metadata.get_manifest(tag)

@@ -17,7 +17,7 @@ from tuf.api.metadata import DelegatedRole, Delegations, SuccinctRoles, Targets
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import UsageError
 from tufoci.keys import require_distinct, resolve_key
-from tufoci.repo_tool.staging import StagedChange, record_changes
+from tufoci.repo_tool.staging import BinsDelegation, DelegationAdd, Undelegation, record_changes
 from tufoci.state import State
 
 TOP_LEVEL = ("root", "targets", "snapshot", "timestamp")
@@ -73,7 +73,7 @@ def stage_delegation(
     threshold: int = 1,
     terminating: bool = False,
     parent: str = "targets",
-) -> StagedChange:
+) -> DelegationAdd:
     """Stage ``parent`` delegating ``paths`` to ``role`` (keys, threshold)."""
     pin = pin_for_scope(state, scope_text)
     if not role or role in TOP_LEVEL:
@@ -83,18 +83,7 @@ def stage_delegation(
     if not paths:
         raise UsageError("a delegation needs at least one --path pattern (e.g. 'web/*')")
     team_keys = _team_keys(state, keys, threshold)
-    change = StagedChange(
-        pin.scope,
-        parent,
-        role,
-        "delegate",
-        custom={
-            "keys": team_keys,
-            "threshold": threshold,
-            "paths": list(paths),
-            "terminating": terminating,
-        },
-    )
+    change = DelegationAdd(pin.scope, parent, role, team_keys, threshold, list(paths), terminating)
     record_changes(state, [change])
     return change
 
@@ -107,7 +96,7 @@ def stage_bins(
     keys: list[str],
     count: int,
     threshold: int = 1,
-) -> StagedChange:
+) -> BinsDelegation:
     """Stage ``targets`` delegating every target to ``count`` hashed bins (TAP 15, python-tuf SuccinctRoles).
 
     Each target then lives in the bin its name hashes to, so adding one tag
@@ -117,18 +106,15 @@ def stage_bins(
     pin = pin_for_scope(state, scope_text)
     if count < 2 or count > 2**16 or count & (count - 1):
         raise UsageError(f"--bins must be a power of two between 2 and 65536, not {count}")
-    change = StagedChange(
-        pin.scope, "targets", prefix, "delegate-bins",
-        custom={"keys": _team_keys(state, keys, threshold), "threshold": threshold,
-                "bit_length": count.bit_length() - 1},
-    )
+    change = BinsDelegation(pin.scope, "targets", prefix, _team_keys(state, keys, threshold), threshold,
+                            count.bit_length() - 1)
     record_changes(state, [change])
     return change
 
 
 def stage_undelegation(
     state: State, scope_text: str, role: str, *, parent: str = "targets", **registry_options: Any
-) -> StagedChange:
+) -> Undelegation:
     """Stage ``parent`` no longer delegating to ``role``.
 
     Raises:
@@ -138,21 +124,19 @@ def stage_undelegation(
 
     pin = pin_for_scope(state, scope_text)
     check_undelegation(state, pin, role, parent, dict(registry_options))
-    change = StagedChange(pin.scope, parent, role, "undelegate")
+    change = Undelegation(pin.scope, parent, role)
     record_changes(state, [change])
     return change
 
 
-def apply_delegation(targets: Targets, change: StagedChange) -> None:
+def apply_delegation(targets: Targets, change: DelegationAdd | BinsDelegation | Undelegation) -> None:
     """Add, replace or remove one delegation in ``targets`` (order of roles is kept)."""
-    spec = change.custom or {}
-    if change.action == "delegate-bins":
+    if isinstance(change, BinsDelegation):
         if targets.delegations is not None and targets.delegations.roles:
             raise UsageError("hashed bins replace every named delegation of targets: undelegate those first")
         targets.delegations = Delegations(
-            keys={keyid: SSlibKey.from_dict(keyid, dict(key)) for keyid, key in spec["keys"].items()},
-            succinct_roles=SuccinctRoles(list(spec["keys"]), int(spec["threshold"]), int(spec["bit_length"]),
-                                         change.name),
+            keys={keyid: SSlibKey.from_dict(keyid, dict(key)) for keyid, key in change.keys.items()},
+            succinct_roles=SuccinctRoles(list(change.keys), change.threshold, change.bit_length, change.name),
         )
         return
     if targets.delegations is None:
@@ -160,17 +144,17 @@ def apply_delegation(targets: Targets, change: StagedChange) -> None:
     delegations = targets.delegations
     if delegations.roles is None:
         raise UsageError("this role delegates to hashed bins; named delegations cannot be added to it")
-    if change.action == "undelegate":
+    if isinstance(change, Undelegation):
         delegations.roles.pop(change.name, None)
     else:
-        for keyid, key in spec["keys"].items():
+        for keyid, key in change.keys.items():
             delegations.keys[keyid] = SSlibKey.from_dict(keyid, dict(key))
         delegations.roles[change.name] = DelegatedRole(
             name=change.name,
-            keyids=list(spec["keys"]),
-            threshold=int(spec["threshold"]),
-            terminating=bool(spec["terminating"]),
-            paths=list(spec["paths"]),
+            keyids=list(change.keys),
+            threshold=change.threshold,
+            terminating=change.terminating,
+            paths=list(change.paths),
         )
     used = {keyid for r in delegations.roles.values() for keyid in r.keyids}
     for keyid in list(delegations.keys):

@@ -11,26 +11,27 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Any
 from urllib import parse
 
 from tufoci.atomic_file import atomic_write
-from tufoci.client.refresh import trusted_session
-from tufoci.client.trust_pins import pin_for_scope
-from tufoci.repo_tool.current import load_current
-from tufoci.repo_tool.roles import RoleTree
-from tufoci.state import State
+from tufoci.repo_tool.maintainer import MaintainerSession
 
 
-def export_metadata(state: State, scope_text: str, directory: str, **registry_options: Any) -> list[str]:
-    """Write the current verified metadata of a scope into ``directory``; returns the file names."""
-    pin = pin_for_scope(state, scope_text)
+def export_metadata(session: MaintainerSession, directory: str) -> list[str]:
+    """Write the current verified metadata of a scope into ``directory``; returns the file names.
+
+    The session decides whether expired metadata may be exported (the CLI's does not: a static
+    mirror serves consumers).
+
+    Raises:
+        TufociError: the refresh failed (registry, metadata rejected).
+        OSError: ``directory`` cannot be written.
+    """
     os.makedirs(directory, exist_ok=True)
     written = []
-    with trusted_session(state.home, pin, **registry_options) as session:
-        current = load_current(session)
-        tree = RoleTree(session, current.root.signed)
-        history = os.path.join(session.metadata_dir, "root_history")
+    with session.live() as live:
+        current, tree, refresh = live.current, live.tree, live.verified
+        history = os.path.join(refresh.metadata_dir, "root_history")
         for name in sorted(os.listdir(history), key=lambda n: int(n.split(".", 1)[0])):
             shutil.copyfile(os.path.join(history, name), os.path.join(directory, name))
             written.append(name)
@@ -38,7 +39,7 @@ def export_metadata(state: State, scope_text: str, directory: str, **registry_op
         names += [f"{tree.metadata(role).signed.version}.{parse.quote(role, '')}.json" for role in tree.walk()]
         for name in names:
             # the bytes as published: re-serialising could change them and break the snapshot hashes
-            with open(os.path.join(session.metadata_dir, _cache_name(name)), "rb") as f:
+            with open(os.path.join(refresh.metadata_dir, _cache_name(name)), "rb") as f:
                 atomic_write(os.path.join(directory, name), f.read())
             written.append(name)
     return written

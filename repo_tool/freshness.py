@@ -12,25 +12,31 @@ import datetime
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from securesystemslib.signer import SecretsHandler
 
-from tufoci.client.refresh import metadata_store, trusted_session
-from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import ThresholdError, TufociError
-from tufoci.repo_tool.current import load_current
 from tufoci.repo_tool.expiry import parse_duration
 from tufoci.repo_tool.high_water import Mark, check_not_older, check_revival, load_marks, observed, record_marks
+from tufoci.repo_tool.maintainer import MaintainerSession
 from tufoci.repo_tool.push import MetadataFile, push_metadata
 from tufoci.repo_tool.renew import RoleExpiry, role_expiries, warning_windows
-from tufoci.repo_tool.roles import RoleTree
-from tufoci.repo_tool.sessions import key_names
-from tufoci.repo_tool.signing import available_signers, sign_with
+from tufoci.repo_tool.signing import sign_with
 from tufoci.repo_tool.versions import next_snapshot, next_timestamp, to_bytes
-from tufoci.state import State, now_utc
+from tufoci.state import now_utc
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExpiryWarning:
+    """A role (other than those just re-signed) that expired or expires soon, and what to do about it."""
+
+    role: str
+    version: int
+    warning: str  # "expired" or "expires soon"
+    expires: datetime.datetime
+    advice: str  # the command to run and whose keys sign it (renew.RoleExpiry.advice)
 
 
 @dataclass(frozen=True)
@@ -40,18 +46,16 @@ class Refreshed:
     timestamp_expires: datetime.datetime
     snapshot_version: int
     snapshot_resigned: bool
-    warnings: tuple[str, ...] = ()  # issue 15.4: roles expiring soon, and who must renew each
+    warnings: tuple[ExpiryWarning, ...] = ()  # issue 15.4: roles expiring soon, and who must renew each
 
 
 def refresh_timestamp(
-    state: State,
-    scope_text: str,
+    session: MaintainerSession,
     *,
     secrets: SecretsHandler | None = None,
     force_snapshot: bool = False,
     revive_expired: bool = False,
     settle: float = 0.0,
-    **registry_options: Any,
 ) -> Refreshed:
     """Publish the next timestamp; re-sign snapshot too when it would expire before the new timestamp.
 
@@ -67,12 +71,12 @@ def refresh_timestamp(
         ThresholdError: this machine does not hold the online key(s).
         ConcurrentPublishError: another publisher moved ``timestamp`` meanwhile.
     """
-    pin = pin_for_scope(state, scope_text)
-    with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
-        current = load_current(session)
-        seen = observed(session, current)
+    state, pin = session.state, session.pin
+    with session.live() as live:
+        current = live.current
+        seen = observed(live.verified, current)
         try:
-            expiries = role_expiries(current, RoleTree(session, current.root.signed))
+            expiries = role_expiries(current, live.tree)
         except TufociError as e:  # a team's metadata must never stop the timestamp from being re-signed
             logger.warning("%s: no expiry warnings for delegated roles: %s", pin.scope, e)
             expiries = role_expiries(current, None)
@@ -81,7 +85,7 @@ def refresh_timestamp(
     marks = load_marks(state, pin.scope)
     check_not_older(pin.scope, marks, seen)
     check_revival(pin.scope, current, now, have_marks=bool(marks), revive_expired=revive_expired)
-    signers = {role: available_signers(state, root.roles[role].keyids, secrets) for role in ("snapshot", "timestamp")}
+    signers = {role: session.signers(root.roles[role].keyids, secrets) for role in ("snapshot", "timestamp")}
 
     timestamp_expires = now + parse_duration(periods["timestamp"])
     files = []
@@ -96,7 +100,7 @@ def refresh_timestamp(
     _sign_online(timestamp, signers["timestamp"], root.roles["timestamp"].threshold)
     timestamp_bytes = to_bytes(timestamp)
     push_metadata(
-        metadata_store(pin, **registry_options),
+        session.store,
         files,
         MetadataFile("timestamp", timestamp.signed.version, timestamp_bytes),
         root_version=root.version,
@@ -112,15 +116,15 @@ def refresh_timestamp(
         state.audit(conn, "timestamp", scope=pin.scope, role="timestamp", version=timestamp.signed.version,
                     snapshot=snapshot.signed.version, snapshot_resigned=resign_snapshot)
     return Refreshed(pin.scope, timestamp.signed.version, timestamp.signed.expires, snapshot.signed.version,
-                     resign_snapshot, _expiry_warnings(state, pin.scope, expiries, periods, now, signed=set(signed)))
+                     resign_snapshot, _expiry_warnings(session, expiries, periods, now, signed=set(signed)))
 
 
-def _expiry_warnings(state: State, scope: str, expiries: list[RoleExpiry], periods: dict[str, str],
-                    now: datetime.datetime, *, signed: set[str]) -> tuple[str, ...]:
-    """One line per role (other than those just re-signed) within a quarter of its period of expiring."""
-    windows, names = warning_windows(periods), key_names(state)
+def _expiry_warnings(session: MaintainerSession, expiries: list[RoleExpiry], periods: dict[str, str],
+                    now: datetime.datetime, *, signed: set[str]) -> tuple[ExpiryWarning, ...]:
+    """Every role (other than those just re-signed) within a quarter of its period of expiring."""
+    scope, windows, names = session.scope, warning_windows(periods), session.key_names()
     return tuple(
-        f"{e.role} v{e.version} {warning} ({e.expires:%Y-%m-%dT%H:%M:%SZ}): {e.advice(scope, names)}"
+        ExpiryWarning(e.role, e.version, warning, e.expires, e.advice(scope, names))
         for e in expiries
         if e.role not in signed and (warning := e.warning(windows.get(e.role, windows["targets"]), now))
     )

@@ -7,34 +7,29 @@ like any proposal (issue 15.1). Until the first complete set goes live there
 is no ``timestamp`` tag, so consumers see nothing ("awaiting its first
 signatures", exit 13).
 
-Maintainer commands see such a repository through ``maintainer_view``: the
-pinned root, verified against itself (client workflow 5.3.4 for a trusted
-root), stands in for the live state, and every other role is at version 0. The
-same ``Plan`` then evaluates the proposals, and the same ``publish`` makes the
-first complete set live: root v1, targets v1, snapshot v1 and timestamp v1,
-the timestamp written only if none exists (two publishers: one wins).
+Maintainer commands see such a repository through ``MaintainerSession.view``
+(repo_tool/maintainer.py): the pinned root, verified against itself (client
+workflow 5.3.4 for a trusted root), stands in for the live state, and every
+other role is at version 0. The same ``Plan`` then evaluates the proposals,
+and the same ``publish`` makes the first complete set live: root v1, targets
+v1, snapshot v1 and timestamp v1, the timestamp written only if none exists
+(two publishers: one wins).
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import os
-from collections.abc import Iterator
 
 from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
 
-from tufoci.client.refresh import TrustedSession, trusted_session
 from tufoci.client.verified_record import cache_dir
 from tufoci.errors import MetadataRejectedError, PublishError
-from tufoci.repo_tool.current import load_current
 from tufoci.repo_tool.plan import CurrentState
-from tufoci.repo_tool.push import current_timestamp_digest
 from tufoci.repo_tool.roles import RoleTree
 from tufoci.state import Pin
-from tufoci.store.base import RepositoryStore
 
 
 class GenesisTree(RoleTree):
@@ -109,19 +104,3 @@ def genesis_state(root: Metadata[Root], now: datetime.datetime) -> CurrentState:
     targets.signed.version = 0
     return CurrentState(root, Metadata(Timestamp(expires=now)), Metadata(Snapshot(expires=now, meta={})),
                         targets, None)
-
-
-@contextlib.contextmanager
-def maintainer_view(
-    home: str, pin: Pin, store: RepositoryStore, now: datetime.datetime, registry_options: dict
-) -> Iterator[tuple[CurrentState, RoleTree, TrustedSession | None]]:
-    """The verified live state (a refresh), or, before version 1 went live, the pinned root's genesis view
-    (then the session is None)."""
-    if current_timestamp_digest(store) is None:
-        refuse_genesis_seen_live(home, pin)
-        root = pinned_root(pin)
-        yield genesis_state(root, now), GenesisTree(root.signed, now), None
-        return
-    with trusted_session(home, pin, allow_expired=True, **registry_options) as session:
-        current = load_current(session)
-        yield current, RoleTree(session, current.root.signed), session

@@ -10,19 +10,17 @@ import json
 import os
 from typing import Any
 
-from tufoci.client.refresh import cache_dir, trusted_session
-from tufoci.client.trust_pins import pin_for_scope
+from tufoci.client.refresh import cache_dir
 from tufoci.errors import TufociError
 from tufoci.json_keys import camel_keys
 from tufoci.layout_spec import target_media_type
 from tufoci.reference import parse_repository
-from tufoci.repo_tool.current import load_current
 from tufoci.repo_tool.genesis import GenesisTree
+from tufoci.repo_tool.maintainer import MaintainerSession
 from tufoci.repo_tool.next_steps import expiry_step, proposal_step, staged_step
 from tufoci.repo_tool.renew import role_expiries, warning_windows
-from tufoci.repo_tool.roles import RoleTree
-from tufoci.repo_tool.sessions import key_names, review_session
-from tufoci.repo_tool.staging import staged_changes
+from tufoci.repo_tool.sessions import review_session
+from tufoci.repo_tool.staging import staged_changes, to_row
 from tufoci.state import State, now_utc
 
 
@@ -35,28 +33,26 @@ def _expires_in(expires) -> str:
     return f"in {days}d{hours:02d}h" if days else f"in {hours}h{minutes:02d}m"
 
 
-def scope_status(
-    state: State, scope_text: str, *, warn: list[str] | tuple[str, ...] = (), **registry_options: Any
-) -> dict:
+def scope_status(session: MaintainerSession, *, warn: list[str] | tuple[str, ...] = ()) -> dict:
     """Staged changes, open proposals, and per role: version, expiry (with warnings), threshold."""
-    pin = pin_for_scope(state, scope_text)
+    state, pin = session.state, session.pin
     report: dict = {
         "scope": pin.scope,
         "metadata": pin.metadata,
         "staged": [
-            {"action": c.action, "role": c.role, "target": c.name, "digest": c.digest, "length": c.length}
-            for c in staged_changes(state, pin.scope)
+            {"action": r.action, "role": r.role, "target": r.name, "digest": r.digest, "length": r.length}
+            for r in map(to_row, staged_changes(state, pin.scope))
         ],
         "roles": [],
     }
     try:
         # one refresh serves both the roles and the proposals
-        with review_session(state, scope_text, registry_options) as (_, _, plan, reviews):
+        with review_session(session) as (plan, reviews):
             current, tree = plan.current, plan.tree
             genesis = isinstance(tree, GenesisTree)  # issue 15.1: only the pinned root v1 exists yet
             report["awaitingFirstSignatures"] = genesis
             rows = role_expiries(current, None if genesis else tree, genesis=genesis)
-        names = key_names(state)
+        names = session.key_names()
         report["proposals"] = [r.to_dict(names) for r in reviews]
         report["ignoredProposals"] = [i.to_dict() for i in plan.ignored]
     except TufociError as e:
@@ -64,8 +60,8 @@ def scope_status(
         return report
     # issue 15.6: what happens next, per role, and who must do it
     steps = []
-    for proposal in report["proposals"]:
-        proposal["next"] = proposal_step(pin.scope, proposal)
+    for review, proposal in zip(reviews, report["proposals"], strict=True):
+        proposal["next"] = proposal_step(pin.scope, proposal, review.state)
         steps.append({"role": proposal["role"], **proposal["next"]})
     for role in dict.fromkeys(c["role"] for c in report["staged"]):
         opened = plan.from_registry.get(role)
@@ -95,23 +91,22 @@ def scope_status(
     return report
 
 
-def signed_targets(state: State, scope_text: str, **registry_options: Any) -> list[dict]:
+def signed_targets(session: MaintainerSession) -> list[dict]:
     """Every signed target of every role, verified, in the order clients search roles.
 
     An entry outside its role's delegated paths signs nothing (clients never
     consult the role for it), so it is not listed.
     """
-    pin = pin_for_scope(state, scope_text)
     rows = []
-    with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
-        tree = RoleTree(session, load_current(session).root.signed)
+    with session.live() as live:
+        tree = live.tree
         for role in tree.walk():
             for name, info in sorted(tree.metadata(role).signed.targets.items()):
                 if not tree.trusted_for(role, name):
                     continue
                 rows.append({"target": name, "digest": "sha256:" + info.hashes.get("sha256", ""),
                              "length": info.length, "mediaType": target_media_type(info.custom), "role": role,
-                             "scope": pin.scope})
+                             "scope": session.scope})
     return rows
 
 

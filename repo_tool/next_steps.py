@@ -9,6 +9,8 @@ command. Pure functions over the dicts ``status`` reports: no I/O.
 
 from __future__ import annotations
 
+from tufoci.repo_tool.proposals import ProposalState
+
 ONLINE = "the online service"
 
 
@@ -16,19 +18,15 @@ def _name(keyid: str, names: dict[str, str]) -> str:
     return names.get(keyid) or keyid[:16]
 
 
-def proposal_step(scope: str, proposal: dict) -> dict:
-    """Sign (who is missing), or publish (the online service) a complete proposal."""
-    role = proposal["role"]
-    if proposal.get("held") and not proposal["complete"]:
-        return {"action": "sign", "who": _missing(proposal), "command": f"tufoci sign {scope} {role} --expect "
-                f"{proposal['fingerprint']}"}
-    if proposal["complete"] and proposal.get("held") and "online key" not in proposal["held"]:
+def proposal_step(scope: str, proposal: dict, state: ProposalState) -> dict:
+    """Sign (who is missing), wait (a held proposal: why), or publish (the online service) a complete one."""
+    if state is ProposalState.SHORT:
+        return {"action": "sign", "who": _missing(proposal),
+                "command": f"tufoci sign {scope} {proposal['role']} --expect {proposal['fingerprint']}"}
+    if state is ProposalState.HELD:
         return {"action": "wait", "who": [], "command": None, "why": proposal["held"]}
-    if proposal["complete"]:
-        return {"action": "publish", "who": [ONLINE, "anyone holding the online key"],
-                "command": f"tufoci publish {scope}"}
-    return {"action": "sign", "who": _missing(proposal),
-            "command": f"tufoci sign {scope} {role} --expect {proposal['fingerprint']}"}
+    return {"action": "publish", "who": [ONLINE, "anyone holding the online key"],
+            "command": f"tufoci publish {scope}"}
 
 
 def _missing(proposal: dict) -> list[str]:
@@ -56,12 +54,3 @@ def expiry_step(scope: str, role: str, warning: str | None, keyids: list[str], n
         return {"action": "refresh", "who": [ONLINE], "command": f"tufoci online-service {scope} --every 6h"}
     return {"action": "renew", "who": [_name(k, names) for k in keyids],
             "command": f"tufoci renew {scope} {role}"}
-
-
-def step_line(role: str, step: dict) -> str:
-    """One line of ``status`` text: ``next for targets: sign — bob, carol: tufoci sign …``."""
-    who = ", ".join(step["who"]) or "nobody yet"
-    line = f"next for {role}: {step['action']} — {who}"
-    if step.get("why"):
-        line += f" ({step['why']})"
-    return line + (f": {step['command']}" if step.get("command") else "")

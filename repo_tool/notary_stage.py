@@ -180,6 +180,8 @@ def publish_scopes(state: State, scopes: list[str], secrets: SecretsHandler | No
     Raises:
         TufociError: from publishing (the registry keeps the previous state; the staged changes stay).
     """
+    from tufoci.repo_tool.maintainer import MaintainerSession
     from tufoci.repo_tool.publish import publish
 
-    return [publish(state, scope, secrets=secrets, **registry_options).to_dict() for scope in dict.fromkeys(scopes)]
+    return [publish(MaintainerSession.open(state, scope, registry_options=registry_options), secrets=secrets).to_dict()
+            for scope in dict.fromkeys(scopes)]

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from tufoci.atomic_file import atomic_write
 from tufoci.errors import ConcurrentPublishError, NothingStagedError, TufociError
+from tufoci.render import expiry_warning
 from tufoci.repo_tool.freshness import Refreshed
 from tufoci.repo_tool.publish import PublishResult
 
@@ -131,6 +132,7 @@ def _refresh(refresh: Callable[[], Refreshed], status: ServiceStatus, log: Calla
     log({"event": "timestamp", "scope": result.scope, "version": result.timestamp_version,
          "msg": f"{result.scope}: timestamp v{result.timestamp_version} expires {_iso(result.timestamp_expires)}"
                 + (f", snapshot re-signed as v{result.snapshot_version}" if result.snapshot_resigned else "")})
-    for warning in result.warnings:  # issue 15.4: roles expiring soon, and who must renew each
+    for w in result.warnings:  # issue 15.4: roles expiring soon, and who must renew each
+        warning = expiry_warning(w.role, w.version, w.warning, w.expires, w.advice)
         log({"event": "expiry-warning", "scope": result.scope, "msg": f"warning: {result.scope}: {warning}"})
     return time.monotonic() + every.total_seconds()

@@ -45,7 +45,15 @@ from tufoci.repo_tool.expiry import expiry_for
 from tufoci.repo_tool.proposals import IgnoredProposal, Proposal, evaluate, threshold_states
 from tufoci.repo_tool.roles import RoleTree, covers
 from tufoci.repo_tool.signing import sign_with
-from tufoci.repo_tool.staging import StagedChange
+from tufoci.repo_tool.staging import (
+    BinsDelegation,
+    KeyChange,
+    Renewal,
+    StagedChange,
+    TargetAdd,
+    TargetRemove,
+    TargetsChange,
+)
 from tufoci.repo_tool.versions import bump, to_bytes
 
 ONLINE_ROLES = ("snapshot", "timestamp")
@@ -80,34 +88,34 @@ class CurrentState:
         return expiry_periods(self.root.signed.unrecognized_fields)
 
 
-def apply_target_change(targets: Targets, change: StagedChange) -> None:
-    if change.action == "add":
+def apply_target_change(targets: Targets, change: TargetsChange) -> None:
+    """Apply a target or delegation change to the metadata of the role that makes it."""
+    if isinstance(change, TargetAdd):
         targets.targets[change.name] = TargetFile(
-            length=change.length or 0,
-            hashes={"sha256": (change.digest or "").removeprefix("sha256:")},
+            length=change.length,
+            hashes={"sha256": change.digest.removeprefix("sha256:")},
             path=change.name,
             unrecognized_fields={"custom": change.custom} if change.custom else {},
         )
-    elif change.action == "remove":
+    elif isinstance(change, TargetRemove):
         targets.targets.pop(change.name, None)
     else:
         apply_delegation(targets, change)
 
 
-def apply_rotation(delegator: Root | Targets, change: StagedChange) -> None:
+def apply_rotation(delegator: Root | Targets, change: KeyChange) -> None:
     """Change the keys and threshold a delegator gives to ``change.name``."""
-    spec = change.custom or {}
     role = delegator.get_delegated_role(change.name)
-    for keyid, key in spec.get("add", {}).items():
+    for keyid, key in change.add.items():
         if keyid not in role.keyids:
             delegator.add_key(SSlibKey.from_dict(keyid, dict(key)), change.name)
-    for prefix in spec.get("remove", []):
+    for prefix in change.remove:
         matches = [k for k in role.keyids if k.startswith(prefix)]
         if len(matches) != 1:
             raise UsageError(f"{prefix[:16]}… matches {len(matches)} of the {change.name} keys (need exactly one)")
         delegator.revoke_key(matches[0], change.name)
-    if spec.get("threshold"):
-        role.threshold = int(spec["threshold"])
+    if change.threshold:
+        role.threshold = int(change.threshold)
     if not role.keyids or role.threshold > len(role.keyids):
         raise UsageError(f"{change.name} would have {len(role.keyids)} key(s) for a threshold of {role.threshold}")
     require_distinct([delegator.get_key(keyid) for keyid in role.keyids])
@@ -304,11 +312,11 @@ class Plan:
             SigningKeyError: the keyring could not load a key or a signature failed.
         """
         original = changes
-        staged_bins = [c for c in changes if c.action == "delegate-bins"]
+        staged_bins = [c for c in changes if isinstance(c, BinsDelegation)]
         bins = _succinct(staged_bins[-1]) if staged_bins else self.bins()
         if bins is not None:  # targets delegates to hashed bins: each target goes to the bin its name hashes to
             changes = [dataclasses.replace(c, role=bins.get_role_for_target(c.name))
-                       if c.role == "targets" and c.action in ("add", "remove") else c for c in changes]
+                       if c.role == "targets" and isinstance(c, TargetAdd | TargetRemove) else c for c in changes]
         periods = self.current.expiry_periods
         for role in sorted(dict.fromkeys(c.role for c in changes), key=_depth):  # parents first
             proposal = self.from_registry.get(role)
@@ -325,14 +333,13 @@ class Plan:
             delegated = None if role in ("root", "targets") else self.delegator(role).get_delegated_role(role)
             renewed = None
             for change in (c for c in changes if c.role == role):
-                if change.action == "rotate":
+                if isinstance(change, KeyChange):
                     apply_rotation(md.signed, change)
                     continue
-                if change.action == "renew":  # issue 15.4: same content, the bump below is the whole change
-                    period = (change.custom or {}).get("expires")
-                    renewed = self.now + parse_duration(period) if period else None
+                if isinstance(change, Renewal):  # issue 15.4: same content, the bump below is the whole change
+                    renewed = self.now + parse_duration(change.expires) if change.expires else None
                     continue
-                if change.action in ("add", "remove") and delegated is not None \
+                if isinstance(change, TargetAdd | TargetRemove) and delegated is not None \
                         and not covers(delegated, role, change.name):
                     raise PublishError(
                         f"role {role!r} may only sign {', '.join(getattr(delegated, 'paths', None) or ['its bin'])}: "
@@ -447,6 +454,5 @@ def _delegates_to(targets: Targets, role: str) -> bool:
     return role in (delegations.roles or {})
 
 
-def _succinct(change: StagedChange) -> SuccinctRoles:
-    spec = change.custom or {}
-    return SuccinctRoles(list(spec["keys"]), int(spec["threshold"]), int(spec["bit_length"]), change.name)
+def _succinct(change: BinsDelegation) -> SuccinctRoles:
+    return SuccinctRoles(list(change.keys), change.threshold, change.bit_length, change.name)

@@ -16,6 +16,7 @@ counts against both the current root's threshold and its own.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 from collections.abc import Callable
@@ -53,6 +54,25 @@ from tufoci.repo_tool.versions import to_bytes
 from tufoci.store.base import RepositoryStore
 
 MAX_SIGNATURE_BYTES = 64 * 1024
+
+
+class ProposalState(enum.Enum):
+    """Where an open proposal stands (tuf-on-ci's signing-session states): what happens to it next."""
+
+    SHORT = "short"  # a threshold is not met: it needs signatures
+    COMPLETE = "complete"  # every threshold met: the next publish with the online key makes it live
+    HELD = "held"  # every threshold met, but it waits for another version (plan.Plan.held says why)
+    AWAITING_ONLINE_KEY = "awaiting-online-key"  # every threshold met; this machine cannot sign snapshot/timestamp
+
+    @classmethod
+    def of(cls, complete: bool, held: str | None, *, online_key_missing: bool = False) -> ProposalState:
+        """The state of a proposal that meets every threshold (``complete``) or not, held back or not, when
+        this publish had the online key or not."""
+        if not complete:
+            return cls.SHORT
+        if held is None:
+            return cls.COMPLETE
+        return cls.AWAITING_ONLINE_KEY if online_key_missing else cls.HELD
 
 
 @dataclass(frozen=True)
@@ -97,7 +117,7 @@ class Proposal:
 
     @property
     def complete(self) -> bool:
-        return bool(self.thresholds) and all(t.have >= t.need for t in self.thresholds)
+        return thresholds_met(self.thresholds)
 
     @property
     def signed_digest(self) -> str:
@@ -349,6 +369,11 @@ def evaluate(proposal: Proposal, delegators: list[tuple[str, Root | Targets]]) -
     signed.signatures.clear()
     signed.signatures.update(merged)
     return signed
+
+
+def thresholds_met(thresholds: list[ThresholdState]) -> bool:
+    """Whether every threshold a version must meet is met (and there is one to meet)."""
+    return bool(thresholds) and all(t.have >= t.need for t in thresholds)
 
 
 def threshold_states(valid_keyids: set[str], delegators: list[tuple[str, Root | Targets]], role: str) -> list[ThresholdState]:

@@ -24,22 +24,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from securesystemslib.signer import SecretsHandler
 
-from tufoci.client.refresh import metadata_store, trusted_session
-from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import InterruptedPublishError, NothingStagedError, TufociError
 from tufoci.identity import actor_name, machine_id
 from tufoci.repo_tool.current import load_current
-from tufoci.repo_tool.genesis import maintainer_view
 from tufoci.repo_tool.high_water import check_not_older, check_revival, load_marks, observed, record_marks
+from tufoci.repo_tool.maintainer import MaintainerSession
 from tufoci.repo_tool.plan import Plan
-from tufoci.repo_tool.proposals import IgnoredProposal, push_proposal, scan_proposals, threshold_states
+from tufoci.repo_tool.proposals import (
+    IgnoredProposal,
+    ProposalState,
+    ThresholdState,
+    push_proposal,
+    threshold_states,
+    thresholds_met,
+)
 from tufoci.repo_tool.push import MetadataFile, push_metadata
-from tufoci.repo_tool.signing import available_signers, sign_with, would_sign
-from tufoci.repo_tool.staging import StagedChange, clear_staged, staged_changes
+from tufoci.repo_tool.signing import sign_with, would_sign
+from tufoci.repo_tool.staging import StagedChange, clear_staged, staged_changes, to_row
 from tufoci.repo_tool.versions import next_snapshot, next_timestamp, to_bytes
 from tufoci.state import State, now_utc
 
@@ -47,11 +51,25 @@ SERVICE_FIELD = "x-tufoci-online-service"  # snapshot field: the publishing serv
 ONLINE_SETTLE = 1.0  # seconds an online service waits to see that its timestamp stayed (push_metadata)
 
 
+@dataclass(frozen=True)
+class ProposedVersion:
+    """A version this publish leaves (or would leave) as a proposal, and why."""
+
+    version: int
+    thresholds: list[ThresholdState]
+    held: str | None  # why a version that meets its thresholds waits (plan.Plan.held)
+    state: ProposalState
+
+    def to_dict(self) -> dict:
+        return {"version": self.version, "held": self.held,
+                "thresholds": [{"label": s.label, "have": s.have, "need": s.need} for s in self.thresholds]}
+
+
 @dataclass
 class PublishResult:
     scope: str
     published: dict[str, int] = field(default_factory=dict)  # role -> new live version
-    proposed: dict[str, dict] = field(default_factory=dict)  # role -> {"version", "have", "need"}
+    proposed: dict[str, ProposedVersion] = field(default_factory=dict)  # role -> what waits for signatures
     applied: list[StagedChange] = field(default_factory=list)
     dry_run: bool = False
     waiting_for_online_key: bool = False
@@ -65,7 +83,7 @@ class PublishResult:
         return {
             "scope": self.scope,
             "published": self.published,
-            "proposed": self.proposed,
+            "proposed": {role: p.to_dict() for role, p in self.proposed.items()},
             "dryRun": self.dry_run,
             "waitingForOnlineKey": self.waiting_for_online_key,
             "awaitingFirstVersion": self.awaiting_first_version,
@@ -73,20 +91,19 @@ class PublishResult:
             "ignoredProposals": [i.to_dict() for i in self.ignored],
             "queued": self.queued,
             "folded": self.folded,
-            "changes": [{"action": c.action, "role": c.role, "target": c.name, "digest": c.digest} for c in self.applied],
+            "changes": [{"action": r.action, "role": r.role, "target": r.name, "digest": r.digest}
+                        for r in map(to_row, self.applied)],
         }
 
 
 def publish(
-    state: State,
-    scope_text: str,
+    session: MaintainerSession,
     *,
     secrets: SecretsHandler | None = None,
     dry_run: bool = False,
     progress: Callable[[str], None] = lambda line: None,
     fold: bool = False,
     promote_only: bool = False,
-    **registry_options: Any,
 ) -> PublishResult:
     """Sign staged changes; publish every version that meets its threshold, propose the rest.
 
@@ -105,20 +122,18 @@ def publish(
         InterruptedPublishError: Ctrl-C; its message says whether the new state went live.
         TufociError: signing, the registry or the trust repository failed (nothing went live).
     """
-    pin = pin_for_scope(state, scope_text)
+    state, pin = session.state, session.pin
     changes = [] if promote_only else staged_changes(state, pin.scope)
-    store = metadata_store(pin, **registry_options)
+    store = session.store
     progress(f"reading {pin.scope} through a verified refresh")
-    with maintainer_view(state.home, pin, store, now_utc(), registry_options) as (current, tree, session):
-        genesis = session is None  # issue 15.1: version 1 is still being signed
+    with session.view() as live:
+        current, genesis = live.current, live.genesis  # genesis, issue 15.1: version 1 is still being signed
         # the online service never signs over a state older than one it saw
-        if promote_only and session is not None:  # not genesis
+        if promote_only and live.refresh is not None:  # not genesis
             marks = load_marks(state, pin.scope)
-            check_not_older(pin.scope, marks, observed(session, current))
+            check_not_older(pin.scope, marks, observed(live.refresh, current))
             check_revival(pin.scope, current, now_utc(), have_marks=bool(marks), revive_expired=False)
-        plan = Plan(tree, current, now_utc(),
-                    lambda keyids: available_signers(state, keyids, secrets, dry_run=dry_run))
-        plan.add_proposals(*scan_proposals(store, plan.is_next_version))
+        plan = session.plan(live, signing=True, secrets=secrets, dry_run=dry_run)
         applied = plan.build_from_changes(changes, fold=fold)
         plan.add_first_versions()
         plan.cascade()
@@ -172,11 +187,9 @@ def publish(
         result.published = {f.role: f.version for f in files} | {"timestamp": timestamp.signed.version}
     for role, md in plan.short.items():
         states = threshold_states(set(md.signatures), plan.delegators(role, md), role)
-        result.proposed[role] = {
-            "version": md.signed.version,
-            "thresholds": [{"label": s.label, "have": s.have, "need": s.need} for s in states],
-            "held": plan.held.get(role),
-        }
+        held = plan.held.get(role)
+        result.proposed[role] = ProposedVersion(md.signed.version, states, held, ProposalState.of(
+            thresholds_met(states), held, online_key_missing=result.waiting_for_online_key))
     if dry_run:
         signed = {**plan.ready, **plan.short}
         if timestamp is not None:
@@ -207,10 +220,10 @@ def publish(
             # read back what went live through the client workflow: proves it verifies,
             # and leaves this machine's cache at the new state
             progress(f"reading back {pin.scope} as clients will")
-            with trusted_session(state.home, pin, **registry_options) as session:
+            with session.read_back() as refreshed:
                 if promote_only:
                     with state.transaction() as conn:
-                        record_marks(conn, pin.scope, observed(session, load_current(session)))
+                        record_marks(conn, pin.scope, observed(refreshed, load_current(refreshed)))
     except KeyboardInterrupt as e:
         raise _interrupted(state, store, pin.scope, applied, result, plan, recorded,
                            current.timestamp_manifest_digest if timestamp is not None else None) from e
@@ -250,7 +263,7 @@ def _record(state: State, scope: str, changes: list[StagedChange], result: Publi
             state.audit(conn, "publish", scope=scope, role=",".join(sorted(result.published)),
                         versions=result.published,
                         changes=result.to_dict()["changes"], promoted=promoted)
-        for role, info in result.proposed.items():
+        for role, proposed in result.proposed.items():
             if role not in plan.from_registry:
-                state.audit(conn, "propose", scope=scope, role=role, version=info["version"],
-                            thresholds=info["thresholds"])
+                state.audit(conn, "propose", scope=scope, role=role, version=proposed.version,
+                            thresholds=proposed.to_dict()["thresholds"])

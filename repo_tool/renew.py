@@ -27,13 +27,13 @@ from tufoci.repo_tool.current import load_current
 from tufoci.repo_tool.expiry import parse_duration
 from tufoci.repo_tool.plan import ONLINE_ROLES, CurrentState
 from tufoci.repo_tool.roles import RoleTree
-from tufoci.repo_tool.staging import StagedChange, record_changes
+from tufoci.repo_tool.staging import Renewal, record_changes
 from tufoci.state import State
 
 
 def stage_renewal(
     state: State, scope_text: str, role: str, *, expires: str | None = None, **registry_options: Any
-) -> StagedChange:
+) -> Renewal:
     """Stage a renewal of ``role`` (root, targets or a delegated role); ``expires`` overrides its period.
 
     Raises:
@@ -54,7 +54,7 @@ def stage_renewal(
             tree.parent_of(role)  # PublishError when nothing delegates it
             if tree.version(role) == 0:
                 raise UsageError(f"{role} has published no version yet: its first 'tufoci publish' creates one")
-    change = StagedChange(pin.scope, role, role, "renew", custom={"expires": expires} if expires else None)
+    change = Renewal(pin.scope, role, role, expires)
     record_changes(state, [change])
     return change
 

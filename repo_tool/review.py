@@ -8,12 +8,12 @@ fields a renderer happens to know: ``field_changes`` compares the two
 fields included) leaf by leaf, and ``describe`` words the leaves it knows and
 shows every other one as a generic ``field a.b.c changed: old → new`` entry.
 A proposal can therefore never look like "no changes" while it changes
-something. Pure functions: no I/O, no python-tuf objects, no click.
+something. Each entry becomes one line of text in tufoci/render.py
+(``change_line``). Pure functions: no I/O, no python-tuf objects, no click.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -215,59 +215,3 @@ def describe(old: dict | None, new: dict) -> list[dict]:
             found = (("field", *leaf.path), entry)
         entries.setdefault(*found)
     return list(entries.values())
-
-
-def _short(value: Any, limit: int = 120) -> str:
-    """A value for one line of text; a long one keeps a hash of the whole so two values never look alike."""
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit - 40]}… [{len(text)} chars, sha256 {hashlib.sha256(text.encode()).hexdigest()[:16]}]"
-
-
-def _key_text(summary: dict | None) -> str:
-    if summary is None:
-        return "none"
-    return f"{summary['keytype']}/{summary['scheme']} {_short(summary['public'])}"
-
-
-def change_line(c: dict) -> str:
-    """One line of text for one ``describe`` entry (what ``status`` and ``sign`` print)."""
-    kind = c["kind"]
-    if kind == "target":
-        mark = {"added": "+", "removed": "-", "changed": "~"}[c["change"]]
-        was = f" (was {c['from']})" if c.get("from") else ""
-        return f"{mark} {c['target']} {c['digest']}{was}"
-    if kind == "delegation":
-        if c["change"] == "removed":
-            return f"- delegation {c['role']}"
-        detail = (f"paths {_short(c.get('paths'))}" if c.get("pathHashPrefixes") is None
-                  else f"hash prefixes {_short(c.get('pathHashPrefixes'))}")
-        detail += (f", threshold {c.get('threshold')}, keys {', '.join(map(str, c.get('keyids') or []))}"
-                   f"{', terminating' if c.get('terminating') else ''}")
-        was = "; was " + ", ".join(f"{k} {_short(v)}" for k, v in c["from"].items()) if c.get("from") else ""
-        return f"{c['change']} delegation {c['role']}: {detail}{was}"
-    if kind == "key":
-        where = "root" if c["in"] == "root" else "delegations"
-        if c["change"] == "changed":  # key ids in full: a look-alike id must not pass for the old one
-            before, after = c["from"] or {}, c["to"] or {}
-            fields = ", ".join(f"{f} {_short(before.get(f))} → {_short(after.get(f))}"
-                               for f in ("keytype", "scheme", "public") if before.get(f) != after.get(f))
-            return f"! key {c['keyid']} ({where}): DIFFERENT KEY under the same key id: {fields}"
-        mark = "+" if c["change"] == "added" else "-"
-        return f"{mark} key {c['keyid']} ({where}): {_key_text(c['to'] or c['from'])}"
-    if kind == "root-role":
-        threshold = (f"threshold {c['fromThreshold']} → {c['threshold']}" if c["fromThreshold"] != c["threshold"]
-                     else f"threshold {c['threshold']}")
-        added = "".join(f", +key {k}" for k in c["addedKeys"])
-        removed = "".join(f", -key {k}" for k in c["removedKeys"])
-        return f"root role {c['role']}: {threshold}{added}{removed}"
-    if kind in ("expires", "version"):
-        return f"{kind} {c['from']} → {c['to']}"
-    if kind == "expiry-period":
-        return f"expiry period of {c['role']} {c['from']} → {c['to']}"
-    if kind == "delegation-order":
-        return f"delegation search order {', '.join(c['from'])} → {', '.join(c['to'])}"
-    old = _short(c["from"]) if "from" in c else "(absent)"
-    new = _short(c["to"]) if "to" in c else "(absent)"
-    return f"field {c['field']} {c['change']}: {old} → {new}"

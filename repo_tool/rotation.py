@@ -10,32 +10,31 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
 
-from tufoci.client.refresh import trusted_session
-from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import SigningKeyError, UsageError
 from tufoci.keys import resolve_key
-from tufoci.repo_tool.current import load_current
-from tufoci.repo_tool.roles import RoleTree
-from tufoci.repo_tool.staging import StagedChange, record_changes
+from tufoci.repo_tool.maintainer import MaintainerSession
+from tufoci.repo_tool.staging import KeyChange, record_changes
 from tufoci.state import State
 
 TOP_LEVEL = ("root", "targets", "snapshot", "timestamp")
 
 
 def stage_rotation(
-    state: State,
-    scope_text: str,
+    session: MaintainerSession,
     role: str,
     *,
     add_keys: Sequence[str] = (),
     remove_keys: Sequence[str] = (),
     threshold: int | None = None,
-    **registry_options: Any,
-) -> StagedChange:
-    """Stage adding/removing keys of ``role`` and/or changing its threshold."""
-    pin = pin_for_scope(state, scope_text)
+) -> KeyChange:
+    """Stage adding/removing keys of ``role`` and/or changing its threshold.
+
+    Raises:
+        UsageError: nothing to change, an impossible threshold, or a key that is neither known nor a key id.
+        PublishError: nothing delegates ``role``.
+    """
+    state = session.state
     if not add_keys and not remove_keys and threshold is None:
         raise UsageError("rotate needs --add-key, --remove-key or --threshold")
     if threshold is not None and threshold < 1:
@@ -45,10 +44,9 @@ def stage_rotation(
     if role in TOP_LEVEL:
         delegator = "root"
     else:
-        with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
-            delegator = RoleTree(session, load_current(session).root.signed).parent_of(role)
-    change = StagedChange(pin.scope, delegator, role, "rotate",
-                          custom={"add": added, "remove": removed, "threshold": threshold})
+        with session.live() as live:
+            delegator = live.tree.parent_of(role)
+    change = KeyChange(session.scope, delegator, role, added, removed, threshold)
     record_changes(state, [change])
     return change
 

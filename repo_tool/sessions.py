@@ -12,23 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from securesystemslib.signer import SecretsHandler
 
-from tufoci.client.refresh import metadata_store
-from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import ReviewMismatchError, SigningKeyError, UsageError
 from tufoci.identity import actor_name, machine_id
-from tufoci.keys import list_keys
 from tufoci.layout_spec import proposal_tag
-from tufoci.repo_tool.genesis import maintainer_view
+from tufoci.repo_tool.maintainer import MaintainerSession
 from tufoci.repo_tool.plan import Plan
-from tufoci.repo_tool.proposals import Proposal, discard_proposal, push_signatures, scan_proposals, sign_proposal
+from tufoci.repo_tool.proposals import Proposal, ProposalState, discard_proposal, push_signatures, sign_proposal
 from tufoci.repo_tool.review import describe, fingerprint, fingerprint_matches
-from tufoci.repo_tool.signing import available_signers
-from tufoci.state import Pin, State, now_utc
-from tufoci.store.base import RepositoryStore
 
 
 @dataclass
@@ -37,7 +30,11 @@ class Review:
 
     proposal: Proposal
     changes: list[dict]
-    held: str | None = None  # complete, but waits for another version (plan.Plan.hold_incomplete_sets)
+    held: str | None = None  # why it may not go live yet (plan.Plan.held): waits for another version, or refused
+
+    @property
+    def state(self) -> ProposalState:
+        return ProposalState.of(self.proposal.complete, self.held)
 
     def to_dict(self, names: dict[str, str]) -> dict:
         p = self.proposal
@@ -64,43 +61,34 @@ class Review:
 
 
 @contextmanager
-def review_session(state: State, scope_text: str, registry_options: dict) -> Iterator[tuple[Pin, RepositoryStore, Plan, list[Review]]]:
+def review_session(session: MaintainerSession) -> Iterator[tuple[Plan, list[Review]]]:
     """One verified refresh, and every open proposal for the next version of a role, evaluated
     against its delegator as it will be (a pending root decides the targets keys)."""
-    pin = pin_for_scope(state, scope_text)
-    store = metadata_store(pin, **registry_options)
-    with maintainer_view(state.home, pin, store, now_utc(), registry_options) as (current, tree, _):
-        plan = Plan(tree, current, now_utc())
-        plan.add_proposals(*scan_proposals(store, plan.is_next_version))
+    with session.view() as live:
+        plan = session.plan(live)
         plan.hold_incomplete_sets()
         reviews = []
         for role, proposal in plan.from_registry.items():
             # issue 20.1/20.2: the review is a complete diff of the bytes to be signed against the live version
             old = plan.live(role).to_dict() if plan.live_version(role) else None
             reviews.append(Review(proposal, describe(old, proposal.metadata.signed.to_dict()), plan.held.get(role)))
-        yield pin, store, plan, reviews
+        yield plan, reviews
 
 
-def review(state: State, scope_text: str, **registry_options: Any) -> list[Review]:
+def review(session: MaintainerSession) -> list[Review]:
     """Every open proposal of a scope, evaluated against the live state."""
-    with review_session(state, scope_text, registry_options) as (_, _, _, reviews):
+    with review_session(session) as (_, reviews):
         return reviews
 
 
-def key_names(state: State) -> dict[str, str]:
-    return {k.keyid: k.name for k in list_keys(state) if k.name}
-
-
 def sign(
-    state: State,
-    scope_text: str,
+    session: MaintainerSession,
     role: str | None = None,
     *,
     expect: Collection[str] = (),
     show: Callable[[Review], None] | None = None,
     confirm: Callable[[Review], bool] | None = None,
     secrets: SecretsHandler | None = None,
-    **registry_options: Any,
 ) -> list[tuple[Review, list[str]]]:
     """Add this machine's signatures to the open proposals (of ``role``, or all it can sign).
 
@@ -117,7 +105,8 @@ def sign(
         SigningKeyError: ``role`` was named but this machine holds none of its keys, or a signer failed.
     """
     signed: list[tuple[Review, list[str]]] = []
-    with review_session(state, scope_text, registry_options) as (pin, store, plan, reviews):
+    state, pin = session.state, session.pin
+    with review_session(session) as (plan, reviews):
         reviews = [r for r in reviews if role in (None, r.proposal.role)]
         if not reviews:
             why = "".join(f"; {i.tag} is ignored: {i.reason}" for i in plan.ignored if role in (None, i.role))
@@ -125,7 +114,7 @@ def sign(
         chosen = []
         for item in reviews:
             proposal = item.proposal
-            signers = available_signers(state, plan.role_keys(proposal.role, proposal.metadata), secrets)
+            signers = session.signers(plan.role_keys(proposal.role, proposal.metadata), secrets)
             if not signers:
                 if role is not None:
                     raise SigningKeyError(f"none of this machine's keys can sign {proposal.role}")
@@ -136,7 +125,7 @@ def sign(
             chosen.append((item, signers))
         for item, signers in chosen:
             signatures = sign_proposal(item.proposal, signers)
-            push_signatures(store, item.proposal, signatures)
+            push_signatures(session.store, item.proposal, signatures)
             signed.append((item, sorted(signatures)))
     with state.transaction() as conn:
         for item, keyids in signed:
@@ -165,8 +154,7 @@ def _confirm_reviewed(scope: str, item: Review, expect: Collection[str],
         raise ReviewMismatchError(f"not signed: you declined {name} (fingerprint {actual})")
 
 
-def discard(state: State, scope_text: str, role: str, *, force: bool = False,
-            **registry_options: Any) -> list[tuple[str, str]]:
+def discard(session: MaintainerSession, role: str, *, force: bool = False) -> list[tuple[str, str]]:
     """Abandon this machine's open proposal for ``role`` (and any ignored one under its own tag: it goes
     out of the listing) and this machine's staged changes to it; returns (tag, whose it was) pairs.
 
@@ -177,8 +165,9 @@ def discard(state: State, scope_text: str, role: str, *, force: bool = False,
         UsageError: the open proposal is another machine's and ``force`` was not given, or nothing to discard.
     """
     discarded = []
+    state, pin = session.state, session.pin
     mine, me = machine_id(state), actor_name(state)
-    with review_session(state, scope_text, registry_options) as (pin, store, plan, reviews):
+    with review_session(session) as (plan, reviews):
         found = [(item.proposal.version, item.proposal.proposer,
                   item.proposal.machine == mine or (item.proposal.machine is None and item.proposal.proposer == me))
                  for item in reviews if item.proposal.role == role]
@@ -191,7 +180,7 @@ def discard(state: State, scope_text: str, role: str, *, force: bool = False,
                     f"{proposer}): ask them, or discard it anyway with 'tufoci discard --force {pin.scope} {role}'"
                 )
         for version, proposer, _ in found:
-            discarded.append((discard_proposal(store, role, version, me), proposer))
+            discarded.append((discard_proposal(session.store, role, version, me), proposer))
     with state.transaction() as conn:
         local = conn.execute("DELETE FROM staged WHERE scope = ? AND role = ?", (pin.scope, role)).rowcount
         if not discarded and not local:

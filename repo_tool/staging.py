@@ -9,10 +9,10 @@ change in ``state.db`` in one transaction.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from tufoci import budget
 from tufoci.client.trust_pins import pin_for_reference, pin_for_scope
@@ -32,14 +32,156 @@ RESOLVE_WORKERS = 16
 
 
 @dataclass(frozen=True)
-class StagedChange:
+class TargetAdd:
+    """``role`` signs ``name`` as the manifest ``digest`` of ``length`` bytes (``custom``: the target's
+    custom field, layout_spec.target_custom)."""
+
     scope: str
     role: str
     name: str
-    action: str  # "add" or "remove"
+    length: int
+    digest: str
+    custom: dict | None = None
+    action: ClassVar[str] = "add"
+
+
+@dataclass(frozen=True)
+class TargetRemove:
+    """``role`` no longer signs ``name``."""
+
+    scope: str
+    role: str
+    name: str
+    action: ClassVar[str] = "remove"
+
+
+@dataclass(frozen=True)
+class DelegationAdd:
+    """``role`` delegates ``paths`` to the role ``name``: its keys (keyid -> public key dict) and threshold."""
+
+    scope: str
+    role: str
+    name: str
+    keys: dict[str, dict]
+    threshold: int
+    paths: list[str]
+    terminating: bool = False
+    action: ClassVar[str] = "delegate"
+
+
+@dataclass(frozen=True)
+class BinsDelegation:
+    """``targets`` delegates every target to 2**``bit_length`` hashed bins named ``name``-<hex> (TAP 15)."""
+
+    scope: str
+    role: str
+    name: str
+    keys: dict[str, dict]
+    threshold: int
+    bit_length: int
+    action: ClassVar[str] = "delegate-bins"
+
+
+@dataclass(frozen=True)
+class Undelegation:
+    """``role`` no longer delegates to ``name``."""
+
+    scope: str
+    role: str
+    name: str
+    action: ClassVar[str] = "undelegate"
+
+
+@dataclass(frozen=True)
+class KeyChange:
+    """The delegator ``role`` changes the keys and/or threshold it gives ``name`` (rotation, revocation):
+    ``add`` keyid -> public key dict, ``remove`` key ids (or unique prefixes)."""
+
+    scope: str
+    role: str
+    name: str
+    add: dict[str, dict]
+    remove: list[str]
+    threshold: int | None = None
+    action: ClassVar[str] = "rotate"
+
+
+@dataclass(frozen=True)
+class Renewal:
+    """The next version of ``role`` (``name`` is the role too) with the same content and a fresh expiry,
+    ``expires`` from now instead of the role's period when given."""
+
+    scope: str
+    role: str
+    name: str
+    expires: str | None = None
+    action: ClassVar[str] = "renew"
+
+
+# One type per kind of change; ``action`` is the kind's name in state.db and in JSON output.
+StagedChange = TargetAdd | TargetRemove | DelegationAdd | BinsDelegation | Undelegation | KeyChange | Renewal
+TargetsChange = TargetAdd | TargetRemove | DelegationAdd | BinsDelegation | Undelegation  # a targets role's content
+
+
+@dataclass(frozen=True)
+class StagedRow:
+    """A staged change as the ``staged`` table holds it (and as JSON output shows it): the details of
+    the kinds other than ``TargetAdd`` travel in ``custom``."""
+
+    scope: str
+    role: str
+    name: str
+    action: str
     length: int | None = None
     digest: str | None = None
     custom: dict | None = None
+
+
+def to_row(change: StagedChange) -> StagedRow:
+    """The row of ``staged`` that stores ``change`` (``from_row`` reads it back)."""
+    head = (change.scope, change.role, change.name, change.action)
+    match change:
+        case TargetAdd():
+            return StagedRow(*head, change.length, change.digest, change.custom)
+        case DelegationAdd():
+            return StagedRow(*head, custom={"keys": change.keys, "threshold": change.threshold,
+                                            "paths": list(change.paths), "terminating": change.terminating})
+        case BinsDelegation():
+            return StagedRow(*head, custom={"keys": change.keys, "threshold": change.threshold,
+                                            "bit_length": change.bit_length})
+        case KeyChange():
+            return StagedRow(*head, custom={"add": change.add, "remove": list(change.remove),
+                                            "threshold": change.threshold})
+        case Renewal():
+            return StagedRow(*head, custom={"expires": change.expires} if change.expires else None)
+    return StagedRow(*head)
+
+
+def from_row(row: StagedRow) -> StagedChange:
+    """The typed change a ``staged`` row stores.
+
+    Raises:
+        UsageError: an action this version of tufoci does not know (a newer tufoci staged it).
+    """
+    spec = row.custom or {}
+    head = (row.scope, row.role, row.name)
+    if row.action == TargetAdd.action:
+        return TargetAdd(*head, row.length or 0, row.digest or "", row.custom)
+    if row.action == TargetRemove.action:
+        return TargetRemove(*head)
+    if row.action == DelegationAdd.action:
+        return DelegationAdd(*head, dict(spec["keys"]), int(spec["threshold"]), list(spec["paths"]),
+                             bool(spec["terminating"]))
+    if row.action == BinsDelegation.action:
+        return BinsDelegation(*head, dict(spec["keys"]), int(spec["threshold"]), int(spec["bit_length"]))
+    if row.action == Undelegation.action:
+        return Undelegation(*head)
+    if row.action == KeyChange.action:
+        return KeyChange(*head, dict(spec.get("add", {})), list(spec.get("remove", [])), spec.get("threshold"))
+    if row.action == Renewal.action:
+        return Renewal(*head, spec.get("expires"))
+    raise UsageError(f"{row.scope}: a staged change of unknown kind {row.action!r} for {row.name} "
+                     "(staged by a newer tufoci?)")
 
 
 def resolve_image(reference: Reference, **registry_options: Any) -> tuple[str, int, dict]:
@@ -89,7 +231,7 @@ def stage_targets(
     allow_tag_mismatch: bool = False,
     warn: Callable[[str], None] = lambda line: None,
     **registry_options: Any,
-) -> list[StagedChange]:
+) -> list[TargetAdd]:
     """Resolve and stage every reference; nothing is staged unless all resolve.
 
     A ``REPO:TAG@DIGEST`` whose tag serves another digest is refused unless ``allow_tag_mismatch``
@@ -110,7 +252,7 @@ def stage_targets(
             raise UsageError(f"{message}: add --allow-tag-mismatch to sign the digest given")
         warn(message)
     changes = [
-        StagedChange(scope, role, name, "add", length, digest, custom)
+        TargetAdd(scope, role, name, length, digest, custom)
         for (_, scope, name), (digest, length, custom) in zip(planned, resolved, strict=True)
     ]
     record_changes(state, changes)
@@ -173,7 +315,7 @@ def _locator(pins: list[Pin]) -> Callable[[str], tuple[Reference, str, str]]:
 
 def stage_built_targets(
     state: State, records: list[tuple[str, str, int, str]], *, role: str = "targets", **registry_options: Any
-) -> list[StagedChange]:
+) -> list[TargetAdd]:
     """Stage digests the build already knows (no registry request): ``(ref, digest, size, media type)``.
 
     The registry check of ``verify`` still compares them with what the registry serves.
@@ -184,7 +326,7 @@ def stage_built_targets(
     changes = []
     for text, digest, size, media_type in records:
         _, scope, name = locate(text)
-        changes.append(StagedChange(scope, role, name, "add", size, digest, target_custom(media_type)))
+        changes.append(TargetAdd(scope, role, name, size, digest, target_custom(media_type)))
     _check_roles(state, role, [(c.scope, c.name) for c in changes], registry_options)
     record_changes(state, changes)
     return changes
@@ -201,7 +343,7 @@ def stage_digest_file(
     allow_tag_mismatch: bool = False,
     warn: Callable[[str], None] = lambda line: None,
     **registry_options: Any,
-) -> list[StagedChange]:
+) -> list[TargetAdd]:
     """Stage what a build or copy tool says it pushed (repo_tool/build_records.py): complete records
     without a registry request, a bare digest resolved by digest (its tag checked as in ``stage_targets``).
 
@@ -231,40 +373,40 @@ def stage_removals(
 
     pin = pin_for_scope(state, scope_text)
     check_staging(state, pin, role=role, removes=names, registry_options=registry_options)
-    changes = [StagedChange(pin.scope, role, name, "remove") for name in names]
+    changes: list[StagedChange] = [TargetRemove(pin.scope, role, name) for name in names]
     record_changes(state, changes)
     return changes
 
 
-def record_changes(state: State, changes: list[StagedChange]) -> None:
+def record_changes(state: State, changes: Sequence[StagedChange]) -> None:
     """Stage changes in one transaction (a later change to the same name replaces an earlier one)."""
     when, who = now_iso(), actor()
+    rows = [to_row(c) for c in changes]
     with state.transaction() as conn:
         conn.executemany(
             "INSERT OR REPLACE INTO staged (scope, role, name, action, length, digest, custom, staged_at, staged_by)"
             " VALUES (?,?,?,?,?,?,?,?,?)",
-            [(c.scope, c.role, c.name, c.action, c.length, c.digest,
-              json.dumps(c.custom, sort_keys=True) if c.custom is not None else None, when, who) for c in changes],
+            [(r.scope, r.role, r.name, r.action, r.length, r.digest,
+              json.dumps(r.custom, sort_keys=True) if r.custom is not None else None, when, who) for r in rows],
         )
-        state.audit_many(conn, [(f"stage-{c.action}", c.scope, c.role, None, {"target": c.name, "digest": c.digest})
-                                for c in changes])
+        state.audit_many(conn, [(f"stage-{r.action}", r.scope, r.role, None, {"target": r.name, "digest": r.digest})
+                                for r in rows])
 
 
 def staged_changes(state: State, scope: str) -> list[StagedChange]:
     # staging order matters: delegations are searched in the order they were added
     rows = state.query("SELECT * FROM staged WHERE scope = ? ORDER BY rowid", (scope,))
     return [
-        StagedChange(
-            r["scope"], r["role"], r["name"], r["action"], r["length"], r["digest"],
-            json.loads(r["custom"]) if r["custom"] else None,
-        )
+        from_row(StagedRow(r["scope"], r["role"], r["name"], r["action"], r["length"], r["digest"],
+                           json.loads(r["custom"]) if r["custom"] else None))
         for r in rows
     ]
 
 
-def clear_staged(conn, scope: str, changes: list[StagedChange]) -> None:
+def clear_staged(conn, scope: str, changes: Sequence[StagedChange]) -> None:
     """Drop the staged rows a publish applied (inside the caller's transaction)."""
+    rows = [to_row(c) for c in changes]
     conn.executemany(
         "DELETE FROM staged WHERE scope = ? AND role = ? AND name = ? AND action = ? AND coalesce(digest,'') = ?",
-        [(scope, c.role, c.name, c.action, c.digest or "") for c in changes],
+        [(scope, r.role, r.name, r.action, r.digest or "") for r in rows],
     )

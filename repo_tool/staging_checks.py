@@ -16,7 +16,7 @@ from tufoci.client.refresh import trusted_session
 from tufoci.errors import PublishError, UsageError
 from tufoci.repo_tool.current import load_current
 from tufoci.repo_tool.roles import RoleTree, covers
-from tufoci.repo_tool.staging import staged_changes
+from tufoci.repo_tool.staging import DelegationAdd, TargetAdd, TargetRemove, staged_changes
 from tufoci.state import Pin, State
 
 
@@ -29,9 +29,8 @@ class LiveRoles:
 
     def staged_delegation(self, role: str) -> DelegatedRole | None:
         for change in reversed(self.staged):
-            if change.name == role and change.action == "delegate":
-                spec = change.custom or {}
-                return DelegatedRole(role, [], 1, False, paths=spec.get("paths", []))
+            if change.name == role and isinstance(change, DelegationAdd):
+                return DelegatedRole(role, [], 1, False, paths=list(change.paths))
         return None
 
     def _live_delegation(self, role: str):
@@ -90,7 +89,7 @@ def check_staging(
         live.require_role(role)
         for name in adds:
             live.require_covers(role, name)
-        staged = {c.name for c in live.staged if c.action in ("add", "remove")}  # a staged one may be undone
+        staged = {c.name for c in live.staged if isinstance(c, TargetAdd | TargetRemove)}  # a staged one may be undone
         bins = role == "targets" and _delegates_to_bins(live.tree)
         for name in removes:
             signers = live.signer_of(name)
@@ -107,7 +106,7 @@ def check_undelegation(state: State, pin: Pin, role: str, parent: str, registry_
     with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
         live = LiveRoles(state, pin, RoleTree(session, load_current(session).root.signed))
         live.require_role(parent)
-        staged = any(c.name == role and c.role == parent and c.action == "delegate" for c in live.staged)
+        staged = any(c.name == role and c.role == parent and isinstance(c, DelegationAdd) for c in live.staged)
         published = not live.staged_delegation(parent) and live.tree.version(parent) > 0
         delegations = live.tree.metadata(parent).signed.delegations if published else None
         if staged or (delegations and role in (delegations.roles or {})):

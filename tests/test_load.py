@@ -113,6 +113,7 @@ def _publisher(maintainer_home: Path, scope: str, web: str, images: dict[str, tu
                stop: threading.Event, ready: threading.Barrier) -> None:
     from tufoci.keys import env_secrets_handler
     from tufoci.reference import parse_reference
+    from tufoci.repo_tool.maintainer import MaintainerSession
     from tufoci.repo_tool.publish import publish
     from tufoci.repo_tool.staging import stage_built_targets
     from tufoci.state import State
@@ -132,7 +133,7 @@ def _publisher(maintainer_home: Path, scope: str, web: str, images: dict[str, tu
             try:
                 store.put_manifest(tag, raw, media_type)  # the registry moves first ...
                 stage_built_targets(state, [(web, after, len(raw), media_type)])
-                publish(state, scope, secrets=secrets)  # ... then the signed digest (timestamp moves last)
+                publish(MaintainerSession.open(state, scope), secrets=secrets)  # ... then the signed digest (timestamp moves last)
             except TufociError as e:
                 timeline.errors.append(f"publish failed: {type(e).__name__}: {e}")
                 timeline.transitions.append((t0, float("inf"), after))  # undefined from here on

@@ -28,7 +28,8 @@ from tuf.api.metadata import (
     Timestamp,
 )
 
-from tufoci.repo_tool.review import change_line, describe, fingerprint, fingerprint_matches
+from tufoci.render import change_line
+from tufoci.repo_tool.review import describe, fingerprint, fingerprint_matches
 
 EXPIRES = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
 

@@ -89,7 +89,7 @@ def _publish_raw_web_version_with(acme, name: str, image: str | None = None, *, 
     from tufoci.repo_tool.push import MetadataFile, push_metadata
     from tufoci.repo_tool.roles import RoleTree
     from tufoci.repo_tool.signing import available_signers, sign_with
-    from tufoci.repo_tool.staging import StagedChange, resolve_image
+    from tufoci.repo_tool.staging import TargetAdd, resolve_image
     from tufoci.repo_tool.versions import bump, next_snapshot, next_timestamp, to_bytes
     from tufoci.state import State, now_utc
 
@@ -103,7 +103,7 @@ def _publish_raw_web_version_with(acme, name: str, image: str | None = None, *, 
         tree = RoleTree(session, current.root.signed)
         md = tree.metadata("web")
         web_keys = tree.delegation("web").keyids
-    apply_target_change(md.signed, StagedChange(pin.scope, "web", name, "add", length, digest, custom))
+    apply_target_change(md.signed, TargetAdd(pin.scope, "web", name, length, digest, custom))
     bump(md, current.expiry_periods, now)
     sign_with(md, available_signers(state, web_keys, secrets))
     store = open_repository(Repository(acme["scope"].split("/")[0], "acme/tuf"))

@@ -113,6 +113,15 @@ def _registry_kwargs(plain_http: bool | None, insecure: bool, ca_file: str | Non
     return {"config": _registry_config(plain_http, insecure, ca_file)}
 
 
+def _maintainer(state, scope: str, options: dict[str, Any], *, allow_expired: bool = True):
+    """SCOPE's maintainer session (repo_tool/maintainer.py). Expiry is waived for maintainers, who must be able
+    to replace expired metadata; ``copy`` and ``export-metadata`` pass ``allow_expired=False``: they carry
+    metadata to consumers."""
+    from tufoci.repo_tool.maintainer import MaintainerSession
+
+    return MaintainerSession.open(state, scope, registry_options=options, allow_expired=allow_expired)
+
+
 def password_stdin_option(f: Callable) -> Callable:
     return click.option("--password-stdin", is_flag=True,
                         help="Read the key passphrase from standard input.")(f)
@@ -140,6 +149,12 @@ def _state():
     from tufoci.state import State
 
     return State.open()
+
+
+def _echo_lines(lines) -> None:
+    """Print the lines tufoci/render.py words (each to stdout or stderr, escaped by ``_echo``)."""
+    for line in lines:
+        _echo(line.text, err=line.err)
 
 
 def _emit_json(data: Any) -> None:
@@ -418,10 +433,11 @@ def target_add(references, role, digest_file, digest_format, from_file, allow_ta
         staged = [_change_json(c) for c in changes]
         _emit_json(staged if results is None else {"staged": staged, "published": [r.to_dict() for r in results]})
         return
-    for c in changes:
-        _echo(f"staged {c.name} {c.digest} ({c.length} bytes) in {c.scope}")
+    from tufoci import render
+
+    _echo_lines(render.staged_target_lines(changes))
     for result in results or ():
-        _echo_publish(result, dry_run=False)
+        _echo_lines(render.publish_lines(result, dry_run=False))
 
 
 def _publish_scopes(state, scopes: list[str], password_stdin: bool, options: dict) -> list:
@@ -431,11 +447,11 @@ def _publish_scopes(state, scopes: list[str], password_stdin: bool, options: dic
     secrets, results = _secrets_handler(password_stdin), []
     try:
         for scope in dict.fromkeys(scopes):
-            results.append(do_publish(state, scope, secrets=secrets, progress=_late_progress(), **options))
+            results.append(do_publish(_maintainer(state, scope, options), secrets=secrets, progress=_late_progress()))
     except TufociError:
-        for result in results:
-            _echo(f"published {result.scope} before the error: "
-                   + ", ".join(f"{role} v{v}" for role, v in result.published.items()), err=True)
+        from tufoci import render
+
+        _echo_lines(render.published_before_error(results))
         raise
     return results
 
@@ -479,14 +495,15 @@ def target_remove(scope, names, role, plain_http, insecure, ca_file) -> None:
 @output_option
 def target_list(scope, plain_http, insecure, ca_file, output) -> None:
     """List the signed targets of SCOPE (verified from the registry)."""
+    from tufoci import render
     from tufoci.repo_tool.inspect import signed_targets
 
-    rows = signed_targets(_state(), scope, **_registry_kwargs(plain_http, insecure, ca_file))
+    rows = signed_targets(_maintainer(_state(), scope, _registry_kwargs(plain_http, insecure, ca_file)))
     if output == "json":
         _emit_json(rows)
         return
     for row in rows:
-        _echo(f"{row['target']:<40} {row['digest']}")
+        _echo(render.signed_target_line(row))
 
 
 # -- status / publish / log -------------------------------------------------------------
@@ -499,96 +516,21 @@ def target_list(scope, plain_http, insecure, ca_file, output) -> None:
 @output_option
 def status(scope, warn, check, plain_http, insecure, ca_file, output) -> None:
     """Show staged changes, open proposals, role versions, thresholds and expiries."""
+    from tufoci import render
     from tufoci.repo_tool.inspect import scope_status
-    from tufoci.repo_tool.sessions import key_names
+    from tufoci.repo_tool.maintainer import key_names
 
     state = _state()
     names = key_names(state)
-    report = scope_status(state, scope, warn=list(warn), **_registry_kwargs(plain_http, insecure, ca_file))
-    warnings = [r for r in report.get("roles", []) if r["warning"]]
-    for r in warnings:
-        _echo(f"tufoci: warning: {r['role']} v{r['version']} {r['warning']} ({r['expires']}): {r['advice']}", err=True)
+    report = scope_status(_maintainer(state, scope, _registry_kwargs(plain_http, insecure, ca_file)), warn=list(warn))
+    warnings = render.expiry_warnings(report)
+    _echo_lines(warnings)
     if output == "json":
         _emit_json(report)
-        if check and (warnings or report.get("error")):
-            sys.exit(1)
-        return
-    _echo(f"scope {report['scope']} (metadata {report['metadata']})")
-    if report.get("error"):
-        _echo(f"  could not refresh: {report['error']}")
-    if report.get("awaitingFirstSignatures"):
-        _echo("  awaiting its first signatures: nothing is live until version 1 of every role is complete")
-    width = max([len(r["role"]) for r in report.get("roles", [])] + [10])
-    for role in report.get("roles", []):
-        _echo(f"  {role['role']:<{width}} v{role['version']:<4} expires {role['expires']} "
-               f"({role['expiresIn']})  threshold {role['threshold']} of {role['keys']}")
-    staged = report["staged"]
-    if not staged:
-        _echo("nothing staged")
     else:
-        _echo(f"staged ({len(staged)}):")
-        for c in staged:
-            _echo(f"  {_change_line(c)}  [{c['role']}]")
-    for p in report.get("proposals", []):
-        _echo_proposal(p, names=names)
-    for i in report.get("ignoredProposals", []):
-        _echo(f"ignored {i['tag']}: {i['reason']}")
-    from tufoci.repo_tool.next_steps import step_line
-
-    for step in report.get("next", []):
-        _echo(step_line(step["role"], step))
-    if "next" in report and not report["next"]:
-        _echo("next: nothing to do (no proposal open, nothing staged, no role close to expiry)")
+        _echo_lines(render.status_lines(report, names=names))
     if check and (warnings or report.get("error")):
         sys.exit(1)
-
-
-def _change_line(c: dict) -> str:
-    if c["action"] in ("delegate", "undelegate"):
-        return f"{'+' if c['action'] == 'delegate' else '-'} delegation {c['target']}"
-    if c["action"] == "rotate":
-        return f"~ keys of {c['target']}"
-    if c["action"] == "renew":
-        return f"~ renew {c['target']} (same content, fresh expiry)"
-    return f"{'+' if c['action'] == 'add' else '-'} {c['target']}  {c['digest'] or ''}"
-
-
-def _echo_proposal(p: dict, *, err: bool = False, names: dict[str, str] | None = None) -> None:
-    """A proposal as ``status`` shows it: its fingerprint, every change, its signatures and thresholds.
-
-    Key ids in changes stay in full (a look-alike id must not pass for another); the catalogue's name
-    for a key follows its id, so a reviewer reads "+key 3f9c… (carol)".
-    """
-    from tufoci.repo_tool.review import change_line
-
-    def named(line: str) -> str:
-        for keyid, name in (names or {}).items():
-            line = line.replace(keyid, f"{keyid} ({name})")
-        return line
-
-    if p.get("held"):
-        state = f"signed, but {p['held']}"
-    elif p["complete"]:
-        state = "complete: the online service makes it live"
-    else:
-        state = "needs signatures"
-    _echo(f"proposal {p['role']} v{p['version']} by {p['proposer']} ({state})", err=err)
-    _echo(f"    fingerprint {p['fingerprint']}", err=err)
-    for c in p["changes"]:
-        _echo(f"    {named(change_line(c))}", err=err)
-    if not p["changes"]:
-        _echo("    (identical to the live version)", err=err)
-    for sig in p["signatures"]:
-        mark = "✓" if sig["counted"] else "✗"
-        _echo(f"    {mark} {sig['key'] or sig['keyid'][:16]}: {sig['reason']}", err=err)
-    for t in p["thresholds"]:
-        missing = ", ".join(m["key"] or m["keyid"][:16] for m in t["missing"])
-        more = max(0, t["need"] - t["have"])
-        line = (f"    {t['label']}: {t['have']} of {t['need']} signatures" if t["have"] <= t["need"]
-                else f"    {t['label']}: {t['have']} signatures, {t['need']} needed")
-        if more:
-            line += f", {more} more needed from: {missing}"
-        _echo(line, err=err)
 
 
 @cli.command()
@@ -604,21 +546,20 @@ def _echo_proposal(p: dict, *, err: bool = False, names: dict[str, str] | None =
 @output_option
 def publish(scope, dry_run, fold, queue, password_stdin, plain_http, insecure, ca_file, output) -> None:
     """Sign staged changes and publish them: targets, snapshot, then timestamp."""
+    from tufoci import render
+    from tufoci.repo_tool.maintainer import key_names
     from tufoci.repo_tool.publish import publish as do_publish
-    from tufoci.repo_tool.sessions import key_names
 
     if fold and queue:
         raise click.UsageError("--fold and --queue exclude each other")
     state = _state()
-    result = do_publish(state, scope, secrets=_secrets_handler(password_stdin), dry_run=dry_run, fold=fold,
-                        progress=_late_progress(), **_registry_kwargs(plain_http, insecure, ca_file))
+    result = do_publish(_maintainer(state, scope, _registry_kwargs(plain_http, insecure, ca_file)),
+                        secrets=_secrets_handler(password_stdin), dry_run=dry_run, fold=fold,
+                        progress=_late_progress())
     if output == "json":
         _emit_json(result.to_dict())
         return
-    names = key_names(state)
-    for role, info in result.would_sign.items():
-        _echo(f"would sign {role} v{info['version']} with {', '.join(names.get(k, k[:12]) for k in info['keyids'])}")
-    _echo_publish(result, dry_run=dry_run, poll=_online_poll(state))
+    _echo_lines(render.publish_lines(result, dry_run=dry_run, poll=_online_poll(state), names=key_names(state)))
 
 
 def _online_poll(state) -> int:
@@ -627,37 +568,6 @@ def _online_poll(state) -> int:
     from tufoci.repo_tool.online_service import DEFAULT_POLL, POLL_SETTING
 
     return int(parse_duration(state.setting(POLL_SETTING) or f"{int(DEFAULT_POLL.total_seconds())}s").total_seconds())
-
-
-def _echo_publish(result, *, dry_run: bool, poll: int = 30) -> None:
-    verb = "would publish" if dry_run else "published"
-    if result.published:
-        versions = ", ".join(f"{role} v{v}" for role, v in result.published.items())
-        _echo(f"{verb} to {result.scope}: {versions}")
-    for role, info in result.proposed.items():
-        counts = "; ".join(f"{t['have']} of {t['need']} signatures ({t['label']})" if t["have"] <= t["need"]
-                           else f"{t['have']} signatures, {t['need']} needed ({t['label']})"
-                           for t in info["thresholds"])
-        if result.waiting_for_online_key and info.get("held") and all(t["have"] >= t["need"] for t in info["thresholds"]):
-            _echo(f"{role} v{info['version']} complete; goes live within {poll} s (online service)")
-            continue
-        held = f" — complete, {info['held']}" if info.get("held") else ""
-        folded = (f" (replaces the open v{result.folded[role]}: its signers must sign again)"
-                  if role in result.folded else "")
-        _echo(f"{'would propose' if dry_run else 'proposed'} {role} v{info['version']}: {counts}{held}{folded}")
-        if not dry_run and any(t["have"] < t["need"] for t in info["thresholds"]):
-            _echo(f"  other maintainers: tufoci sign {result.scope} {role}", err=True)
-    if result.awaiting_first_version:
-        _echo(f"delegated to {', '.join(result.awaiting_first_version)}: each team's first "
-               f"'tufoci publish' creates its metadata", err=True)
-    for i in result.ignored:
-        _echo(f"tufoci: warning: ignored {i.tag}: {i.reason}", err=True)
-    for role, version in result.queued.items():
-        _echo(f"queued: your changes to {role} stay staged until the open proposal {role} v{version} goes live "
-              f"(then run 'tufoci publish {result.scope}' again); 'tufoci publish --fold' puts them into it", err=True)
-    if result.waiting_for_online_key:
-        _echo("this machine does not hold the online key: the online service ('tufoci online-service') "
-              "publishes it", err=True)
 
 
 @cli.command()
@@ -689,21 +599,19 @@ def delegate(scope, role, keys, paths, threshold, terminating, parent, bins) -> 
 
     delegate warns (on stderr) when a pattern can match sibling repositories.
     """
+    from tufoci import render
     from tufoci.repo_tool.delegations import pattern_warning, stage_bins, stage_delegation
 
     if bins is not None:
         if paths or terminating or parent != "targets":
             raise UsageError("--bins delegates every target from targets: no --path, --terminating or --parent")
-        stage_bins(_state(), scope, role, keys=list(keys), count=bins, threshold=threshold)
-        _echo(f"staged: targets delegates every target to {bins} hashed bins {role}-*")
+        _echo(render.bins_line(stage_bins(_state(), scope, role, keys=list(keys), count=bins, threshold=threshold)))
         return
     change = stage_delegation(_state(), scope, role, keys=list(keys), paths=list(paths), threshold=threshold,
                               terminating=terminating, parent=parent)
     for warning in filter(None, map(pattern_warning, paths)):
         _echo(f"tufoci: warning: {warning}", err=True)
-    spec = change.custom or {}
-    _echo(f"staged: {parent} delegates {', '.join(spec['paths'])} to {role} "
-           f"({spec['threshold']} of {len(spec['keys'])} keys{', terminating' if terminating else ''})")
+    _echo(render.delegation_line(change))
 
 
 @cli.command()
@@ -713,10 +621,11 @@ def delegate(scope, role, keys, paths, threshold, terminating, parent, bins) -> 
 @registry_options
 def undelegate(scope, role, parent, plain_http, insecure, ca_file) -> None:
     """Stage the removal of ROLE's delegation from its parent."""
+    from tufoci import render
     from tufoci.repo_tool.delegations import stage_undelegation
 
-    stage_undelegation(_state(), scope, role, parent=parent, **_registry_kwargs(plain_http, insecure, ca_file))
-    _echo(f"staged: {parent} no longer delegates to {role}")
+    _echo(render.undelegation_line(stage_undelegation(_state(), scope, role, parent=parent,
+                                                      **_registry_kwargs(plain_http, insecure, ca_file))))
 
 
 @cli.command()
@@ -731,35 +640,29 @@ def undelegate(scope, role, parent, plain_http, insecure, ca_file) -> None:
 def sign(scope, role, expect, password_stdin, plain_http, insecure, ca_file, output) -> None:
     """Show the open proposal of ROLE (or every one this machine can sign) and sign it if it is the one
     you reviewed: its fingerprint matches --expect, or you confirm on the terminal."""
-    from tufoci.repo_tool.sessions import key_names
+    from tufoci import render
+    from tufoci.repo_tool.maintainer import key_names
     from tufoci.repo_tool.sessions import sign as do_sign
 
     state = _state()
     names = key_names(state)
 
     def show(review) -> None:  # the diff goes to stderr: stdout stays data (-o json)
-        _echo_proposal(review.to_dict(names), err=True, names=names)
+        _echo_lines(render.proposal_lines(review.to_dict(names), names=names, err=True))
 
     def confirm(review) -> bool:
-        p = review.proposal
         # the role name is the delegator's to choose: escaped like every other line
-        question = f"Sign {p.role} v{p.version} (fingerprint {review.to_dict(names)['fingerprint']})?"
-        return click.confirm(printable(question), default=False, err=True)
+        return click.confirm(printable(render.sign_question(review)), default=False, err=True)
 
     interactive = sys.stdin.isatty() and not password_stdin
-    done = do_sign(state, scope, role, expect=list(expect), show=show, confirm=confirm if interactive else None,
-                   secrets=_secrets_handler(password_stdin), **_registry_kwargs(plain_http, insecure, ca_file))
+    done = do_sign(_maintainer(state, scope, _registry_kwargs(plain_http, insecure, ca_file)), role,
+                   expect=list(expect), show=show, confirm=confirm if interactive else None,
+                   secrets=_secrets_handler(password_stdin))
     if output == "json":
         _emit_json([{"role": r.proposal.role, "version": r.proposal.version, "keyids": k,
                      "signedDigest": r.proposal.signed_digest} for r, k in done])
         return
-    if not done:
-        _echo("none of this machine's keys can sign an open proposal", err=True)
-    for item, keyids in done:
-        who = ", ".join(names.get(k, k[:12]) for k in keyids)
-        _echo(f"signed {item.proposal.role} v{item.proposal.version} with {who}")
-    _echo(f"see 'tufoci status {scope}'; the online service (or 'tufoci publish {scope}' where the online key "
-          f"is) makes complete proposals live", err=True)
+    _echo_lines(render.signed_lines(done, scope, names))
 
 
 @cli.command()
@@ -769,11 +672,11 @@ def sign(scope, role, expect, password_stdin, plain_http, insecure, ca_file, out
 @registry_options
 def discard(scope, role, force, plain_http, insecure, ca_file) -> None:
     """Abandon this machine's open proposal for ROLE and its staged changes to it."""
+    from tufoci import render
     from tufoci.repo_tool.sessions import discard as do_discard
 
-    found = do_discard(_state(), scope, role, force=force, **_registry_kwargs(plain_http, insecure, ca_file))
-    _echo(f"discarded {role}" + (f" ({', '.join(f'{tag}, proposed by {who}' for tag, who in found)})"
-                                  if found else " (local staged changes)"))
+    found = do_discard(_maintainer(_state(), scope, _registry_kwargs(plain_http, insecure, ca_file)), role, force=force)
+    _echo(render.discarded_line(role, found))
 
 
 @cli.command()
@@ -785,13 +688,12 @@ def discard(scope, role, force, plain_http, insecure, ca_file) -> None:
 @registry_options
 def rotate(scope, role, add_keys, remove_keys, threshold, plain_http, insecure, ca_file) -> None:
     """Stage a change of ROLE's keys or threshold (root, targets, snapshot, timestamp or delegated)."""
+    from tufoci import render
     from tufoci.repo_tool.rotation import stage_rotation
 
-    change = stage_rotation(_state(), scope, role, add_keys=list(add_keys), remove_keys=list(remove_keys),
-                            threshold=threshold, **_registry_kwargs(plain_http, insecure, ca_file))
-    spec = change.custom or {}
-    _echo(f"staged in {change.role}: {role} +{len(spec['add'])} key(s), -{len(spec['remove'])} key(s)"
-           + (f", threshold {threshold}" if threshold else "") + f"; run 'tufoci publish {scope}'")
+    change = stage_rotation(_maintainer(_state(), scope, _registry_kwargs(plain_http, insecure, ca_file)), role,
+                            add_keys=list(add_keys), remove_keys=list(remove_keys), threshold=threshold)
+    _echo(render.rotation_line(change, scope))
 
 
 @cli.command()
@@ -805,11 +707,11 @@ def renew(scope, role, expires, plain_http, insecure, ca_file) -> None:
     'tufoci publish' then signs it: it goes live, or becomes a proposal that the
     other signers review (only version and expires change) and sign.
     """
+    from tufoci import render
     from tufoci.repo_tool.renew import stage_renewal
 
-    change = stage_renewal(_state(), scope, role, expires=expires, **_registry_kwargs(plain_http, insecure, ca_file))
-    _echo(f"staged: renew {role} in {change.scope}" + (f" (expires in {expires})" if expires else "")
-          + f"; run 'tufoci publish {change.scope}'")
+    _echo(render.renewal_line(stage_renewal(_state(), scope, role, expires=expires,
+                                            **_registry_kwargs(plain_http, insecure, ca_file))))
 
 
 def _service_options(f: Callable) -> Callable:
@@ -842,24 +744,23 @@ def _run_online(scope, every, poll, force_snapshot, revive_expired, password_std
         from tufoci.budget import budget
 
         with budget(timeout):  # each round has the whole budget (with --every this runs for months)
-            return refresh_timestamp(state, scope, secrets=secrets, force_snapshot=force_snapshot,
-                                     revive_expired=revive_expired, settle=settle, **options)
+            return refresh_timestamp(_maintainer(state, scope, options), secrets=secrets,
+                                     force_snapshot=force_snapshot, revive_expired=revive_expired, settle=settle)
 
     if every is None:
         if poll is not None:
             raise click.UsageError("--poll needs --every (the service keeps running)")
-        result = refresh()
-        _echo(f"timestamp v{result.timestamp_version} expires {result.timestamp_expires:%Y-%m-%dT%H:%M:%SZ}"
-               + (f"; snapshot v{result.snapshot_version}" if result.snapshot_resigned else ""))
-        for warning in result.warnings:
-            _echo(f"tufoci: warning: {warning}", err=True)
+        from tufoci import render
+
+        _echo_lines(render.refreshed_lines(refresh()))
         return
 
     def log(record: dict) -> None:  # one JSON object per line on stderr
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         _echo(json.dumps({"time": stamp, **record}), err=True)
 
-    run_service(scope, promote=lambda: do_publish(state, scope, secrets=secrets, promote_only=True, **options),
+    run_service(scope, promote=lambda: do_publish(_maintainer(state, scope, options), secrets=secrets,
+                                                  promote_only=True),
                 refresh=lambda: refresh(ONLINE_SETTLE), every=parse_duration(every),
                 poll=parse_duration(poll) if poll else DEFAULT_POLL,
                 status_path=state.path(STATUS_FILE), log=log)
@@ -932,11 +833,12 @@ def config_list(output: str) -> None:
 @registry_options
 def export_metadata(scope, directory, plain_http, insecure, ca_file) -> None:
     """Write SCOPE's verified metadata to DIRECTORY as a plain TUF repository (a static HTTP mirror)."""
+    from tufoci import render
     from tufoci.repo_tool.export import export_metadata as do_export
 
-    written = do_export(_state(), scope, directory, **_registry_kwargs(plain_http, insecure, ca_file))
-    _echo(f"wrote {len(written)} files to {directory}; serve them and pin with "
-           f"'tufoci trust add {scope} --root ROOT --metadata https://HOST/PATH/'", err=True)
+    written = do_export(_maintainer(_state(), scope, _registry_kwargs(plain_http, insecure, ca_file),
+                                    allow_expired=False), directory)
+    _echo(render.export_line(written, directory, scope), err=True)
 
 
 @cli.command()
@@ -958,6 +860,7 @@ def copy(source, destination, tag_pattern, quiet, replace_newer, plain_http, ins
     timestamp moves last. Copying to oci:DIR and from it again is the air-gapped transfer.
     --src-… and --dest-… options apply to one side and win over the unprefixed ones.
     """
+    from tufoci import render
     from tufoci.registry_config import TLSFlags
     from tufoci.repo_tool.copy import copy_scope
 
@@ -967,16 +870,13 @@ def copy(source, destination, tag_pattern, quiet, replace_newer, plain_http, ins
                          sides[f"{side}_certs_dir"])
         if flags != TLSFlags() and not scope.startswith("oci:"):
             config = config.with_flags_for(scope.split("/", 1)[0], flags)
-    report = copy_scope(_state(), source, destination, tag_pattern=tag_pattern, replace_newer=replace_newer,
-                        progress=(lambda line: None) if quiet else (lambda line: _echo(line, err=True)),
-                        config=config)
+    report = copy_scope(_maintainer(_state(), source, {"config": config}, allow_expired=False), destination,
+                        tag_pattern=tag_pattern, replace_newer=replace_newer,
+                        progress=(lambda line: None) if quiet else (lambda line: _echo(line, err=True)))
     if output == "json":
         _emit_json(report.to_dict())
         return
-    _echo(f"copied {report.images} image(s) and {report.metadata_tags} metadata tag(s) to {report.destination}: "
-           f"{report.manifests_copied} manifests ({report.manifests_skipped} already there), "
-           f"{report.blobs_copied} blobs streamed ({report.bytes_copied} bytes), {report.blobs_mounted} mounted, "
-           f"{report.blobs_skipped} already there")
+    _echo(render.copy_line(report))
 
 
 @cli.command()
@@ -993,7 +893,7 @@ def history(scope, references, since, plain_http, insecure, ca_file, output) -> 
     as UNVERIFIED and never used, a missing one as a gap.
     """
     from tufoci.client.history import scope_history
-    from tufoci.repo_tool.sessions import key_names
+    from tufoci.repo_tool.maintainer import key_names
 
     state = _state()
     result = scope_history(state, scope, list(references), since=_parse_since(since) if since else None,

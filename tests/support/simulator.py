@@ -46,7 +46,7 @@ from tufoci.repo_tool.genesis import GenesisTree, genesis_state
 from tufoci.repo_tool.plan import CurrentState, Plan
 from tufoci.repo_tool.proposals import DetachedSignature, IgnoredProposal, Proposal
 from tufoci.repo_tool.roles import RoleTree
-from tufoci.repo_tool.staging import StagedChange
+from tufoci.repo_tool.staging import BinsDelegation, DelegationAdd, KeyChange, Renewal, StagedChange, TargetAdd
 from tufoci.repo_tool.versions import to_bytes
 
 SCOPE = "registry.test/acme"
@@ -273,18 +273,16 @@ class Simulator:
     # -- staged changes (this machine's state.db) --------------------------------------
     @staticmethod
     def add(name: str, role: str = "targets") -> StagedChange:
-        return StagedChange(SCOPE, role, name, "add", 1, digest_of(name), {"mediaType": "application/vnd.oci.image.manifest.v1+json"})
+        return TargetAdd(SCOPE, role, name, 1, digest_of(name), {"mediaType": "application/vnd.oci.image.manifest.v1+json"})
 
     def delegation(self, parent: str, role: str, numbers: Iterable[int], *, threshold: int = 1,
                    paths: Iterable[str] = ("*",)) -> StagedChange:
         keys = {keyid(n): key(n).public_key.to_dict() for n in numbers}
-        return StagedChange(SCOPE, parent, role, "delegate",
-                            custom={"keys": keys, "threshold": threshold, "paths": list(paths), "terminating": False})
+        return DelegationAdd(SCOPE, parent, role, keys, threshold, list(paths), terminating=False)
 
     def bins(self, prefix: str, numbers: Iterable[int], bit_length: int, *, threshold: int = 1) -> StagedChange:
         keys = {keyid(n): key(n).public_key.to_dict() for n in numbers}
-        return StagedChange(SCOPE, "targets", prefix, "delegate-bins",
-                            custom={"keys": keys, "threshold": threshold, "bit_length": bit_length})
+        return BinsDelegation(SCOPE, "targets", prefix, keys, threshold, bit_length)
 
     def rotate(self, role: str, *, add: Iterable[int] = (), remove: Iterable[int] = (),
                threshold: int | None = None) -> StagedChange:
@@ -292,12 +290,11 @@ class Simulator:
         delegator = "root" if role in ("root", "targets", "snapshot", "timestamp") else \
             next(name for name, md in self.roles.items() if md.signed is self.delegator(role))
         added = {keyid(n): key(n).public_key.to_dict() for n in add}
-        return StagedChange(SCOPE, delegator, role, "rotate", custom={
-            "add": added, "remove": [keyid(n) for n in remove], "threshold": threshold})
+        return KeyChange(SCOPE, delegator, role, added, [keyid(n) for n in remove], threshold)
 
     @staticmethod
     def renew(role: str, expires: str | None = None) -> StagedChange:
-        return StagedChange(SCOPE, role, role, "renew", custom={"expires": expires} if expires else None)
+        return Renewal(SCOPE, role, role, expires)
 
     # -- the plan's inputs ---------------------------------------------------------------
     def current(self, *, allow_expired: bool = True) -> tuple[CurrentState, RoleTree]:

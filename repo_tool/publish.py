@@ -172,9 +172,10 @@ def publish(
         snapshot.signed.unrecognized_fields.pop(SERVICE_FIELD, None)
         if promote_only:
             snapshot.signed.unrecognized_fields[SERVICE_FIELD] = machine_id(state)
-        if genesis:  # the first complete set: root v1 (pinned), snapshot v1, timestamp v1
+        if genesis:  # the first complete set: root v1 (pinned, or its completed proposal), snapshot v1, timestamp v1
             snapshot.signed.version = 1
-            files.insert(0, MetadataFile("root", 1, to_bytes(current.root)))
+            if "root" not in plan.ready:
+                files.insert(0, MetadataFile("root", 1, to_bytes(current.root)))
         sign_with(snapshot, online["snapshot"])
         snapshot_bytes = to_bytes(snapshot)
         files.append(MetadataFile("snapshot", snapshot.signed.version, snapshot_bytes))

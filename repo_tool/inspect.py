@@ -67,9 +67,11 @@ def scope_status(
     for proposal in report["proposals"]:
         proposal["next"] = proposal_step(pin.scope, proposal)
         steps.append({"role": proposal["role"], **proposal["next"]})
+    queued = queued_behind(state, pin.scope)
     for role in dict.fromkeys(c["role"] for c in report["staged"]):
         opened = plan.from_registry.get(role)
-        steps.append({"role": role, **staged_step(pin.scope, role, opened.version if opened else None)})
+        steps.append({"role": role, **staged_step(pin.scope, role, opened.version if opened else None,
+                                                  queued.get(role))})
     windows = warning_windows(current.expiry_periods, warn)
     now = now_utc()
     for expiry in rows:
@@ -113,6 +115,20 @@ def signed_targets(state: State, scope_text: str, **registry_options: Any) -> li
                              "length": info.length, "mediaType": target_media_type(info.custom), "role": role,
                              "scope": pin.scope})
     return rows
+
+
+def queued_behind(state: State, scope: str) -> dict[str, int]:
+    """role -> the proposal version this machine's staged changes to it were last queued behind
+    (``publish`` records it), unless this machine proposed or published the role since."""
+    queued: dict[str, int] = {}
+    for row in state.query("SELECT action, role, version FROM audit WHERE scope = ? AND action IN "
+                           "('queue', 'propose', 'publish') ORDER BY id", (scope,)):
+        if row["action"] == "queue":
+            queued[row["role"]] = row["version"]
+        else:
+            for role in (row["role"] or "").split(","):
+                queued.pop(role, None)
+    return queued
 
 
 def audit_log(state: State, scope_text: str | None = None) -> list[dict]:

@@ -656,8 +656,9 @@ def _echo_publish(result, *, dry_run: bool, poll: int = 30) -> None:
     for i in result.ignored:
         _echo(f"tufoci: warning: ignored {i.tag}: {i.reason}", err=True)
     for role, version in result.queued.items():
-        _echo(f"queued: your changes to {role} stay staged until the open proposal {role} v{version} goes live "
-              f"(then run 'tufoci publish {result.scope}' again); 'tufoci publish --fold' puts them into it", err=True)
+        _echo(f"queued: your changes to {role} stay staged until the open proposal {role} v{version} goes live; "
+              f"then this machine's next 'tufoci publish {result.scope}' proposes them ('tufoci status' says when); "
+              "'tufoci publish --fold' puts them into it now", err=True)
     if result.waiting_for_online_key:
         _echo("this machine does not hold the online key: the online service ('tufoci online-service') "
               "publishes it", err=True)

@@ -184,7 +184,10 @@ def _completes(pinned: bytes, repo: Repository, layer: Any, **registry_options: 
     if not awaits_signatures(root):
         return False
     live = open_repository(repo, **registry_options).get_blob(layer.digest, max_bytes=min(layer.size, MAX_ROOT_BYTES))
-    return signed_digest(Metadata.from_bytes(live)) == signed_digest(root)
+    try:
+        return signed_digest(Metadata.from_bytes(live)) == signed_digest(root)
+    except (ValueError, TypeError, KeyError):
+        return False  # not metadata: then not this root either
 
 
 def remove_pin(state: State, scope_text: str) -> None:

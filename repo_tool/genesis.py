@@ -13,11 +13,13 @@ root v1 that goes live must be exactly that signed part; any other root v1
 proposal is ignored, whoever pushed it.
 
 Maintainer commands see such a repository through ``maintainer_view``: the
-pinned root, verified against itself (client workflow 5.3.4 for a trusted
-root), stands in for the live state, and every other role is at version 0. The
-same ``Plan`` then evaluates the proposals, and the same ``publish`` makes the
-first complete set live: root v1, targets v1, snapshot v1 and timestamp v1,
-the timestamp written only if none exists (two publishers: one wins).
+pinned root stands in for the live state, and every other role is at version 0
+(root too while the pinned root v1 is below its own threshold, client workflow
+5.3.4: its proposal is then the one to sign). The same ``Plan`` evaluates the
+proposals, and the same ``publish`` makes the first complete set live: root
+v1, targets v1, snapshot v1 and timestamp v1, together (``Plan`` holds either
+without the other), the timestamp written only if none exists (two
+publishers: one wins).
 """
 
 from __future__ import annotations

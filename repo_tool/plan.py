@@ -402,7 +402,6 @@ class Plan:
                 return f"waits for {child} v{self.short[child].signed.version}, re-signed by its new keys"
         return None
 
-
     def _first_set_waits(self, role: str) -> str | None:
         """Version 1 goes live as one set (issue 15.1): a pending root v1 and targets v1 wait for each other."""
         if role not in ("root", "targets") or not self.tree.root_pending or self.live_version("targets"):

@@ -112,7 +112,7 @@ def publish(
         round that fails leaves the changes queued, and says so).
     """
     options: dict[str, Any] = {"secrets": secrets, "dry_run": dry_run, "progress": progress, "fold": fold,
-               "promote_only": promote_only, **registry_options}
+                               "promote_only": promote_only, **registry_options}
     result = publish_round(state, scope_text, **options)
     went_live = [role for role, version in result.queued.items() if result.published.get(role) == version]
     if not went_live or dry_run:

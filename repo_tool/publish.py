@@ -100,45 +100,6 @@ def publish(
     promote_only: bool = False,
     **registry_options: Any,
 ) -> PublishResult:
-    """One publish (``publish_round``), and a second one when this publish made live the very proposal
-    that this machine's staged changes were queued behind: they are proposed now, no flag needed.
-
-    The queue is this machine's (its ``state.db``), so nobody else can propose it: when the
-    online service or another maintainer makes the open proposal live, this machine's next
-    ``publish`` proposes the queued changes, and ``status`` says so meanwhile.
-
-    Raises:
-        the errors of ``publish_round`` (of the first round only: once something went live, a second
-        round that fails leaves the changes queued, and says so).
-    """
-    options: dict[str, Any] = {"secrets": secrets, "dry_run": dry_run, "progress": progress, "fold": fold,
-                               "promote_only": promote_only, **registry_options}
-    result = publish_round(state, scope_text, **options)
-    went_live = [role for role, version in result.queued.items() if result.published.get(role) == version]
-    if not went_live or dry_run:
-        return result
-    try:
-        again = publish_round(state, scope_text, **options)
-    except TufociError:
-        return result  # still queued, and still staged: 'status' and the next publish pick them up
-    result.proposed |= again.proposed
-    result.published |= again.published
-    result.applied += again.applied
-    result.queued = again.queued
-    return result
-
-
-def publish_round(
-    state: State,
-    scope_text: str,
-    *,
-    secrets: SecretsHandler | None = None,
-    dry_run: bool = False,
-    progress: Callable[[str], None] = lambda line: None,
-    fold: bool = False,
-    promote_only: bool = False,
-    **registry_options: Any,
-) -> PublishResult:
     """Sign staged changes; publish every version that meets its threshold, propose the rest.
 
     A dry run decides exactly the same, but loads no key (no passphrase is asked),
@@ -267,6 +228,29 @@ def publish_round(
     except KeyboardInterrupt as e:
         raise _interrupted(state, store, pin.scope, applied, result, plan, recorded,
                            current.timestamp_manifest_digest if timestamp is not None else None) from e
+    return _then_queued(result, lambda: publish(state, scope_text, secrets=secrets, progress=progress,
+                                                 **registry_options))
+
+
+def _then_queued(result: PublishResult, again: Callable[[], PublishResult]) -> PublishResult:
+    """When this publish made live the very proposal that this machine's staged changes were queued
+    behind, publish ``again``: they are proposed now, no flag needed (issue 15).
+
+    The queue is this machine's (its ``state.db``), so nobody else can propose it: when the online
+    service or another maintainer makes the open proposal live, this machine's next ``publish``
+    proposes the queued changes, and ``status`` says so meanwhile. If that second publish fails, what
+    went live stays reported and the changes stay queued (and staged).
+    """
+    if not any(result.published.get(role) == version for role, version in result.queued.items()):
+        return result
+    try:
+        following = again()
+    except TufociError:
+        return result
+    result.proposed |= following.proposed
+    result.published |= following.published
+    result.applied += following.applied
+    result.queued = following.queued
     return result
 
 

@@ -11,6 +11,7 @@ they wrote is ever trusted.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,31 @@ def test_root_threshold_from_init_goes_live_when_its_key_holders_sign(genesis):
     alice.ok("publish", scope)
     late.ok("verify", f"{scope}/web:1.0")
     assert not json.loads(bob.ok("status", scope, "-o", "json").stdout)["awaitingFirstSignatures"]
+
+
+@needs_registry
+def test_the_online_service_makes_root_v1_live_once_its_key_holders_signed(genesis):
+    """Nobody with a root key needs the online key: the service promotes the first complete set."""
+    from tests.test_trust_operations import start_service, stop_service
+
+    scope, alice, bob, cluster = (genesis[k] for k in ("scope", "alice", "bob", "cluster"))
+    online = Machine("online", genesis["tmp_path"], genesis["monkeypatch"])
+    online.ok("trust", "add", scope, "--root", str(genesis["root_file"]))
+    alice.share_key(online, "online")
+    service = start_service(online, scope)
+    try:
+        time.sleep(2)  # a few polls: nothing is complete, nothing goes live
+        assert cluster("verify", f"{scope}/web:1.0").exit_code == 13
+        reviewed_sign(bob, scope, "root")
+        deadline = time.monotonic() + 60
+        while cluster("verify", f"{scope}/web:1.0").exit_code != 10:
+            assert time.monotonic() < deadline, "version 1 did not go live"
+            time.sleep(0.5)
+    finally:
+        log = stop_service(service)
+    (published,) = [r for r in log if r["event"] == "published"]
+    assert published["versions"] == {"root": 1, "targets": 1, "snapshot": 1, "timestamp": 1}
+    assert sorted(published["promoted"]) == ["root", "targets"]
 
 
 def _forged_root(genesis, *, complete: bool) -> tuple[Metadata[Root], CryptoSigner]:

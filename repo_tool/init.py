@@ -103,7 +103,9 @@ def init_scope(
         # key holders, who pin the same root file, sign root v1 and targets v1 (genesis.py); then
         # 'publish' or the online service makes root v1, targets v1, snapshot v1 and timestamp v1
         # live together. Targets v1 is proposed even when complete: it goes live with root v1.
-        proposed = {"root": root_md, "targets": targets_md} if "root" in awaiting else {"targets": targets_md}
+        proposed: dict[str, Metadata] = {"targets": targets_md}
+        if "root" in awaiting:
+            proposed = {"root": root_md, **proposed}
         for role, md in proposed.items():
             push_proposal(store, role, md, actor_name(state, md.signatures), machine_id(state))
         return _pin_and_record(state, scope, metadata_repo, to_bytes(root_md), root_out, roots, targets_refs, online,

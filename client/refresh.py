@@ -41,7 +41,7 @@ from tuf.ngclient._internal.trusted_metadata_set import TrustedMetadataSet
 from tufoci import budget
 from tufoci.atomic_file import atomic_write
 from tufoci.client.fetcher import OCIMetadataFetcher
-from tufoci.client.trust_pins import is_http_source
+from tufoci.client.trust_pins import MAX_ROOT_BYTES, is_http_source
 from tufoci.client.verified_record import cache_dir, file_sha256  # noqa: F401  (stdlib: shared with the fast path)
 from tufoci.errors import (
     ContentMismatchError,
@@ -220,16 +220,15 @@ def trusted_session(
             if has_root:
                 shutil.copytree(cache, work, symlinks=True)
         copied = _fingerprints(work) if has_root else {}  # what the cache held: a commit tells what moved since
-        if not has_root:
-            os.makedirs(work)
-            with open(pin.root_file, "rb") as f:
-                bootstrap = f.read()
         fetcher: FetcherInterface
         if is_http_source(pin.metadata):
             # a static mirror laid out as a plain TUF repository (tufoci export-metadata)
             fetcher, base_url = Urllib3Fetcher(app_user_agent="tufoci"), pin.metadata
         else:
             fetcher, base_url = OCIMetadataFetcher(metadata_store(pin, **registry_options)), f"oci://{pin.metadata}/"
+        if not has_root:
+            os.makedirs(work)
+            bootstrap = _pinned_root(pin, fetcher, base_url)
         with translate_tuf_errors():
             try:
                 try:
@@ -241,8 +240,7 @@ def trusted_session(
                     # from the pinned root; the walk re-checks (or re-fetches) every newer root.
                     _log.warning("cached root of %s is unusable (%s): starting again from the pinned root",
                                  pin.scope, e)
-                    with open(pin.root_file, "rb") as f:
-                        bootstrap = f.read()
+                    bootstrap = _pinned_root(pin, fetcher, base_url)
                     updater = _Updater(work, base_url, fetcher=fetcher, config=UpdaterConfig(), bootstrap=bootstrap)
             except (ValueError, TypeError) as e:
                 raise MetadataRejectedError(f"cached or pinned root is not valid metadata: {e}") from e
@@ -260,6 +258,29 @@ def trusted_session(
         _commit(work, cache, copied)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _pinned_root(pin: Pin, fetcher: FetcherInterface, base_url: str) -> bytes:
+    """The pinned root, or the registry's complete root v1 for a root v1 pinned before its key holders
+    had all signed it (client/genesis_root.py).
+
+    Raises:
+        RegistryError: nothing is live yet for a pin still awaiting its first signatures.
+        MetadataRejectedError: the registry's root v1 is not the pinned one.
+    """
+    from tufoci.client.genesis_root import bootstrap_root
+
+    def fetch_root_1() -> bytes | None:
+        with translate_tuf_errors():
+            try:
+                return fetcher.download_bytes(f"{base_url}1.root.json", MAX_ROOT_BYTES)
+            except exceptions.DownloadHTTPError as e:
+                if e.status_code == 404:
+                    return None
+                raise
+
+    with open(pin.root_file, "rb") as f:
+        return bootstrap_root(f.read(), pin.scope, fetch_root_1)
 
 
 def _remove_stale_scratch(directory: str, older_than: float = 3600.0) -> None:

@@ -161,12 +161,33 @@ def check_root_in_registry(
         return f"{repo} has no root.{version}: the root could not be compared with the registry's"
     except RegistryError as e:
         return f"the root could not be compared with the registry's ({e})"
-    if layer.digest != f"sha256:{digest}":
+    if layer.digest != f"sha256:{digest}" and not _completes(root_data, repo, layer, **registry_options):
         raise MetadataRejectedError(
             f"the root file is not {scope}'s: {repo} serves root.{version} with {layer.digest}, the file has "
             f"sha256:{digest} (another scope's root?): refused"
         )
     return None
+
+
+def _completes(pinned: bytes, repo: Repository, layer: Any, **registry_options: Any) -> bool:
+    """Whether the registry's root (``layer``) is the pinned root v1 that awaited its first signatures, now
+    with all of them: the same signed part (client/genesis_root.py)."""
+    from tuf.api.metadata import Metadata
+
+    from tufoci.client.genesis_root import awaits_signatures, signed_digest
+    from tufoci.store import open_repository
+
+    try:
+        root = Metadata.from_bytes(pinned)
+    except (ValueError, TypeError, KeyError):
+        return False
+    if not awaits_signatures(root):
+        return False
+    live = open_repository(repo, **registry_options).get_blob(layer.digest, max_bytes=min(layer.size, MAX_ROOT_BYTES))
+    try:
+        return signed_digest(Metadata.from_bytes(live)) == signed_digest(root)
+    except (ValueError, TypeError, KeyError):
+        return False  # not metadata: then not this root either
 
 
 def remove_pin(state: State, scope_text: str) -> None:

@@ -18,7 +18,8 @@
 #   backend, store        "registry" and 127.0.0.1:PORT, or "layout" and oci:store (a directory in $work);
 #                         TUFOCI_DEMO_BACKEND=registry|layout forces one, the default picks registry when
 #                         docker-registry, umoci, skopeo and curl are installed
-#   say, run, run_to, expect_exit, expect_output, machine, push_image, key_uri   (described below)
+#   say, run, run_to, expect_exit, expect_output, machine, push_image, key_uri, start_online_service,
+#   stop_online_service, until_verified, until_live   (described below)
 #
 # Every helper fails the whole script (exit 1, with a line saying why) on an unexpected result, so an
 # example that runs to its last line has shown exactly what it says.
@@ -28,11 +29,16 @@ repo=$(cd "$examples/.." && pwd)
 bin=$(cd "${TUFOCI_BIN:-$repo/.venv/bin}" && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/tufoci-demo.XXXXXX")
 registry_pid=""
+service_pid=""
 machine=""
 backend=""
 store=""
 
 cleanup() {
+    if [ -n "$service_pid" ]; then
+        kill "$service_pid" 2>/dev/null || true
+        wait "$service_pid" 2>/dev/null || true
+    fi
     if [ -n "$registry_pid" ]; then
         kill "$registry_pid" 2>/dev/null || true
         wait "$registry_pid" 2>/dev/null || true
@@ -119,6 +125,46 @@ expect_exit() {
 # expect_output TEXT: the last command's output (stdout or stderr) contains TEXT.
 expect_output() {
     grep -qF -- "$1" "$last_out" "$last_err" || fail "expected the output of the last command to contain: $1"
+}
+
+# start_online_service SCOPE: run `tufoci online-service SCOPE --every 6h --poll 1s` on the current machine,
+# in the background (its log in $work/online-service.log); the only process that holds the online key.
+start_online_service() {
+    show tufoci online-service "$1" --every 6h --poll 1s
+    "$bin/tufoci" online-service "$1" --every 6h --poll 1s 2>"$work/online-service.log" &
+    service_pid=$!
+}
+
+# stop_online_service: SIGTERM, as systemd or Kubernetes would stop it; it must exit cleanly.
+stop_online_service() {
+    kill -TERM "$service_pid"
+    wait "$service_pid" || fail "the online service exited $?"
+    service_pid=""
+}
+
+# until_verified REF…: on the current machine, wait (up to 60 s) until `tufoci verify REF…` succeeds: the
+# online service makes a complete proposal live within its poll interval. Then run it as a shown command.
+until_verified() {
+    local _
+    for _ in $(seq 120); do
+        "$bin/tufoci" verify "$@" >/dev/null 2>&1 && break
+        sleep 0.5
+    done
+    run tufoci verify "$@"
+}
+
+# until_live SCOPE ROLE VERSION: on the current machine, wait (up to 60 s) until `tufoci status SCOPE` shows
+# ROLE live at VERSION or later (a complete proposal the online service has not promoted yet is not live).
+until_live() {
+    local _
+    for _ in $(seq 120); do
+        "$bin/tufoci" status "$1" -o json 2>/dev/null | "$bin/python" -c '
+import json, sys
+roles = {r["role"]: r["version"] for r in json.load(sys.stdin).get("roles", [])}
+sys.exit(0 if roles.get(sys.argv[1], 0) >= int(sys.argv[2]) else 1)' "$2" "$3" && return 0
+        sleep 0.5
+    done
+    fail "$2 v$3 did not go live within 60 s"
 }
 
 # key_uri NAME: the private key URI of key NAME in the current machine's catalogue.

@@ -1,19 +1,25 @@
 """The initial signing session: a trust repository whose version 1 is still being signed.
 
-``init`` with a targets threshold this machine cannot meet publishes nothing:
-it pushes targets v1 as a proposal and pins root v1 (which it could sign) so
-that the other key holders, who pin the same root file, review and sign it
-like any proposal (issue 15.1). Until the first complete set goes live there
-is no ``timestamp`` tag, so consumers see nothing ("awaiting its first
-signatures", exit 13).
+``init`` with a threshold this machine cannot meet publishes nothing: it
+pushes targets v1 (and root v1, when it cannot meet the root threshold either)
+as proposals and pins root v1 so that the other key holders, who pin the same
+root file, review and sign them like any proposal (issue 15.1). Until the
+first complete set goes live there is no ``timestamp`` tag, so consumers see
+nothing ("awaiting its first signatures", exit 13).
+
+A root v1 with too few signatures is pinned by its signed part
+(client/genesis_root.py): the root v1 proposal a maintainer signs and the
+root v1 that goes live must be exactly that signed part; any other root v1
+proposal is ignored, whoever pushed it.
 
 Maintainer commands see such a repository through ``MaintainerSession.view``
-(repo_tool/maintainer.py): the pinned root, verified against itself (client
-workflow 5.3.4 for a trusted root), stands in for the live state, and every
-other role is at version 0. The same ``Plan`` then evaluates the proposals,
-and the same ``publish`` makes the first complete set live: root v1, targets
-v1, snapshot v1 and timestamp v1, the timestamp written only if none exists
-(two publishers: one wins).
+(repo_tool/maintainer.py): the pinned root stands in for the live state, and
+every other role is at version 0 (root too while the pinned root v1 is below
+its own threshold, client workflow 5.3.4: its proposal is then the one to
+sign). The same ``Plan`` evaluates the proposals, and the same ``publish``
+makes the first complete set live: root v1, targets v1, snapshot v1 and
+timestamp v1, together (``Plan`` holds either without the other), the
+timestamp written only if none exists (two publishers: one wins).
 """
 
 from __future__ import annotations
@@ -22,7 +28,6 @@ import datetime
 import json
 import os
 
-from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
 
 from tufoci.client.verified_record import cache_dir
@@ -33,12 +38,15 @@ from tufoci.state import Pin
 
 
 class GenesisTree(RoleTree):
-    """The role tree before version 1: ``targets`` exists at version 0, delegating nothing."""
+    """The role tree before version 1: ``targets`` exists at version 0, delegating nothing; root too is at
+    version 0 while the pinned root v1 awaits its own threshold (``root_pending``: its signed digest, the
+    only root v1 proposal a maintainer may sign or publish)."""
 
-    def __init__(self, root: Root, now: datetime.datetime):
+    def __init__(self, root: Root, now: datetime.datetime, root_pending: str | None = None):
         empty = Metadata(Targets(expires=now))
         empty.signed.version = 0  # never serialised: only a base for version 1
         self.root = root
+        self.root_pending = root_pending
         self._parents = {}
         self._loaded = {"targets": empty}
         self._snapshot_meta = set()
@@ -56,17 +64,15 @@ class GenesisTree(RoleTree):
 
 
 def pinned_root(pin: Pin) -> Metadata[Root]:
-    """The pinned root v1, which must meet its own threshold (client workflow 5.3.4).
+    """The pinned root v1: complete (client workflow 5.3.4: it meets its own threshold), or still
+    collecting its signatures (``awaits_signatures``), when its key holders sign the proposal of
+    exactly its signed part.
 
     Raises:
-        MetadataRejectedError: the pinned root is not version 1 or not signed by its own threshold.
+        MetadataRejectedError: the pinned root is not version 1.
     """
     with open(pin.root_file, "rb") as f:
         root = Metadata[Root].from_bytes(f.read())
-    try:
-        root.signed.verify_delegate("root", root.signed_bytes, root.signatures)
-    except UnsignedMetadataError as e:
-        raise MetadataRejectedError(f"the pinned root of {pin.scope} is not signed by its own threshold: {e}") from e
     if root.signed.version != 1:
         raise MetadataRejectedError(f"{pin.scope} has no timestamp, but its pinned root is v{root.signed.version}")
     return root

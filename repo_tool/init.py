@@ -11,6 +11,7 @@ from securesystemslib.signer import SecretsHandler
 from tuf.api.metadata import Metadata, Role, Root, Snapshot, Targets, Timestamp
 
 from tufoci.atomic_file import atomic_write
+from tufoci.client.genesis_root import signed_digest
 from tufoci.client.trust_pins import add_pin, default_metadata_repository
 from tufoci.errors import PublishError, UsageError
 from tufoci.identity import actor_name, machine_id
@@ -19,6 +20,7 @@ from tufoci.reference import parse_repository
 from tufoci.repo_tool.expiry import EXPIRY_FIELD, expiry_for, parse_expiry_options
 from tufoci.repo_tool.proposals import push_proposal
 from tufoci.repo_tool.push import MetadataFile, current_timestamp_digest, push_metadata
+from tufoci.repo_tool.review import fingerprint
 from tufoci.repo_tool.signing import available_signers, require_threshold, sign_with, threshold_status
 from tufoci.repo_tool.versions import meta_file, to_bytes
 from tufoci.state import State, now_utc
@@ -33,6 +35,7 @@ class InitResult:
     root_sha256: str
     root_out: str | None
     awaiting: dict[str, dict] | None = None  # role -> {"version", "have", "need"} when v1 awaits signatures
+    root_fingerprint: str = ""  # sha256 of root v1's signed part: what its key holders compare before signing
 
 
 def _role(keys: list[KeyRef], threshold: int, name: str) -> Role:
@@ -60,13 +63,12 @@ def init_scope(
     """Create and publish version 1 of every top-level role, and pin the new root locally.
 
     Refuses to touch a metadata repository that already has a timestamp. When this
-    machine holds too few targets keys, targets v1 becomes a proposal instead and
-    nothing is published (``awaiting``; see genesis.py).
+    machine holds too few root or targets keys, root v1 and targets v1 become
+    proposals instead and nothing is published (``awaiting``; see genesis.py).
 
     Raises:
         UsageError: no keys, or an impossible threshold.
-        PublishError: the metadata repository already holds a trust repository.
-        ThresholdError: this machine cannot meet the root threshold.
+        PublishError: the metadata repository already holds a trust repository, or proposals of version 1.
     """
     scope = parse_repository(scope_text)
     metadata_repo = parse_repository(metadata) if metadata else default_metadata_repository(scope)
@@ -93,19 +95,21 @@ def init_scope(
 
     root_md = Metadata(root)
     sign_with(root_md, available_signers(state, root.roles["root"].keyids, secrets))
-    require_threshold(root, "root", root_md)
-
     targets_md = Metadata(Targets(expires=expiry_for(periods, "targets", now)))
     sign_with(targets_md, available_signers(state, root.roles["targets"].keyids, secrets))
-    have, need = threshold_status(root, "targets", targets_md)
-    if have < need:
+    awaiting = _awaiting(root, {"root": root_md, "targets": targets_md})
+    if awaiting:
         # issue 15.1: an initial signing session. Nothing goes live (no timestamp) until the other
-        # targets key holders, who pin the same root, sign targets v1; then 'publish' or the online
-        # service makes root v1, targets v1, snapshot v1 and timestamp v1 live together.
-        root_bytes = to_bytes(root_md)
-        push_proposal(store, "targets", targets_md, actor_name(state, targets_md.signatures), machine_id(state))
-        return _pin_and_record(state, scope, metadata_repo, root_bytes, root_out, roots, targets_refs, online,
-                               awaiting={"targets": {"version": 1, "have": have, "need": need}})
+        # key holders, who pin the same root file, sign root v1 and targets v1 (genesis.py); then
+        # 'publish' or the online service makes root v1, targets v1, snapshot v1 and timestamp v1
+        # live together. Targets v1 is proposed even when complete: it goes live with root v1.
+        proposed: dict[str, Metadata] = {"targets": targets_md}
+        if "root" in awaiting:
+            proposed = {"root": root_md, **proposed}
+        for role, md in proposed.items():
+            push_proposal(store, role, md, actor_name(state, md.signatures), machine_id(state))
+        return _pin_and_record(state, scope, metadata_repo, to_bytes(root_md), root_out, roots, targets_refs, online,
+                               awaiting=awaiting)
     targets_bytes = to_bytes(targets_md)
 
     online_signers = available_signers(state, [online.keyid], secrets)
@@ -131,6 +135,16 @@ def init_scope(
     return _pin_and_record(state, scope, metadata_repo, root_bytes, root_out, roots, targets_refs, online)
 
 
+def _awaiting(root: Root, versions: dict[str, Metadata]) -> dict[str, dict]:
+    """role -> {"version", "have", "need"} for each version 1 short of its threshold."""
+    awaiting = {}
+    for role, md in versions.items():
+        have, need = threshold_status(root, role, md)
+        if have < need:
+            awaiting[role] = {"version": 1, "have": have, "need": need}
+    return awaiting
+
+
 def _pin_and_record(state: State, scope, metadata_repo, root_bytes: bytes, root_out: str | None,
                     roots: list[KeyRef], targets_refs: list[KeyRef], online: KeyRef,
                     awaiting: dict[str, dict] | None = None) -> InitResult:
@@ -151,4 +165,5 @@ def _pin_and_record(state: State, scope, metadata_repo, root_bytes: bytes, root_
             online_key=online.keyid,
             awaiting=awaiting,
         )
-    return InitResult(str(scope), str(metadata_repo), pin.root_file, pin.root_sha256, root_out, awaiting)
+    return InitResult(str(scope), str(metadata_repo), pin.root_file, pin.root_sha256, root_out, awaiting,
+                      fingerprint(signed_digest(Metadata.from_bytes(root_bytes))))

@@ -63,9 +63,11 @@ def scope_status(session: MaintainerSession, *, warn: list[str] | tuple[str, ...
     for review, proposal in zip(reviews, report["proposals"], strict=True):
         proposal["next"] = proposal_step(pin.scope, proposal, review.state)
         steps.append({"role": proposal["role"], **proposal["next"]})
+    queued = queued_behind(state, pin.scope)
     for role in dict.fromkeys(c["role"] for c in report["staged"]):
         opened = plan.from_registry.get(role)
-        steps.append({"role": role, **staged_step(pin.scope, role, opened.version if opened else None)})
+        steps.append({"role": role, **staged_step(pin.scope, role, opened.version if opened else None,
+                                                  queued.get(role))})
     windows = warning_windows(current.expiry_periods, warn)
     now = now_utc()
     for expiry in rows:
@@ -108,6 +110,20 @@ def signed_targets(session: MaintainerSession) -> list[dict]:
                              "length": info.length, "mediaType": target_media_type(info.custom), "role": role,
                              "scope": session.scope})
     return rows
+
+
+def queued_behind(state: State, scope: str) -> dict[str, int]:
+    """role -> the proposal version this machine's staged changes to it were last queued behind
+    (``publish`` records it), unless this machine proposed or published the role since."""
+    queued: dict[str, int] = {}
+    for row in state.query("SELECT action, role, version FROM audit WHERE scope = ? AND action IN "
+                           "('queue', 'propose', 'publish') ORDER BY id", (scope,)):
+        if row["action"] == "queue":
+            queued[row["role"]] = row["version"]
+        else:
+            for role in (row["role"] or "").split(","):
+                queued.pop(role, None)
+    return queued
 
 
 def audit_log(state: State, scope_text: str | None = None) -> list[dict]:

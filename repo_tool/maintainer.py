@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from securesystemslib.signer import SecretsHandler, Signer
 
+from tufoci.client.genesis_root import awaits_signatures, signed_digest
 from tufoci.client.refresh import TrustedSession, metadata_store, trusted_session
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.keys import list_keys
@@ -153,7 +154,8 @@ class MaintainerSession:
         if current_timestamp_digest(self.store) is None:
             refuse_genesis_seen_live(self.state.home, self.pin)
             root, now = pinned_root(self.pin), now_utc()
-            yield LiveState(genesis_state(root, now), GenesisTree(root.signed, now), None)
+            pending = signed_digest(root) if awaits_signatures(root) else None  # root v1 below its threshold
+            yield LiveState(genesis_state(root, now), GenesisTree(root.signed, now, pending), None)
             return
         with self.live() as live:
             yield live

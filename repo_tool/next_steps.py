@@ -37,12 +37,16 @@ def _missing(proposal: dict) -> list[str]:
     return who
 
 
-def staged_step(scope: str, role: str, open_version: int | None) -> dict:
-    """Staged changes: this machine publishes them, or they wait behind the open proposal of their role."""
+def staged_step(scope: str, role: str, open_version: int | None, queued_behind: int | None = None) -> dict:
+    """Staged changes: this machine publishes them, or they wait behind the open proposal of their role
+    (``queued_behind``: the version a publish queued them behind, which may have gone live since)."""
     if open_version is not None:
         return {"action": "queued", "who": ["this machine"], "command": f"tufoci publish --fold {scope}",
-                "why": f"waits behind the open proposal {role} v{open_version}: publish again once it is live, "
-                       f"or fold it in now"}
+                "why": f"queued behind {role} v{open_version}; will be proposed when it goes live (by this machine's "
+                       f"next 'tufoci publish {scope}'), or fold it in now"}
+    if queued_behind is not None:
+        return {"action": "publish", "who": ["this machine"], "command": f"tufoci publish {scope}",
+                "why": f"queued behind {role} v{queued_behind}, which is no longer open: run publish now to propose it"}
     return {"action": "publish", "who": ["this machine"], "command": f"tufoci publish {scope}"}
 
 

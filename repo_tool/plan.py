@@ -141,7 +141,7 @@ class Plan:
 
     def live_version(self, role: str) -> int:
         if role == "root":
-            return self.tree.root.version
+            return 0 if self.tree.root_pending else self.tree.root.version
         return self.tree.version(role)
 
     def is_next_version(self, role: str, version: int) -> bool:
@@ -194,6 +194,8 @@ class Plan:
     def delegators(self, role: str, md: Metadata) -> list[tuple[str, Root | Targets]]:
         """Whose keys and threshold this version must satisfy (client workflow 5.3.4 for root)."""
         if role == "root":
+            if self.tree.root_pending:  # root v1: its own keys only
+                return [(f"root v{md.signed.version}", md.signed)]
             return [(f"root v{self.tree.root.version}", self.tree.root), (f"root v{md.signed.version}", md.signed)]
         return [(role, self.delegator(role))]
 
@@ -256,6 +258,12 @@ class Plan:
         """
         self.ignored = list(ignored)
         for proposal in proposals:
+            if proposal.role == "root" and self.tree.root_pending not in (None, proposal.signed_digest):
+                # issue 15.1: only the root v1 every key holder pinned, whoever pushed another one
+                self.ignored.append(IgnoredProposal(
+                    proposal_tag("root", proposal.version), f"not the root v1 pinned here (its signed part is "
+                    f"{proposal.signed_digest}, the pinned one {self.tree.root_pending})", "root", proposal.version))
+                continue
             self.from_registry[proposal.role] = proposal
             self.short[proposal.role] = proposal.metadata
         self._drop_undelegated()
@@ -429,6 +437,9 @@ class Plan:
                     changed = True
 
     def _blocked_by(self, role: str) -> str | None:
+        first = self._first_set_waits(role)
+        if first:
+            return first
         if role != "root":
             parent = self.parent_of(role)
             if parent in self.short:
@@ -438,6 +449,13 @@ class Plan:
             if child in self.short:
                 return f"waits for {child} v{self.short[child].signed.version}, re-signed by its new keys"
         return None
+
+    def _first_set_waits(self, role: str) -> str | None:
+        """Version 1 goes live as one set (issue 15.1): a pending root v1 and targets v1 wait for each other."""
+        if role not in ("root", "targets") or not self.tree.root_pending or self.live_version("targets"):
+            return None
+        other = "targets" if role == "root" else "root"
+        return None if other in self.ready else f"waits for {other} v1"
 
 
 def _depth(role: str) -> int:

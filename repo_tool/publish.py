@@ -174,9 +174,10 @@ def publish(
         snapshot.signed.unrecognized_fields.pop(SERVICE_FIELD, None)
         if promote_only:
             snapshot.signed.unrecognized_fields[SERVICE_FIELD] = machine_id(state)
-        if genesis:  # the first complete set: root v1 (pinned), snapshot v1, timestamp v1
+        if genesis:  # the first complete set: root v1 (pinned, or its completed proposal), snapshot v1, timestamp v1
             snapshot.signed.version = 1
-            files.insert(0, MetadataFile("root", 1, to_bytes(current.root)))
+            if "root" not in plan.ready:
+                files.insert(0, MetadataFile("root", 1, to_bytes(current.root)))
         sign_with(snapshot, online["snapshot"])
         snapshot_bytes = to_bytes(snapshot)
         files.append(MetadataFile("snapshot", snapshot.signed.version, snapshot_bytes))
@@ -227,6 +228,28 @@ def publish(
     except KeyboardInterrupt as e:
         raise _interrupted(state, store, pin.scope, applied, result, plan, recorded,
                            current.timestamp_manifest_digest if timestamp is not None else None) from e
+    return _then_queued(result, lambda: publish(session, secrets=secrets, progress=progress))
+
+
+def _then_queued(result: PublishResult, again: Callable[[], PublishResult]) -> PublishResult:
+    """When this publish made live the very proposal that this machine's staged changes were queued
+    behind, publish ``again``: they are proposed now, no flag needed (issue 15).
+
+    The queue is this machine's (its ``state.db``), so nobody else can propose it: when the online
+    service or another maintainer makes the open proposal live, this machine's next ``publish``
+    proposes the queued changes, and ``status`` says so meanwhile. If that second publish fails, what
+    went live stays reported and the changes stay queued (and staged).
+    """
+    if not any(result.published.get(role) == version for role, version in result.queued.items()):
+        return result
+    try:
+        following = again()
+    except TufociError:
+        return result
+    result.proposed |= following.proposed
+    result.published |= following.published
+    result.applied += following.applied
+    result.queued = following.queued
     return result
 
 
@@ -267,3 +290,5 @@ def _record(state: State, scope: str, changes: list[StagedChange], result: Publi
             if role not in plan.from_registry:
                 state.audit(conn, "propose", scope=scope, role=role, version=proposed.version,
                             thresholds=proposed.to_dict()["thresholds"])
+        for role, version in result.queued.items():  # inspect.queued_behind: what 'status' says of them
+            state.audit(conn, "queue", scope=scope, role=role, version=version)

@@ -21,6 +21,9 @@ from tufoci.errors import PublishError
 class RoleTree:
     """Lazily loaded, verified targets roles of one refreshed session."""
 
+    # issue 15.1: the signed digest of a root v1 still awaiting its own threshold (genesis.GenesisTree), else None
+    root_pending: str | None = None
+
     def __init__(self, session: TrustedSession, root: Root):
         self._session = session
         self.root = root

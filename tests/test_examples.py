@@ -37,6 +37,9 @@ def test_teams(backend: str, tmp_path: Path):
     assert result.stderr.rstrip().endswith(f"teams finished ({backend} backend)")
     assert "outside the paths delegated to role web" in result.stderr  # the web team's db tag is refused
     assert "proposed db v1: 1 of 2 signatures" in result.stdout
+    # issue 15: no team holds the online key; every team release goes live through the online service
+    assert "key import online" not in result.stderr and "web v1 complete; goes live within" in result.stdout
+    assert '"promoted": ["web"]' in result.stderr and '"promoted": ["db"]' in result.stderr
     for name in ("web/frontend", "db/postgres"):
         assert f"/acme/{name}@sha256:" in result.stdout, result.stdout
 
@@ -93,4 +96,17 @@ def test_threshold_from_init(backend: str, tmp_path: Path):
     assert result.stderr.rstrip().endswith(f"threshold-from-init finished ({backend} backend)")
     assert "awaiting its first signatures" in result.stderr and "exit code 13" in result.stderr
     assert "published to" in result.stdout and "root v1, targets v1, snapshot v1, timestamp v1" in result.stdout
+    assert "/acme/web@sha256:" in result.stdout
+
+
+@pytest.mark.parametrize("backend", [pytest.param("registry", marks=needs_registry), "layout"])
+def test_root_threshold_from_init(backend: str, tmp_path: Path):
+    """Issue 15.1 story: root 2 of 3 and targets 2 of 3 from init; the key holders pin the root file, compare
+    its fingerprint, review and sign; the first complete set goes live."""
+    result = run_example(EXAMPLES / "root-threshold-from-init" / "run.sh", tmp_path, TUFOCI_DEMO_BACKEND=backend)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.rstrip().endswith(f"root-threshold-from-init finished ({backend} backend)")
+    assert "proposed root v1: 1 of 2 signatures, targets v1: 1 of 2 signatures" in result.stderr
+    assert "exit code 13" in result.stderr and "signed root v1 with bob-root" in result.stdout
+    assert "root v1, targets v1, snapshot v1, timestamp v1" in result.stdout
     assert "/acme/web@sha256:" in result.stdout

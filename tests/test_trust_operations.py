@@ -178,6 +178,45 @@ def test_a_change_staged_behind_an_open_proposal_is_queued_or_folded(team):
     assert status_of(alice, scope)["proposals"][0]["next"]["action"] == "publish"
 
 
+def test_changes_queued_behind_a_proposal_are_proposed_by_the_next_publish_once_it_is_live(team):
+    """The online key holder (here: security) makes the open proposal live; bob's queue is on bob's machine, so
+    status tells him, and his next plain publish proposes it."""
+    scope, alice, bob, security = team["scope"], team["alice"], team["bob"], team["security"]
+    push_test_image(team["tmp_path"], b"web 1.1", f"{scope}/web:1.1")
+    push_test_image(team["tmp_path"], b"api 1.0", f"{scope}/api:1.0")
+    alice.ok("target", "add", f"{scope}/web:1.1")
+    alice.ok("publish", scope)
+    bob.ok("target", "add", f"{scope}/api:1.0")
+    assert json.loads(bob.ok("publish", scope, "-o", "json").stdout)["queued"] == {"targets": 3}
+    reviewed_sign(bob, scope, "targets")  # v3 is complete: it goes live without bob's change
+    (step,) = [s for s in status_of(bob, scope)["next"] if s["action"] == "queued"]
+    assert "queued behind targets v3; will be proposed when it goes live" in step["why"], step
+
+    security.ok("publish", scope)  # targets v3 goes live
+    (step,) = [s for s in status_of(bob, scope)["next"] if s["role"] == "targets"]
+    assert step["action"] == "publish" and step["command"] == f"tufoci publish {scope}"
+    assert "queued behind targets v3, which is no longer open: run publish now" in step["why"], step
+    proposed = json.loads(bob.ok("publish", scope, "-o", "json").stdout)
+    assert proposed["queued"] == {} and proposed["proposed"]["targets"]["version"] == 4
+    assert status_of(bob, scope)["staged"] == []
+    (proposal,) = status_of(alice, scope)["proposals"]
+    assert "api:1.0" in json.dumps(proposal["changes"]) and "web:1.1" not in json.dumps(proposal["changes"])
+
+
+def test_the_publish_that_makes_the_open_proposal_live_proposes_what_was_queued_behind_it(team):
+    scope, alice, bob, security = team["scope"], team["alice"], team["bob"], team["security"]
+    push_test_image(team["tmp_path"], b"web 1.1", f"{scope}/web:1.1")
+    push_test_image(team["tmp_path"], b"api 1.0", f"{scope}/api:1.0")
+    alice.ok("target", "add", f"{scope}/web:1.1")
+    alice.ok("publish", scope)
+    reviewed_sign(bob, scope, "targets")
+    security.ok("target", "add", f"{scope}/api:1.0")  # security holds the online key, no targets key
+    result = json.loads(security.ok("publish", scope, "-o", "json").stdout)
+    assert result["published"]["targets"] == 3 and result["queued"] == {}
+    assert result["proposed"]["targets"]["version"] == 4  # no second command, no flag
+    assert status_of(security, scope)["staged"] == []
+
+
 def test_status_says_what_happens_next_and_who(team):
     scope, alice, bob = team["scope"], team["alice"], team["bob"]
     calm = bob.ok("status", scope)

@@ -373,6 +373,9 @@ def init(scope, root_keys, root_threshold, targets_keys, targets_threshold, onli
                            for role, a in result.awaiting.items())
         _echo(f"initial signing session for {result.scope} in {result.metadata_repository}: proposed {counts}; "
               f"nothing is live until the other key holders sign ('tufoci status', 'tufoci sign')", err=True)
+        if "root" in result.awaiting:
+            _echo(f"root v1 fingerprint {result.root_fingerprint}: the other root key holders compare it with "
+                  "this one (out of band) after pinning the root file, before they sign", err=True)
     else:
         _echo(f"initialised {result.scope} in {result.metadata_repository}", err=True)
     _echo(f"root for consumers to pin: {result.root_out or result.root_file} (sha256 {result.root_sha256})", err=True)
@@ -1036,6 +1039,11 @@ def trust_add(scope, root_file, root_sha256, metadata, replace, plain_http, inse
         note = check_root_in_registry(scope, data, metadata, **options)
         if note:
             _echo(f"tufoci: warning: {note}", err=True)
+        from tufoci.client.genesis_root import pending_note
+
+        pending = pending_note(data)
+        if pending:
+            _echo(pending, err=True)
     else:
         data = fetch_root_by_sha256(scope, full_sha256(root_sha256), metadata, **options)
     pin = add_pin(_state(), scope, root_data=data, metadata=metadata, expected_sha256=root_sha256, replace=replace)

@@ -243,8 +243,8 @@ def publish_lines(result: PublishResult, *, dry_run: bool, poll: int = 30,
                           f"'tufoci publish' creates its metadata", True))
     lines += [Line(f"tufoci: warning: ignored {i.tag}: {i.reason}", True) for i in result.ignored]
     lines += [Line(f"queued: your changes to {role} stay staged until the open proposal {role} v{version} goes "
-                   f"live (then run 'tufoci publish {result.scope}' again); 'tufoci publish --fold' puts them into it",
-                   True) for role, version in result.queued.items()]
+                   f"live; then this machine's next 'tufoci publish {result.scope}' proposes them ('tufoci status' says "
+                   "when); 'tufoci publish --fold' puts them into it now", True) for role, version in result.queued.items()]
     if result.waiting_for_online_key:
         lines.append(Line("this machine does not hold the online key: the online service ('tufoci online-service') "
                           "publishes it", True))

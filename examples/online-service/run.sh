@@ -44,10 +44,7 @@ say "2. the online service starts: the only place the online key lives from now 
 machine online
 run tufoci key import online shared/online.pub.json --uri "$online_uri"
 run tufoci trust add "$scope" --root shared/root.json
-show tufoci online-service "$scope" --every 6h --poll 1s
-"$bin/tufoci" online-service "$scope" --every 6h --poll 1s 2>"$work/online-service.log" &
-service_pid=$!
-trap 'kill "$service_pid" 2>/dev/null || true; cleanup' EXIT
+start_online_service "$scope"
 for m in web-alice web-bob cluster; do
     machine "$m"
     run tufoci trust add "$scope" --root shared/root.json
@@ -67,15 +64,10 @@ run tufoci sign "$scope" web --expect "$(fingerprint "$scope" web)"
 
 say "5. the online service makes it live within its poll interval; the cluster verifies"
 machine cluster
-for _ in $(seq 120); do
-    tufoci verify "$scope/web/frontend:1.4" >/dev/null 2>&1 && break
-    sleep 0.5
-done
-run tufoci verify "$scope/web/frontend:1.4"
+until_verified "$scope/web/frontend:1.4"
 
 say "6. what the service did: JSON lines on stderr, and online-status.json in its home"
-kill -TERM "$service_pid"
-wait "$service_pid" || fail "the online service exited $?"
+stop_online_service
 grep '"published"' "$work/online-service.log" >&2 || fail "the online service logged no publish"
 "$bin/python" -c 'import json,sys; s=json.load(open(sys.argv[1])); print("online-status.json:", s["published"])' \
     "$work/online/online-status.json" >&2

@@ -119,8 +119,9 @@ def test_publish_text_is_worded_in_render_from_the_typed_result():
         ("targets v7 complete; goes live within 45 s (online service)", False),
         ("proposed web v5: 1 of 2 signatures (web) (replaces the open v5: its signers must sign again)", False),
         ("  other maintainers: tufoci sign r/acme web", True),
-        ("queued: your changes to db stay staged until the open proposal db v3 goes live (then run 'tufoci "
-         "publish r/acme' again); 'tufoci publish --fold' puts them into it", True),
+        ("queued: your changes to db stay staged until the open proposal db v3 goes live; then this machine's "
+         "next 'tufoci publish r/acme' proposes them ('tufoci status' says when); 'tufoci publish --fold' puts "
+         "them into it now", True),
         ("this machine does not hold the online key: the online service ('tufoci online-service') publishes it",
          True),
     ]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 from typing import Any
-from urllib import parse
 
 from tufoci.atomic_file import atomic_write
 from tufoci.client.refresh import trusted_session
@@ -20,6 +19,7 @@ from tufoci.client.trust_pins import pin_for_scope
 from tufoci.repo_tool.plan import load_current
 from tufoci.repo_tool.roles import RoleTree
 from tufoci.state import State
+from tufoci.tuf_compat import ROOT_HISTORY_DIR, cached_file, requested_file_name
 
 
 def export_metadata(state: State, scope_text: str, directory: str, **registry_options: Any) -> list[str]:
@@ -30,22 +30,18 @@ def export_metadata(state: State, scope_text: str, directory: str, **registry_op
     with trusted_session(state.home, pin, **registry_options) as session:
         current = load_current(session)
         tree = RoleTree(session, current.root.signed)
-        history = os.path.join(session.metadata_dir, "root_history")
+        history = os.path.join(session.metadata_dir, ROOT_HISTORY_DIR)
         for name in sorted(os.listdir(history), key=lambda n: int(n.split(".", 1)[0])):
             shutil.copyfile(os.path.join(history, name), os.path.join(directory, name))
             written.append(name)
-        names = ["timestamp.json", f"{current.snapshot.signed.version}.snapshot.json"]
-        names += [f"{tree.metadata(role).signed.version}.{parse.quote(role, '')}.json" for role in tree.walk()]
-        for name in names:
+        versions = {"timestamp": None, "snapshot": current.snapshot.signed.version}
+        versions |= {role: tree.metadata(role).signed.version for role in tree.walk()}
+        for role, version in versions.items():
             # the bytes as published: re-serialising could change them and break the snapshot hashes
-            with open(os.path.join(session.metadata_dir, _cache_name(name)), "rb") as f:
+            name = requested_file_name(role, version)
+            with open(cached_file(session.metadata_dir, role), "rb") as f:
                 atomic_write(os.path.join(directory, name), f.read())
             written.append(name)
     return written
-
-
-def _cache_name(name: str) -> str:
-    """ngclient caches ``N.role.json`` as ``role.json``."""
-    return name if name == "timestamp.json" else name.split(".", 1)[1]
 
 

@@ -34,6 +34,7 @@ from tufoci.repo_tool.push import current_timestamp_digest
 from tufoci.repo_tool.roles import RoleTree
 from tufoci.state import Pin
 from tufoci.store.base import RepositoryStore
+from tufoci.tuf_compat import cached_file
 
 
 class GenesisTree(RoleTree):
@@ -87,7 +88,7 @@ def refuse_genesis_seen_live(home: str, pin: Pin) -> None:
     Raises:
         MetadataRejectedError: this machine has trusted a timestamp of the scope.
     """
-    path = os.path.join(cache_dir(home, pin), "timestamp.json")
+    path = cached_file(cache_dir(home, pin), "timestamp")
     if not os.path.exists(path):
         return
     try:

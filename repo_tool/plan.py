@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import os
 from dataclasses import dataclass
 
 from securesystemslib.signer import SecretsHandler, SSlibKey
@@ -42,6 +41,7 @@ from tufoci.repo_tool.staging import StagedChange
 from tufoci.repo_tool.versions import bump, to_bytes
 from tufoci.state import State
 from tufoci.store.base import RepositoryStore
+from tufoci.tuf_compat import cached_file
 
 ONLINE_ROLES = ("snapshot", "timestamp")
 TOP_LEVEL_CHILDREN = ("targets", "snapshot", "timestamp")
@@ -66,7 +66,7 @@ def load_current(session: TrustedSession) -> CurrentState:
     """Read what the session's refresh verified (ngclient keeps it in its metadata dir)."""
 
     def read(role: str) -> Metadata:
-        with open(os.path.join(session.metadata_dir, f"{role}.json"), "rb") as f:
+        with open(cached_file(session.metadata_dir, role), "rb") as f:
             return Metadata.from_bytes(f.read())
 
     return CurrentState(

@@ -29,6 +29,7 @@ from tufoci.layout_spec import (
     MAX_METADATA_MANIFEST_BYTES,
     TIMESTAMP_TAG,
     MetadataManifest,
+    meta_role,
     metadata_tag,
     parse_metadata_manifest,
     proposal_tag,
@@ -139,7 +140,7 @@ class OCIMetadataFetcher(FetcherInterface):
             for name, info in meta.items():
                 sha256 = info.get("hashes", {}).get("sha256")
                 if isinstance(sha256, str) and re.fullmatch(r"[0-9a-f]{64}", sha256):
-                    role = name[: -len(".json")] if name.endswith(".json") else name
+                    role = meta_role(name)
                     length = info.get("length")
                     self._locations[(role, int(info["version"]))] = (
                         f"sha256:{sha256}",

@@ -19,6 +19,7 @@ from securesystemslib.signer import SecretsHandler
 from tufoci.client.refresh import metadata_store, trusted_session
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import ThresholdError, TufociError
+from tufoci.layout_spec import ONLINE_ROLES
 from tufoci.repo_tool.expiry import parse_duration
 from tufoci.repo_tool.high_water import Mark, check_not_older, check_revival, load_marks, observed, record_marks
 from tufoci.repo_tool.plan import load_current
@@ -81,7 +82,7 @@ def refresh_timestamp(
     marks = load_marks(state, pin.scope)
     check_not_older(pin.scope, marks, seen)
     check_revival(pin.scope, current, now, have_marks=bool(marks), revive_expired=revive_expired)
-    signers = {role: available_signers(state, root.roles[role].keyids, secrets) for role in ("snapshot", "timestamp")}
+    signers = {role: available_signers(state, root.roles[role].keyids, secrets) for role in ONLINE_ROLES}
 
     timestamp_expires = now + parse_duration(periods["timestamp"])
     files = []

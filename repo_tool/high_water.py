@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from tufoci.client.refresh import TrustedSession
 from tufoci.errors import MetadataRejectedError
+from tufoci.layout_spec import meta_role
 from tufoci.repo_tool.plan import CurrentState
 from tufoci.state import State, now_iso
 from tufoci.tuf_compat import cached_file
@@ -45,7 +46,7 @@ def observed(session: TrustedSession, current: CurrentState) -> dict[str, Mark]:
     snapshot_meta = current.timestamp.signed.snapshot_meta
     marks["snapshot"] = Mark(snapshot_meta.version, (snapshot_meta.hashes or {}).get("sha256"))
     for name, meta in current.snapshot.signed.meta.items():
-        marks[name.removesuffix(".json")] = Mark(meta.version, (meta.hashes or {}).get("sha256"))
+        marks[meta_role(name)] = Mark(meta.version, (meta.hashes or {}).get("sha256"))
     return marks
 
 

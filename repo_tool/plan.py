@@ -31,7 +31,7 @@ from tufoci.client.refresh import TrustedSession
 from tufoci.errors import PublishError, TufociError, UsageError
 from tufoci.expiry_periods import expiry_periods, parse_duration
 from tufoci.keys import require_distinct
-from tufoci.layout_spec import proposal_tag
+from tufoci.layout_spec import ONLINE_ROLES, TOP_LEVEL_ROLES, proposal_tag
 from tufoci.repo_tool.delegations import apply_delegation
 from tufoci.repo_tool.expiry import expiry_for
 from tufoci.repo_tool.proposals import IgnoredProposal, Proposal, evaluate, scan_proposals, threshold_states
@@ -43,8 +43,7 @@ from tufoci.state import State
 from tufoci.store.base import RepositoryStore
 from tufoci.tuf_compat import cached_file
 
-ONLINE_ROLES = ("snapshot", "timestamp")
-TOP_LEVEL_CHILDREN = ("targets", "snapshot", "timestamp")
+TOP_LEVEL_CHILDREN = tuple(role for role in TOP_LEVEL_ROLES if role != "root")  # what root delegates to
 
 
 @dataclass

@@ -33,6 +33,7 @@ from tufoci.client.refresh import metadata_store, trusted_session
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import InterruptedPublishError, NothingStagedError, TufociError
 from tufoci.identity import actor_name, machine_id
+from tufoci.layout_spec import ONLINE_ROLES
 from tufoci.repo_tool.genesis import maintainer_view
 from tufoci.repo_tool.high_water import check_not_older, check_revival, load_marks, observed, record_marks
 from tufoci.repo_tool.plan import Plan, load_current
@@ -82,7 +83,7 @@ def _online_signers(
 ) -> dict[str, dict[str, Signer]] | None:
     """Signers for snapshot and timestamp, or None when this machine cannot meet their thresholds."""
     signers = {}
-    for role in ("snapshot", "timestamp"):
+    for role in ONLINE_ROLES:
         signers[role] = available_signers(state, root.roles[role].keyids, secrets, dry_run=dry_run)
         if len(signers[role]) < root.roles[role].threshold:
             return None

@@ -20,6 +20,7 @@ from tufoci.layout_spec import (
     MANIFEST_MEDIA_TYPE,
     TIMESTAMP_TAG,
     build_metadata_manifest,
+    meta_key,
     metadata_tag,
     parse_metadata_manifest,
 )
@@ -106,7 +107,7 @@ def _still_live(store: RepositoryStore, digest: str, snapshot_data: bytes | None
         if snapshot_data is None:
             return False
         inline = parse_metadata_manifest(current.data).inline_data
-        listed = json.loads(inline)["signed"]["meta"]["snapshot.json"]["hashes"]["sha256"] if inline else None
+        listed = json.loads(inline)["signed"]["meta"][meta_key("snapshot")]["hashes"]["sha256"] if inline else None
     except (TufociError, ValueError, KeyError, TypeError):
         return False
     return listed == hashlib.sha256(snapshot_data).hexdigest()

@@ -13,6 +13,7 @@ from tuf.api.metadata import DelegatedRole, Metadata, Role, Root, Snapshot, Succ
 
 from tufoci.client.refresh import TrustedSession, translate_tuf_errors
 from tufoci.errors import PublishError
+from tufoci.layout_spec import meta_key
 from tufoci.tuf_compat import cached_file, load_delegated_targets
 
 
@@ -83,7 +84,7 @@ class RoleTree:
         if self._snapshot_meta is None:
             with open(cached_file(self._session.metadata_dir, "snapshot"), "rb") as f:
                 self._snapshot_meta = set(Metadata[Snapshot].from_bytes(f.read()).signed.meta)
-        return f"{role}.json" in self._snapshot_meta
+        return meta_key(role) in self._snapshot_meta
 
     def delegation(self, role: str) -> Role | None:
         """The ``DelegatedRole`` entry for a delegated role (None for ``targets``)."""

@@ -16,12 +16,11 @@ from tufoci.client.refresh import trusted_session
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import SigningKeyError, UsageError
 from tufoci.keys import resolve_key
+from tufoci.layout_spec import TOP_LEVEL_ROLES
 from tufoci.repo_tool.plan import load_current
 from tufoci.repo_tool.roles import RoleTree
 from tufoci.repo_tool.staging import StagedChange, record_changes
 from tufoci.state import State
-
-TOP_LEVEL = ("root", "targets", "snapshot", "timestamp")
 
 
 def stage_rotation(
@@ -42,7 +41,7 @@ def stage_rotation(
         raise UsageError("threshold must be at least 1")
     added = {k.keyid: k.public.to_dict() for k in (resolve_key(state, spec) for spec in add_keys)}
     removed = [_keyid(state, spec) for spec in remove_keys]
-    if role in TOP_LEVEL:
+    if role in TOP_LEVEL_ROLES:
         delegator = "root"
     else:
         with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:

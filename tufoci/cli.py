@@ -304,6 +304,7 @@ def key_import_hsm(name: str, hsm_keyid: int | None, token_label: str | None) ->
 def key_list(output: str) -> None:
     """List the key catalogue: id, type, URI, and which roles of which scopes use each key."""
     from tufoci.keys import list_keys
+    from tufoci.layout_spec import ONLINE_ROLES
     from tufoci.repo_tool.inspect import key_usage
 
     state = _state()
@@ -312,7 +313,7 @@ def key_list(output: str) -> None:
     for k in keys:
         uses = usage.get(k.keyid, [])
         rows.append({**_key_json(k), "uses": uses,
-                     "online": any(u["role"] in ("snapshot", "timestamp") for u in uses)})
+                     "online": any(u["role"] in ONLINE_ROLES for u in uses)})
     if output == "json":
         _emit_json(rows)
         return

@@ -326,7 +326,8 @@ def _commit(work: str, cache: str, copied: dict[str, str | None]) -> None:
     with cache_lock(cache):
         moved = {name for name, sha in _fingerprints(cache).items() if copied.get(name) != sha}
         cache_root, work_root = _version(cached_file(cache, "root")), _version(cached_file(work, "root"))
-        if cached_file_name("root") in moved and cache_root is not None and (work_root is None or cache_root > work_root):
+        if cached_file_name("root") in moved and cache_root is not None \
+                and (work_root is None or cache_root > work_root):
             _log.info("trusted cache %s moved on to root v%s meanwhile: keeping it", cache, cache_root)
             return
         _commit_files(work, cache, moved if cache_root == work_root else set())

@@ -128,7 +128,8 @@ def test_role_names_are_python_tufs_and_meta_keys_round_trip():
     from tufoci.layout_spec import ONLINE_ROLES, TOP_LEVEL_ROLES, meta_key, meta_role
 
     assert set(TOP_LEVEL_ROLES) == TOP_LEVEL_ROLE_NAMES and set(ONLINE_ROLES) < TOP_LEVEL_ROLE_NAMES
-    assert list(Snapshot().meta) == [meta_key("targets")] and list(Timestamp().to_dict()["meta"]) == [meta_key("snapshot")]
+    assert list(Snapshot().meta) == [meta_key("targets")]
+    assert list(Timestamp().to_dict()["meta"]) == [meta_key("snapshot")]
     assert all(meta_role(meta_key(name)) == name for name in ROLE_NAMES)
 
 

@@ -19,7 +19,7 @@ from tufoci.client.trust_pins import pin_for_scope
 from tufoci.repo_tool.plan import load_current
 from tufoci.repo_tool.roles import RoleTree
 from tufoci.state import State
-from tufoci.tuf_compat import ROOT_HISTORY_DIR, cached_file, requested_file_name
+from tufoci.tuf_compat import cached_file, cached_root, cached_root_versions, requested_file_name
 
 
 def export_metadata(state: State, scope_text: str, directory: str, **registry_options: Any) -> list[str]:
@@ -30,9 +30,9 @@ def export_metadata(state: State, scope_text: str, directory: str, **registry_op
     with trusted_session(state.home, pin, **registry_options) as session:
         current = load_current(session)
         tree = RoleTree(session, current.root.signed)
-        history = os.path.join(session.metadata_dir, ROOT_HISTORY_DIR)
-        for name in sorted(os.listdir(history), key=lambda n: int(n.split(".", 1)[0])):
-            shutil.copyfile(os.path.join(history, name), os.path.join(directory, name))
+        for version in cached_root_versions(session.metadata_dir):
+            name = requested_file_name("root", version)
+            shutil.copyfile(cached_root(session.metadata_dir, version), os.path.join(directory, name))
             written.append(name)
         versions = {"timestamp": None, "snapshot": current.snapshot.signed.version}
         versions |= {role: tree.metadata(role).signed.version for role in tree.walk()}

@@ -78,7 +78,16 @@ def test_cache_file_names_are_ngclients(tmp_path: Path):
     tuf_compat.load_delegated_targets(updater, DELEGATED, "targets")
     for role in ("root", "timestamp", "snapshot", "targets", DELEGATED):
         assert os.path.isfile(tuf_compat.cached_file(str(tmp_path), role)), role
-    assert os.listdir(tmp_path / tuf_compat.ROOT_HISTORY_DIR) == ["1.root.json"]
+    assert tuf_compat.cached_root_versions(str(tmp_path)) == [1]
+    assert os.path.isfile(tuf_compat.cached_root(str(tmp_path), 1))
+    assert os.path.samefile(tuf_compat.cached_file(str(tmp_path), "root"), tuf_compat.cached_root(str(tmp_path), 1))
+
+
+def test_every_trusted_root_is_kept_in_the_history(tmp_path: Path):
+    updater, _ = _updater(tmp_path, roots=3)
+    updater.refresh()
+    assert tuf_compat.cached_root_versions(str(tmp_path)) == [1, 2, 3]
+    assert os.path.samefile(tuf_compat.cached_file(str(tmp_path), "root"), tuf_compat.cached_root(str(tmp_path), 3))
 
 
 def test_requested_file_names_parse_both_ways(tmp_path: Path):

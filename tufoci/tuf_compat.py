@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from tuf.ngclient import Updater
 
 # -- ngclient's metadata directory ------------------------------------------------------------------------
-ROOT_HISTORY_DIR = "root_history"  # <N>.root.json, every root version trusted
+_ROOT_HISTORY_DIR = "root_history"  # <N>.root.json: every root version trusted
+_REQUESTED = re.compile(r"^(?:([1-9][0-9]{0,11})\.)?(.+)\.json$")  # <N>.<quoted role>.json, timestamp.json
 
 
 def cached_file_name(role: str) -> str:
@@ -51,10 +52,19 @@ def cached_file(metadata_dir: str, role: str) -> str:
     return os.path.join(metadata_dir, cached_file_name(role))
 
 
+def cached_root_versions(metadata_dir: str) -> list[int]:
+    """The versions of every root ngclient trusted in this metadata directory, in order."""
+    history = os.path.join(metadata_dir, _ROOT_HISTORY_DIR)
+    matches = (_REQUESTED.fullmatch(name) for name in (os.listdir(history) if os.path.isdir(history) else []))
+    return sorted(int(m.group(1)) for m in matches if m and m.group(1) and m.group(2) == "root")
+
+
+def cached_root(metadata_dir: str, version: int) -> str:
+    """The path of root version ``version`` in ngclient's metadata directory."""
+    return os.path.join(metadata_dir, _ROOT_HISTORY_DIR, requested_file_name("root", version))
+
+
 # -- the URLs ngclient fetches ------------------------------------------------------------------------------
-_REQUESTED = re.compile(r"^(?:([1-9][0-9]{0,11})\.)?(.+)\.json$")
-
-
 def requested_file_name(role: str, version: int | None) -> str:
     """The file name ngclient asks for (and a static TUF mirror serves): ``3.targets.json``, ``timestamp.json``."""
     name = cached_file_name(role)

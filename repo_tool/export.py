@@ -30,11 +30,11 @@ def export_metadata(state: State, scope_text: str, directory: str, **registry_op
     with trusted_session(state.home, pin, **registry_options) as session:
         current = load_current(session)
         tree = RoleTree(session, current.root.signed)
-        for version in cached_root_versions(session.metadata_dir):
-            name = requested_file_name("root", version)
-            shutil.copyfile(cached_root(session.metadata_dir, version), os.path.join(directory, name))
+        for root_version in cached_root_versions(session.metadata_dir):
+            name = requested_file_name("root", root_version)
+            shutil.copyfile(cached_root(session.metadata_dir, root_version), os.path.join(directory, name))
             written.append(name)
-        versions = {"timestamp": None, "snapshot": current.snapshot.signed.version}
+        versions: dict[str, int | None] = {"timestamp": None, "snapshot": current.snapshot.signed.version}
         versions |= {role: tree.metadata(role).signed.version for role in tree.walk()}
         for role, version in versions.items():
             # the bytes as published: re-serialising could change them and break the snapshot hashes

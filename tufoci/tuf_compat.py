@@ -27,19 +27,20 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib import parse
 
 if TYPE_CHECKING:
     import datetime
+    from collections.abc import Callable
 
     from tuf.api.metadata import Root, Signed, Targets
     from tuf.ngclient import Updater
 
 # -- ngclient's metadata directory ------------------------------------------------------------------------
 _ROOT_HISTORY_DIR = "root_history"  # <N>.root.json: every root version trusted
-_REQUESTED = re.compile(r"^(?:([1-9][0-9]{0,11})\.)?(.+)\.json$")  # <N>.<quoted role>.json, timestamp.json
+# patterns as text, compiled by re (and cached there) when first used: the verify fast path uses none of them
+_REQUESTED = r"(?:([1-9][0-9]{0,11})\.)?(.+)\.json"  # <N>.<quoted role>.json, timestamp.json
 
 
 def cached_file_name(role: str) -> str:
@@ -55,7 +56,7 @@ def cached_file(metadata_dir: str, role: str) -> str:
 def cached_root_versions(metadata_dir: str) -> list[int]:
     """The versions of every root ngclient trusted in this metadata directory, in order."""
     history = os.path.join(metadata_dir, _ROOT_HISTORY_DIR)
-    matches = (_REQUESTED.fullmatch(name) for name in (os.listdir(history) if os.path.isdir(history) else []))
+    matches = (re.fullmatch(_REQUESTED, name) for name in (os.listdir(history) if os.path.isdir(history) else []))
     return sorted(int(m.group(1)) for m in matches if m and m.group(1) and m.group(2) == "root")
 
 
@@ -77,7 +78,7 @@ def requested_metadata(url: str) -> tuple[str, int | None]:
     Raises:
         ValueError: ``url`` is not a metadata URL ngclient builds.
     """
-    match = _REQUESTED.fullmatch(url.rsplit("/", 1)[-1])
+    match = re.fullmatch(_REQUESTED, url.rsplit("/", 1)[-1])
     if match is None:
         raise ValueError(f"{url} is not a TUF metadata file name")
     version, role = match.groups()
@@ -165,18 +166,18 @@ def _checking_set_class() -> type:
 
 # -- exception messages ------------------------------------------------------------------------------------
 # ngclient: RepositoryError(f"Role {role} was delegated but is not part of snapshot")
-_UNPUBLISHED_ROLE = re.compile(r"^Role (.+) was delegated but is not part of snapshot$")
+_UNPUBLISHED_ROLE = r"Role (.+) was delegated but is not part of snapshot"
 # TrustedMetadataSet: ExpiredMetadataError("{New ,Final ,}<role> is expired")
-_EXPIRED = re.compile(r"^(?:New |Final )?(.+?)(?:\.json)? is expired$")
+_EXPIRED = r"(?:New |Final )?(.+?)(?:\.json)? is expired"
 
 
 def unpublished_role(error: Exception) -> str | None:
     """The delegated role a ``RepositoryError`` says the snapshot does not list (it has published nothing)."""
-    match = _UNPUBLISHED_ROLE.search(str(error))
+    match = re.fullmatch(_UNPUBLISHED_ROLE, str(error))
     return match.group(1) if match else None
 
 
 def expired_role(error: Exception) -> str | None:
     """The role an ``ExpiredMetadataError`` says expired, or None when its text is not python-tuf's."""
-    match = _EXPIRED.match(str(error))
+    match = re.fullmatch(_EXPIRED, str(error))
     return match.group(1) if match else None

@@ -47,6 +47,7 @@ from tufoci.registry_http import (
     read_timeout,
     request_deadline,
 )
+from tufoci.tuf_compat import cached_file
 
 if TYPE_CHECKING:
     from tufoci.registry_config import RegistryConfig
@@ -127,7 +128,7 @@ def _answer(options: dict, home: str) -> tuple[int, str, str]:
                 raise _FallThrough
             # another process's refresh trusted a newer timestamp since: a registry serving the recorded
             # manifest again is a rollback for this machine, which only the full refresh can tell
-            if file_sha256(os.path.join(cache, "timestamp.json")) != record["trustedTimestamp"]:
+            if file_sha256(cached_file(cache, "timestamp")) != record["trustedTimestamp"]:
                 raise _FallThrough
             records[pin.scope] = (pin, record)
         info = records[pin.scope][1]["targets"].get(name)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from urllib import parse
 
 from tuf.api import exceptions
 from tuf.ngclient import FetcherInterface
@@ -30,14 +29,14 @@ from tufoci.layout_spec import (
     MAX_METADATA_MANIFEST_BYTES,
     TIMESTAMP_TAG,
     MetadataManifest,
+    meta_role,
     metadata_tag,
     parse_metadata_manifest,
     proposal_tag,
     sha256_digest,
 )
 from tufoci.store.base import RepositoryStore
-
-_VERSIONED_RE = re.compile(r"^([1-9][0-9]{0,11})\.(.+)\.json$")
+from tufoci.tuf_compat import requested_metadata
 
 
 class OCIMetadataFetcher(FetcherInterface):
@@ -48,8 +47,8 @@ class OCIMetadataFetcher(FetcherInterface):
         self._timestamp_manifest: MetadataManifest | None = None
         self._timestamp_missing = False
         self.timestamp_manifest_digest: str | None = None
-        # filename -> (digest, length) learned from the timestamp/snapshot served
-        self._locations: dict[str, tuple[str, int | None]] = {}
+        # (role, version) -> (digest, length) learned from the timestamp/snapshot served
+        self._locations: dict[tuple[str, int], tuple[str, int | None]] = {}
         self._max_length = MAX_METADATA_BYTES
 
     def download_bytes(self, url: str, max_length: int) -> bytes:
@@ -58,34 +57,35 @@ class OCIMetadataFetcher(FetcherInterface):
         return super().download_bytes(url, max_length)
 
     def _fetch(self, url: str) -> Iterator[bytes]:
-        filename = parse.unquote(url.rsplit("/", 1)[-1])
         # read eagerly (not a generator): FetcherInterface.fetch() only wraps
         # errors raised by this call, and metadata files are small and capped
         try:
-            return iter([self._read(filename)])
+            return iter([self._read(url)])
         except NotFoundError as e:
             # ngclient treats 403/404 on root N+1 as "no newer root"
             raise exceptions.DownloadHTTPError(str(e), 404) from e
 
     # -- layout §5: what a refresh reads --------------------------------------
-    def _read(self, filename: str) -> bytes:
-        if filename == "timestamp.json":
+    def _read(self, url: str) -> bytes:
+        try:
+            role, version = requested_metadata(url)
+        except ValueError:
+            role, version = "", None
+        if version is None and role != "timestamp":  # layout §5: only the timestamp is read unversioned
+            raise NotFoundError(f"{url.rsplit('/', 1)[-1]} is not a file of the tufoci layout")
+        if version is None:
             manifest = self._timestamp()
             if manifest is None:
                 raise NotFoundError(self._no_timestamp())
             data = manifest.inline_data or self._blob(manifest.layer.digest, manifest.layer.size)
             self._learn(data)
             return data
-        match = _VERSIONED_RE.fullmatch(filename)
-        if not match:
-            raise NotFoundError(f"{filename} is not a file of the tufoci layout")
-        version, role = int(match.group(1)), match.group(2)
         if role == "root":
             hint = self._timestamp()
             if hint is not None and hint.root_hint is not None and version > hint.root_hint:
                 raise NotFoundError(f"root {version} is newer than the latest root {hint.root_hint}")
             return self._by_tag(metadata_tag("root", version))
-        location = self._locations.get(filename)
+        location = self._locations.get((role, version))
         inline = self._timestamp_manifest.inline_snapshot if self._timestamp_manifest is not None else None
         if role == "snapshot" and location is not None and inline is not None \
                 and sha256_digest(inline) == location[0]:
@@ -140,9 +140,9 @@ class OCIMetadataFetcher(FetcherInterface):
             for name, info in meta.items():
                 sha256 = info.get("hashes", {}).get("sha256")
                 if isinstance(sha256, str) and re.fullmatch(r"[0-9a-f]{64}", sha256):
-                    role = name[: -len(".json")] if name.endswith(".json") else name
+                    role = meta_role(name)
                     length = info.get("length")
-                    self._locations[f"{int(info['version'])}.{role}.json"] = (
+                    self._locations[(role, int(info["version"]))] = (
                         f"sha256:{sha256}",
                         length if isinstance(length, int) and length >= 0 else None,
                     )

@@ -46,7 +46,14 @@ from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import TufociError
 from tufoci.expiry_periods import expiry_periods, parse_duration
 from tufoci.keyids import require_own_keyids
-from tufoci.layout_spec import MAX_METADATA_MANIFEST_BYTES, encode_role, parse_metadata_manifest, parse_metadata_tag
+from tufoci.layout_spec import (
+    MAX_METADATA_MANIFEST_BYTES,
+    encode_role,
+    meta_role,
+    metadata_tag,
+    parse_metadata_manifest,
+    parse_metadata_tag,
+)
 from tufoci.reference import Repository, parse_reference, parse_repository, target_name
 from tufoci.state import State
 from tufoci.store.base import RepositoryStore
@@ -161,18 +168,18 @@ def scope_history(
     store = metadata_store(pin, **registry_options)
     with open(pin.root_file, "rb") as f:
         pinned = Metadata[Root].from_bytes(f.read())
-    tags: dict[str, dict[int, str]] = {}  # encoded role -> version -> tag
+    tags: dict[tuple[str, str], dict[int, str]] = {}  # (kind, role or encoded role) -> version -> tag
     for tag in store.list_tags():
         parsed = parse_metadata_tag(tag)
         if parsed and parsed.kind in ("top-level", "delegated") and parsed.version is not None:
-            tags.setdefault(parsed.role if parsed.kind == "top-level" else "d." + parsed.role, {})[parsed.version] = tag
+            tags.setdefault((parsed.kind, parsed.role), {})[parsed.version] = tag
     checker = _Checker(_Reader(store))
-    roots = _root_chain(checker.reader, pinned, tags.get("root", {}), checker.gaps)
+    roots = _root_chain(checker.reader, pinned, tags.get(("top-level", "root"), {}), checker.gaps)
     versions = {"root": roots}
     # the snapshots first: each later version must also be the bytes every snapshot listing it recorded
-    versions["snapshot"] = checker.check("snapshot", tags.get("snapshot", {}), _delegators_root(roots))
+    versions["snapshot"] = checker.check("snapshot", tags.get(("top-level", "snapshot"), {}), _delegators_root(roots))
     checker.record_snapshots(versions["snapshot"])
-    versions["targets"] = checker.check("targets", tags.get("targets", {}), _delegators_root(roots))
+    versions["targets"] = checker.check("targets", tags.get(("top-level", "targets"), {}), _delegators_root(roots))
     _delegated(checker, tags, versions, roots)
     entries: dict[str, list[TagEntry]] = {}
     for role, kept in versions.items():
@@ -240,8 +247,9 @@ def _root_chain(reader: _Reader, pinned: Metadata[Root], tags: dict[int, str], g
     """Roots from the pinned one up (client workflow 5.3.4: N+1 signed by N's and its own threshold)."""
     require_own_keyids(pinned.signed.keys, f"pinned root v{pinned.signed.version}")
     first = pinned.signed.version
-    chain = [SignedVersion("root", first, f"root.{first}", True, None, _signers(pinned.signed, "root", pinned),
-                           "pinned", first, pinned.signed.expires, metadata=pinned)]
+    chain = [SignedVersion("root", first, metadata_tag("root", first), True, None,
+                           _signers(pinned.signed, "root", pinned), "pinned", first, pinned.signed.expires,
+                           metadata=pinned)]
     chain[0].signed_about = _signed_about(chain[0], pinned.signed)
     trusted: Metadata[Root] | None = pinned
     for version in sorted(v for v in tags if v < first):
@@ -318,7 +326,7 @@ class _Checker:
         for snapshot in (s for s in snapshots if s.verified):
             for filename, meta in snapshot.md.signed.meta.items():
                 digest = (meta.hashes or {}).get("sha256")
-                self._recorded.setdefault((filename.removesuffix(".json"), meta.version), []).append(
+                self._recorded.setdefault((meta_role(filename), meta.version), []).append(
                     (snapshot.version, f"sha256:{digest}" if digest else None))
 
     def check(self, role: str, tags: dict[int, str], delegators: list[_Delegator]) -> list[SignedVersion]:
@@ -366,15 +374,15 @@ class _Checker:
         return floor
 
 
-def _delegated(checker: _Checker, tags: dict[str, dict[int, str]], versions: dict[str, list[SignedVersion]],
-               roots: list[SignedVersion]) -> None:
+def _delegated(checker: _Checker, tags: dict[tuple[str, str], dict[int, str]],
+               versions: dict[str, list[SignedVersion]], roots: list[SignedVersion]) -> None:
     """Delegated roles, breadth first from ``targets``: each against its delegator's verified versions."""
-    kept = {name.removeprefix("d.") for name in tags if name.startswith("d.")}
+    kept = {role for kind, role in tags if kind == "delegated"}
     queue = ["targets"]
     while queue:
         parent = queue.pop(0)
         for child, delegators in _children(parent, versions[parent], roots, kept).items():
-            encoded = "d." + encode_role(child)
+            encoded = ("delegated", encode_role(child))
             if child in versions or encoded not in tags:
                 continue
             versions[child] = checker.check(child, tags[encoded], delegators)

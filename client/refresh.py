@@ -20,13 +20,11 @@ only ever moves forward.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import fcntl
 import filecmp
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -36,7 +34,6 @@ from dataclasses import dataclass
 from tuf.api import exceptions
 from tuf.api.metadata import Root, TargetFile, Targets
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig, Urllib3Fetcher
-from tuf.ngclient._internal.trusted_metadata_set import TrustedMetadataSet
 
 from tufoci import budget
 from tufoci.atomic_file import atomic_write
@@ -57,11 +54,18 @@ from tufoci.reference import parse_repository
 from tufoci.state import Pin
 from tufoci.store import open_repository
 from tufoci.store.base import RepositoryStore
+from tufoci.tuf_compat import (
+    add_checks,
+    cached_file,
+    cached_file_name,
+    expired_role,
+    trusted,
+    trusted_root,
+    unpublished_role,
+    waive_expiry,
+)
 
 _log = logging.getLogger(__name__)
-
-# python-tuf's message when a delegated role is missing from the snapshot (ngclient updater)
-_UNPUBLISHED_ROLE = re.compile(r"^Role (.+) was delegated but is not part of snapshot$")
 
 
 @dataclass
@@ -78,31 +82,25 @@ class TrustedSession:
             return self.updater.get_targetinfo(target)
 
 
-class _KeyidCheckedSet(TrustedMetadataSet):
-    """python-tuf's trusted metadata set, plus the one check it does not make: every key a root or a
-    targets role lists is listed under its own key id (tufoci/keyids.py). Every root and targets role
-    ngclient accepts passes through here, before it is persisted and before any role it delegates to
-    is verified with its keys."""
+def _check_root_keyids(root: Root) -> None:
+    require_own_keyids(root.keys, f"root v{root.version}")
 
-    def update_root(self, data: bytes) -> Root:
-        root = super().update_root(data)
-        require_own_keyids(root.keys, f"root v{root.version}")
-        return root
 
-    def update_delegated_targets(self, data: bytes, role_name: str, delegator_name: str) -> Targets:
-        targets = super().update_delegated_targets(data, role_name, delegator_name)
-        if targets.delegations is not None and targets.delegations.keys:
-            require_own_keyids(targets.delegations.keys, f"{role_name} v{targets.version}")
-        return targets
+def _check_delegated_keyids(targets: Targets, role_name: str) -> None:
+    if targets.delegations is not None and targets.delegations.keys:
+        require_own_keyids(targets.delegations.keys, f"{role_name} v{targets.version}")
 
 
 class _Updater(Updater):
-    """ngclient's Updater over ``_KeyidCheckedSet``; the initial (pinned or cached) root is checked too."""
+    """ngclient's Updater, plus the one check python-tuf does not make: every key a root or a targets role
+    lists is listed under its own key id (tufoci/keyids.py). Every root and targets role ngclient accepts is
+    checked before it is persisted and before any role it delegates to is verified with its keys; the initial
+    (pinned or cached) root too."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._trusted_set.__class__ = _KeyidCheckedSet  # the set ngclient built, with the extra check
-        root = self._trusted_set.root
+        add_checks(self, _check_root_keyids, _check_delegated_keyids)
+        root = trusted_root(self)
         require_own_keyids(root.keys, f"root v{root.version} (pinned or cached)")
 
 
@@ -112,13 +110,13 @@ def translate_tuf_errors(updater: Updater | None = None) -> Iterator[None]:
     try:
         yield
     except exceptions.ExpiredMetadataError as e:
-        raise MetadataRejectedError(_expired_message(str(e), updater)) from e
+        raise MetadataRejectedError(_expired_message(e, updater)) from e
     except exceptions.RepositoryError as e:
-        unpublished = _UNPUBLISHED_ROLE.search(str(e))
+        unpublished = unpublished_role(e)
         if unpublished:
             # a validly signed snapshot that lists no such role: nothing under it is signed yet
             raise NotSignedError(
-                f"role {unpublished.group(1)} is delegated but has published no metadata yet: it has signed nothing"
+                f"role {unpublished} is delegated but has published no metadata yet: it has signed nothing"
             ) from e
         _log.debug("python-tuf: %s: %s", type(e).__name__, e)
         raise MetadataRejectedError(f"metadata rejected: {e}{_REJECTED_HINTS.get(type(e), '')}") from e
@@ -144,18 +142,13 @@ _REJECTED_HINTS = {
     exceptions.EqualVersionNumberError: " (the same version with other content)",
 }
 
-_EXPIRED = re.compile(r"^(?:New |Final )?(.+?)(?:\.json)? is expired$")
-
-
-def _expired_message(text: str, updater: Updater | None) -> str:
+def _expired_message(error: exceptions.ExpiredMetadataError, updater: Updater | None) -> str:
     """Which role expired and when, so an operator knows what to re-sign."""
-    match = _EXPIRED.match(text)
-    role = match.group(1) if match else "metadata"
+    role = expired_role(error) or "metadata"
     when = ""
-    trusted = getattr(updater, "_trusted_set", None)  # python-tuf keeps the expired intermediate loaded
-    if trusted is not None and role in trusted:
-        expires = trusted[role].expires
-        when = f" at {expires:%Y-%m-%dT%H:%M:%SZ}"
+    expired = trusted(updater, role) if updater is not None else None
+    if expired is not None:
+        when = f" at {expired.expires:%Y-%m-%dT%H:%M:%SZ}"
     fix = {"timestamp": "the online key holder must run 'tufoci timestamp {scope}'",
            "snapshot": "the online key holder must run 'tufoci timestamp {scope} --snapshot'"}.get(
         role, "its signers must publish a new version")
@@ -216,7 +209,7 @@ def trusted_session(
         work = os.path.join(scratch, "metadata")
         bootstrap = None
         with cache_lock(cache):  # a copy torn between two commits would mix two states
-            has_root = os.path.exists(os.path.join(cache, "root.json"))
+            has_root = os.path.exists(cached_file(cache, "root"))
             if has_root:
                 shutil.copytree(cache, work, symlinks=True)
         copied = _fingerprints(work) if has_root else {}  # what the cache held: a commit tells what moved since
@@ -245,8 +238,7 @@ def trusted_session(
             except (ValueError, TypeError) as e:
                 raise MetadataRejectedError(f"cached or pinned root is not valid metadata: {e}") from e
         if allow_expired:
-            # python-tuf checks expiry against this reference time; the epoch waives it
-            updater._trusted_set.reference_time = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)  # noqa: SLF001
+            waive_expiry(updater)
         try:
             with _naming_scope(pin), translate_tuf_errors(updater):
                 updater.refresh()
@@ -354,15 +346,16 @@ def _commit(work: str, cache: str, copied: dict[str, str | None]) -> None:
     """
     with cache_lock(cache):
         moved = {name for name, sha in _fingerprints(cache).items() if copied.get(name) != sha}
-        cache_root, work_root = _version(os.path.join(cache, "root.json")), _version(os.path.join(work, "root.json"))
-        if "root.json" in moved and cache_root is not None and (work_root is None or cache_root > work_root):
+        cache_root, work_root = _version(cached_file(cache, "root")), _version(cached_file(work, "root"))
+        if cached_file_name("root") in moved and cache_root is not None \
+                and (work_root is None or cache_root > work_root):
             _log.info("trusted cache %s moved on to root v%s meanwhile: keeping it", cache, cache_root)
             return
         _commit_files(work, cache, moved if cache_root == work_root else set())
 
 
 def _commit_files(work: str, cache: str, moved: set[str]) -> None:
-    for directory, _, files in os.walk(work, topdown=False):  # root_history before the root.json link
+    for directory, _, files in os.walk(work, topdown=False):  # root history before the root.json link
         relative = os.path.relpath(directory, work)
         target_dir = os.path.normpath(os.path.join(cache, relative))
         os.makedirs(target_dir, mode=0o700, exist_ok=True)

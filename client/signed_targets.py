@@ -20,6 +20,7 @@ from tuf.api.metadata import DelegatedRole, SuccinctRoles, TargetFile
 
 from tufoci.client.refresh import TrustedSession, translate_tuf_errors
 from tufoci.errors import NotSignedError
+from tufoci.tuf_compat import earliest_expiry, load_delegated_targets
 
 MAX_ROLES = 65536  # a bound on the walk: 2^16 hashed bins is far beyond any repository seen
 
@@ -58,7 +59,6 @@ def list_signed_targets(session: TrustedSession, scope: str) -> SignedTargets:
         RegistryError: a delegated role could not be read.
     """
     updater = session.updater
-    trusted = updater._trusted_set  # noqa: SLF001 - python-tuf has no public view of the loaded roles
     listed: dict[str, dict[str, str]] = {}
     stack: list[tuple[str, str, tuple]] = [("targets", "root", ())]
     seen: set[str] = set()
@@ -69,8 +69,7 @@ def list_signed_targets(session: TrustedSession, scope: str) -> SignedTargets:
         seen.add(role)
         try:
             with translate_tuf_errors(updater):
-                # python-tuf has no public call to load one named delegated role; its own walk uses this
-                targets = updater._load_targets(role, parent)  # noqa: SLF001
+                targets = load_delegated_targets(updater, role, parent)
         except NotSignedError:
             continue  # delegated but never published: it signs nothing
         for name, info in targets.targets.items():
@@ -95,6 +94,6 @@ def list_signed_targets(session: TrustedSession, scope: str) -> SignedTargets:
             found = None
         if found is not None:
             resolved[name] = found
-    expires = min(signed.expires for signed in trusted)
+    expires = earliest_expiry(updater)
     return SignedTargets(scope, resolved, listed, expires)
 

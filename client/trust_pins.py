@@ -144,7 +144,7 @@ def check_root_in_registry(
         MetadataRejectedError: the registry holds another root of that version.
     """
     from tufoci.errors import NotFoundError, RegistryError
-    from tufoci.layout_spec import parse_metadata_manifest
+    from tufoci.layout_spec import metadata_tag, parse_metadata_manifest
     from tufoci.store import open_repository
 
     if metadata and is_http_source(metadata):
@@ -155,7 +155,7 @@ def check_root_in_registry(
     version = json.loads(root_data)["signed"].get("version")
     digest = hashlib.sha256(root_data).hexdigest()
     try:
-        manifest = open_repository(repo, **registry_options).get_manifest(f"root.{version}")
+        manifest = open_repository(repo, **registry_options).get_manifest(metadata_tag("root", version))
         layer = parse_metadata_manifest(manifest.data).layer
     except NotFoundError:
         return f"{repo} has no root.{version}: the root could not be compared with the registry's"
@@ -254,7 +254,7 @@ def fetch_root_by_sha256(
 
     The hash is the trust anchor; the registry is only asked where the bytes are.
     """
-    from tufoci.layout_spec import TIMESTAMP_TAG, parse_metadata_manifest, proposal_tag, root_versions
+    from tufoci.layout_spec import TIMESTAMP_TAG, metadata_tag, parse_metadata_manifest, proposal_tag, root_versions
     from tufoci.store import open_repository
 
     scope = parse_repository(scope_text)
@@ -267,7 +267,7 @@ def fetch_root_by_sha256(
         raise RegistryError(f"trust data missing: {repo} is awaiting its first signatures (version 1 is proposed, "
                             f"nothing is live yet): pin the root file its maintainers hand out, or try again later")
     for version in root_versions(tags):
-        layer = parse_metadata_manifest(store.get_manifest(f"root.{version}").data).layer
+        layer = parse_metadata_manifest(store.get_manifest(metadata_tag("root", version)).data).layer
         if layer.digest == f"sha256:{wanted}":
             # python-tuf's own limit for a root, whatever size the registry announces
             return store.get_blob(layer.digest, max_bytes=min(layer.size, MAX_ROOT_BYTES))

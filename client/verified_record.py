@@ -25,6 +25,7 @@ import os
 from typing import TYPE_CHECKING
 
 from tufoci.ownership import ownership_problem
+from tufoci.tuf_compat import cached_file
 
 if TYPE_CHECKING:
     import datetime
@@ -94,7 +95,7 @@ def write_record(
                     for name, (digest, length, media_type) in sorted(targets.items())},
     }, sort_keys=True).encode()
     with cache_lock(cache):
-        if file_sha256(os.path.join(cache, "timestamp.json")) != trusted_timestamp:
+        if file_sha256(cached_file(cache, "timestamp")) != trusted_timestamp:
             return False
         atomic_write(record_path(cache), data, mode=0o600)
     return True

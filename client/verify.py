@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import os
 import threading
 import time
 from collections import defaultdict
@@ -37,6 +36,7 @@ from tufoci.layout_spec import MAX_METADATA_MANIFEST_BYTES, TIMESTAMP_TAG, targe
 from tufoci.reference import Reference, Repository, parse_reference, target_name
 from tufoci.state import Pin, State
 from tufoci.store import Manifest, open_repository
+from tufoci.tuf_compat import cached_file, earliest_expiry, trusted_version
 from tufoci.verify_output import Outcome, VerifiedImage  # noqa: F401  (their home: the fast path shares them)
 
 # target names a long-lived Verifier keeps answering from one refresh (beyond those asked in a call)
@@ -190,10 +190,10 @@ class Verifier:
             for name in carried[: max(0, MAX_REMEMBERED_NAMES - len(targets))]:
                 with contextlib.suppress(TufociError):
                     targets[name] = session.lookup(name)
-            expires = min(signed.expires for signed in session.updater._trusted_set)  # noqa: SLF001
+            expires = earliest_expiry(session.updater)
             timestamp_manifest = getattr(session.fetcher, "timestamp_manifest_digest", None)
-            trusted_timestamp = file_sha256(os.path.join(session.metadata_dir, "timestamp.json"))
-            timestamp_version = session.updater._trusted_set.timestamp.version  # noqa: SLF001
+            trusted_timestamp = file_sha256(cached_file(session.metadata_dir, "timestamp"))
+            timestamp_version = trusted_version(session.updater, "timestamp")
         if timestamp_manifest is not None and trusted_timestamp is not None:
             self._record(pin, targets, timestamp_manifest, trusted_timestamp, expires)
         expires_in = (expires - datetime.datetime.now(datetime.UTC)).total_seconds()
@@ -225,7 +225,7 @@ class Verifier:
         """Whether the registry still serves the timestamp manifest ``known`` was verified from (one request)."""
         if known.timestamp_manifest is None or datetime.datetime.now(datetime.UTC) >= known.expires:
             return False
-        if file_sha256(os.path.join(cache_dir(self._home, pin), "timestamp.json")) != known.trusted_timestamp:
+        if file_sha256(cached_file(cache_dir(self._home, pin), "timestamp")) != known.trusted_timestamp:
             return False
         try:
             served = metadata_store(pin, **self.registry_options).get_manifest(

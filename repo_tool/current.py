@@ -7,12 +7,11 @@ I/O itself).
 
 from __future__ import annotations
 
-import os
-
 from tuf.api.metadata import Metadata
 
 from tufoci.client.refresh import TrustedSession
 from tufoci.repo_tool.plan import CurrentState
+from tufoci.tuf_compat import cached_file
 
 
 def load_current(session: TrustedSession) -> CurrentState:
@@ -20,7 +19,7 @@ def load_current(session: TrustedSession) -> CurrentState:
     manifest digest of the timestamp it read (the compare-and-swap point of a publish, layout §3)."""
 
     def read(role: str) -> Metadata:
-        with open(os.path.join(session.metadata_dir, f"{role}.json"), "rb") as f:
+        with open(cached_file(session.metadata_dir, role), "rb") as f:
             return Metadata.from_bytes(f.read())
 
     return CurrentState(

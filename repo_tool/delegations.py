@@ -17,10 +17,9 @@ from tuf.api.metadata import DelegatedRole, Delegations, SuccinctRoles, Targets
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import UsageError
 from tufoci.keys import require_distinct, resolve_key
+from tufoci.layout_spec import TOP_LEVEL_ROLES
 from tufoci.repo_tool.staging import BinsDelegation, DelegationAdd, Undelegation, record_changes
 from tufoci.state import State
-
-TOP_LEVEL = ("root", "targets", "snapshot", "timestamp")
 
 
 def _team_keys(state: State, keys: list[str], threshold: int) -> dict[str, dict]:
@@ -76,7 +75,7 @@ def stage_delegation(
 ) -> DelegationAdd:
     """Stage ``parent`` delegating ``paths`` to ``role`` (keys, threshold)."""
     pin = pin_for_scope(state, scope_text)
-    if not role or role in TOP_LEVEL:
+    if not role or role in TOP_LEVEL_ROLES:
         raise UsageError(f"invalid role name {role!r}: it must not be empty or a top-level role name")
     if role == parent:
         raise UsageError("a role cannot delegate to itself")

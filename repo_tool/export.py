@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 import shutil
-from urllib import parse
 
 from tufoci.atomic_file import atomic_write
 from tufoci.repo_tool.maintainer import MaintainerSession
+from tufoci.tuf_compat import cached_file, cached_root, cached_root_versions, requested_file_name
 
 
 def export_metadata(session: MaintainerSession, directory: str) -> list[str]:
@@ -30,23 +30,19 @@ def export_metadata(session: MaintainerSession, directory: str) -> list[str]:
     os.makedirs(directory, exist_ok=True)
     written = []
     with session.live() as live:
-        current, tree, refresh = live.current, live.tree, live.verified
-        history = os.path.join(refresh.metadata_dir, "root_history")
-        for name in sorted(os.listdir(history), key=lambda n: int(n.split(".", 1)[0])):
-            shutil.copyfile(os.path.join(history, name), os.path.join(directory, name))
+        current, tree, metadata_dir = live.current, live.tree, live.verified.metadata_dir
+        for root_version in cached_root_versions(metadata_dir):
+            name = requested_file_name("root", root_version)
+            shutil.copyfile(cached_root(metadata_dir, root_version), os.path.join(directory, name))
             written.append(name)
-        names = ["timestamp.json", f"{current.snapshot.signed.version}.snapshot.json"]
-        names += [f"{tree.metadata(role).signed.version}.{parse.quote(role, '')}.json" for role in tree.walk()]
-        for name in names:
+        versions: dict[str, int | None] = {"timestamp": None, "snapshot": current.snapshot.signed.version}
+        versions |= {role: tree.metadata(role).signed.version for role in tree.walk()}
+        for role, version in versions.items():
             # the bytes as published: re-serialising could change them and break the snapshot hashes
-            with open(os.path.join(refresh.metadata_dir, _cache_name(name)), "rb") as f:
+            name = requested_file_name(role, version)
+            with open(cached_file(metadata_dir, role), "rb") as f:
                 atomic_write(os.path.join(directory, name), f.read())
             written.append(name)
     return written
-
-
-def _cache_name(name: str) -> str:
-    """ngclient caches ``N.role.json`` as ``role.json``."""
-    return name if name == "timestamp.json" else name.split(".", 1)[1]
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from securesystemslib.signer import SecretsHandler
 
 from tufoci.errors import ThresholdError, TufociError
+from tufoci.layout_spec import ONLINE_ROLES
 from tufoci.repo_tool.expiry import parse_duration
 from tufoci.repo_tool.high_water import Mark, check_not_older, check_revival, load_marks, observed, record_marks
 from tufoci.repo_tool.maintainer import MaintainerSession
@@ -85,7 +86,7 @@ def refresh_timestamp(
     marks = load_marks(state, pin.scope)
     check_not_older(pin.scope, marks, seen)
     check_revival(pin.scope, current, now, have_marks=bool(marks), revive_expired=revive_expired)
-    signers = {role: session.signers(root.roles[role].keyids, secrets) for role in ("snapshot", "timestamp")}
+    signers = {role: session.signers(root.roles[role].keyids, secrets) for role in ONLINE_ROLES}
 
     timestamp_expires = now + parse_duration(periods["timestamp"])
     files = []

@@ -35,6 +35,7 @@ from tufoci.errors import MetadataRejectedError, PublishError
 from tufoci.repo_tool.plan import CurrentState
 from tufoci.repo_tool.roles import RoleTree
 from tufoci.state import Pin
+from tufoci.tuf_compat import cached_file
 
 
 class GenesisTree(RoleTree):
@@ -89,7 +90,7 @@ def refuse_genesis_seen_live(home: str, pin: Pin) -> None:
     Raises:
         MetadataRejectedError: this machine has trusted a timestamp of the scope.
     """
-    path = os.path.join(cache_dir(home, pin), "timestamp.json")
+    path = cached_file(cache_dir(home, pin), "timestamp")
     if not os.path.exists(path):
         return
     try:

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import os
 import sqlite3
 from dataclasses import dataclass
 
 from tufoci.client.refresh import TrustedSession
 from tufoci.errors import MetadataRejectedError
+from tufoci.layout_spec import meta_role
 from tufoci.repo_tool.plan import CurrentState
 from tufoci.state import State, now_iso
+from tufoci.tuf_compat import cached_file
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Mark:
 
 def observed(session: TrustedSession, current: CurrentState) -> dict[str, Mark]:
     """Every role version (and hash) a verified state consists of: root, timestamp, snapshot, and what snapshot lists."""
-    with open(os.path.join(session.metadata_dir, "timestamp.json"), "rb") as f:
+    with open(cached_file(session.metadata_dir, "timestamp"), "rb") as f:
         timestamp_bytes = f.read()  # the bytes ngclient verified
     marks = {
         "root": Mark(current.root.signed.version, None),
@@ -45,7 +46,7 @@ def observed(session: TrustedSession, current: CurrentState) -> dict[str, Mark]:
     snapshot_meta = current.timestamp.signed.snapshot_meta
     marks["snapshot"] = Mark(snapshot_meta.version, (snapshot_meta.hashes or {}).get("sha256"))
     for name, meta in current.snapshot.signed.meta.items():
-        marks[name.removesuffix(".json")] = Mark(meta.version, (meta.hashes or {}).get("sha256"))
+        marks[meta_role(name)] = Mark(meta.version, (meta.hashes or {}).get("sha256"))
     return marks
 
 

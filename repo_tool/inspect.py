@@ -22,6 +22,7 @@ from tufoci.repo_tool.renew import role_expiries, warning_windows
 from tufoci.repo_tool.sessions import review_session
 from tufoci.repo_tool.staging import staged_changes, to_row
 from tufoci.state import State, now_utc
+from tufoci.tuf_compat import cached_file, cached_file_name
 
 
 def _expires_in(expires) -> str:
@@ -152,17 +153,17 @@ def key_usage(state: State) -> dict[str, list[dict]]:
     usage: dict[str, list[dict]] = {}
     for pin in state.pins():
         directory = cache_dir(state.home, pin)
-        if not os.path.exists(os.path.join(directory, "root.json")):
+        if not os.path.exists(cached_file(directory, "root")):
             directory_root = pin.root_file
         else:
-            directory_root = os.path.join(directory, "root.json")
+            directory_root = cached_file(directory, "root")
         with open(directory_root, "rb") as f:
             root = Metadata[Root].from_bytes(f.read()).signed
         for role, entry in root.roles.items():
             for keyid in entry.keyids:
                 usage.setdefault(keyid, []).append({"scope": pin.scope, "role": role})
         for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
-            if not name.endswith(".json") or name in ("root.json", "timestamp.json", "snapshot.json"):
+            if not name.endswith(".json") or name in {cached_file_name(r) for r in ("root", "timestamp", "snapshot")}:
                 continue
             try:
                 with open(os.path.join(directory, name), "rb") as f:

@@ -9,6 +9,7 @@ command. Pure functions over the dicts ``status`` reports: no I/O.
 
 from __future__ import annotations
 
+from tufoci.layout_spec import ONLINE_ROLES
 from tufoci.repo_tool.proposals import ProposalState
 
 ONLINE = "the online service"
@@ -54,7 +55,7 @@ def expiry_step(scope: str, role: str, warning: str | None, keyids: list[str], n
     """A role that expired or expires soon: the online service re-signs snapshot/timestamp; key holders renew the rest."""
     if warning is None:
         return None
-    if role in ("snapshot", "timestamp"):
+    if role in ONLINE_ROLES:
         return {"action": "refresh", "who": [ONLINE], "command": f"tufoci online-service {scope} --every 6h"}
     return {"action": "renew", "who": [_name(k, names) for k in keyids],
             "command": f"tufoci renew {scope} {role}"}

@@ -33,7 +33,7 @@ from tufoci.repo_tool.notary_stage import (
 )
 from tufoci.repo_tool.notary_verify import RootPin, verify_collection
 from tufoci.repo_tool.staging import staged_changes
-from tufoci.state import State, home_dir
+from tufoci.state import State
 
 SEEN_FILE = "notary-seen.json"
 
@@ -50,12 +50,13 @@ class ManifestCheck:
 @dataclass
 class ImportResult:
     plans: list[CollectionPlan]
+    home: str  # the TUFOCI_HOME that remembers earlier imports
     checks: dict[str, list[ManifestCheck]] = field(default_factory=dict)  # gun → checks
     published: list[dict] = field(default_factory=list)  # PublishResult.to_dict() per scope
     diffs: dict[str, ImportDiff] = field(default_factory=dict)  # gun → what changed since the last import
 
     def __post_init__(self) -> None:
-        imported = load_imported()
+        imported = load_imported(self.home)
         self.diffs = {plan.gun: diff_since(plan, imported) for plan in self.plans}
 
     def to_json(self) -> dict:
@@ -90,25 +91,26 @@ def pins_for(guns: list[str], sha256: list[str], fingerprints: list[str], tofu: 
     return {gun: RootPin(cert_fingerprint=v) for gun, v in zip(guns, values, strict=True)}
 
 
-def _seen_path() -> str:
-    return os.path.join(home_dir(), SEEN_FILE)
+def _seen_path(home: str) -> str:
+    return os.path.join(home, SEEN_FILE)
 
 
-def load_seen() -> dict[str, dict[str, int]]:
+def load_seen(home: str) -> dict[str, dict[str, int]]:
     """Raises:
         StateError: the file is unreadable (never start afresh silently: rollback protection would be off).
     """
-    return load_record(_seen_path(), "start afresh")
+    return load_record(_seen_path(home), "start afresh")
 
 
-def save_seen(seen: dict[str, dict[str, int]]) -> None:
-    save_record(_seen_path(), seen)
+def save_seen(home: str, seen: dict[str, dict[str, int]]) -> None:
+    save_record(_seen_path(home), seen)
 
 
 def plan_import(
     guns: list[str],
     pins: dict[str, RootPin],
     *,
+    home: str,
     server: str | None = None,
     trust_dir: str | None = None,
     semantics: str = "dct",
@@ -127,7 +129,7 @@ def plan_import(
     """
     if not guns:
         raise UsageError("name at least one GUN (e.g. registry.example.com/acme/web)")
-    seen = load_seen()
+    seen = load_seen(home)
     verified = []
     for gun in guns:
         options = dict(server_options or {})
@@ -139,7 +141,7 @@ def plan_import(
     plans = [make_plan(collection, semantics, scope, unpublished) for collection in verified]
     for collection in verified:
         seen[collection.gun] = {**seen.get(collection.gun, {}), **collection.versions}
-    save_seen(seen)
+    save_seen(home, seen)
     return plans
 
 
@@ -225,7 +227,7 @@ def import_plans(
             scopes.append(plan.scope)
     result.published = publish_scopes(state, scopes, secrets, options)
     for plan in result.plans:
-        record_import(plan, result.diffs[plan.gun], ok[plan.gun])
+        record_import(state.home, plan, result.diffs[plan.gun], ok[plan.gun])
 
 
 def _answer(answer) -> str:

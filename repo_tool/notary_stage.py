@@ -22,7 +22,7 @@ from securesystemslib.signer import SecretsHandler
 from tufoci.atomic_file import atomic_write
 from tufoci.errors import StateError
 from tufoci.repo_tool.notary_plan import CollectionPlan, DelegationPlan, KeyPlan
-from tufoci.state import State, home_dir
+from tufoci.state import State
 
 IMPORTED_FILE = "notary-imported.json"
 
@@ -39,8 +39,8 @@ class ImportDiff:
     first: bool = True  # no earlier import of this GUN is recorded on this machine
 
 
-def _imported_path() -> str:
-    return os.path.join(home_dir(), IMPORTED_FILE)
+def _imported_path(home: str) -> str:
+    return os.path.join(home, IMPORTED_FILE)
 
 
 def load_record(path: str, afresh: str) -> dict:
@@ -66,13 +66,13 @@ def save_record(path: str, data: dict) -> None:
     atomic_write(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), 0o600)
 
 
-def load_imported() -> dict[str, dict]:
+def load_imported(home: str) -> dict[str, dict]:
     """GUN → {"tags": {target: {"role", "digest"}}, "delegations": [role]} of the earlier imports.
 
     Raises:
         StateError: the file is unreadable (removed tags would otherwise stay signed).
     """
-    return load_record(_imported_path(), "import afresh")
+    return load_record(_imported_path(home), "import afresh")
 
 
 def diff_since(plan: CollectionPlan, imported: dict[str, dict]) -> ImportDiff:
@@ -150,7 +150,7 @@ def stage_import(
         # would refuse it): the plan's manifest checks already said what the registry serves
         stage_targets(state, references, role=role, allow_tag_mismatch=True, **registry_options)
         staged = True
-    before = load_imported().get(plan.gun, {}).get("tags", {})
+    before = load_imported(state.home).get(plan.gun, {}).get("tags", {})
     roles = {t.target: t.role for t in plan.tags if t.tag in ok}
     moved = [name for name in diff.changed if name in roles and before[name]["role"] != roles[name]]
     for name in diff.removed + moved:  # a tag now listed by another role leaves its old one
@@ -159,10 +159,10 @@ def stage_import(
     return staged, warnings
 
 
-def record_import(plan: CollectionPlan, diff: ImportDiff, ok: set[str]) -> None:
+def record_import(home: str, plan: CollectionPlan, diff: ImportDiff, ok: set[str]) -> None:
     """Remember what this import staged and ``publish`` pushed (tags that failed their manifest check are
     left out, so the next run tries them again)."""
-    imported = load_imported()
+    imported = load_imported(home)
     before = imported.get(plan.gun, {})
     tags = {name: entry for name, entry in before.get("tags", {}).items() if name not in diff.removed}
     for tag in plan.tags:
@@ -170,7 +170,7 @@ def record_import(plan: CollectionPlan, diff: ImportDiff, ok: set[str]) -> None:
             tags[tag.target] = {"role": tag.role, "digest": tag.digest}
     delegated = set(before.get("delegations", [])) | {d.role for d in plan.delegations if d.patterns}
     imported[plan.gun] = {"tags": tags, "delegations": sorted(delegated)}
-    save_record(_imported_path(), imported)
+    save_record(_imported_path(home), imported)
 
 
 def publish_scopes(state: State, scopes: list[str], secrets: SecretsHandler | None,

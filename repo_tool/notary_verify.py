@@ -18,6 +18,7 @@ from typing import Any
 from cryptography.x509.oid import NameOID
 
 from tufoci.errors import UsageError
+from tufoci.layout_spec import TOP_LEVEL_ROLES
 from tufoci.repo_tool.notary_format import (
     NotaryKey,
     check_file_meta,
@@ -32,7 +33,6 @@ from tufoci.repo_tool.notary_source import MAX_ROOT_VERSIONS, NotarySource
 
 MAX_ROLES = 1000
 MAX_DEPTH = 16
-TOP_ROLES = ("root", "targets", "snapshot", "timestamp")
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ class _Verifier:
             signed = envelope["signed"]
             keys = _root_keys(signed, where)
             keyids, threshold = _signed_role(signed, "root", where)
-            for role in TOP_ROLES:
+            for role in TOP_LEVEL_ROLES:
                 _signed_role(signed, role, where)
             if previous is not None:
                 # client workflow 5.3.4-5.3.5: the new root is signed by the old root's keys, and its own

@@ -39,7 +39,7 @@ from tuf.api.metadata import Metadata, Root, Snapshot, SuccinctRoles, TargetFile
 from tufoci.errors import PublishError, TufociError, UsageError
 from tufoci.expiry_periods import expiry_periods, parse_duration
 from tufoci.keys import require_distinct
-from tufoci.layout_spec import proposal_tag
+from tufoci.layout_spec import ONLINE_ROLES, TOP_LEVEL_ROLES, proposal_tag
 from tufoci.repo_tool.delegations import apply_delegation
 from tufoci.repo_tool.expiry import expiry_for
 from tufoci.repo_tool.proposals import IgnoredProposal, Proposal, evaluate, threshold_states
@@ -56,8 +56,7 @@ from tufoci.repo_tool.staging import (
 )
 from tufoci.repo_tool.versions import bump, to_bytes
 
-ONLINE_ROLES = ("snapshot", "timestamp")
-TOP_LEVEL_CHILDREN = ("targets", "snapshot", "timestamp")
+TOP_LEVEL_CHILDREN = tuple(role for role in TOP_LEVEL_ROLES if role != "root")  # what root delegates to
 
 Keyring = Callable[[list[str]], dict[str, Signer]]
 """Which of these key ids this machine can sign with: keyid -> signer, only for the keys it holds.

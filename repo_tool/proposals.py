@@ -39,6 +39,7 @@ from tufoci.layout_spec import (
     MANIFEST_MEDIA_TYPE,
     MAX_METADATA_BYTES,
     METADATA_MEDIA_TYPE,
+    ONLINE_ROLES,
     PROPOSAL_CONFIG_MEDIA_TYPE,
     PROPOSAL_TAG_PREFIX,
     SIGNATURE_CONFIG_MEDIA_TYPE,
@@ -281,7 +282,7 @@ def _read_proposal(store: RepositoryStore, tag: str,
     if tag != proposal_tag(role, version):  # a proposal must sit under its own tag
         return IgnoredProposal(tag, f"misplaced: it names {role} v{version}, whose tag is {proposal_tag(role, version)}",
                                role, version)
-    if role in ("snapshot", "timestamp"):
+    if role in ONLINE_ROLES:
         return IgnoredProposal(tag, "snapshot and timestamp are never proposed", role, version)
     if not is_open(role, version):
         return None  # stale

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
 import time
 from dataclasses import dataclass
 
@@ -22,14 +20,11 @@ from tufoci.layout_spec import (
     MANIFEST_MEDIA_TYPE,
     TIMESTAMP_TAG,
     build_metadata_manifest,
+    meta_key,
     metadata_tag,
     parse_metadata_manifest,
 )
 from tufoci.store.base import RepositoryStore
-
-CRASH_ENV = "TUFOCI_TEST_CRASH_AT"
-INTERRUPT_ENV = "TUFOCI_TEST_INTERRUPT_AT"  # the same steps, with Ctrl-C (SIGINT) instead of SIGKILL
-STEPS = ("blobs", "manifests", "timestamp-check", "timestamp")  # before each, nothing is live yet
 
 
 @dataclass(frozen=True)
@@ -37,15 +32,6 @@ class MetadataFile:
     role: str
     version: int
     data: bytes
-
-
-def _crash_point(step: str) -> None:
-    """Test hook: SIGKILL ourselves before ``step`` when TUFOCI_TEST_CRASH_AT names it (SIGINT for
-    TUFOCI_TEST_INTERRUPT_AT)."""
-    if os.environ.get(CRASH_ENV) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
-    if os.environ.get(INTERRUPT_ENV) == step:
-        os.kill(os.getpid(), signal.SIGINT)
 
 
 def current_timestamp_digest(store: RepositoryStore) -> str | None:
@@ -86,18 +72,14 @@ def push_metadata(
     if snapshot_data is None:
         snapshot_data = next((f.data for f in files if f.role == "snapshot"), None)
     _check_unchanged(store, expected_timestamp)
-    _crash_point("blobs")
     store.put_blobs([EMPTY_CONFIG, *(item.data for item in [*files, timestamp])])
-    _crash_point("manifests")
     # roots first: a reader that sees a new snapshot may need the new root.
     # A tag already at one of these versions is an orphan of a publish that
     # never moved the timestamp (we start from the live versions): overwrite it.
     for item in sorted(files, key=lambda f: (f.role != "root", f.version)):
         manifest = build_metadata_manifest(item.role, item.version, item.data)
         store.put_manifest(metadata_tag(item.role, item.version), manifest, MANIFEST_MEDIA_TYPE)
-    _crash_point("timestamp-check")
     _check_unchanged(store, expected_timestamp)
-    _crash_point("timestamp")
     manifest = build_metadata_manifest(TIMESTAMP_TAG, timestamp.version, timestamp.data, root_version=root_version,
                                        snapshot_data=snapshot_data)
     digest = store.replace_manifest(TIMESTAMP_TAG, manifest, MANIFEST_MEDIA_TYPE, expected_timestamp)
@@ -105,7 +87,6 @@ def push_metadata(
     # from, and make sure ours is what stays live
     if digest is None or current_timestamp_digest(store) != digest:
         raise ConcurrentPublishError(_CONCURRENT)
-    _crash_point("after-timestamp")
     if settle:
         time.sleep(settle)
         if not _still_live(store, digest, snapshot_data):
@@ -126,7 +107,7 @@ def _still_live(store: RepositoryStore, digest: str, snapshot_data: bytes | None
         if snapshot_data is None:
             return False
         inline = parse_metadata_manifest(current.data).inline_data
-        listed = json.loads(inline)["signed"]["meta"]["snapshot.json"]["hashes"]["sha256"] if inline else None
+        listed = json.loads(inline)["signed"]["meta"][meta_key("snapshot")]["hashes"]["sha256"] if inline else None
     except (TufociError, ValueError, KeyError, TypeError):
         return False
     return listed == hashlib.sha256(snapshot_data).hexdigest()

@@ -23,9 +23,10 @@ from tuf.api.metadata import Root, Targets
 from tufoci.client.refresh import trusted_session
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import UsageError
+from tufoci.layout_spec import ONLINE_ROLES
 from tufoci.repo_tool.current import load_current
 from tufoci.repo_tool.expiry import parse_duration
-from tufoci.repo_tool.plan import ONLINE_ROLES, CurrentState
+from tufoci.repo_tool.plan import CurrentState
 from tufoci.repo_tool.roles import RoleTree
 from tufoci.repo_tool.staging import Renewal, record_changes
 from tufoci.state import State

@@ -9,13 +9,12 @@ verified exactly as a client would verify it.
 
 from __future__ import annotations
 
-import os
-from urllib import parse
-
 from tuf.api.metadata import DelegatedRole, Metadata, Role, Root, Snapshot, SuccinctRoles, Targets
 
 from tufoci.client.refresh import TrustedSession, translate_tuf_errors
 from tufoci.errors import PublishError
+from tufoci.layout_spec import meta_key
+from tufoci.tuf_compat import cached_file, load_delegated_targets
 
 
 class RoleTree:
@@ -33,16 +32,13 @@ class RoleTree:
 
     def _read(self, role: str) -> Metadata[Targets]:
         if role not in self._loaded:
-            path = os.path.join(self._session.metadata_dir, f"{parse.quote(role, '')}.json")
-            with open(path, "rb") as f:
+            with open(cached_file(self._session.metadata_dir, role), "rb") as f:
                 self._loaded[role] = Metadata.from_bytes(f.read())
         return self._loaded[role]
 
     def _load(self, role: str, parent: str) -> Metadata[Targets]:
-        # python-tuf has no public call to load one named delegated role;
-        # _load_targets is what its own walk uses, with the same verification.
         with translate_tuf_errors():
-            self._session.updater._load_targets(role, parent)  # noqa: SLF001
+            load_delegated_targets(self._session.updater, role, parent)
         return self._read(role)
 
     def metadata(self, role: str) -> Metadata[Targets]:
@@ -89,9 +85,9 @@ class RoleTree:
     def _exists(self, role: str) -> bool:
         """Whether the role has published metadata (listed in the snapshot)."""
         if self._snapshot_meta is None:
-            with open(os.path.join(self._session.metadata_dir, "snapshot.json"), "rb") as f:
+            with open(cached_file(self._session.metadata_dir, "snapshot"), "rb") as f:
                 self._snapshot_meta = set(Metadata[Snapshot].from_bytes(f.read()).signed.meta)
-        return f"{role}.json" in self._snapshot_meta
+        return meta_key(role) in self._snapshot_meta
 
     def delegation(self, role: str) -> Role | None:
         """The ``DelegatedRole`` entry for a delegated role (None for ``targets``)."""

@@ -13,11 +13,10 @@ from collections.abc import Sequence
 
 from tufoci.errors import SigningKeyError, UsageError
 from tufoci.keys import resolve_key
+from tufoci.layout_spec import TOP_LEVEL_ROLES
 from tufoci.repo_tool.maintainer import MaintainerSession
 from tufoci.repo_tool.staging import KeyChange, record_changes
 from tufoci.state import State
-
-TOP_LEVEL = ("root", "targets", "snapshot", "timestamp")
 
 
 def stage_rotation(
@@ -41,7 +40,7 @@ def stage_rotation(
         raise UsageError("threshold must be at least 1")
     added = {k.keyid: k.public.to_dict() for k in (resolve_key(state, spec) for spec in add_keys)}
     removed = [_keyid(state, spec) for spec in remove_keys]
-    if role in TOP_LEVEL:
+    if role in TOP_LEVEL_ROLES:
         delegator = "root"
     else:
         with session.live() as live:

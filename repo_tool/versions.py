@@ -15,6 +15,7 @@ from collections.abc import Callable
 from tuf.api.metadata import Metadata, MetaFile, Snapshot, Timestamp
 from tuf.api.serialization.json import JSONSerializer
 
+from tufoci.layout_spec import meta_key
 from tufoci.repo_tool.expiry import expiry_for
 
 _SERIALIZER = JSONSerializer(compact=True)
@@ -56,7 +57,7 @@ def next_snapshot(
         meta = meta_file(version, data)
         if without_hashes(role):
             meta.hashes = None
-        snapshot.signed.meta[f"{role}.json"] = meta
+        snapshot.signed.meta[meta_key(role)] = meta
     bump(snapshot, periods, now)
     return snapshot
 

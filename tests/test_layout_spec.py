@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -117,3 +119,28 @@ def test_garbage_manifest_is_rejected():
 def test_a_trailing_newline_never_passes_as_a_plain_name(name):
     assert encode_role(name).startswith("_")
     assert not TAG_RE.fullmatch(name)
+
+
+def test_role_names_are_python_tufs_and_meta_keys_round_trip():
+    """issue 12 §5: the role names are defined once (layout_spec, stdlib only) and are python-tuf's."""
+    from tuf.api.metadata import TOP_LEVEL_ROLE_NAMES, Snapshot, Timestamp
+
+    from tufoci.layout_spec import ONLINE_ROLES, TOP_LEVEL_ROLES, meta_key, meta_role
+
+    assert set(TOP_LEVEL_ROLES) == TOP_LEVEL_ROLE_NAMES and set(ONLINE_ROLES) < TOP_LEVEL_ROLE_NAMES
+    assert list(Snapshot().meta) == [meta_key("targets")]
+    assert list(Timestamp().to_dict()["meta"]) == [meta_key("snapshot")]
+    assert all(meta_role(meta_key(name)) == name for name in ROLE_NAMES)
+
+
+# what building a metadata-repository tag by hand looks like (layout §3, §9): only layout_spec.py may
+_TAG_BUILDING = re.compile(r"""f["'](?:root|targets|snapshot|d|staged|sig)\.\{|["'](?:d|staged|sig)\.["']\s*\+""")
+
+
+def test_tags_are_built_and_parsed_in_layout_spec_only():
+    """issue 12 §5: one formatter/parser of the tag format; everything else calls it."""
+    root = Path(__file__).resolve().parent.parent
+    for directory in ("tufoci", "repo_tool", "client"):
+        for path in (root / directory).rglob("*.py"):
+            if path.name != "layout_spec.py":
+                assert not _TAG_BUILDING.findall(path.read_text()), path

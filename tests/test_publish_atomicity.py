@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -10,10 +9,19 @@ from pathlib import Path
 
 import pytest
 
-import tufoci.repo_tool.push as push
 from tests.conftest import init_scope, needs_registry, ok, push_test_image, run_tufoci, use_home
+from tests.support import crash
 
 pytestmark = needs_registry
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _publish_stopped(how: str, step: str, scope: str) -> subprocess.CompletedProcess[str]:
+    """``tufoci publish SCOPE`` in its own process, sent SIGKILL (``kill``) or SIGINT (``interrupt``) before
+    the publish step ``step`` (tests/support/crash.py)."""
+    return subprocess.run([sys.executable, "-m", "tests.support.crash", how, step, "publish", scope],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture
@@ -32,14 +40,12 @@ def published(registry, tmp_path: Path, home: Path, monkeypatch):
     return scope
 
 
-@pytest.mark.parametrize("step", push.STEPS)
+@pytest.mark.parametrize("step", crash.STEPS)
 def test_sigkill_at_every_publish_step_keeps_the_previous_state(published, step, tmp_path, home, monkeypatch):
     scope = published
     ok(run_tufoci("target", "add", f"{scope}/web:1.1"))
-    tufoci = str(Path(sys.executable).with_name("tufoci"))
-    env = {**os.environ, push.CRASH_ENV: step}
-    killed = subprocess.run([tufoci, "publish", scope], env=env, capture_output=True, timeout=60)
-    assert killed.returncode == -9
+    killed = _publish_stopped("kill", step, scope)
+    assert killed.returncode == -9, killed.stderr
 
     use_home(monkeypatch, tmp_path / "consumer")
     ok(run_tufoci("verify", f"{scope}/web:1.0"))  # the previous state is still served and valid
@@ -58,18 +64,15 @@ def test_concurrent_publish_is_refused_and_loses_nothing(published, tmp_path, ho
     shutil.copytree(home, other)  # a second maintainer holding the same keys
     ok(run_tufoci("target", "add", f"{scope}/web:1.1"))
 
-    real_crash_point = push._crash_point
+    def race(step: str) -> None:  # before the timestamp check, the other maintainer publishes
+        use_home(monkeypatch, other)
+        ok(run_tufoci("target", "remove", scope, "web:1.0"))
+        ok(run_tufoci("publish", scope))
+        use_home(monkeypatch, home)
 
-    def race(step: str) -> None:
-        if step == "timestamp-check":  # the other maintainer publishes in between
-            monkeypatch.setattr(push, "_crash_point", real_crash_point)
-            use_home(monkeypatch, other)
-            ok(run_tufoci("target", "remove", scope, "web:1.0"))
-            ok(run_tufoci("publish", scope))
-            use_home(monkeypatch, home)
-
-    monkeypatch.setattr(push, "_crash_point", race)
-    lost = run_tufoci("publish", scope)
+    with monkeypatch.context() as patched:
+        crash.install("timestamp-check", race, patched.setattr)
+        lost = run_tufoci("publish", scope)
     assert lost.exit_code == 1
     assert "concurrent publish" in lost.stderr
     assert '"web:1.1"' in ok(run_tufoci("status", scope, "-o", "json")).stdout  # still staged for a retry
@@ -86,9 +89,7 @@ def test_ctrl_c_during_or_after_publish_says_exactly_what_happened(published, st
     """Issue 18: Ctrl-C after the new state went live said 'aborted' (exit 130) although it was live."""
     scope = published
     ok(run_tufoci("target", "add", f"{scope}/web:1.1"))
-    tufoci = str(Path(sys.executable).with_name("tufoci"))
-    env = {**os.environ, push.INTERRUPT_ENV: step}
-    interrupted = subprocess.run([tufoci, "publish", scope], env=env, capture_output=True, text=True, timeout=60)
+    interrupted = _publish_stopped("interrupt", step, scope)
     assert interrupted.returncode == 130, interrupted.stderr
     assert len(interrupted.stderr.strip().splitlines()) == 1 and "Traceback" not in interrupted.stderr
     staged = ok(run_tufoci("status", scope, "-o", "json")).stdout.count('"web:1.1"')
@@ -115,3 +116,11 @@ def test_a_slow_publish_shows_progress_on_stderr(published, monkeypatch):
     result = ok(run_tufoci("publish", scope))
     assert "tufoci: pushing 3 metadata files" in result.stderr and "the timestamp moves last" in result.stderr
     assert "pushing" not in result.stdout
+
+
+def test_the_publish_path_carries_no_fault_injection():
+    """Issue 12 §5: the crash tests stop the process from a store wrapper (tests/support/crash.py); no
+    environment variable can make a production publish kill itself."""
+    for directory in ("tufoci", "repo_tool", "client"):
+        for path in (REPO_ROOT / directory).rglob("*.py"):
+            assert "TUFOCI_TEST_" not in path.read_text(), path

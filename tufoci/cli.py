@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from tufoci.registry_config import RegistryConfig
 
 _VERBOSE = False
+_HOME: str | None = None  # the --home of this invocation (or $TUFOCI_HOME); None: ~/.tufoci
 
 
 # -- shared options -------------------------------------------------------------
@@ -145,10 +146,18 @@ def _secrets_handler(password_stdin: bool) -> Callable[[str], str]:
     return env_secrets_handler(fallback)
 
 
+def _home() -> str:
+    """This command's state directory: ``--home`` (or ``$TUFOCI_HOME``, which click reads for it), else the
+    default; created. Passed down, never written into the environment."""
+    from tufoci.state import home_dir
+
+    return home_dir(_HOME)
+
+
 def _state():
     from tufoci.state import State
 
-    return State.open()
+    return State.open(_home())
 
 
 def _echo_lines(lines) -> None:
@@ -187,13 +196,11 @@ class _LogLineFormatter(logging.Formatter):
 @click.version_option(__version__, package_name="tufoci")  # given: looking it up costs importlib.metadata
 def cli(verbose: bool, home: str | None) -> None:
     """Sign and verify container images with TUF metadata stored in the registry."""
-    global _VERBOSE
-    _VERBOSE = verbose
+    global _VERBOSE, _HOME
+    _VERBOSE, _HOME = verbose, os.path.abspath(home) if home else None
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_LogLineFormatter("%(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=[handler])
-    if home:
-        os.environ["TUFOCI_HOME"] = os.path.abspath(home)
 
 
 # -- keys -------------------------------------------------------------------------
@@ -312,6 +319,7 @@ def key_import_hsm(name: str, hsm_keyid: int | None, token_label: str | None) ->
 def key_list(output: str) -> None:
     """List the key catalogue: id, type, URI, and which roles of which scopes use each key."""
     from tufoci.keys import list_keys
+    from tufoci.layout_spec import ONLINE_ROLES
     from tufoci.repo_tool.inspect import key_usage
 
     state = _state()
@@ -320,7 +328,7 @@ def key_list(output: str) -> None:
     for k in keys:
         uses = usage.get(k.keyid, [])
         rows.append({**_key_json(k), "uses": uses,
-                     "online": any(u["role"] in ("snapshot", "timestamp") for u in uses)})
+                     "online": any(u["role"] in ONLINE_ROLES for u in uses)})
     if output == "json":
         _emit_json(rows)
         return
@@ -1238,7 +1246,7 @@ def main(argv: list[str] | None = None) -> None:
     except sqlite3.DatabaseError as e:  # state.db damaged in a way only a query finds (State.open catches the rest)
         if _VERBOSE:
             traceback.print_exc()
-        path = os.path.join(os.environ.get("TUFOCI_HOME") or "~/.tufoci", "state.db")
+        path = os.path.join(_HOME or "~/.tufoci", "state.db")
         _echo(f"tufoci: error: local state {path} is unreadable: {e} (restore it from a backup or move it away)",
                err=True)
         sys.exit(1)

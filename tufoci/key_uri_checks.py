@@ -11,9 +11,10 @@ import importlib.util
 import os
 from urllib import parse
 
-from securesystemslib.signer import SIGNER_FOR_URI_SCHEME, Key
+from securesystemslib.signer import Key
 
 from tufoci.errors import SigningKeyError
+from tufoci.keys import signer_schemes
 
 # the Python module each remote scheme's signer needs (securesystemslib's optional dependencies)
 _KMS_MODULES = {"awskms": "boto3", "gcpkms": "google.cloud.kms", "azurekms": "azure.keyvault.keys", "hv": "hvac"}
@@ -26,9 +27,9 @@ def check_private_uri(uri: str, public: Key, name: str) -> list[str]:
         SigningKeyError: an unknown scheme, a missing or unreadable file, a file holding another key,
             a missing PKCS#11 module or KMS client library.
     """
-    scheme = uri.partition(":")[0]
-    if ":" not in uri or scheme not in SIGNER_FOR_URI_SCHEME:
-        known = ", ".join(sorted(f"{s}:" for s in SIGNER_FOR_URI_SCHEME))
+    scheme, known_schemes = uri.partition(":")[0], signer_schemes()
+    if ":" not in uri or scheme not in known_schemes:
+        known = ", ".join(sorted(f"{s}:" for s in known_schemes))
         raise SigningKeyError(f"{uri}: unknown key URI scheme {scheme!r} for {name} (tufoci signs with {known})")
     if scheme in ("file2", "encfile"):
         return _check_file(uri, scheme, public, name)

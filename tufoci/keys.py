@@ -3,9 +3,11 @@
 securesystemslib's ``file2:`` signer reads only unencrypted PKCS#8, and tufoci
 keeps private keys encrypted at rest. This module fills that one gap with the
 ``encfile:`` scheme (an encrypted PKCS#8 PEM file; the passphrase comes from the
-caller's secrets handler), registered in securesystemslib's scheme table so
-every other scheme (``file2:``, ``hsm:``, ``awskms:``, ``gcpkms:``,
-``azurekms:``, ``hv:``) keeps working through ``Signer.from_priv_key_uri``.
+caller's secrets handler). ``load_signer`` serves it and hands every other scheme
+(``file2:``, ``hsm:``, ``awskms:``, ``gcpkms:``, ``azurekms:``, ``hv:``) to
+``Signer.from_priv_key_uri``; securesystemslib's scheme table is read, never
+written, so importing tufoci changes nothing for other users of securesystemslib
+in the same process.
 
 The key catalogue in ``state.db`` stores names, URIs and public keys, never a
 secret. The library never prompts: callers pass a secrets handler.
@@ -69,7 +71,20 @@ class EncryptedFileSigner(CryptoSigner):
         return cls(private_key, public_key)
 
 
-SIGNER_FOR_URI_SCHEME[EncryptedFileSigner.SCHEME] = EncryptedFileSigner
+def signer_schemes() -> set[str]:
+    """The key URI schemes tufoci can sign with: securesystemslib's (as registered now) and ``encfile``."""
+    return {*SIGNER_FOR_URI_SCHEME, EncryptedFileSigner.SCHEME}
+
+
+def load_signer(uri: str, public_key: Key, secrets_handler: SecretsHandler | None) -> Signer:
+    """The signer of a private key URI: ``Signer.from_priv_key_uri``, plus tufoci's ``encfile:`` scheme.
+
+    Raises:
+        ValueError: an unknown scheme or unusable arguments; other signer-specific errors (files, HSM, KMS).
+    """
+    if uri.partition(":")[0] == EncryptedFileSigner.SCHEME:
+        return EncryptedFileSigner.from_priv_key_uri(uri, public_key, secrets_handler)
+    return Signer.from_priv_key_uri(uri, public_key, secrets_handler)
 
 
 @dataclass(frozen=True)
@@ -263,7 +278,7 @@ def _parse_key_spec(spec: str) -> KeyRef:
         except (OSError, ValueError, TypeError) as e:
             raise SigningKeyError(f"cannot load key file {path}: {_key_error_text(e)}") from e
         return KeyRef(SSlibKey.from_crypto(private.public_key()), text)
-    if scheme in SIGNER_FOR_URI_SCHEME:
+    if scheme in signer_schemes():
         raise SigningKeyError(
             f"{spec}: tufoci needs its public key too: run 'tufoci key import NAME PUBLIC_KEY --uri {spec}' "
             "and use NAME"
@@ -397,7 +412,7 @@ def signer_for(state: State, keyid: str, secrets: SecretsHandler | None) -> Sign
     key = held_key(state, keyid)
     if key is not None and key.uri is not None:  # held_key's rows have one
         try:
-            return VerifyingSigner(Signer.from_priv_key_uri(key.uri, key.public, _named(secrets, key.label)), key)
+            return VerifyingSigner(load_signer(key.uri, key.public, _named(secrets, key.label)), key)
         except (OSError, ValueError, TypeError) as e:
             raise SigningKeyError(f"cannot load key {key.label} ({key.uri}): {_key_error_text(e)}") from e
         except Exception as e:  # securesystemslib raises library-specific errors (HSM, KMS)

@@ -41,8 +41,14 @@ ANNOTATION_TIMESTAMP_HINT = "dev.tufoci.hint.timestamp"
 ANNOTATION_SNAPSHOT_HINT = "dev.tufoci.hint.snapshot"
 MAX_INLINE_SNAPSHOT = 48 * 1024  # keeps a timestamp manifest well under MAX_METADATA_MANIFEST_BYTES
 
+# The role names, defined once for tufoci: python-tuf's TOP_LEVEL_ROLE_NAMES in the specification's order
+# (this module loads no python-tuf: the verify fast path imports it), and the roles the online key signs,
+# which are never proposed (layout §9).
+TOP_LEVEL_ROLES = ("root", "targets", "snapshot", "timestamp")
+ONLINE_ROLES = ("snapshot", "timestamp")
+
 TIMESTAMP_TAG = "timestamp"
-TOP_LEVEL_VERSIONED = ("root", "targets", "snapshot")
+TOP_LEVEL_VERSIONED = ("root", "targets", "snapshot")  # layout §3: root.<N>, targets.<N>, snapshot.<N>
 
 # layout §9: threshold signing. A proposed version and each signature over it
 # are separate artifacts, so concurrent signers never write the same tag.
@@ -122,7 +128,7 @@ def signature_tag(role: str, version: int, keyid: str) -> str:
 _VERSION = r"([1-9][0-9]{0,11})"
 _ENCODED_ROLE = r"([A-Za-z0-9-]{1,64}|_[0-9a-f]{64})"
 _TAG_GRAMMAR = (
-    ("top-level", rf"(root|targets|snapshot)\.{_VERSION}"),
+    ("top-level", rf"({'|'.join(TOP_LEVEL_VERSIONED)})\.{_VERSION}"),
     ("timestamp", re.escape(TIMESTAMP_TAG)),
     ("delegated", rf"d\.{_ENCODED_ROLE}\.{_VERSION}"),
     ("proposal", rf"{re.escape(PROPOSAL_TAG_PREFIX)}{_ENCODED_ROLE}\.{_VERSION}"),
@@ -164,9 +170,19 @@ def root_versions(tags: list[str]) -> list[int]:
                   if p and p.kind == "top-level" and p.role == "root" and p.version is not None)
 
 
+def meta_key(role: str) -> str:
+    """The name a snapshot's (or timestamp's) ``meta`` lists ``role`` under (TUF: ``targets.json``)."""
+    return f"{role}.json"
+
+
+def meta_role(key: str) -> str:
+    """The role a snapshot's (or timestamp's) ``meta`` key names: ``meta_key`` reversed."""
+    return key.removesuffix(".json")
+
+
 def metadata_filename(role: str, version: int | None) -> str:
     """The TUF file name the blob is annotated with (``3.targets.json``)."""
-    return f"{role}.json" if version is None else f"{version}.{role}.json"
+    return meta_key(role) if version is None else f"{version}.{meta_key(role)}"
 
 
 @dataclass(frozen=True)

@@ -45,9 +45,9 @@ CREATE TABLE IF NOT EXISTS audit (
 """
 
 
-def home_dir() -> str:
-    """``$TUFOCI_HOME`` or ``~/.tufoci``, created with mode 0700."""
-    path = os.environ.get("TUFOCI_HOME") or os.path.join(os.path.expanduser("~"), ".tufoci")
+def home_dir(path: str | None = None) -> str:
+    """``path``, else ``$TUFOCI_HOME`` or ``~/.tufoci``; created with mode 0700."""
+    path = path or os.environ.get("TUFOCI_HOME") or os.path.join(os.path.expanduser("~"), ".tufoci")
     try:
         os.makedirs(path, mode=0o700, exist_ok=True)
     except OSError as e:

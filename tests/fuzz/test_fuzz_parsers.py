@@ -544,8 +544,8 @@ def test_fetcher_learn_accepts_any_json(raw: bytes) -> None:
 
     fetcher = OCIMetadataFetcher(DictStore({}))
     fetcher._learn(raw)  # noqa: SLF001 - the hint parser itself: it must never raise
-    for filename, (digest, length) in fetcher._locations.items():  # noqa: SLF001
-        assert isinstance(filename, str) and filename.endswith(".json")
+    for (role, version), (digest, length) in fetcher._locations.items():  # noqa: SLF001
+        assert isinstance(role, str) and isinstance(version, int)
         assert DIGEST_RE.fullmatch(digest)
         assert length is None or (isinstance(length, int) and length >= 0)
 

@@ -176,6 +176,19 @@ class _TLSPool(urllib3.HTTPSConnectionPool):
     ConnectionCls = _TLSConnection
 
 
+class _UnverifiedTLSPool(_TLSPool):
+    """The pool of a registry whose certificate the user asked not to check (``--insecure``, an insecure
+    registries.conf entry): urllib3 would warn on every request. The warning is left out here, for these
+    connections only; the process's warning filters are never touched, so any other unverified request in
+    the same process (an embedding application's) still warns. (urllib3 2.x: ``HTTPSConnectionPool``'s
+    ``_validate_conn`` is the plain pool's, an early connect, then that warning.)"""
+
+    def _validate_conn(self, conn: Any) -> None:
+        urllib3.HTTPConnectionPool._validate_conn(self, conn)
+        if conn.is_closed:
+            conn.connect()
+
+
 class RegistryClient:
     """A connection pool and the auth state for one registry host."""
 
@@ -198,8 +211,7 @@ class RegistryClient:
         self.base_url = f"{'http' if self.settings.plain_http else 'https'}://{self.settings.address}"
         timeout = read_timeout(timeout)
         self._deadline = request_deadline(deadline)
-        if not self.settings.verify:  # asked for explicitly: no warning on every request
-            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+        self._tls_pool = _TLSPool if self.settings.verify else _UnverifiedTLSPool  # unverified: asked for explicitly
         # one context for every connection (urllib3 would build one, and load the system's CAs, per connection)
         self._tls = None if self.settings.plain_http else self.settings.ssl_context()
         self._read_timeout = timeout
@@ -239,7 +251,8 @@ class RegistryClient:
                         auth = urllib.parse.unquote(parsed.auth)
                         options["proxy_headers"] = urllib3.make_headers(proxy_basic_auth=auth)
                     pool = urllib3.ProxyManager(parsed._replace(auth=None).url, **options)
-                pool.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}  # responses read under a deadline
+                # responses read under a deadline
+                pool.pool_classes_by_scheme = {"http": _Pool, "https": self._tls_pool}
                 self._pools[proxy] = pool
             return pool
 

@@ -17,21 +17,11 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
-import sqlite3
-from dataclasses import dataclass
 
 from tufoci.client.refresh import TrustedSession
 from tufoci.errors import MetadataRejectedError
 from tufoci.repo_tool.plan import CurrentState
-from tufoci.state import State, now_iso
-
-
-@dataclass(frozen=True)
-class Mark:
-    """One role's highest version seen or signed, and the sha256 of those bytes when known."""
-
-    version: int
-    sha256: str | None
+from tufoci.state import Mark
 
 
 def observed(session: TrustedSession, current: CurrentState) -> dict[str, Mark]:
@@ -47,11 +37,6 @@ def observed(session: TrustedSession, current: CurrentState) -> dict[str, Mark]:
     for name, meta in current.snapshot.signed.meta.items():
         marks[name.removesuffix(".json")] = Mark(meta.version, (meta.hashes or {}).get("sha256"))
     return marks
-
-
-def load_marks(state: State, scope: str) -> dict[str, Mark]:
-    rows = state.query("SELECT role, version, sha256 FROM marks WHERE scope = ?", (scope,))
-    return {r["role"]: Mark(r["version"], r["sha256"]) for r in rows}
 
 
 def older_roles(marks: dict[str, Mark], state_now: dict[str, Mark]) -> list[str]:
@@ -103,13 +88,3 @@ def check_revival(
         f"v{current.root.signed.version}: if that is the current state, run again with --revive-expired"
     )
 
-
-def record_marks(conn: sqlite3.Connection, scope: str, marks: dict[str, Mark]) -> None:
-    """Raise the scope's marks to ``marks`` (never lower them), inside the caller's transaction."""
-    at = now_iso()
-    conn.executemany(
-        "INSERT INTO marks (scope, role, version, sha256, recorded_at) VALUES (?,?,?,?,?) "
-        "ON CONFLICT (scope, role) DO UPDATE SET version = excluded.version, sha256 = excluded.sha256, "
-        "recorded_at = excluded.recorded_at WHERE excluded.version >= marks.version",
-        [(scope, role, mark.version, mark.sha256, at) for role, mark in marks.items()],
-    )

@@ -6,7 +6,6 @@ maintainer reads is what consumers will trust.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -116,18 +115,14 @@ def signed_targets(state: State, scope_text: str, **registry_options: Any) -> li
 
 
 def audit_log(state: State, scope_text: str | None = None) -> list[dict]:
-    if scope_text:
-        scope = str(parse_repository(scope_text))
-        rows = state.query("SELECT * FROM audit WHERE scope = ? ORDER BY id", (scope,))
-    else:
-        rows = state.query("SELECT * FROM audit ORDER BY id")
+    records = state.audit_log(str(parse_repository(scope_text)) if scope_text else None)
     return [
         {
-            "id": r["id"], "at": r["at"], "actor": r["actor"], "scope": r["scope"], "action": r["action"],
+            "id": r.id, "at": r.at, "actor": r.actor, "scope": r.scope, "action": r.action,
             # records name their details as the code that wrote them did (root_sha256): shown in camelCase
-            "role": r["role"], "version": r["version"], "details": camel_keys(json.loads(r["details"] or "{}")),
+            "role": r.role, "version": r.version, "details": camel_keys(r.details),
         }
-        for r in rows
+        for r in records
     ]
 
 

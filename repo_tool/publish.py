@@ -34,7 +34,7 @@ from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import InterruptedPublishError, NothingStagedError, TufociError
 from tufoci.identity import actor_name, machine_id
 from tufoci.repo_tool.genesis import maintainer_view
-from tufoci.repo_tool.high_water import check_not_older, check_revival, load_marks, observed, record_marks
+from tufoci.repo_tool.high_water import check_not_older, check_revival, observed
 from tufoci.repo_tool.plan import Plan, load_current
 from tufoci.repo_tool.proposals import IgnoredProposal, push_proposal, threshold_states
 from tufoci.repo_tool.push import MetadataFile, push_metadata
@@ -125,7 +125,7 @@ def publish(
         genesis = session is None  # issue 15.1: version 1 is still being signed
         # the online service never signs over a state older than one it saw
         if promote_only and session is not None:  # not genesis
-            marks = load_marks(state, pin.scope)
+            marks = state.marks(pin.scope)
             check_not_older(pin.scope, marks, observed(session, current))
             check_revival(pin.scope, current, now_utc(), have_marks=bool(marks), revive_expired=False)
         plan = Plan(tree, current, now_utc(), dry_run=dry_run)
@@ -222,8 +222,7 @@ def publish(
             progress(f"reading back {pin.scope} as clients will")
             with trusted_session(state.home, pin, **registry_options) as session:
                 if promote_only:
-                    with state.transaction() as conn:
-                        record_marks(conn, pin.scope, observed(session, load_current(session)))
+                    state.raise_marks(pin.scope, observed(session, load_current(session)))
     except KeyboardInterrupt as e:
         raise _interrupted(state, store, pin.scope, applied, result, plan, recorded,
                            current.timestamp_manifest_digest if timestamp is not None else None) from e
@@ -257,13 +256,13 @@ def _interrupted(state: State, store, scope: str, changes: list[StagedChange], r
 def _record(state: State, scope: str, changes: list[StagedChange], result: PublishResult, plan: Plan) -> None:
     """Clear what a publish applied from the staged changes and write its audit records, in one transaction."""
     promoted = [f"{role} v{p.version}" for role, p in plan.from_registry.items() if role in plan.ready]
-    with state.transaction() as conn:
-        clear_staged(conn, scope, changes)
+    with state.transaction():
+        clear_staged(state, scope, changes)
         if result.published:
-            state.audit(conn, "publish", scope=scope, role=",".join(sorted(result.published)),
-                        versions=result.published,
-                        changes=result.to_dict()["changes"], promoted=promoted)
+            state.record_audit("publish", scope=scope, role=",".join(sorted(result.published)),
+                               versions=result.published,
+                               changes=result.to_dict()["changes"], promoted=promoted)
         for role, info in result.proposed.items():
             if role not in plan.from_registry:
-                state.audit(conn, "propose", scope=scope, role=role, version=info["version"],
-                            thresholds=info["thresholds"])
+                state.record_audit("propose", scope=scope, role=role, version=info["version"],
+                                   thresholds=info["thresholds"])

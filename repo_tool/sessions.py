@@ -27,7 +27,7 @@ from tufoci.repo_tool.plan import Plan
 from tufoci.repo_tool.proposals import Proposal, discard_proposal, push_signatures, sign_proposal
 from tufoci.repo_tool.review import describe, fingerprint, fingerprint_matches
 from tufoci.repo_tool.signing import available_signers
-from tufoci.state import Pin, State, now_utc
+from tufoci.state import AuditEntry, Pin, State, now_utc
 from tufoci.store.base import RepositoryStore
 
 
@@ -138,10 +138,9 @@ def sign(
             signatures = sign_proposal(item.proposal, signers)
             push_signatures(store, item.proposal, signatures)
             signed.append((item, sorted(signatures)))
-    with state.transaction() as conn:
-        for item, keyids in signed:
-            state.audit(conn, "sign", scope=pin.scope, role=item.proposal.role, version=item.proposal.version,
-                        keyids=keyids, signed=item.proposal.signed_digest)
+    state.record_audits(AuditEntry("sign", pin.scope, item.proposal.role, item.proposal.version,
+                                   {"keyids": keyids, "signed": item.proposal.signed_digest})
+                        for item, keyids in signed)
     return signed
 
 
@@ -192,10 +191,10 @@ def discard(state: State, scope_text: str, role: str, *, force: bool = False,
                 )
         for version, proposer, _ in found:
             discarded.append((discard_proposal(store, role, version, me), proposer))
-    with state.transaction() as conn:
-        local = conn.execute("DELETE FROM staged WHERE scope = ? AND role = ?", (pin.scope, role)).rowcount
+    with state.transaction():
+        local = state.unstage_role(pin.scope, role)
         if not discarded and not local:
             raise UsageError(f"nothing to discard for {role} in {pin.scope}")
-        state.audit(conn, "discard", scope=pin.scope, role=role, proposals=[t for t, _ in discarded],
-                    proposers=[p for _, p in discarded], staged=local)
+        state.record_audit("discard", scope=pin.scope, role=role, proposals=[t for t, _ in discarded],
+                           proposers=[p for _, p in discarded], staged=local)
     return discarded

@@ -8,7 +8,6 @@ change in ``state.db`` in one transaction.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from tufoci.layout_spec import (
     target_custom,
 )
 from tufoci.reference import Reference, Repository, parse_reference, target_name
-from tufoci.state import Pin, State, actor, now_iso
+from tufoci.state import AuditEntry, Pin, StagedRow, State
 from tufoci.store import Manifest, open_repository
 
 RESOLVE_WORKERS = 16
@@ -238,33 +237,17 @@ def stage_removals(
 
 def record_changes(state: State, changes: list[StagedChange]) -> None:
     """Stage changes in one transaction (a later change to the same name replaces an earlier one)."""
-    when, who = now_iso(), actor()
-    with state.transaction() as conn:
-        conn.executemany(
-            "INSERT OR REPLACE INTO staged (scope, role, name, action, length, digest, custom, staged_at, staged_by)"
-            " VALUES (?,?,?,?,?,?,?,?,?)",
-            [(c.scope, c.role, c.name, c.action, c.length, c.digest,
-              json.dumps(c.custom, sort_keys=True) if c.custom is not None else None, when, who) for c in changes],
-        )
-        state.audit_many(conn, [(f"stage-{c.action}", c.scope, c.role, None, {"target": c.name, "digest": c.digest})
-                                for c in changes])
+    with state.transaction():
+        state.stage(StagedRow(c.scope, c.role, c.name, c.action, c.length, c.digest, c.custom) for c in changes)
+        state.record_audits(AuditEntry(f"stage-{c.action}", c.scope, c.role, None, {"target": c.name, "digest": c.digest})
+                            for c in changes)
 
 
 def staged_changes(state: State, scope: str) -> list[StagedChange]:
     # staging order matters: delegations are searched in the order they were added
-    rows = state.query("SELECT * FROM staged WHERE scope = ? ORDER BY rowid", (scope,))
-    return [
-        StagedChange(
-            r["scope"], r["role"], r["name"], r["action"], r["length"], r["digest"],
-            json.loads(r["custom"]) if r["custom"] else None,
-        )
-        for r in rows
-    ]
+    return [StagedChange(r.scope, r.role, r.name, r.action, r.length, r.digest, r.custom) for r in state.staged(scope)]
 
 
-def clear_staged(conn, scope: str, changes: list[StagedChange]) -> None:
-    """Drop the staged rows a publish applied (inside the caller's transaction)."""
-    conn.executemany(
-        "DELETE FROM staged WHERE scope = ? AND role = ? AND name = ? AND action = ? AND coalesce(digest,'') = ?",
-        [(scope, c.role, c.name, c.action, c.digest or "") for c in changes],
-    )
+def clear_staged(state: State, scope: str, changes: list[StagedChange]) -> None:
+    """Drop the staged rows a publish applied (inside the caller's transaction, if any)."""
+    state.unstage(scope, (StagedRow(c.scope, c.role, c.name, c.action, c.length, c.digest) for c in changes))

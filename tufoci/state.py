@@ -1,10 +1,18 @@
-"""Local state in ``$TUFOCI_HOME`` (default ``~/.tufoci``).
+"""Local state in ``$TUFOCI_HOME`` (default ``~/.tufoci``), and the only module that speaks SQL.
 
 ``state.db`` (SQLite through sqlite-utils) holds the key catalogue (URIs and
 public keys, never secrets), the scopes this machine maintains, staged changes,
 trust pins, the timestamp service's high-water marks and an append-only audit log. Every write is one SQLite transaction,
 so an interrupted command leaves the previous state. Files beside it (keys,
 root files, the client cache) are written atomically.
+
+Everything that reads or writes ``state.db`` is a named method of ``State`` (its
+schema, inserts, upserts, queries and migrations are here, built on sqlite-utils);
+callers never see SQL or a connection. The verify path must not pay for importing
+sqlite-utils (≈ 25 ms), so two reads stay on the standard library: the schema
+version check of ``State.open`` and the trust pins (``State.pins`` and
+``read_pins_readonly``, the verify fast path's). sqlite-utils is imported on the
+first other call.
 """
 
 from __future__ import annotations
@@ -13,36 +21,53 @@ import datetime
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tufoci.errors import StateError
 from tufoci.ownership import home_problem
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS keys (
-    name TEXT PRIMARY KEY, keyid TEXT NOT NULL, keytype TEXT NOT NULL, scheme TEXT NOT NULL,
-    uri TEXT, public_key TEXT NOT NULL, created_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS scopes (
-    scope TEXT PRIMARY KEY, metadata_repo TEXT NOT NULL, root_file TEXT NOT NULL, created_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS staged (
-    scope TEXT NOT NULL, role TEXT NOT NULL, name TEXT NOT NULL, action TEXT NOT NULL,
-    length INTEGER, digest TEXT, custom TEXT, staged_at TEXT NOT NULL, staged_by TEXT NOT NULL,
-    PRIMARY KEY (scope, role, name));
-CREATE TABLE IF NOT EXISTS pins (
-    scope TEXT PRIMARY KEY, metadata TEXT NOT NULL, root_sha256 TEXT NOT NULL, root_file TEXT NOT NULL,
-    added_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS marks (
-    scope TEXT NOT NULL, role TEXT NOT NULL, version INTEGER NOT NULL, sha256 TEXT, recorded_at TEXT NOT NULL,
-    PRIMARY KEY (scope, role));
-CREATE TABLE IF NOT EXISTS settings (
-    name TEXT PRIMARY KEY, value TEXT NOT NULL, set_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL, scope TEXT,
-    action TEXT NOT NULL, role TEXT, version INTEGER, details TEXT);
-"""
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+# What a damaged or locked state.db raises from any State call: the CLI turns it into one line.
+DatabaseError = sqlite3.DatabaseError
+
+# -- schema ----------------------------------------------------------------------------
+# table -> (columns, primary key, NOT NULL columns). Version 1 is the schema tufoci created before
+# state.db carried a version (``CREATE TABLE IF NOT EXISTS`` at every open), so such a file needs no change.
+_TABLES: dict[str, tuple[dict[str, type], str | tuple[str, ...], tuple[str, ...]]] = {
+    "keys": ({"name": str, "keyid": str, "keytype": str, "scheme": str, "uri": str, "public_key": str,
+              "created_at": str}, "name", ("keyid", "keytype", "scheme", "public_key", "created_at")),
+    "scopes": ({"scope": str, "metadata_repo": str, "root_file": str, "created_at": str}, "scope",
+               ("metadata_repo", "root_file", "created_at")),
+    "staged": ({"scope": str, "role": str, "name": str, "action": str, "length": int, "digest": str,
+                "custom": str, "staged_at": str, "staged_by": str}, ("scope", "role", "name"),
+               ("scope", "role", "name", "action", "staged_at", "staged_by")),
+    "pins": ({"scope": str, "metadata": str, "root_sha256": str, "root_file": str, "added_at": str}, "scope",
+             ("metadata", "root_sha256", "root_file", "added_at")),
+    "marks": ({"scope": str, "role": str, "version": int, "sha256": str, "recorded_at": str}, ("scope", "role"),
+              ("scope", "role", "version", "recorded_at")),
+    "settings": ({"name": str, "value": str, "set_at": str}, "name", ("value", "set_at")),
+    # ids only grow: nothing ever deletes an audit record (the pre-version schema said AUTOINCREMENT)
+    "audit": ({"id": int, "at": str, "actor": str, "scope": str, "action": str, "role": str, "version": int,
+               "details": str}, "id", ("at", "actor", "action")),
+}
+
+
+def _create_tables(db: Database) -> None:
+    for name, (columns, pk, not_null) in _TABLES.items():
+        db.table(name).create(columns, pk=pk, not_null=not_null, if_not_exists=True)
+
+
+# migrations[i] brings a state.db from version i to i + 1 (``PRAGMA user_version``; 0 = new or unversioned)
+_MIGRATIONS = (_create_tables,)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+# The one raw SQL query besides the version check: on the verify path, before any sqlite-utils import.
+_PINS_QUERY = "SELECT scope, metadata, root_sha256, root_file FROM pins"
 
 
 def home_dir() -> str:
@@ -89,9 +114,7 @@ def actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-PINS_QUERY = "SELECT scope, metadata, root_sha256, root_file FROM pins"  # also the verify fast path's
-
-
+# -- records ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Pin:
     scope: str
@@ -100,89 +123,291 @@ class Pin:
     root_file: str
 
 
+class StoredKey(NamedTuple):
+    """A key catalogue entry as stored: ``public_key`` is securesystemslib's dict (tufoci.keys makes the key)."""
+
+    name: str
+    keyid: str
+    keytype: str
+    scheme: str
+    uri: str | None
+    public_key: dict
+
+
+class StagedRow(NamedTuple):
+    """One staged target change as stored (tufoci.repo_tool.staging gives it meaning)."""
+
+    scope: str
+    role: str
+    name: str
+    action: str
+    length: int | None = None
+    digest: str | None = None
+    custom: dict | None = None
+
+
+class Mark(NamedTuple):
+    """One role's highest version seen or signed, and the sha256 of those bytes when known."""
+
+    version: int
+    sha256: str | None
+
+
+class AuditEntry(NamedTuple):
+    """One record to append to the audit log; who and when are added as it is written."""
+
+    action: str
+    scope: str | None = None
+    role: str | None = None
+    version: int | None = None
+    details: dict | None = None
+
+
+class AuditRecord(NamedTuple):
+    """One record of the audit log as written."""
+
+    id: int
+    at: str
+    actor: str
+    scope: str | None
+    action: str
+    role: str | None
+    version: int | None
+    details: dict
+
+
+def read_pins_readonly(path: str) -> list[Pin]:
+    """The trust pins in the state.db at ``path``, as ``State.pins`` reads them, on the standard library alone
+    and read-only: nothing is created or migrated (the verify fast path).
+
+    Raises:
+        StateError: no database there, or SQLite cannot read it.
+    """
+    import urllib.parse
+
+    try:
+        connection = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True, timeout=5)
+        try:
+            return [Pin(*row) for row in connection.execute(_PINS_QUERY)]
+        finally:
+            connection.close()
+    except sqlite3.Error as e:
+        raise StateError(f"cannot read trust pins from {path}: {e}") from e
+
+
 class State:
-    """The state database. Open it with ``State.open()``; use ``transaction()`` for writes."""
+    """The state database. Open it with ``State.open()``; group writes with ``transaction()``.
+
+    A write method called outside ``transaction()`` is a transaction of its own.
+    """
 
     def __init__(self, home: str, connection: sqlite3.Connection):
         self.home = home
         self._conn = connection
+        self._database: Database | None = None
 
     @classmethod
     def open(cls, home: str | None = None) -> State:
+        """Open (creating or migrating) ``home``'s state.db.
+
+        Raises:
+            StateError: the home is not this user's, or SQLite cannot open the file or bring it to this
+                version's schema (a state.db written by a newer tufoci included).
+        """
         home = home or home_dir()
         require_own_home(home)
         path = os.path.join(home, "state.db")
         try:
             conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-            conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
+            state = cls(home, conn)
+            if state._schema_version() != SCHEMA_VERSION:
+                state._migrate()
         except sqlite3.DatabaseError as e:
             raise StateError(f"cannot open local state {path}: {e}") from e
-        return cls(home, conn)
+        return state
+
+    def _schema_version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        with self.transaction():  # BEGIN IMMEDIATE: two first commands at once migrate one after the other
+            version = self._schema_version()
+            if version > SCHEMA_VERSION:
+                raise StateError(f"local state {self.path('state.db')} has schema version {version}, newer than "
+                                 f"this tufoci knows ({SCHEMA_VERSION}): upgrade tufoci")
+            for migrate in _MIGRATIONS[version:]:
+                migrate(self._db)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @property
-    def db(self) -> Any:
-        """The same database as a ``sqlite_utils.Database`` (imported lazily)."""
-        import sqlite_utils
+    def _db(self) -> Database:
+        """The connection as a ``sqlite_utils.Database``, made (and sqlite-utils imported) on first use."""
+        if self._database is None:
+            from sqlite_utils import Database
 
-        return sqlite_utils.Database(self._conn)
+            self._database = Database(self._conn, recursive_triggers=False, execute_plugins=False)
+        return self._database
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.home, *parts)
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[None]:
+        """One write transaction around the block; inside another, the block joins it.
+
+        ``BEGIN IMMEDIATE`` takes the write lock at once, so two commands never interleave
+        a read and a write of the same rows; an exception rolls everything back.
+        """
+        if self._conn.in_transaction:
+            yield
+            return
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self._conn
+            yield
         except BaseException:
             self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
 
-    def query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
-        return list(self._conn.execute(sql, params))
+    def _rows(self, table: str, where: str | None = None, args: Iterable[Any] = (),
+              order_by: str | None = None) -> list[dict[str, Any]]:
+        return list(self._db.table(table).rows_where(where, list(args), order_by=order_by))
 
     # -- audit -----------------------------------------------------------------
-    def audit(
-        self,
-        conn: sqlite3.Connection,
-        action: str,
-        *,
-        scope: str | None = None,
-        role: str | None = None,
-        version: int | None = None,
+    def record_audit(
+        self, action: str, *, scope: str | None = None, role: str | None = None, version: int | None = None,
         **details: Any,
     ) -> None:
-        """Append one audit record inside the caller's transaction."""
-        self.audit_many(conn, [(action, scope, role, version, details)])
+        """Append one audit record (inside the caller's transaction, if any)."""
+        self.record_audits([AuditEntry(action, scope, role, version, details)])
 
-    def audit_many(
-        self, conn: sqlite3.Connection, records: list[tuple[str, str | None, str | None, int | None, dict]]
-    ) -> None:
-        """Append ``(action, scope, role, version, details)`` records at once (a batch of 100,000 staged tags)."""
+    def record_audits(self, entries: Iterable[AuditEntry]) -> None:
+        """Append records at once (a batch of 100,000 staged tags), stamped with one time and actor."""
         at, who = now_iso(), actor()
-        conn.executemany(
-            "INSERT INTO audit (at, actor, scope, action, role, version, details) VALUES (?,?,?,?,?,?,?)",
-            [(at, who, scope, action, role, version, json.dumps(details, sort_keys=True))
-             for action, scope, role, version, details in records],
-        )
+        with self.transaction():
+            self._db.table("audit").insert_all(
+                {"at": at, "actor": who, "scope": e.scope, "action": e.action, "role": e.role,
+                 "version": e.version, "details": json.dumps(e.details or {}, sort_keys=True)}
+                for e in entries
+            )
 
-    # -- settings (tufoci config) ---------------------------------------------
+    def audit_log(self, scope: str | None = None) -> list[AuditRecord]:
+        """The audit log in the order it was written, of one scope or of all."""
+        rows = self._rows("audit", "scope = ?" if scope else None, [scope] if scope else [], order_by="id")
+        return [AuditRecord(**{**r, "details": json.loads(r["details"] or "{}")}) for r in rows]
+
+    # -- settings (tufoci config) ----------------------------------------------
     def setting(self, name: str) -> str | None:
         """A value set once per machine with ``tufoci config set`` (e.g. ``actor``), or None."""
-        rows = self.query("SELECT value FROM settings WHERE name = ?", (name,))
+        rows = self._rows("settings", "name = ?", [name])
         return rows[0]["value"] if rows else None
 
     def set_setting(self, name: str, value: str) -> None:
-        with self.transaction() as conn:
-            conn.execute("INSERT OR REPLACE INTO settings (name, value, set_at) VALUES (?,?,?)",
-                         (name, value, now_iso()))
+        with self.transaction():
+            self._db.table("settings").insert({"name": name, "value": value, "set_at": now_iso()}, replace=True)
 
     # -- trust pins ------------------------------------------------------------
     def pins(self) -> list[Pin]:
-        return [Pin(*r) for r in self.query(PINS_QUERY)]
+        """Every trust pin (standard library only: the full verify path reads this)."""
+        return [Pin(*row) for row in self._conn.execute(_PINS_QUERY)]
+
+    def put_pin(self, pin: Pin) -> None:
+        """Add the scope's pin, or replace it."""
+        with self.transaction():
+            self._db.table("pins").insert({"scope": pin.scope, "metadata": pin.metadata, "root_sha256": pin.root_sha256,
+                                     "root_file": pin.root_file, "added_at": now_iso()}, replace=True)
+
+    def remove_pin(self, scope: str) -> bool:
+        """Drop the scope's pin; False when there was none."""
+        return self._delete("pins", "scope = ?", [scope]) > 0
+
+    def _delete(self, table: str, where: str, args: list[Any]) -> int:
+        """Delete matching rows in one transaction; how many there were."""
+        with self.transaction():
+            count = self._db.table(table).count_where(where, args)
+            self._db.table(table).delete_where(where, args)
+        return count
+
+    # -- key catalogue ---------------------------------------------------------
+    def keys(self) -> list[StoredKey]:
+        """The whole catalogue, by name."""
+        return self._keys(order_by="name")
+
+    def key_named(self, name: str) -> StoredKey | None:
+        keys = self._keys("name = ?", [name])
+        return keys[0] if keys else None
+
+    def keys_matching(self, spec: str) -> list[StoredKey]:
+        """Keys whose name, key id or URI is ``spec``."""
+        return self._keys("name = ? OR keyid = ? OR uri = ?", [spec, spec, spec])
+
+    def keys_by_keyid(self, keyid: str, *, prefix: bool = False) -> list[StoredKey]:
+        """Keys with that key id, or (``prefix``) whose key id starts with those hex digits."""
+        return self._keys("keyid LIKE ?", [keyid + "%"]) if prefix else self._keys("keyid = ?", [keyid])
+
+    def _keys(self, where: str | None = None, args: list[Any] | None = None,
+              order_by: str | None = None) -> list[StoredKey]:
+        return [StoredKey(r["name"], r["keyid"], r["keytype"], r["scheme"], r["uri"], json.loads(r["public_key"]))
+                for r in self._rows("keys", where, args or [], order_by)]
+
+    def add_key(self, key: StoredKey) -> None:
+        """Add a catalogue entry.
+
+        Raises:
+            sqlite3.IntegrityError: the name is taken.
+        """
+        with self.transaction():
+            self._db.table("keys").insert({"name": key.name, "keyid": key.keyid, "keytype": key.keytype,
+                                     "scheme": key.scheme, "uri": key.uri,
+                                     "public_key": json.dumps(key.public_key), "created_at": now_iso()})
+
+    # -- staged changes --------------------------------------------------------
+    def stage(self, rows: Iterable[StagedRow]) -> None:
+        """Stage changes at once (a later change to the same name replaces an earlier one and goes last)."""
+        when, who = now_iso(), actor()
+        with self.transaction():
+            self._db.table("staged").insert_all(
+                ({"scope": r.scope, "role": r.role, "name": r.name, "action": r.action, "length": r.length,
+                  "digest": r.digest, "custom": json.dumps(r.custom, sort_keys=True) if r.custom is not None else None,
+                  "staged_at": when, "staged_by": who} for r in rows),
+                replace=True,
+            )
+
+    def staged(self, scope: str) -> list[StagedRow]:
+        """The scope's staged changes in staging order (delegations are searched in the order they were added)."""
+        return [StagedRow(r["scope"], r["role"], r["name"], r["action"], r["length"], r["digest"],
+                          json.loads(r["custom"]) if r["custom"] else None)
+                for r in self._rows("staged", "scope = ?", [scope], order_by="rowid")]
+
+    def unstage(self, scope: str, rows: Iterable[StagedRow]) -> None:
+        """Drop exactly these staged changes (what a publish applied): a change staged again since, to
+        another digest or action, stays."""
+        applied = {(r.role, r.name, r.action, r.digest or "") for r in rows}
+        with self.transaction():
+            rowids = [r["rowid"] for r in self._db.table("staged").rows_where("scope = ?", [scope],
+                                                                        select="rowid, role, name, action, digest")
+                      if (r["role"], r["name"], r["action"], r["digest"] or "") in applied]
+            self._db.table("staged").delete_where("rowid IN (SELECT value FROM json_each(?))", [json.dumps(rowids)])
+
+    def unstage_role(self, scope: str, role: str) -> int:
+        """Drop every staged change to ``role``; how many there were."""
+        return self._delete("staged", "scope = ? AND role = ?", [scope, role])
+
+    # -- high-water marks (repo_tool.high_water) --------------------------------
+    def marks(self, scope: str) -> dict[str, Mark]:
+        return {r["role"]: Mark(r["version"], r["sha256"]) for r in self._rows("marks", "scope = ?", [scope])}
+
+    def raise_marks(self, scope: str, marks: dict[str, Mark]) -> None:
+        """Raise the scope's marks to ``marks``, never lowering one (an equal version takes the new hash)."""
+        at = now_iso()
+        with self.transaction():
+            current = self.marks(scope)
+            self._db.table("marks").upsert_all(
+                ({"scope": scope, "role": role, "version": mark.version, "sha256": mark.sha256, "recorded_at": at}
+                 for role, mark in marks.items() if role not in current or mark.version >= current[role].version),
+                pk=("scope", "role"),
+            )
 
     def close(self) -> None:
         self._conn.close()

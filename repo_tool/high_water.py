@@ -87,4 +87,3 @@ def check_revival(
         f"v{current.snapshot.signed.version}, targets v{current.targets.signed.version}, root "
         f"v{current.root.signed.version}: if that is the current state, run again with --revive-expired"
     )
-

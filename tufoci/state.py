@@ -219,10 +219,14 @@ class State:
         path = os.path.join(home, "state.db")
         try:
             conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
             state = cls(home, conn)
-            if state._schema_version() != SCHEMA_VERSION:
-                state._migrate()
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                if state._schema_version() != SCHEMA_VERSION:
+                    state._migrate()
+            except BaseException:
+                conn.close()
+                raise
         except sqlite3.DatabaseError as e:
             raise StateError(f"cannot open local state {path}: {e}") from e
         return state

@@ -13,12 +13,15 @@ import hashlib
 import json
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tufoci.atomic_file import atomic_write
 from tufoci.errors import MetadataRejectedError, NotTrustedError, RegistryError, UsageError
 from tufoci.reference import LAYOUT_PREFIX, Reference, Repository, parse_repository
-from tufoci.state import Pin, State
+from tufoci.state import Pin
+
+if TYPE_CHECKING:
+    from tufoci.state import State  # its module is not loaded on the verify fast path, which imports this one
 
 METADATA_REPOSITORY_NAME = "tuf"
 MAX_ROOT_BYTES = 512000  # python-tuf's UpdaterConfig.root_max_length

@@ -245,7 +245,7 @@ def record_changes(state: State, changes: list[StagedChange]) -> None:
 
 def staged_changes(state: State, scope: str) -> list[StagedChange]:
     # staging order matters: delegations are searched in the order they were added
-    return [StagedChange(*row) for row in state.staged(scope)]
+    return [StagedChange(*row) for row in state.staged(scope)]  # StagedRow: the same fields, in the same order
 
 
 def clear_staged(state: State, scope: str, changes: list[StagedChange]) -> None:

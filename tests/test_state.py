@@ -1,4 +1,4 @@
-"""The state layer (tufoci/state.py): the only SQL of state.db, its schema versions, and what callers rely on.
+"""The state layer (tufoci/state/): the only SQL of state.db, its schema versions, and what callers rely on.
 
 A state.db written before the schema carried a version (the layout tufoci created with ``CREATE TABLE
 IF NOT EXISTS`` at every open) must open and keep working; writes keep their transaction semantics; and
@@ -205,13 +205,23 @@ def test_the_verify_path_reads_state_without_sqlite_utils(tmp_path: Path) -> Non
     assert result.stdout.strip() == "False", result.stderr
 
 
+def test_the_fast_path_modules_do_not_load_the_database_module() -> None:
+    """The warm verify imports tufoci.state for ``Pin`` and ``read_pins_readonly`` only: ``State`` and its
+    records (tufoci/state/database.py, ≈ 1 ms to define) stay unloaded, as do sqlite-utils."""
+    code = ("import sys, tufoci.client.fast_verify, tufoci.client.trust_pins, tufoci.client.verified_record; "
+            "from tufoci.state import Pin, read_pins_readonly; "
+            "print(sorted({'tufoci.state.database', 'sqlite_utils'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
 def test_no_sql_outside_the_state_module() -> None:
-    """issue 12 §5: SQL of state.db lives in tufoci/state.py alone."""
+    """issue 12 §5: SQL of state.db lives in the state layer (tufoci/state/) alone."""
     pattern = re.compile(r"sqlite3|sqlite_utils|\.execute(many)?\(|\b(SELECT|INSERT|DELETE FROM|CREATE TABLE|PRAGMA)\b")
     found = []
     for package in ("tufoci", "repo_tool", "client"):
         for path in sorted((ROOT / package).rglob("*.py")):
-            if path == ROOT / "tufoci" / "state.py":
+            if path.parent == ROOT / "tufoci" / "state":
                 continue
             for number, line in enumerate(path.read_text().splitlines(), 1):
                 if pattern.search(line):

@@ -1,39 +1,27 @@
-"""Local state in ``$TUFOCI_HOME`` (default ``~/.tufoci``), and the only module that speaks SQL.
+"""``state.db`` through sqlite-utils: its schema and migrations, and ``State``, whose named methods are every
+read and write of it (tufoci.state explains the layer).
 
-``state.db`` (SQLite through sqlite-utils) holds the key catalogue (URIs and
-public keys, never secrets), the scopes this machine maintains, staged changes,
-trust pins, the timestamp service's high-water marks and an append-only audit log. Every write is one SQLite transaction,
-so an interrupted command leaves the previous state. Files beside it (keys,
-root files, the client cache) are written atomically.
-
-Everything that reads or writes ``state.db`` is a named method of ``State`` (its
-schema, inserts, upserts, queries and migrations are here, built on sqlite-utils);
-callers never see SQL or a connection. The verify path must not pay for importing
-sqlite-utils (≈ 25 ms), so two reads stay on the standard library: the schema
-version check of ``State.open`` and the trust pins (``State.pins`` and
-``read_pins_readonly``, the verify fast path's). sqlite-utils is imported on the
-first other call.
+Plain sqlite3 statements remain where sqlite-utils was measured to cost: the trust
+pins (``State.pins``, on the full verify path) and the schema version check of
+``State.open`` use the standard library, and the batch statements
+(``_insert_batch``, ``_delete_each``) run as ``executemany``. sqlite-utils itself
+is imported on the first other call.
 """
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tufoci.errors import StateError
-from tufoci.ownership import home_problem
+from tufoci.state import PINS_QUERY, Pin, actor, home_dir, now_iso, require_own_home
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
-
-# What a damaged or locked state.db raises from any State call: the CLI turns it into one line.
-DatabaseError = sqlite3.DatabaseError
 
 # -- schema ----------------------------------------------------------------------------
 # table -> (columns, primary key, NOT NULL columns). Version 1 is the schema tufoci created before
@@ -65,62 +53,6 @@ def _create_tables(db: Database) -> None:
 # migrations[i] brings a state.db from version i to i + 1 (``PRAGMA user_version``; 0 = new or unversioned)
 _MIGRATIONS = (_create_tables,)
 SCHEMA_VERSION = len(_MIGRATIONS)
-
-# The one raw SQL query besides the version check: on the verify path, before any sqlite-utils import.
-_PINS_QUERY = "SELECT scope, metadata, root_sha256, root_file FROM pins"
-
-
-def home_dir() -> str:
-    """``$TUFOCI_HOME`` or ``~/.tufoci``, created with mode 0700."""
-    path = os.environ.get("TUFOCI_HOME") or os.path.join(os.path.expanduser("~"), ".tufoci")
-    try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-    except OSError as e:
-        raise StateError(f"cannot create TUFOCI_HOME {path}: {e.strerror}") from e
-    return path
-
-
-def require_own_home(home: str) -> None:
-    """Refuse a home, state.db, keys, cache or roots that another user owns or can write (tufoci.ownership).
-
-    Raises:
-        StateError: naming the first such path and what to do.
-    """
-    problem = home_problem(home)
-    if problem:
-        raise StateError(problem)
-
-
-def now_utc() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
-
-
-def now_iso() -> str:
-    return now_utc().strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def actor() -> str:
-    """Who is acting, for the audit log: ``$TUFOCI_ACTOR`` or user@host."""
-    explicit = os.environ.get("TUFOCI_ACTOR")
-    if explicit:
-        return explicit
-    import getpass  # here, not at the top: the verify fast path reads pins and never acts
-    import socket
-
-    try:
-        user = getpass.getuser()
-    except (OSError, KeyError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
-
-
-# -- records ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Pin:
-    scope: str
-    metadata: str
-    root_sha256: str
-    root_file: str
 
 
 class StoredKey(NamedTuple):
@@ -174,25 +106,6 @@ class AuditRecord(NamedTuple):
     role: str | None
     version: int | None
     details: dict
-
-
-def read_pins_readonly(path: str) -> list[Pin]:
-    """The trust pins in the state.db at ``path``, as ``State.pins`` reads them, on the standard library alone
-    and read-only: nothing is created or migrated (the verify fast path).
-
-    Raises:
-        StateError: no database there, or SQLite cannot read it.
-    """
-    import urllib.parse
-
-    try:
-        connection = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True, timeout=5)
-        try:
-            return [Pin(*row) for row in connection.execute(_PINS_QUERY)]
-        finally:
-            connection.close()
-    except sqlite3.Error as e:
-        raise StateError(f"cannot read trust pins from {path}: {e}") from e
 
 
 class State:
@@ -290,9 +203,9 @@ class State:
         with self.transaction():
             self._conn.executemany(f"DELETE FROM {table} WHERE {where}", args)
 
-    def _rows(self, table: str, where: str | None = None, args: Iterable[Any] = (),
-              order_by: str | None = None) -> list[dict[str, Any]]:
-        return list(self._db.table(table).rows_where(where, list(args), order_by=order_by))
+    def _rows(self, table: str, where: str | None = None, args: Iterable[Any] = (), order_by: str | None = None,
+              select: str = "*") -> list[dict[str, Any]]:
+        return list(self._db.table(table).rows_where(where, list(args), order_by=order_by, select=select))
 
     # -- audit -----------------------------------------------------------------
     def record_audit(
@@ -327,13 +240,14 @@ class State:
     # -- trust pins ------------------------------------------------------------
     def pins(self) -> list[Pin]:
         """Every trust pin (standard library only: the full verify path reads this)."""
-        return [Pin(*row) for row in self._conn.execute(_PINS_QUERY)]
+        return [Pin(*row) for row in self._conn.execute(PINS_QUERY)]
 
     def put_pin(self, pin: Pin) -> None:
         """Add the scope's pin, or replace it."""
         with self.transaction():
-            self._db.table("pins").insert({"scope": pin.scope, "metadata": pin.metadata, "root_sha256": pin.root_sha256,
-                                     "root_file": pin.root_file, "added_at": now_iso()}, replace=True)
+            self._db.table("pins").insert({"scope": pin.scope, "metadata": pin.metadata,
+                                           "root_sha256": pin.root_sha256, "root_file": pin.root_file,
+                                           "added_at": now_iso()}, replace=True)
 
     def remove_pin(self, scope: str) -> bool:
         """Drop the scope's pin; False when there was none."""
@@ -376,8 +290,8 @@ class State:
         """
         with self.transaction():
             self._db.table("keys").insert({"name": key.name, "keyid": key.keyid, "keytype": key.keytype,
-                                     "scheme": key.scheme, "uri": key.uri,
-                                     "public_key": json.dumps(key.public_key), "created_at": now_iso()})
+                                           "scheme": key.scheme, "uri": key.uri,
+                                           "public_key": json.dumps(key.public_key), "created_at": now_iso()})
 
     # -- staged changes --------------------------------------------------------
     def stage(self, rows: Iterable[StagedRow]) -> None:
@@ -390,10 +304,10 @@ class State:
 
     def staged(self, scope: str) -> list[StagedRow]:
         """The scope's staged changes in staging order (delegations are searched in the order they were added)."""
-        rows = self._db.table("staged").rows_where("scope = ?", [scope], order_by="rowid",
-                                                   select="scope, role, name, action, length, digest, custom")
         return [StagedRow(r["scope"], r["role"], r["name"], r["action"], r["length"], r["digest"],
-                          json.loads(r["custom"]) if r["custom"] else None) for r in rows]
+                          json.loads(r["custom"]) if r["custom"] else None)
+                for r in self._rows("staged", "scope = ?", [scope], order_by="rowid",
+                                    select="scope, role, name, action, length, digest, custom")]
 
     def unstage(self, scope: str, rows: Iterable[StagedRow]) -> None:
         """Drop exactly these staged changes (what a publish applied): a change staged again since, to

@@ -55,6 +55,7 @@ _MIGRATIONS = (_create_tables,)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
+# -- records ---------------------------------------------------------------------------
 class StoredKey(NamedTuple):
     """A key catalogue entry as stored: ``public_key`` is securesystemslib's dict (tufoci.keys makes the key)."""
 

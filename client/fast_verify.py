@@ -31,7 +31,6 @@ import hashlib
 import io
 import os
 import time
-import urllib.parse
 from typing import TYPE_CHECKING
 
 from tufoci.client.verified_record import cache_dir, file_sha256, read_record
@@ -149,20 +148,15 @@ def _answer(options: dict, home: str) -> tuple[int, str, str]:
 
 def _pins(home: str) -> list:
     """The trust pins in state.db, read as ``State.pins`` reads them (read-only: nothing is created here)."""
-    import sqlite3
-
-    from tufoci.state import PINS_QUERY, Pin
+    from tufoci.errors import StateError
+    from tufoci.state import read_pins_readonly
 
     path = os.path.join(home, "state.db")
     if not os.path.exists(path):
         raise _FallThrough
     try:
-        connection = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True, timeout=5)
-        try:
-            return [Pin(*row) for row in connection.execute(PINS_QUERY)]
-        finally:
-            connection.close()
-    except sqlite3.Error as e:
+        return read_pins_readonly(path)
+    except StateError as e:
         raise _FallThrough from e
 
 

@@ -13,12 +13,15 @@ import hashlib
 import json
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tufoci.atomic_file import atomic_write
 from tufoci.errors import MetadataRejectedError, NotTrustedError, RegistryError, UsageError
 from tufoci.reference import LAYOUT_PREFIX, Reference, Repository, parse_repository
-from tufoci.state import Pin, State, now_iso
+from tufoci.state import Pin
+
+if TYPE_CHECKING:
+    from tufoci.state import State  # its module is not loaded on the verify fast path, which imports this one
 
 METADATA_REPOSITORY_NAME = "tuf"
 MAX_ROOT_BYTES = 512000  # python-tuf's UpdaterConfig.root_max_length
@@ -78,12 +81,9 @@ def add_pin(
             f"{pin.scope} is already pinned to root sha256 {existing.root_sha256} (metadata {existing.metadata}): "
             f"add --replace to replace it with root sha256 {pin.root_sha256} (metadata {pin.metadata})"
         )
-    with state.transaction() as conn:
-        conn.execute(
-            "INSERT OR REPLACE INTO pins (scope, metadata, root_sha256, root_file, added_at) VALUES (?,?,?,?,?)",
-            (pin.scope, pin.metadata, pin.root_sha256, pin.root_file, now_iso()),
-        )
-        state.audit(conn, "trust-add", scope=pin.scope, root_sha256=pin.root_sha256, metadata=pin.metadata)
+    with state.transaction():
+        state.put_pin(pin)
+        state.record_audit("trust-add", scope=pin.scope, root_sha256=pin.root_sha256, metadata=pin.metadata)
     return pin
 
 
@@ -192,10 +192,10 @@ def _completes(pinned: bytes, repo: Repository, layer: Any, **registry_options: 
 
 def remove_pin(state: State, scope_text: str) -> None:
     scope = str(parse_repository(scope_text))
-    with state.transaction() as conn:
-        if conn.execute("DELETE FROM pins WHERE scope = ?", (scope,)).rowcount == 0:
+    with state.transaction():
+        if not state.remove_pin(scope):
             raise NotTrustedError(f"no trust pin for {scope}")
-        state.audit(conn, "trust-remove", scope=scope)
+        state.record_audit("trust-remove", scope=scope)
 
 
 def pin_for_scope(state: State, scope_text: str) -> Pin:

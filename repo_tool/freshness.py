@@ -18,7 +18,7 @@ from securesystemslib.signer import SecretsHandler
 from tufoci.errors import ThresholdError, TufociError
 from tufoci.layout_spec import ONLINE_ROLES
 from tufoci.repo_tool.expiry import parse_duration
-from tufoci.repo_tool.high_water import Mark, check_not_older, check_revival, load_marks, observed, record_marks
+from tufoci.repo_tool.high_water import Mark, check_not_older, check_revival, observed
 from tufoci.repo_tool.maintainer import MaintainerSession
 from tufoci.repo_tool.push import MetadataFile, push_metadata
 from tufoci.repo_tool.renew import RoleExpiry, role_expiries, warning_windows
@@ -83,7 +83,7 @@ def refresh_timestamp(
             expiries = role_expiries(current, None)
     root, periods, now = current.root.signed, current.expiry_periods, now_utc()
     # never sign a state older than one seen or signed before (expiry is waived above)
-    marks = load_marks(state, pin.scope)
+    marks = state.marks(pin.scope)
     check_not_older(pin.scope, marks, seen)
     check_revival(pin.scope, current, now, have_marks=bool(marks), revive_expired=revive_expired)
     signers = {role: session.signers(root.roles[role].keyids, secrets) for role in ONLINE_ROLES}
@@ -112,10 +112,10 @@ def refresh_timestamp(
     signed = {"timestamp": Mark(timestamp.signed.version, hashlib.sha256(timestamp_bytes).hexdigest())}
     if resign_snapshot:
         signed["snapshot"] = Mark(snapshot.signed.version, hashlib.sha256(snapshot_bytes).hexdigest())
-    with state.transaction() as conn:
-        record_marks(conn, pin.scope, seen | signed)
-        state.audit(conn, "timestamp", scope=pin.scope, role="timestamp", version=timestamp.signed.version,
-                    snapshot=snapshot.signed.version, snapshot_resigned=resign_snapshot)
+    with state.transaction():
+        state.raise_marks(pin.scope, seen | signed)
+        state.record_audit("timestamp", scope=pin.scope, role="timestamp", version=timestamp.signed.version,
+                           snapshot=snapshot.signed.version, snapshot_resigned=resign_snapshot)
     return Refreshed(pin.scope, timestamp.signed.version, timestamp.signed.expires, snapshot.signed.version,
                      resign_snapshot, _expiry_warnings(session, expiries, periods, now, signed=set(signed)))
 

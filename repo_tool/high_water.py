@@ -16,23 +16,13 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import sqlite3
-from dataclasses import dataclass
 
 from tufoci.client.refresh import TrustedSession
 from tufoci.errors import MetadataRejectedError
 from tufoci.layout_spec import meta_role
 from tufoci.repo_tool.plan import CurrentState
-from tufoci.state import State, now_iso
+from tufoci.state import Mark
 from tufoci.tuf_compat import cached_file
-
-
-@dataclass(frozen=True)
-class Mark:
-    """One role's highest version seen or signed, and the sha256 of those bytes when known."""
-
-    version: int
-    sha256: str | None
 
 
 def observed(session: TrustedSession, current: CurrentState) -> dict[str, Mark]:
@@ -48,11 +38,6 @@ def observed(session: TrustedSession, current: CurrentState) -> dict[str, Mark]:
     for name, meta in current.snapshot.signed.meta.items():
         marks[meta_role(name)] = Mark(meta.version, (meta.hashes or {}).get("sha256"))
     return marks
-
-
-def load_marks(state: State, scope: str) -> dict[str, Mark]:
-    rows = state.query("SELECT role, version, sha256 FROM marks WHERE scope = ?", (scope,))
-    return {r["role"]: Mark(r["version"], r["sha256"]) for r in rows}
 
 
 def older_roles(marks: dict[str, Mark], state_now: dict[str, Mark]) -> list[str]:
@@ -102,15 +87,4 @@ def check_revival(
         f"state put back in the registry. Re-signing would revive timestamp v{timestamp.version}, snapshot "
         f"v{current.snapshot.signed.version}, targets v{current.targets.signed.version}, root "
         f"v{current.root.signed.version}: if that is the current state, run again with --revive-expired"
-    )
-
-
-def record_marks(conn: sqlite3.Connection, scope: str, marks: dict[str, Mark]) -> None:
-    """Raise the scope's marks to ``marks`` (never lower them), inside the caller's transaction."""
-    at = now_iso()
-    conn.executemany(
-        "INSERT INTO marks (scope, role, version, sha256, recorded_at) VALUES (?,?,?,?,?) "
-        "ON CONFLICT (scope, role) DO UPDATE SET version = excluded.version, sha256 = excluded.sha256, "
-        "recorded_at = excluded.recorded_at WHERE excluded.version >= marks.version",
-        [(scope, role, mark.version, mark.sha256, at) for role, mark in marks.items()],
     )

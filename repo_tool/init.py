@@ -152,18 +152,16 @@ def _pin_and_record(state: State, scope, metadata_repo, root_bytes: bytes, root_
     pin = add_pin(state, str(scope), root_data=root_bytes, metadata=str(metadata_repo), replace=True)
     if root_out:
         atomic_write(os.path.abspath(root_out), root_bytes)
-    with state.transaction() as conn:
-        state.audit(
-            conn,
-            "init",
-            scope=str(scope),
-            role="root",
-            version=1,
-            root_sha256=hashlib.sha256(root_bytes).hexdigest(),
-            root_keys=[k.keyid for k in roots],
-            targets_keys=[k.keyid for k in targets_refs],
-            online_key=online.keyid,
-            awaiting=awaiting,
-        )
+    state.record_audit(
+        "init",
+        scope=str(scope),
+        role="root",
+        version=1,
+        root_sha256=hashlib.sha256(root_bytes).hexdigest(),
+        root_keys=[k.keyid for k in roots],
+        targets_keys=[k.keyid for k in targets_refs],
+        online_key=online.keyid,
+        awaiting=awaiting,
+    )
     return InitResult(str(scope), str(metadata_repo), pin.root_file, pin.root_sha256, root_out, awaiting,
                       fingerprint(signed_digest(Metadata.from_bytes(root_bytes))))

@@ -6,7 +6,6 @@ maintainer reads is what consumers will trust.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
@@ -117,29 +116,24 @@ def queued_behind(state: State, scope: str) -> dict[str, int]:
     """role -> the proposal version this machine's staged changes to it were last queued behind
     (``publish`` records it), unless this machine proposed or published the role since."""
     queued: dict[str, int] = {}
-    for row in state.query("SELECT action, role, version FROM audit WHERE scope = ? AND action IN "
-                           "('queue', 'propose', 'publish') ORDER BY id", (scope,)):
-        if row["action"] == "queue":
-            queued[row["role"]] = row["version"]
+    for record in state.audit_log(scope, actions=("queue", "propose", "publish")):
+        if record.action == "queue" and record.role and record.version is not None:
+            queued[record.role] = record.version
         else:
-            for role in (row["role"] or "").split(","):
+            for role in (record.role or "").split(","):
                 queued.pop(role, None)
     return queued
 
 
 def audit_log(state: State, scope_text: str | None = None) -> list[dict]:
-    if scope_text:
-        scope = str(parse_repository(scope_text))
-        rows = state.query("SELECT * FROM audit WHERE scope = ? ORDER BY id", (scope,))
-    else:
-        rows = state.query("SELECT * FROM audit ORDER BY id")
+    records = state.audit_log(str(parse_repository(scope_text)) if scope_text else None)
     return [
         {
-            "id": r["id"], "at": r["at"], "actor": r["actor"], "scope": r["scope"], "action": r["action"],
+            "id": r.id, "at": r.at, "actor": r.actor, "scope": r.scope, "action": r.action,
             # records name their details as the code that wrote them did (root_sha256): shown in camelCase
-            "role": r["role"], "version": r["version"], "details": camel_keys(json.loads(r["details"] or "{}")),
+            "role": r.role, "version": r.version, "details": camel_keys(r.details),
         }
-        for r in rows
+        for r in records
     ]
 
 

@@ -30,7 +30,7 @@ from securesystemslib.signer import SecretsHandler
 from tufoci.errors import InterruptedPublishError, NothingStagedError, TufociError
 from tufoci.identity import actor_name, machine_id
 from tufoci.repo_tool.current import load_current
-from tufoci.repo_tool.high_water import check_not_older, check_revival, load_marks, observed, record_marks
+from tufoci.repo_tool.high_water import check_not_older, check_revival, observed
 from tufoci.repo_tool.maintainer import MaintainerSession
 from tufoci.repo_tool.plan import Plan
 from tufoci.repo_tool.proposals import (
@@ -130,7 +130,7 @@ def publish(
         current, genesis = live.current, live.genesis  # genesis, issue 15.1: version 1 is still being signed
         # the online service never signs over a state older than one it saw
         if promote_only and live.refresh is not None:  # not genesis
-            marks = load_marks(state, pin.scope)
+            marks = state.marks(pin.scope)
             check_not_older(pin.scope, marks, observed(live.refresh, current))
             check_revival(pin.scope, current, now_utc(), have_marks=bool(marks), revive_expired=False)
         plan = session.plan(live, signing=True, secrets=secrets, dry_run=dry_run)
@@ -223,8 +223,7 @@ def publish(
             progress(f"reading back {pin.scope} as clients will")
             with session.read_back() as refreshed:
                 if promote_only:
-                    with state.transaction() as conn:
-                        record_marks(conn, pin.scope, observed(refreshed, load_current(refreshed)))
+                    state.raise_marks(pin.scope, observed(refreshed, load_current(refreshed)))
     except KeyboardInterrupt as e:
         raise _interrupted(state, store, pin.scope, applied, result, plan, recorded,
                            current.timestamp_manifest_digest if timestamp is not None else None) from e
@@ -280,15 +279,15 @@ def _interrupted(state: State, store, scope: str, changes: list[StagedChange], r
 def _record(state: State, scope: str, changes: list[StagedChange], result: PublishResult, plan: Plan) -> None:
     """Clear what a publish applied from the staged changes and write its audit records, in one transaction."""
     promoted = [f"{role} v{p.version}" for role, p in plan.from_registry.items() if role in plan.ready]
-    with state.transaction() as conn:
-        clear_staged(conn, scope, changes)
+    with state.transaction():
+        clear_staged(state, scope, changes)
         if result.published:
-            state.audit(conn, "publish", scope=scope, role=",".join(sorted(result.published)),
-                        versions=result.published,
-                        changes=result.to_dict()["changes"], promoted=promoted)
+            state.record_audit("publish", scope=scope, role=",".join(sorted(result.published)),
+                               versions=result.published,
+                               changes=result.to_dict()["changes"], promoted=promoted)
         for role, proposed in result.proposed.items():
             if role not in plan.from_registry:
-                state.audit(conn, "propose", scope=scope, role=role, version=proposed.version,
-                            thresholds=proposed.to_dict()["thresholds"])
+                state.record_audit("propose", scope=scope, role=role, version=proposed.version,
+                                   thresholds=proposed.to_dict()["thresholds"])
         for role, version in result.queued.items():  # inspect.queued_behind: what 'status' says of them
-            state.audit(conn, "queue", scope=scope, role=role, version=version)
+            state.record_audit("queue", scope=scope, role=role, version=version)

@@ -22,6 +22,7 @@ from tufoci.repo_tool.maintainer import MaintainerSession
 from tufoci.repo_tool.plan import Plan
 from tufoci.repo_tool.proposals import Proposal, ProposalState, discard_proposal, push_signatures, sign_proposal
 from tufoci.repo_tool.review import describe, fingerprint, fingerprint_matches
+from tufoci.state import AuditEntry
 
 
 @dataclass
@@ -127,10 +128,9 @@ def sign(
             signatures = sign_proposal(item.proposal, signers)
             push_signatures(session.store, item.proposal, signatures)
             signed.append((item, sorted(signatures)))
-    with state.transaction() as conn:
-        for item, keyids in signed:
-            state.audit(conn, "sign", scope=pin.scope, role=item.proposal.role, version=item.proposal.version,
-                        keyids=keyids, signed=item.proposal.signed_digest)
+    state.record_audits(AuditEntry("sign", pin.scope, item.proposal.role, item.proposal.version,
+                                   {"keyids": keyids, "signed": item.proposal.signed_digest})
+                        for item, keyids in signed)
     return signed
 
 
@@ -181,10 +181,10 @@ def discard(session: MaintainerSession, role: str, *, force: bool = False) -> li
                 )
         for version, proposer, _ in found:
             discarded.append((discard_proposal(session.store, role, version, me), proposer))
-    with state.transaction() as conn:
-        local = conn.execute("DELETE FROM staged WHERE scope = ? AND role = ?", (pin.scope, role)).rowcount
+    with state.transaction():
+        local = state.unstage_role(pin.scope, role)
         if not discarded and not local:
             raise UsageError(f"nothing to discard for {role} in {pin.scope}")
-        state.audit(conn, "discard", scope=pin.scope, role=role, proposals=[t for t, _ in discarded],
-                    proposers=[p for _, p in discarded], staged=local)
+        state.record_audit("discard", scope=pin.scope, role=role, proposals=[t for t, _ in discarded],
+                           proposers=[p for _, p in discarded], staged=local)
     return discarded

@@ -8,7 +8,6 @@ change in ``state.db`` in one transaction.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from tufoci.layout_spec import (
     target_custom,
 )
 from tufoci.reference import Reference, Repository, parse_reference, target_name
-from tufoci.state import Pin, State, actor, now_iso
+from tufoci.state import AuditEntry, Pin, StagedRow, State
 from tufoci.store import Manifest, open_repository
 
 RESOLVE_WORKERS = 16
@@ -121,20 +120,6 @@ class Renewal:
 # One type per kind of change; ``action`` is the kind's name in state.db and in JSON output.
 StagedChange = TargetAdd | TargetRemove | DelegationAdd | BinsDelegation | Undelegation | KeyChange | Renewal
 TargetsChange = TargetAdd | TargetRemove | DelegationAdd | BinsDelegation | Undelegation  # a targets role's content
-
-
-@dataclass(frozen=True)
-class StagedRow:
-    """A staged change as the ``staged`` table holds it (and as JSON output shows it): the details of
-    the kinds other than ``TargetAdd`` travel in ``custom``."""
-
-    scope: str
-    role: str
-    name: str
-    action: str
-    length: int | None = None
-    digest: str | None = None
-    custom: dict | None = None
 
 
 def to_row(change: StagedChange) -> StagedRow:
@@ -380,33 +365,18 @@ def stage_removals(
 
 def record_changes(state: State, changes: Sequence[StagedChange]) -> None:
     """Stage changes in one transaction (a later change to the same name replaces an earlier one)."""
-    when, who = now_iso(), actor()
     rows = [to_row(c) for c in changes]
-    with state.transaction() as conn:
-        conn.executemany(
-            "INSERT OR REPLACE INTO staged (scope, role, name, action, length, digest, custom, staged_at, staged_by)"
-            " VALUES (?,?,?,?,?,?,?,?,?)",
-            [(r.scope, r.role, r.name, r.action, r.length, r.digest,
-              json.dumps(r.custom, sort_keys=True) if r.custom is not None else None, when, who) for r in rows],
-        )
-        state.audit_many(conn, [(f"stage-{r.action}", r.scope, r.role, None, {"target": r.name, "digest": r.digest})
-                                for r in rows])
+    with state.transaction():
+        state.stage(rows)
+        state.record_audits(AuditEntry(f"stage-{r.action}", r.scope, r.role, None, {"target": r.name, "digest": r.digest})
+                            for r in rows)
 
 
 def staged_changes(state: State, scope: str) -> list[StagedChange]:
     # staging order matters: delegations are searched in the order they were added
-    rows = state.query("SELECT * FROM staged WHERE scope = ? ORDER BY rowid", (scope,))
-    return [
-        from_row(StagedRow(r["scope"], r["role"], r["name"], r["action"], r["length"], r["digest"],
-                           json.loads(r["custom"]) if r["custom"] else None))
-        for r in rows
-    ]
+    return [from_row(row) for row in state.staged(scope)]
 
 
-def clear_staged(conn, scope: str, changes: Sequence[StagedChange]) -> None:
-    """Drop the staged rows a publish applied (inside the caller's transaction)."""
-    rows = [to_row(c) for c in changes]
-    conn.executemany(
-        "DELETE FROM staged WHERE scope = ? AND role = ? AND name = ? AND action = ? AND coalesce(digest,'') = ?",
-        [(scope, r.role, r.name, r.action, r.digest or "") for r in rows],
-    )
+def clear_staged(state: State, scope: str, changes: Sequence[StagedChange]) -> None:
+    """Drop the staged rows a publish applied (inside the caller's transaction, if any)."""
+    state.unstage(scope, (to_row(c) for c in changes))

@@ -271,7 +271,7 @@ class Forger:
 
         self.world, self.scope = world, scope
         state = State.open(str(world.maintainer))
-        keyid = state.query("SELECT keyid FROM keys WHERE name = 'online'")[0]["keyid"]
+        keyid = state.key_named("online").keyid
         self.online = signer_for(state, keyid, env_secrets_handler())
         self.blobs: dict[str, bytes] = {}
 
@@ -991,7 +991,7 @@ def _forge_mismatched_delegation(world: World, forger: Forger) -> bytes:
     from tufoci.state import State
 
     state = State.open(str(world.maintainer))
-    keyids = {row["name"]: row["keyid"] for row in state.query("SELECT name, keyid FROM keys")}
+    keyids = {key.name: key.keyid for key in state.keys()}
     targets_signer = signer_for(state, keyids["targets"], env_secrets_handler())
     team_signer = signer_for(state, keyids["team"], env_secrets_handler())
     team = team_signer.public_key

@@ -63,7 +63,7 @@ def publish_signed_by(signed, role: str, key_name: str, mutate=None) -> None:
     if mutate:
         mutate(md.signed)
     bump(md, current.expiry_periods, now)
-    keyid = state.query("SELECT keyid FROM keys WHERE name = ?", (key_name,))[0]["keyid"]
+    keyid = state.key_named(key_name).keyid
     sign_with(md, {keyid: signer_for(state, keyid, secrets)})
     data = to_bytes(md)
     online = available_signers(state, current.root.signed.roles["snapshot"].keyids, secrets)
@@ -122,7 +122,7 @@ def test_fast_forward_attack_recovered_by_rotating_the_online_key(signed):
     current = Metadata.from_bytes(tuf.get_blob(parse_metadata_manifest(legit).layer.digest, max_bytes=100_000))
     current.signed.version = 10**9
     current.signatures.clear()
-    online = state.query("SELECT keyid FROM keys WHERE name = 'online'")[0]["keyid"]
+    online = state.key_named("online").keyid
     current.sign(signer_for(state, online, env_secrets_handler()))
     data = to_bytes(current)
     tuf.put_blob(data)

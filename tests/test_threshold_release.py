@@ -149,7 +149,7 @@ def test_signatures_that_do_not_count_and_why(release):
     (proposal,) = [p for p in read_proposals(store) if p.role == "targets" and p.version == 4]
     use_home(security.monkeypatch, security.home)
     state = State.open()
-    bootstrap = state.query("SELECT keyid FROM keys WHERE name = 'bootstrap-targets'")[0]["keyid"]
+    bootstrap = state.key_named("bootstrap-targets").keyid
     signers = available_signers(state, [bootstrap], env_secrets_handler())
     push_signatures(store, proposal, sign_proposal(proposal, signers))
 
@@ -160,7 +160,7 @@ def test_signatures_that_do_not_count_and_why(release):
     # bob's signature over different bytes
     use_home(bob.monkeypatch, bob.home)
     bob_state = State.open()
-    bob_key = bob_state.query("SELECT keyid FROM keys WHERE name = 'bob'")[0]["keyid"]
+    bob_key = bob_state.key_named("bob").keyid
     bob_signer = available_signers(bob_state, [bob_key], env_secrets_handler())[bob_key]
     forged = json.dumps({"keyid": bob_key, "sig": bob_signer.sign(b"something else").signature,
                          "signed": "sha256:" + "0" * 64}).encode()

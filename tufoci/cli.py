@@ -14,7 +14,6 @@ import functools
 import json
 import logging
 import os
-import sqlite3
 import sys
 import traceback
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from tufoci.budget import VERIFY_TIMEOUT, parse_seconds
 from tufoci.errors import SigningKeyError, TufociError, UsageError
 from tufoci.json_keys import camel_keys
 from tufoci.safe_text import printable
+from tufoci.state import DatabaseError as StateDatabaseError
 
 if TYPE_CHECKING:
     from tufoci.registry_config import RegistryConfig
@@ -1243,7 +1243,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         _echo("tufoci: interrupted", err=True)
         sys.exit(130)
-    except sqlite3.DatabaseError as e:  # state.db damaged in a way only a query finds (State.open catches the rest)
+    except StateDatabaseError as e:  # state.db damaged in a way only a query finds (State.open catches the rest)
         if _VERBOSE:
             traceback.print_exc()
         path = os.path.join(_HOME or "~/.tufoci", "state.db")

@@ -37,7 +37,7 @@ from securesystemslib.signer import (
 from tufoci.atomic_file import atomic_write
 from tufoci.errors import SigningKeyError, UsageError
 from tufoci.keyids import compute_default_keyid, public_identity, require_own_keyids
-from tufoci.state import State, now_iso
+from tufoci.state import State, StoredKey
 
 KEY_TYPES = ("ed25519", "ecdsa-p256")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -125,7 +125,7 @@ def generate_key(
     _check_name(name)
     if keytype not in KEY_TYPES:
         raise SigningKeyError(f"unsupported key type {keytype!r}: choose one of {', '.join(KEY_TYPES)}")
-    if state.query("SELECT 1 FROM keys WHERE name = ?", (name,)):
+    if state.key_named(name):
         raise SigningKeyError(f"a key named {name!r} already exists")
     signer = CryptoSigner.generate_ed25519() if keytype == "ed25519" else CryptoSigner.generate_ecdsa()
     return _keep_private(state, name, signer._private_key, passphrase=passphrase, action="key-generate",
@@ -143,7 +143,7 @@ def import_private_key(state: State, name: str, private_key: Any, *, passphrase:
         SigningKeyError: a bad or taken name, or a key TUF has no scheme for.
     """
     _check_name(name)
-    if state.query("SELECT 1 FROM keys WHERE name = ?", (name,)):
+    if state.key_named(name):
         raise SigningKeyError(f"a key named {name!r} already exists")
     return _keep_private(state, name, private_key, passphrase=passphrase, action="key-import-private")
 
@@ -189,7 +189,7 @@ def import_key(state: State, name: str, spec: str, *, uri: str | None = None,
     from tufoci.key_uri_checks import check_private_uri
 
     _check_name(name)
-    if state.query("SELECT 1 FROM keys WHERE name = ?", (name,)):
+    if state.key_named(name):
         raise SigningKeyError(f"a key named {name!r} already exists")
     key = _parse_key_spec(spec)
     if uri:
@@ -203,12 +203,10 @@ def import_key(state: State, name: str, spec: str, *, uri: str | None = None,
 
 def _store(state: State, key: KeyRef, *, action: str) -> None:
     public = key.public
-    with state.transaction() as conn:
-        conn.execute(
-            "INSERT INTO keys (name, keyid, keytype, scheme, uri, public_key, created_at) VALUES (?,?,?,?,?,?,?)",
-            (key.name, public.keyid, public.keytype, public.scheme, key.uri, json.dumps(public.to_dict()), now_iso()),
-        )
-        state.audit(conn, action, key=key.name, keyid=public.keyid, uri=key.uri)
+    assert key.name is not None  # every caller checked the name (_check_name)
+    with state.transaction():
+        state.add_key(StoredKey(key.name, public.keyid, public.keytype, public.scheme, key.uri, public.to_dict()))
+        state.record_audit(action, key=key.name, keyid=public.keyid, uri=key.uri)
 
 
 def import_hsm_key(
@@ -225,7 +223,7 @@ def import_hsm_key(
     leaves the token, and the PIN is asked for at signing time.
     """
     _check_name(name)
-    if state.query("SELECT 1 FROM keys WHERE name = ?", (name,)):
+    if state.key_named(name):
         raise SigningKeyError(f"a key named {name!r} already exists")
     try:
         from securesystemslib.signer import HSMSigner
@@ -240,14 +238,14 @@ def import_hsm_key(
 
 
 def list_keys(state: State) -> list[KeyRef]:
-    return [_row_to_key(row) for row in state.query("SELECT * FROM keys ORDER BY name")]
+    return [_catalogue_key(stored) for stored in state.keys()]
 
 
-def _row_to_key(row) -> KeyRef:
-    public = SSlibKey.from_dict(row["keyid"], json.loads(row["public_key"]))
+def _catalogue_key(stored: StoredKey) -> KeyRef:
+    public = SSlibKey.from_dict(stored.keyid, dict(stored.public_key))
     # a catalogue filled before key ids were checked may hold a key under a foreign id
-    require_own_keyids({row["keyid"]: public}, f"key {row['name']} of this machine's catalogue", SigningKeyError)
-    return KeyRef(public, row["uri"], row["name"])
+    require_own_keyids({stored.keyid: public}, f"key {stored.name} of this machine's catalogue", SigningKeyError)
+    return KeyRef(public, stored.uri, stored.name)
 
 
 def export_public(key: KeyRef) -> str:
@@ -347,25 +345,25 @@ def resolve_key(state: State, spec: str) -> KeyRef:
     Raises:
         SigningKeyError: nothing matches, or a key id prefix matches several keys.
     """
-    rows = state.query("SELECT * FROM keys WHERE name = ? OR keyid = ? OR uri = ?", (spec, spec, spec))
-    if rows:
-        return _row_to_key(rows[0])
+    stored = state.keys_matching(spec)
+    if stored:
+        return _catalogue_key(stored[0])
     if len(spec) >= MIN_KEYID_PREFIX and re.fullmatch(r"[0-9a-f]+", spec):
-        rows = state.query("SELECT * FROM keys WHERE keyid LIKE ?", (spec + "%",))
-        if len(rows) > 1:
-            raise SigningKeyError(f"key id prefix {spec} matches {len(rows)} keys "
-                                  f"({', '.join(r['name'] for r in rows)}): give more digits or the name")
-        if rows:
-            return _row_to_key(rows[0])
+        stored = state.keys_by_keyid(spec, prefix=True)
+        if len(stored) > 1:
+            raise SigningKeyError(f"key id prefix {spec} matches {len(stored)} keys "
+                                  f"({', '.join(k.name for k in stored)}): give more digits or the name")
+        if stored:
+            return _catalogue_key(stored[0])
     key = _parse_key_spec(spec)
-    rows = state.query("SELECT * FROM keys WHERE keyid = ?", (key.keyid,))
-    return _row_to_key(rows[0]) if rows and key.uri is None else key
+    stored = state.keys_by_keyid(key.keyid)
+    return _catalogue_key(stored[0]) if stored and key.uri is None else key
 
 
 def held_key(state: State, keyid: str) -> KeyRef | None:
     """The catalogue entry of ``keyid`` if this machine has its private URI (nothing is loaded)."""
-    rows = state.query("SELECT * FROM keys WHERE keyid = ? AND uri IS NOT NULL", (keyid,))
-    return _row_to_key(rows[0]) if rows else None
+    held = [stored for stored in state.keys_by_keyid(keyid) if stored.uri is not None]
+    return _catalogue_key(held[0]) if held else None
 
 
 class VerifyingSigner(Signer):

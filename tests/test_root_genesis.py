@@ -233,3 +233,40 @@ def test_bootstrap_root(pinned, live, expected):
             bootstrap_root(pinned_bytes, "acme", fetch)
     else:
         assert bootstrap_root(pinned_bytes, "acme", fetch) == {"pinned": pinned_bytes, "live": live_bytes}[expected]
+
+
+def _push_as_live(store, role: str, md: Metadata) -> None:
+    """What push access alone can do: tag any signed bytes as a published version."""
+    from tufoci.layout_spec import MANIFEST_MEDIA_TYPE, build_metadata_manifest, metadata_tag
+
+    data = md.to_bytes()
+    store.put_blob(data)
+    store.put_manifest(metadata_tag(role, md.signed.version),
+                       build_metadata_manifest(role, md.signed.version, data), MANIFEST_MEDIA_TYPE)
+
+
+@needs_registry
+def test_history_trusts_nothing_under_a_root_v1_below_its_own_threshold(genesis):
+    """``history`` anchors at the pinned root as python-tuf does: a root v1 still awaiting its signatures
+    anchors nothing (the targets v1 its proposer signed, tagged as published, is not history), the
+    registry's root v1 of the same signed part must meet its own threshold, and once it does it is the anchor."""
+    from tufoci.repo_tool.proposals import evaluate, scan_proposals
+
+    scope, alice, bob, cluster = (genesis[k] for k in ("scope", "alice", "bob", "cluster"))
+    store = store_of(genesis)
+    pinned = Metadata[Root].from_bytes(genesis["root_file"].read_bytes())
+    proposals = {p.role: p for p in scan_proposals(store)[0]}
+    _push_as_live(store, "targets", evaluate(proposals["targets"], [("root", pinned.signed)]))
+    awaiting = cluster("history", scope, "-o", "json")
+    assert awaiting.exit_code == 13 and "awaiting its first signatures" in awaiting.stderr, (awaiting.exit_code, awaiting.stdout[:600], awaiting.stderr)
+
+    _push_as_live(store, "root", pinned)  # the pinned signed part, with alice's signature only
+    short = cluster("history", scope, "-o", "json")
+    assert short.exit_code == 12 and "root" in short.stderr, (short.exit_code, short.stdout[:600], short.stderr)
+
+    reviewed_sign(bob, scope, "root")
+    alice.ok("publish", scope)
+    report = json.loads(cluster.ok("history", scope, "-o", "json").stdout)
+    (root_1,) = [v for v in report["versions"] if v["role"] == "root"]
+    assert root_1["verified"] and len(root_1["signedBy"]) == 2  # the completed root v1, not the pinned file
+    assert all(v["verified"] for v in report["versions"])

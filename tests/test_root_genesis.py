@@ -215,6 +215,7 @@ CASES = [  # pinned root (signed by), registry root.1 (None: absent), expected: 
     (("2of3", [0]), None, RegistryError),  # awaiting its first signatures
     (("2of3", [0]), ("other", [0]), MetadataRejectedError),  # another root v1
     (("2of3v2", [0]), None, "pinned"),  # not a version 1: python-tuf rejects it as usual
+    (("2of3", [0]), "garbage", MetadataRejectedError),  # not metadata (python-tuf's DeserializationError)
 ]
 
 
@@ -222,7 +223,8 @@ CASES = [  # pinned root (signed by), registry root.1 (None: absent), expected: 
 def test_bootstrap_root(pinned, live, expected):
     roots = {"2of3": _root(KEYS, 2), "2of3v2": _root(KEYS, 2, version=2), "other": OTHER}
     pinned_bytes = _signed(roots[pinned[0]], *(KEYS[i] for i in pinned[1]))
-    live_bytes = _signed(roots[live[0]], *(KEYS[i] for i in live[1])) if live else None
+    live_bytes = b'{"signed": {"_type": "root"}}' if live == "garbage" else \
+        _signed(roots[live[0]], *(KEYS[i] for i in live[1])) if live else None
 
     def fetch() -> bytes | None:
         assert expected != "pinned", "a pin that needs no completing must not cost a request"
@@ -270,3 +272,38 @@ def test_history_trusts_nothing_under_a_root_v1_below_its_own_threshold(genesis)
     (root_1,) = [v for v in report["versions"] if v["role"] == "root"]
     assert root_1["verified"] and len(root_1["signedBy"]) == 2  # the completed root v1, not the pinned file
     assert all(v["verified"] for v in report["versions"])
+
+
+def _bob_root_keyid(genesis) -> str:
+    pinned = Metadata[Root].from_bytes(genesis["root_file"].read_bytes())
+    (alice_sig,) = pinned.signatures
+    return next(k for k in pinned.signed.roles["root"].keyids if k != alice_sig)
+
+
+@needs_registry
+@pytest.mark.parametrize("forge", ["a key not in root", "a duplicate of a real signature", "a copy under bob's key"])
+def test_a_root_v1_of_the_pinned_signed_part_with_forged_signatures_is_refused(genesis, forge):
+    """Push access: root.1 with exactly the pinned signed part and too few real signatures, padded with
+    signatures by a key root does not list, the one real signature twice, or it copied under another root key id:
+    python-tuf counts distinct root keys whose signature verifies, so every machine refuses it."""
+    scope, cluster, bob = genesis["scope"], genesis["cluster"], genesis["bob"]
+    pinned = Metadata[Root].from_bytes(genesis["root_file"].read_bytes())
+    document = pinned.to_dict()
+    (real,) = document["signatures"]
+    if forge == "a key not in root":
+        mallory = CryptoSigner.generate_ed25519()
+        document["signatures"].append(mallory.sign(pinned.signed_bytes).to_dict())
+    elif forge == "a duplicate of a real signature":
+        document["signatures"].append(dict(real))
+    else:
+        document["signatures"].append({"keyid": _bob_root_keyid(genesis), "sig": real["sig"]})
+    data = json.dumps(document).encode()
+    store = store_of(genesis)
+    from tufoci.layout_spec import MANIFEST_MEDIA_TYPE, build_metadata_manifest
+
+    store.put_blob(data)
+    store.put_manifest("root.1", build_metadata_manifest("root", 1, data), MANIFEST_MEDIA_TYPE)
+    for machine in (cluster, bob):
+        refused = machine("verify", f"{scope}/web:1.0")
+        assert refused.exit_code == 12, (refused.exit_code, refused.stderr)
+    assert not (cluster.home / "cache").exists() or not any((cluster.home / "cache").rglob("root.json"))

@@ -41,9 +41,9 @@ from tuf.api.exceptions import RepositoryError, UnsignedMetadataError
 from tuf.api.metadata import DelegatedRole, Metadata, Root, Targets
 from tuf.ngclient import UpdaterConfig
 
+from tufoci.client.genesis_root import bootstrap_root
 from tufoci.client.refresh import metadata_store
 from tufoci.client.trust_pins import pin_for_scope
-from tufoci.client.genesis_root import bootstrap_root
 from tufoci.errors import MetadataRejectedError, NotFoundError, TufociError
 from tufoci.expiry_periods import expiry_periods, parse_duration
 from tufoci.keyids import require_own_keyids

@@ -30,6 +30,7 @@ import os
 from typing import TYPE_CHECKING
 
 from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
+from tuf.api.serialization import DeserializationError
 
 from tufoci.client.verified_record import cache_dir
 from tufoci.errors import MetadataRejectedError, PublishError
@@ -74,10 +75,15 @@ def pinned_root(pin: Pin) -> Metadata[Root]:
     exactly its signed part.
 
     Raises:
-        MetadataRejectedError: the pinned root is not version 1.
+        MetadataRejectedError: the pinned root is not version 1, or not metadata python-tuf reads.
     """
     with open(pin.root_file, "rb") as f:
-        root = Metadata[Root].from_bytes(f.read())
+        data = f.read()
+    try:
+        root = Metadata[Root].from_bytes(data)
+    except DeserializationError as e:
+        raise MetadataRejectedError(f"{pin.scope}: the pinned root {pin.root_file} is not valid root metadata "
+                                    f"({e.__cause__ or e})") from e
     if root.signed.version != 1:
         raise MetadataRejectedError(f"{pin.scope} has no timestamp, but its pinned root is v{root.signed.version}")
     return root

@@ -307,3 +307,18 @@ def test_a_root_v1_of_the_pinned_signed_part_with_forged_signatures_is_refused(g
         refused = machine("verify", f"{scope}/web:1.0")
         assert refused.exit_code == 12, (refused.exit_code, refused.stderr)
     assert not (cluster.home / "cache").exists() or not any((cluster.home / "cache").rglob("root.json"))
+
+
+@needs_registry
+def test_a_pinned_root_python_tuf_cannot_read_is_a_rejection_before_version_1(genesis):
+    """A root file with its one signature listed twice passes as root metadata at 'trust add' (JSON, _type root);
+    before version 1 went live the maintainer commands read it themselves: a rejection (exit 12), one line."""
+    document = json.loads(genesis["root_file"].read_bytes())
+    document["signatures"].append(dict(document["signatures"][0]))
+    doubled = genesis["tmp_path"] / "doubled-root.json"
+    doubled.write_text(json.dumps(document))
+    victim = Machine("victim", genesis["tmp_path"], genesis["monkeypatch"])
+    victim.ok("trust", "add", genesis["scope"], "--root", str(doubled))
+    refused = victim("publish", genesis["scope"])
+    assert refused.exit_code == 12 and "is not valid root metadata" in refused.stderr, (refused.exit_code, refused.stderr)
+    assert "is not valid root metadata" in victim.ok("status", genesis["scope"]).stdout

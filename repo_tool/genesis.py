@@ -94,7 +94,7 @@ def refuse_genesis_seen_live(state: State, pin: Pin) -> None:
 
     Anyone with push access can delete the ``timestamp`` tag (and put the old, fully signed targets v1 proposal
     back): the genesis view would then publish "version 1" again over a live repository — a rollback every new
-    consumer trusts, and one the high-water marks never see (they compare verified states). This machine's
+    consumer trusts, and one no comparison of verified states sees (there is none to compare). This machine's
     trusted cache for the pin remembers the scope went live, and so do its high-water marks (state.db: they
     outlive a removed cache): then the missing timestamp is an attack, or a loss.
 

@@ -237,11 +237,11 @@ def test_bootstrap_root(pinned, live, expected):
         assert bootstrap_root(pinned_bytes, "acme", fetch) == {"pinned": pinned_bytes, "live": live_bytes}[expected]
 
 
-def _push_as_live(store, role: str, md: Metadata) -> None:
-    """What push access alone can do: tag any signed bytes as a published version."""
+def _push_as_live(store, role: str, md: Metadata, data: bytes | None = None) -> None:
+    """What push access alone can do: tag any bytes (by default ``md``'s) as a published version of ``md``."""
     from tufoci.layout_spec import MANIFEST_MEDIA_TYPE, build_metadata_manifest, metadata_tag
 
-    data = md.to_bytes()
+    data = data or md.to_bytes()
     store.put_blob(data)
     store.put_manifest(metadata_tag(role, md.signed.version),
                        build_metadata_manifest(role, md.signed.version, data), MANIFEST_MEDIA_TYPE)
@@ -297,12 +297,7 @@ def test_a_root_v1_of_the_pinned_signed_part_with_forged_signatures_is_refused(g
         document["signatures"].append(dict(real))
     else:
         document["signatures"].append({"keyid": _bob_root_keyid(genesis), "sig": real["sig"]})
-    data = json.dumps(document).encode()
-    store = store_of(genesis)
-    from tufoci.layout_spec import MANIFEST_MEDIA_TYPE, build_metadata_manifest
-
-    store.put_blob(data)
-    store.put_manifest("root.1", build_metadata_manifest("root", 1, data), MANIFEST_MEDIA_TYPE)
+    _push_as_live(store_of(genesis), "root", pinned, json.dumps(document).encode())
     for machine in (cluster, bob):
         refused = machine("verify", f"{scope}/web:1.0")
         assert refused.exit_code == 12, (refused.exit_code, refused.stderr)

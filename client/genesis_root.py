@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import Metadata, Root
+from tuf.api.serialization import DeserializationError
 
 from tufoci.errors import MetadataRejectedError, RegistryError
 
@@ -48,7 +49,7 @@ def pending_note(data: bytes) -> str | None:
     """What ``trust add`` tells whoever pins a root v1 that awaits signatures: compare its fingerprint."""
     try:
         root = Metadata[Root].from_bytes(data)
-    except (ValueError, TypeError, KeyError):
+    except (DeserializationError, ValueError, TypeError, KeyError):
         return None
     if not awaits_signatures(root):
         return None
@@ -68,7 +69,7 @@ def bootstrap_root(pinned: bytes, scope: str, fetch_root_1: Callable[[], bytes |
     """
     try:
         root = Metadata[Root].from_bytes(pinned)
-    except (ValueError, TypeError, KeyError):
+    except (DeserializationError, ValueError, TypeError, KeyError):
         return pinned  # python-tuf reports it, as for any pin
     if not awaits_signatures(root):
         return pinned
@@ -78,7 +79,7 @@ def bootstrap_root(pinned: bytes, scope: str, fetch_root_1: Callable[[], bytes |
                             "does not have all of them yet; nothing is live until its key holders sign it)")
     try:
         live_digest = signed_digest(Metadata[Root].from_bytes(live))
-    except (ValueError, TypeError, KeyError) as e:
+    except (DeserializationError, ValueError, TypeError, KeyError) as e:
         raise MetadataRejectedError(f"{scope}: the registry's root v1 is not root metadata ({e})") from e
     if live_digest != signed_digest(root):
         raise MetadataRejectedError(

@@ -41,9 +41,10 @@ from tuf.api.exceptions import RepositoryError, UnsignedMetadataError
 from tuf.api.metadata import DelegatedRole, Metadata, Root, Targets
 from tuf.ngclient import UpdaterConfig
 
+from tufoci.client.genesis_root import bootstrap_root
 from tufoci.client.refresh import metadata_store
 from tufoci.client.trust_pins import pin_for_scope
-from tufoci.errors import TufociError
+from tufoci.errors import MetadataRejectedError, NotFoundError, TufociError
 from tufoci.expiry_periods import expiry_periods, parse_duration
 from tufoci.keyids import require_own_keyids
 from tufoci.layout_spec import (
@@ -166,8 +167,7 @@ def scope_history(
     scope = parse_repository(pin.scope)
     wanted = [_target_name(text, scope) for text in references]
     store = metadata_store(pin, **registry_options)
-    with open(pin.root_file, "rb") as f:
-        pinned = Metadata[Root].from_bytes(f.read())
+    pinned = _anchor(pin.root_file, pin.scope, store)
     tags: dict[tuple[str, str], dict[int, str]] = {}  # (kind, role or encoded role) -> version -> tag
     for tag in store.list_tags():
         parsed = parse_metadata_tag(tag)
@@ -241,6 +241,35 @@ def _load(reader: _Reader, role: str, version: int, tag: str, cap: int, kind: st
         return entry
     entry.metadata, entry.expires = md, md.signed.expires
     return entry
+
+
+def _anchor(root_file: str, scope: str, store: RepositoryStore) -> Metadata[Root]:
+    """The pinned root, as a refresh trusts it: a root v1 pinned while it awaited signatures is the registry's
+    root v1 of the same signed part (client/genesis_root.py), and the anchor must meet its own threshold
+    (client workflow 5.3.4: python-tuf checks the trusted root so), else nothing is verified under it.
+
+    Raises:
+        RegistryError: the pinned root v1 awaits signatures and the registry has no root v1.
+        MetadataRejectedError: the registry's root v1 is another root, or the anchor is below its own threshold.
+    """
+    def fetch_root_1() -> bytes | None:
+        try:
+            manifest = store.get_manifest(metadata_tag("root", 1), max_bytes=MAX_METADATA_MANIFEST_BYTES)
+            layer = parse_metadata_manifest(manifest.data).layer
+        except NotFoundError:
+            return None
+        except ValueError as e:
+            raise MetadataRejectedError(f"{scope}: the registry's root.1 is not metadata ({e})") from e
+        return store.get_blob(layer.digest, max_bytes=min(layer.size, _LIMITS.root_max_length))
+
+    with open(root_file, "rb") as f:
+        pinned = Metadata[Root].from_bytes(bootstrap_root(f.read(), scope, fetch_root_1))
+    try:
+        pinned.signed.verify_delegate("root", pinned.signed_bytes, pinned.signatures)
+    except UnsignedMetadataError as e:
+        raise MetadataRejectedError(f"{scope}: the pinned root v{pinned.signed.version} is not signed by its own "
+                                    f"threshold ({e}): nothing is verified under it") from e
+    return pinned
 
 
 def _root_chain(reader: _Reader, pinned: Metadata[Root], tags: dict[int, str], gaps: list) -> list[SignedVersion]:

@@ -173,20 +173,21 @@ def _completes(pinned: bytes, repo: Repository, layer: Any, **registry_options: 
     """Whether the registry's root (``layer``) is the pinned root v1 that awaited its first signatures, now
     with all of them: the same signed part (client/genesis_root.py)."""
     from tuf.api.metadata import Metadata
+    from tuf.api.serialization import DeserializationError
 
     from tufoci.client.genesis_root import awaits_signatures, signed_digest
     from tufoci.store import open_repository
 
     try:
         root = Metadata.from_bytes(pinned)
-    except (ValueError, TypeError, KeyError):
+    except (DeserializationError, ValueError, TypeError, KeyError):
         return False
     if not awaits_signatures(root):
         return False
     live = open_repository(repo, **registry_options).get_blob(layer.digest, max_bytes=min(layer.size, MAX_ROOT_BYTES))
     try:
         return signed_digest(Metadata.from_bytes(live)) == signed_digest(root)
-    except (ValueError, TypeError, KeyError):
+    except (DeserializationError, ValueError, TypeError, KeyError):
         return False  # not metadata: then not this root either
 
 

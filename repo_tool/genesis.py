@@ -27,8 +27,10 @@ from __future__ import annotations
 import datetime
 import json
 import os
+from typing import TYPE_CHECKING
 
 from tuf.api.metadata import Metadata, Root, Snapshot, Targets, Timestamp
+from tuf.api.serialization import DeserializationError
 
 from tufoci.client.verified_record import cache_dir
 from tufoci.errors import MetadataRejectedError, PublishError
@@ -36,6 +38,9 @@ from tufoci.repo_tool.plan import CurrentState
 from tufoci.repo_tool.roles import RoleTree
 from tufoci.state import Pin
 from tufoci.tuf_compat import cached_file
+
+if TYPE_CHECKING:
+    from tufoci.state import State
 
 
 class GenesisTree(RoleTree):
@@ -70,34 +75,44 @@ def pinned_root(pin: Pin) -> Metadata[Root]:
     exactly its signed part.
 
     Raises:
-        MetadataRejectedError: the pinned root is not version 1.
+        MetadataRejectedError: the pinned root is not version 1, or not metadata python-tuf reads.
     """
     with open(pin.root_file, "rb") as f:
-        root = Metadata[Root].from_bytes(f.read())
+        data = f.read()
+    try:
+        root = Metadata[Root].from_bytes(data)
+    except DeserializationError as e:
+        raise MetadataRejectedError(f"{pin.scope}: the pinned root {pin.root_file} is not valid root metadata "
+                                    f"({e.__cause__ or e})") from e
     if root.signed.version != 1:
         raise MetadataRejectedError(f"{pin.scope} has no timestamp, but its pinned root is v{root.signed.version}")
     return root
 
 
-def refuse_genesis_seen_live(home: str, pin: Pin) -> None:
+def refuse_genesis_seen_live(state: State, pin: Pin) -> None:
     """A registry without ``timestamp`` is an initial signing session only for a machine that never trusted one.
 
     Anyone with push access can delete the ``timestamp`` tag (and put the old, fully signed targets v1 proposal
     back): the genesis view would then publish "version 1" again over a live repository — a rollback every new
-    consumer trusts, and one the high-water marks never see (they compare verified states). This machine's
-    trusted cache for the pin remembers the scope went live: then the missing timestamp is an attack, or a loss.
+    consumer trusts, and one no comparison of verified states sees (there is none to compare). This machine's
+    trusted cache for the pin remembers the scope went live, and so do its high-water marks (state.db: they
+    outlive a removed cache): then the missing timestamp is an attack, or a loss.
 
     Raises:
-        MetadataRejectedError: this machine has trusted a timestamp of the scope.
+        MetadataRejectedError: this machine has trusted (or signed) a timestamp of the scope.
     """
-    path = cached_file(cache_dir(home, pin), "timestamp")
-    if not os.path.exists(path):
+    path = cached_file(cache_dir(state.home, pin), "timestamp")
+    mark = state.marks(pin.scope).get("timestamp")
+    if os.path.exists(path):
+        try:
+            with open(path, "rb") as f:
+                version = f"v{json.load(f)['signed']['version']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            version = "a version"
+    elif mark is not None:
+        version = f"v{mark.version}"
+    else:
         return
-    try:
-        with open(path, "rb") as f:
-            version = f"v{json.load(f)['signed']['version']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        version = "a version"
     raise MetadataRejectedError(
         f"{pin.scope}: the registry has no timestamp, but this machine has trusted timestamp {version} of it: "
         "it is not awaiting its first signatures (publishing version 1 again would be a rollback). Find out who "

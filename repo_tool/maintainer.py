@@ -152,7 +152,7 @@ class MaintainerSession:
             TufociError: as ``refresh``.
         """
         if current_timestamp_digest(self.store) is None:
-            refuse_genesis_seen_live(self.state.home, self.pin)
+            refuse_genesis_seen_live(self.state, self.pin)
             root, now = pinned_root(self.pin), now_utc()
             pending = signed_digest(root) if awaits_signatures(root) else None  # root v1 below its threshold
             yield LiveState(genesis_state(root, now), GenesisTree(root.signed, now, pending), None)

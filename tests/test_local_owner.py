@@ -105,6 +105,20 @@ def test_state_in_the_home_writable_by_others_is_refused(own_home, name, what):
     assert_refused(tufoci(own_home, "trust", "list"), f"{what} {entry} is writable by group or others")
 
 
+def test_a_write_ahead_log_writable_by_others_is_refused(own_home):
+    """SQLite replays state.db-wal (through the index in state.db-shm) when it opens state.db: whoever can
+    write them writes state.db (a trust pin of their own), however state.db itself is protected. A command
+    killed before it closed leaves them behind, with the mode state.db had then (before 'chmod go-w')."""
+    assert tufoci(own_home, "trust", "list").returncode == 0
+    for name in ("state.db-wal", "state.db-shm"):
+        log = own_home / name
+        log.write_bytes(b"")
+        log.chmod(0o666)
+        assert_refused(tufoci(own_home, "trust", "list"), f"{log} is writable by group or others")
+        assert_refused(tufoci(own_home, "verify", "127.0.0.1:5000/acme/web:1.0"), f"{log} is writable")
+        log.unlink()
+
+
 @as_root
 def test_a_home_owned_by_another_user_is_refused(own_home):
     agent = fake_agent(own_home / "agent.sock")

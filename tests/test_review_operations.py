@@ -7,6 +7,7 @@ online service runs as a real process, the attacker has push (and delete) access
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -35,12 +36,14 @@ def test_no_proxy_with_an_ipv6_host_and_port(no_proxy: str, url: str, proxied: b
 
 
 @needs_registry
+@pytest.mark.parametrize("cache_lost", [False, True])
 def test_a_removed_timestamp_does_not_send_a_live_repository_back_to_its_initial_signing_session(
-        registry, tmp_path: Path, home: Path, monkeypatch):
+        registry, tmp_path: Path, home: Path, monkeypatch, cache_lost: bool):
     """Version 1 went live through the online service. Someone with push access deletes ``timestamp`` and puts the
     old (fully signed) targets v1 proposal back: the registry looks like an initial signing session again. The
     service has seen the scope live (its trusted cache, its high-water marks): it must refuse to publish a second
-    "version 1" — a rollback (and a fork) that every new consumer would trust."""
+    "version 1" — a rollback (and a fork) that every new consumer would trust. Its marks in state.db are enough
+    (a cache is a cache: removed to "fix" something, it is gone)."""
     scope = f"{registry.host}/acme"
     alice, bob, online = (Machine(n, tmp_path, monkeypatch) for n in ("alice", "bob", "online"))
     bob_key = bob.new_key("bob")
@@ -66,6 +69,8 @@ def test_a_removed_timestamp_does_not_send_a_live_repository_back_to_its_initial
         stop_service(service)
     live, digest = registry.get_manifest("acme/tuf", "timestamp")
 
+    if cache_lost:
+        shutil.rmtree(online.home / "cache")
     # the attacker: timestamp gone, the complete targets v1 proposal back under its proposal tag
     assert registry.request("DELETE", f"/v2/acme/tuf/manifests/{digest}")[0] == 202
     assert registry.request("HEAD", "/v2/acme/tuf/manifests/timestamp", headers={"Accept": MANIFEST})[0] == 404

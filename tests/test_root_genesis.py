@@ -215,6 +215,7 @@ CASES = [  # pinned root (signed by), registry root.1 (None: absent), expected: 
     (("2of3", [0]), None, RegistryError),  # awaiting its first signatures
     (("2of3", [0]), ("other", [0]), MetadataRejectedError),  # another root v1
     (("2of3v2", [0]), None, "pinned"),  # not a version 1: python-tuf rejects it as usual
+    (("2of3", [0]), "garbage", MetadataRejectedError),  # not metadata (python-tuf's DeserializationError)
 ]
 
 
@@ -222,7 +223,8 @@ CASES = [  # pinned root (signed by), registry root.1 (None: absent), expected: 
 def test_bootstrap_root(pinned, live, expected):
     roots = {"2of3": _root(KEYS, 2), "2of3v2": _root(KEYS, 2, version=2), "other": OTHER}
     pinned_bytes = _signed(roots[pinned[0]], *(KEYS[i] for i in pinned[1]))
-    live_bytes = _signed(roots[live[0]], *(KEYS[i] for i in live[1])) if live else None
+    live_bytes = b'{"signed": {"_type": "root"}}' if live == "garbage" else \
+        _signed(roots[live[0]], *(KEYS[i] for i in live[1])) if live else None
 
     def fetch() -> bytes | None:
         assert expected != "pinned", "a pin that needs no completing must not cost a request"
@@ -233,3 +235,85 @@ def test_bootstrap_root(pinned, live, expected):
             bootstrap_root(pinned_bytes, "acme", fetch)
     else:
         assert bootstrap_root(pinned_bytes, "acme", fetch) == {"pinned": pinned_bytes, "live": live_bytes}[expected]
+
+
+def _push_as_live(store, role: str, md: Metadata, data: bytes | None = None) -> None:
+    """What push access alone can do: tag any bytes (by default ``md``'s) as a published version of ``md``."""
+    from tufoci.layout_spec import MANIFEST_MEDIA_TYPE, build_metadata_manifest, metadata_tag
+
+    data = data or md.to_bytes()
+    store.put_blob(data)
+    store.put_manifest(metadata_tag(role, md.signed.version),
+                       build_metadata_manifest(role, md.signed.version, data), MANIFEST_MEDIA_TYPE)
+
+
+@needs_registry
+def test_history_trusts_nothing_under_a_root_v1_below_its_own_threshold(genesis):
+    """``history`` anchors at the pinned root as python-tuf does: a root v1 still awaiting its signatures
+    anchors nothing (the targets v1 its proposer signed, tagged as published, is not history), the
+    registry's root v1 of the same signed part must meet its own threshold, and once it does it is the anchor."""
+    from tufoci.repo_tool.proposals import evaluate, scan_proposals
+
+    scope, alice, bob, cluster = (genesis[k] for k in ("scope", "alice", "bob", "cluster"))
+    store = store_of(genesis)
+    pinned = Metadata[Root].from_bytes(genesis["root_file"].read_bytes())
+    proposals = {p.role: p for p in scan_proposals(store)[0]}
+    _push_as_live(store, "targets", evaluate(proposals["targets"], [("root", pinned.signed)]))
+    awaiting = cluster("history", scope, "-o", "json")
+    assert awaiting.exit_code == 13 and "awaiting its first signatures" in awaiting.stderr, (awaiting.exit_code, awaiting.stdout[:600], awaiting.stderr)
+
+    _push_as_live(store, "root", pinned)  # the pinned signed part, with alice's signature only
+    short = cluster("history", scope, "-o", "json")
+    assert short.exit_code == 12 and "root" in short.stderr, (short.exit_code, short.stdout[:600], short.stderr)
+
+    reviewed_sign(bob, scope, "root")
+    alice.ok("publish", scope)
+    report = json.loads(cluster.ok("history", scope, "-o", "json").stdout)
+    (root_1,) = [v for v in report["versions"] if v["role"] == "root"]
+    assert root_1["verified"] and len(root_1["signedBy"]) == 2  # the completed root v1, not the pinned file
+    assert all(v["verified"] for v in report["versions"])
+
+
+def _bob_root_keyid(genesis) -> str:
+    pinned = Metadata[Root].from_bytes(genesis["root_file"].read_bytes())
+    (alice_sig,) = pinned.signatures
+    return next(k for k in pinned.signed.roles["root"].keyids if k != alice_sig)
+
+
+@needs_registry
+@pytest.mark.parametrize("forge", ["a key not in root", "a duplicate of a real signature", "a copy under bob's key"])
+def test_a_root_v1_of_the_pinned_signed_part_with_forged_signatures_is_refused(genesis, forge):
+    """Push access: root.1 with exactly the pinned signed part and too few real signatures, padded with
+    signatures by a key root does not list, the one real signature twice, or it copied under another root key id:
+    python-tuf counts distinct root keys whose signature verifies, so every machine refuses it."""
+    scope, cluster, bob = genesis["scope"], genesis["cluster"], genesis["bob"]
+    pinned = Metadata[Root].from_bytes(genesis["root_file"].read_bytes())
+    document = pinned.to_dict()
+    (real,) = document["signatures"]
+    if forge == "a key not in root":
+        mallory = CryptoSigner.generate_ed25519()
+        document["signatures"].append(mallory.sign(pinned.signed_bytes).to_dict())
+    elif forge == "a duplicate of a real signature":
+        document["signatures"].append(dict(real))
+    else:
+        document["signatures"].append({"keyid": _bob_root_keyid(genesis), "sig": real["sig"]})
+    _push_as_live(store_of(genesis), "root", pinned, json.dumps(document).encode())
+    for machine in (cluster, bob):
+        refused = machine("verify", f"{scope}/web:1.0")
+        assert refused.exit_code == 12, (refused.exit_code, refused.stderr)
+    assert not (cluster.home / "cache").exists() or not any((cluster.home / "cache").rglob("root.json"))
+
+
+@needs_registry
+def test_a_pinned_root_python_tuf_cannot_read_is_a_rejection_before_version_1(genesis):
+    """A root file with its one signature listed twice passes as root metadata at 'trust add' (JSON, _type root);
+    before version 1 went live the maintainer commands read it themselves: a rejection (exit 12), one line."""
+    document = json.loads(genesis["root_file"].read_bytes())
+    document["signatures"].append(dict(document["signatures"][0]))
+    doubled = genesis["tmp_path"] / "doubled-root.json"
+    doubled.write_text(json.dumps(document))
+    victim = Machine("victim", genesis["tmp_path"], genesis["monkeypatch"])
+    victim.ok("trust", "add", genesis["scope"], "--root", str(doubled))
+    refused = victim("publish", genesis["scope"])
+    assert refused.exit_code == 12 and "is not valid root metadata" in refused.stderr, (refused.exit_code, refused.stderr)
+    assert "is not valid root metadata" in victim.ok("status", genesis["scope"]).stdout

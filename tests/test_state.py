@@ -227,3 +227,32 @@ def test_no_sql_outside_the_state_module() -> None:
                 if pattern.search(line):
                     found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert found == [], "\n".join(found)
+
+
+@pytest.mark.parametrize("statement,command", [
+    ("INSERT INTO pins VALUES ('127.0.0.1:5999/acme', 'x/tuf', 'abc', X'00ff', 'x')",
+     ("verify", "127.0.0.1:5999/acme/web:1.0")),
+    ("INSERT INTO keys VALUES ('k', 'id', 'ed25519', 'ed25519', NULL, 'not json', 'x')", ("key", "list")),
+    ("INSERT INTO audit VALUES (NULL, 'x', 'a', 's', 'act', NULL, NULL, '[1')", ("log",)),
+])
+def test_a_damaged_row_is_one_line_naming_state_db(tmp_path: Path, statement: str, command: tuple) -> None:
+    """SQLite stores whatever it is given (a hand edit, another program, a damaged copy): a row tufoci cannot
+    read is one line naming state.db and the row (exit 1), not an internal error."""
+    home = _home(tmp_path)
+    State.open(home).close()
+    conn = sqlite3.connect(os.path.join(home, "state.db"))
+    conn.execute(statement)
+    conn.commit()
+    conn.close()
+    result = subprocess.run([str(Path(sys.executable).with_name("tufoci")), *command], capture_output=True,
+                            text=True, env={**os.environ, "TUFOCI_HOME": home, "TUFOCI_NO_AGENT": "1"}, timeout=60)
+    assert result.returncode == 1 and result.stdout == "", (result.returncode, result.stdout, result.stderr)
+    assert len(result.stderr.splitlines()) == 1 and "internal error" not in result.stderr, result.stderr
+    assert f"local state {os.path.join(home, 'state.db')} is damaged" in result.stderr, result.stderr
+
+
+def test_a_damaged_staged_row_is_a_state_error(tmp_path: Path) -> None:
+    state = State.open(_home(tmp_path))
+    state._conn.execute(f"INSERT INTO staged VALUES ('{SCOPE}', 'targets', 'web:1.0', 'add', 1, 'd', '{{bad', 'x', 'y')")
+    with pytest.raises(StateError, match="staged row 'web:1.0' is not valid JSON"):
+        state.staged(SCOPE)

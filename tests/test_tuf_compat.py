@@ -41,7 +41,8 @@ class _Served(FetcherInterface):
         return iter([self.files[name]])
 
 
-def _repository(*, timestamp_expires: datetime.datetime = LATER, roots: int = 1) -> tuple[bytes, _Served]:
+def _repository(*, timestamp_expires: datetime.datetime = LATER, roots: int = 1, delegated_name: str = DELEGATED,
+                delegated_expires: datetime.datetime = LATER) -> tuple[bytes, _Served]:
     signer = CryptoSigner.generate_ed25519()
     key = signer.public_key
     root = Metadata(Root(expires=LATER))
@@ -50,17 +51,17 @@ def _repository(*, timestamp_expires: datetime.datetime = LATER, roots: int = 1)
     targets = Metadata(Targets(expires=LATER))
     targets.signed.delegations = Delegations(
         {key.keyid: key}, {name: DelegatedRole(name, [key.keyid], 1, False, paths=[f"{name}/*"])
-                           for name in (DELEGATED, UNPUBLISHED)})
-    delegated = Metadata(Targets(expires=LATER))
+                           for name in (delegated_name, UNPUBLISHED)})
+    delegated = Metadata(Targets(expires=delegated_expires))
     snapshot = Metadata(Snapshot(expires=LATER))
-    snapshot.signed.meta = {"targets.json": MetaFile(1), f"{DELEGATED}.json": MetaFile(1)}
+    snapshot.signed.meta = {"targets.json": MetaFile(1), f"{delegated_name}.json": MetaFile(1)}
     timestamp = Metadata(Timestamp(expires=timestamp_expires))
     files = {}
     for version in range(2, roots + 1):  # the same keys, a newer version
         newer = Metadata(Root(version=version, expires=LATER, keys=root.signed.keys, roles=root.signed.roles))
         newer.sign(signer)
         files[f"{version}.root.json"] = newer.to_bytes()
-    for md, name in ((root, "1.root.json"), (targets, "1.targets.json"), (delegated, f"1.{DELEGATED}.json"),
+    for md, name in ((root, "1.root.json"), (targets, "1.targets.json"), (delegated, f"1.{delegated_name}.json"),
                      (snapshot, "1.snapshot.json"), (timestamp, "timestamp.json")):
         md.sign(signer)
         files[name.replace("/", "%2F")] = md.to_bytes()
@@ -122,6 +123,23 @@ def test_an_expired_role_is_named_and_expiry_can_be_waived(tmp_path: Path):
     updater, _ = _updater(tmp_path / "waived", timestamp_expires=NOW - datetime.timedelta(days=1))
     tuf_compat.waive_expiry(updater)
     updater.refresh()
+
+
+def test_a_delegated_role_named_like_a_top_level_file_is_not_taken_for_it(tmp_path: Path):
+    """Delegators choose role names: an expired role named ``timestamp.json`` is that role, not the timestamp
+    (whose real expiry, and a fix for the online key holder, the message would otherwise give)."""
+    from tufoci.client.refresh import _expired_message
+
+    updater, _ = _updater(tmp_path, delegated_name="timestamp.json", delegated_expires=NOW - datetime.timedelta(days=1))
+    updater.refresh()
+    with pytest.raises(exceptions.ExpiredMetadataError) as raised:
+        tuf_compat.load_delegated_targets(updater, "timestamp.json", "targets")
+    assert tuf_compat.expired_role(raised.value) == "timestamp.json"
+    message = _expired_message(raised.value, updater)
+    assert message.startswith("metadata rejected: timestamp.json expired") and "online key" not in message, message
+    for text, role in (("timestamp.json is expired", "timestamp"), ("snapshot.json is expired", "snapshot"),
+                       ("Final root.json is expired", "root"), ("New targets is expired", "targets")):
+        assert tuf_compat.expired_role(exceptions.ExpiredMetadataError(text)) == role
 
 
 def test_a_delegated_role_missing_from_the_snapshot_is_named(tmp_path: Path):

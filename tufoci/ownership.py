@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 import stat
 
-# the pieces of $TUFOCI_HOME checked when local state is opened (the home itself first)
-STATE_ENTRIES = (("state.db", "local state"), ("keys", "key directory"), ("cache", "metadata cache"),
-                 ("roots", "pinned roots directory"))
+# the pieces of $TUFOCI_HOME checked when local state is opened (the home itself first); SQLite replays
+# state.db's write-ahead log (indexed by its -shm file) on open, so whoever writes those writes state.db
+STATE_ENTRIES = (("state.db", "local state"), ("state.db-wal", "local state log"), ("state.db-shm", "local state log"),
+                 ("keys", "key directory"), ("cache", "metadata cache"), ("roots", "pinned roots directory"))
 
 
 def ownership_problem(path: str, st: os.stat_result, what: str) -> str | None:

@@ -167,8 +167,10 @@ def _checking_set_class() -> type:
 # -- exception messages ------------------------------------------------------------------------------------
 # ngclient: RepositoryError(f"Role {role} was delegated but is not part of snapshot")
 _UNPUBLISHED_ROLE = r"Role (.+) was delegated but is not part of snapshot"
-# TrustedMetadataSet: ExpiredMetadataError("{New ,Final ,}<role> is expired")
-_EXPIRED = r"(?:New |Final )?(.+?)(?:\.json)? is expired"
+# TrustedMetadataSet: ExpiredMetadataError("New <targets or delegated role name> is expired"), or for the other
+# top-level roles "{Final ,}<role>.json is expired". A delegated role's name is taken verbatim: delegators choose
+# names, and one named "timestamp.json" is not the timestamp.
+_EXPIRED = r"New (.+) is expired|(?:Final )?(root|snapshot|timestamp)\.json is expired"
 
 
 def unpublished_role(error: Exception) -> str | None:
@@ -180,4 +182,4 @@ def unpublished_role(error: Exception) -> str | None:
 def expired_role(error: Exception) -> str | None:
     """The role an ``ExpiredMetadataError`` says expired, or None when its text is not python-tuf's."""
     match = re.fullmatch(_EXPIRED, str(error))
-    return match.group(1) if match else None
+    return (match.group(1) or match.group(2)) if match else None

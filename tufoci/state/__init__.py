@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCHEMA_VERSION", "AuditEntry", "AuditRecord", "DatabaseError", "Mark", "Pin", "StagedRow", "State",
-    "StoredKey", "actor", "home_dir", "now_iso", "now_utc", "read_pins_readonly", "require_own_home",
+    "StoredKey", "actor", "home_dir", "now_iso", "now_utc", "pin_from_row", "read_pins_readonly", "require_own_home",
 ]
 _DATABASE_NAMES = frozenset({"SCHEMA_VERSION", "AuditEntry", "AuditRecord", "Mark", "StagedRow", "State", "StoredKey"})
 
@@ -114,6 +114,18 @@ class Pin:
     root_file: str
 
 
+def pin_from_row(row: tuple, path: str) -> Pin:
+    """A trust pin as ``PINS_QUERY`` reads it from the state.db at ``path``.
+
+    Raises:
+        StateError: a column is not text (a damaged or hand-edited state.db): SQLite stores what it is given.
+    """
+    if not all(isinstance(value, str) and "\0" not in value for value in row):
+        raise StateError(f"local state {path} is damaged: the trust pin {row[0]!r} is not text; remove it with "
+                         "'tufoci trust remove' and add it again")
+    return Pin(*row)
+
+
 def read_pins_readonly(path: str) -> list[Pin]:
     """The trust pins in the state.db at ``path``, as ``State.pins`` reads them, on the standard library alone
     and read-only: nothing is created or migrated (the verify fast path).
@@ -126,7 +138,7 @@ def read_pins_readonly(path: str) -> list[Pin]:
     try:
         connection = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True, timeout=5)
         try:
-            return [Pin(*row) for row in connection.execute(PINS_QUERY)]
+            return [pin_from_row(row, path) for row in connection.execute(PINS_QUERY)]
         finally:
             connection.close()
     except sqlite3.Error as e:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tufoci.errors import StateError
-from tufoci.state import PINS_QUERY, Pin, actor, home_dir, now_iso, require_own_home
+from tufoci.state import PINS_QUERY, Pin, actor, home_dir, now_iso, pin_from_row, require_own_home
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -208,6 +208,18 @@ class State:
               select: str = "*") -> list[dict[str, Any]]:
         return list(self._db.table(table).rows_where(where, list(args), order_by=order_by, select=select))
 
+    def _json(self, text: Any, table: str, row: Any) -> Any:
+        """A JSON column as stored.
+
+        Raises:
+            StateError: it is not JSON text (a damaged or hand-edited state.db), naming the table and the row.
+        """
+        try:
+            return json.loads(text)
+        except (ValueError, TypeError) as e:
+            raise StateError(f"local state {self.path('state.db')} is damaged: {table} row {row!r} is not valid "
+                             f"JSON ({e}); restore state.db from a backup or move it away") from e
+
     # -- audit -----------------------------------------------------------------
     def record_audit(
         self, action: str, *, scope: str | None = None, role: str | None = None, version: int | None = None,
@@ -230,7 +242,7 @@ class State:
             conditions.append(f"action IN ({', '.join('?' for _ in actions)})")
             args += actions
         rows = self._rows("audit", " AND ".join(conditions) or None, args, order_by="id")
-        return [AuditRecord(**{**r, "details": json.loads(r["details"] or "{}")}) for r in rows]
+        return [AuditRecord(**{**r, "details": self._json(r["details"] or "{}", "audit", r["id"])}) for r in rows]
 
     # -- settings (tufoci config) ----------------------------------------------
     def setting(self, name: str) -> str | None:
@@ -244,8 +256,12 @@ class State:
 
     # -- trust pins ------------------------------------------------------------
     def pins(self) -> list[Pin]:
-        """Every trust pin (standard library only: the full verify path reads this)."""
-        return [Pin(*row) for row in self._conn.execute(PINS_QUERY)]
+        """Every trust pin (standard library only: the full verify path reads this).
+
+        Raises:
+            StateError: a pin's row is damaged.
+        """
+        return [pin_from_row(row, self.path("state.db")) for row in self._conn.execute(PINS_QUERY)]
 
     def put_pin(self, pin: Pin) -> None:
         """Add the scope's pin, or replace it."""
@@ -284,7 +300,8 @@ class State:
 
     def _keys(self, where: str | None = None, args: list[Any] | None = None,
               order_by: str | None = None) -> list[StoredKey]:
-        return [StoredKey(r["name"], r["keyid"], r["keytype"], r["scheme"], r["uri"], json.loads(r["public_key"]))
+        return [StoredKey(r["name"], r["keyid"], r["keytype"], r["scheme"], r["uri"],
+                          self._json(r["public_key"], "keys", r["name"]))
                 for r in self._rows("keys", where, args or [], order_by)]
 
     def add_key(self, key: StoredKey) -> None:
@@ -310,7 +327,7 @@ class State:
     def staged(self, scope: str) -> list[StagedRow]:
         """The scope's staged changes in staging order (delegations are searched in the order they were added)."""
         return [StagedRow(r["scope"], r["role"], r["name"], r["action"], r["length"], r["digest"],
-                          json.loads(r["custom"]) if r["custom"] else None)
+                          self._json(r["custom"], "staged", r["name"]) if r["custom"] else None)
                 for r in self._rows("staged", "scope = ?", [scope], order_by="rowid",
                                     select="scope, role, name, action, length, digest, custom")]
 

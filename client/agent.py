@@ -33,7 +33,6 @@ import os
 import signal
 import socketserver
 import threading
-from typing import Any
 
 from tufoci.budget import budget
 from tufoci.client.agent_client import (  # noqa: F401 - default_socket_path is re-exported for the CLI
@@ -45,6 +44,7 @@ from tufoci.client.agent_client import (  # noqa: F401 - default_socket_path is 
 from tufoci.client.verify import Verifier
 from tufoci.errors import StateError, UsageError
 from tufoci.ownership import path_problem
+from tufoci.registry_options import RegistryOptions
 from tufoci.state import State
 from tufoci.verify_output import render_results
 
@@ -66,11 +66,11 @@ def serve(
     freshness: float = 10.0,
     stop: threading.Event | None = None,
     request_timeout: float = REQUEST_TIMEOUT,
-    **registry_options: Any,
+    registry: RegistryOptions = RegistryOptions(),
 ) -> None:
     """Answer verify requests on ``path`` until SIGTERM/SIGINT (or ``stop``), each on its own thread
     and within ``request_timeout`` seconds."""
-    verifier = Verifier(state, freshness=freshness, **registry_options)
+    verifier = Verifier(state, freshness=freshness, registry=registry)
 
     class Handler(socketserver.StreamRequestHandler):
         def handle(self) -> None:

@@ -43,14 +43,13 @@ from tufoci.registry_http import (
     basic_authorization,
     endpoint,
     parse_challenge,
-    read_timeout,
-    request_deadline,
 )
 from tufoci.tuf_compat import cached_file
 
 if TYPE_CHECKING:
-    from tufoci.registry_config import RegistryConfig
+    from tufoci.registry_options import CredentialSource, RegistryOptions
     from tufoci.store.manifest_batch import Answer
+
 
 class _FallThrough(Exception):
     """Something the fast path does not answer: the full refresh will."""
@@ -106,11 +105,13 @@ def _answer(options: dict, home: str) -> tuple[int, str, str]:
     if home_problem(home):
         raise _FallThrough
     pins = _pins(home)
-    from tufoci.registry_config import TLSFlags, config_from_environment
+    from tufoci.registry_config import TLSFlags
+    from tufoci.registry_options import options_from_environment
 
-    # the full path's own configuration (flags, certs.d, registries.conf, proxies): the same connections
-    registry = config_from_environment(TLSFlags(options["plain_http"], options["insecure"], options["ca_file"]),
-                                       os.environ, options["certs_dir"])
+    # the full path's own options (flags, certs.d, registries.conf, proxies, credentials, timeouts): the same
+    # builder as the CLI's, so the same connections
+    registry = options_from_environment(TLSFlags(options["plain_http"], options["insecure"], options["ca_file"]),
+                                        os.environ, options["certs_dir"])
     now = time.time()
     records: dict[str, tuple] = {}  # scope -> (pin, its record)
     images, checks = [], []
@@ -160,7 +161,7 @@ def _pins(home: str) -> list:
         raise _FallThrough from e
 
 
-def _expect_all(requests: list[tuple], registry: RegistryConfig) -> None:
+def _expect_all(requests: list[tuple], registry: RegistryOptions) -> None:
     """GET each manifest (repository, reference, expected digest, size cap) and require the expected bytes.
 
     Per registry: the first request alone (it meets an auth challenge, if any), then the rest pipelined over
@@ -173,18 +174,19 @@ def _expect_all(requests: list[tuple], registry: RegistryConfig) -> None:
     for repository, reference, digest, cap in requests:
         by_host.setdefault(repository.registry, []).append((repository.path, reference, digest, cap))
     for host, items in by_host.items():
-        settings = registry.settings_for(host)
+        settings = registry.config.settings_for(host)
         url = f"{'http' if settings.plain_http else 'https'}://{settings.address}"
         if settings.proxies.for_url(url) is not None:
             raise _FallThrough
         endpoint_ = endpoint(url, tls=None if settings.plain_http else settings.ssl_context(),
-                             read_timeout=read_timeout(), deadline=request_deadline())
+                             read_timeout=registry.read_timeout, deadline=registry.deadline,
+                             connect_timeout=registry.connect_timeout)
         host = settings.address  # credentials are those of the host connected to, as the full client's
         headers = {"Accept": MANIFEST_ACCEPT, "Accept-Encoding": "identity", "User-Agent": USER_AGENT}
         (path, reference, digest, cap), rest = items[0], items[1:]
         answer = fetch_one(endpoint_, path, reference, headers, max_bytes=cap)
         if answer.status == 401:
-            headers["Authorization"] = _basic(host, answer.headers.get("www-authenticate", ""))
+            headers["Authorization"] = _basic(registry.credentials, host, answer.headers.get("www-authenticate", ""))
             answer = fetch_one(endpoint_, path, reference, headers, max_bytes=cap)
         _expect(answer, digest)
         groups: dict[tuple[str, int], dict[str, str]] = {}
@@ -210,11 +212,9 @@ def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def _basic(registry: str, challenge: str) -> str:
+def _basic(source: CredentialSource, registry: str, challenge: str) -> str:
     """The Authorization header the full client would answer ``challenge`` with: HTTP Basic and the same
     credentials. Any other flow (a token service), no credentials, or a credential helper: the full path."""
-    from tufoci.credentials import lookup_credentials
-
     scheme, _ = parse_challenge(challenge)
     if scheme != "basic":
         raise _FallThrough
@@ -222,7 +222,7 @@ def _basic(registry: str, challenge: str) -> str:
     def no_helpers(name: str, registry: str) -> None:
         raise _FallThrough  # docker-credential-* helpers: a subprocess the full path runs
 
-    credentials = lookup_credentials(registry, helper=no_helpers)
+    credentials = source.lookup(registry, helper=no_helpers)
     if credentials is None:
         raise _FallThrough
     return basic_authorization(credentials)

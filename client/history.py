@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
-from typing import Any
 
 from tuf.api.exceptions import RepositoryError, UnsignedMetadataError
 from tuf.api.metadata import DelegatedRole, Metadata, Root, Targets
@@ -56,6 +55,7 @@ from tufoci.layout_spec import (
     parse_metadata_tag,
 )
 from tufoci.reference import Repository, parse_reference, parse_repository, target_name
+from tufoci.registry_options import RegistryOptions
 from tufoci.state import State
 from tufoci.store.base import RepositoryStore
 
@@ -152,7 +152,7 @@ def scope_history(
     references: list[str] | tuple[str, ...] = (),
     *,
     since: datetime.datetime | None = None,
-    **registry_options: Any,
+    registry: RegistryOptions = RegistryOptions(),
 ) -> History:
     """The verified history of every tag (or of ``references``: target names or REGISTRY/SCOPE/REPO:TAG).
 
@@ -166,7 +166,7 @@ def scope_history(
     pin = pin_for_scope(state, scope_text)
     scope = parse_repository(pin.scope)
     wanted = [_target_name(text, scope) for text in references]
-    store = metadata_store(pin, **registry_options)
+    store = metadata_store(pin, registry=registry)
     pinned = _anchor(pin.root_file, pin.scope, store)
     tags: dict[tuple[str, str], dict[int, str]] = {}  # (kind, role or encoded role) -> version -> tag
     for tag in store.list_tags():

@@ -51,6 +51,7 @@ from tufoci.errors import (
 )
 from tufoci.keyids import require_own_keyids
 from tufoci.reference import parse_repository
+from tufoci.registry_options import RegistryOptions
 from tufoci.state import Pin
 from tufoci.store import open_repository
 from tufoci.store.base import RepositoryStore
@@ -172,11 +173,11 @@ def _naming_scope(pin: Pin) -> Iterator[None]:
         raise type(e)(message) from e
 
 
-def metadata_store(pin: Pin, **registry_options: object) -> RepositoryStore:
+def metadata_store(pin: Pin, *, registry: RegistryOptions = RegistryOptions()) -> RepositoryStore:
     """The OCI repository holding a pin's metadata (HTTP sources are read-only)."""
     if is_http_source(pin.metadata):
         raise UsageError(f"{pin.scope} reads its metadata from {pin.metadata}: an HTTP source cannot be written")
-    return open_repository(parse_repository(pin.metadata), **registry_options)
+    return open_repository(parse_repository(pin.metadata), registry=registry)
 
 
 @contextlib.contextmanager
@@ -187,7 +188,7 @@ def trusted_session(
     allow_expired: bool = False,
     cache: str | None = None,
     keep_verified: bool = False,
-    **registry_options: object,
+    registry: RegistryOptions = RegistryOptions(),
 ) -> Iterator[TrustedSession]:
     """Refresh the pin's metadata; keep the result only if the block succeeds.
 
@@ -218,7 +219,7 @@ def trusted_session(
             # a static mirror laid out as a plain TUF repository (tufoci export-metadata)
             fetcher, base_url = Urllib3Fetcher(app_user_agent="tufoci"), pin.metadata
         else:
-            fetcher, base_url = OCIMetadataFetcher(metadata_store(pin, **registry_options)), f"oci://{pin.metadata}/"
+            fetcher, base_url = OCIMetadataFetcher(metadata_store(pin, registry=registry)), f"oci://{pin.metadata}/"
         if not has_root:
             os.makedirs(work)
             bootstrap = _pinned_root(pin, fetcher, base_url)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from tufoci.atomic_file import atomic_write
 from tufoci.errors import MetadataRejectedError, NotTrustedError, RegistryError, UsageError
 from tufoci.reference import LAYOUT_PREFIX, Reference, Repository, parse_repository
+from tufoci.registry_options import RegistryOptions
 from tufoci.state import Pin
 
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ def full_sha256(text: str) -> str:
 
 
 def check_root_in_registry(
-    scope_text: str, root_data: bytes, metadata: str | None = None, **registry_options: Any
+    scope_text: str, root_data: bytes, metadata: str | None = None, *, registry: RegistryOptions = RegistryOptions()
 ) -> str | None:
     """Compare a root file with the same version in the scope's metadata repository (issue 18: another
     scope's root pinned by mistake reads, at every later verify, as an attack).
@@ -155,13 +156,13 @@ def check_root_in_registry(
     version = json.loads(root_data)["signed"].get("version")
     digest = hashlib.sha256(root_data).hexdigest()
     try:
-        manifest = open_repository(repo, **registry_options).get_manifest(metadata_tag("root", version))
+        manifest = open_repository(repo, registry=registry).get_manifest(metadata_tag("root", version))
         layer = parse_metadata_manifest(manifest.data).layer
     except NotFoundError:
         return f"{repo} has no root.{version}: the root could not be compared with the registry's"
     except RegistryError as e:
         return f"the root could not be compared with the registry's ({e})"
-    if layer.digest != f"sha256:{digest}" and not _completes(root_data, repo, layer, **registry_options):
+    if layer.digest != f"sha256:{digest}" and not _completes(root_data, repo, layer, registry=registry):
         raise MetadataRejectedError(
             f"the root file is not {scope}'s: {repo} serves root.{version} with {layer.digest}, the file has "
             f"sha256:{digest} (another scope's root?): refused"
@@ -169,7 +170,7 @@ def check_root_in_registry(
     return None
 
 
-def _completes(pinned: bytes, repo: Repository, layer: Any, **registry_options: Any) -> bool:
+def _completes(pinned: bytes, repo: Repository, layer: Any, *, registry: RegistryOptions = RegistryOptions()) -> bool:
     """Whether the registry's root (``layer``) is the pinned root v1 that awaited its first signatures, now
     with all of them: the same signed part (client/genesis_root.py)."""
     from tuf.api.metadata import Metadata
@@ -184,7 +185,7 @@ def _completes(pinned: bytes, repo: Repository, layer: Any, **registry_options: 
         return False
     if not awaits_signatures(root):
         return False
-    live = open_repository(repo, **registry_options).get_blob(layer.digest, max_bytes=min(layer.size, MAX_ROOT_BYTES))
+    live = open_repository(repo, registry=registry).get_blob(layer.digest, max_bytes=min(layer.size, MAX_ROOT_BYTES))
     try:
         return signed_digest(Metadata.from_bytes(live)) == signed_digest(root)
     except (DeserializationError, ValueError, TypeError, KeyError):
@@ -249,7 +250,7 @@ def _scope_guess(reference: Reference) -> str:
 
 
 def fetch_root_by_sha256(
-    scope_text: str, sha256: str, metadata: str | None = None, **registry_options: Any
+    scope_text: str, sha256: str, metadata: str | None = None, *, registry: RegistryOptions = RegistryOptions()
 ) -> bytes:
     """Find, in the metadata repository, the root version whose bytes hash to ``sha256``.
 
@@ -260,7 +261,7 @@ def fetch_root_by_sha256(
 
     scope = parse_repository(scope_text)
     repo = parse_repository(metadata) if metadata else default_metadata_repository(scope)
-    store = open_repository(repo, **registry_options)
+    store = open_repository(repo, registry=registry)
     wanted = full_sha256(sha256)
     tags = store.list_tags()
     if TIMESTAMP_TAG not in tags and any(t in tags for t in (proposal_tag("targets", 1), proposal_tag("root", 1))):

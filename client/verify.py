@@ -15,7 +15,6 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
 
 from tuf.api.metadata import TargetFile
 
@@ -34,10 +33,11 @@ from tufoci.errors import (
 )
 from tufoci.layout_spec import MAX_METADATA_MANIFEST_BYTES, TIMESTAMP_TAG, target_media_type
 from tufoci.reference import Reference, Repository, parse_reference, target_name
+from tufoci.registry_options import RegistryOptions
 from tufoci.state import Pin, State
 from tufoci.store import Manifest, open_repository
 from tufoci.tuf_compat import cached_file, earliest_expiry, trusted_version
-from tufoci.verify_output import Outcome, VerifiedImage  # noqa: F401  (their home: the fast path shares them)
+from tufoci.verify_output import Outcome, VerifiedImage  # their home: the fast path shares them
 
 # target names a long-lived Verifier keeps answering from one refresh (beyond those asked in a call)
 MAX_REMEMBERED_NAMES = 1024
@@ -74,6 +74,10 @@ class Verifier:
     Trust comes from ``state`` (the CLI: pins in state.db, the cache under
     TUFOCI_HOME) or, for embedders that must not touch a maintainer's state, from
     ``pins`` (``trust_pins.make_pin``) and a ``cache`` directory of their own.
+    Registries are reached as ``registry`` says (``RegistryOptions``: TLS,
+    credentials, timeouts), through its connection pool or, when it has none, one
+    of the verifier's own that ``close()`` (or leaving a ``with`` block) closes.
+    docs/library.md shows the three ways to embed it.
     """
 
     def __init__(
@@ -84,8 +88,12 @@ class Verifier:
         cache: str | None = None,
         freshness: float = 0.0,
         check_registry: bool = True,
-        **registry_options: Any,
-    ):
+        registry: RegistryOptions = RegistryOptions(),
+    ) -> None:
+        """Raises:
+            TypeError: ``pins`` without ``cache``.
+            StateError: without ``pins``, the state in TUFOCI_HOME cannot be opened (``State.open``).
+        """
         self._pins: list[Pin] | None
         if pins is not None:
             if cache is None:
@@ -96,10 +104,22 @@ class Verifier:
             self._pins, self._home = None, self.state.home
         self.freshness = freshness
         self.check_registry = check_registry
-        self.registry_options = registry_options
+        self.registry = registry.pooled()  # this verifier's connections and tokens, reused by every call
+        self._own_clients = registry.clients is None
         self._resolutions: dict[str, _Resolutions] = {}
         self._resolutions_lock = threading.Lock()
         self._owner, self._local = threading.get_ident(), threading.local()
+
+    def close(self) -> None:
+        """Close the connections of the pool the verifier made (a pool passed in is its owner's to close)."""
+        if self._own_clients and self.registry.clients is not None:
+            self.registry.clients.close()
+
+    def __enter__(self) -> Verifier:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def verify(self, references: list[str], *, check_registry: bool | None = None) -> list[Outcome]:
         """Verify every reference; one refresh per trust repository, registry checks in parallel.
@@ -148,8 +168,25 @@ class Verifier:
                 outcomes[index] = _outcome(reference, name, scope_name, resolved.get(name))
 
         if self.check_registry if check_registry is None else check_registry:
-            _check_registry(outcomes, self.registry_options)
+            _check_registry(outcomes, self.registry)
         return [outcomes[i] for i in range(len(references))]
+
+    def verify_one(self, reference: str) -> VerifiedImage:
+        """Verify one reference and return what to deploy (``.pinned``: ``repository@sha256:…``).
+
+        Raises:
+            InvalidReferenceError: the reference does not parse (exit 2).
+            NotTrustedError: no pin covers it (exit 1).
+            NotSignedError: its signers did not sign it (exit 10).
+            DigestMismatchError: the registry serves other bytes for the tag than were signed (exit 11).
+            MetadataRejectedError: the trust data failed verification (exit 12).
+            RegistryError: the registry could not be read (exit 13).
+        """
+        (outcome,) = self.verify([reference])
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.image is not None  # an outcome has an image or an error
+        return outcome.image
 
     def pins(self) -> list[Pin]:
         """The trust pins this verifier answers for. From the state they are read on this thread's own
@@ -170,7 +207,7 @@ class Verifier:
             MetadataRejectedError: the metadata failed verification (the cache is unchanged).
             RegistryError: the registry could not be read.
         """
-        with trusted_session(self._home, pin, **self.registry_options) as session:
+        with trusted_session(self._home, pin, registry=self.registry) as session:
             return list_signed_targets(session, pin.scope)
 
     def _resolve(self, pin: Pin, names: list[str]) -> dict[str, TargetFile | None]:
@@ -179,7 +216,7 @@ class Verifier:
                 and all(n in known.targets for n in names):
             if time.monotonic() < known.fresh_until or self._unchanged(pin, known):
                 return known.targets
-        with trusted_session(self._home, pin, **self.registry_options) as session:
+        with trusted_session(self._home, pin, registry=self.registry) as session:
             targets = {name: session.lookup(name) for name in sorted(set(names))}
             # names asked before are answered again from the same refresh, so that asking for them next
             # time costs nothing; one that no longer resolves is forgotten, it never fails this call
@@ -228,7 +265,7 @@ class Verifier:
         if file_sha256(cached_file(cache_dir(self._home, pin), "timestamp")) != known.trusted_timestamp:
             return False
         try:
-            served = metadata_store(pin, **self.registry_options).get_manifest(
+            served = metadata_store(pin, registry=self.registry).get_manifest(
                 TIMESTAMP_TAG, max_bytes=MAX_METADATA_MANIFEST_BYTES)
         except (NotFoundError, TooLargeError):
             return False  # the full refresh says what is wrong, as it always does
@@ -240,10 +277,15 @@ def verify(
     *,
     state: State | None = None,
     check_registry: bool = True,
-    **registry_options: Any,
+    registry: RegistryOptions = RegistryOptions(),
 ) -> list[Outcome]:
-    """Verify references now (a fresh refresh of each trust repository they need)."""
-    return Verifier(state, check_registry=check_registry, **registry_options).verify(references)
+    """Verify references now (a fresh refresh of each trust repository they need); one ``Outcome`` each.
+
+    Raises:
+        StateError: without ``state``, the state in TUFOCI_HOME cannot be opened.
+    """
+    with Verifier(state, check_registry=check_registry, registry=registry) as verifier:
+        return verifier.verify(references)
 
 
 def digest_outcome(reference: Reference, relative: str, scope: str, signed: SignedTargets) -> Outcome:
@@ -278,7 +320,7 @@ def _outcome(reference: Reference, name: str, scope: str, info: TargetFile | Non
     return Outcome(str(reference), image=image)
 
 
-def _check_registry(outcomes: dict[int, Outcome], registry_options) -> None:
+def _check_registry(outcomes: dict[int, Outcome], registry: RegistryOptions) -> None:
     """Compare what the registry serves for each tag with the signed digest.
 
     A repository's tags are read together (``get_manifests``: one batch, not a request each);
@@ -307,7 +349,7 @@ def _check_registry(outcomes: dict[int, Outcome], registry_options) -> None:
         index, outcome = item
         reference = parse_reference(outcome.reference)
         try:
-            served = open_repository(reference.repository, **registry_options).get_manifest(reference.tag or "")
+            served = open_repository(reference.repository, registry=registry).get_manifest(reference.tag or "")
         except RegistryError as e:
             return index, Outcome(outcome.reference, error=e)
         return compare(index, outcome, served)
@@ -322,7 +364,7 @@ def _check_registry(outcomes: dict[int, Outcome], registry_options) -> None:
             continue
         tags = [parse_reference(outcome.reference).tag or "" for _, outcome in items]
         try:
-            served = open_repository(repository, **registry_options).get_manifests(tags)
+            served = open_repository(repository, registry=registry).get_manifests(tags)
         except RegistryError:
             one_by_one.extend(items)
             continue

@@ -121,7 +121,7 @@ def _destination_state(session: MaintainerSession, destination: Repository) -> d
     """
     pin = session.pin
     target = Pin(str(destination), str(default_metadata_repository(destination)), pin.root_sha256, pin.root_file)
-    there = MaintainerSession(session.state, target, registry_options=session.registry_options, allow_expired=True)
+    there = MaintainerSession(session.state, target, registry=session.registry, allow_expired=True)
     with tempfile.TemporaryDirectory(prefix=".copy-", dir=session.state.home) as scratch:
         try:
             with there.live(cache=os.path.join(scratch, "cache")) as live:

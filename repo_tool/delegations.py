@@ -9,7 +9,6 @@ next version.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from securesystemslib.signer import SSlibKey
 from tuf.api.metadata import DelegatedRole, Delegations, SuccinctRoles, Targets
@@ -18,6 +17,7 @@ from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import UsageError
 from tufoci.keys import require_distinct, resolve_key
 from tufoci.layout_spec import TOP_LEVEL_ROLES
+from tufoci.registry_options import RegistryOptions
 from tufoci.repo_tool.staging import BinsDelegation, DelegationAdd, Undelegation, record_changes
 from tufoci.state import State
 
@@ -112,7 +112,7 @@ def stage_bins(
 
 
 def stage_undelegation(
-    state: State, scope_text: str, role: str, *, parent: str = "targets", **registry_options: Any
+    state: State, scope_text: str, role: str, *, parent: str = "targets", registry: RegistryOptions = RegistryOptions()
 ) -> Undelegation:
     """Stage ``parent`` no longer delegating to ``role``.
 
@@ -122,7 +122,7 @@ def stage_undelegation(
     from tufoci.repo_tool.staging_checks import check_undelegation
 
     pin = pin_for_scope(state, scope_text)
-    check_undelegation(state, pin, role, parent, dict(registry_options))
+    check_undelegation(state, pin, role, parent, registry)
     change = Undelegation(pin.scope, parent, role)
     record_changes(state, [change])
     return change

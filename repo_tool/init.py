@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import Any
 
 from securesystemslib.signer import SecretsHandler
 from tuf.api.metadata import Metadata, Role, Root, Snapshot, Targets, Timestamp
@@ -17,6 +16,7 @@ from tufoci.errors import PublishError, UsageError
 from tufoci.identity import actor_name, machine_id
 from tufoci.keys import KeyRef, require_distinct, resolve_key
 from tufoci.reference import parse_repository
+from tufoci.registry_options import RegistryOptions
 from tufoci.repo_tool.expiry import EXPIRY_FIELD, expiry_for, parse_expiry_options
 from tufoci.repo_tool.proposals import push_proposal
 from tufoci.repo_tool.push import MetadataFile, current_timestamp_digest, push_metadata
@@ -58,7 +58,7 @@ def init_scope(
     root_out: str | None = None,
     metadata: str | None = None,
     secrets: SecretsHandler | None = None,
-    **registry_options: Any,
+    registry: RegistryOptions = RegistryOptions(),
 ) -> InitResult:
     """Create and publish version 1 of every top-level role, and pin the new root locally.
 
@@ -79,7 +79,7 @@ def init_scope(
     targets_refs = [resolve_key(state, k) for k in targets_keys]
     online = resolve_key(state, online_key)
 
-    store = open_repository(metadata_repo, **registry_options)
+    store = open_repository(metadata_repo, registry=registry)
     if current_timestamp_digest(store) is not None:
         raise PublishError(f"{metadata_repo} already holds a trust repository (it has a timestamp)")
 

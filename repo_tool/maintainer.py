@@ -29,6 +29,7 @@ from tufoci.client.refresh import TrustedSession, metadata_store, trusted_sessio
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.keys import list_keys
 from tufoci.reference import Repository
+from tufoci.registry_options import RegistryOptions
 from tufoci.repo_tool.current import load_current
 from tufoci.repo_tool.genesis import GenesisTree, genesis_state, pinned_root, refuse_genesis_seen_live
 from tufoci.repo_tool.plan import CurrentState, Plan, no_keys
@@ -72,20 +73,20 @@ def key_names(state: State) -> dict[str, str]:
 class MaintainerSession:
     """One scope, seen by one maintainer's machine: its pin, verified refreshes, live state, proposals, keys."""
 
-    def __init__(self, state: State, pin: Pin, *, registry_options: dict[str, Any] | None = None,
+    def __init__(self, state: State, pin: Pin, *, registry: RegistryOptions = RegistryOptions(),
                  allow_expired: bool = True):
         self.state, self.pin, self.allow_expired = state, pin, allow_expired
-        self.registry_options: dict[str, Any] = dict(registry_options or {})
+        self.registry = registry
 
     @classmethod
-    def open(cls, state: State, scope_text: str, *, registry_options: dict[str, Any] | None = None,
+    def open(cls, state: State, scope_text: str, *, registry: RegistryOptions = RegistryOptions(),
              allow_expired: bool = True) -> MaintainerSession:
         """The session of the scope this machine trusts under ``scope_text``.
 
         Raises:
             UsageError: no trust pin for the scope (``tufoci trust add`` / ``init`` first).
         """
-        return cls(state, pin_for_scope(state, scope_text), registry_options=registry_options,
+        return cls(state, pin_for_scope(state, scope_text), registry=registry,
                    allow_expired=allow_expired)
 
     @property
@@ -94,7 +95,7 @@ class MaintainerSession:
 
     def _with_registry(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """The one place the registry options are passed on (one spot to change for typed options)."""
-        return call(*args, **kwargs, **self.registry_options)
+        return call(*args, **kwargs, registry=self.registry)
 
     def open_repository(self, repository: Repository) -> RepositoryStore:
         """Any repository of the registry (images to copy, a destination), with this session's options."""

@@ -18,6 +18,7 @@ from securesystemslib.signer import SecretsHandler
 from tufoci.errors import ContentMismatchError, NotFoundError, RegistryError, StateError, UsageError
 from tufoci.json_keys import camel_fields
 from tufoci.reference import parse_repository
+from tufoci.registry_options import RegistryOptions
 from tufoci.repo_tool.notary_plan import CollectionPlan, make_plan
 from tufoci.repo_tool.notary_source import open_source
 from tufoci.repo_tool.notary_stage import (
@@ -146,7 +147,7 @@ def plan_import(
 
 
 def check_manifests(
-    plan: CollectionPlan, registry_options: dict | None = None, diff: ImportDiff | None = None
+    plan: CollectionPlan, registry: RegistryOptions = RegistryOptions(), diff: ImportDiff | None = None
 ) -> list[ManifestCheck]:
     """Fetch each planned tag's manifest by digest: length and digest checked, a missing one reported.
 
@@ -158,7 +159,7 @@ def check_manifests(
 
     scope = parse_repository(plan.scope)
     assert scope.registry is not None  # split_gun: the scope holds the GUN, a registry's repository
-    repository = registry_client(scope.registry, **(registry_options or {})).repository(
+    repository = registry_client(scope.registry, registry).repository(
         f"{scope.path}/{plan.repository}"
     )
     checks: list[ManifestCheck] = []
@@ -191,7 +192,7 @@ def check_manifests(
 
 
 def import_plans(
-    state: State, result: ImportResult, *, secrets: SecretsHandler | None, registry_options: dict | None = None
+    state: State, result: ImportResult, *, secrets: SecretsHandler | None, registry: RegistryOptions = RegistryOptions()
 ) -> None:
     """Stage what changed since the last import (``notary_stage``) and publish it: the top-level tags go live,
     each delegated role's next version is a proposal for its delegates.
@@ -208,7 +209,7 @@ def import_plans(
     from tufoci.client.trust_pins import pin_for_scope
     from tufoci.errors import NotTrustedError
 
-    options = registry_options or {}
+    options = registry
     for plan in result.plans:
         unchecked = [c for c in result.checks.get(plan.gun, []) if c.status == "unchecked"]
         if unchecked:

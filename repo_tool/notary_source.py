@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import re
 import urllib.parse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from tufoci.credentials import lookup_credentials
 from tufoci.errors import RegistryError, UsageError
 from tufoci.registry_config import RegistryConfig, TLSFlags
+from tufoci.registry_options import RegistryOptions
 from tufoci.store.registry import RegistryClient
 
 MAX_FILE_BYTES = 16 * 1024 * 1024  # a 1,000-tag targets.json is ~100 kB; delegations are smaller
@@ -105,6 +106,7 @@ class ServerSource:
         client_key: str | None = None,
         insecure: bool = False,
         credentials_registry: str | None = None,
+        registry: RegistryOptions = RegistryOptions(),
     ) -> None:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("https", "http") or not parts.netloc or parts.path not in ("", "/"):
@@ -112,10 +114,11 @@ class ServerSource:
         self.gun, self.url = gun, f"{parts.scheme}://{parts.netloc}"
         # docker keeps the login under the registry's name, and the registry's token service is the one
         # a notary-server's challenge points to: look the credentials up there first
-        credentials = lookup_credentials(credentials_registry) if credentials_registry else None
+        credentials = registry.credentials.lookup(credentials_registry) if credentials_registry else None
         # mutual TLS: the client certificate goes into the client's TLS context, as certs.d ones do
         tls = TLSFlags(parts.scheme == "http", insecure, ca_file, client_cert=client_cert, client_key=client_key)
-        self._client = RegistryClient(parts.netloc, config=RegistryConfig(tls), credentials=credentials)
+        self._client = RegistryClient(parts.netloc, replace(registry, config=RegistryConfig(tls)),
+                                      credentials=credentials)
         self._scope = f"repository:{gun}:pull"
         self.request_count = 0
 

@@ -21,6 +21,7 @@ from securesystemslib.signer import SecretsHandler
 
 from tufoci.atomic_file import atomic_write
 from tufoci.errors import StateError
+from tufoci.registry_options import RegistryOptions
 from tufoci.repo_tool.notary_plan import CollectionPlan, DelegationPlan, KeyPlan
 from tufoci.state import State
 
@@ -118,7 +119,7 @@ def _depth(delegation: DelegationPlan) -> int:
 
 
 def stage_import(
-    state: State, plan: CollectionPlan, diff: ImportDiff, ok: set[str], registry_options: dict
+    state: State, plan: CollectionPlan, diff: ImportDiff, ok: set[str], registry: RegistryOptions
 ) -> tuple[bool, list[str]]:
     """Stage the new delegations (parents first), the added and changed tags whose manifest checked ``ok``
     (each in its role), and the removals. Returns (anything staged, warnings: delegations not carried over).
@@ -148,13 +149,13 @@ def stage_import(
     for role, references in by_role.items():
         # what Notary signed is migrated as signed, even where the tag has moved since (issue 18's tag check
         # would refuse it): the plan's manifest checks already said what the registry serves
-        stage_targets(state, references, role=role, allow_tag_mismatch=True, **registry_options)
+        stage_targets(state, references, role=role, allow_tag_mismatch=True, registry=registry)
         staged = True
     before = load_imported(state.home).get(plan.gun, {}).get("tags", {})
     roles = {t.target: t.role for t in plan.tags if t.tag in ok}
     moved = [name for name in diff.changed if name in roles and before[name]["role"] != roles[name]]
     for name in diff.removed + moved:  # a tag now listed by another role leaves its old one
-        stage_removals(state, plan.scope, [name], role=before[name]["role"], **registry_options)
+        stage_removals(state, plan.scope, [name], role=before[name]["role"], registry=registry)
         staged = True
     return staged, warnings
 
@@ -174,7 +175,7 @@ def record_import(home: str, plan: CollectionPlan, diff: ImportDiff, ok: set[str
 
 
 def publish_scopes(state: State, scopes: list[str], secrets: SecretsHandler | None,
-                   registry_options: dict) -> list[dict]:
+                   registry: RegistryOptions) -> list[dict]:
     """``publish`` each scope staged into: the top-level role goes live, delegated roles become proposals.
 
     Raises:
@@ -183,5 +184,5 @@ def publish_scopes(state: State, scopes: list[str], secrets: SecretsHandler | No
     from tufoci.repo_tool.maintainer import MaintainerSession
     from tufoci.repo_tool.publish import publish
 
-    return [publish(MaintainerSession.open(state, scope, registry_options=registry_options), secrets=secrets).to_dict()
+    return [publish(MaintainerSession.open(state, scope, registry=registry), secrets=secrets).to_dict()
             for scope in dict.fromkeys(scopes)]

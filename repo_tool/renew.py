@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
-from typing import Any
 
 from tuf.api.metadata import Root, Targets
 
@@ -24,6 +23,7 @@ from tufoci.client.refresh import trusted_session
 from tufoci.client.trust_pins import pin_for_scope
 from tufoci.errors import UsageError
 from tufoci.layout_spec import ONLINE_ROLES
+from tufoci.registry_options import RegistryOptions
 from tufoci.repo_tool.current import load_current
 from tufoci.repo_tool.expiry import parse_duration
 from tufoci.repo_tool.plan import CurrentState
@@ -33,7 +33,7 @@ from tufoci.state import State
 
 
 def stage_renewal(
-    state: State, scope_text: str, role: str, *, expires: str | None = None, **registry_options: Any
+    state: State, scope_text: str, role: str, *, expires: str | None = None, registry: RegistryOptions = RegistryOptions()
 ) -> Renewal:
     """Stage a renewal of ``role`` (root, targets or a delegated role); ``expires`` overrides its period.
 
@@ -50,7 +50,7 @@ def stage_renewal(
     if expires is not None:
         parse_duration(expires)
     if role not in ("root", "targets"):
-        with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
+        with trusted_session(state.home, pin, allow_expired=True, registry=registry) as session:
             tree = RoleTree(session, load_current(session).root.signed)
             tree.parent_of(role)  # PublishError when nothing delegates it
             if tree.version(role) == 0:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from tufoci import budget
 from tufoci.client.trust_pins import pin_for_reference, pin_for_scope
@@ -24,6 +24,7 @@ from tufoci.layout_spec import (
     target_custom,
 )
 from tufoci.reference import Reference, Repository, parse_reference, target_name
+from tufoci.registry_options import RegistryOptions
 from tufoci.state import AuditEntry, Pin, StagedRow, State
 from tufoci.store import Manifest, open_repository
 
@@ -169,12 +170,12 @@ def from_row(row: StagedRow) -> StagedChange:
                      "(staged by a newer tufoci?)")
 
 
-def resolve_image(reference: Reference, **registry_options: Any) -> tuple[str, int, dict]:
+def resolve_image(reference: Reference, *, registry: RegistryOptions = RegistryOptions()) -> tuple[str, int, dict]:
     """(digest, length, custom) of the manifest a reference points at, from its bytes."""
-    return resolve_images([reference], **registry_options)[0]
+    return resolve_images([reference], registry=registry)[0]
 
 
-def resolve_images(references: list[Reference], **registry_options: Any) -> list[tuple[str, int, dict]]:
+def resolve_images(references: list[Reference], *, registry: RegistryOptions = RegistryOptions()) -> list[tuple[str, int, dict]]:
     """``resolve_image`` of each reference, in order; the first failure raises.
 
     References are grouped by repository, so a repository's many tags come through
@@ -187,7 +188,7 @@ def resolve_images(references: list[Reference], **registry_options: Any) -> list
     manifests: list[Manifest | None] = [None] * len(references)
 
     def resolve_group(repository: Repository, indices: list[int]) -> None:
-        store = open_repository(repository, **registry_options)
+        store = open_repository(repository, registry=registry)
         wanted = [references[i].digest or references[i].tag or "latest" for i in indices]
         for index, manifest in zip(indices, store.get_manifests(wanted), strict=True):
             manifests[index] = manifest
@@ -215,7 +216,7 @@ def stage_targets(
     role: str = "targets",
     allow_tag_mismatch: bool = False,
     warn: Callable[[str], None] = lambda line: None,
-    **registry_options: Any,
+    registry: RegistryOptions = RegistryOptions(),
 ) -> list[TargetAdd]:
     """Resolve and stage every reference; nothing is staged unless all resolve.
 
@@ -230,9 +231,9 @@ def stage_targets(
         raise UsageError("no reference given")
     locate = _locator(state.pins())
     planned = [locate(text) for text in references]
-    _check_roles(state, role, [(scope, name) for _, scope, name in planned], registry_options)
-    resolved = resolve_images([reference for reference, _, _ in planned], **registry_options)
-    for message in _tag_mismatches([reference for reference, _, _ in planned], registry_options):
+    _check_roles(state, role, [(scope, name) for _, scope, name in planned], registry)
+    resolved = resolve_images([reference for reference, _, _ in planned], registry=registry)
+    for message in _tag_mismatches([reference for reference, _, _ in planned], registry):
         if not allow_tag_mismatch:
             raise UsageError(f"{message}: add --allow-tag-mismatch to sign the digest given")
         warn(message)
@@ -244,7 +245,7 @@ def stage_targets(
     return changes
 
 
-def _tag_mismatches(references: list[Reference], registry_options: dict) -> list[str]:
+def _tag_mismatches(references: list[Reference], registry: RegistryOptions) -> list[str]:
     """issue 18: for each ``REPO:TAG@DIGEST``, what the registry serves for the tag when it is not DIGEST."""
     from tufoci.errors import NotFoundError
 
@@ -254,7 +255,7 @@ def _tag_mismatches(references: list[Reference], registry_options: dict) -> list
             continue
         tagged = Reference(reference.repository, reference.tag)
         try:
-            served = resolve_image(tagged, **registry_options)[0]
+            served = resolve_image(tagged, registry=registry)[0]
         except NotFoundError:
             messages.append(f"{tagged} does not exist in the registry (signing {reference.digest} for it)")
             continue
@@ -263,7 +264,7 @@ def _tag_mismatches(references: list[Reference], registry_options: dict) -> list
     return messages
 
 
-def _check_roles(state: State, role: str, targets: list[tuple[str, str]], registry_options: dict) -> None:
+def _check_roles(state: State, role: str, targets: list[tuple[str, str]], registry: RegistryOptions) -> None:
     """issue 18: a role that does not exist, or a name outside its paths, is refused now, not at publish.
     Staging for ``targets`` needs no check (and no registry request)."""
     if role == "targets":
@@ -274,7 +275,7 @@ def _check_roles(state: State, role: str, targets: list[tuple[str, str]], regist
     for scope, name in targets:
         by_scope.setdefault(scope, []).append(name)
     for scope, names in by_scope.items():
-        check_staging(state, pin_for_scope(state, scope), role=role, adds=names, registry_options=registry_options)
+        check_staging(state, pin_for_scope(state, scope), role=role, adds=names, registry=registry)
 
 
 def _locator(pins: list[Pin]) -> Callable[[str], tuple[Reference, str, str]]:
@@ -299,7 +300,7 @@ def _locator(pins: list[Pin]) -> Callable[[str], tuple[Reference, str, str]]:
 
 
 def stage_built_targets(
-    state: State, records: list[tuple[str, str, int, str]], *, role: str = "targets", **registry_options: Any
+    state: State, records: list[tuple[str, str, int, str]], *, role: str = "targets", registry: RegistryOptions = RegistryOptions()
 ) -> list[TargetAdd]:
     """Stage digests the build already knows (no registry request): ``(ref, digest, size, media type)``.
 
@@ -312,7 +313,7 @@ def stage_built_targets(
     for text, digest, size, media_type in records:
         _, scope, name = locate(text)
         changes.append(TargetAdd(scope, role, name, size, digest, target_custom(media_type)))
-    _check_roles(state, role, [(c.scope, c.name) for c in changes], registry_options)
+    _check_roles(state, role, [(c.scope, c.name) for c in changes], registry)
     record_changes(state, changes)
     return changes
 
@@ -327,7 +328,7 @@ def stage_digest_file(
     role: str = "targets",
     allow_tag_mismatch: bool = False,
     warn: Callable[[str], None] = lambda line: None,
-    **registry_options: Any,
+    registry: RegistryOptions = RegistryOptions(),
 ) -> list[TargetAdd]:
     """Stage what a build or copy tool says it pushed (repo_tool/build_records.py): complete records
     without a registry request, a bare digest resolved by digest (its tag checked as in ``stage_targets``).
@@ -340,13 +341,13 @@ def stage_digest_file(
 
     targets = read_digest_file(text, references, fmt, source=source)
     if targets.records:
-        return stage_built_targets(state, targets.records, role=role, **registry_options)
+        return stage_built_targets(state, targets.records, role=role, registry=registry)
     return stage_targets(state, targets.pinned, role=role, allow_tag_mismatch=allow_tag_mismatch, warn=warn,
-                         **registry_options)
+                         registry=registry)
 
 
 def stage_removals(
-    state: State, scope_text: str, names: list[str], *, role: str = "targets", **registry_options: Any
+    state: State, scope_text: str, names: list[str], *, role: str = "targets", registry: RegistryOptions = RegistryOptions()
 ) -> list[StagedChange]:
     """Stage removals of targets ``role`` signs (issue 18: a revocation typo must never look like success).
 
@@ -357,7 +358,7 @@ def stage_removals(
     from tufoci.repo_tool.staging_checks import check_staging
 
     pin = pin_for_scope(state, scope_text)
-    check_staging(state, pin, role=role, removes=names, registry_options=registry_options)
+    check_staging(state, pin, role=role, removes=names, registry=registry)
     changes: list[StagedChange] = [TargetRemove(pin.scope, role, name) for name in names]
     record_changes(state, changes)
     return changes

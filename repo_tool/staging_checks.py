@@ -14,6 +14,7 @@ from tuf.api.metadata import DelegatedRole
 
 from tufoci.client.refresh import trusted_session
 from tufoci.errors import PublishError, UsageError
+from tufoci.registry_options import RegistryOptions
 from tufoci.repo_tool.current import load_current
 from tufoci.repo_tool.roles import RoleTree, covers
 from tufoci.repo_tool.staging import DelegationAdd, TargetAdd, TargetRemove, staged_changes
@@ -75,7 +76,7 @@ def check_staging(
     role: str,
     adds: Sequence[str] = (),
     removes: Sequence[str] = (),
-    registry_options: dict,
+    registry: RegistryOptions,
 ) -> None:
     """Refuse a staged add or removal that could not do what it says (the role exists, covers each added
     name, and signs each removed one).
@@ -84,7 +85,7 @@ def check_staging(
         UsageError: naming the scope, the role and the target.
         TufociError: the refresh failed (registry, metadata rejected).
     """
-    with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
+    with trusted_session(state.home, pin, allow_expired=True, registry=registry) as session:
         live = LiveRoles(state, pin, RoleTree(session, load_current(session).root.signed))
         live.require_role(role)
         for name in adds:
@@ -99,11 +100,11 @@ def check_staging(
             raise UsageError(f"{pin.scope}: role {role} signs no target {name!r}: nothing to remove{where}")
 
 
-def check_undelegation(state: State, pin: Pin, role: str, parent: str, registry_options: dict) -> None:
+def check_undelegation(state: State, pin: Pin, role: str, parent: str, registry: RegistryOptions) -> None:
     """Raises:
         UsageError: ``parent`` delegates no role named ``role`` (live or staged here).
     """
-    with trusted_session(state.home, pin, allow_expired=True, **registry_options) as session:
+    with trusted_session(state.home, pin, allow_expired=True, registry=registry) as session:
         live = LiveRoles(state, pin, RoleTree(session, load_current(session).root.signed))
         live.require_role(parent)
         staged = any(c.name == role and c.role == parent and isinstance(c, DelegationAdd) for c in live.staged)

@@ -20,7 +20,6 @@ import pytest
 
 from tests.support.images import build_image, images_available, push_image, skopeo_copy
 from tests.support.registry import RegistryServer, registry_available
-from tufoci.store.registry import forget_clients
 
 # On CI the tools are installed by `make test`; a missing one must fail loudly there, not skip.
 needs_registry = pytest.mark.skipif(
@@ -178,14 +177,6 @@ def publish_web(registry_host: str, tmp_path: Path, monkeypatch) -> tuple[str, M
     push_test_image(tmp_path, b"web", f"{scope}/web:1.0")
     maintainer.ok("target", "add", "--publish", f"{scope}/web:1.0")
     return scope, maintainer, root
-
-
-@pytest.fixture(autouse=True)
-def _fresh_registry_clients() -> Iterator[None]:
-    """In-process CLI runs share registry clients; a later test's registry may get an earlier one's port,
-    so no client (its pooled connections, tokens, timeouts) outlives the test that made it."""
-    yield
-    forget_clients()
 
 
 @pytest.fixture(autouse=True)

@@ -8,6 +8,7 @@ import pytest
 
 from tufoci.enforce.policy import Exemption, Mode, PolicyError, Rule, load_policy
 from tufoci.reference import parse_reference
+from tufoci.registry_config import TLSFlags
 
 GOOD = """\
 apiVersion: tufoci.dev/v1
@@ -44,7 +45,7 @@ def test_a_complete_policy_loads_with_its_defaults_and_matching(tmp_path):
     policy = load_policy(write(tmp_path, GOOD))
     assert policy.mode is Mode.WARN and policy.freshness == 120.0
     acme, team = policy.trust
-    assert acme.registry_options() == {"plain_http": False, "ca_file": "/etc/ca.pem"}
+    assert acme.tls_flags() == TLSFlags(plain_http=False, ca_file="/etc/ca.pem")
     assert team.root_sha256 == "ab" * 32 and team.metadata == "127.0.0.1:5000/team/meta"
     assert policy.rules[0].mutate is True and policy.rules[0].required_roles == ("qa",)
     assert policy.rules[1].mutate is False

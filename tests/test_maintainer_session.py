@@ -156,7 +156,7 @@ def test_each_maintainer_command_runs_the_opening_sequence_once(registry, tmp_pa
 
     def counting(self, call, *args, **kwargs):
         calls.append(call.__name__)
-        assert "config" in self.registry_options  # the CLI's registry configuration reached the session
+        assert self.registry.clients is not None  # the CLI's registry options (and its pool) reached the session
         return real(self, call, *args, **kwargs)
 
     monkeypatch.setattr(maintainer.MaintainerSession, "_with_registry", counting)

@@ -29,6 +29,8 @@ from tests.support.tls import TLSRegistryServer, make_server_pki
 from tufoci.credentials import Credentials
 from tufoci.errors import ContentMismatchError, NotFoundError, TooLargeError
 from tufoci.layout_spec import INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
+from tufoci.registry_config import RegistryConfig, TLSFlags
+from tufoci.registry_options import RegistryOptions
 from tufoci.store.manifest_batch import DEPTH, Endpoint, fetch_manifests
 from tufoci.store.registry import BATCH_MIN, RegistryClient, RegistryRepository
 
@@ -104,14 +106,18 @@ def test_few_references_go_through_the_regular_client(upstream, regular_reads):
     assert regular_reads == TAGS[: BATCH_MIN - 1]
 
 
+def _with_ca(ca_file: Path) -> RegistryOptions:
+    return RegistryOptions(RegistryConfig(TLSFlags(ca_file=str(ca_file))))
+
+
 def test_over_tls_with_basic_auth_every_request_carries_the_credentials(tmp_path: Path, regular_reads):
     pki = make_server_pki(tmp_path / "pki")
     htpasswd = write_htpasswd(tmp_path / "htpasswd", {"alice": "pw-1234"})
     with TLSRegistryServer.start_tls(tmp_path, pki, htpasswd=htpasswd, credentials=("alice", "pw-1234")) as server:
-        client = RegistryClient(server.host, ca_file=str(pki.ca_file), credentials=Credentials("alice", "pw-1234"))
+        client = RegistryClient(server.host, _with_ca(pki.ca_file), credentials=Credentials("alice", "pw-1234"))
         pushed = push_tags(client.repository(REPO), TAGS[:20])
         mark = server.mark()
-        got = RegistryClient(server.host, ca_file=str(pki.ca_file),
+        got = RegistryClient(server.host, _with_ca(pki.ca_file),
                              credentials=Credentials("alice", "pw-1234")).repository(REPO).get_manifests(TAGS[:20])
         assert [m.digest for m in got] == [pushed[t] for t in TAGS[:20]]
         statuses = [line.status for line in server.access_log_lines(mark) if "/manifests/" in line.path]
@@ -192,7 +198,7 @@ def test_a_stall_or_a_401_ends_the_batch(case, upstream, proxy, regular_reads):
     tag = TAGS[30]
     proxy.add(on(f"/v2/{REPO}/manifests/{tag}", _once(STOPS[case])))
     # a deadline short enough for the test, long enough for the proxy to serve the fallback on a busy machine
-    client = RegistryClient(proxy.host, deadline=3.0, credentials=Credentials("u", "p"))
+    client = RegistryClient(proxy.host, RegistryOptions(deadline=3.0), credentials=Credentials("u", "p"))
     got = client.repository(REPO).get_manifests(TAGS)
     assert [m.digest for m in got] == [pushed[t] for t in TAGS]
     assert tag in regular_reads and len(regular_reads) > 2  # not only that tag: the batch stopped

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,7 @@ from tufoci.registry_config import (
     load_config,
     read_registries_conf,
 )
+from tufoci.registry_options import CredentialSource, RegistryOptions
 
 # -- resolution, table-driven (no network) --------------------------------------------------------------
 
@@ -86,8 +88,9 @@ def test_credentials_follow_the_location_not_the_name(tmp_path: Path, monkeypatc
     for var in ("TUFOCI_REGISTRY_USERNAME", "TUFOCI_REGISTRY_PASSWORD", "TUFOCI_REGISTRY_HOST"):
         monkeypatch.delenv(var, raising=False)
     moved = RegistryConfig(registries=(RegistryEntry("registry.example", "elsewhere.example"),))
-    assert RegistryClient("registry.example", config=moved)._get_credentials() is None  # not sent elsewhere
-    assert RegistryClient("registry.example")._get_credentials().username == "alice"
+    source = CredentialSource.from_environment(os.environ)
+    assert RegistryClient("registry.example", RegistryOptions(moved, source))._get_credentials() is None  # not sent elsewhere
+    assert RegistryClient("registry.example", RegistryOptions(credentials=source))._get_credentials().username == "alice"
 
 
 @pytest.mark.parametrize("no_proxy, url, proxied", [
@@ -166,7 +169,7 @@ def test_copy_and_verify_across_three_registries_configured_by_certs_d(three, tm
     policy = parse_policy({"apiVersion": "tufoci.dev/v1", "kind": "AdmissionPolicy",
                            "trust": [{"scope": f"{b.host}/acme", "root": str(root)}]}, "policy.yaml")
     config = load_config(TLSFlags(), home=None, certs_dir=str(certs))
-    loaded = loaders_for_policy(policy, str(tmp_path / "webhook-cache"), config)[f"{b.host}/acme"]()
+    loaded = loaders_for_policy(policy, str(tmp_path / "webhook-cache"), RegistryOptions(config))[f"{b.host}/acme"]()
     assert loaded is not None
 
     # the client certificate is what lets the cluster in: without it, exit 13
@@ -250,9 +253,9 @@ def test_pipelined_reads_step_aside_for_a_proxy():
     from tufoci.store.registry import RegistryClient
 
     proxies = Proxies.from_environment({"HTTP_PROXY": "http://127.0.0.1:9"})
-    assert RegistryClient("127.0.0.1:5000", config=RegistryConfig(proxies=proxies)).endpoint() is None
+    assert RegistryClient("127.0.0.1:5000", RegistryOptions(RegistryConfig(proxies=proxies))).endpoint() is None
     exempt = Proxies.from_environment({"HTTP_PROXY": "http://127.0.0.1:9", "NO_PROXY": "127.0.0.1"})
-    assert RegistryClient("127.0.0.1:5000", config=RegistryConfig(proxies=exempt)).endpoint() is not None
+    assert RegistryClient("127.0.0.1:5000", RegistryOptions(RegistryConfig(proxies=exempt))).endpoint() is not None
 
 
 @needs_registry

@@ -44,9 +44,6 @@ class Cli:
 
     def __call__(self, machine: str, *args: str, stdin: str | None = None,
                  docker_config: Path | None = None) -> CliResult:
-        from tufoci.store import registry as registry_module
-
-        registry_module._CLIENTS.clear()  # one process per command, as in real use
         use_home(self.monkeypatch, self.tmp_path / machine)
         self.monkeypatch.setenv("DOCKER_CONFIG", str(docker_config or self.tmp_path / "docker-config"))
         result = run_tufoci(*args, stdin=stdin)
@@ -73,10 +70,7 @@ def cli(tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     monkeypatch.delenv("TUFOCI_REGISTRY_PASSWORD", raising=False)
     monkeypatch.delenv("TUFOCI_REGISTRY_HOST", raising=False)
     runner = Cli(tmp_path, monkeypatch)
-    yield runner
-    from tufoci.store import registry as registry_module
-
-    registry_module._CLIENTS.clear()  # no client (and no credentials) outlives the test
+    yield runner  # each command's clients (and credentials) end with it: its own pool, closed by the CLI
 
 
 def fast(cli: Cli, machine: str, *args: str, docker_config: Path | None = None) -> tuple[int, str, str] | None:

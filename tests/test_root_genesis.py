@@ -46,9 +46,12 @@ def genesis(registry, tmp_path: Path, home: Path, monkeypatch):
 
 def store_of(genesis):
     from tufoci.reference import parse_repository
+    from tufoci.registry_config import RegistryConfig, TLSFlags
+    from tufoci.registry_options import RegistryOptions
     from tufoci.store import open_repository
 
-    return open_repository(parse_repository(f"{genesis['scope']}/tuf"), plain_http=True)
+    plain = RegistryOptions(RegistryConfig(TLSFlags(plain_http=True)))
+    return open_repository(parse_repository(f"{genesis['scope']}/tuf"), registry=plain)
 
 
 def live_root_1(genesis) -> Metadata[Root]:

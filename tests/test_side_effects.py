@@ -16,6 +16,8 @@ import urllib3
 
 from tests.conftest import needs_registry, ok, run_tufoci
 from tests.support.tls import TLSRegistryServer, make_server_pki
+from tufoci.registry_config import RegistryConfig, TLSFlags
+from tufoci.registry_options import RegistryOptions
 from tufoci.store.registry import RegistryClient
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -53,7 +55,7 @@ def test_an_insecure_registry_client_silences_its_own_warning_only(tmp_path: Pat
     with TLSRegistryServer.start_tls(tmp_path, pki) as registry, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         filters = list(warnings.filters)
-        client = RegistryClient(registry.host, insecure=True)
+        client = RegistryClient(registry.host, RegistryOptions(RegistryConfig(TLSFlags(insecure=True))))
         assert client.repository("acme/web").list_tags() == []
         assert warnings.filters == filters  # nothing process-wide
         assert not [w for w in caught if issubclass(w.category, urllib3.exceptions.InsecureRequestWarning)]

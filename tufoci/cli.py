@@ -29,7 +29,7 @@ from tufoci.safe_text import printable
 from tufoci.state import DatabaseError as StateDatabaseError
 
 if TYPE_CHECKING:
-    from tufoci.registry_config import RegistryConfig
+    from tufoci.registry_options import RegistryOptions
 
 _VERBOSE = False
 _HOME: str | None = None  # the --home of this invocation (or $TUFOCI_HOME); None: ~/.tufoci
@@ -59,7 +59,7 @@ def registry_options(f: Callable | None = None, *, timeout: str = MAINTAINER_TIM
     def decorate(f: Callable) -> Callable:
         @functools.wraps(f)
         def run(*args: Any, timeout: str, certs_dir: str | None, **kwargs: Any) -> Any:
-            click.get_current_context().meta[_CERTS_DIR] = certs_dir  # read by _registry_kwargs
+            click.get_current_context().meta[_CERTS_DIR] = certs_dir  # read by _registry
             seconds = parse_seconds(timeout)  # shared with the verify fast path (tufoci/entry.py)
             if per_request:
                 return f(*args, timeout=seconds, **kwargs)
@@ -98,29 +98,39 @@ def _side_options(prefix: str, side: str) -> Callable[[Callable], Callable]:
 
 
 _CERTS_DIR = "tufoci.certs_dir"
+_CLIENTS = "tufoci.registry_clients"
 
 
-def _registry_config(plain_http: bool | None, insecure: bool, ca_file: str | None) -> RegistryConfig:
-    """The flags, certs.d, registries.conf and proxy variables: the one place that reads the environment
-    for them (docs/registries.md)."""
-    from tufoci.registry_config import TLSFlags, config_from_environment
+def _registry(plain_http: bool | None, insecure: bool, ca_file: str | None) -> RegistryOptions:
+    """The command's registry options: its flags, certs.d, registries.conf, proxies, credentials and timeouts
+    from the environment (``options_from_environment``, the one place that reads it for them, shared with
+    the verify fast path; docs/registries.md), and one connection pool for the whole command, closed when
+    it ends."""
+    from dataclasses import replace
+
+    from tufoci.registry_config import TLSFlags
+    from tufoci.registry_options import options_from_environment
 
     context = click.get_current_context(silent=True)
-    return config_from_environment(TLSFlags(plain_http or None, insecure, ca_file), os.environ,
-                                   context.meta.get(_CERTS_DIR) if context else None)
+    options = options_from_environment(TLSFlags(plain_http or None, insecure, ca_file), os.environ,
+                                       context.meta.get(_CERTS_DIR) if context else None)
+    if context is None:
+        return options.pooled()
+    if _CLIENTS in context.meta:
+        return replace(options, clients=context.meta[_CLIENTS])
+    options = options.pooled()
+    context.meta[_CLIENTS] = options.clients
+    context.call_on_close(context.meta[_CLIENTS].close)
+    return options
 
 
-def _registry_kwargs(plain_http: bool | None, insecure: bool, ca_file: str | None) -> dict[str, Any]:
-    return {"config": _registry_config(plain_http, insecure, ca_file)}
-
-
-def _maintainer(state, scope: str, options: dict[str, Any], *, allow_expired: bool = True):
+def _maintainer(state, scope: str, options: RegistryOptions, *, allow_expired: bool = True):
     """SCOPE's maintainer session (repo_tool/maintainer.py). Expiry is waived for maintainers, who must be able
     to replace expired metadata; ``copy`` and ``export-metadata`` pass ``allow_expired=False``: they carry
     metadata to consumers."""
     from tufoci.repo_tool.maintainer import MaintainerSession
 
-    return MaintainerSession.open(state, scope, registry_options=options, allow_expired=allow_expired)
+    return MaintainerSession.open(state, scope, registry=options, allow_expired=allow_expired)
 
 
 def password_stdin_option(f: Callable) -> Callable:
@@ -371,7 +381,7 @@ def init(scope, root_keys, root_threshold, targets_keys, targets_threshold, onli
         _state(), scope, root_keys=list(root_keys), root_threshold=root_threshold,
         targets_keys=list(targets_keys or root_keys), targets_threshold=targets_threshold,
         online_key=online_key, expires=list(expires), root_out=root_out, metadata=metadata,
-        secrets=_secrets_handler(password_stdin), **_registry_kwargs(plain_http, insecure, ca_file),
+        secrets=_secrets_handler(password_stdin), registry=_registry(plain_http, insecure, ca_file),
     )
     if output == "json":
         _emit_json(camel_keys(result.__dict__))
@@ -427,7 +437,7 @@ def target_add(references, role, digest_file, digest_format, from_file, allow_ta
         raise UsageError("give references, --digest-file or --from-file")
     if password_stdin and digest_file is not None and getattr(digest_file, "name", "<stdin>") == "<stdin>":
         raise UsageError("--digest-file - and --password-stdin both read standard input: give the records as a file")
-    state, options = _state(), _registry_kwargs(plain_http, insecure, ca_file)
+    state, options = _state(), _registry(plain_http, insecure, ca_file)
 
     def warn(line: str) -> None:
         _echo(f"tufoci: warning: {line}", err=True)
@@ -435,10 +445,10 @@ def target_add(references, role, digest_file, digest_format, from_file, allow_ta
     if digest_file:
         changes = stage_digest_file(state, digest_file.read(), list(references), fmt=digest_format,
                                     source=f"digest file {getattr(digest_file, 'name', '-')}", role=role,
-                                    allow_tag_mismatch=allow_tag_mismatch, warn=warn, **options)
+                                    allow_tag_mismatch=allow_tag_mismatch, warn=warn, registry=options)
     else:
         changes = stage_targets(state, list(references), role=role, allow_tag_mismatch=allow_tag_mismatch,
-                                warn=warn, **options)
+                                warn=warn, registry=options)
     results = _publish_scopes(state, [c.scope for c in changes], password_stdin, options) if and_publish else None
     if output == "json":
         staged = [_change_json(c) for c in changes]
@@ -451,7 +461,7 @@ def target_add(references, role, digest_file, digest_format, from_file, allow_ta
         _echo_lines(render.publish_lines(result, dry_run=False))
 
 
-def _publish_scopes(state, scopes: list[str], password_stdin: bool, options: dict) -> list:
+def _publish_scopes(state, scopes: list[str], password_stdin: bool, options: RegistryOptions) -> list:
     """``tufoci publish`` of each scope, in the order first staged; on an error, says which went live first."""
     from tufoci.repo_tool.publish import publish as do_publish
 
@@ -496,7 +506,7 @@ def target_remove(scope, names, role, plain_http, insecure, ca_file) -> None:
     from tufoci.repo_tool.staging import stage_removals
 
     for c in stage_removals(_state(), scope, list(names), role=role,
-                            **_registry_kwargs(plain_http, insecure, ca_file)):
+                            registry=_registry(plain_http, insecure, ca_file)):
         _echo(f"staged removal of {c.name} from {c.scope}")
 
 
@@ -509,7 +519,7 @@ def target_list(scope, plain_http, insecure, ca_file, output) -> None:
     from tufoci import render
     from tufoci.repo_tool.inspect import signed_targets
 
-    rows = signed_targets(_maintainer(_state(), scope, _registry_kwargs(plain_http, insecure, ca_file)))
+    rows = signed_targets(_maintainer(_state(), scope, _registry(plain_http, insecure, ca_file)))
     if output == "json":
         _emit_json(rows)
         return
@@ -533,7 +543,7 @@ def status(scope, warn, check, plain_http, insecure, ca_file, output) -> None:
 
     state = _state()
     names = key_names(state)
-    report = scope_status(_maintainer(state, scope, _registry_kwargs(plain_http, insecure, ca_file)), warn=list(warn))
+    report = scope_status(_maintainer(state, scope, _registry(plain_http, insecure, ca_file)), warn=list(warn))
     warnings = render.expiry_warnings(report)
     _echo_lines(warnings)
     if output == "json":
@@ -564,7 +574,7 @@ def publish(scope, dry_run, fold, queue, password_stdin, plain_http, insecure, c
     if fold and queue:
         raise click.UsageError("--fold and --queue exclude each other")
     state = _state()
-    result = do_publish(_maintainer(state, scope, _registry_kwargs(plain_http, insecure, ca_file)),
+    result = do_publish(_maintainer(state, scope, _registry(plain_http, insecure, ca_file)),
                         secrets=_secrets_handler(password_stdin), dry_run=dry_run, fold=fold,
                         progress=_late_progress())
     if output == "json":
@@ -636,7 +646,7 @@ def undelegate(scope, role, parent, plain_http, insecure, ca_file) -> None:
     from tufoci.repo_tool.delegations import stage_undelegation
 
     _echo(render.undelegation_line(stage_undelegation(_state(), scope, role, parent=parent,
-                                                      **_registry_kwargs(plain_http, insecure, ca_file))))
+                                                      registry=_registry(plain_http, insecure, ca_file))))
 
 
 @cli.command()
@@ -666,7 +676,7 @@ def sign(scope, role, expect, password_stdin, plain_http, insecure, ca_file, out
         return click.confirm(printable(render.sign_question(review)), default=False, err=True)
 
     interactive = sys.stdin.isatty() and not password_stdin
-    done = do_sign(_maintainer(state, scope, _registry_kwargs(plain_http, insecure, ca_file)), role,
+    done = do_sign(_maintainer(state, scope, _registry(plain_http, insecure, ca_file)), role,
                    expect=list(expect), show=show, confirm=confirm if interactive else None,
                    secrets=_secrets_handler(password_stdin))
     if output == "json":
@@ -686,7 +696,7 @@ def discard(scope, role, force, plain_http, insecure, ca_file) -> None:
     from tufoci import render
     from tufoci.repo_tool.sessions import discard as do_discard
 
-    found = do_discard(_maintainer(_state(), scope, _registry_kwargs(plain_http, insecure, ca_file)), role, force=force)
+    found = do_discard(_maintainer(_state(), scope, _registry(plain_http, insecure, ca_file)), role, force=force)
     _echo(render.discarded_line(role, found))
 
 
@@ -702,7 +712,7 @@ def rotate(scope, role, add_keys, remove_keys, threshold, plain_http, insecure, 
     from tufoci import render
     from tufoci.repo_tool.rotation import stage_rotation
 
-    change = stage_rotation(_maintainer(_state(), scope, _registry_kwargs(plain_http, insecure, ca_file)), role,
+    change = stage_rotation(_maintainer(_state(), scope, _registry(plain_http, insecure, ca_file)), role,
                             add_keys=list(add_keys), remove_keys=list(remove_keys), threshold=threshold)
     _echo(render.rotation_line(change, scope))
 
@@ -722,7 +732,7 @@ def renew(scope, role, expires, plain_http, insecure, ca_file) -> None:
     from tufoci.repo_tool.renew import stage_renewal
 
     _echo(render.renewal_line(stage_renewal(_state(), scope, role, expires=expires,
-                                            **_registry_kwargs(plain_http, insecure, ca_file))))
+                                            registry=_registry(plain_http, insecure, ca_file))))
 
 
 def _service_options(f: Callable) -> Callable:
@@ -788,7 +798,7 @@ def online_service(scope, every, poll, force_snapshot, revive_expired, password_
     threshold. Without --every it re-signs the timestamp once (like 'tufoci timestamp').
     """
     _run_online(scope, every, poll, force_snapshot, revive_expired, password_stdin,
-                _registry_kwargs(plain_http, insecure, ca_file), timeout)
+                _registry(plain_http, insecure, ca_file), timeout)
 
 
 @cli.command()
@@ -798,7 +808,7 @@ def timestamp(scope, every, poll, force_snapshot, revive_expired, password_stdin
               ca_file, timeout) -> None:
     """Re-sign the timestamp (and snapshot when due) with the online key; --every runs 'online-service'."""
     _run_online(scope, every, poll, force_snapshot, revive_expired, password_stdin,
-                _registry_kwargs(plain_http, insecure, ca_file), timeout)
+                _registry(plain_http, insecure, ca_file), timeout)
 
 
 CONFIG_SETTINGS = {
@@ -847,7 +857,7 @@ def export_metadata(scope, directory, plain_http, insecure, ca_file) -> None:
     from tufoci import render
     from tufoci.repo_tool.export import export_metadata as do_export
 
-    written = do_export(_maintainer(_state(), scope, _registry_kwargs(plain_http, insecure, ca_file),
+    written = do_export(_maintainer(_state(), scope, _registry(plain_http, insecure, ca_file),
                                     allow_expired=False), directory)
     _echo(render.export_line(written, directory, scope), err=True)
 
@@ -871,17 +881,20 @@ def copy(source, destination, tag_pattern, quiet, replace_newer, plain_http, ins
     timestamp moves last. Copying to oci:DIR and from it again is the air-gapped transfer.
     --src-… and --dest-… options apply to one side and win over the unprefixed ones.
     """
+    from dataclasses import replace
+
     from tufoci import render
     from tufoci.registry_config import TLSFlags
     from tufoci.repo_tool.copy import copy_scope
 
-    config = _registry_config(plain_http, insecure, ca_file)
+    options = _registry(plain_http, insecure, ca_file)
+    config = options.config
     for side, scope in (("src", source), ("dest", destination)):
         flags = TLSFlags(sides[f"{side}_plain_http"] or None, sides[f"{side}_insecure"], sides[f"{side}_ca_file"],
                          sides[f"{side}_certs_dir"])
         if flags != TLSFlags() and not scope.startswith("oci:"):
             config = config.with_flags_for(scope.split("/", 1)[0], flags)
-    report = copy_scope(_maintainer(_state(), source, {"config": config}, allow_expired=False), destination,
+    report = copy_scope(_maintainer(_state(), source, replace(options, config=config), allow_expired=False), destination,
                         tag_pattern=tag_pattern, replace_newer=replace_newer,
                         progress=(lambda line: None) if quiet else (lambda line: _echo(line, err=True)))
     if output == "json":
@@ -908,7 +921,7 @@ def history(scope, references, since, plain_http, insecure, ca_file, output) -> 
 
     state = _state()
     result = scope_history(state, scope, list(references), since=_parse_since(since) if since else None,
-                           **_registry_kwargs(plain_http, insecure, ca_file))
+                           registry=_registry(plain_http, insecure, ca_file))
     names = key_names(state)
     if output == "json":
         _emit_json(result.to_dict(names))
@@ -996,6 +1009,7 @@ def _log_detail(details: dict) -> str:
 def login(registry, username, password_stdin, plain_http, insecure, ca_file) -> None:
     """Check credentials against REGISTRY and store them in docker's config.json (like docker login)."""
     from tufoci.credentials import Credentials, store_credentials
+    from tufoci.registry_options import docker_config_path
     from tufoci.store.registry import check_login
 
     if password_stdin:
@@ -1005,8 +1019,8 @@ def login(registry, username, password_stdin, plain_http, insecure, ca_file) -> 
     else:
         raise UsageError("no password: use --password-stdin")
     credentials = Credentials(username, password)
-    check_login(registry, credentials, **_registry_kwargs(plain_http, insecure, ca_file))
-    path = store_credentials(registry, credentials)
+    check_login(registry, credentials, _registry(plain_http, insecure, ca_file))
+    path = store_credentials(docker_config_path(os.environ), registry, credentials)
     _echo(f"login succeeded for {username} at {registry} (stored in {path})", err=True)
 
 
@@ -1015,8 +1029,9 @@ def login(registry, username, password_stdin, plain_http, insecure, ca_file) -> 
 def logout(registry) -> None:
     """Remove REGISTRY's stored credentials from docker's config.json."""
     from tufoci.credentials import remove_credentials
+    from tufoci.registry_options import docker_config_path
 
-    if not remove_credentials(registry):
+    if not remove_credentials(docker_config_path(os.environ), registry):
         raise UsageError(f"not logged in to {registry}")
     _echo(f"removed credentials for {registry}", err=True)
 
@@ -1040,11 +1055,11 @@ def trust_add(scope, root_file, root_sha256, metadata, replace, plain_http, inse
 
     if bool(root_file) == bool(root_sha256):
         raise UsageError("give exactly one of --root FILE or --root-sha256 HEX")
-    options = _registry_kwargs(plain_http, insecure, ca_file)
+    options = _registry(plain_http, insecure, ca_file)
     if root_file:
         with open(root_file, "rb") as f:
             data = f.read()
-        note = check_root_in_registry(scope, data, metadata, **options)
+        note = check_root_in_registry(scope, data, metadata, registry=options)
         if note:
             _echo(f"tufoci: warning: {note}", err=True)
         from tufoci.client.genesis_root import pending_note
@@ -1053,7 +1068,7 @@ def trust_add(scope, root_file, root_sha256, metadata, replace, plain_http, inse
         if pending:
             _echo(pending, err=True)
     else:
-        data = fetch_root_by_sha256(scope, full_sha256(root_sha256), metadata, **options)
+        data = fetch_root_by_sha256(scope, full_sha256(root_sha256), metadata, registry=options)
     pin = add_pin(_state(), scope, root_data=data, metadata=metadata, expected_sha256=root_sha256, replace=replace)
     _echo(f"trusting {pin.scope} (metadata {pin.metadata}, root sha256 {pin.root_sha256})")
 
@@ -1094,7 +1109,7 @@ def verify(references, skip_registry_check, plain_http, insecure, ca_file, outpu
     from tufoci.client.verify import verify as do_verify
 
     outcomes = do_verify(list(references), state=_state(), check_registry=not skip_registry_check,
-                         **_registry_kwargs(plain_http, insecure, ca_file))
+                         registry=_registry(plain_http, insecure, ca_file))
     sys.exit(render_verify([o.to_dict() for o in outcomes], output))
 
 
@@ -1121,7 +1136,7 @@ def agent(freshness, socket_path, plain_http, insecure, ca_file, timeout) -> Non
     path = socket_path or default_socket_path(state.home)
     window = 0.0 if freshness in ("0", "0s") else parse_duration(freshness).total_seconds()
     _echo(f"tufoci agent listening on {path} (freshness {freshness})", err=True)
-    serve(state, path, freshness=window, request_timeout=timeout, **_registry_kwargs(plain_http, insecure, ca_file))
+    serve(state, path, freshness=window, request_timeout=timeout, registry=_registry(plain_http, insecure, ca_file))
 
 
 # -- migration ----------------------------------------------------------------------------------
@@ -1163,7 +1178,7 @@ def _enforcer_views(policy: Any, cache_dir: str | None, name: str) -> Any:
     from tufoci.enforce.view import Views, loaders_for_policy
 
     cache = cache_dir or tempfile.mkdtemp(prefix=f"tufoci-{name}-")
-    return Views(loaders_for_policy(policy, cache, _registry_config(None, False, None)), policy.freshness)
+    return Views(loaders_for_policy(policy, cache, _registry(None, False, None)), policy.freshness)
 
 
 @admission.command("serve")
@@ -1215,7 +1230,7 @@ def mirror_serve(config_file, listen, tls_cert, tls_key, cache_dir, ready_file, 
         raise PolicyError(f"{config_file}: field mode: the mirror has no warn mode (it would serve unverified "
                           "images): use enforce")
     views = _enforcer_views(policy, cache_dir, "mirror")
-    served = Mirror(policy, views, Upstreams(policy.mirror))
+    served = Mirror(policy, views, Upstreams(policy.mirror, _registry(None, False, None).credentials))
     sys.exit(serve(policy, views, served, listen=address, cert_file=tls_cert, key_file=tls_key,
                    ready_file=ready_file, max_connections=max_connections))
 

@@ -35,7 +35,7 @@ def import_notary(guns, server, ca_file, client_cert, client_key, trust_dir, roo
     """Verify Notary v1 / Docker Content Trust collections (GUNs), print the tufoci plan and, without --dry-run,
     check the images, stage what changed since the last import into the scope initialised with 'tufoci init'
     and publish: the top-level tags go live, each delegated role is proposed to its delegates ('tufoci sign')."""
-    from tufoci.cli import _echo, _emit_json, _home, _registry_kwargs, _secrets_handler, _state
+    from tufoci.cli import _echo, _emit_json, _home, _registry, _secrets_handler, _state
     from tufoci.repo_tool.notary_import import (
         ImportResult,
         check_manifests,
@@ -46,8 +46,9 @@ def import_notary(guns, server, ca_file, client_cert, client_key, trust_dir, roo
     )
 
     pins = pins_for(list(guns), list(root_sha256), list(root_cert_fingerprint), tofu)
+    # the server's own TLS options; credentials and timeouts as for any registry (the TLS of these is replaced)
     server_options = {"ca_file": ca_file, "client_cert": client_cert, "client_key": client_key,
-                      "insecure": insecure} if server else {}
+                      "insecure": insecure, "registry": _registry(None, False, None)} if server else {}
     home = _home()
     plans = plan_import(list(guns), pins, home=home, server=server, trust_dir=trust_dir, semantics=semantics,
                         allow_expired=allow_expired, scope=scope, server_options=server_options,
@@ -55,10 +56,9 @@ def import_notary(guns, server, ca_file, client_cert, client_key, trust_dir, roo
     result = ImportResult(plans, home)
     try:
         if not dry_run:
-            registry_options = _registry_kwargs(plain_http, insecure, None)  # certs.d and proxies too
-            result.checks = {plan.gun: check_manifests(plan, registry_options, result.diffs[plan.gun])
-                             for plan in plans}
-            import_plans(_state(), result, secrets=_secrets_handler(password_stdin), registry_options=registry_options)
+            registry = _registry(plain_http, insecure, None)  # certs.d and proxies too
+            result.checks = {plan.gun: check_manifests(plan, registry, result.diffs[plan.gun]) for plan in plans}
+            import_plans(_state(), result, secrets=_secrets_handler(password_stdin), registry=registry)
     finally:  # the verified plan and the checks are shown even when publishing stops
         if output == "json":
             _emit_json(result.to_json())

@@ -381,8 +381,9 @@ def load_config(
 
 def config_from_environment(flags: TLSFlags, environ: Mapping[str, str], certs_dir: str | None = None) -> RegistryConfig:
     """The configuration a command runs with: its flags, ``certs_dir`` (``--certs-dir``) or ``$TUFOCI_CERTS_DIR``,
-    ``$CONTAINERS_REGISTRIES_CONF`` and the proxy variables of ``environ``. One function for the CLI and the
-    verify fast path, so both connect to a registry exactly alike.
+    ``$CONTAINERS_REGISTRIES_CONF`` and the proxy variables of ``environ``: the TLS part of
+    ``tufoci.registry_options.options_from_environment``, which the CLI and the verify fast path both call, so
+    both connect to a registry exactly alike.
 
     Raises:
         RegistryConfigError: registries.conf or a proxy variable is malformed.

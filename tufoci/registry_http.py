@@ -4,15 +4,14 @@ The full client (tufoci/store/registry.py, on urllib3) and the warm verify fast
 path (client/fast_verify.py, on tufoci/store/manifest_batch.py's bare connections) must reach the same URL with the
 same TLS settings, limits and credentials: a fast path that chose differently
 could answer where the full path would refuse. So the decisions live here,
-once, and both import them: plain HTTP or TLS, the TLS context, the timeouts
-(and their environment overrides), the User-Agent and Accept headers, the Basic
+once, and both import them: plain HTTP or TLS, the TLS context, the default timeouts
+(``tufoci.registry_options`` carries the ones in use), the User-Agent and Accept headers, the Basic
 authorization header, and the bare-connection ``Endpoint``.
 """
 
 from __future__ import annotations
 
 import base64
-import os
 import re
 import urllib.parse
 from typing import TYPE_CHECKING
@@ -33,24 +32,8 @@ READ_TIMEOUT = 30.0
 REQUEST_DEADLINE = 120.0
 
 
-def env_seconds(name: str, default: float) -> float:
-    """A timeout from the environment (seconds), for slow links or impatient tests."""
-    try:
-        value = float(os.environ.get(name, default))
-    except ValueError:
-        return default
-    return value if value > 0 else default
-
-
-def read_timeout(given: float | None = None) -> float:
-    return given if given is not None else env_seconds("TUFOCI_REGISTRY_TIMEOUT", READ_TIMEOUT)
-
-
-def request_deadline(given: float | None = None) -> float:
-    return given if given is not None else env_seconds("TUFOCI_REGISTRY_DEADLINE", REQUEST_DEADLINE)
-
-
-def endpoint(base: str, *, tls: ssl.SSLContext | None, read_timeout: float, deadline: float) -> Endpoint:
+def endpoint(base: str, *, tls: ssl.SSLContext | None, read_timeout: float, deadline: float,
+             connect_timeout: float = CONNECT_TIMEOUT) -> Endpoint:
     """Where ``base`` (``http(s)://host[:port]``) is reached by bare connections (``manifest_batch``), with the
     TLS context, limits and the ``--timeout`` budget of the regular client (``tls`` for an https base)."""
     from tufoci.store.manifest_batch import Endpoint
@@ -61,7 +44,7 @@ def endpoint(base: str, *, tls: ssl.SSLContext | None, read_timeout: float, dead
     port = url.port or default_port
     # the Host header urllib3 sends: lowercase, IPv6 in brackets, no default port
     host_header = (f"[{host}]" if ":" in host else host) + ("" if port == default_port else f":{port}")
-    return Endpoint(host, port, host_header, tls, CONNECT_TIMEOUT, read_timeout, deadline, budget.until())
+    return Endpoint(host, port, host_header, tls, connect_timeout, read_timeout, deadline, budget.until())
 
 
 def basic_authorization(credentials: Credentials) -> str:

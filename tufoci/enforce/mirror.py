@@ -44,6 +44,8 @@ from tufoci.layout_spec import (
     MANIFEST_MEDIA_TYPE,
 )
 from tufoci.reference import DIGEST_RE, parse_reference, parse_repository
+from tufoci.registry_config import RegistryConfig, TLSFlags
+from tufoci.registry_options import CredentialSource, RegistryOptions
 from tufoci.store.registry import RegistryClient
 
 INDEX_TYPES = (INDEX_MEDIA_TYPE, DOCKER_LIST_MEDIA_TYPE)
@@ -175,10 +177,16 @@ class Upstreams:
     rotated helper token needs no restart).
     """
 
-    def __init__(self, section: MirrorSection):
+    def __init__(self, section: MirrorSection, credentials: CredentialSource = CredentialSource()):
+        """``credentials``: where the upstreams' credentials come from (the CLI: docker's config.json).
+
+        Raises:
+            RegistryConfigError: an upstream's CA file cannot be used.
+        """
         self._clients = {
-            u.name: RegistryClient(u.endpoint, plain_http=u.plain_http, ca_file=u.ca_file,
-                                   timeout=section.timeout, deadline=section.timeout)
+            u.name: RegistryClient(u.endpoint, RegistryOptions(
+                RegistryConfig(TLSFlags(u.plain_http, ca_file=u.ca_file)), credentials,
+                read_timeout=section.timeout, deadline=section.timeout))
             for u in section.upstreams
         }
         self.latency: Callable[[str, float], None] = lambda upstream, seconds: None

@@ -52,6 +52,7 @@ from typing import Any
 
 from tufoci.errors import InvalidReferenceError, UsageError
 from tufoci.reference import Reference, parse_repository
+from tufoci.registry_config import TLSFlags
 
 API_VERSION = "tufoci.dev/v1"
 KINDS = ("AdmissionPolicy", "MirrorPolicy")
@@ -82,14 +83,9 @@ class TrustEntry:
     plain_http: bool | None
     ca_file: str | None
 
-    def registry_options(self) -> dict[str, object]:
-        """The options the registry client takes (``plain_http``, ``ca_file``)."""
-        options: dict[str, object] = {}
-        if self.plain_http is not None:
-            options["plain_http"] = self.plain_http
-        if self.ca_file:
-            options["ca_file"] = self.ca_file
-        return options
+    def tls_flags(self) -> TLSFlags:
+        """The entry's own ``plainHttp`` and ``caFile``, over the command's (``RegistryOptions.with_flags``)."""
+        return TLSFlags(plain_http=self.plain_http, ca_file=self.ca_file or None)
 
 
 @dataclass(frozen=True)

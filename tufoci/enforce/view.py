@@ -23,14 +23,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from tufoci.client.signed_targets import SignedTargets
 from tufoci.client.trust_pins import fetch_root_by_sha256, make_pin
 from tufoci.client.verify import Verifier
 from tufoci.enforce.policy import Policy, PolicyError, TrustEntry
 from tufoci.errors import MetadataRejectedError, NotSignedError, TufociError, UsageError
-from tufoci.registry_config import RegistryConfig
+from tufoci.registry_options import RegistryOptions
 from tufoci.state import Pin
 
 _log = logging.getLogger(__name__)
@@ -185,9 +184,11 @@ class Views:
         return {scope: s.errors for scope, s in self._scopes.items()}
 
 
-def loaders_for_policy(policy: Policy, cache: str, config: RegistryConfig | None = None) -> dict[str, Loader]:
+def loaders_for_policy(policy: Policy, cache: str, registry: RegistryOptions = RegistryOptions()
+                       ) -> dict[str, Loader]:
     """One loader per trust entry, each with its own in-process ``Verifier`` (no state.db, no TUFOCI_HOME),
-    reaching registries as ``config`` says (certs.d, registries.conf, proxies), the entry's own options first.
+    reaching registries as ``registry`` says (certs.d, registries.conf, proxies, credentials), the entry's own
+    TLS options first, through one connection pool for the whole policy (``registry``'s, or a new one).
 
     Root files are read now, so that a missing or invalid one stops the start;
     a ``rootSha256`` pin fetches its root from the registry on first load, and
@@ -196,7 +197,7 @@ def loaders_for_policy(policy: Policy, cache: str, config: RegistryConfig | None
     Raises:
         PolicyError: a root file cannot be read or is not TUF root metadata.
     """
-    loaders = {}
+    loaders, registry = {}, registry.pooled()
     for index, entry in enumerate(policy.trust):
         pin = None
         if entry.root_file is not None:
@@ -209,19 +210,19 @@ def loaders_for_policy(policy: Policy, cache: str, config: RegistryConfig | None
                                   f"{e.strerror}") from e
             except UsageError as e:
                 raise PolicyError(f"{policy.source}: field trust[{index}].root: {entry.root_file}: {e}") from e
-        loaders[entry.scope] = _loader(entry, pin, cache, config)
+        loaders[entry.scope] = _loader(entry, pin, cache, registry)
     return loaders
 
 
-def _loader(entry: TrustEntry, pin: Pin | None, cache: str, config: RegistryConfig | None) -> Loader:
-    options: dict[str, Any] = {**entry.registry_options(), **({"config": config} if config is not None else {})}
+def _loader(entry: TrustEntry, pin: Pin | None, cache: str, registry: RegistryOptions) -> Loader:
+    registry = registry.with_flags(entry.tls_flags())  # the pool stays: every load reuses its connections
     pinned: list[Pin] = [pin] if pin is not None else []
 
     def load() -> SignedTargets:
         if not pinned:  # rootSha256: the registry says where the root is, the hash says whether to trust it
-            data = fetch_root_by_sha256(entry.scope, entry.root_sha256 or "", entry.metadata, **options)
+            data = fetch_root_by_sha256(entry.scope, entry.root_sha256 or "", entry.metadata, registry=registry)
             pinned.append(make_pin(entry.scope, data, directory=os.path.join(cache, "roots"),
                                    metadata=entry.metadata, expected_sha256=entry.root_sha256))
-        return Verifier(pins=pinned, cache=cache, **options).signed_targets(pinned[0])
+        return Verifier(pins=pinned, cache=cache, registry=registry).signed_targets(pinned[0])
 
     return load

@@ -33,30 +33,26 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import urllib3
 import urllib3.connection
 
 from tufoci import budget
-from tufoci.credentials import Credentials, lookup_credentials
+from tufoci.credentials import Credentials
 from tufoci.errors import ContentMismatchError, NotFoundError, RegistryError, TimedOutError, TooLargeError
 from tufoci.layout_spec import MAX_MANIFEST_BYTES, sha256_digest
 from tufoci.reference import DIGEST_RE
-from tufoci.registry_config import RegistryConfig, RegistrySettings, TLSFlags
 from tufoci.registry_http import (  # the decisions the verify fast path shares (registry_http's docstring)
-    CONNECT_TIMEOUT,
     MANIFEST_ACCEPT,
     USER_AGENT,
     basic_authorization,
     endpoint,
-    read_timeout,
-    request_deadline,
 )
 from tufoci.registry_http import (
     parse_challenge as _parse_challenge,
 )
+from tufoci.registry_options import RegistryOptions
 from tufoci.safe_text import printable
 from tufoci.store.base import Manifest, Readable, RepositoryStore, VerifyingReader
 
@@ -74,28 +70,6 @@ _CHUNK = 64 * 1024
 _RETRY_STATUSES = {500, 502, 503, 504}  # 500: distribution serves a tag link caught mid-write as a 500
 _TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, OSError)
 _BUDGET_SPENT = 0.05  # seconds: a timeout that fired with less of the budget left than this is the budget's
-
-
-def resolve_settings(
-    registry: str,
-    config: RegistryConfig | None = None,
-    *,
-    plain_http: bool | None = None,
-    insecure: bool = False,
-    ca_file: str | None = None,
-) -> RegistrySettings:
-    """``registry``'s settings from ``config``, the loose ``plain_http``/``insecure``/``ca_file``
-    options (what callers without a ``RegistryConfig`` pass) winning over it.
-
-    Raises:
-        RegistryConfigError: the registry's certs.d directory or a CA file cannot be used.
-        RegistryError: registries.conf blocks the registry.
-    """
-    config = config or RegistryConfig()
-    flags = TLSFlags(plain_http, insecure, ca_file)
-    if flags != TLSFlags():
-        config = replace(config, flags=flags.over(config.flags))
-    return config.settings_for(registry)
 
 
 class _DeadlinePassed(TimedOutError):
@@ -192,29 +166,26 @@ class _UnverifiedTLSPool(_TLSPool):
 class RegistryClient:
     """A connection pool and the auth state for one registry host."""
 
-    def __init__(
-        self,
-        registry: str,
-        *,
-        config: RegistryConfig | None = None,
-        plain_http: bool | None = None,
-        insecure: bool = False,
-        ca_file: str | None = None,
-        credentials: Credentials | None = None,
-        timeout: float | None = None,
-        deadline: float | None = None,
-    ):
-        """Raises: RegistryConfigError, RegistryError as ``resolve_settings``."""
+    def __init__(self, registry: str, options: RegistryOptions = RegistryOptions(), *,
+                 credentials: Credentials | None = None):
+        """A client for ``registry`` (``host[:port]``) as ``options`` say; ``credentials`` (``tufoci login``'s
+        check) instead of the options' credential source.
+
+        Raises:
+            RegistryConfigError: the registry's certs.d directory or a CA file cannot be used.
+            RegistryError: registries.conf blocks the registry.
+        """
         self.registry = registry
-        self.settings = resolve_settings(registry, config, plain_http=plain_http, insecure=insecure, ca_file=ca_file)
+        self.options = options
+        self.settings = options.config.settings_for(registry)
         # loopback defaults to plain HTTP, but any TLS setting (a CA, a client certificate, --insecure) means TLS
         self.base_url = f"{'http' if self.settings.plain_http else 'https'}://{self.settings.address}"
-        timeout = read_timeout(timeout)
-        self._deadline = request_deadline(deadline)
+        self._connect_timeout = options.connect_timeout
+        self._read_timeout = options.read_timeout
+        self._deadline = options.deadline
         self._tls_pool = _TLSPool if self.settings.verify else _UnverifiedTLSPool  # unverified: asked for explicitly
         # one context for every connection (urllib3 would build one, and load the system's CAs, per connection)
         self._tls = None if self.settings.plain_http else self.settings.ssl_context()
-        self._read_timeout = timeout
         self._pools: dict[str | None, urllib3.PoolManager] = {}  # by proxy URL (None: direct)
         self._credentials = credentials
         self._credentials_given = credentials is not None
@@ -240,7 +211,7 @@ class RegistryClient:
             if pool is None:
                 options: dict[str, Any] = {
                     "num_pools": 4, "maxsize": 16, "headers": {"User-Agent": USER_AGENT}, "retries": False,
-                    "timeout": urllib3.Timeout(connect=CONNECT_TIMEOUT, read=self._read_timeout),
+                    "timeout": urllib3.Timeout(connect=self._connect_timeout, read=self._read_timeout),
                     "ssl_context": self._tls,
                 }
                 if proxy is None:
@@ -264,7 +235,8 @@ class RegistryClient:
         requests to this registry go through a proxy (the regular client alone then reads)."""
         if self.settings.proxies.for_url(self.base_url) is not None:
             return None
-        return endpoint(self.base_url, tls=self._tls, read_timeout=self._read_timeout, deadline=self._deadline)
+        return endpoint(self.base_url, tls=self._tls, read_timeout=self._read_timeout, deadline=self._deadline,
+                        connect_timeout=self._connect_timeout)
 
     def authorization(self, scope: str) -> dict[str, str]:
         """The Authorization header this client holds for ``scope`` (empty before the first challenge)."""
@@ -274,7 +246,7 @@ class RegistryClient:
     def _get_credentials(self) -> Credentials | None:
         if not self._credentials_loaded:
             # the host they are sent to: a registries.conf location gets its own, not the name's
-            self._credentials = lookup_credentials(self.settings.address)
+            self._credentials = self.options.credentials.lookup(self.settings.address)
             self._credentials_loaded = True
         return self._credentials
 
@@ -391,13 +363,13 @@ class RegistryClient:
         for _ in range(MAX_REDIRECTS + 1):
             self.request_count += 1
             # None would mean no timeout at all to urllib3: without a deadline, the pool's own timeouts
-            timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT, read=self._read_timeout)
+            timeout = urllib3.Timeout(connect=self._connect_timeout, read=self._read_timeout)
             what = self._waiting_for(method, url)
             if until is not None:
                 left = until - time.monotonic()
                 if left <= 0:
                     raise _DeadlinePassed(what)
-                timeout = urllib3.Timeout(connect=min(CONNECT_TIMEOUT, left), read=min(self._read_timeout, left))
+                timeout = urllib3.Timeout(connect=min(self._connect_timeout, left), read=min(self._read_timeout, left))
             _reading.until, _reading.what = until, what
             try:
                 # urllib3 streams any body with read() (body_to_chunks); its annotation names only typing.IO
@@ -740,44 +712,59 @@ def _side_by_side(function, items: list, workers: int) -> list:
         return list(pool.map(budget.carry(function), items))
 
 
-_CLIENTS: dict[tuple, RegistryClient] = {}
-_CLIENTS_LOCK = threading.Lock()
+class RegistryClients:
+    """A pool of registry clients, one per registry and options, so connections and tokens are reused.
 
-
-def registry_client(registry: str, **options: Any) -> RegistryClient:
-    """A shared client per registry and options, so connections and tokens are reused.
-
-    The timeouts are resolved here, from the environment when not given, and are part
-    of the key: a client made before TUFOCI_REGISTRY_TIMEOUT or _DEADLINE changed must
-    not go on serving with the old limits.
+    Owned by whoever needs the reuse (a CLI command, a ``Verifier``, the webhook's and the mirror's
+    views) and carried in ``RegistryOptions.clients``: nothing is shared beyond its owner, and
+    ``close()`` ends its connections (a test session, where a later registry may be given a port an
+    earlier one had; a long-running process that reloads its configuration).
     """
-    options["timeout"] = read_timeout(options.get("timeout"))
-    options["deadline"] = request_deadline(options.get("deadline"))
-    key = (registry, tuple(sorted((k, repr(v)) for k, v in options.items())))
-    with _CLIENTS_LOCK:
-        client = _CLIENTS.get(key)
-        if client is None:
-            client = RegistryClient(registry, **options)
-            _CLIENTS[key] = client
-        return client
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple[str, RegistryOptions], RegistryClient] = {}
+        self._lock = threading.Lock()
+
+    def client(self, registry: str, options: RegistryOptions) -> RegistryClient:
+        """The pool's client for ``registry`` under ``options`` (made on first use).
+
+        Raises:
+            RegistryConfigError, RegistryError: as ``RegistryClient``.
+        """
+        key = (registry, options)  # equal options, whatever pool they carry: the same connections
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._clients[key] = RegistryClient(registry, options)
+            return client
+
+    def close(self) -> None:
+        """Drop the clients, their pooled connections and tokens."""
+        with self._lock:
+            clients = list(self._clients.values())
+            self._clients.clear()
+        for client in clients:
+            client.close()
 
 
-def forget_clients() -> None:
-    """Drop the shared clients, their pooled connections and tokens.
+def registry_client(registry: str, options: RegistryOptions = RegistryOptions()) -> RegistryClient:
+    """The client for ``registry``: the options' pool's (reused), or a new one when they carry no pool.
 
-    For a process that outlives the registries it talked to (a test session,
-    where a later registry may be given a port an earlier one had).
+    Raises:
+        RegistryConfigError, RegistryError: as ``RegistryClient``.
     """
-    with _CLIENTS_LOCK:
-        clients = list(_CLIENTS.values())
-        _CLIENTS.clear()
-    for client in clients:
-        client.close()
+    if options.clients is None:
+        return RegistryClient(registry, options)
+    return options.clients.client(registry, options)
 
 
-def check_login(registry: str, credentials: Credentials, **options: Any) -> None:
-    """Prove ``credentials`` work against ``GET /v2/`` (basic or token flow); raises RegistryError."""
-    client = RegistryClient(registry, credentials=credentials, **options)
+def check_login(registry: str, credentials: Credentials, options: RegistryOptions = RegistryOptions()) -> None:
+    """Prove ``credentials`` work against ``GET /v2/`` (basic or token flow).
+
+    Raises:
+        RegistryError: the registry refused them or could not be reached.
+    """
+    client = RegistryClient(registry, options, credentials=credentials)
     status, _, body = client.request("GET", "/v2/", scope="")
     if status == 401:
         raise RegistryError(f"login to {registry}: {registry} refused the credentials (HTTP 401)")

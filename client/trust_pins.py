@@ -13,12 +13,15 @@ import hashlib
 import json
 import os
 import re
-from typing import Any
 
 from tufoci.atomic_file import atomic_write
 from tufoci.errors import MetadataRejectedError, NotTrustedError, RegistryError, UsageError
 from tufoci.reference import LAYOUT_PREFIX, Reference, Repository, parse_repository
 from tufoci.state import Pin, State, now_iso
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, which mypy reads, without importing typing on the warm verify path
+if TYPE_CHECKING:
+    from typing import Any
 
 METADATA_REPOSITORY_NAME = "tuf"
 MAX_ROOT_BYTES = 512000  # python-tuf's UpdaterConfig.root_max_length

@@ -15,11 +15,11 @@ import base64
 import os
 import re
 import urllib.parse
-from typing import TYPE_CHECKING
 
 from tufoci import __version__, budget
-from tufoci.layout_spec import IMAGE_MEDIA_TYPES
+from tufoci.layout_constants import IMAGE_MEDIA_TYPES
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, which mypy reads, without importing typing on the warm verify path
 if TYPE_CHECKING:
     import ssl
 

@@ -9,17 +9,20 @@ root files, the client cache) are written atomically.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
 
 from tufoci.errors import StateError
+from tufoci.frozen import Frozen
 from tufoci.ownership import home_problem
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, which mypy reads: the warm verify reads pins without typing/datetime
+if TYPE_CHECKING:
+    import datetime
+    from collections.abc import Iterator
+    from typing import Any
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
@@ -67,6 +70,8 @@ def require_own_home(home: str) -> None:
 
 
 def now_utc() -> datetime.datetime:
+    import datetime
+
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 
 
@@ -92,12 +97,34 @@ def actor() -> str:
 PINS_QUERY = "SELECT scope, metadata, root_sha256, root_file FROM pins"  # also the verify fast path's
 
 
-@dataclass(frozen=True)
-class Pin:
+class Pin(Frozen):
+    __slots__ = ("scope", "metadata", "root_sha256", "root_file")
     scope: str
     metadata: str
     root_sha256: str
     root_file: str
+
+    def __init__(self, scope: str, metadata: str, root_sha256: str, root_file: str) -> None:
+        self._init(scope, metadata, root_sha256, root_file)
+
+
+def read_pins(home: str) -> list[Pin] | None:
+    """The trust pins in ``home``'s state.db, read as ``State.pins`` reads them, without creating or changing
+    anything (read-only: no schema, no WAL switch), or None when there is no state.db or it cannot be read.
+    For the warm verify (client/fast_verify.py), which checks the home's ownership itself."""
+    path = os.path.join(home, "state.db")
+    if not os.path.exists(path):
+        return None
+    try:
+        import urllib.parse
+
+        connection = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True, timeout=5)
+        try:
+            return [Pin(*row) for row in connection.execute(PINS_QUERY)]
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return None
 
 
 class State:

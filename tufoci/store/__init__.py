@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, which mypy reads, without importing typing on the warm verify path
+if TYPE_CHECKING:
+    from typing import Any
 
-from tufoci.reference import Repository
-from tufoci.store.base import Manifest, RepositoryStore
+    from tufoci.reference import Repository
+    from tufoci.store.base import Manifest, RepositoryStore
 
 __all__ = ["Manifest", "RepositoryStore", "open_repository"]
+
+
+def __getattr__(name: str) -> object:
+    """``Manifest`` and ``RepositoryStore`` from store/base.py when first asked for: the warm verify imports
+    tufoci.store.manifest_batch, which runs this package's __init__, and needs neither (nor layout_spec)."""
+    if name in ("Manifest", "RepositoryStore"):
+        from tufoci.store import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_repository(repository: Repository, **registry_options: Any) -> RepositoryStore:

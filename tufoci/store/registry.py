@@ -33,7 +33,6 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import urllib3
@@ -94,7 +93,7 @@ def resolve_settings(
     config = config or RegistryConfig()
     flags = TLSFlags(plain_http, insecure, ca_file)
     if flags != TLSFlags():
-        config = replace(config, flags=flags.over(config.flags))
+        config = config.replace(flags=flags.over(config.flags))
     return config.settings_for(registry)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import urllib.parse
 
 from tufoci.errors import RegistryError, UsageError
@@ -361,9 +362,14 @@ def _only_comments(data: bytes) -> bool:
         return False
     for line in text.split("\n"):
         line = line.removesuffix("\r").strip(" \t")
-        if line and (line[0] != "#" or any((c < " " and c != "\t") or c == "\x7f" for c in line)):
+        if line and (line[0] != "#" or _CONTROL.search(line)):
             return False
     return True
+
+
+# the control characters a TOML comment may not hold (all but tab); one search per line, not a Python loop per
+# character: the all-comments file Debian installs took ~1 ms per verify that way
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 
 
 # where docker and containers keep them (containers-certs.d(5), containers-registries.conf(5))

@@ -31,6 +31,7 @@ def test_equal_by_fields_hashable_immutable_copyable(value: Frozen):
     assert twin == value and hash(twin) == hash(value) and twin is not value
     assert pickle.loads(pickle.dumps(value)) == value
     assert repr(value).startswith(f"{type(value).__name__}(")
+    assert list(value.as_dict()) == list(value.__slots__)
     first = value.__slots__[0]
     with pytest.raises(AttributeError):
         setattr(value, first, None)

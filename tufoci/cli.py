@@ -1148,7 +1148,7 @@ def trust_list(output) -> None:
     """List trust pins."""
     pins = _state().pins()
     if output == "json":
-        _emit_json([camel_keys(p.__dict__) for p in pins])
+        _emit_json([camel_keys(p.as_dict()) for p in pins])
         return
     for p in pins:
         _echo(f"{p.scope:<40} {p.metadata:<44} {p.root_sha256[:16]}")

@@ -27,6 +27,10 @@ class Frozen:
     def _values(self) -> tuple:
         return tuple(getattr(self, name) for name in self.__slots__)
 
+    def as_dict(self) -> dict[str, object]:
+        """The fields by name, in order (a dataclass's ``__dict__``)."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
     def replace(self, **changes: object) -> Self:
         """A copy with ``changes`` (field → value), as ``dataclasses.replace``.
 

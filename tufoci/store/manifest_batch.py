@@ -194,19 +194,6 @@ class _Connection:
         self._buffer += chunk
 
 
-def fetch_one(endpoint: Endpoint, repository: str, reference: str, headers: dict[str, str], *,
-              max_bytes: int) -> Answer:
-    """One ``GET /v2/REPOSITORY/manifests/REF`` on a new connection, answered as read: status, headers and
-    (for a plain 200 within the cap) the body. For a caller that must see the status (an auth challenge).
-
-    Raises:
-        ValueError: a repository, reference or header that would not go into a request as is.
-        OSError: the connection failed.
-        Exception: the answer was malformed, unframed or late (this module's own, never a decision).
-    """
-    return fetch_in_order(endpoint, [(repository, reference, max_bytes)], headers)[0]
-
-
 def fetch_in_order(endpoint: Endpoint, requests: list[tuple[str, str, int]], headers: dict[str, str]) -> list[Answer]:
     """``GET /v2/REPOSITORY/manifests/REF`` for each (repository, reference, size cap), pipelined on one new
     connection in one write, of any repositories of the endpoint: the answers read, in order, up to the first

@@ -1,9 +1,10 @@
 """Small immutable value classes without ``dataclasses`` (standard library only, nothing imported).
 
 Why: the warm ``tufoci verify`` (client/fast_verify.py) must start in a few milliseconds, and a
-frozen ``@dataclass`` costs ~1.2 ms to build on this machine (it compiles its generated methods),
+frozen ``@dataclass`` costs ~1 ms to build on this machine (it compiles its generated methods),
 besides ``dataclasses``' own import of ``inspect``/``ast``/``dis`` (~3.5 ms). The value classes on
-that path (references, verify results) derive from ``Frozen`` instead: fields in ``__slots__``,
+that path (references, trust pins, the registry configuration, verify results, the bare transport's
+endpoint and answers) derive from ``Frozen`` instead: fields in ``__slots__``,
 set once by ``__init__`` through ``_init``, compared, hashed and shown by their fields in order —
 what ``@dataclass(frozen=True)`` gave them.
 """

@@ -31,6 +31,7 @@ import re
 import socket
 import time
 
+from tufoci.frozen import Frozen
 from tufoci.reference import DIGEST_RE, PATH_RE, TAG_RE
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, which mypy reads, without importing typing on the warm verify path
@@ -57,18 +58,24 @@ class _Stalled(_Unusable):
     """The server went quiet: the batch stops, the regular client takes the rest (it has the deadline)."""
 
 
-class Endpoint:
+class Endpoint(Frozen):
     """The registry host and the regular client's TLS settings and limits, so both transports connect alike.
 
-    A plain class (no ``dataclasses``: the warm verify path builds one; docs/performance.md)."""
+    ``Frozen``, not a dataclass: the warm verify builds one (tufoci/frozen.py)."""
 
     __slots__ = ("host", "port", "host_header", "tls", "connect_timeout", "read_timeout", "deadline", "until")
+    host: str
+    port: int
+    host_header: str
+    tls: ssl.SSLContext | None
+    connect_timeout: float
+    read_timeout: float
+    deadline: float
+    until: float | None  # time.monotonic() at which the command's budget ends: no wait goes past it
 
     def __init__(self, host: str, port: int, host_header: str, tls: ssl.SSLContext | None, connect_timeout: float,
                  read_timeout: float, deadline: float, until: float | None = None) -> None:
-        self.host, self.port, self.host_header, self.tls = host, port, host_header, tls
-        self.connect_timeout, self.read_timeout, self.deadline = connect_timeout, read_timeout, deadline
-        self.until = until  # time.monotonic() at which the command's budget ends: no wait goes past it
+        self._init(host, port, host_header, tls, connect_timeout, read_timeout, deadline, until)
 
     def give_up_at(self, seconds: float) -> float:
         """``seconds`` from now, or when the budget ends if that is sooner."""
@@ -76,14 +83,18 @@ class Endpoint:
         return at if self.until is None else min(at, self.until)
 
 
-class Answer:
+class Answer(Frozen):
     """One response as read: ``body`` is None when not read (any status but 200, or over the cap);
     ``reusable`` says whether the next answer on this connection can be read."""
 
     __slots__ = ("status", "headers", "body", "reusable")
+    status: int
+    headers: dict[str, str]
+    body: bytes | None
+    reusable: bool
 
     def __init__(self, status: int, headers: dict[str, str], body: bytes | None, reusable: bool) -> None:
-        self.status, self.headers, self.body, self.reusable = status, headers, body, reusable
+        self._init(status, headers, body, reusable)
 
 
 class _Connection:

@@ -164,7 +164,8 @@ def _expect_all(requests: list[tuple], registry: RegistryConfig) -> None:
     by_host: dict[str, list[tuple]] = {}
     for repository, reference, digest, cap in requests:
         by_host.setdefault(repository.registry, []).append((repository.path, reference, cap, digest))
-    for host, items in by_host.items():
+    for host, asked in by_host.items():
+        items = list(dict.fromkeys(asked))  # a reference given twice is asked for once
         settings = registry.settings_for(host)
         url = f"{'http' if settings.plain_http else 'https'}://{settings.address}"
         if settings.proxies.for_url(url) is not None:

@@ -258,6 +258,17 @@ def test_many_references_share_kept_alive_connections(warm):
     assert answer is not None and answer == full(cluster, *refs)
 
 
+def test_a_reference_given_twice_is_checked_once(warm, registry):
+    scope, cluster, _ = warm
+    refs = [f"{scope}/web:1.0", f"{scope}/web:1.1"] * 3
+    mark = registry.mark()
+    answer = fast_verify(refs, str(cluster.home))
+    requests = [f"{line.method} {line.path}" for line in registry.access_log_lines(since=mark)]
+    assert requests == ["GET /v2/acme/tuf/manifests/timestamp", "GET /v2/acme/web/manifests/1.0",
+                        "GET /v2/acme/web/manifests/1.1"], requests
+    assert answer is not None and answer == full(cluster, *refs)
+
+
 def test_the_fast_path_connects_as_the_full_path_is_configured(warm, tmp_path, monkeypatch):
     """Registry configuration (docs/registries.md) decides the fast path's connections too: a registry that
     is reached through a proxy is left to the full path, never reached directly behind the user's back."""

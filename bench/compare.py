@@ -106,6 +106,8 @@ ISSUE_FLOOR_MS, ISSUE_FLOOR_TAGS = 1600.0, 1000
 TUFOCI, NOTARY = "tufoci", "notary"
 # what the warm verify path must not import (issue 19): ~200 ms of start-up between them
 HEAVY_PACKAGES = ("tuf", "securesystemslib", "cryptography", "urllib3", "click")
+# standard-library modules the warm path was cut loose from (dataclasses, typing: docs/performance.md)
+SLOW_MODULES = ("dataclasses", "inspect", "typing", "sqlite_utils", "threading")
 
 # argv[1] = "module:function" of the tufoci console script, the rest its arguments.
 IMPORTTIME_SNIPPET = textwrap.dedent(
@@ -722,6 +724,7 @@ class Bench:
         return {
             "command": f"python -X importtime -c <console script> verify {ref}  # warm, {n} tags, no agent",
             "heavy_packages_imported": heavy,
+            "slow_modules_imported": sorted({row[3] for row in rows} & set(SLOW_MODULES)),
             "modules": len(rows),
             "imports_total_self": figure(sum(r[0] for r in rows) / 1000, "ms"),
             "imports_self_by_top_level_package": [
@@ -1151,7 +1154,8 @@ def main(argv: list[str] | None = None) -> int:
         "figure": "warm_path_imports", "tufoci": figure(warm_imports["modules"], "modules imported"),
         "notary": figure(0, "(n/a)"), "measured": figure(len(warm_imports["heavy_packages_imported"]), "of them"),
         "target": "0", "met": not warm_imports["heavy_packages_imported"],
-        "also": "imported: " + (", ".join(warm_imports["heavy_packages_imported"]) or "none of them"),
+        "also": "imported: " + (", ".join(warm_imports["heavy_packages_imported"]) or "none of them") + "; of "
+                + ", ".join(SLOW_MODULES) + ": " + (", ".join(warm_imports["slow_modules_imported"]) or "none"),
     })
     if profile is not None:
         data["profile"] = profile

@@ -31,10 +31,9 @@ import hashlib
 import io
 import os
 import time
-from typing import TYPE_CHECKING
 
 from tufoci.client.verified_record import cache_dir, file_sha256, read_record
-from tufoci.layout_spec import MAX_MANIFEST_BYTES, MAX_METADATA_MANIFEST_BYTES, TIMESTAMP_TAG
+from tufoci.layout_constants import MAX_MANIFEST_BYTES, MAX_METADATA_MANIFEST_BYTES, TIMESTAMP_TAG
 from tufoci.ownership import home_problem
 from tufoci.reference import parse_reference, parse_repository, target_name
 from tufoci.registry_http import (
@@ -46,9 +45,14 @@ from tufoci.registry_http import (
 )
 from tufoci.tuf_compat import cached_file
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, which mypy reads, without importing typing on the warm verify path
 if TYPE_CHECKING:
     from tufoci.registry_options import CredentialSource, RegistryOptions
-    from tufoci.store.manifest_batch import Answer
+    from tufoci.store.manifest_batch import Answer, Endpoint
+
+CONNECTIONS = 3  # as target add's batch (tufoci/store/manifest_batch.py): more do not help on 2 cores
+PER_CONNECTION = 40  # fewer requests than this on each: not worth a thread
+
 
 
 class _FallThrough(Exception):
@@ -164,16 +168,16 @@ def _pins(home: str) -> list:
 def _expect_all(requests: list[tuple], registry: RegistryOptions) -> None:
     """GET each manifest (repository, reference, expected digest, size cap) and require the expected bytes.
 
-    Per registry: the first request alone (it meets an auth challenge, if any), then the rest pipelined over
-    kept-alive connections (tufoci/store/manifest_batch.py, the bare transport ``target add`` uses). A registry
-    reached through a proxy is left to the full path.
+    Per registry, the timestamp manifest and the tags are asked for together, pipelined on kept-alive
+    connections (tufoci/store/manifest_batch.py, the bare transport ``target add`` uses): one round trip for
+    a single verify. A challenge (401) is answered once, with the full path's credentials, and everything
+    asked again. A registry reached through a proxy is left to the full path.
     """
-    from tufoci.store.manifest_batch import fetch_manifests, fetch_one
-
     by_host: dict[str, list[tuple]] = {}
     for repository, reference, digest, cap in requests:
-        by_host.setdefault(repository.registry, []).append((repository.path, reference, digest, cap))
-    for host, items in by_host.items():
+        by_host.setdefault(repository.registry, []).append((repository.path, reference, cap, digest))
+    for host, asked in by_host.items():
+        items = list(dict.fromkeys(asked))  # a reference given twice is asked for once
         settings = registry.config.settings_for(host)
         url = f"{'http' if settings.plain_http else 'https'}://{settings.address}"
         if settings.proxies.for_url(url) is not None:
@@ -181,31 +185,53 @@ def _expect_all(requests: list[tuple], registry: RegistryOptions) -> None:
         endpoint_ = endpoint(url, tls=None if settings.plain_http else settings.ssl_context(),
                              read_timeout=registry.read_timeout, deadline=registry.deadline,
                              connect_timeout=registry.connect_timeout)
-        host = settings.address  # credentials are those of the host connected to, as the full client's
         headers = {"Accept": MANIFEST_ACCEPT, "Accept-Encoding": "identity", "User-Agent": USER_AGENT}
-        (path, reference, digest, cap), rest = items[0], items[1:]
-        answer = fetch_one(endpoint_, path, reference, headers, max_bytes=cap)
-        if answer.status == 401:
-            headers["Authorization"] = _basic(registry.credentials, host, answer.headers.get("www-authenticate", ""))
-            answer = fetch_one(endpoint_, path, reference, headers, max_bytes=cap)
-        _expect(answer, digest)
-        groups: dict[tuple[str, int], dict[str, str]] = {}
-        for path, reference, digest, cap in rest:
-            groups.setdefault((path, cap), {})[reference] = digest
-        for (path, cap), expected in groups.items():
-            if len(expected) == 1:  # one tag check: no threads to start
-                ((reference, digest),) = expected.items()
-                _expect(fetch_one(endpoint_, path, reference, headers, max_bytes=cap), digest)
-                continue
-            fetched, left = fetch_manifests(endpoint_, path, list(expected), headers, max_bytes=cap,
-                                            connections=min(3, len(expected)))
-            if left or any(fetched[r].digest != d for r, d in expected.items()):
+        answers = _fetch(endpoint_, items, headers)
+        if answers and answers[0].status == 401:
+            # credentials are those of the host connected to, as the full client's
+            headers["Authorization"] = _basic(registry.credentials, settings.address,
+                                              answers[0].headers.get("www-authenticate", ""))
+            answers = _fetch(endpoint_, items, headers)
+        if len(answers) != len(items):
+            raise _FallThrough  # an answer the pipeline could not read: the full path asks again
+        for answer, (_, _, _, digest) in zip(answers, items, strict=True):
+            if answer.status != 200 or answer.body is None or _digest(answer.body) != digest:
                 raise _FallThrough
 
 
-def _expect(answer: Answer, digest: str) -> None:
-    if answer.status != 200 or answer.body is None or _digest(answer.body) != digest:
-        raise _FallThrough
+def _fetch(endpoint_: Endpoint, items: list[tuple], headers: dict[str, str]) -> list[Answer]:
+    """The answers to ``items`` (path, reference, cap, …) in order, over one connection per ``PER_CONNECTION``
+    of them (at most ``CONNECTIONS``, each on its own thread); shorter than ``items`` when one stopped early."""
+    from tufoci.store.manifest_batch import fetch_in_order
+
+    requests = [item[:3] for item in items]
+    count = min(CONNECTIONS, -(-len(requests) // PER_CONNECTION))
+    if count == 1:  # a single verify: no thread to start
+        return fetch_in_order(endpoint_, requests, headers)
+    import threading
+
+    size = -(-len(requests) // count)
+    chunks = [requests[i:i + size] for i in range(0, len(requests), size)]
+    results: list[list[Answer]] = [[] for _ in chunks]
+
+    def run(index: int) -> None:
+        try:
+            results[index] = fetch_in_order(endpoint_, chunks[index], headers)
+        except Exception:  # noqa: BLE001  (a short list: the caller falls through)
+            pass
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(1, len(chunks))]
+    for thread in threads:
+        thread.start()
+    run(0)
+    for thread in threads:
+        thread.join()
+    answers: list[Answer] = []
+    for chunk, result in zip(chunks, results, strict=True):
+        answers += result
+        if len(result) != len(chunk):
+            break
+    return answers
 
 
 def _digest(data: bytes) -> str:

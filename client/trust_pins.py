@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import re
-from typing import TYPE_CHECKING, Any
 
 from tufoci.atomic_file import atomic_write
 from tufoci.errors import MetadataRejectedError, NotTrustedError, RegistryError, UsageError
@@ -21,7 +20,10 @@ from tufoci.reference import LAYOUT_PREFIX, Reference, Repository, parse_reposit
 from tufoci.registry_options import RegistryOptions
 from tufoci.state import Pin
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, which mypy reads, without importing typing on the warm verify path
 if TYPE_CHECKING:
+    from typing import Any
+
     from tufoci.state import State  # its module is not loaded on the verify fast path, which imports this one
 
 METADATA_REPOSITORY_NAME = "tuf"

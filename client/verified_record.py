@@ -22,11 +22,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import TYPE_CHECKING
 
 from tufoci.ownership import ownership_problem
 from tufoci.tuf_compat import cached_file
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, which mypy reads, without importing typing on the warm verify path
 if TYPE_CHECKING:
     import datetime
     from collections.abc import Mapping

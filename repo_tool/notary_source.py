@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import urllib.parse
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -117,7 +116,7 @@ class ServerSource:
         credentials = registry.credentials.lookup(credentials_registry) if credentials_registry else None
         # mutual TLS: the client certificate goes into the client's TLS context, as certs.d ones do
         tls = TLSFlags(parts.scheme == "http", insecure, ca_file, client_cert=client_cert, client_key=client_key)
-        self._client = RegistryClient(parts.netloc, replace(registry, config=RegistryConfig(tls)),
+        self._client = RegistryClient(parts.netloc, registry.replace(config=RegistryConfig(tls)),
                                       credentials=credentials)
         self._scope = f"repository:{gun}:pull"
         self.request_count = 0

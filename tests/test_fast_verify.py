@@ -26,6 +26,11 @@ pytestmark = needs_registry
 
 # what the warm path must not import (the whole point: ~200 ms of start-up)
 HEAVY = ("tuf", "securesystemslib", "cryptography", "urllib3", "click", "sqlite_utils")
+# and the standard-library and tufoci modules it was cut loose from (issue 19, docs/performance.md): dataclasses
+# (inspect, ast, dis: ~3.5 ms, and ~1.2 ms per frozen class built), typing, the layout's parsers, threads for one
+# tag, base64 for a registry that asks no credentials
+SLOW = ("dataclasses", "inspect", "ast", "typing", "tufoci.layout_spec", "tufoci.store.base", "threading", "base64",
+        "tufoci.expiry_periods")
 
 
 @pytest.fixture
@@ -196,7 +201,27 @@ def test_the_warm_path_imports_no_tuf_no_crypto_no_urllib3(warm):
     imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines()
                 if line.startswith("import time:")}
     assert imported and not imported & set(HEAVY), sorted(imported & set(HEAVY))
+    modules = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert not modules & set(SLOW), sorted(modules & set(SLOW))
     assert done.stdout == full(cluster, f"{scope}/web:1.0")[1]
+
+
+def test_a_single_warm_verify_asks_the_timestamp_and_the_tag_on_one_connection(warm, monkeypatch):
+    """Pipelined in one write (manifest_batch.fetch_in_order): one round trip, not two one after the other."""
+    import socket
+
+    connections = []
+    create_connection = socket.create_connection
+
+    def counted(*args, **kwargs):
+        connections.append(args[0])
+        return create_connection(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", counted)
+    scope, cluster, _ = warm
+    answer = fast_verify([f"{scope}/web:1.0"], str(cluster.home))
+    assert answer is not None and answer[0] == 0
+    assert len(connections) == 1, connections
 
 
 def test_the_plain_http_warm_path_loads_no_tls_no_idna_and_no_registries_conf_parser(warm, tmp_path, monkeypatch):
@@ -230,6 +255,17 @@ def test_many_references_share_kept_alive_connections(warm):
     scope, cluster, _ = warm
     refs = [f"{scope}/web:1.0", f"{scope}/web:1.1"] * 6
     answer = fast_verify(refs, str(cluster.home))
+    assert answer is not None and answer == full(cluster, *refs)
+
+
+def test_a_reference_given_twice_is_checked_once(warm, registry):
+    scope, cluster, _ = warm
+    refs = [f"{scope}/web:1.0", f"{scope}/web:1.1"] * 3
+    mark = registry.mark()
+    answer = fast_verify(refs, str(cluster.home))
+    requests = [f"{line.method} {line.path}" for line in registry.access_log_lines(since=mark)]
+    assert requests == ["GET /v2/acme/tuf/manifests/timestamp", "GET /v2/acme/web/manifests/1.0",
+                        "GET /v2/acme/web/manifests/1.1"], requests
     assert answer is not None and answer == full(cluster, *refs)
 
 

@@ -31,7 +31,7 @@ from tufoci.errors import ContentMismatchError, NotFoundError, TooLargeError
 from tufoci.layout_spec import INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE
 from tufoci.registry_config import RegistryConfig, TLSFlags
 from tufoci.registry_options import RegistryOptions
-from tufoci.store.manifest_batch import DEPTH, Endpoint, fetch_manifests
+from tufoci.store.manifest_batch import DEPTH, Endpoint, fetch_in_order, fetch_manifests
 from tufoci.store.registry import BATCH_MIN, RegistryClient, RegistryRepository
 
 pytestmark = needs_registry
@@ -345,6 +345,47 @@ def test_an_answer_framed_oddly_is_never_given_to_another_tag(case, monkeypatch)
     assert {t: m.data for t, m in fetched.items()} == {t: body_of(t) for t in FRAMING_TAGS if t not in left}
     assert left == left_expected
     assert not crashed
+
+
+IN_ORDER = {
+    # name: (answer, how many answers fetch_in_order returns for t00..t04, the statuses it returns)
+    "every answer a plain 200": (lambda t, n: plain(t), [200] * 5),
+    "a 401 first: nothing after it is read": (lambda t, n: b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"
+                                              if n == 0 else plain(t), [401]),
+    "a 404 in the middle": (lambda t, n: b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}" if n == 2
+                            else plain(t), [200, 200, 404]),
+    "Connection: close after the second": (lambda t, n: plain(t, "Connection: close") if n == 1 else plain(t),
+                                           [200, 200]),
+}
+
+
+@pytest.mark.parametrize("case", IN_ORDER, ids=list(IN_ORDER))
+def test_in_order_answers_stop_where_the_connection_cannot_go_on(case):
+    """The warm verify's pipeline (timestamp and tags, any repositories, one write): each answer belongs to
+    its position; after one that ends the connection nothing more is read, so nothing is given to another."""
+    answer, statuses = IN_ORDER[case]
+    server = RawServer(answer)
+    tags = FRAMING_TAGS[:5]
+    requests = [(REPO if i % 2 else "acme/tuf", t, 1 << 20) for i, t in enumerate(tags)]
+    try:
+        answers = fetch_in_order(server.endpoint(), requests, {})
+    finally:
+        server.close()
+    assert [a.status for a in answers] == statuses
+    assert [a.body for a in answers if a.status == 200] == [body_of(t) for t, s in zip(tags, statuses, strict=False)
+                                                            if s == 200]
+    asked = [f"/v2/{repository}/manifests/{tag}" for repository, tag, _ in requests]
+    assert server.paths and server.paths == asked[:len(server.paths)]  # in order (the server may stop reading)
+
+
+def test_in_order_refuses_anything_that_could_add_a_request():
+    server = RawServer(lambda t, n: plain(t))
+    try:
+        with pytest.raises(ValueError):
+            fetch_in_order(server.endpoint(), [(REPO, "t00", 1 << 20), (f"{REPO}\r\nX: y", "t01", 1 << 20)], {})
+    finally:
+        server.close()
+    assert server.paths == []
 
 
 @pytest.mark.parametrize("answer", [lambda t, n: plain(t) if n == 0 else None, lambda t, n: None],

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -56,8 +55,8 @@ def test_options_are_values_whatever_pool_they_carry():
 def test_clients_are_reused_within_a_pool_only():
     """Before: registry_client() returned one process-wide client per registry and options."""
     options = RegistryOptions().pooled()
-    assert registry_client(HOST, options) is registry_client(HOST, replace(options))  # equal options: reused
-    assert registry_client(HOST, options) is not registry_client(HOST, replace(options, read_timeout=1.0))
+    assert registry_client(HOST, options) is registry_client(HOST, options.replace())  # equal options: reused
+    assert registry_client(HOST, options) is not registry_client(HOST, options.replace(read_timeout=1.0))
     assert registry_client(HOST, options) is not registry_client(HOST, RegistryOptions().pooled())  # another owner
     assert registry_client(HOST) is not registry_client(HOST)  # no pool: nothing shared
 

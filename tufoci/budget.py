@@ -15,12 +15,15 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import time
-from collections.abc import Callable, Iterator
-from typing import TypeVar
 
 from tufoci.errors import TimedOutError
 
-_T = TypeVar("_T")
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, which mypy reads, without importing typing on the warm verify path
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import TypeVar
+
+    _T = TypeVar("_T")
 VERIFY_TIMEOUT = "30s"  # ``tufoci verify``'s default --timeout, on the full path and the fast path alike
 _current: contextvars.ContextVar[tuple[float, float] | None] = contextvars.ContextVar("tufoci_budget", default=None)
 
@@ -75,7 +78,8 @@ def parse_seconds(text: str) -> float:
     from tufoci.errors import UsageError
 
     try:
-        seconds = float(text)
+        # whole seconds with an "s" (the default, 30s) without expiry_periods, which imports datetime
+        seconds = float(text[:-1] if text.endswith("s") and text[:-1].isascii() and text[:-1].isdigit() else text)
     except ValueError:
         from tufoci.expiry_periods import parse_duration
 

@@ -106,7 +106,6 @@ def _registry(plain_http: bool | None, insecure: bool, ca_file: str | None) -> R
     from the environment (``options_from_environment``, the one place that reads it for them, shared with
     the verify fast path; docs/registries.md), and one connection pool for the whole command, closed when
     it ends."""
-    from dataclasses import replace
 
     from tufoci.registry_config import TLSFlags
     from tufoci.registry_options import options_from_environment
@@ -117,7 +116,7 @@ def _registry(plain_http: bool | None, insecure: bool, ca_file: str | None) -> R
     if context is None:
         return options.pooled()
     if _CLIENTS in context.meta:
-        return replace(options, clients=context.meta[_CLIENTS])
+        return options.replace(clients=context.meta[_CLIENTS])
     options = options.pooled()
     context.meta[_CLIENTS] = options.clients
     context.call_on_close(context.meta[_CLIENTS].close)
@@ -881,7 +880,6 @@ def copy(source, destination, tag_pattern, quiet, replace_newer, plain_http, ins
     timestamp moves last. Copying to oci:DIR and from it again is the air-gapped transfer.
     --src-… and --dest-… options apply to one side and win over the unprefixed ones.
     """
-    from dataclasses import replace
 
     from tufoci import render
     from tufoci.registry_config import TLSFlags
@@ -894,7 +892,7 @@ def copy(source, destination, tag_pattern, quiet, replace_newer, plain_http, ins
                          sides[f"{side}_certs_dir"])
         if flags != TLSFlags() and not scope.startswith("oci:"):
             config = config.with_flags_for(scope.split("/", 1)[0], flags)
-    report = copy_scope(_maintainer(_state(), source, replace(options, config=config), allow_expired=False), destination,
+    report = copy_scope(_maintainer(_state(), source, options.replace(config=config), allow_expired=False), destination,
                         tag_pattern=tag_pattern, replace_newer=replace_newer,
                         progress=(lambda line: None) if quiet else (lambda line: _echo(line, err=True)))
     if output == "json":
@@ -1079,7 +1077,7 @@ def trust_list(output) -> None:
     """List trust pins."""
     pins = _state().pins()
     if output == "json":
-        _emit_json([camel_keys(p.__dict__) for p in pins])
+        _emit_json([camel_keys(p.as_dict()) for p in pins])
         return
     for p in pins:
         _echo(f"{p.scope:<40} {p.metadata:<44} {p.root_sha256[:16]}")

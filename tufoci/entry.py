@@ -95,7 +95,20 @@ def _fast_verify(args: list[str]) -> None:
     code, out, err = answer
     sys.stdout.write(out)
     sys.stderr.write(err)
-    sys.exit(code)
+    _exit_now(code)
+
+
+def _exit_now(code: int) -> None:
+    """End the process once its answer is written, without the interpreter's teardown of every module
+    (~4 ms of a warm verify: as much as its imports of json and socket). Nothing on the fast path registers
+    an ``atexit`` handler or leaves a thread running; an output that cannot be flushed (a closed pipe) takes
+    the usual ``sys.exit``, which reports it as Python always does."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        sys.exit(code)
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -15,14 +15,19 @@ import re
 from dataclasses import dataclass
 
 from tufoci.errors import MetadataRejectedError
+from tufoci.layout_constants import (  # noqa: F401  (re-exported: the warm verify imports them without this module)
+    DOCKER_LIST_MEDIA_TYPE,
+    DOCKER_MANIFEST_MEDIA_TYPE,
+    IMAGE_MEDIA_TYPES,
+    INDEX_MEDIA_TYPE,
+    MANIFEST_MEDIA_TYPE,
+    MAX_MANIFEST_BYTES,
+    MAX_METADATA_MANIFEST_BYTES,
+    TIMESTAMP_TAG,
+)
 
 LAYOUT_VERSION = "1"
 
-MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
-INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST_MEDIA_TYPE = "application/vnd.docker.distribution.manifest.list.v2+json"
-IMAGE_MEDIA_TYPES = (MANIFEST_MEDIA_TYPE, INDEX_MEDIA_TYPE, DOCKER_MANIFEST_MEDIA_TYPE, DOCKER_LIST_MEDIA_TYPE)
 
 # layout §2: the artifact kind is declared by config.mediaType (works on OCI 1.0
 # registries); the payload media type is the one docker/attest uses.
@@ -42,12 +47,10 @@ ANNOTATION_SNAPSHOT_HINT = "dev.tufoci.hint.snapshot"
 MAX_INLINE_SNAPSHOT = 48 * 1024  # keeps a timestamp manifest well under MAX_METADATA_MANIFEST_BYTES
 
 # The role names, defined once for tufoci: python-tuf's TOP_LEVEL_ROLE_NAMES in the specification's order
-# (this module loads no python-tuf: the verify fast path imports it), and the roles the online key signs,
-# which are never proposed (layout §9).
+# (this module loads no python-tuf), and the roles the online key signs, which are never proposed (layout §9).
 TOP_LEVEL_ROLES = ("root", "targets", "snapshot", "timestamp")
 ONLINE_ROLES = ("snapshot", "timestamp")
 
-TIMESTAMP_TAG = "timestamp"
 TOP_LEVEL_VERSIONED = ("root", "targets", "snapshot")  # layout §3: root.<N>, targets.<N>, snapshot.<N>
 
 # layout §9: threshold signing. A proposed version and each signature over it
@@ -64,11 +67,7 @@ ANNOTATION_PROPOSER_MACHINE = "dev.tufoci.proposal.machine"  # random per TUFOCI
 ANNOTATION_KEYID = "dev.tufoci.signature.keyid"
 
 # Caps on what is read from a store (DESIGN §3: cap every read).
-MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-MAX_METADATA_BYTES = 32 * 1024 * 1024
-# a metadata manifest holds two descriptors and (timestamp only) the inline
-# timestamp, whose own limit in python-tuf is 16 KiB
-MAX_METADATA_MANIFEST_BYTES = 128 * 1024
+MAX_METADATA_BYTES = 32 * 1024 * 1024  # MAX_MANIFEST_BYTES, MAX_METADATA_MANIFEST_BYTES: layout_constants
 
 # patterns as text, compiled by re (and cached there) when first used: the verify fast path uses none of them
 _PLATFORM_PART = r"[A-Za-z0-9._-]{1,64}"

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 
 from tufoci.errors import InvalidReferenceError
+from tufoci.frozen import Frozen
 
 DOCKER_HUB = "docker.io"
 LAYOUT_PREFIX = "oci:"
@@ -32,16 +32,19 @@ DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _MAX_NAME = 255
 
 
-@dataclass(frozen=True)
-class Repository:
+class Repository(Frozen):
     """One OCI repository: a path in a registry, or an image-layout directory.
 
     ``registry`` is ``None`` for a layout repository, whose ``path`` is then an
     absolute directory path.
     """
 
+    __slots__ = ("registry", "path")
     registry: str | None
     path: str
+
+    def __init__(self, registry: str | None, path: str) -> None:
+        self._init(registry, path)
 
     @property
     def is_layout(self) -> bool:
@@ -69,13 +72,16 @@ class Repository:
         return f"{self.registry}/{self.path}"
 
 
-@dataclass(frozen=True)
-class Reference:
+class Reference(Frozen):
     """A repository plus a tag and/or a digest."""
 
+    __slots__ = ("repository", "tag", "digest")
     repository: Repository
-    tag: str | None = None
-    digest: str | None = None
+    tag: str | None
+    digest: str | None
+
+    def __init__(self, repository: Repository, tag: str | None = None, digest: str | None = None) -> None:
+        self._init(repository, tag, digest)
 
     def with_digest(self, digest: str) -> Reference:
         return Reference(self.repository, None, digest)

@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import urllib.parse
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
 from tufoci.errors import RegistryError, UsageError
+from tufoci.frozen import Frozen
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, which mypy reads, without importing typing on the warm verify path
 if TYPE_CHECKING:
     import ssl  # imported where a TLS context is built: plain HTTP (the verify fast path on loopback) never loads it
+    from collections.abc import Mapping
 
 
 class RegistryConfigError(UsageError):
@@ -46,16 +47,22 @@ def is_loopback(registry: str) -> bool:
         return False
 
 
-@dataclass(frozen=True)
-class TLSFlags:
-    """What a command line says about a registry; unset fields leave the files to decide."""
+class TLSFlags(Frozen):
+    """What a command line says about a registry; unset fields leave the files to decide.
 
-    plain_http: bool | None = None
-    insecure: bool = False
-    ca_file: str | None = None
-    cert_dir: str | None = None  # one registry's files directly (skopeo's --src-cert-dir), instead of certs.d
-    client_cert: str | None = None  # a client certificate (PEM), over any certs.d one
-    client_key: str | None = None  # its key, when not in the same file
+    The classes here are ``Frozen`` (tufoci/frozen.py), not dataclasses: the warm verify builds them."""
+
+    __slots__ = ("plain_http", "insecure", "ca_file", "cert_dir", "client_cert", "client_key")
+    plain_http: bool | None
+    insecure: bool
+    ca_file: str | None
+    cert_dir: str | None  # one registry's files directly (skopeo's --src-cert-dir), instead of certs.d
+    client_cert: str | None  # a client certificate (PEM), over any certs.d one
+    client_key: str | None  # its key, when not in the same file
+
+    def __init__(self, plain_http: bool | None = None, insecure: bool = False, ca_file: str | None = None,
+                 cert_dir: str | None = None, client_cert: str | None = None, client_key: str | None = None) -> None:
+        self._init(plain_http, insecure, ca_file, cert_dir, client_cert, client_key)
 
     def over(self, other: TLSFlags) -> TLSFlags:
         """These flags, and ``other``'s where these say nothing."""
@@ -69,14 +76,17 @@ class TLSFlags:
         )
 
 
-@dataclass(frozen=True)
-class RegistryEntry:
+class RegistryEntry(Frozen):
     """One whole-registry ``[[registry]]`` of registries.conf (v2 format)."""
 
+    __slots__ = ("prefix", "location", "insecure", "blocked")
     prefix: str
     location: str | None  # None: the registry itself
-    insecure: bool = False
-    blocked: bool = False
+    insecure: bool
+    blocked: bool
+
+    def __init__(self, prefix: str, location: str | None, insecure: bool = False, blocked: bool = False) -> None:
+        self._init(prefix, location, insecure, blocked)
 
     def matches(self, registry: str) -> bool:
         if self.prefix.startswith("*."):  # containers: a wildcard matches subdomains only
@@ -84,13 +94,16 @@ class RegistryEntry:
         return registry == self.prefix
 
 
-@dataclass(frozen=True)
-class Proxies:
+class Proxies(Frozen):
     """HTTP(S)_PROXY and NO_PROXY as given: which proxy, if any, a request to a URL goes through."""
 
-    http: str | None = None
-    https: str | None = None
-    no_proxy: tuple[str, ...] = ()
+    __slots__ = ("http", "https", "no_proxy")
+    http: str | None
+    https: str | None
+    no_proxy: tuple[str, ...]
+
+    def __init__(self, http: str | None = None, https: str | None = None, no_proxy: tuple[str, ...] = ()) -> None:
+        self._init(http, https, no_proxy)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Proxies:
@@ -145,17 +158,22 @@ class Proxies:
         return False
 
 
-@dataclass(frozen=True)
-class RegistrySettings:
+class RegistrySettings(Frozen):
     """How the client for one registry connects: resolved, checked, ready to use."""
 
+    __slots__ = ("address", "plain_http", "verify", "ca_files", "system_cas", "client_cert", "proxies")
     address: str  # host[:port] connected to: the registry, or its registries.conf location
     plain_http: bool
-    verify: bool = True
-    ca_files: tuple[str, ...] = ()
-    system_cas: bool = True  # certs.d CAs add to the system's; --ca-file replaces them (as before)
-    client_cert: tuple[str, str] | None = None  # (certificate, key)
-    proxies: Proxies = Proxies()
+    verify: bool
+    ca_files: tuple[str, ...]
+    system_cas: bool  # certs.d CAs add to the system's; --ca-file replaces them (as before)
+    client_cert: tuple[str, str] | None  # (certificate, key)
+    proxies: Proxies
+
+    def __init__(self, address: str, plain_http: bool, verify: bool = True, ca_files: tuple[str, ...] = (),
+                 system_cas: bool = True, client_cert: tuple[str, str] | None = None,
+                 proxies: Proxies = Proxies()) -> None:
+        self._init(address, plain_http, verify, ca_files, system_cas, client_cert, proxies)
 
     def ssl_context(self) -> ssl.SSLContext:
         """The TLS context both transports (urllib3, manifest_batch) use.
@@ -190,18 +208,23 @@ def _reason(error: BaseException) -> str:
     return getattr(error, "strerror", None) or getattr(error, "reason", None) or str(error) or type(error).__name__
 
 
-@dataclass(frozen=True)
-class RegistryConfig:
+class RegistryConfig(Frozen):
     """Everything a command knows about registries; ``settings_for`` resolves one host.
 
     Hashable, so the registry client cache can key on it.
     """
 
-    flags: TLSFlags = TLSFlags()
-    per_registry: tuple[tuple[str, TLSFlags], ...] = ()  # copy's --src-… and --dest-…
-    certs_roots: tuple[str, ...] = ()  # certs.d roots, searched in order
-    registries: tuple[RegistryEntry, ...] = ()
-    proxies: Proxies = Proxies()
+    __slots__ = ("flags", "per_registry", "certs_roots", "registries", "proxies")
+    flags: TLSFlags
+    per_registry: tuple[tuple[str, TLSFlags], ...]  # copy's --src-… and --dest-…
+    certs_roots: tuple[str, ...]  # certs.d roots, searched in order
+    registries: tuple[RegistryEntry, ...]
+    proxies: Proxies
+
+    def __init__(self, flags: TLSFlags = TLSFlags(), per_registry: tuple[tuple[str, TLSFlags], ...] = (),
+                 certs_roots: tuple[str, ...] = (), registries: tuple[RegistryEntry, ...] = (),
+                 proxies: Proxies = Proxies()) -> None:
+        self._init(flags, per_registry, certs_roots, registries, proxies)
 
     def with_flags_for(self, registry: str, flags: TLSFlags) -> RegistryConfig:
         """This configuration with ``flags`` for ``registry`` alone.
@@ -214,7 +237,7 @@ class RegistryConfig:
             if name == registry and existing != flags:
                 raise RegistryConfigError(f"{registry} is both source and destination: give its options once "
                                           "(--ca-file, --plain-http, --insecure, --certs-dir)")
-        return replace(self, per_registry=(*self.per_registry, (registry, flags)))
+        return self.replace(per_registry=(*self.per_registry, (registry, flags)))
 
     def settings_for(self, registry: str) -> RegistrySettings:
         """The resolved settings for ``registry`` (``host[:port]``).
@@ -339,9 +362,14 @@ def _only_comments(data: bytes) -> bool:
         return False
     for line in text.split("\n"):
         line = line.removesuffix("\r").strip(" \t")
-        if line and (line[0] != "#" or any((c < " " and c != "\t") or c == "\x7f" for c in line)):
+        if line and (line[0] != "#" or _CONTROL.search(line)):
             return False
     return True
+
+
+# the control characters a TOML comment may not hold (all but tab); one search per line, not a Python loop per
+# character: the all-comments file Debian installs took ~1 ms per verify that way
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 
 
 # where docker and containers keep them (containers-certs.d(5), containers-registries.conf(5))

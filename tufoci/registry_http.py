@@ -11,14 +11,13 @@ authorization header, and the bare-connection ``Endpoint``.
 
 from __future__ import annotations
 
-import base64
 import re
 import urllib.parse
-from typing import TYPE_CHECKING
 
 from tufoci import __version__, budget
-from tufoci.layout_spec import IMAGE_MEDIA_TYPES
+from tufoci.layout_constants import IMAGE_MEDIA_TYPES
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, which mypy reads, without importing typing on the warm verify path
 if TYPE_CHECKING:
     import ssl
 
@@ -49,6 +48,8 @@ def endpoint(base: str, *, tls: ssl.SSLContext | None, read_timeout: float, dead
 
 def basic_authorization(credentials: Credentials) -> str:
     """The ``Authorization`` header value of HTTP Basic authentication."""
+    import base64  # only for a registry that asks for credentials: the warm verify of an open one never does
+
     return "Basic " + base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
 
 

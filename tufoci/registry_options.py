@@ -17,31 +17,41 @@ that say the same thing are equal whichever connections they carry.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
+from tufoci.frozen import Frozen
 from tufoci.registry_config import RegistryConfig, TLSFlags, config_from_environment
 from tufoci.registry_http import CONNECT_TIMEOUT, READ_TIMEOUT, REQUEST_DEADLINE
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, which mypy reads, without importing typing on the warm verify path
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     from tufoci.credentials import Credentials
     from tufoci.store.registry import RegistryClients  # urllib3: not for the verify fast path
 
 
-@dataclass(frozen=True)
-class CredentialSource:
+class CredentialSource(Frozen):
     """Where registry credentials come from; the default, ``CredentialSource()``, is anonymous access.
 
     ``docker_config``: docker's ``config.json`` (None: none). ``username``/``password``: credentials
     a pipeline injected (``TUFOCI_REGISTRY_USERNAME``/``_PASSWORD``), sent only to the registry
-    ``host`` names (``TUFOCI_REGISTRY_HOST``). The reading is ``tufoci.credentials``'s.
+    ``host`` names (``TUFOCI_REGISTRY_HOST``). The reading is ``tufoci.credentials``'s. ``Frozen``
+    (tufoci/frozen.py), not a dataclass: the warm verify builds it.
     """
 
-    docker_config: str | None = None
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)  # never shown
-    host: str | None = None
+    __slots__ = ("docker_config", "username", "password", "host")
+    docker_config: str | None
+    username: str | None
+    password: str | None
+    host: str | None
+
+    def __init__(self, docker_config: str | None = None, username: str | None = None, password: str | None = None,
+                 host: str | None = None) -> None:
+        self._init(docker_config, username, password, host)
+
+    def __repr__(self) -> str:  # the password is never shown
+        return (f"CredentialSource(docker_config={self.docker_config!r}, username={self.username!r}, "
+                f"password={'***' if self.password else None}, host={self.host!r})")
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> CredentialSource:
@@ -67,28 +77,49 @@ def docker_config_path(environ: Mapping[str, str]) -> str:
     return os.path.join(directory, "config.json")
 
 
-@dataclass(frozen=True)
-class RegistryOptions:
+class RegistryOptions(Frozen):
     """How to reach registries: TLS and proxies (``config``), credentials, timeouts, a connection pool.
 
     ``connect_timeout`` and ``read_timeout`` bound each socket wait, ``deadline`` each request as a
     whole (status line, headers and body), all in seconds; a command's overall ``--timeout`` is
     ``tufoci.budget``'s. ``clients``: the pool whose connections and tokens are reused (None: each
-    store opened gets a client of its own; a ``Verifier`` makes itself a pool when given none).
+    store opened gets a client of its own; a ``Verifier`` makes itself a pool when given none); it
+    takes no part in equality or hashing (two options that differ only in their pool are equal).
     """
 
-    config: RegistryConfig = RegistryConfig()
-    credentials: CredentialSource = CredentialSource()  # anonymous
-    connect_timeout: float = CONNECT_TIMEOUT
-    read_timeout: float = READ_TIMEOUT
-    deadline: float = REQUEST_DEADLINE
-    clients: RegistryClients | None = field(default=None, compare=False, repr=False)
+    __slots__ = ("config", "credentials", "connect_timeout", "read_timeout", "deadline", "clients")
+    config: RegistryConfig
+    credentials: CredentialSource
+    connect_timeout: float
+    read_timeout: float
+    deadline: float
+    clients: RegistryClients | None
+
+    def __init__(self, config: RegistryConfig = RegistryConfig(), credentials: CredentialSource = CredentialSource(),
+                 connect_timeout: float = CONNECT_TIMEOUT, read_timeout: float = READ_TIMEOUT,
+                 deadline: float = REQUEST_DEADLINE, clients: RegistryClients | None = None) -> None:
+        self._init(config, credentials, connect_timeout, read_timeout, deadline, clients)
+
+    def _compared(self) -> tuple:
+        return self._values()[:-1]  # without the pool
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._compared() == other._compared()
+
+    def __hash__(self) -> int:
+        return hash((self.__class__.__name__, *self._compared()))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__[:-1])
+        return f"RegistryOptions({fields})"
 
     def with_flags(self, flags: TLSFlags) -> RegistryOptions:
         """These options with ``flags`` over the command's TLS flags (a policy entry's ``plainHttp``, ``caFile``)."""
         if flags == TLSFlags():
             return self
-        return replace(self, config=replace(self.config, flags=flags.over(self.config.flags)))
+        return self.replace(config=self.config.replace(flags=flags.over(self.config.flags)))
 
     def pooled(self) -> RegistryOptions:
         """These options with a connection pool: their own if they have one, else a new one."""
@@ -96,7 +127,7 @@ class RegistryOptions:
             return self
         from tufoci.store.registry import RegistryClients
 
-        return replace(self, clients=RegistryClients())
+        return self.replace(clients=RegistryClients())
 
 
 def options_from_environment(flags: TLSFlags, environ: Mapping[str, str], certs_dir: str | None = None

@@ -4,9 +4,9 @@ fast path (client/fast_verify.py), so that every path says exactly the same."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 from tufoci.errors import TufociError
+from tufoci.frozen import Frozen
 from tufoci.safe_text import printable
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, which mypy reads, without importing typing on the fast path
@@ -14,10 +14,10 @@ if TYPE_CHECKING:
     from typing import TextIO
 
 
-@dataclass(frozen=True)
-class VerifiedImage:
+class VerifiedImage(Frozen):
     """A reference resolved to the digest its signers published."""
 
+    __slots__ = ("reference", "target", "scope", "repository", "digest", "length", "media_type", "tags")
     reference: str
     target: str
     scope: str
@@ -25,7 +25,11 @@ class VerifiedImage:
     digest: str
     length: int
     media_type: str | None
-    tags: tuple[str, ...] = ()  # for a digest-only reference: the signed tags of the repository that sign it
+    tags: tuple[str, ...]  # for a digest-only reference: the signed tags of the repository that sign it
+
+    def __init__(self, reference: str, target: str, scope: str, repository: str, digest: str, length: int,
+                 media_type: str | None, tags: tuple[str, ...] = ()) -> None:
+        self._init(reference, target, scope, repository, digest, length, media_type, tags)
 
     @property
     def pinned(self) -> str:
@@ -47,13 +51,16 @@ class VerifiedImage:
         }
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(Frozen):
     """The result for one reference: an image, or the error that stopped it."""
 
+    __slots__ = ("reference", "image", "error")
     reference: str
-    image: VerifiedImage | None = None
-    error: TufociError | None = None
+    image: VerifiedImage | None
+    error: TufociError | None
+
+    def __init__(self, reference: str, image: VerifiedImage | None = None, error: TufociError | None = None) -> None:
+        self._init(reference, image, error)
 
     def to_dict(self) -> dict:
         """The documented ``-o json`` shape of one result (docs/cli.md)."""

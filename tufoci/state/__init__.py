@@ -19,16 +19,18 @@ module the fast path imports names ``State`` under ``TYPE_CHECKING`` only
 
 from __future__ import annotations
 
-import datetime
 import os
 import sqlite3
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from tufoci.errors import StateError
+from tufoci.frozen import Frozen
 from tufoci.ownership import home_problem
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, which mypy reads, without importing typing on the warm verify path
 if TYPE_CHECKING:
+    import datetime
+    from typing import Any
+
     from tufoci.state.database import (
         SCHEMA_VERSION,
         AuditEntry,
@@ -84,6 +86,8 @@ def require_own_home(home: str) -> None:
 
 
 def now_utc() -> datetime.datetime:
+    import datetime  # here: the verify fast path imports this module and never needs the clock
+
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 
 
@@ -106,12 +110,18 @@ def actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-@dataclass(frozen=True)
-class Pin:
+class Pin(Frozen):
+    """A trust pin: a scope, where its metadata lives, and the root it starts from. ``Frozen``
+    (tufoci/frozen.py), not a dataclass: the warm verify builds it."""
+
+    __slots__ = ("scope", "metadata", "root_sha256", "root_file")
     scope: str
     metadata: str
     root_sha256: str
     root_file: str
+
+    def __init__(self, scope: str, metadata: str, root_sha256: str, root_file: str) -> None:
+        self._init(scope, metadata, root_sha256, root_file)
 
 
 def pin_from_row(row: tuple, path: str) -> Pin:

@@ -27,20 +27,18 @@ decides an error, and what it returns is raw bytes the caller hashes
 
 from __future__ import annotations
 
-import collections
-import math
 import re
 import socket
-import threading
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
 
+from tufoci.frozen import Frozen
 from tufoci.reference import DIGEST_RE, PATH_RE, TAG_RE
-from tufoci.store.base import Manifest
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, which mypy reads, without importing typing on the warm verify path
 if TYPE_CHECKING:
     import ssl  # only the TLS context's type: plain HTTP (the verify fast path on loopback) never loads ssl
+
+    from tufoci.store.base import Manifest
 
 CONNECTIONS = 3
 DEPTH = 64  # requests in flight per connection
@@ -60,10 +58,12 @@ class _Stalled(_Unusable):
     """The server went quiet: the batch stops, the regular client takes the rest (it has the deadline)."""
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    """The registry host and the regular client's TLS settings and limits, so both transports connect alike."""
+class Endpoint(Frozen):
+    """The registry host and the regular client's TLS settings and limits, so both transports connect alike.
 
+    ``Frozen``, not a dataclass: the warm verify builds one (tufoci/frozen.py)."""
+
+    __slots__ = ("host", "port", "host_header", "tls", "connect_timeout", "read_timeout", "deadline", "until")
     host: str
     port: int
     host_header: str
@@ -71,7 +71,11 @@ class Endpoint:
     connect_timeout: float
     read_timeout: float
     deadline: float
-    until: float | None = None  # time.monotonic() at which the command's budget ends: no wait goes past it
+    until: float | None  # time.monotonic() at which the command's budget ends: no wait goes past it
+
+    def __init__(self, host: str, port: int, host_header: str, tls: ssl.SSLContext | None, connect_timeout: float,
+                 read_timeout: float, deadline: float, until: float | None = None) -> None:
+        self._init(host, port, host_header, tls, connect_timeout, read_timeout, deadline, until)
 
     def give_up_at(self, seconds: float) -> float:
         """``seconds`` from now, or when the budget ends if that is sooner."""
@@ -79,11 +83,18 @@ class Endpoint:
         return at if self.until is None else min(at, self.until)
 
 
-class Answer(NamedTuple):
+class Answer(Frozen):
+    """One response as read: ``body`` is None when not read (any status but 200, or over the cap);
+    ``reusable`` says whether the next answer on this connection can be read."""
+
+    __slots__ = ("status", "headers", "body", "reusable")
     status: int
     headers: dict[str, str]
-    body: bytes | None  # None: not read (any status but 200, or over the cap)
-    reusable: bool  # whether the next answer on this connection can be read
+    body: bytes | None
+    reusable: bool
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes | None, reusable: bool) -> None:
+        self._init(status, headers, body, reusable)
 
 
 class _Connection:
@@ -194,25 +205,35 @@ class _Connection:
         self._buffer += chunk
 
 
-def fetch_one(endpoint: Endpoint, repository: str, reference: str, headers: dict[str, str], *,
-              max_bytes: int) -> Answer:
-    """One ``GET /v2/REPOSITORY/manifests/REF`` on a new connection, answered as read: status, headers and
-    (for a plain 200 within the cap) the body. For a caller that must see the status (an auth challenge).
+def fetch_in_order(endpoint: Endpoint, requests: list[tuple[str, str, int]], headers: dict[str, str]) -> list[Answer]:
+    """``GET /v2/REPOSITORY/manifests/REF`` for each (repository, reference, size cap), pipelined on one new
+    connection in one write, of any repositories of the endpoint: the answers read, in order, up to the first
+    one after which the connection cannot go on (a non-200, ``Connection: close``): the rest are not read.
+
+    The warm verify asks for the timestamp manifest and its tags this way: one round trip, not one each.
 
     Raises:
         ValueError: a repository, reference or header that would not go into a request as is.
         OSError: the connection failed.
-        Exception: the answer was malformed, unframed or late (this module's own, never a decision).
+        Exception: an answer was malformed, unframed or late (this module's own, never a decision).
     """
     fields = {"Host": endpoint.host_header, **headers}
-    if not PATH_RE.fullmatch(repository) or not (TAG_RE.fullmatch(reference) or DIGEST_RE.fullmatch(reference)) \
-            or not all(_TOKEN.fullmatch(k) and _FIELD_VALUE.fullmatch(v) for k, v in fields.items()):
+    if not all(_TOKEN.fullmatch(k) and _FIELD_VALUE.fullmatch(v) for k, v in fields.items()) or not all(
+        PATH_RE.fullmatch(repository) and (TAG_RE.fullmatch(reference) or DIGEST_RE.fullmatch(reference))
+        for repository, reference, _ in requests
+    ):
         raise ValueError("not a request this module sends")
+    head = "".join(f"{k}: {v}\r\n" for k, v in fields.items())
     connection = _Connection(endpoint)
     try:
-        head = "".join(f"{k}: {v}\r\n" for k, v in fields.items())
-        connection.send(f"GET /v2/{repository}/manifests/{reference} HTTP/1.1\r\n{head}\r\n".encode())
-        return connection.receive(max_bytes)
+        connection.send(b"".join(f"GET /v2/{repository}/manifests/{reference} HTTP/1.1\r\n{head}\r\n".encode()
+                                 for repository, reference, _ in requests))
+        answers = []
+        for _, _, max_bytes in requests:
+            answers.append(connection.receive(max_bytes))
+            if not answers[-1].reusable:
+                break
+        return answers
     finally:
         connection.close()
 
@@ -236,6 +257,12 @@ def fetch_manifests(
     to. Requests sent but unanswered when a connection ended go to another
     connection. A reference given as a digest is returned only if the bytes hash to it.
     """
+    import collections
+    import math
+    import threading
+
+    from tufoci.store.base import Manifest
+
     wanted = [r for r in dict.fromkeys(references) if TAG_RE.fullmatch(r) or DIGEST_RE.fullmatch(r)]
     fields = {"Host": endpoint.host_header, **headers}
     if not PATH_RE.fullmatch(repository) or not all(

@@ -120,6 +120,43 @@ def test_a_write_ahead_log_writable_by_others_is_refused(own_home):
 
 
 @as_root
+def test_a_symlinked_state_db_is_checked_where_sqlite_keeps_its_log(own_home):
+    """SQLite resolves a symlinked state.db and replays the write-ahead log beside its target, not beside the
+    link: with state.db linked into a directory others can write (sticky, as /tmp), another user put a
+    state.db-wal there that gave the full and the fast path a trust pin of theirs, while every checked path
+    was ours. That directory (and any log in it) is now checked as the home is."""
+    import shutil
+    import sqlite3
+
+    assert tufoci(own_home, "trust", "list").returncode == 0
+    shared, attacker = Path(tempfile.mkdtemp(dir="/tmp")), Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        shared.chmod(0o1777)
+        (own_home / "state.db").rename(shared / "state.db")
+        (own_home / "state.db").symlink_to(shared / "state.db")
+        # the other user: a copy of the (readable) database, a pin written into its log, the log put beside it
+        shutil.copy(shared / "state.db", attacker / "copy.db")
+        connection = sqlite3.connect(attacker / "copy.db")
+        connection.execute("INSERT INTO pins VALUES ('127.0.0.1:5000/acme', '127.0.0.1:5000/evil/tuf', ?, 'x', '')",
+                           ["0" * 64])
+        connection.commit()
+        shutil.copy(attacker / "copy.db-wal", shared / "state.db-wal")
+        connection.close()
+        os.chown(shared / "state.db-wal", NOBODY, NOBODY)
+        fragment = f"local state directory {shared} is writable by group or others"
+        assert_refused(tufoci(own_home, "trust", "list"), fragment)
+        assert_refused(tufoci(own_home, "verify", "127.0.0.1:5000/acme/web:1.0"), fragment)
+        shared.chmod(0o755)  # the directory is safe now, but the other user's log is still there
+        assert_refused(tufoci(own_home, "trust", "list"), f"local state log {shared / 'state.db-wal'} belongs to uid")
+        (shared / "state.db-wal").unlink()
+        listed = tufoci(own_home, "trust", "list")  # a symlink into a directory of our own is fine
+        assert listed.returncode == 0 and "evil" not in listed.stdout, (listed.stdout, listed.stderr)
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+        shutil.rmtree(attacker, ignore_errors=True)
+
+
+@as_root
 def test_a_home_owned_by_another_user_is_refused(own_home):
     agent = fake_agent(own_home / "agent.sock")
     try:

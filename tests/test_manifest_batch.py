@@ -264,7 +264,7 @@ class RawServer:
     is; ``None`` keeps quiet until the test ends, ``b""`` hangs up."""
 
     def __init__(self, answer: Callable[[str, int], bytes | None]):
-        self.answer, self.paths = answer, []
+        self.answer, self.paths, self.heads = answer, [], []
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._done = threading.Event()
@@ -297,6 +297,7 @@ class RawServer:
                 head, buffer = buffer.split(b"\r\n\r\n", 1)
                 path = head.split(b" ")[1].decode()
                 self.paths.append(path)
+                self.heads.append(head)
                 data = self.answer(path.rsplit("/", 1)[1], served)
                 served += 1
                 if data is None:
@@ -456,3 +457,82 @@ def test_verify_checks_a_repository_s_tags_in_one_batch_and_reports_each_failure
     result = run_tufoci("verify", "-o", "json", *refs)
     failed = {r["reference"]: r["error"]["type"] for r in json.loads(result.stdout)["results"] if not r["verified"]}
     assert failed == {refs[3]: "DigestMismatchError", refs[5]: "NotFoundError"}  # each tag read alone then
+
+
+# -- the warm verify's pipeline (client/fast_verify.py): it prints only what hashes to the record's digests ----------
+
+def redirect(tag: str) -> bytes:
+    return f"HTTP/1.1 307 Temporary Redirect\r\nLocation: /v2/{REPO}/manifests/{tag}\r\nContent-Length: 0\r\n\r\n".encode()
+
+
+UNAUTHORIZED = b'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm="r"\r\nContent-Length: 0\r\n\r\n'
+HOSTILE_PIPELINE = {
+    # name: answer(tag, n) to the timestamp manifest and four tags, asked in one pipeline
+    "two answers swapped": lambda t, n: plain({"t01": "t02", "t02": "t01"}.get(t, t)),
+    "an unsolicited answer first": lambda t, n: plain("t00") + plain(t) if n == 0 else plain(t),
+    "the answer of another request": lambda t, n: plain("t00") if n == 3 else plain(t),
+    "a 401 on the second answer only": lambda t, n: UNAUTHORIZED if n == 1 else plain(t),
+    "a redirect mid-pipeline": lambda t, n: redirect(t) if n == 2 else plain(t),
+    "a HEAD-like empty body": lambda t, n: plain(t).replace(f"Content-Length: {len(body_of(t))}".encode(),
+                                                            b"Content-Length: 0").removesuffix(body_of(t))
+                                            if n == 3 else plain(t),
+    "a length that swallows the next answer": lambda t, n: plain(t).replace(
+        f"Content-Length: {len(body_of(t))}".encode(), f"Content-Length: {len(body_of(t) + plain('t02'))}".encode())
+        if n == 1 else plain(t),
+    "a chunked body": lambda t, n: plain(t, "Transfer-Encoding: chunked") if n == 1 else plain(t),
+    "a body over the cap": lambda t, n: plain(t).replace(f"Content-Length: {len(body_of(t))}".encode(),
+                                                         b"Content-Length: 999999999") if n == 4 else plain(t),
+    "the last answer cut short": lambda t, n: plain(t)[:-3] if n == 4 else plain(t),
+}
+
+
+def expect_pipelined(server: RawServer, registry: RegistryOptions = RegistryOptions(read_timeout=1.0)) -> None:
+    """client/fast_verify.py's registry step for t00 (as the timestamp manifest) and t01..t04, each expected to
+    be its own ``body_of``: returns when the fast path may answer, raises (it falls through) otherwise."""
+    from tufoci.client.fast_verify import _expect_all
+    from tufoci.reference import parse_repository
+
+    requests = [(parse_repository(f"127.0.0.1:{server.port}/{'acme/tuf' if i == 0 else REPO}"), t,
+                 "sha256:" + hashlib.sha256(body_of(t)).hexdigest(), 1 << 20) for i, t in enumerate(FRAMING_TAGS[:5])]
+    _expect_all(requests, registry)
+
+
+@pytest.mark.parametrize("case", HOSTILE_PIPELINE, ids=list(HOSTILE_PIPELINE))
+def test_the_warm_verify_answers_only_when_every_pipelined_answer_hashes_to_the_record(case):
+    """Answers tie to requests by position alone: however a registry reorders, adds, splits or reframes them,
+    the fast path answers only when each position's bytes hash to what the record holds for it (which an
+    honest registry would serve too); anything else raises, and ``fast_verify`` runs the full path."""
+    honest = RawServer(lambda t, n: plain(t))
+    try:
+        expect_pipelined(honest)  # the control: the same requests, answered as they should be
+    finally:
+        honest.close()
+    hostile = RawServer(HOSTILE_PIPELINE[case])
+    try:
+        with pytest.raises(Exception):  # noqa: B017,PT011  (any: fast_verify turns every one into the full path)
+            expect_pipelined(hostile)
+    finally:
+        hostile.close()
+
+
+@pytest.mark.parametrize("host, sent", [(None, True), ("elsewhere.example:5000", False)])
+def test_the_warm_verify_sends_credentials_only_to_the_host_they_name(host, sent):
+    """A Basic challenge on the first answer is answered with the credentials of the host connected to (the
+    full client's lookup); credentials that name another registry are not sent: the full path decides."""
+    from tufoci.registry_options import CredentialSource
+
+    def answer(tag: str, n: int) -> bytes:
+        return plain(tag) if b"authorization: basic" in server.heads[-1].lower() else UNAUTHORIZED
+
+    server = RawServer(answer)
+    credentials = CredentialSource(username="alice", password="s3cret", host=host or f"127.0.0.1:{server.port}")
+    try:
+        if sent:
+            expect_pipelined(server, RegistryOptions(credentials=credentials, read_timeout=1.0))
+        else:
+            with pytest.raises(Exception):  # noqa: B017,PT011  (the fast path's fall-through)
+                expect_pipelined(server, RegistryOptions(credentials=credentials, read_timeout=1.0))
+    finally:
+        server.close()
+    assert any(b"authorization" in head.lower() for head in server.heads) == sent
+    assert "s3cret" not in repr(RegistryOptions(credentials=credentials, read_timeout=1.0))

@@ -48,4 +48,20 @@ def home_problem(home: str) -> str | None:
         problem = path_problem(path, what)
         if problem:
             return problem
+    return _linked_database_problem(os.path.join(home, "state.db"))
+
+
+def _linked_database_problem(database: str) -> str | None:
+    """A ``state.db`` that is a symbolic link: SQLite resolves the link and keeps (and replays) the write-ahead
+    log beside the file it points to, not beside the link. Whoever can write that directory can put a log of
+    their own there (a trust pin of their own), or swap the file; so it is checked as the home is, and so is
+    any log already there. One ``lstat`` when state.db is a plain file."""
+    if not os.path.islink(database):
+        return None
+    real = os.path.realpath(database)
+    for path, what in ((os.path.dirname(real), "local state directory"), (real + "-wal", "local state log"),
+                       (real + "-shm", "local state log")):
+        problem = path_problem(path, what)
+        if problem:
+            return problem
     return None

@@ -146,6 +146,9 @@ def main(argv: list[str]) -> None:
     """``kill|interrupt STEP ARGS…``: run ``tufoci ARGS…``, signalling the process before publish step STEP."""
     how, step, *args = argv
     sig = SIGNALS[how]
+    # Ctrl-C raises KeyboardInterrupt even when this runs in a background job (nohup, `&`), which starts it
+    # with SIGINT ignored: Python would keep ignoring it, and the publish would go on as if never interrupted
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import tufoci.cli  # noqa: F401  (loaded first, so that install() finds every module that opens stores)
 
     install(step, lambda _step: os.kill(os.getpid(), sig))

@@ -27,7 +27,6 @@ tufoci/entry.py opens around this and the full path alike.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import time
@@ -43,6 +42,7 @@ from tufoci.registry_http import (
     endpoint,
     parse_challenge,
 )
+from tufoci.sha256 import sha256_digest
 from tufoci.tuf_compat import cached_file
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, which mypy reads, without importing typing on the warm verify path
@@ -195,7 +195,7 @@ def _expect_all(requests: list[tuple], registry: RegistryOptions) -> None:
         if len(answers) != len(items):
             raise _FallThrough  # an answer the pipeline could not read: the full path asks again
         for answer, (_, _, _, digest) in zip(answers, items, strict=True):
-            if answer.status != 200 or answer.body is None or _digest(answer.body) != digest:
+            if answer.status != 200 or answer.body is None or sha256_digest(answer.body) != digest:
                 raise _FallThrough
 
 
@@ -232,10 +232,6 @@ def _fetch(endpoint_: Endpoint, items: list[tuple], headers: dict[str, str]) -> 
         if len(result) != len(chunk):
             break
     return answers
-
-
-def _digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def _basic(source: CredentialSource, registry: str, challenge: str) -> str:

@@ -9,8 +9,6 @@ sha256 that the root fetched from the registry must match.
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import os
 import re
 
@@ -18,6 +16,7 @@ from tufoci.atomic_file import atomic_write
 from tufoci.errors import MetadataRejectedError, NotTrustedError, RegistryError, UsageError
 from tufoci.reference import LAYOUT_PREFIX, Reference, Repository, parse_repository
 from tufoci.registry_options import RegistryOptions
+from tufoci.sha256 import sha256_hex
 from tufoci.state import Pin
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, which mypy reads, without importing typing on the warm verify path
@@ -50,6 +49,8 @@ def normalize_metadata_location(location: str) -> str:
 def _check_root(data: bytes) -> None:
     """A pinned root must at least be TUF root metadata (its signatures are
     checked by ngclient on first use, against itself)."""
+    import json  # here: the verify fast path imports this module for its pins and never parses a root
+
     try:
         signed = json.loads(data)["signed"]
         if signed["_type"] != "root":
@@ -110,7 +111,7 @@ def make_pin(
     """
     scope = parse_repository(scope_text)
     _check_root(root_data)
-    digest = hashlib.sha256(root_data).hexdigest()
+    digest = sha256_hex(root_data)
     if expected_sha256 and full_sha256(expected_sha256) != digest:
         raise MetadataRejectedError(
             f"root sha256 is {digest}, not the pinned {expected_sha256}: refusing to trust it"
@@ -155,8 +156,10 @@ def check_root_in_registry(
     _check_root(root_data)
     scope = parse_repository(scope_text)
     repo = parse_repository(metadata) if metadata else default_metadata_repository(scope)
+    import json
+
     version = json.loads(root_data)["signed"].get("version")
-    digest = hashlib.sha256(root_data).hexdigest()
+    digest = sha256_hex(root_data)
     try:
         manifest = open_repository(repo, registry=registry).get_manifest(metadata_tag("root", version))
         layer = parse_metadata_manifest(manifest.data).layer

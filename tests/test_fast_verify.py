@@ -30,7 +30,10 @@ HEAVY = ("tuf", "securesystemslib", "cryptography", "urllib3", "click", "sqlite_
 # (inspect, ast, dis: ~3.5 ms, and ~1.2 ms per frozen class built), typing, the layout's parsers, threads for one
 # tag, base64 for a registry that asks no credentials
 SLOW = ("dataclasses", "inspect", "ast", "typing", "tufoci.layout_spec", "tufoci.store.base", "threading", "base64",
-        "tufoci.expiry_periods")
+        "tufoci.expiry_periods",
+        # and the second cut (docs/performance.md): OpenSSL's hashlib, json, sqlite3's DB-API layer and its
+        # datetime, urllib.parse and ipaddress, the socket module's enums and selectors (~9 ms together)
+        "hashlib", "_hashlib", "json", "sqlite3", "datetime", "urllib.parse", "ipaddress", "socket", "selectors")
 
 
 @pytest.fixture
@@ -48,6 +51,21 @@ def warm(registry, home, tmp_path: Path, monkeypatch):
 def _record_file(cluster: Machine) -> Path:
     (pin,) = State.open(str(cluster.home)).pins()
     return Path(record_path(cache_dir(str(cluster.home), pin)))
+
+
+def _fields(path: Path) -> list[list[str]]:
+    """The record's lines, split into fields (client/verified_record.py: tab-separated, escaped)."""
+    return [line.split("\t") for line in path.read_text(encoding="ascii").splitlines()]
+
+
+def _rewrite(path: Path, change) -> None:
+    """Write the record back with ``change(fields)`` applied to each line's fields (None: drop the line)."""
+    lines = [changed for fields in _fields(path) if (changed := change(fields)) is not None]
+    path.write_text("".join("\t".join(fields) + "\n" for fields in lines), encoding="utf-8")
+
+
+def _target_names(path: Path) -> list[str]:
+    return sorted(fields[1] for fields in _fields(path) if fields[0] == "target")
 
 
 def full(cluster: Machine, *args: str) -> tuple[int, str, str]:
@@ -79,46 +97,71 @@ def test_the_record_is_owner_only_and_names_the_pin(warm):
     scope, cluster, _ = warm
     path = _record_file(cluster)
     assert path.stat().st_mode & 0o777 == 0o600
-    record = json.loads(path.read_text())
-    assert record["pin"]["scope"] == scope
-    assert sorted(record["targets"]) == ["web:1.0", "web:1.1"]
+    (pin,) = [fields for fields in _fields(path) if fields[0] == "pin"]
+    assert pin[1] == scope
+    assert _target_names(path) == ["web:1.0", "web:1.1"]
 
 
-@pytest.mark.parametrize("damage", ["missing", "empty", "not json", "truncated", "another shape", "a bad digest",
-                                    "another pin", "another root", "writable by others", "expired",
-                                    "another trusted timestamp"])
+def _set(key: str, index: int, value: str, name: str | None = None):
+    def change(fields: list[str]) -> list[str]:
+        if fields[0] == key and (name is None or fields[1] == name):
+            fields = fields[:index] + [value] + fields[index + 1:]
+        return fields
+    return change
+
+
+DAMAGE = {
+    "empty": lambda text: "",
+    "not a record": lambda text: "{not a record",
+    "truncated": lambda text: text[: len(text) // 2],
+    "without its last newline": lambda text: text[:-1],
+    "a line too many": lambda text: text + "anything\telse\n",
+    "a blank line": lambda text: text.replace("\n", "\n\n", 1),
+    "a pin line twice": lambda text: text + next(line for line in text.splitlines(True) if line.startswith("pin\t")),
+    "a name twice": lambda text: text + next(line for line in text.splitlines(True) if line.startswith("target\t")),
+}
+CHANGES = {
+    # a media type is printed by no answer: only the parse can refuse these
+    "not ASCII": lambda f: [*f[:4], f[4] + "é"] if f[0] == "target" else f,
+    "an escape that does not decode": lambda f: [*f[:4], f[4] + "\\x"] if f[0] == "target" else f,
+    "a bad digest": _set("target", 2, "sha256:abc", "web:1.0"),
+    "an uppercase digest": lambda f: [f[0], f[1], f[2].upper(), *f[3:]] if f[0] == "target" else f,
+    "a length that is not a count": _set("target", 3, "-1", "web:1.0"),
+    "another pin": lambda f: [*f[:3], f[3] + "-other"] if f[0] == "pin" else f,
+    "another root": _set("pin", 2, "0" * 64),
+    "expired": _set("expires", 1, str(int(time.time()) - 1)),
+    "an expiry that is no count": _set("expires", 1, "inf"),
+    "no expiry": lambda f: None if f[0] == "expires" else f,
+    "another trusted timestamp": _set("trustedTimestamp", 1, "0" * 64),
+}
+
+
+def _format_1(path: Path) -> str:
+    """What the format-1 writer left: the same facts as JSON."""
+    fields = _fields(path)
+    value = {line[0]: line[1:] for line in fields[1:] if line[0] != "target"}
+    return json.dumps({
+        "format": 1, "pin": dict(zip(("scope", "rootSha256", "metadata"), value["pin"], strict=True)),
+        "timestampManifest": value["timestampManifest"][0], "trustedTimestamp": value["trustedTimestamp"][0],
+        "expires": float(value["expires"][0]),
+        "targets": {f[1]: {"digest": f[2], "length": int(f[3]), "mediaType": f[4]} for f in fields if f[0] == "target"},
+    }, sort_keys=True)
+
+
+@pytest.mark.parametrize("damage", ["missing", "writable by others", "format 1 (JSON)", *DAMAGE, *CHANGES])
 def test_a_record_it_cannot_rely_on_is_ignored(warm, damage):
     scope, cluster, _ = warm
     path = _record_file(cluster)
-    record = json.loads(path.read_text())
-    text = path.read_text()
     if damage == "missing":
         path.unlink()
-    elif damage == "empty":
-        path.write_text("")
-    elif damage == "not json":
-        path.write_text("{not json")
-    elif damage == "truncated":
-        path.write_text(text[: len(text) // 2])
-    elif damage == "another shape":
-        path.write_text(json.dumps({**record, "targets": [1, 2]}))
-    elif damage == "a bad digest":
-        record["targets"]["web:1.0"]["digest"] = "sha256:abc"
-        path.write_text(json.dumps(record))
-    elif damage == "another pin":
-        record["pin"]["metadata"] = f"{scope}/other-tuf"
-        path.write_text(json.dumps(record))
-    elif damage == "another root":
-        record["pin"]["rootSha256"] = "0" * 64
-        path.write_text(json.dumps(record))
     elif damage == "writable by others":
         os.chmod(path, 0o666)
-    elif damage == "expired":
-        record["expires"] = time.time() - 1
-        path.write_text(json.dumps(record))
-    elif damage == "another trusted timestamp":
-        record["trustedTimestamp"] = "0" * 64
-        path.write_text(json.dumps(record))
+    elif damage == "format 1 (JSON)":
+        path.write_text(_format_1(path))
+    elif damage in DAMAGE:
+        path.write_bytes(DAMAGE[damage](path.read_text(encoding="ascii")).encode())
+    else:
+        _rewrite(path, CHANGES[damage])
     assert fast_verify([f"{scope}/web:1.0"], str(cluster.home)) is None
     # the full path is unaffected, and leaves a good record again
     assert full(cluster, f"{scope}/web:1.0")[0] == 0
@@ -166,7 +209,7 @@ def test_a_new_process_resolves_again_the_names_the_last_one_asked(warm):
     maintainer.ok("target", "remove", scope, "web:1.1")
     maintainer.ok("publish", scope)
     assert full(cluster, f"{scope}/web:1.0")[0] == 0
-    assert sorted(json.loads(_record_file(cluster).read_text())["targets"]) == ["web:1.0"]
+    assert _target_names(_record_file(cluster)) == ["web:1.0"]
     assert fast_verify([f"{scope}/web:1.1"], str(cluster.home)) is None
     assert full(cluster, f"{scope}/web:1.1")[0] == 10
 
@@ -188,43 +231,70 @@ def test_the_budget_holds_on_the_fast_path(warm, monkeypatch):
         assert fast_verify([f"{scope}/web:1.0"], str(cluster.home)) is None
 
 
-def _warm_process(cluster: Machine, *args: str, importtime: bool = False) -> subprocess.CompletedProcess:
+def _warm_process(cluster: Machine, *args: str, importtime: bool = False,
+                  bare: Path | None = None) -> subprocess.CompletedProcess:
+    """``tufoci verify ARGS`` as a process; with ``bare`` (``bare_tree``), ``python -S`` on that tree alone."""
     env = {**os.environ, "TUFOCI_HOME": str(cluster.home), "TUFOCI_NO_AGENT": "1"}
-    command = [sys.executable, *(["-X", "importtime"] if importtime else []), "-m", "tufoci.entry", "verify", *args]
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    python = [sys.executable, *(["-S"] if bare else []), *(["-X", "importtime"] if importtime else [])]
+    if bare:
+        env["PYTHONPATH"] = str(bare)
+    # -m puts the working directory first on sys.path: the tree's, not the checkout's
+    return subprocess.run([*python, "-m", "tufoci.entry", "verify", *args], capture_output=True, text=True,
+                          env=env, timeout=60, cwd=bare)
 
 
-def test_the_warm_path_imports_no_tuf_no_crypto_no_urllib3(warm):
+@pytest.fixture(scope="module")
+def bare_tree(tmp_path_factory) -> Path:
+    """tufoci laid out as pip installs it (tufoci/*, tufoci/client, tufoci/repo_tool; symlinks, as
+    scripts/typecheck builds it), for ``python -S``: without site, the editable install's finder (which
+    imports pathlib, urllib.parse, ipaddress and re at start-up) cannot hide what the warm path imports.
+    The warm path needs nothing else; a fall-through to the full CLI would fail there for want of click."""
+    root, tree = Path(__file__).resolve().parent.parent, tmp_path_factory.mktemp("bare")
+    (tree / "tufoci").mkdir()
+    for entry in (root / "tufoci").iterdir():
+        if entry.name != "__pycache__":
+            (tree / "tufoci" / entry.name).symlink_to(entry)
+    for package in ("client", "repo_tool"):
+        (tree / "tufoci" / package).symlink_to(root / package)
+    return tree
+
+
+def _imported(stderr: str) -> set[str]:
+    return {line.split("|")[-1].strip() for line in stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_the_warm_path_imports_no_tuf_no_crypto_no_urllib3(warm, bare_tree):
     scope, cluster, _ = warm
-    done = _warm_process(cluster, f"{scope}/web:1.0", importtime=True)
+    done = _warm_process(cluster, f"{scope}/web:1.0", importtime=True, bare=bare_tree)
     assert done.returncode == 0, done.stderr
-    imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines()
-                if line.startswith("import time:")}
-    assert imported and not imported & set(HEAVY), sorted(imported & set(HEAVY))
-    modules = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    modules = _imported(done.stderr)
+    assert "tufoci.client.fast_verify" in modules and "site" not in modules
+    packages = {name.split(".")[0] for name in modules}
+    assert not packages & set(HEAVY), sorted(packages & set(HEAVY))
     assert not modules & set(SLOW), sorted(modules & set(SLOW))
     assert done.stdout == full(cluster, f"{scope}/web:1.0")[1]
 
 
 def test_a_single_warm_verify_asks_the_timestamp_and_the_tag_on_one_connection(warm, monkeypatch):
     """Pipelined in one write (manifest_batch.fetch_in_order): one round trip, not two one after the other."""
-    import socket
+    from tufoci.store import manifest_batch
 
     connections = []
-    create_connection = socket.create_connection
+    connect = manifest_batch._connect
 
     def counted(*args, **kwargs):
-        connections.append(args[0])
-        return create_connection(*args, **kwargs)
+        connections.append(args[:2])
+        return connect(*args, **kwargs)
 
-    monkeypatch.setattr(socket, "create_connection", counted)
+    monkeypatch.setattr(manifest_batch, "_connect", counted)
     scope, cluster, _ = warm
     answer = fast_verify([f"{scope}/web:1.0"], str(cluster.home))
     assert answer is not None and answer[0] == 0
     assert len(connections) == 1, connections
 
 
-def test_the_plain_http_warm_path_loads_no_tls_no_idna_and_no_registries_conf_parser(warm, tmp_path, monkeypatch):
+def test_the_plain_http_warm_path_loads_no_tls_no_idna_and_no_registries_conf_parser(warm, tmp_path, monkeypatch,
+                                                                                      bare_tree):
     """ssl (~5 ms) is imported only where a TLS context is built, tomllib (~11 ms) only for a registries.conf
     with content (not for the all-comments file distributions install), and an ASCII registry host is
     resolved without the idna codec (unicodedata, stringprep: ~2 ms)."""
@@ -232,9 +302,9 @@ def test_the_plain_http_warm_path_loads_no_tls_no_idna_and_no_registries_conf_pa
     conf = tmp_path / "registries.conf"
     conf.write_text("# containers-registries.conf(5)\n#\n# unqualified-search-registries = []\n")
     monkeypatch.setenv("CONTAINERS_REGISTRIES_CONF", str(conf))
-    done = _warm_process(cluster, f"{scope}/web:1.0", importtime=True)
+    done = _warm_process(cluster, f"{scope}/web:1.0", importtime=True, bare=bare_tree)
     assert done.returncode == 0, done.stderr
-    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    imported = _imported(done.stderr)
     assert "tufoci.client.fast_verify" in imported
     costly = {"ssl", "_ssl", "tomllib", "encodings.idna", "unicodedata"}
     assert not imported & costly, sorted(imported & costly)

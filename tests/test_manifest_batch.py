@@ -536,3 +536,33 @@ def test_the_warm_verify_sends_credentials_only_to_the_host_they_name(host, sent
         server.close()
     assert any(b"authorization" in head.lower() for head in server.heads) == sent
     assert "s3cret" not in repr(RegistryOptions(credentials=credentials, read_timeout=1.0))
+
+
+def test_each_address_of_the_host_is_tried_until_one_answers(upstream, monkeypatch: pytest.MonkeyPatch):
+    """Plain HTTP connects on ``_socket`` itself (issue 19: ``import socket`` is ~2 ms of a warm verify), so it
+    does what ``socket.create_connection`` did: an address that refuses is followed by the next, and when
+    every one refuses, the connection fails (OSError: the caller's regular client takes over)."""
+    import _socket
+
+    from tests.support.processes import free_port
+    from tufoci.registry_http import MANIFEST_ACCEPT, endpoint
+    from tufoci.store import manifest_batch
+
+    server, pushed = upstream
+    resolve, refused = _socket.getaddrinfo, free_port()
+    tried: list[int] = []
+
+    def addresses(host, port, *rest):  # a host with two addresses: the first one refuses
+        answer = resolve(host, refused, *rest) + resolve(host, port, *rest)
+        tried.extend(address[4][1] for address in answer)
+        return answer
+
+    monkeypatch.setattr(manifest_batch._socket, "getaddrinfo", addresses)
+    base = endpoint(f"http://{server.host}", tls=None, read_timeout=10, deadline=30)
+    (answer,) = fetch_in_order(base, [(REPO, TAGS[0], 1 << 20)], {"Accept": MANIFEST_ACCEPT})
+    assert answer.status == 200 and "sha256:" + hashlib.sha256(answer.body).hexdigest() == pushed[TAGS[0]]
+    assert tried == [refused, base.port]
+
+    monkeypatch.setattr(manifest_batch._socket, "getaddrinfo", lambda host, port, *rest: resolve(host, refused, *rest))
+    with pytest.raises(ConnectionRefusedError):
+        fetch_in_order(base, [(REPO, TAGS[0], 1 << 20)], {})

@@ -29,8 +29,10 @@ from tufoci.registry_config import (
     RegistryConfigError,
     RegistryEntry,
     TLSFlags,
+    is_loopback,
     load_config,
     read_registries_conf,
+    split_address,
 )
 from tufoci.registry_options import CredentialSource, RegistryOptions
 
@@ -109,6 +111,42 @@ def test_no_proxy(no_proxy: str, url: str, proxied: bool):
                                         "NO_PROXY": no_proxy})
     assert (proxies.for_url(url) is not None) == proxied
     assert proxies.https == "http://proxy:3128"  # no scheme: an HTTP proxy, as curl takes it
+
+
+ADDRESSES = ["127.0.0.1:5000", "LOCALHOST", "localhost:0", "Reg.Example.com", "h:65535", "h:65536", "h:", "h:abc",
+             "h:+5", "h:05", "h:\u0665", "h:5 ", "[::1]:5000", "[::1]", "[::ffff:127.0.0.1]", "[:::::]", "::1",
+             "127.000.0.1", "127.0.0.01", "0177.0.0.1", "127.0.0.256", "127.1", "127.0.0.1.", "127.255.255.255:1",
+             "0.0.0.0", "1.2.3.4", "\u0661\u0662\u0667.0.0.1", "127.0.0.1:99999", "127.0.0.1%25lo", "127.0.0.1\t",
+             "h\t:5", "a b", " h", "\x00h", "u@h:5", "@h:5", "h#:5", "h/:5", "ünï.com"]
+
+
+def _or_error(function, *args):
+    try:
+        return function(*args)
+    except ValueError:
+        return ValueError
+
+
+@pytest.mark.parametrize("address", ADDRESSES)
+def test_addresses_are_read_as_urllib_and_ipaddress_read_them(address: str):
+    """issue 19: split_address and is_loopback read the usual shapes themselves (urllib.parse and ipaddress
+    cost the warm verify ~2 ms to import), with exactly the answers of those modules, errors included."""
+    import ipaddress
+    import urllib.parse
+
+    def reference_split(address: str) -> tuple[str, int | None]:
+        parts = urllib.parse.urlsplit(f"//{address}")
+        return parts.hostname or "", parts.port
+
+    def reference_loopback(address: str) -> bool:
+        host = urllib.parse.urlsplit(f"//{address}").hostname or ""
+        try:
+            return host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+    assert _or_error(split_address, address) == _or_error(reference_split, address)
+    assert _or_error(is_loopback, address) == _or_error(reference_loopback, address)
 
 
 def test_registries_conf_v2(tmp_path: Path):

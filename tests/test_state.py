@@ -194,6 +194,23 @@ def test_pins_read_only_and_through_state(tmp_path: Path) -> None:
     assert not os.path.exists(os.path.join(home, "missing.db"))
 
 
+@pytest.mark.parametrize("name", ["a b", "what?mode=rw", "hash#tag", "100%", "état", "~user-1.x_y"])
+def test_pins_are_read_from_a_home_whose_path_a_uri_would_misread(tmp_path: Path, name: str) -> None:
+    """read_pins_readonly opens ``file:PATH?mode=ro``: the path is percent-encoded as urllib.parse.quote
+    would (without importing it, issue 19), so ``?``, ``#`` or ``%`` in it cannot change what is opened."""
+    import urllib.parse
+
+    from tufoci.state import _uri_path
+
+    home = str(tmp_path / name / ".tufoci")
+    os.makedirs(home, mode=0o700)
+    state = State.open(home)
+    pin = add_pin(state, SCOPE, root_data=Metadata(Root()).to_bytes())
+    path = os.path.join(home, "state.db")
+    assert _uri_path(path) == urllib.parse.quote(path)
+    assert read_pins_readonly(path) == [pin]
+
+
 def test_the_verify_path_reads_state_without_sqlite_utils(tmp_path: Path) -> None:
     """Opening an existing state.db and reading its pins (what every full verify does) imports no sqlite-utils
     (≈ 25 ms); only creating or migrating a state.db does."""

@@ -18,10 +18,8 @@ registry, first match wins, field by field:
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
-import urllib.parse
 
 from tufoci.errors import RegistryError, UsageError
 from tufoci.frozen import Frozen
@@ -38,13 +36,52 @@ class RegistryConfigError(UsageError):
 
 def is_loopback(registry: str) -> bool:
     """``localhost``, 127.0.0.0/8 and ::1: plain HTTP by default, like docker."""
-    host = urllib.parse.urlsplit(f"//{registry}").hostname or ""
+    try:
+        host = split_address(registry)[0]
+    except ValueError:  # a port out of range: the host is still the host
+        import urllib.parse
+
+        host = urllib.parse.urlsplit(f"//{registry}").hostname or ""
     if host == "localhost":
         return True
+    if ":" not in host:  # an IPv4 address or a name: ipaddress's rules for the first, without its import
+        octets = host.split(".")
+        return len(octets) == 4 and all(_is_octet(octet) for octet in octets) and octets[0] == "127"
+    import ipaddress
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _is_octet(text: str) -> bool:
+    """One part of a dotted IPv4 address as ``ipaddress`` reads it: 0–255, no sign, no leading zero."""
+    return text.isascii() and text.isdigit() and len(text) <= 3 and (text == "0" or text[0] != "0") and int(text) <= 255
+
+
+_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
+
+
+def split_address(address: str) -> tuple[str, int | None]:
+    """``HOST[:PORT]`` (or ``[IPV6][:PORT]``) as ``urllib.parse.urlsplit("//" + address)`` reads it: the host,
+    lower case and without brackets, and the port (None without one).
+
+    The usual shape — a name or IPv4 address, digits for a port — is read here; anything else (IPv6 among
+    it) by urlsplit itself. Why: urllib.parse and the ipaddress it imports are ~2 ms of a warm verify
+    (docs/performance.md), which connects to one such address.
+
+    Raises:
+        ValueError: the port is not a number from 0 to 65535, or a bracketed host is no IPv6 address (as urlsplit).
+    """
+    host, _, port = address.partition(":")
+    if host and all(c in _NAME_CHARACTERS for c in host) and (
+            not port or (port.isascii() and port.isdigit() and int(port) <= 65535)):
+        return host.lower(), int(port) if port else None
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(f"//{address}")
+    return parts.hostname or "", parts.port
 
 
 class TLSFlags(Frozen):
@@ -121,6 +158,8 @@ class Proxies(Frozen):
             if value and "://" not in value:
                 value = f"http://{value}"  # curl: a proxy without a scheme is an HTTP proxy
             if value:
+                import urllib.parse  # here: only a proxy needs it, and a warm verify without one never loads it
+
                 url = urllib.parse.urlsplit(value)
                 if url.scheme not in ("http", "https") or not url.hostname:
                     raise RegistryConfigError(f"{scheme.upper()}_PROXY: not an http://HOST:PORT proxy URL")
@@ -130,6 +169,10 @@ class Proxies(Frozen):
 
     def for_url(self, url: str) -> str | None:
         """The proxy a request to ``url`` goes through, or None for a direct connection."""
+        if self.http is None and self.https is None:
+            return None
+        import urllib.parse
+
         parts = urllib.parse.urlsplit(url)
         proxy = self.https if parts.scheme == "https" else self.http
         return None if proxy is None or self._bypassed(parts.hostname or "", parts.port) else proxy
@@ -151,6 +194,8 @@ class Proxies(Frozen):
             if host == name or host.endswith("." + name):
                 return True
             try:
+                import ipaddress
+
                 if "/" in name and ipaddress.ip_address(host) in ipaddress.ip_network(name, strict=False):
                     return True
             except ValueError:

@@ -12,10 +12,10 @@ authorization header, and the bare-connection ``Endpoint``.
 from __future__ import annotations
 
 import re
-import urllib.parse
 
 from tufoci import __version__, budget
 from tufoci.layout_constants import IMAGE_MEDIA_TYPES
+from tufoci.registry_config import split_address
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, which mypy reads, without importing typing on the warm verify path
 if TYPE_CHECKING:
@@ -37,10 +37,11 @@ def endpoint(base: str, *, tls: ssl.SSLContext | None, read_timeout: float, dead
     TLS context, limits and the ``--timeout`` budget of the regular client (``tls`` for an https base)."""
     from tufoci.store.manifest_batch import Endpoint
 
-    url = urllib.parse.urlsplit(base)
-    tls = tls if url.scheme == "https" else None
-    host, default_port = url.hostname or "", 443 if tls else 80
-    port = url.port or default_port
+    scheme, _, address = base.partition("://")
+    tls = tls if scheme == "https" else None
+    host, port = split_address(address)
+    default_port = 443 if tls else 80
+    port = port or default_port
     # the Host header urllib3 sends: lowercase, IPv6 in brackets, no default port
     host_header = (f"[{host}]" if ":" in host else host) + ("" if port == default_port else f":{port}")
     return Endpoint(host, port, host_header, tls, connect_timeout, read_timeout, deadline, budget.until())

@@ -27,7 +27,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-from urllib import parse
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, which mypy reads, without importing typing on the warm verify path
 if TYPE_CHECKING:
@@ -38,13 +37,19 @@ if TYPE_CHECKING:
     from tuf.ngclient import Updater
 
 # -- ngclient's metadata directory ------------------------------------------------------------------------
-_ROOT_HISTORY_DIR = "root_history"  # <N>.root.json: every root version trusted
+_ROOT_HISTORY_DIR = "root_history"
+# the characters urllib.parse.quote never escapes: a role name of only these is its own file name
+_UNQUOTED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")  # <N>.root.json: every root version trusted
 # patterns as text, compiled by re (and cached there) when first used: the verify fast path uses none of them
 _REQUESTED = r"(?:([1-9][0-9]{0,11})\.)?(.+)\.json"  # <N>.<quoted role>.json, timestamp.json
 
 
 def cached_file_name(role: str) -> str:
     """The name ngclient gives the current version of ``role`` in its metadata directory (``targets.json``)."""
+    if all(c in _UNQUOTED for c in role):  # what quote() leaves as is: the warm verify's "timestamp"
+        return f"{role}.json"
+    from urllib import parse
+
     return f"{parse.quote(role, '')}.json"
 
 
@@ -82,6 +87,8 @@ def requested_metadata(url: str) -> tuple[str, int | None]:
     if match is None:
         raise ValueError(f"{url} is not a TUF metadata file name")
     version, role = match.groups()
+    from urllib import parse
+
     return parse.unquote(role), None if version is None else int(version)
 
 

@@ -3,8 +3,6 @@ fast path (client/fast_verify.py), so that every path says exactly the same."""
 
 from __future__ import annotations
 
-import json
-
 from tufoci.errors import TufociError
 from tufoci.frozen import Frozen
 from tufoci.safe_text import printable
@@ -78,6 +76,8 @@ def render_results(results: list[dict], output: str, out: TextIO, err: TextIO) -
     The exit code is that of the first failing reference, 0 when all verified.
     """
     if output == "json":
+        import json  # here: a warm verify printing text never loads it (docs/performance.md)
+
         out.write(json.dumps({"results": results}, indent=2, sort_keys=True) + "\n")
     else:
         for r in results:

@@ -27,8 +27,8 @@ decides an error, and what it returns is raw bytes the caller hashes
 
 from __future__ import annotations
 
+import _socket
 import re
-import socket
 import time
 
 from tufoci.frozen import Frozen
@@ -97,6 +97,38 @@ class Answer(Frozen):
         self._init(status, headers, body, reusable)
 
 
+def _connect(host: bytes | str, port: int, timeout: float) -> _socket.socket:
+    """A TCP connection to the first address of ``host`` that answers, as ``socket.create_connection``.
+
+    On the C module ``_socket``: ``import socket`` builds its enums and loads ``selectors`` (~2 ms of a
+    warm verify, docs/performance.md) for nothing a plain-HTTP fetch uses. Raises OSError."""
+    error: OSError | None = None
+    for family, kind, protocol, _, address in _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM):
+        sock = _socket.socket(family, kind, protocol)
+        try:
+            sock.settimeout(timeout)
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+            sock.connect(address)
+            return sock
+        except OSError as e:
+            sock.close()
+            error = error or e
+    raise error or OSError(f"no address for {host!r}")
+
+
+def _connect_tls(host: bytes | str, port: int, timeout: float, tls: ssl.SSLContext, server_hostname: str) -> ssl.SSLSocket:
+    """A TLS connection with the regular client's context (ssl wraps a ``socket.socket``; it imports socket)."""
+    import socket
+
+    sock = socket.create_connection((host, port), timeout=timeout)  # type: ignore[arg-type]  # bytes: see above
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return tls.wrap_socket(sock, server_hostname=server_hostname)
+    except BaseException:
+        sock.close()
+        raise
+
+
 class _Connection:
     """One socket and its read buffer; every read honours the read timeout and the answer's deadline."""
 
@@ -108,14 +140,10 @@ class _Connection:
         # an ASCII host as bytes: getaddrinfo then skips the "idna" codec, whose import (unicodedata,
         # stringprep: ~2 ms) would be most of a warm verify's connection cost; the bytes are the same
         host = endpoint.host.encode("ascii") if endpoint.host.isascii() else endpoint.host
-        sock = socket.create_connection((host, endpoint.port), timeout=left)  # type: ignore[arg-type]  # bytes: see above
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if endpoint.tls is not None:
-                sock = endpoint.tls.wrap_socket(sock, server_hostname=endpoint.host)
-        except BaseException:
-            sock.close()
-            raise
+        if endpoint.tls is None:
+            sock = _connect(host, endpoint.port, left)
+        else:
+            sock = _connect_tls(host, endpoint.port, left, endpoint.tls, endpoint.host)
         self._sock = sock
         self._buffer = bytearray()
         self._give_up_at = 0.0

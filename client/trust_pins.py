@@ -12,7 +12,6 @@ import functools
 import os
 import re
 
-from tufoci.atomic_file import atomic_write
 from tufoci.errors import MetadataRejectedError, NotTrustedError, RegistryError, UsageError
 from tufoci.reference import LAYOUT_PREFIX, Reference, Repository, parse_repository
 from tufoci.registry_options import RegistryOptions
@@ -116,6 +115,8 @@ def make_pin(
         raise MetadataRejectedError(
             f"root sha256 is {digest}, not the pinned {expected_sha256}: refusing to trust it"
         )
+    from tufoci.atomic_file import atomic_write  # here: the verify fast path imports this module, never writes
+
     metadata_repo = normalize_metadata_location(metadata) if metadata else str(default_metadata_repository(scope))
     os.makedirs(directory, mode=0o700, exist_ok=True)
     root_file = os.path.join(directory, f"{digest}.root.json")

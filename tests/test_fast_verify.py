@@ -33,7 +33,8 @@ SLOW = ("dataclasses", "inspect", "ast", "typing", "tufoci.layout_spec", "tufoci
         "tufoci.expiry_periods",
         # and the second cut (docs/performance.md): OpenSSL's hashlib, json, sqlite3's DB-API layer and its
         # datetime, urllib.parse and ipaddress, the socket module's enums and selectors (~9 ms together)
-        "hashlib", "_hashlib", "json", "sqlite3", "datetime", "urllib.parse", "ipaddress", "socket", "selectors")
+        "hashlib", "_hashlib", "json", "sqlite3", "datetime", "urllib.parse", "ipaddress", "socket", "selectors",
+        "contextlib")
 
 
 @pytest.fixture
@@ -235,12 +236,14 @@ def _warm_process(cluster: Machine, *args: str, importtime: bool = False,
                   bare: Path | None = None) -> subprocess.CompletedProcess:
     """``tufoci verify ARGS`` as a process; with ``bare`` (``bare_tree``), ``python -S`` on that tree alone."""
     env = {**os.environ, "TUFOCI_HOME": str(cluster.home), "TUFOCI_NO_AGENT": "1"}
-    python = [sys.executable, *(["-S"] if bare else []), *(["-X", "importtime"] if importtime else [])]
-    if bare:
+    python = [sys.executable, *(["-X", "importtime"] if importtime else [])]
+    if bare:  # as the console script runs it (-m would add runpy's imports, contextlib among them)
         env["PYTHONPATH"] = str(bare)
-    # -m puts the working directory first on sys.path: the tree's, not the checkout's
-    return subprocess.run([*python, "-m", "tufoci.entry", "verify", *args], capture_output=True, text=True,
-                          env=env, timeout=60, cwd=bare)
+        python += ["-S", "-c", "import sys; from tufoci.entry import main; sys.exit(main())"]
+    else:
+        python += ["-m", "tufoci.entry"]
+    # the working directory comes first on sys.path: the tree's, not the checkout's
+    return subprocess.run([*python, "verify", *args], capture_output=True, text=True, env=env, timeout=60, cwd=bare)
 
 
 @pytest.fixture(scope="module")
@@ -350,3 +353,42 @@ def test_the_fast_path_connects_as_the_full_path_is_configured(warm, tmp_path, m
     assert full(cluster, f"{scope}/web:1.0")[0] == 13
     monkeypatch.setenv("NO_PROXY", scope.split("/")[0].split(":")[0])
     assert fast_verify([f"{scope}/web:1.0"], str(cluster.home)) is not None
+
+
+def test_a_large_batch_is_spread_over_three_connections_and_still_all_or_nothing(warm, registry, monkeypatch,
+                                                                                bare_tree):
+    """From 80 references on, three connections on three threads (``_fetch``, on ``_thread``: not even then
+    ``threading``); every answer still counts: a tag moved in the last chunk sends the whole call to the full
+    path."""
+    from tufoci.store import manifest_batch
+    from tufoci.store.registry import RegistryClient
+
+    scope, cluster, maintainer = warm
+    images = RegistryClient(registry.host).repository("acme/web")
+    signed = images.get_manifest("1.0")
+    tags = [f"b{i:03d}" for i in range(85)]
+    for tag in tags:
+        images.put_manifest(tag, signed.data, signed.content_type)
+    refs = [f"{scope}/web:{tag}" for tag in tags]
+    maintainer.ok("target", "add", "--publish", *refs)
+    assert full(cluster, *refs)[0] == 0  # the full path resolves them, and records them
+
+    connections = []
+    connect = manifest_batch._connect
+
+    def counted(*args, **kwargs):
+        connections.append(args[:2])
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(manifest_batch, "_connect", counted)
+    answer = fast_verify(refs, str(cluster.home))
+    assert len(connections) == 3
+    assert answer is not None and answer == full(cluster, *refs)
+    done = _warm_process(cluster, *refs, importtime=True, bare=bare_tree)
+    assert (done.returncode, done.stdout) == answer[:2]
+    assert not _imported(done.stderr) & set(SLOW), sorted(_imported(done.stderr) & set(SLOW))
+
+    other = images.get_manifest("1.1")
+    images.put_manifest(tags[-1], other.data, other.content_type)
+    assert fast_verify(refs, str(cluster.home)) is None
+    assert full(cluster, *refs)[0] == 11

@@ -278,18 +278,24 @@ def test_the_warm_path_imports_no_tuf_no_crypto_no_urllib3(warm, bare_tree):
     assert done.stdout == full(cluster, f"{scope}/web:1.0")[1]
 
 
-def test_a_single_warm_verify_asks_the_timestamp_and_the_tag_on_one_connection(warm, monkeypatch):
-    """Pipelined in one write (manifest_batch.fetch_in_order): one round trip, not two one after the other."""
+@pytest.fixture
+def connections(monkeypatch) -> list[tuple]:
+    """The (host, port) of each plain-HTTP connection the bare transport opens from now on."""
     from tufoci.store import manifest_batch
 
-    connections = []
+    opened: list[tuple] = []
     connect = manifest_batch._connect
 
     def counted(*args, **kwargs):
-        connections.append(args[:2])
+        opened.append(args[:2])
         return connect(*args, **kwargs)
 
     monkeypatch.setattr(manifest_batch, "_connect", counted)
+    return opened
+
+
+def test_a_single_warm_verify_asks_the_timestamp_and_the_tag_on_one_connection(warm, connections):
+    """Pipelined in one write (manifest_batch.fetch_in_order): one round trip, not two one after the other."""
     scope, cluster, _ = warm
     answer = fast_verify([f"{scope}/web:1.0"], str(cluster.home))
     assert answer is not None and answer[0] == 0
@@ -355,12 +361,11 @@ def test_the_fast_path_connects_as_the_full_path_is_configured(warm, tmp_path, m
     assert fast_verify([f"{scope}/web:1.0"], str(cluster.home)) is not None
 
 
-def test_a_large_batch_is_spread_over_three_connections_and_still_all_or_nothing(warm, registry, monkeypatch,
-                                                                                bare_tree):
+def test_a_large_batch_is_spread_over_three_connections_and_still_all_or_nothing(warm, registry, bare_tree,
+                                                                                connections):
     """From 80 references on, three connections on three threads (``_fetch``, on ``_thread``: not even then
     ``threading``); every answer still counts: a tag moved in the last chunk sends the whole call to the full
     path."""
-    from tufoci.store import manifest_batch
     from tufoci.store.registry import RegistryClient
 
     scope, cluster, maintainer = warm
@@ -372,17 +377,9 @@ def test_a_large_batch_is_spread_over_three_connections_and_still_all_or_nothing
     refs = [f"{scope}/web:{tag}" for tag in tags]
     maintainer.ok("target", "add", "--publish", *refs)
     assert full(cluster, *refs)[0] == 0  # the full path resolves them, and records them
-
-    connections = []
-    connect = manifest_batch._connect
-
-    def counted(*args, **kwargs):
-        connections.append(args[:2])
-        return connect(*args, **kwargs)
-
-    monkeypatch.setattr(manifest_batch, "_connect", counted)
+    opened = len(connections)
     answer = fast_verify(refs, str(cluster.home))
-    assert len(connections) == 3
+    assert len(connections) - opened == 3
     assert answer is not None and answer == full(cluster, *refs)
     done = _warm_process(cluster, *refs, importtime=True, bare=bare_tree)
     assert (done.returncode, done.stdout) == answer[:2]

@@ -566,3 +566,42 @@ def test_each_address_of_the_host_is_tried_until_one_answers(upstream, monkeypat
     monkeypatch.setattr(manifest_batch._socket, "getaddrinfo", lambda host, port, *rest: resolve(host, refused, *rest))
     with pytest.raises(ConnectionRefusedError):
         fetch_in_order(base, [(REPO, TAGS[0], 1 << 20)], {})
+
+
+@contextlib.contextmanager
+def _never_accepting() -> Iterator[int]:
+    """A loopback port whose accept queue is full: a connection to it neither succeeds nor is refused (the
+    kernel drops the handshake), as a remote host that never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.1", port))  # the one connection the queue holds
+    try:
+        yield port
+    finally:
+        filler.close()
+        listener.close()
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain HTTP", "TLS"])
+def test_a_host_of_many_silent_addresses_is_given_up_on_within_the_budget(tls, monkeypatch: pytest.MonkeyPatch):
+    """Each address of a host is tried in turn, as ``socket.create_connection`` does, but within one connect
+    timeout (and the ``--timeout`` budget) in all: create_connection gives every address the whole timeout, so
+    a registry name resolving to many addresses that never answer held a warm verify (or its worker threads)
+    that many times its budget before the full path even started. Review of session 6 (§11.4)."""
+    import _socket
+    import ssl
+
+    from tufoci.store import manifest_batch
+
+    with _never_accepting() as port:
+        resolve = _socket.getaddrinfo
+        monkeypatch.setattr(manifest_batch._socket, "getaddrinfo",
+                            lambda host, _port, *rest: resolve("127.0.0.1", port, *rest) * 4)
+        started = time.monotonic()
+        base = Endpoint("127.0.0.1", port, f"127.0.0.1:{port}", ssl.create_default_context() if tls else None,
+                        30.0, 30.0, 30.0, started + 0.6)
+        with pytest.raises(TimeoutError):
+            fetch_in_order(base, [(REPO, TAGS[0], 1 << 20)], {})
+        assert time.monotonic() - started < 1.5  # the budget (0.6 s), not four times it (2.4 s)

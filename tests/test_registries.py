@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import Machine, needs_registry, ok, publish_web, run_tufoci, use_home
 from tests.support.forward_proxy import ForwardProxy
@@ -127,26 +129,66 @@ def _or_error(function, *args):
         return ValueError
 
 
+def _urllib_split(address: str) -> tuple[str, int | None]:
+    """What split_address replaced (issue 19)."""
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(f"//{address}")
+    return parts.hostname or "", parts.port
+
+
+def _ipaddress_loopback(address: str) -> bool:
+    """What is_loopback replaced (issue 19)."""
+    import ipaddress
+    import urllib.parse
+
+    host = urllib.parse.urlsplit(f"//{address}").hostname or ""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @pytest.mark.parametrize("address", ADDRESSES)
 def test_addresses_are_read_as_urllib_and_ipaddress_read_them(address: str):
     """issue 19: split_address and is_loopback read the usual shapes themselves (urllib.parse and ipaddress
     cost the warm verify ~2 ms to import), with exactly the answers of those modules, errors included."""
-    import ipaddress
+    assert _or_error(split_address, address) == _or_error(_urllib_split, address)
+    assert _or_error(is_loopback, address) == _or_error(_ipaddress_loopback, address)
+
+
+_ADDRESS_PARTS = st.sampled_from([*"0123456789.:[]@/?#%+-_ \t\n", "127", "0127", "255", "256", "localhost",
+                                  "LOCALHOST", "::1", "::ffff:", "%25lo", "\u0661", "\uff11", "\u212a", "\u0130",
+                                  "\u00df", "0x7f", "1e2", "1_0", "xn--", "65535", "65536", "00080"])
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(_ADDRESS_PARTS, max_size=8).map("".join))
+def test_no_address_is_read_otherwise_than_urllib_ipaddress_and_urlsplit_of_the_base_read_it(address: str):
+    """Review of session 6 (§11.4): no address, however odd, where the replacements answer differently — above
+    all none that is_loopback takes for loopback (plain HTTP by default) and ipaddress did not — and
+    ``registry_http.endpoint``, which now splits ``scheme://address`` itself, connects to and names the host
+    urlsplit read from the whole base URL."""
     import urllib.parse
 
-    def reference_split(address: str) -> tuple[str, int | None]:
-        parts = urllib.parse.urlsplit(f"//{address}")
-        return parts.hostname or "", parts.port
+    from tufoci.registry_http import endpoint
 
-    def reference_loopback(address: str) -> bool:
-        host = urllib.parse.urlsplit(f"//{address}").hostname or ""
+    context = object()  # a TLS context: endpoint keeps it for https alone
+    assert _or_error(split_address, address) == _or_error(_urllib_split, address)
+    assert _or_error(is_loopback, address) == _or_error(_ipaddress_loopback, address)
+    for scheme, default in (("http", 80), ("https", 443)):
         try:
-            return host == "localhost" or ipaddress.ip_address(host).is_loopback
+            url = urllib.parse.urlsplit(f"{scheme}://{address}")
+            expected: object = (url.hostname or "", url.port or default)
         except ValueError:
-            return False
-
-    assert _or_error(split_address, address) == _or_error(reference_split, address)
-    assert _or_error(is_loopback, address) == _or_error(reference_loopback, address)
+            expected = ValueError
+        try:
+            base = endpoint(f"{scheme}://{address}", tls=context, read_timeout=1, deadline=1)
+            got: object = (base.host, base.port)
+            assert (base.tls is context) == (scheme == "https")
+        except ValueError:
+            got = ValueError
+        assert got == expected
 
 
 def test_registries_conf_v2(tmp_path: Path):

@@ -211,6 +211,20 @@ def test_pins_are_read_from_a_home_whose_path_a_uri_would_misread(tmp_path: Path
     assert read_pins_readonly(path) == [pin]
 
 
+def test_a_home_beginning_with_two_slashes_is_never_read_as_a_uri_authority(tmp_path: Path) -> None:
+    """``//localhost/x`` is the file ``/localhost/x`` to the full path (POSIX: two leading slashes are one), but
+    in ``file://localhost/x?mode=ro`` SQLite reads ``localhost`` as the URI's authority and opens ``/x``: a
+    ``$TUFOCI_HOME`` of that shape had the warm verify take its pins from another directory's state.db (one
+    another local user may have written). Review of session 6 (§11.4): the URI's authority is always empty."""
+    home = _home(tmp_path)
+    add_pin(State.open(home), SCOPE, root_data=Metadata(Root()).to_bytes())
+    misread = "//localhost" + os.path.join(home, "state.db")
+    assert not os.path.exists(misread)  # what the full path opens: nothing there
+    with pytest.raises(StateError):
+        read_pins_readonly(misread)
+    assert read_pins_readonly("/" + os.path.join(home, "state.db")) == State.open(home).pins()
+
+
 def test_the_verify_path_reads_state_without_sqlite_utils(tmp_path: Path) -> None:
     """Opening an existing state.db and reading its pins (what every full verify does) imports no sqlite-utils
     (≈ 25 ms); only creating or migrating a state.db does."""

@@ -13,6 +13,8 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tufoci.client.verified_record import read_record, record_path, target_names, write_record
 from tufoci.sha256 import sha256_digest, sha256_hex
@@ -58,6 +60,33 @@ def test_a_record_is_not_written_over_a_cache_that_moved_on(tmp_path: Path):
     assert not write_record(cache, pin, timestamp_manifest="sha256:" + "f" * 64, trusted_timestamp="0" * 64,
                             expires=datetime.datetime.now(datetime.UTC), targets={})
     assert not Path(record_path(cache)).exists()
+
+
+_ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=12)  # every code point, surrogates too
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.lists(_ANY_TEXT, min_size=1, max_size=3, unique=True), media_type=st.one_of(st.none(), _ANY_TEXT),
+       scope=_ANY_TEXT, metadata=_ANY_TEXT,
+       expires=st.datetimes(min_value=datetime.datetime(1970, 1, 2), max_value=datetime.datetime(9000, 1, 1),
+                            timezones=st.just(datetime.UTC)))
+def test_no_text_in_any_field_reads_back_otherwise_and_the_expiry_is_never_later(
+        tmp_path_factory: pytest.TempPathFactory, names: list[str], media_type: str | None, scope: str,
+        metadata: str, expires: datetime.datetime):
+    """Review of session 6 (§11.4): whatever signed metadata (a delegated role's target names and media types)
+    or the pin put in a field, the record reads back exactly that, with one line per target and no other;
+    and its expiry is the role's, never later."""
+    cache, trusted = _cache(tmp_path_factory.mktemp("record"))
+    pin = Pin(scope, metadata, "a" * 64, "/roots/a.root.json")
+    targets = {name: ("sha256:" + "1" * 64, i, media_type) for i, name in enumerate(names)}
+    assert write_record(cache, pin, timestamp_manifest="sha256:" + "f" * 64, trusted_timestamp=trusted,
+                        expires=expires, targets=targets)
+    assert len(Path(record_path(cache)).read_bytes().split(b"\n")) == 5 + len(targets) + 1
+    record = read_record(cache, pin)
+    assert record is not None and record["pin"]["scope"] == scope and record["pin"]["metadata"] == metadata
+    assert record["targets"] == {name: {"digest": digest, "length": length, "mediaType": media}
+                                 for name, (digest, length, media) in targets.items()}
+    assert expires.timestamp() - 1 < record["expires"] <= expires.timestamp()
 
 
 @pytest.mark.parametrize("data", [b"", b"abc", bytes(range(256)) * 300])

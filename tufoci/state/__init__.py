@@ -150,7 +150,10 @@ def read_pins_readonly(path: str) -> list[Pin]:
         StateError: no database there, or SQLite cannot read it.
     """
     try:
-        connection = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True, timeout=5)
+        # "file://" and an empty authority before an absolute path: after a bare "file:", a path beginning
+        # "//localhost/" would be read as the URI's authority and another file opened (docs/security.md §11.4)
+        authority = "//" if path.startswith("/") else ""
+        connection = sqlite3.connect(f"file:{authority}{_uri_path(path)}?mode=ro", uri=True, timeout=5)
         try:
             return [pin_from_row(row, path) for row in connection.execute(PINS_QUERY)]
         finally:

@@ -37,8 +37,12 @@ from tufoci.reference import DIGEST_RE, PATH_RE, TAG_RE
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, which mypy reads, without importing typing on the warm verify path
 if TYPE_CHECKING:
     import ssl  # only the TLS context's type: plain HTTP (the verify fast path on loopback) never loads ssl
+    from collections.abc import Callable
+    from typing import TypeVar
 
     from tufoci.store.base import Manifest
+
+    _S = TypeVar("_S", bound=_socket.socket)  # _socket.socket, or socket.socket for TLS
 
 CONNECTIONS = 3
 DEPTH = 64  # requests in flight per connection
@@ -97,32 +101,38 @@ class Answer(Frozen):
         self._init(status, headers, body, reusable)
 
 
-def _connect(host: bytes | str, port: int, timeout: float) -> _socket.socket:
-    """A TCP connection to the first address of ``host`` that answers, as ``socket.create_connection``.
+def _connect(host: bytes | str, port: int, timeout: float, new_socket: Callable[..., _S]) -> _S:
+    """A TCP connection to the first address of ``host`` that answers, as ``socket.create_connection`` — but
+    within ``timeout`` in all: create_connection gives every address the whole timeout, so a name resolving
+    to many addresses that never answer would hold the caller (the warm verify, within its ``--timeout``
+    budget) that many times over (docs/security.md §11.4). Raises OSError (TimeoutError when time ran out).
 
-    On the C module ``_socket``: ``import socket`` builds its enums and loads ``selectors`` (~2 ms of a
-    warm verify, docs/performance.md) for nothing a plain-HTTP fetch uses. Raises OSError."""
+    On the C module ``_socket`` for plain HTTP: ``import socket`` builds its enums and loads ``selectors``
+    (~2 ms of a warm verify, docs/performance.md) for nothing a plain-HTTP fetch uses."""
+    give_up_at = time.monotonic() + timeout
     error: OSError | None = None
     for family, kind, protocol, _, address in _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM):
-        sock = _socket.socket(family, kind, protocol)
+        left = give_up_at - time.monotonic()
+        if left <= 0:
+            break
+        sock = new_socket(family, kind, protocol)
         try:
-            sock.settimeout(timeout)
+            sock.settimeout(left)
             sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
             sock.connect(address)
             return sock
         except OSError as e:
             sock.close()
             error = error or e
-    raise error or OSError(f"no address for {host!r}")
+    raise error or TimeoutError(f"no connection to {host!r} within {timeout:g} s")
 
 
 def _connect_tls(host: bytes | str, port: int, timeout: float, tls: ssl.SSLContext, server_hostname: str) -> ssl.SSLSocket:
     """A TLS connection with the regular client's context (ssl wraps a ``socket.socket``; it imports socket)."""
     import socket
 
-    sock = socket.create_connection((host, port), timeout=timeout)  # type: ignore[arg-type]  # bytes: see above
+    sock = _connect(host, port, timeout, socket.socket)
     try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return tls.wrap_socket(sock, server_hostname=server_hostname)
     except BaseException:
         sock.close()
@@ -141,7 +151,7 @@ class _Connection:
         # stringprep: ~2 ms) would be most of a warm verify's connection cost; the bytes are the same
         host = endpoint.host.encode("ascii") if endpoint.host.isascii() else endpoint.host
         if endpoint.tls is None:
-            sock = _connect(host, endpoint.port, left)
+            sock = _connect(host, endpoint.port, left, _socket.socket)
         else:
             sock = _connect_tls(host, endpoint.port, left, endpoint.tls, endpoint.host)
         self._sock = sock

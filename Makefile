@@ -27,8 +27,10 @@ $(STAMP): pyproject.toml
 demo: setup
 	@bash examples/quickstart/run.sh
 
+# Test files run in parallel (pytest-xdist, one worker per CPU; a file's tests stay on one worker, which
+# keeps module fixtures whole): ~5.5 min instead of ~9.5 min on 2 cores. `pytest tests/test_x.py` runs serially.
 test: setup lint
-	@$(BIN)/python -m pytest -q
+	@$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 # ruff (pyflakes, bugbear, imports, pyupgrade) and mypy over tufoci, tufoci.client and tufoci.repo_tool; both
 # configured in pyproject.toml. mypy runs through scripts/typecheck, which explains the package-dir mapping.

@@ -12,10 +12,12 @@ from __future__ import annotations
 import copy
 import datetime
 import functools
+import hashlib
 import json
 
 import pytest
-from securesystemslib.signer import CryptoSigner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from securesystemslib.signer import SSlibKey
 from tuf.api.metadata import (
     DelegatedRole,
     Delegations,
@@ -36,7 +38,10 @@ EXPIRES = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC)
 
 @functools.cache
 def _key(name: str):
-    return CryptoSigner.generate_ed25519().public_key
+    """The same key for a name in every process: the test ids below name keyids, and pytest-xdist's workers
+    must collect the same ids."""
+    private = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(name.encode()).digest())
+    return SSlibKey.from_crypto(private.public_key())
 
 
 def _root() -> dict:
@@ -81,10 +86,11 @@ DOCUMENTS = {"root": _root, "targets": _targets_with_paths, "targets-bins": _tar
 
 
 def _fields(node, path=()):
-    """Every dict, key and value of a JSON document, as paths (list items by index)."""
+    """Every dict, key and value of a JSON document, as paths (list items by index), in the same order in every
+    process (pytest-xdist's workers must collect the same tests)."""
     if isinstance(node, dict):
         yield "add", path
-        for key, value in node.items():
+        for key, value in sorted(node.items()):  # python-tuf builds root's roles from a set: hash order
             yield "remove", (*path, key)
             yield "rename", (*path, key)
             yield from _fields(value, (*path, key))

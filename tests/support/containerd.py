@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,27 +37,30 @@ def hosts_toml(mirror_url: str) -> str:
 
 
 class Containerd:
-    def __init__(self, directory: Path, process: subprocess.Popen):
-        self.directory, self.process = directory, process
-        self.socket = directory / "containerd.sock"
+    def __init__(self, directory: Path, process: subprocess.Popen, sockets: Path):
+        self.directory, self.process, self._sockets = directory, process, sockets
+        self.socket = sockets / "containerd.sock"
         self.hosts_dir = directory / "certs.d"
 
     @classmethod
     def start(cls, directory: Path, timeout: float = 30) -> Containerd:
         directory.mkdir(parents=True, exist_ok=True)
+        # its sockets in a short directory of their own: a Unix socket path has at most 104 bytes (with
+        # ".ttrpc" added), which a test's temporary directory under pytest-xdist can exceed
+        sockets = Path(tempfile.mkdtemp(prefix="ctd-"))
         config = directory / "config.toml"
         config.write_text(
             "version = 2\n"
             f'root = "{directory / "root"}"\n'
             f'state = "{directory / "state"}"\n'
             'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
-            f'[grpc]\n  address = "{directory / "containerd.sock"}"\n'
+            f'[grpc]\n  address = "{sockets / "containerd.sock"}"\n'
             '[debug]\n  level = "warn"\n'
         )
         log = open(directory / "containerd.log", "wb")  # noqa: SIM115 - the process owns it
         process = subprocess.Popen(["containerd", "--config", str(config)], stdout=log, stderr=log)
         log.close()
-        server = cls(directory, process)
+        server = cls(directory, process, sockets)
         deadline = time.monotonic() + timeout
         while server.ctr("version", check=False).returncode != 0:
             if process.poll() is not None or time.monotonic() > deadline:
@@ -95,3 +99,4 @@ class Containerd:
 
     def stop(self) -> None:
         stop_process(self.process)
+        shutil.rmtree(self._sockets, ignore_errors=True)

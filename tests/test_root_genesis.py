@@ -98,7 +98,7 @@ def test_root_threshold_from_init_goes_live_when_its_key_holders_sign(genesis):
 @needs_registry
 def test_the_online_service_makes_root_v1_live_once_its_key_holders_signed(genesis):
     """Nobody with a root key needs the online key: the service promotes the first complete set."""
-    from tests.test_trust_operations import start_service, stop_service
+    from tests.test_trust_operations import start_service, stop_service, wait_until_live
 
     scope, alice, bob, cluster = (genesis[k] for k in ("scope", "alice", "bob", "cluster"))
     online = Machine("online", genesis["tmp_path"], genesis["monkeypatch"])
@@ -109,10 +109,7 @@ def test_the_online_service_makes_root_v1_live_once_its_key_holders_signed(genes
         time.sleep(2)  # a few polls: nothing is complete, nothing goes live
         assert cluster("verify", f"{scope}/web:1.0").exit_code == 13
         reviewed_sign(bob, scope, "root")
-        deadline = time.monotonic() + 60
-        while cluster("verify", f"{scope}/web:1.0").exit_code != 10:
-            assert time.monotonic() < deadline, "version 1 did not go live"
-            time.sleep(0.5)
+        wait_until_live(cluster, f"{scope}/web:1.0")
     finally:
         log = stop_service(service)
     (published,) = [r for r in log if r["event"] == "published"]

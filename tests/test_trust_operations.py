@@ -58,6 +58,15 @@ def start_service(machine: Machine, scope: str, *options: str) -> subprocess.Pop
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+def wait_until_live(cluster: Machine, reference: str, *, timeout: float = 60) -> None:
+    """Until the online service made version 1 live: ``verify`` of a tag never signed then exits 10 (not signed),
+    where it exited 13 (no trust data yet)."""
+    deadline = time.monotonic() + timeout
+    while cluster("verify", reference).exit_code != 10:
+        assert time.monotonic() < deadline, "version 1 did not go live"
+        time.sleep(0.5)
+
+
 def stop_service(service: subprocess.Popen) -> list[dict]:
     service.terminate()
     _, err = service.communicate(timeout=60)
@@ -269,10 +278,7 @@ def test_init_with_a_threshold_this_machine_cannot_meet_is_an_initial_signing_se
     alice.share_key(online, "online")
     service = start_service(online, scope)
     try:
-        deadline = time.monotonic() + 60
-        while cluster("verify", f"{scope}/web:1.0").exit_code != 10:  # live: the tag is simply not signed
-            assert time.monotonic() < deadline, "version 1 did not go live"
-            time.sleep(0.5)
+        wait_until_live(cluster, f"{scope}/web:1.0")
     finally:
         log = stop_service(service)
     (published,) = [r for r in log if r["event"] == "published"]

@@ -247,6 +247,15 @@ class Plan:
             self.short[role] = self.ready.pop(role)
             self.held[role] = "waits for the online key (snapshot/timestamp)"
 
+    def expired(self, md: Metadata) -> str | None:
+        """Why ``md`` can never go live, if it expired before it did (an open proposal left too long: a
+        version built here has a fresh expiry). Published, every consumer would refuse it, and with it
+        the whole repository, until the next version."""
+        if not md.signed.is_expired(self.now):
+            return None
+        return (f"expired at {md.signed.expires:%Y-%m-%dT%H:%M:%SZ} before it went live: propose it again with a "
+                f"fresh expiry ('tufoci renew', then 'tufoci publish --fold') and sign that")
+
     # -- sources of new versions -------------------------------------------------
     def add_proposals(self, proposals: list[Proposal], ignored: list[IgnoredProposal]) -> None:
         """Open proposals for the next version of a role join the plan (complete ones as ready).
@@ -343,8 +352,11 @@ class Plan:
                 if isinstance(change, KeyChange):
                     apply_rotation(md.signed, change)
                     continue
-                if isinstance(change, Renewal):  # issue 15.4: same content, the bump below is the whole change
-                    renewed = self.now + parse_duration(change.expires) if change.expires else None
+                if isinstance(change, Renewal):  # issue 15.4: same content, a fresh expiry is the whole change
+                    # (the role's period, as the bump below gives it; folded into an open proposal, which
+                    # is not bumped, the renewal is what refreshes its expiry)
+                    renewed = self.now + parse_duration(change.expires) if change.expires else \
+                        expiry_for(periods, md.signed.type, self.now)
                     continue
                 if isinstance(change, TargetAdd | TargetRemove) and delegated is not None \
                         and not covers(delegated, role, change.name):
@@ -436,6 +448,9 @@ class Plan:
                     changed = True
 
     def _blocked_by(self, role: str) -> str | None:
+        expired = self.expired(self.ready[role])
+        if expired:
+            return expired
         first = self._first_set_waits(role)
         if first:
             return first

@@ -145,9 +145,12 @@ def publish(
             f"first{ignored}"
         )
     if not changes and not plan.ready:
+        # a complete proposal that is held says why (it waits for another version, or it expired)
+        waiting = "".join(f"; {role} v{plan.short[role].signed.version} is complete but {why}"
+                          for role, why in plan.held.items())
         raise NothingStagedError(
-            f"nothing staged for {pin.scope}, and no open proposal has all its signatures yet: see 'tufoci status'"
-            f"{ignored}"
+            f"nothing staged for {pin.scope}, and no open proposal can go live"
+            f"{waiting or ' (none has all its signatures yet)'}: see 'tufoci status'{ignored}"
         )
 
     result = PublishResult(pin.scope, applied=applied, dry_run=dry_run,

@@ -100,7 +100,8 @@ def sign(
     Every proposal is checked before anything is signed or pushed.
 
     Raises:
-        UsageError: no open proposal, or nothing to confirm with (no ``expect`` and no ``confirm``).
+        UsageError: no open proposal, an expired one, or nothing to confirm with (no ``expect`` and no
+            ``confirm``).
         ReviewMismatchError: a proposal's fingerprint is not one of ``expect`` (it changed since it was
             reviewed), or the signer declined it.
         SigningKeyError: ``role`` was named but this machine holds none of its keys, or a signer failed.
@@ -120,6 +121,9 @@ def sign(
                 if role is not None:
                     raise SigningKeyError(f"none of this machine's keys can sign {proposal.role}")
                 continue
+            expired = plan.expired(proposal.metadata)
+            if expired:  # its signatures could never count: it would never go live
+                raise UsageError(f"refusing to sign {proposal.role} v{proposal.version} in {pin.scope}: it {expired}")
             if show is not None:
                 show(item)
             _confirm_reviewed(pin.scope, item, expect, confirm)

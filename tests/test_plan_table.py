@@ -40,6 +40,7 @@ decides the same:
 | folded-into-open-proposal                  | test_trust_operations::test_a_change_staged_behind_an_open_proposal_is_queued_or_folded |
 | threshold-renewal-proposes                 | test_renew::test_a_threshold_renewal_is_a_proposal_that_changes_only_version_and_expires |
 | team-renews                                | test_renew::test_a_team_renews_its_delegated_role                                      |
+| expired-complete-proposal-is-held / renewal-folded-into-an-expired-… | test_renew::test_a_proposal_that_expired_before_it_went_live_is_held_and_proposed_again |
 | genesis-targets-v1-proposes / …-complete   | test_trust_operations::test_init_with_a_threshold_this_machine_cannot_meet_is_an_initial_signing_session |
 | bins-delegated / targets-go-to-their-bins  | test_bins::test_targets_spread_over_bins_and_one_tag_re_signs_one_bin                  |
 
@@ -54,6 +55,7 @@ and a first version this machine can sign at once.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -185,6 +187,9 @@ def expires_fresh(role: str, days: int) -> Callable[[Plan, Simulator], None]:
         md = plan.pending(role)
         assert md is not None and (md.signed.expires - NOW).days == days
     return check
+
+
+AN_HOUR_AGO = NOW - datetime.timedelta(hours=1)
 
 
 def queued_world() -> tuple[Simulator, list[StagedChange]]:
@@ -345,6 +350,18 @@ CASES = [
          check=lambda plan, sim: sim.applied == []),
     Case("folded-into-open-proposal", queued_world, short={"targets"}, fold=True, have={"targets": [1]},
          check=check_folded),
+    Case("expired-complete-proposal-is-held",
+         lambda: (team_of_three().propose("targets", adds("web:1.1"), signed_by=[3, 4], expires=AN_HOUR_AGO).hold(2),
+                  []),
+         short={"targets"}, held={"targets": "expired at"}),
+    Case("expired-parent-holds-its-complete-child",
+         lambda: (with_web().propose("targets", rotates("web", add=[4], remove=[3]), signed_by=[1],
+                                     expires=AN_HOUR_AGO).hold(2, 4), []),
+         short={"targets", "web"}, held={"targets": "expired at", "web": "waits for targets"}),
+    Case("renewal-folded-into-an-expired-proposal-re-proposes-it",
+         lambda: (team_of_three().propose("targets", adds("web:1.1"), signed_by=[3, 4], expires=AN_HOUR_AGO)
+                  .hold(2, 4), [Simulator.renew("targets")]),
+         short={"targets"}, fold=True, have={"targets": [1]}, check=expires_fresh("targets", 90)),
 
     # -- delegations and first versions -----------------------------------------------------------
     Case("teams-await-their-first-version",

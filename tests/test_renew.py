@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 
 import pytest
 
@@ -67,6 +68,33 @@ def test_a_threshold_renewal_is_a_proposal_that_changes_only_version_and_expires
     reviewed_sign(bob, scope, "targets")
     assert json.loads(bob.ok("publish", scope, "-o", "json").stdout)["published"]["targets"] == 4
     cluster.ok("verify", f"{scope}/web:1.0")
+
+
+def test_a_proposal_that_expired_before_it_went_live_is_held_and_proposed_again(release):  # noqa: F811
+    """A complete proposal whose expiry passed must never go live: every consumer would refuse the repository
+    (exit 12) until the next version. The publish holds it and says why, signing it is refused, and a renewal
+    folded into it proposes the same content again with a fresh expiry."""
+    scope, alice, bob, cluster = release["scope"], release["alice"], release["bob"], release["cluster"]
+    alice.ok("renew", scope, "targets", "--expires", "3s")
+    assert "proposed targets v4: 1 of 2 signatures" in alice.ok("publish", scope).stdout
+    reviewed_sign(bob, scope, "targets")  # complete, but nobody publishes it in time
+    time.sleep(3.5)
+
+    held = bob("publish", scope)
+    assert held.exit_code == 1 and "targets v4 is complete but expired at" in held.stderr
+    proposal = proposal_of(alice, scope, "targets")
+    assert proposal["complete"] and proposal["held"].startswith("expired at")
+    cluster.ok("verify", f"{scope}/web:1.0")  # targets v3 still serves
+    refused = alice("sign", scope, "targets", "--expect", proposal_of(alice, scope, "targets")["fingerprint"])
+    assert refused.exit_code == 2 and "refusing to sign targets v4" in refused.stderr and "expired at" in refused.stderr
+
+    bob.ok("renew", scope, "targets")
+    assert "(replaces the open v4: its signers must sign again)" in bob.ok("publish", "--fold", scope).stdout
+    reviewed_sign(alice, scope, "targets")
+    assert json.loads(alice.ok("publish", scope, "-o", "json").stdout)["published"]["targets"] == 4
+    cluster.ok("verify", f"{scope}/web:1.0")
+    row = role_row(alice, scope, "targets")
+    assert row["version"] == 4 and row["expires"] > time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 80 * 86400))
 
 
 def test_a_team_renews_its_delegated_role(registry, tmp_path, home, monkeypatch):

@@ -234,10 +234,10 @@ class Simulator:
 
     # -- proposals in the registry ---------------------------------------------------
     def propose(self, role: str, *changes: Edit, signed_by: Iterable[int] = (), version: int | None = None,
-                proposer: str = "someone") -> Simulator:
+                proposer: str = "someone", expires: datetime.datetime | None = None) -> Simulator:
         """An open proposal: the next version of ``role`` (live or new) after ``changes`` (``adds``,
         ``delegates``, ``rotates``), with detached signatures by keys ``signed_by`` over its canonical
-        bytes, as the registry would hold it (``proposals[-1]``)."""
+        bytes, as the registry would hold it (``proposals[-1]``); ``expires`` (default: a year from now)."""
         if role == "root":
             md: Metadata = Metadata.from_bytes(to_bytes(self.root))
         elif role in self.roles:
@@ -247,7 +247,7 @@ class Simulator:
             md.signed.version = 0  # a role's first version: 1
         md.signatures.clear()
         md.signed.version = version if version is not None else md.signed.version + 1
-        md.signed.expires = self.now + LIFETIME
+        md.signed.expires = expires or self.now + LIFETIME
         for change in changes:
             change(md.signed)
         proposal = Proposal(role, md.signed.version, md, proposer)

@@ -448,7 +448,7 @@ class Plan:
                     changed = True
 
     def _blocked_by(self, role: str) -> str | None:
-        expired = self.expired(self.ready[role])
+        expired = self.expired(self.ready[role]) or self._pinned_root_expired(role)
         if expired:
             return expired
         first = self._first_set_waits(role)
@@ -463,6 +463,17 @@ class Plan:
             if child in self.short:
                 return f"waits for {child} v{self.short[child].signed.version}, re-signed by its new keys"
         return None
+
+    def _pinned_root_expired(self, role: str) -> str | None:
+        """Targets v1 goes live with the pinned root v1 itself when that root needs no proposal (publish pushes
+        it, issue 15.1): a root v1 that expired during the signing session would go live with it, and every
+        consumer would refuse the scope (client workflow 5.3.10). It cannot be renewed: every key holder
+        pinned exactly it."""
+        root = self.current.root.signed
+        if role != "targets" or self.live_version("targets") or self.tree.root_pending or not root.is_expired(self.now):
+            return None
+        return (f"waits for root v1, which expired at {root.expires:%Y-%m-%dT%H:%M:%SZ} before it went live: "
+                "start again from a new root v1 ('tufoci init'), pinned by every key holder")
 
     def _first_set_waits(self, role: str) -> str | None:
         """Version 1 goes live as one set (issue 15.1): a pending root v1 and targets v1 wait for each other."""

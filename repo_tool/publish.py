@@ -145,9 +145,10 @@ def publish(
             f"first{ignored}"
         )
     if not changes and not plan.ready:
-        # a complete proposal that is held says why (it waits for another version, or it expired)
-        waiting = "".join(f"; {role} v{plan.short[role].signed.version} is complete but {why}"
-                          for role, why in plan.held.items())
+        # a held proposal says why (it waits for another version, it expired, or it is refused whatever its
+        # signatures: only a complete one is called complete)
+        waiting = "".join(f"; {role} v{plan.short[role].signed.version} is "
+                          f"{'complete but ' if _complete(plan, role) else ''}{why}" for role, why in plan.held.items())
         raise NothingStagedError(
             f"nothing staged for {pin.scope}, and no open proposal can go live"
             f"{waiting or ' (none has all its signatures yet)'}: see 'tufoci status'{ignored}"
@@ -231,6 +232,12 @@ def publish(
         raise _interrupted(state, store, pin.scope, applied, result, plan, recorded,
                            current.timestamp_manifest_digest if timestamp is not None else None) from e
     return _then_queued(result, lambda: publish(session, secrets=secrets, progress=progress))
+
+
+def _complete(plan: Plan, role: str) -> bool:
+    """Whether the version ``plan`` holds for ``role`` meets every threshold it needs."""
+    md = plan.short[role]
+    return thresholds_met(threshold_states(set(md.signatures), plan.delegators(role, md), role))
 
 
 def _then_queued(result: PublishResult, again: Callable[[], PublishResult]) -> PublishResult:

@@ -42,6 +42,7 @@ decides the same:
 | team-renews                                | test_renew::test_a_team_renews_its_delegated_role                                      |
 | expired-complete-proposal-is-held / renewal-folded-into-an-expired-… | test_renew::test_a_proposal_that_expired_before_it_went_live_is_held_and_proposed_again |
 | genesis-targets-v1-proposes / …-complete   | test_trust_operations::test_init_with_a_threshold_this_machine_cannot_meet_is_an_initial_signing_session |
+| genesis-expired-pinned-root-holds-targets-v1 | test_trust_operations::test_a_pinned_root_v1_that_expired_during_the_signing_session_never_goes_live |
 | bins-delegated / targets-go-to-their-bins  | test_bins::test_targets_spread_over_bins_and_one_tag_re_signs_one_bin                  |
 
 Cases the CLI tests are too slow for: a three-level cascade (and a short leaf
@@ -396,6 +397,9 @@ CASES = [
     Case("genesis-targets-v1-complete",
          lambda: (genesis().propose("targets", adds("web:1.0"), signed_by=[3, 4]).hold(0, 2), []),
          ready={"targets"}, check=lambda plan, sim: plan.ready["targets"].signed.version == 1),
+    Case("genesis-expired-pinned-root-holds-targets-v1",
+         lambda: (genesis().expire("root").propose("targets", adds("web:1.0"), signed_by=[3, 4]).hold(0, 2), []),
+         short={"targets"}, held={"targets": "waits for root v1, which expired at"}),
     Case("bins-delegated", lambda: ((sim := Simulator().hold(0, 1, 2)), [sim.bins("bins", [13], 4)]),
          ready={"targets"}),
     Case("targets-go-to-their-bins", bins_world, ready=None, check=check_bins),

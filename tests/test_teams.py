@@ -76,10 +76,11 @@ def test_a_team_cannot_sign_outside_its_paths(acme, tmp_path):
     consumer.ok("verify", f"{scope}/web/frontend:1.4")
 
 
-def _publish_raw_web_version_with(acme, name: str, image: str | None = None, *, propose: bool = False) -> None:
+def _publish_raw_web_version_with(acme, name: str, image: str | None = None, *, propose: bool = False,
+                                  signed: bool = True) -> None:
     """What a malicious web-team member could push with their key and the online key, bypassing tufoci:
     ``name`` signed as the digest of ``image`` (default: ``name``'s own); with ``propose``, pushed as a
-    complete proposal for a routine publish to promote instead."""
+    complete proposal for a routine publish to promote instead (without ``signed``: an unsigned one)."""
     from tufoci.client.refresh import trusted_session
     from tufoci.client.trust_pins import pin_for_scope
     from tufoci.keys import env_secrets_handler
@@ -105,7 +106,8 @@ def _publish_raw_web_version_with(acme, name: str, image: str | None = None, *, 
         web_keys = tree.delegation("web").keyids
     apply_target_change(md.signed, TargetAdd(pin.scope, "web", name, length, digest, custom))
     bump(md, current.expiry_periods, now)
-    sign_with(md, available_signers(state, web_keys, secrets))
+    if signed:
+        sign_with(md, available_signers(state, web_keys, secrets))
     store = open_repository(Repository(acme["scope"].split("/")[0], "acme/tuf"))
     if propose:
         from tufoci.repo_tool.proposals import push_proposal
@@ -297,3 +299,16 @@ def test_publish_refuses_a_complete_proposal_outside_its_paths(acme):
     assert threshold["have"] >= threshold["need"]  # complete, refused all the same
     listed = json.loads(security.ok("target", "list", scope, "-o", "json").stdout)
     assert ("web", "db/postgres:16") not in [(t["role"], t["target"]) for t in listed]
+
+
+def test_publish_with_nothing_to_do_never_calls_an_unsigned_refused_proposal_complete(acme):
+    """The held reasons publish names when it has nothing to do (§18): a proposal refused for its paths is
+    held whatever its signatures, so only a complete one may be called complete."""
+    scope, web, security = acme["scope"], acme["web"], acme["security"]
+    web.ok("target", "add", "--role", "web", f"{scope}/web/frontend:1.4")
+    web.ok("publish", scope)
+    _publish_raw_web_version_with(acme, "db/postgres:16", propose=True, signed=False)
+
+    nothing = security("publish", scope)
+    assert nothing.exit_code == 1 and "web v2 is refused: lists db/postgres:16" in nothing.stderr, nothing.stderr
+    assert "complete" not in nothing.stderr

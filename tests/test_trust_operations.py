@@ -284,3 +284,27 @@ def test_init_with_a_threshold_this_machine_cannot_meet_is_an_initial_signing_se
     (published,) = [r for r in log if r["event"] == "published"]
     assert published["versions"] == {"root": 1, "targets": 1, "snapshot": 1, "timestamp": 1}
     assert status_of(alice, scope)["proposals"] == [] and not status_of(alice, scope)["awaitingFirstSignatures"]
+
+
+def test_a_pinned_root_v1_that_expired_during_the_signing_session_never_goes_live(registry, tmp_path: Path,
+                                                                                   home: Path, monkeypatch):
+    """Targets v1, once complete, goes live with the pinned root v1 itself: if that root expired meanwhile, the
+    first set would be one no consumer accepts (exit 12), so targets v1 is held and the publish says why."""
+    scope = f"{registry.host}/acme"
+    alice, bob = (Machine(n, tmp_path, monkeypatch) for n in ("alice", "bob"))
+    bob_key = bob.new_key("bob")
+    alice.new_key("alice")
+    alice.new_key("root")
+    alice.new_key("online", "--unencrypted")
+    root_file = tmp_path / "root.json"
+    alice.ok("init", scope, "--root-key", "root", "--online-key", "online", "--root-out", str(root_file),
+             "--targets-key", "alice", "--targets-key", str(bob_key), "--targets-threshold", "2",
+             "--expires", "root=10s")
+    bob.ok("trust", "add", scope, "--root", str(root_file))
+    reviewed_sign(bob, scope, "targets")
+    expires = json.loads(root_file.read_text())["signed"]["expires"]
+    time.sleep(max(0.0, time.mktime(time.strptime(expires, "%Y-%m-%dT%H:%M:%SZ")) - time.mktime(time.gmtime()) + 1))
+
+    held = alice("publish", scope)  # alice holds the online key: without the hold, exit 12 and a dead scope
+    assert held.exit_code == 1 and "targets v1 is complete but waits for root v1, which expired at" in held.stderr
+    assert "timestamp" not in registry.tags("acme/tuf")  # nothing went live

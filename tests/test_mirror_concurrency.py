@@ -13,6 +13,7 @@ The mirror refreshes every 0.5 s (freshness 1s).
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -47,7 +48,12 @@ def test_concurrent_pulls_while_a_publisher_moves_tags_all_get_signed_digests(re
     latest = {name: next(iter(digests)) for name, digests in signed.items()}
     lock = threading.Lock()
 
+    # the publisher starts once every client has pulled once, and each client pulls until it got the last
+    # signed digest: the pulls overlap the publishes however slow the machine is (a test worker among others)
+    first_pulls = threading.Barrier(len(names) + 1)
+
     def publisher() -> None:
+        first_pulls.wait(timeout=120)
         for n in range(1, 3):
             moved = {name: push(name, f"{name} v{n}".encode()) for name in names[7:]}  # unsigned for now
             with lock:
@@ -70,8 +76,10 @@ def test_concurrent_pulls_while_a_publisher_moves_tags_all_get_signed_digests(re
         return digest
 
     def pulls(name: str) -> list[str]:
-        got = []
-        while publishing.is_alive() or len(got) < ROUNDS:
+        got = [pull(name)]
+        first_pulls.wait(timeout=120)
+        deadline = time.monotonic() + 120
+        while publishing.is_alive() or len(got) < ROUNDS or (got[-1] != latest[name] and time.monotonic() < deadline):
             got.append(pull(name))
         return got
 

@@ -44,15 +44,10 @@ def test_a_removed_timestamp_does_not_send_a_live_repository_back_to_its_initial
     service has seen the scope live (its trusted cache, its high-water marks): it must refuse to publish a second
     "version 1" — a rollback (and a fork) that every new consumer would trust. Its marks in state.db are enough
     (a cache is a cache: removed to "fix" something, it is gone)."""
-    scope = f"{registry.host}/acme"
-    alice, bob, online = (Machine(n, tmp_path, monkeypatch) for n in ("alice", "bob", "online"))
-    bob_key = bob.new_key("bob")
-    alice.new_key("alice")
-    alice.new_key("root")
-    alice.new_key("online", "--unencrypted")
-    root_file = tmp_path / "root.json"
-    alice.ok("init", scope, "--root-key", "root", "--online-key", "online", "--root-out", str(root_file),
-             "--targets-key", "alice", "--targets-key", str(bob_key), "--targets-threshold", "2")
+    from tests.test_trust_operations import two_signer_session
+
+    scope, alice, bob, root_file = two_signer_session(registry, tmp_path, monkeypatch)
+    online = Machine("online", tmp_path, monkeypatch)
     for machine in (bob, online):
         machine.ok("trust", "add", scope, "--root", str(root_file))
     reviewed_sign(bob, scope, "targets")

@@ -58,6 +58,21 @@ def start_service(machine: Machine, scope: str, *options: str) -> subprocess.Pop
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+def two_signer_session(registry, tmp_path: Path, monkeypatch, *init_options: str) -> tuple[str, Machine, Machine, Path]:
+    """alice initialises REGISTRY/acme with targets 2 of 2 (her key and bob's, each generated on its own machine):
+    an initial signing session. Returns the scope, alice, bob and the root file to pin."""
+    scope = f"{registry.host}/acme"
+    alice, bob = (Machine(n, tmp_path, monkeypatch) for n in ("alice", "bob"))
+    bob_key = bob.new_key("bob")
+    alice.new_key("alice")
+    alice.new_key("root")
+    alice.new_key("online", "--unencrypted")
+    root_file = tmp_path / "root.json"
+    alice.ok("init", scope, "--root-key", "root", "--online-key", "online", "--root-out", str(root_file),
+             "--targets-key", "alice", "--targets-key", str(bob_key), "--targets-threshold", "2", *init_options)
+    return scope, alice, bob, root_file
+
+
 def wait_until_live(cluster: Machine, reference: str, *, timeout: float = 60) -> None:
     """Until the online service made version 1 live: ``verify`` of a tag never signed then exits 10 (not signed),
     where it exited 13 (no trust data yet)."""
@@ -290,16 +305,7 @@ def test_a_pinned_root_v1_that_expired_during_the_signing_session_never_goes_liv
                                                                                    home: Path, monkeypatch):
     """Targets v1, once complete, goes live with the pinned root v1 itself: if that root expired meanwhile, the
     first set would be one no consumer accepts (exit 12), so targets v1 is held and the publish says why."""
-    scope = f"{registry.host}/acme"
-    alice, bob = (Machine(n, tmp_path, monkeypatch) for n in ("alice", "bob"))
-    bob_key = bob.new_key("bob")
-    alice.new_key("alice")
-    alice.new_key("root")
-    alice.new_key("online", "--unencrypted")
-    root_file = tmp_path / "root.json"
-    alice.ok("init", scope, "--root-key", "root", "--online-key", "online", "--root-out", str(root_file),
-             "--targets-key", "alice", "--targets-key", str(bob_key), "--targets-threshold", "2",
-             "--expires", "root=10s")
+    scope, alice, bob, root_file = two_signer_session(registry, tmp_path, monkeypatch, "--expires", "root=10s")
     bob.ok("trust", "add", scope, "--root", str(root_file))
     reviewed_sign(bob, scope, "targets")
     expires = json.loads(root_file.read_text())["signed"]["expires"]

@@ -49,13 +49,17 @@ class Frozen:
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable: cannot delete {name!r}")
 
+    def _compared(self) -> tuple:
+        """What equality and the hash are made of: every field (a subclass may leave one out)."""
+        return self._values()
+
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        return self._values() == other._values()
+        return self._compared() == other._compared()
 
     def __hash__(self) -> int:
-        return hash((self.__class__.__name__, *self._values()))
+        return hash((self.__class__.__name__, *self._compared()))
 
     def __reduce__(self) -> tuple:  # copy and pickle rebuild through __init__ (the slots cannot be set)
         return (self.__class__, self._values())

@@ -103,14 +103,6 @@ class RegistryOptions(Frozen):
     def _compared(self) -> tuple:
         return self._values()[:-1]  # without the pool
 
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._compared() == other._compared()
-
-    def __hash__(self) -> int:
-        return hash((self.__class__.__name__, *self._compared()))
-
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__[:-1])
         return f"RegistryOptions({fields})"

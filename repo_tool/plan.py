@@ -42,7 +42,7 @@ from tufoci.keys import require_distinct
 from tufoci.layout_spec import ONLINE_ROLES, TOP_LEVEL_ROLES, proposal_tag
 from tufoci.repo_tool.delegations import apply_delegation
 from tufoci.repo_tool.expiry import expiry_for
-from tufoci.repo_tool.proposals import IgnoredProposal, Proposal, evaluate, threshold_states
+from tufoci.repo_tool.proposals import IgnoredProposal, Proposal, ThresholdState, evaluate, threshold_states
 from tufoci.repo_tool.roles import RoleTree, covers
 from tufoci.repo_tool.signing import sign_with
 from tufoci.repo_tool.staging import (
@@ -205,8 +205,11 @@ class Plan:
         """File a signed version as ready or short of its threshold."""
         self.ready.pop(role, None)
         self.short.pop(role, None)
-        states = threshold_states(set(md.signatures), self.delegators(role, md), role)
-        (self.ready if all(s.have >= s.need for s in states) else self.short)[role] = md
+        (self.ready if all(s.have >= s.need for s in self.thresholds(role, md)) else self.short)[role] = md
+
+    def thresholds(self, role: str, md: Metadata) -> list[ThresholdState]:
+        """Where ``md``'s signatures stand against every threshold it needs (two for a new root)."""
+        return threshold_states(set(md.signatures), self.delegators(role, md), role)
 
     def base(self, role: str) -> Metadata:
         pending = self.pending(role)

@@ -38,7 +38,6 @@ from tufoci.repo_tool.proposals import (
     ProposalState,
     ThresholdState,
     push_proposal,
-    threshold_states,
     thresholds_met,
 )
 from tufoci.repo_tool.push import MetadataFile, push_metadata
@@ -147,8 +146,11 @@ def publish(
     if not changes and not plan.ready:
         # a held proposal says why (it waits for another version, it expired, or it is refused whatever its
         # signatures: only a complete one is called complete)
-        waiting = "".join(f"; {role} v{plan.short[role].signed.version} is "
-                          f"{'complete but ' if _complete(plan, role) else ''}{why}" for role, why in plan.held.items())
+        waiting = ""
+        for role, why in plan.held.items():
+            md = plan.short[role]
+            complete = thresholds_met(plan.thresholds(role, md))
+            waiting += f"; {role} v{md.signed.version} is {'complete but ' if complete else ''}{why}"
         raise NothingStagedError(
             f"nothing staged for {pin.scope}, and no open proposal can go live"
             f"{waiting or ' (none has all its signatures yet)'}: see 'tufoci status'{ignored}"
@@ -191,7 +193,7 @@ def publish(
         sign_with(timestamp, online["timestamp"])
         result.published = {f.role: f.version for f in files} | {"timestamp": timestamp.signed.version}
     for role, md in plan.short.items():
-        states = threshold_states(set(md.signatures), plan.delegators(role, md), role)
+        states = plan.thresholds(role, md)
         held = plan.held.get(role)
         result.proposed[role] = ProposedVersion(md.signed.version, states, held, ProposalState.of(
             thresholds_met(states), held, online_key_missing=result.waiting_for_online_key))
@@ -232,12 +234,6 @@ def publish(
         raise _interrupted(state, store, pin.scope, applied, result, plan, recorded,
                            current.timestamp_manifest_digest if timestamp is not None else None) from e
     return _then_queued(result, lambda: publish(session, secrets=secrets, progress=progress))
-
-
-def _complete(plan: Plan, role: str) -> bool:
-    """Whether the version ``plan`` holds for ``role`` meets every threshold it needs."""
-    md = plan.short[role]
-    return thresholds_met(threshold_states(set(md.signatures), plan.delegators(role, md), role))
 
 
 def _then_queued(result: PublishResult, again: Callable[[], PublishResult]) -> PublishResult:

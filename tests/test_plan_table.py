@@ -66,7 +66,7 @@ from tuf.api.exceptions import ExpiredMetadataError
 from tests.support.simulator import NOW, Simulator, adds, delegates, keyid, rotates, undelegates
 from tufoci.errors import PublishError
 from tufoci.repo_tool.plan import Plan
-from tufoci.repo_tool.proposals import DetachedSignature, threshold_states
+from tufoci.repo_tool.proposals import DetachedSignature
 from tufoci.repo_tool.staging import StagedChange
 
 World = Callable[[], tuple[Simulator, list[StagedChange]]]
@@ -436,7 +436,7 @@ def test_plan(case: Case) -> None:
         assert plan.held[role].startswith(reason), plan.held[role]
     for role, have in case.have.items():
         md = plan.short[role]
-        assert [s.have for s in threshold_states(set(md.signatures), plan.delegators(role, md), role)] == have
+        assert [s.have for s in plan.thresholds(role, md)] == have
     assert plan.awaiting_first_version == case.awaiting
     assert plan.queued == case.queued
     assert {i.tag for i in plan.ignored} == set(case.ignored)

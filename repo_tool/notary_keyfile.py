@@ -66,6 +66,8 @@ class _Der:
 
 
 def _oid(value: bytes) -> str:
+    if not value:
+        raise ValueError("an empty OBJECT IDENTIFIER")
     first, acc = value[0], 0
     parts = [str(first // 40), str(first % 40)]
     for byte in value[1:]:
@@ -152,7 +154,10 @@ def load_notary_private_key(text: str, password: bytes) -> Any:
     try:
         return _ec_from_pkcs8(info)
     except ValueError as exc:
-        raise SigningKeyError(f"the Notary key file holds a key tufoci cannot read: {exc}") from exc
+        # AES-CBC carries no MAC: about one wrong passphrase in 256 decrypts to valid padding, and only the
+        # key's parse fails
+        raise SigningKeyError(f"cannot open the Notary key file (wrong passphrase, or a key tufoci cannot read: "
+                              f"{exc})") from exc
 
 
 def notary_key_headers(text: str) -> dict[str, str]:

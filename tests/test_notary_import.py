@@ -445,6 +445,31 @@ def test_reads_the_notary_clients_encrypted_key_files(built):
     assert base64.b64encode(der).decode() == root["keys"][targets_keyid]["keyval"]["public"]
     with pytest.raises(SigningKeyError, match="wrong passphrase"):
         load_notary_private_key(text, b"not the passphrase")
+    # AES-CBC has no MAC: about one wrong passphrase in 256 decrypts to valid padding; it is still named as one
+    from tufoci.repo_tool.notary_keyfile import _decrypt, _pem_body
+
+    def padding_holds(password: bytes) -> bool:
+        try:
+            _decrypt(_pem_body(text), password)
+        except ValueError:
+            return False
+        return True
+
+    lucky = next(p for p in (f"wrong-{i}".encode() for i in range(20000)) if padding_holds(p))
+    with pytest.raises(SigningKeyError, match="wrong passphrase"):
+        load_notary_private_key(text, lucky)
+
+
+def test_a_key_file_with_an_empty_algorithm_identifier_is_one_clear_error():
+    """A hand-made or damaged key file: an OBJECT IDENTIFIER of length 0 was an IndexError (a traceback)."""
+    from tufoci.errors import SigningKeyError
+    from tufoci.repo_tool.notary_keyfile import load_notary_private_key
+
+    der = bytes([0x30, 0x08, 0x30, 0x02, 0x06, 0x00, 0x04, 0x02, 0xAB, 0xCD])
+    text = (f"-----BEGIN ENCRYPTED PRIVATE KEY-----\n{base64.b64encode(der).decode()}\n"
+            "-----END ENCRYPTED PRIVATE KEY-----\n")
+    with pytest.raises(SigningKeyError, match="empty OBJECT IDENTIFIER"):
+        load_notary_private_key(text, b"anything")
 
 
 # -- token auth through the registry's challenge -----------------------------------------------------------------

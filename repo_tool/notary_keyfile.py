@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, padding, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -149,7 +150,7 @@ def load_notary_private_key(text: str, password: bytes) -> Any:
         raise SigningKeyError(f"cannot open the Notary key file (wrong passphrase or not a Notary key: {exc})") from exc
     try:
         return serialization.load_der_private_key(info, None)
-    except ValueError:
+    except (ValueError, TypeError, UnsupportedAlgorithm):  # a hostile file: encrypted twice, an unknown key type
         pass
     try:
         return _ec_from_pkcs8(info)

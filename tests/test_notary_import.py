@@ -472,6 +472,68 @@ def test_a_key_file_with_an_empty_algorithm_identifier_is_one_clear_error():
         load_notary_private_key(text, b"anything")
 
 
+def _tlv(tag: int, value: bytes) -> bytes:
+    size = len(value)  # DER: the shortest length form
+    length = bytes([size]) if size < 0x80 else bytes([0x80 | (size.bit_length() + 7) // 8]) + size.to_bytes(
+        (size.bit_length() + 7) // 8, "big")
+    return bytes([tag]) + length + value
+
+
+def _oid_der(dotted: str) -> bytes:
+    first, second, *rest = (int(part) for part in dotted.split("."))
+    body = bytes([first * 40 + second])
+    for arc in rest:
+        septets = [arc & 0x7F]
+        while arc := arc >> 7:
+            septets.append(0x80 | (arc & 0x7F))
+        body += bytes(reversed(septets))
+    return _tlv(0x06, body)
+
+
+def _notary_envelope(plaintext: bytes, password: bytes) -> str:
+    """A PEM ``ENCRYPTED PRIVATE KEY`` as Notary writes it (PBES2: PBKDF2-SHA256, AES-256-CBC) around ``plaintext``."""
+    from cryptography.hazmat.primitives import hashes, padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+
+    salt, iv, iterations = b"s" * 16, b"i" * 16, 1000
+    key = PBKDF2HMAC(hashes.SHA256(), 32, salt, iterations).derive(password)
+    padder = padding.PKCS7(128).padder()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    encrypted = encryptor.update(padder.update(plaintext) + padder.finalize()) + encryptor.finalize()
+    kdf = _tlv(0x30, _oid_der("1.2.840.113549.1.5.12") + _tlv(0x30, _tlv(0x04, salt) + _tlv(
+        0x02, iterations.to_bytes(2, "big")) + _tlv(0x30, _oid_der("1.2.840.113549.2.9"))))
+    scheme = _tlv(0x30, _oid_der("2.16.840.1.101.3.4.1.42") + _tlv(0x04, iv))
+    algorithm = _tlv(0x30, _oid_der("1.2.840.113549.1.5.13") + _tlv(0x30, kdf + scheme))
+    der = _tlv(0x30, algorithm + _tlv(0x04, encrypted))
+    return (f"-----BEGIN ENCRYPTED PRIVATE KEY-----\nrole: targets\n\n{base64.b64encode(der).decode()}\n"
+            "-----END ENCRYPTED PRIVATE KEY-----\n")
+
+
+@pytest.mark.parametrize("plaintext", [
+    # an EncryptedPrivateKeyInfo inside: cryptography raised TypeError ("Password was not given …")
+    pytest.param("nested", id="encrypted-twice"),
+    # a PrivateKeyInfo of an unknown algorithm: cryptography raised UnsupportedAlgorithm
+    pytest.param("unknown", id="unknown-key-algorithm"),
+])
+def test_a_hostile_key_file_that_decrypts_is_one_clear_error(plaintext):
+    """Another user's or a damaged key file that the passphrase opens but whose content cryptography rejects with
+    something other than ValueError: one SigningKeyError line, not a traceback."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tufoci.errors import SigningKeyError
+    from tufoci.repo_tool.notary_keyfile import load_notary_private_key
+
+    if plaintext == "nested":
+        content = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"x"))
+    else:
+        content = _tlv(0x30, _tlv(0x02, b"\x00") + _tlv(0x30, _oid_der("1.2.3.4")) + _tlv(0x04, b"\x01" * 32))
+    with pytest.raises(SigningKeyError, match="cannot open the Notary key file"):
+        load_notary_private_key(_notary_envelope(content, b"pw"), b"pw")
+
+
 # -- token auth through the registry's challenge -----------------------------------------------------------------
 def test_token_auth_with_the_docker_login_of_the_guns_registry(home, tmp_path):
     from tests.support.token_service import TokenService
